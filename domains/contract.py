@@ -1,0 +1,148 @@
+"""The domain contract: what a business domain must provide, and its conformance checks.
+
+A domain owns the scorer side (locked: the candidate never sees it), the data (generator and
+importer) and the baseline policy. Adding a domain is adding a folder that passes
+`check_domain`.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which columns exist and who may see them."""
+
+    id: str  # unique row identifier
+    time: str  # event time; splits are by time
+    label: str  # the outcome a policy learns from on train; never shown at decision time
+    decision_time: tuple[str, ...]  # shown to a policy (fit and decide)
+    outcome_only: tuple[str, ...] = ()  # never shown to a policy, not even on train
+    entity: str | None = None  # e.g. the customer: used for overlap checks and segments
+
+    def policy_columns(self, frame: pd.DataFrame, *, with_label: bool) -> list[str]:
+        """Columns of `frame` a policy may see, in frame order."""
+        hidden = set(self.outcome_only) | ({self.label} if not with_label else set())
+        return [c for c in frame.columns if c not in hidden]
+
+
+@dataclass(frozen=True)
+class GuardrailSpec:
+    """One guardrail metric: `floor` is absolute vs the original baseline, `margin` per step."""
+
+    metric: str
+    higher_is_better: bool
+    floor: float  # worst allowed change vs the original baseline, in the metric's units (>= 0)
+    margin: float  # worst allowed change vs the current champion, in the metric's units (>= 0)
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """What a policy decided: one value per row, plus the module constants the domain needs."""
+
+    values: np.ndarray
+    constants: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    """Everything the scorer measured on one row set."""
+
+    primary: str
+    higher_is_better: bool
+    metrics: Mapping[str, float]  # primary, guardrails and secondaries
+    contributions: np.ndarray  # per-row contribution; its mean is metrics[primary]
+    segments: Mapping[str, Mapping[str, Mapping[str, float]]]  # family -> segment -> metrics (+ "n")
+
+    @property
+    def value(self) -> float:
+        return float(self.metrics[self.primary])
+
+
+class Domain(abc.ABC):
+    """A business domain: data, scorer, segments and default guardrails."""
+
+    name: ClassVar[str]
+    columns: ClassVar[Columns]
+    primary: ClassVar[str]
+    higher_is_better: ClassVar[bool] = True
+    guardrails: ClassVar[tuple[GuardrailSpec, ...]] = ()
+    constants: ClassVar[tuple[str, ...]] = ()  # module constants of policy.py the scorer reads
+
+    # --- data -------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def generate(self, seed: int, size: int) -> pd.DataFrame:
+        """Seeded synthetic data of about `size` rows, sorted by time."""
+
+    @abc.abstractmethod
+    def load(self, file: Path, mapping: Mapping[str, str]) -> pd.DataFrame:
+        """Read a user's CSV/Parquet and map its columns onto the domain's names."""
+
+    @abc.abstractmethod
+    def check_contract(self, frame: pd.DataFrame, *, source: str) -> None:
+        """Validate `frame` against the domain's data contract; raise RatchetError naming
+        column, expectation and failing row count."""
+
+    # --- scoring ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def check_decisions(self, decisions: Decisions, n_rows: int) -> str | None:
+        """None when decisions meet the output contract, else a precise message."""
+
+    @abc.abstractmethod
+    def score(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any]) -> ScoreReport:
+        """Score decisions on `rows` (which include the label and outcome-only columns)."""
+
+    @abc.abstractmethod
+    def segment_of(self, rows: pd.DataFrame) -> Mapping[str, np.ndarray]:
+        """Segment family -> the segment name of each row."""
+
+    @abc.abstractmethod
+    def trace(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any], limit: int = 20) -> dict:
+        """A bounded, JSON-able summary of errors on dev rows, for proposers."""
+
+    # --- files ------------------------------------------------------------------------------
+    @property
+    def package_dir(self) -> Path:
+        import importlib
+
+        return Path(importlib.import_module(type(self).__module__).__file__).parent
+
+    @property
+    def baseline_policy(self) -> Path:
+        return self.package_dir / "policy.py"
+
+    @property
+    def program(self) -> Path:
+        return self.package_dir / "program.md"
+
+    def scorer_sources(self) -> list[Path]:
+        """Files whose content defines how this domain is scored (hashed at seal)."""
+        return sorted(p for p in self.package_dir.glob("*.py") if p.name != "policy.py")
+
+    def policy_view(self, frame: pd.DataFrame, *, with_label: bool) -> pd.DataFrame:
+        return frame[self.columns.policy_columns(frame, with_label=with_label)]
+
+
+def check_domain(domain: Domain, *, seed: int = 0, size: int = 5000) -> None:
+    """Conformance suite (like scikit-learn's check_estimator): raises AssertionError."""
+    cols = domain.columns
+    a = domain.generate(seed, size)
+    b = domain.generate(seed, size)
+    assert a.equals(b), "generate() is not deterministic under a seed"
+    assert not domain.generate(seed + 1, size).equals(a), "generate() ignores its seed"
+    for c in (cols.id, cols.time, cols.label, *cols.decision_time, *cols.outcome_only):
+        assert c in a.columns, f"generated data lacks column {c!r}"
+    assert a[cols.id].is_unique, "ids are not unique"
+    assert a[cols.time].is_monotonic_increasing, "generated data is not sorted by time"
+    assert not (set(cols.outcome_only) & set(cols.decision_time)), "an outcome-only column is visible"
+    view = domain.policy_view(a, with_label=False)
+    assert cols.label not in view.columns and not set(cols.outcome_only) & set(view.columns)
+    domain.check_contract(a, source="generated")
+    assert domain.baseline_policy.is_file() and domain.program.is_file()
+    assert domain.primary, "a domain names its primary metric"

@@ -1,0 +1,37 @@
+"""The one record every guard returns."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+# Guard names are fixed: reports, tests and MLflow tags rely on them.
+GUARD_NAMES = (
+    "integrity",
+    "static",
+    "sandbox",
+    "output",
+    "significance",
+    "guardrail",
+    "segment",
+    "lookahead",
+    "contamination",
+    "holdout_gate",
+    "drift",
+)
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    """Outcome of one guard: a pure function of evidence."""
+
+    name: str
+    passed: bool
+    detail: str
+    figures: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.name not in GUARD_NAMES:
+            raise ValueError(f"unknown guard name {self.name!r}; expected one of {GUARD_NAMES}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"guard": self.name, "passed": self.passed, "detail": self.detail, "figures": dict(self.figures)}
