@@ -1,0 +1,19 @@
+"""Business domains: each a package with an adapter (the scorer side), data and a baseline policy."""
+from __future__ import annotations
+
+from domains.contract import Columns, Decisions, Domain, GuardrailSpec, ScoreReport, check_domain
+
+DOMAINS = ("fraud",)
+
+
+def get_domain(name: str) -> Domain:
+    from optimizer.errors import RatchetError
+
+    if name == "fraud":
+        from domains.fraud.adapter import FraudDomain
+
+        return FraudDomain()
+    raise RatchetError(f"unknown domain {name!r}; available: {', '.join(DOMAINS)}.")
+
+
+__all__ = ["Columns", "Decisions", "Domain", "GuardrailSpec", "ScoreReport", "check_domain", "get_domain", "DOMAINS"]

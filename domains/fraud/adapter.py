@@ -1,0 +1,149 @@
+"""The fraud domain's scorer side (locked: a candidate never sees or edits this file).
+
+Primary metric: net savings per transaction = (fraud amount blocked - decline_cost x legitimate
+transactions blocked) / transactions. Guardrails: false-decline rate and alert rate.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from domains.contract import Columns, Decisions, Domain, GuardrailSpec, ScoreReport
+
+AMOUNT_BANDS = ((0.0, "low"), (20.0, "mid"), (100.0, "high"), (500.0, "very_high"))
+ESTABLISHED_AFTER = 5  # a customer's 6th transaction in the evaluated stream counts as established
+
+
+class FraudDomain(Domain):
+    name = "fraud"
+    columns = Columns(
+        id="tx_id",
+        time="ts",
+        label="is_fraud",
+        decision_time=("tx_id", "ts", "customer_id", "terminal_id", "amount"),
+        outcome_only=("fraud_scenario",),
+        entity="customer_id",
+    )
+    primary = "net_savings"
+    higher_is_better = True
+    guardrails = (
+        GuardrailSpec("false_decline_rate", higher_is_better=False, floor=0.01, margin=0.003),
+        GuardrailSpec("alert_rate", higher_is_better=False, floor=0.01, margin=0.003),
+    )
+    constants = ("THRESHOLD",)
+
+    # --- data -------------------------------------------------------------------------------
+    def generate(self, seed: int, size: int) -> pd.DataFrame:
+        from domains.fraud.data import generate
+
+        return generate(seed, size)
+
+    def load(self, file: Path, mapping: Mapping[str, str]) -> pd.DataFrame:
+        from domains.fraud.data import load
+
+        return load(Path(file), mapping)
+
+    def check_contract(self, frame: pd.DataFrame, *, source: str) -> None:
+        from domains.fraud.expectations import check_contract
+
+        known = {"tx_id", "ts", "customer_id", "terminal_id", "amount", "is_fraud", "fraud_scenario"}
+        check_contract(frame, source=source, feature_columns=[c for c in frame.columns if c not in known])
+
+    # --- scoring ----------------------------------------------------------------------------
+    def check_decisions(self, decisions: Decisions, n_rows: int) -> str | None:
+        values = decisions.values
+        if values.ndim != 1 or len(values) != n_rows:
+            return f"decide() returned {values.shape} values for {n_rows} rows; expected one score per row"
+        if not np.issubdtype(values.dtype, np.number):
+            return f"decide() returned values of type {values.dtype}; expected float scores in [0, 1]"
+        bad = ~np.isfinite(values)
+        if bad.any():
+            return f"decide() returned {int(bad.sum())} NaN/inf scores (first at row {int(np.argmax(bad))})"
+        outside = (values < 0) | (values > 1)
+        if outside.any():
+            i = int(np.argmax(outside))
+            return f"decide() returned {int(outside.sum())} scores outside [0, 1] (row {i}: {values[i]!r})"
+        threshold = decisions.constants.get("THRESHOLD")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            return f"policy.py must define a numeric module constant THRESHOLD; got {threshold!r}"
+        if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+            return f"THRESHOLD must lie in [0, 1]; got {threshold!r}"
+        return None
+
+    def _blocked(self, decisions: Decisions) -> np.ndarray:
+        return decisions.values >= float(decisions.constants["THRESHOLD"])
+
+    def contributions(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any]) -> np.ndarray:
+        fraud = rows["is_fraud"].to_numpy() == 1
+        amount = rows["amount"].to_numpy(dtype=float)
+        blocked = self._blocked(decisions)
+        return np.where(blocked & fraud, amount, 0.0) - np.where(blocked & ~fraud, float(params["decline_cost"]), 0.0)
+
+    def _metrics(self, rows: pd.DataFrame, decisions: Decisions, contrib: np.ndarray) -> dict[str, float]:
+        fraud = rows["is_fraud"].to_numpy() == 1
+        blocked = self._blocked(decisions)
+        legit = max(int((~fraud).sum()), 1)
+        out = {
+            "net_savings": float(contrib.mean()) if len(contrib) else 0.0,
+            "false_decline_rate": float((blocked & ~fraud).sum() / legit),
+            "alert_rate": float(blocked.mean()) if len(blocked) else 0.0,
+            "fraud_recall": float((blocked & fraud).sum() / max(int(fraud.sum()), 1)),
+            "precision": float((blocked & fraud).sum() / max(int(blocked.sum()), 1)),
+        }
+        if 0 < fraud.sum() < len(fraud):
+            out["roc_auc"] = float(roc_auc_score(fraud, decisions.values))
+            out["pr_auc"] = float(average_precision_score(fraud, decisions.values))
+        return out
+
+    def score(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any]) -> ScoreReport:
+        contrib = self.contributions(rows, decisions, params)
+        metrics = self._metrics(rows, decisions, contrib)
+        segments: dict[str, dict[str, dict[str, float]]] = {}
+        for family, labels in self.segment_of(rows).items():
+            segments[family] = {}
+            for seg in sorted(set(labels)):
+                mask = labels == seg
+                sub = Decisions(decisions.values[mask], decisions.constants)
+                seg_metrics = self._metrics(rows[mask], sub, contrib[mask])
+                segments[family][str(seg)] = {
+                    "n": float(mask.sum()),
+                    **{k: v for k, v in seg_metrics.items() if k in ("net_savings", "false_decline_rate", "alert_rate")},
+                }
+        return ScoreReport(self.primary, self.higher_is_better, metrics, contrib, segments)
+
+    def segment_of(self, rows: pd.DataFrame) -> Mapping[str, np.ndarray]:
+        edges = [lo for lo, _ in AMOUNT_BANDS[1:]]
+        names = np.array([name for _, name in AMOUNT_BANDS])
+        out = {"amount_band": names[np.searchsorted(edges, rows["amount"].to_numpy(dtype=float), side="right")]}
+        if "customer_id" in rows.columns:
+            # Point-in-time tenure within the evaluated stream: how many earlier transactions we saw.
+            order = rows["ts"].argsort(kind="stable")
+            seen = np.empty(len(rows), dtype=np.int64)
+            seen[order] = rows.iloc[order].groupby("customer_id").cumcount().to_numpy()
+            out["customer_tenure"] = np.where(seen < ESTABLISHED_AFTER, "new", "established")
+        return out
+
+    def trace(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any], limit: int = 20) -> dict:
+        fraud = rows["is_fraud"].to_numpy() == 1
+        blocked = self._blocked(decisions)
+        shown = [c for c in rows.columns if c not in ("is_fraud", *self.columns.outcome_only)]
+        frame = rows[shown].assign(score=decisions.values)
+
+        def worst(mask: np.ndarray, by: str, ascending: bool) -> list[dict]:
+            picked = frame[mask].sort_values(by, ascending=ascending).head(limit)
+            return [{k: (str(v) if isinstance(v, pd.Timestamp) else v) for k, v in r.items()}
+                    for r in picked.to_dict(orient="records")]
+
+        report = self.score(rows, decisions, params)
+        return {
+            "metrics": dict(report.metrics),
+            "segments": {f: dict(s) for f, s in report.segments.items()},
+            "missed_fraud_largest": worst(fraud & ~blocked, "amount", False),
+            "false_declines_highest_score": worst(~fraud & blocked, "score", False),
+            "counts": {"rows": int(len(rows)), "fraud": int(fraud.sum()), "blocked": int(blocked.sum())},
+        }

@@ -1,0 +1,305 @@
+"""Fraud data: a seeded card-transaction generator and an importer for a user's CSV/Parquet.
+
+The generator follows the public description of the simulator in Le Borgne et al.,
+"Reproducible Machine Learning for Credit Card Fraud Detection - Practical Handbook":
+customers and terminals on a 100x100 grid, Poisson transactions per day around noon, and three
+fraud scenarios (large amounts, compromised terminals, compromised customers). It is vectorized
+numpy; only the outcome (`is_fraud`, `fraud_scenario`) depends on the scenarios, except that a
+scenario-3 fraud multiplies the amount by 5, as in the handbook.
+"""
+from __future__ import annotations
+
+import keyword
+import logging
+import re
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from optimizer.errors import RatchetError
+
+log = logging.getLogger(__name__)
+
+START = np.datetime64("2025-04-01T00:00:00", "ns")
+DAYS = 120
+GRID = 100.0
+RADIUS = 5.0
+TERMINALS_PER_CUSTOMER = 2  # the handbook's ratio (10,000 terminals for 5,000 customers)
+MIN_TERMINALS = 100  # below this a customer would rarely find a terminal within RADIUS
+DAY_SECONDS = 86_400
+NOON, TIME_STD = 43_200.0, 20_000.0
+LARGE_AMOUNT = 220.0  # scenario 1 threshold
+TERMINAL_WINDOW, CUSTOMER_WINDOW = 28, 14  # days a compromise lasts (scenarios 2 and 3)
+# Compromises per entity per day, tuned so the realised fraud rate is near 1 % at any size.
+TERMINAL_COMPROMISE_RATE = 2.2e-4
+CUSTOMER_COMPROMISE_RATE = 1.0e-3
+CUSTOMER_FRAUD_SHARE = 1 / 3
+AMOUNT_FACTOR = 5.0
+
+KAGGLE_EPOCH = pd.Timestamp("2013-09-01")  # numeric time = seconds since the first tx (Kaggle export)
+OURS = ("tx_id", "ts", "customer_id", "terminal_id", "amount", "is_fraud", "fraud_scenario")
+MAPPING_KEYS = {"label": "is_fraud", "time": "ts", "amount": "amount", "id": "tx_id",
+                "entity": "customer_id", "terminal": "terminal_id"}
+REQUIRED_KEYS = ("label", "time", "amount")
+
+
+# --- generator --------------------------------------------------------------------------------
+def generate(seed: int, size: int = 300_000) -> pd.DataFrame:
+    """About `size` transactions over DAYS days from START, sorted by time; deterministic in `seed`."""
+    if size < 1:
+        raise RatchetError(f"generate: size must be a positive row count; got {size!r}.")
+    rng = np.random.default_rng(seed)
+    mean_amount, rate, cust_xy = _customers(rng, size)
+    n_cust = len(rate)
+    n_term = max(TERMINALS_PER_CUSTOMER * n_cust, MIN_TERMINALS)
+    term_xy = rng.uniform(0.0, GRID, size=(n_term, 2))
+    starts, flat = _reachable_terminals(cust_xy, term_xy)
+
+    counts = rng.poisson(np.repeat(rate, DAYS)).reshape(n_cust, DAYS)
+    cust = np.repeat(np.arange(n_cust), counts.sum(axis=1))
+    day = np.repeat(np.tile(np.arange(DAYS), n_cust), counts.ravel())
+    n = len(cust)
+    seconds = _seconds_of_day(rng, n)
+    amount = rng.normal(mean_amount[cust], mean_amount[cust] / 2)
+    negative = amount < 0
+    # The handbook redraws a negative amount uniformly on (0, 2 x mean).
+    amount[negative] = rng.uniform(0.0, 2 * mean_amount[cust[negative]])
+    n_reach = np.diff(starts)
+    term = flat[starts[cust] + (rng.random(n) * n_reach[cust]).astype(np.int64)]
+
+    scenario = np.zeros(n, dtype=np.int8)
+    scenario[amount > LARGE_AMOUNT] = 1
+    hit_terminal = _compromised(rng, n_term, TERMINAL_COMPROMISE_RATE, TERMINAL_WINDOW)[term, day]
+    scenario[hit_terminal] = 2
+    hit_customer = _compromised(rng, n_cust, CUSTOMER_COMPROMISE_RATE, CUSTOMER_WINDOW)[cust, day]
+    stolen = hit_customer & (rng.random(n) < CUSTOMER_FRAUD_SHARE)
+    scenario[stolen] = 3
+    amount[stolen] *= AMOUNT_FACTOR
+    # Cents, and never zero: a 0.00 amount would fail the data contract.
+    amount = np.maximum(np.round(amount, 2), 0.01)
+
+    ts = START + (day.astype(np.int64) * DAY_SECONDS + seconds) * np.timedelta64(1, "s")
+    order = np.lexsort((np.arange(n), ts))  # time first; generation order breaks ties
+    return pd.DataFrame({
+        "tx_id": np.arange(n, dtype=np.int64),
+        "ts": ts[order],
+        "customer_id": cust[order].astype(np.int64),
+        "terminal_id": term[order].astype(np.int64),
+        "amount": amount[order].astype(np.float64),
+        "is_fraud": (scenario[order] > 0).astype(np.int8),
+        "fraud_scenario": scenario[order],
+    })
+
+
+def _customers(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw customer profiles until their expected transaction count reaches `size`."""
+    pool = max(64, int(size / DAYS / 2 * 1.5) + 64)
+    while True:
+        rate = rng.uniform(0.0, 4.0, size=pool)
+        expected = np.cumsum(rate) * DAYS
+        if expected[-1] >= size:
+            break
+        pool *= 2  # a rare short draw: try again with a larger pool
+    n_cust = int(np.searchsorted(expected, size)) + 1
+    mean_amount = rng.uniform(5.0, 100.0, size=pool)[:n_cust]
+    xy = rng.uniform(0.0, GRID, size=(pool, 2))[:n_cust]
+    return mean_amount, rate[:n_cust], xy
+
+
+def _reachable_terminals(cust_xy: np.ndarray, term_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR lists of terminals within RADIUS of each customer (the nearest one when none is)."""
+    lists: list[np.ndarray] = []
+    for lo in range(0, len(cust_xy), 512):  # chunks bound the distance matrix's memory
+        d2 = ((cust_xy[lo:lo + 512, None, :] - term_xy[None, :, :]) ** 2).sum(axis=2)
+        near = d2 <= RADIUS ** 2
+        for i in range(len(d2)):
+            hits = np.flatnonzero(near[i])
+            lists.append(hits if len(hits) else np.array([np.argmin(d2[i])]))
+    starts = np.zeros(len(lists) + 1, dtype=np.int64)
+    starts[1:] = np.cumsum([len(x) for x in lists])
+    return starts, np.concatenate(lists).astype(np.int64)
+
+
+def _seconds_of_day(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Times around noon; draws outside the day are redrawn so each day keeps its Poisson count."""
+    seconds = rng.normal(NOON, TIME_STD, size=n)
+    bad = (seconds < 0) | (seconds >= DAY_SECONDS)
+    while bad.any():
+        seconds[bad] = rng.normal(NOON, TIME_STD, size=int(bad.sum()))
+        bad = (seconds < 0) | (seconds >= DAY_SECONDS)
+    return seconds.astype(np.int64)
+
+
+def _compromised(rng: np.random.Generator, n_entities: int, rate: float, window: int) -> np.ndarray:
+    """Entity x day mask: compromised on day d means every day in [d, d + window) is hit."""
+    events = rng.poisson(rate * n_entities * DAYS)
+    who = rng.integers(0, n_entities, size=events)
+    when = rng.integers(0, DAYS, size=events)
+    delta = np.zeros((n_entities, DAYS + window), dtype=np.int32)
+    np.add.at(delta, (who, when), 1)
+    np.add.at(delta, (who, when + window), -1)
+    return np.cumsum(delta, axis=1)[:, :DAYS] > 0
+
+
+# --- importer ---------------------------------------------------------------------------------
+def load(file: Path, mapping: Mapping[str, str]) -> pd.DataFrame:
+    """Read a user's CSV/Parquet and rename mapped columns to ours; keep numeric extras as features.
+
+    `mapping`: our key -> the user's column; keys `label`, `time`, `amount` are required, `id`,
+    `entity` (customer) and `terminal` optional. A numeric time column counts seconds since the
+    first transaction (the Kaggle creditcard.csv export) and is placed from KAGGLE_EPOCH.
+    Non-numeric unmapped columns are dropped; their names are in `frame.attrs["dropped_columns"]`.
+    """
+    file = Path(file)
+    raw = _read(file)
+    columns = [str(c) for c in raw.columns]
+    raw.columns = columns
+    name = file.name
+    unknown = sorted(set(mapping) - set(MAPPING_KEYS))
+    if unknown:
+        raise RatchetError(f"{name}: unknown mapping key(s) {', '.join(unknown)}; "
+                           f"use {', '.join(MAPPING_KEYS)}.")
+    for key in REQUIRED_KEYS:
+        if not mapping.get(key):
+            raise RatchetError(f"{name}: no column given for --{key}; pass the column that holds it.")
+    for key, col in mapping.items():
+        if col not in columns:
+            raise RatchetError(f"{name}: no column {col!r} for --{key}; columns are: {_list(columns)}.")
+    used = list(mapping.values())
+    twice = sorted({c for c in used if used.count(c) > 1})
+    if twice:
+        raise RatchetError(f"{name}: column {twice[0]!r} is mapped to more than one of --label/--time/"
+                           "--amount/--id/--entity/--terminal; map each column once.")
+
+    out: dict[str, pd.Series] = {}
+    if mapping.get("id"):
+        out["tx_id"] = _ids(raw[mapping["id"]], name, mapping["id"])
+    else:
+        out["tx_id"] = pd.Series(np.arange(len(raw), dtype=np.int64))  # file order
+    out["ts"] = _times(raw[mapping["time"]], name, mapping["time"])
+    if mapping.get("entity"):
+        out["customer_id"] = _ids(raw[mapping["entity"]], name, mapping["entity"])
+    if mapping.get("terminal"):
+        out["terminal_id"] = _ids(raw[mapping["terminal"]], name, mapping["terminal"])
+    out["amount"] = _amounts(raw[mapping["amount"]], name, mapping["amount"])
+    out["is_fraud"] = _labels(raw[mapping["label"]], name, mapping["label"])
+
+    dropped: list[str] = []
+    origin: dict[str, str] = {}
+    for col in columns:
+        if col in used:
+            continue
+        series = raw[col]
+        if not pd.api.types.is_numeric_dtype(series):
+            dropped.append(col)
+            continue
+        safe = _identifier(col)
+        if safe in OURS or safe in origin:
+            first = origin.get(safe, safe)
+            raise RatchetError(f"{name}: column {col!r} would become feature {safe!r}, which clashes with "
+                               f"{first!r}; rename or remove one of them.")
+        origin[safe] = col
+        out[safe] = series.astype(np.int8) if pd.api.types.is_bool_dtype(series) else series
+    frame = pd.DataFrame({k: v.reset_index(drop=True) for k, v in out.items()})
+    frame = frame.sort_values("ts", kind="stable").reset_index(drop=True)
+    frame.attrs["dropped_columns"] = dropped
+    if dropped:
+        log.info("%s: dropped non-numeric columns %s", name, ", ".join(dropped))
+    return frame
+
+
+def _read(file: Path) -> pd.DataFrame:
+    suffix = file.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise RatchetError(f"{file.name}: unsupported file type {file.suffix or '(none)'!r}; "
+                           "give a .csv, .parquet or .pq file.")
+    if not file.is_file():
+        raise RatchetError(f"{file}: no such file; check the path.")
+    try:
+        return pd.read_csv(file) if suffix == ".csv" else pd.read_parquet(file)
+    except Exception as exc:  # any reader failure is the user's file, not our bug
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RatchetError(f"{file.name}: cannot be read as {suffix[1:]}: {first}") from exc
+
+
+def _list(values, limit: int = 12) -> str:
+    shown = [str(v) for v in values[:limit]]
+    return ", ".join(shown) + (f", ... ({len(values)} in all)" if len(values) > limit else "")
+
+
+def _examples(series: pd.Series, bad: np.ndarray) -> str:
+    return _list(list(dict.fromkeys(repr(v) for v in series[bad].tolist())), 5)
+
+
+def _ids(series: pd.Series, name: str, col: str) -> pd.Series:
+    """Integer ids stay int64; anything else is kept as text (nulls are left to the contract)."""
+    if pd.api.types.is_integer_dtype(series) and not series.isna().any():
+        return series.astype(np.int64)
+    if pd.api.types.is_float_dtype(series):
+        whole = series.dropna()
+        if (whole == np.floor(whole)).all() and not series.isna().any():
+            return series.astype(np.int64)
+    return series.astype("string")
+
+
+def _times(series: pd.Series, name: str, col: str) -> pd.Series:
+    if pd.api.types.is_bool_dtype(series):
+        raise RatchetError(f"{name}: column {col!r} for --time holds booleans; give datetimes or seconds.")
+    if pd.api.types.is_numeric_dtype(series):
+        seconds = series.astype(np.float64)
+        bad = ~np.isfinite(seconds) & series.notna()
+        if bad.any():
+            raise RatchetError(f"{name}: column {col!r} for --time has non-finite seconds "
+                               f"(e.g. {_examples(series, bad.to_numpy())}); fix those rows.")
+        return (KAGGLE_EPOCH + pd.to_timedelta(seconds, unit="s")).astype("datetime64[ns]")
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        return series.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
+    if pd.api.types.is_datetime64_dtype(series):
+        return series.astype("datetime64[ns]")
+    parsed = pd.to_datetime(series, errors="coerce", utc=True)
+    bad = (parsed.isna() & series.notna()).to_numpy()
+    if bad.any():  # one inferred format did not fit every row: parse row by row (slow, rare)
+        parsed = pd.to_datetime(series, errors="coerce", format="mixed", utc=True)
+        bad = (parsed.isna() & series.notna()).to_numpy()
+    if bad.any():
+        raise RatchetError(f"{name}: column {col!r} for --time has {int(bad.sum())} values that are not "
+                           f"dates (e.g. {_examples(series, bad)}); fix them or map another column.")
+    return parsed.dt.tz_localize(None).astype("datetime64[ns]")
+
+
+def _amounts(series: pd.Series, name: str, col: str) -> pd.Series:
+    if pd.api.types.is_bool_dtype(series):
+        raise RatchetError(f"{name}: column {col!r} for --amount holds booleans; give a money amount.")
+    values = pd.to_numeric(series, errors="coerce")
+    bad = (values.isna() & series.notna()).to_numpy()
+    if bad.any():
+        raise RatchetError(f"{name}: column {col!r} for --amount has {int(bad.sum())} non-numeric values "
+                           f"(e.g. {_examples(series, bad)}); fix them or map another column.")
+    return values.astype(np.float64)
+
+
+def _labels(series: pd.Series, name: str, col: str) -> pd.Series:
+    """0/1 as numbers, booleans or strings -> int8; anything else (nulls included) is refused."""
+    if pd.api.types.is_bool_dtype(series) and not series.isna().any():
+        return series.astype(np.int8)
+    if pd.api.types.is_numeric_dtype(series):
+        ok = series.isin([0, 1]).to_numpy()
+        values = series
+    else:
+        text = series.astype("string").str.strip().str.lower()
+        values = text.map({"0": 0, "1": 1, "true": 1, "false": 0}, na_action="ignore")
+        ok = values.notna().to_numpy()
+    if not ok.all():
+        raise RatchetError(f"{name}: column {col!r} for --label must hold 0/1 (or true/false); "
+                           f"{int((~ok).sum())} rows hold e.g. {_examples(series, ~ok)}.")
+    return values.astype(np.int8)
+
+
+def _identifier(col: str) -> str:
+    """A safe Python identifier for a feature name: policies may use it as an attribute."""
+    safe = re.sub(r"\W", "_", col.strip(), flags=re.ASCII) or "feature"
+    if safe[0].isdigit():
+        safe = "f_" + safe
+    return safe + "_" if keyword.iskeyword(safe) else safe

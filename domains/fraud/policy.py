@@ -1,0 +1,129 @@
+"""Fraud policy: the one file the optimizer edits. Read it top to bottom in a few minutes.
+
+Contract (the sandbox and the scorer enforce it; neither is visible from here):
+  fit(train) -> model       train: tx_id, ts, amount, maybe customer_id and terminal_id, maybe
+                            extra numeric feature columns (V1..V28), and the label is_fraud (0/1).
+  decide(model, rows)       the same columns without is_fraud -> one score in [0, 1] per row,
+                            in the order of `rows`.
+  THRESHOLD                 the scorer blocks a transaction when its score >= THRESHOLD.
+
+Features are point-in-time: a row's features come only from rows of the same frame at or
+before its own time, so adding later rows never changes an earlier decision. No labels exist
+at decision time. Imports are limited to numpy, pandas, xgboost and math; no files, no I/O.
+Constants marked `# tune:` are searched by the offline proposer; change anything else by hand.
+"""
+import numpy as np
+import pandas as pd
+import xgboost
+
+DEVICE = "auto"  # the sandbox replaces "auto" with "cuda" or "cpu" before fit runs
+SEED = 0
+
+# --- model --------------------------------------------------------------------------------
+N_ESTIMATORS = 300        # tune: int 50..800 log
+MAX_DEPTH = 5             # tune: int 2..10
+LEARNING_RATE = 0.08      # tune: float 0.01..0.3 log
+SUBSAMPLE = 0.8           # tune: float 0.5..1.0
+COLSAMPLE_BYTREE = 0.8    # tune: float 0.4..1.0
+MIN_CHILD_WEIGHT = 2.0    # tune: float 0.5..20.0 log
+SCALE_POS_WEIGHT = 1.0    # tune: float 1.0..50.0 log
+
+# --- features -----------------------------------------------------------------------------
+WINDOWS = (1, 7, 30)  # days of customer spending and terminal activity windows
+# Days of history behind "amount vs the customer's usual amount".
+REFERENCE_DAYS = 30       # tune: choice 7, 14, 30, 60
+
+# --- decision -----------------------------------------------------------------------------
+THRESHOLD = 0.3           # tune: float 0.05..0.95
+
+NOT_FEATURES = ("tx_id", "ts", "customer_id", "terminal_id", "is_fraud")
+DAY_NS = 86_400 * 10**9
+
+
+def trailing(group, t, cents, days):
+    """Per row and window d: (count, summed cents) of same-group rows in (t - d days, t].
+
+    Only the row itself and rows before it in (time, frame order) count, so ties are cut the
+    same way whether or not later rows are present. Integer cents keep the sums exact.
+    """
+    n = len(t)
+    order = np.lexsort((np.arange(n), t, group))
+    g, ts = group[order], t[order]
+    # Ranking times and window starts together packs (group, time) into one sortable integer.
+    _, rank = np.unique(np.concatenate([ts] + [ts - d * DAY_NS for d in days]), return_inverse=True)
+    width = int(rank.max()) + 1
+    key = g * width + rank[:n]
+    csum = np.concatenate([[0], np.cumsum(cents[order])])
+    pos = np.arange(n)
+    out = {}
+    for k, d in enumerate(days):
+        start = np.searchsorted(key, g * width + rank[(k + 1) * n:(k + 2) * n], side="right")
+        count, total = np.empty(n, np.int64), np.empty(n, np.int64)
+        count[order], total[order] = pos + 1 - start, csum[pos + 1] - csum[start]
+        out[d] = (count, total)
+    return out
+
+
+def features(rows):
+    """One row of features per transaction, from `rows` alone (no labels, no later rows)."""
+    n = len(rows)
+    ts = rows["ts"]
+    t = ts.to_numpy().astype("datetime64[ns]").astype(np.int64)
+    amount = rows["amount"].to_numpy(dtype=np.float64)
+    cents = np.rint(amount * 100).astype(np.int64)
+    hour = (ts.dt.hour + ts.dt.minute / 60).to_numpy(dtype=np.float64)
+    out = {
+        "amount": amount,
+        "hour": hour,
+        "night": (hour < 6).astype(np.float64),
+        "weekend": (ts.dt.dayofweek >= 5).to_numpy(dtype=np.float64),
+    }
+    if "customer_id" in rows.columns:
+        group = pd.factorize(rows["customer_id"])[0].astype(np.int64)
+        days = sorted(set(WINDOWS) | {REFERENCE_DAYS})
+        win = trailing(group, t, cents, days)
+        for d in WINDOWS:
+            count, total = win[d]
+            out[f"customer_n_{d}d"] = count
+            out[f"customer_mean_{d}d"] = total / count / 100
+        # The customer's usual amount excludes this transaction, or a theft would hide itself.
+        count, total = win[REFERENCE_DAYS]
+        before = np.divide(total - cents, (count - 1) * 100.0, out=np.full(n, np.nan), where=count > 1)
+        out["amount_vs_usual"] = np.divide(amount, before, out=np.full(n, np.nan), where=before > 0)
+    if "terminal_id" in rows.columns:
+        group = pd.factorize(rows["terminal_id"])[0].astype(np.int64)
+        for d, (count, _) in trailing(group, t, cents, list(WINDOWS)).items():
+            out[f"terminal_n_{d}d"] = count
+    for col in rows.columns:
+        if col not in NOT_FEATURES and col not in out and pd.api.types.is_numeric_dtype(rows[col]):
+            out[col] = rows[col].to_numpy(dtype=np.float64, na_value=np.nan)
+    return pd.DataFrame(out, index=rows.index).astype(np.float32)
+
+
+def fit(train):
+    X, y = features(train), train["is_fraud"].to_numpy(dtype=np.int64)
+    model = xgboost.XGBClassifier(
+        n_estimators=N_ESTIMATORS,
+        max_depth=MAX_DEPTH,
+        learning_rate=LEARNING_RATE,
+        subsample=SUBSAMPLE,
+        colsample_bytree=COLSAMPLE_BYTREE,
+        min_child_weight=MIN_CHILD_WEIGHT,
+        scale_pos_weight=SCALE_POS_WEIGHT,
+        tree_method="hist",
+        device="cpu" if DEVICE == "auto" else DEVICE,
+        n_jobs=2,
+        random_state=SEED,
+    )
+    model.fit(X, y)
+    # Rows to decide arrive as CPU frames; predicting on the CPU avoids device-mismatch warnings.
+    model.set_params(device="cpu")
+    return model
+
+
+def decide(model, rows):
+    if len(rows) == 0:
+        return np.zeros(0, dtype=np.float64)
+    # Columns seen in fit but missing here (say, no terminal_id) become missing values.
+    X = features(rows).reindex(columns=list(model.feature_names_in_))
+    return model.predict_proba(X)[:, 1].astype(np.float64)

@@ -1,0 +1,138 @@
+"""`ratchet audit`: re-derive every hash from the files themselves, trusting no cached state."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from holdout.hashing import content_hash, sha256_file, verify_signature
+from holdout.ledger import Ledger, verify_chain
+from holdout.manifest import MANIFEST, SEAL_KEY_ENV, manifest_body, manifest_sha256, read_manifest
+from optimizer.errors import RatchetError
+
+SEAL_KINDS = ("seal", "reseal")
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    workspace: str
+    checks: tuple[Check, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"workspace": self.workspace, "ok": self.ok,
+                "checks": [{"check": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks]}
+
+
+def _files(holdout_dir: Path, manifest: dict[str, Any]) -> list[Check]:
+    out = []
+    for name, expected in sorted(manifest.get("files", {}).items()):
+        path = holdout_dir / name
+        if not path.is_file():
+            out.append(Check("holdout_file", False, f"{path}: missing (sealed sha256 {expected[:12]})"))
+            continue
+        actual = sha256_file(path)
+        ok = actual == expected
+        out.append(Check("holdout_file", ok, f"{path}: sha256 {actual[:12]}" + ("" if ok else f" != sealed {expected[:12]}")))
+    extra = sorted(p.name for p in holdout_dir.iterdir() if p.name not in manifest.get("files", {}) and p.name != MANIFEST)
+    if extra:
+        out.append(Check("holdout_file", False, f"{holdout_dir}: files not in the manifest: {', '.join(extra)}"))
+    return out
+
+
+def _content(holdout_dir: Path, manifest: dict[str, Any]) -> Check:
+    name = next(iter(manifest.get("files", {})), None)
+    try:
+        frame = pd.read_parquet(holdout_dir / name)
+    except Exception as exc:
+        return Check("content", False, f"{holdout_dir / str(name)}: cannot be read as Parquet ({type(exc).__name__})")
+    actual = content_hash(frame)
+    ok = actual == manifest.get("content_sha256") and len(frame) == manifest.get("rows")
+    return Check("content", ok, f"row content sha256 {actual[:12]}, {len(frame)} rows" +
+                 ("" if ok else f" != sealed {str(manifest.get('content_sha256'))[:12]}, {manifest.get('rows')} rows"))
+
+
+def _signature(manifest: dict[str, Any]) -> Check:
+    key = os.environ.get(SEAL_KEY_ENV)
+    sig = manifest.get("hmac")
+    if not key:
+        return Check("hmac", True, f"not checked: {SEAL_KEY_ENV} is not set" + (" (manifest is signed)" if sig else ""))
+    if not sig:
+        return Check("hmac", False, f"{MANIFEST} carries no signature, but {SEAL_KEY_ENV} is set: it was not sealed with it")
+    ok = verify_signature(manifest_body(manifest), key, sig)
+    return Check("hmac", ok, "manifest signature valid" if ok else f"{MANIFEST}: HMAC signature does not match its content")
+
+
+def _scorer(manifest: dict[str, Any], root: Path) -> list[Check]:
+    out = []
+    for rel, expected in sorted(manifest.get("scorer_sha256", {}).items()):
+        path = root / rel
+        actual = sha256_file(path) if path.is_file() else None
+        ok = actual == expected
+        out.append(Check("scorer_source", ok, f"{rel}: " + ("unchanged since seal" if ok else
+                         ("missing" if actual is None else f"sha256 {actual[:12]} != sealed {expected[:12]}"))))
+    return out
+
+
+def _mlflow(seal_payload: dict[str, Any], expected: str) -> Check:
+    info = seal_payload.get("mlflow", {})
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or info.get("uri")
+    try:
+        from optimizer.tracking import Tracker
+
+        recorded = Tracker(info["experiment"], uri=uri).seal_hash(info["run_id"])
+    except (RatchetError, KeyError) as exc:
+        return Check("mlflow_seal", False, f"MLflow seal record unreadable at {uri}: {exc}")
+    if recorded is None:
+        return Check("mlflow_seal", False, f"MLflow run {info.get('run_id')} at {uri}: no seal hash recorded")
+    ok = recorded == expected
+    return Check("mlflow_seal", ok, f"MLflow run {info['run_id']}: seal {recorded[:12]}" +
+                 ("" if ok else f" != ledger {expected[:12]}"))
+
+
+def audit(root: Path, *, source_root: Path) -> AuditReport:
+    root = Path(root).resolve()
+    holdout_dir = root / "holdout"
+    checks: list[Check] = []
+    try:
+        manifest = read_manifest(holdout_dir)
+    except RatchetError as exc:
+        return AuditReport(str(root), (Check("manifest", False, str(exc)),))
+    current = manifest_sha256(manifest)
+    checks += _files(holdout_dir, manifest)
+    checks.append(_content(holdout_dir, manifest))
+    checks.append(_signature(manifest))
+
+    try:
+        entries = Ledger(root / "ledger.duckdb").entries()
+    except Exception as exc:
+        entries = []
+        checks.append(Check("ledger_chain", False, f"{root / 'ledger.duckdb'}: unreadable ({exc})"))
+    else:
+        broken = verify_chain(entries)
+        checks.append(Check("ledger_chain", not broken, "; ".join(broken) or f"{len(entries)} entries, chain intact"))
+    seals = [e for e in entries if e.kind in SEAL_KINDS]
+    if seals:
+        sealed = seals[-1].data.get("manifest_sha256", "")
+        ok = sealed == current
+        checks.append(Check("manifest_vs_ledger", ok, f"{MANIFEST} sha256 {current[:12]}" +
+                            (" matches the ledger's seal entry" if ok else
+                             f" != ledger entry {seals[-1].seq} ({seals[-1].kind}) {sealed[:12]}: the manifest was rewritten")))
+        checks.append(_mlflow(seals[-1].data, sealed))
+    else:
+        checks.append(Check("manifest_vs_ledger", False, "the ledger has no seal entry"))
+    checks += _scorer(manifest, source_root)
+    return AuditReport(str(root), tuple(checks))

@@ -1,0 +1,73 @@
+"""The holdout gate: the only way the loop learns anything from the holdout.
+
+Thresholdout (Dwork et al., Science 2015) on the *gain* over the champion: t is the gain on dev,
+h the gain on the holdout. When they agree within a noisy threshold the gate answers t (the
+holdout reveals nothing); otherwise it answers h plus Laplace noise and spends one unit of budget.
+Every draw is returned so the ledger can record it and an audit can replay the answer exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GateAnswer:
+    kind: str
+    dev_gain: float  # t
+    holdout_gain: float  # h
+    threshold: float  # T
+    sigma: float
+    eta: float  # Lap(4 sigma), fresh each query
+    gamma: float  # Lap(2 sigma), redrawn after each overflow
+    xi: float  # Lap(sigma), used only on overflow
+    overflow: bool
+    answer: float
+    budget_left: int
+    next_gamma: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def draw_gamma(seed: int, query: int, sigma: float) -> float:
+    return float(np.random.default_rng([seed, query, 2]).laplace(0.0, 2 * sigma)) if sigma > 0 else 0.0
+
+
+def thresholdout(*, dev_gain: float, holdout_gain: float, threshold: float, sigma: float, gamma: float,
+                 budget_left: int, seed: int, query: int) -> GateAnswer:
+    """One Thresholdout query; draws come from (seed, query) so a replay gives the same answer."""
+    rng = np.random.default_rng([seed, query, 1])
+    eta = float(rng.laplace(0.0, 4 * sigma)) if sigma > 0 else 0.0
+    xi = float(rng.laplace(0.0, sigma)) if sigma > 0 else 0.0
+    overflow = abs(holdout_gain - dev_gain) > threshold + gamma + eta
+    if overflow:
+        answer, left, nxt = holdout_gain + xi, budget_left - 1, draw_gamma(seed, query, sigma)
+    else:
+        answer, left, nxt = dev_gain, budget_left, gamma
+    return GateAnswer("thresholdout", dev_gain, holdout_gain, threshold, sigma, eta, gamma, xi if overflow else 0.0,
+                      overflow, float(answer), left, nxt)
+
+
+def not_worse(*, dev_gain: float, holdout_gain: float, tolerance: float, budget_left: int) -> GateAnswer:
+    """The plain check: the holdout gain is not negative beyond a tolerance (reveals h every time)."""
+    return GateAnswer("not_worse", dev_gain, holdout_gain, tolerance, 0.0, 0.0, 0.0, 0.0, False, holdout_gain,
+                      budget_left, 0.0)
+
+
+def replay(entry: dict, *, seed: int, query: int) -> GateAnswer:
+    """Recompute a recorded answer from its recorded inputs (for the audit)."""
+    if entry["kind"] == "not_worse":
+        return not_worse(dev_gain=entry["dev_gain"], holdout_gain=entry["holdout_gain"],
+                         tolerance=entry["threshold"], budget_left=entry["budget_left"])
+    before = entry["budget_left"] + (1 if entry["overflow"] else 0)
+    return thresholdout(dev_gain=entry["dev_gain"], holdout_gain=entry["holdout_gain"], threshold=entry["threshold"],
+                        sigma=entry["sigma"], gamma=entry["gamma"], budget_left=before, seed=seed, query=query)
+
+
+def ladder_round(value: float, step: float) -> float:
+    """Report a best score rounded to the Ladder step (Blum & Hardt 2015), never the raw maximum."""
+    if step <= 0 or not np.isfinite(step):
+        return float(value)
+    return float(np.floor(value / step) * step)

@@ -1,0 +1,58 @@
+"""Hashes that prove integrity: files, row content (order-independent) and source files."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def canonical_json(obj: Any) -> str:
+    """One byte-exact JSON form, so a hash of a record can be re-derived anywhere."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+
+
+def row_hashes(frame: pd.DataFrame, columns: Iterable[str] | None = None) -> np.ndarray:
+    """A uint64 per row over the given columns' values (pandas' fixed-key hash, deterministic)."""
+    cols = list(frame.columns if columns is None else columns)
+    return pd.util.hash_pandas_object(frame[cols], index=False).to_numpy(dtype=np.uint64)
+
+
+def content_hash(frame: pd.DataFrame) -> str:
+    """Order-independent sha256 of the rows' content and the schema."""
+    schema = canonical_json([[str(c), str(t)] for c, t in frame.dtypes.items()])
+    rows = np.sort(row_hashes(frame))
+    digest = hashlib.sha256(schema.encode())
+    digest.update(rows.tobytes())
+    return digest.hexdigest()
+
+
+def source_hashes(paths: Iterable[Path], root: Path) -> dict[str, str]:
+    """sha256 of each scorer-side source file, keyed by its path relative to `root`."""
+    return {str(Path(p).resolve().relative_to(root)): sha256_file(Path(p)) for p in sorted(paths)}
+
+
+def sign(payload: str, key: str) -> str:
+    return hmac.new(key.encode(), payload.encode(), hashlib.sha256).hexdigest()
+
+
+def verify_signature(payload: str, key: str, signature: str) -> bool:
+    return hmac.compare_digest(sign(payload, key), signature)

@@ -1,0 +1,121 @@
+"""Append-only, hash-chained ledger in DuckDB: every seal, experiment and holdout answer.
+
+Each entry's hash covers its seq, time, kind, payload and the previous entry's hash, so editing
+or removing any entry breaks the chain from there on. Only the coordinator process appends; an
+exclusive lock file stops two writers from forking the chain.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import duckdb
+
+from holdout.hashing import canonical_json, sha256_bytes
+from optimizer.errors import RatchetError
+
+GENESIS = "0" * 64
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS ledger (
+    seq BIGINT PRIMARY KEY,
+    time VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    payload VARCHAR NOT NULL,
+    prev_hash VARCHAR NOT NULL,
+    hash VARCHAR NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    time: str
+    kind: str
+    payload: str  # canonical JSON
+    prev_hash: str
+    hash: str
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return json.loads(self.payload)
+
+
+def entry_hash(seq: int, time: str, kind: str, payload: str, prev_hash: str) -> str:
+    return sha256_bytes(f"{seq}|{time}|{kind}|{payload}|{prev_hash}".encode())
+
+
+class Ledger:
+    """The workspace's ledger file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @contextmanager
+    def _locked(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        lock = self.path.with_suffix(".lock")
+        with open(lock, "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RatchetError(
+                    f"{self.path}: another process is writing this ledger; only one coordinator may run "
+                    "per workspace. Wait for it to finish."
+                ) from None
+            con = duckdb.connect(str(self.path))
+            try:
+                con.execute(_SCHEMA)
+                yield con
+            finally:
+                con.close()
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def append(self, kind: str, payload: dict[str, Any]) -> Entry:
+        body = canonical_json(payload)
+        with self._locked() as con:
+            last = con.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+            seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
+            now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+            digest = entry_hash(seq, now, kind, body, prev)
+            con.execute("INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?)", [seq, now, kind, body, prev, digest])
+        return Entry(seq, now, kind, body, prev, digest)
+
+    def entries(self, kind: str | None = None) -> list[Entry]:
+        if not self.path.exists():
+            raise RatchetError(f"{self.path}: ledger not found. Is this a ratchet workspace (ratchet init)?")
+        con = duckdb.connect(str(self.path), read_only=True)
+        try:
+            rows = con.execute("SELECT seq, time, kind, payload, prev_hash, hash FROM ledger ORDER BY seq").fetchall()
+        finally:
+            con.close()
+        out = [Entry(*r) for r in rows]
+        return [e for e in out if kind is None or e.kind == kind]
+
+    def last(self, kind: str) -> Entry | None:
+        found = self.entries(kind)
+        return found[-1] if found else None
+
+
+def verify_chain(entries: list[Entry]) -> list[str]:
+    """Every break in the chain, named by entry; empty when intact."""
+    problems: list[str] = []
+    prev = GENESIS
+    for expected_seq, e in enumerate(entries, start=1):
+        if e.seq != expected_seq:
+            problems.append(f"ledger entry seq {expected_seq} is missing (found seq {e.seq} in its place)")
+            break
+        if e.prev_hash != prev:
+            problems.append(f"ledger entry {e.seq} ({e.kind}): prev_hash does not match entry {e.seq - 1}'s hash")
+        recomputed = entry_hash(e.seq, e.time, e.kind, e.payload, e.prev_hash)
+        if recomputed != e.hash:
+            problems.append(f"ledger entry {e.seq} ({e.kind}): stored hash {e.hash[:12]} != recomputed {recomputed[:12]}")
+        prev = e.hash
+    if entries and entries[0].kind != "seal":
+        problems.append(f"ledger entry 1 is '{entries[0].kind}', expected the seal")
+    return problems

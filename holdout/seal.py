@@ -1,0 +1,98 @@
+"""Seal a holdout: refuse on contamination, plant canaries, write read-only files and a manifest."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from holdout.hashing import content_hash, row_hashes, sha256_file, source_hashes
+from holdout.manifest import write_manifest
+from holdout.split import Splits
+from optimizer.errors import RatchetError
+
+HOLDOUT_FILE = "holdout.parquet"
+CANARY_BASE = 9_100_000_000_000_000_000  # far above any real id: a hit is unambiguous
+
+
+@dataclass(frozen=True)
+class SealChecks:
+    """What the seal-time checks found (they raise before this when sealing must be refused)."""
+
+    row_overlap: int
+    id_overlap: int
+    entity_overlap: int
+
+
+def check_contamination(splits: Splits, *, id_col: str, time_col: str, content_cols: list[str],
+                        entity_col: str | None) -> SealChecks:
+    """Refuse to seal when holdout rows, ids or times touch train/dev."""
+    seen = pd.concat([splits.train, splits.dev], ignore_index=True)
+    hold = splits.holdout
+    overlap_rows = int(np.isin(row_hashes(hold, content_cols), row_hashes(seen, content_cols)).sum())
+    if overlap_rows:
+        raise RatchetError(
+            f"seal refused: {overlap_rows} holdout rows are exact copies of train/dev rows (row hashes over "
+            f"{', '.join(content_cols)}). Remove duplicated rows from the data and run init again."
+        )
+    overlap_ids = int(hold[id_col].isin(seen[id_col]).sum())
+    if overlap_ids:
+        raise RatchetError(
+            f"seal refused: {overlap_ids} holdout ids in column '{id_col}' also occur in train/dev. "
+            "Ids must be unique across the data; fix the id column and run init again."
+        )
+    if not hold[time_col].min() > seen[time_col].max():
+        raise RatchetError(
+            f"seal refused: the holdout is not strictly after train/dev in column '{time_col}' "
+            f"(holdout starts {hold[time_col].min()}, train/dev end {seen[time_col].max()})."
+        )
+    # A returning customer is expected (not contamination); it is reported, not refused.
+    entity = int(hold[entity_col].isin(seen[entity_col]).sum()) if entity_col else 0
+    return SealChecks(row_overlap=0, id_overlap=0, entity_overlap=entity)
+
+
+def plant_canaries(holdout: pd.DataFrame, *, id_col: str, time_col: str, count: int, seed: int) -> tuple[pd.DataFrame, list[str]]:
+    """Copy random holdout rows under unmistakable ids; the scorer drops them, any leak shows them."""
+    rng = np.random.default_rng([seed, 0xCA7A])
+    picks = rng.choice(len(holdout), size=count, replace=False)
+    canaries = holdout.iloc[picks].copy()
+    if pd.api.types.is_integer_dtype(holdout[id_col]):
+        ids = CANARY_BASE + rng.choice(10**15, size=count, replace=False)
+        canaries[id_col] = ids.astype(holdout[id_col].dtype)
+    else:
+        canaries[id_col] = [f"rc-{rng.bytes(8).hex()}" for _ in range(count)]
+    merged = pd.concat([holdout, canaries]).sort_values(time_col, kind="stable")
+    return merged.reset_index(drop=True), [str(i) for i in canaries[id_col]]
+
+
+def seal_holdout(directory: Path, holdout: pd.DataFrame, *, label: str, time_col: str, id_col: str,
+                 canaries: list[str], scorer_files: Iterable[Path], source_root: Path,
+                 extra: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Write the holdout read-only with its manifest; return (manifest, manifest sha256)."""
+    from optimizer import __version__
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / HOLDOUT_FILE
+    holdout.to_parquet(path, index=False)
+    path.chmod(0o400)
+    manifest = {
+        "files": {HOLDOUT_FILE: sha256_file(path)},
+        "content_sha256": content_hash(holdout),
+        "schema": {str(c): str(t) for c, t in holdout.dtypes.items()},
+        "rows": int(len(holdout)),
+        "label": label,
+        "label_rate": float(holdout[label].mean()),
+        "time_range": [str(holdout[time_col].min()), str(holdout[time_col].max())],
+        "id_column": id_col,
+        "canaries": canaries,
+        "scorer_sha256": source_hashes(scorer_files, source_root),
+        "tool_version": __version__,
+        "sealed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+    digest = write_manifest(directory, manifest)
+    directory.chmod(0o700)
+    return manifest, digest

@@ -1,0 +1,40 @@
+"""Split by time: train, then dev, then holdout, with a gap between neighbours."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from optimizer.errors import RatchetError
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: pd.DataFrame
+    dev: pd.DataFrame
+    holdout: pd.DataFrame
+    boundaries: dict[str, str]  # ISO times where each split starts and ends
+
+
+def split_by_time(frame: pd.DataFrame, *, time: str, train: float, dev: float, gap_days: float) -> Splits:
+    """Cut at row quantiles of time; rows inside a gap belong to no split."""
+    if frame.empty:
+        raise RatchetError("split: the data has no rows. Provide data with at least a few thousand rows.")
+    ordered = frame.sort_values(time, kind="stable").reset_index(drop=True)
+    ts = ordered[time]
+    gap = pd.Timedelta(days=gap_days)
+    train_end = ts.iloc[int(len(ts) * train) - 1]
+    dev_end = ts.iloc[int(len(ts) * (train + dev)) - 1]
+    parts = {
+        "train": ordered[ts <= train_end],
+        "dev": ordered[(ts > train_end + gap) & (ts <= dev_end)],
+        "holdout": ordered[ts > dev_end + gap],
+    }
+    for name, part in parts.items():
+        if len(part) < 100:
+            raise RatchetError(
+                f"split: the {name} split has only {len(part)} rows (time column '{time}', gap {gap_days} days). "
+                "Use more data, a smaller gap or other split fractions in the config."
+            )
+    bounds = {f"{n}_{edge}": str(getattr(p[time], edge)()) for n, p in parts.items() for edge in ("min", "max")}
+    return Splits(*(p.reset_index(drop=True) for p in parts.values()), boundaries=bounds)

@@ -1,0 +1,241 @@
+"""The `ratchet` command line. Every user mistake is one line on stderr and a non-zero exit."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+from optimizer.errors import RatchetError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="ratchet: an optimization loop for business systems that cannot be fooled by its own search.",
+    rich_markup_mode=None,
+)
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def _fail(exc: RatchetError) -> None:
+    err.print(f"error: {exc}", markup=False)
+    raise typer.Exit(exc.exit_code)
+
+
+@app.command(epilog="Example: ratchet init fraud --workspace ws --seed 7 --rows 100000")
+def init(
+    domain: str = typer.Argument(..., help="Business domain: fraud."),
+    workspace: Path = typer.Option(..., "--workspace", "-w", help="Folder to create (must not exist or be empty)."),
+    seed: Optional[int] = typer.Option(None, help="Seed for generated data, splits and canaries."),
+    rows: Optional[int] = typer.Option(None, help="Approximate size of generated data."),
+    data: Optional[Path] = typer.Option(None, help="Import a CSV or Parquet file instead of generating data."),
+    label: Optional[str] = typer.Option(None, help="With --data: the label column (0/1)."),
+    time: Optional[str] = typer.Option(None, help="With --data: the time column (datetime, or seconds)."),
+    amount: Optional[str] = typer.Option(None, help="With --data: the amount column."),
+    id: Optional[str] = typer.Option(None, "--id", help="With --data: a unique row id column (default: row number)."),
+    entity: Optional[str] = typer.Option(None, help="With --data: the customer/card column."),
+    terminal: Optional[str] = typer.Option(None, help="With --data: the terminal/merchant column."),
+    policy: Optional[Path] = typer.Option(None, help="Start from this policy.py instead of the domain's baseline."),
+    config: Optional[Path] = typer.Option(None, help="Configuration YAML (default: configs/<domain>.yaml)."),
+) -> None:
+    """Create a workspace: data, contract check, time split, sealed holdout, ledger and MLflow seal run."""
+    from optimizer.initialize import init_workspace
+
+    overrides: dict = {}
+    if seed is not None:
+        overrides.update({"seed": seed, "data.seed": seed})
+    if rows is not None:
+        overrides["data.rows"] = rows
+    mapped = {"label": label, "time": time, "amount": amount, "id": id, "entity": entity, "terminal": terminal}
+    try:
+        if data is not None:
+            missing = [f"--{k}" for k in ("label", "time", "amount") if not mapped[k]]
+            if missing:
+                raise RatchetError(f"--data {data}: also pass {', '.join(missing)} to map your columns.")
+            if not data.is_file():
+                raise RatchetError(f"--data {data}: file not found.")
+            overrides.update({"data.source": "file", "data.file": str(data.resolve()),
+                              "data.mapping": {k: v for k, v in mapped.items() if v}})
+        elif any(mapped.values()):
+            raise RatchetError("--label/--time/--amount/--id/--entity/--terminal only apply with --data FILE.")
+        with err.status("initialising") as status:
+            result = init_workspace(domain, workspace, config_file=config, overrides=overrides, policy_file=policy,
+                                    progress=lambda msg: status.update(msg))
+    except RatchetError as exc:
+        _fail(exc)
+    rows_txt = ", ".join(f"{k} {v:,}" for k, v in result.rows.items())
+    out.print(f"workspace {result.workspace.root}: {rows_txt} rows; holdout sealed "
+              f"(manifest sha256 {result.manifest_sha256[:12]}); MLflow run {result.mlflow_run_id}")
+    alarms = [c for c, v in result.drift["columns"].items() if v["verdict"] == "alarm"]
+    if alarms:
+        out.print(f"drift alarm (train vs holdout PSI > alarm band): {', '.join(alarms)}; see reports/drift.json")
+
+
+@app.command(epilog="Example: ratchet audit ws --json")
+def audit(
+    workspace: Path = typer.Argument(..., help="The workspace to audit."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON only."),
+) -> None:
+    """Re-derive every hash (holdout files, content, HMAC, ledger chain, MLflow seal, scorer sources).
+
+    Exit 0 when intact, 1 on any integrity failure, 2 when the folder is not a workspace."""
+    from holdout.audit import audit as run_audit
+    from optimizer.initialize import source_root
+
+    if not (workspace / "holdout").is_dir() and not (workspace / "ledger.duckdb").exists():
+        _fail(RatchetError(f"{workspace}: not a ratchet workspace (no holdout/ or ledger.duckdb)."))
+    report = run_audit(workspace, source_root=source_root())
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+    else:
+        for c in report.checks:
+            mark = "[green]ok  [/green]" if c.passed else "[red]FAIL[/red]"
+            out.print(f"{mark} {c.name:<20} ", end="")
+            out.print(c.detail, markup=False)
+        out.print("audit: intact" if report.ok else "audit: INTEGRITY FAILURE")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+class _LoopDisplay:
+    """A rich progress line: experiment i/N, current best, kept count, time left."""
+
+    def __init__(self, total: int, primary: str) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.primary = primary
+        self.kept = 0
+        self.best: float | None = None
+        self.progress = Progress(TextColumn("[bold]experiment"), MofNCompleteColumn(), BarColumn(),
+                                 TextColumn("{task.fields[status]}"), TimeRemainingColumn(), console=err,
+                                 transient=False)
+        self.task = self.progress.add_task("loop", total=total, status="starting")
+
+    def __call__(self, kind: str, data) -> None:
+        if kind == "start":
+            err.print(f"sandbox layers active: {', '.join(data['layers'])}", markup=False)
+        elif kind == "baseline":
+            self.best = data.dev_metrics.get(self.primary)
+            self._status("baseline evaluated")
+        elif kind == "propose":
+            self._status(data["hypothesis"][:60])
+        elif kind == "record":
+            self.kept += data.kept
+            if data.kept:
+                self.best = data.dev_metrics.get(self.primary, self.best)
+            failed = [r["guard"] for r in data.reasons if not r["passed"]]
+            err.print(f"{data.experiment} {data.status:<9} {data.hypothesis[:70]}"
+                      + (f"  [failed: {', '.join(failed)}]" if failed else ""), markup=False)
+            self.progress.advance(self.task)
+            self._status("")
+
+    def _status(self, note: str) -> None:
+        best = f"{self.best:.4f}" if self.best is not None else "-"
+        self.progress.update(self.task, status=f"best {self.primary} {best} | kept {self.kept} | {note}")
+
+
+@app.command(epilog="Example: ratchet run ws --experiments 20 --budget 60")
+def run(
+    workspace: Path = typer.Argument(..., help="The workspace (from `ratchet init`)."),
+    experiments: int = typer.Option(20, min=1, help="How many experiments to run."),
+    budget: Optional[float] = typer.Option(None, help="Wall-clock seconds per sandbox phase (default: config)."),
+    total: Optional[float] = typer.Option(None, "--time", help="Stop starting new experiments after this many seconds."),
+    proposer: str = typer.Option("optuna", help="Where candidates come from: optuna or patches."),
+    patches: Optional[Path] = typer.Option(None, help="With --proposer patches: a folder of candidate policy files."),
+) -> None:
+    """Run the loop: each candidate is sandboxed, scored on dev, guarded, gated on the holdout, kept or reverted.
+
+    Ctrl-C stops after cleaning up the running experiment; run again to resume."""
+    from optimizer.loop import run_loop
+
+    try:
+        from optimizer.config import load_config
+        from optimizer.workspace import Workspace
+        from domains import get_domain
+
+        primary = get_domain(load_config(Workspace.open(workspace).config).domain).primary
+        display = _LoopDisplay(experiments, primary)
+        with display.progress:
+            summary = run_loop(workspace, experiments=experiments, budget=budget, total_time=total,
+                               proposer=proposer, patches=patches, on_event=display)
+    except RatchetError as exc:
+        _fail(exc)
+    out.print(f"{len(summary.records)} experiments, {summary.kept} kept; stopped: {summary.stop_reason}", markup=False)
+    if summary.interrupted:
+        raise typer.Exit(130)
+
+
+@app.command(name="try", epilog="Example: ratchet try ws my_policy.py --json")
+def try_(
+    workspace: Path = typer.Argument(..., help="The workspace."),
+    candidate: Path = typer.Argument(..., help="A whole candidate policy.py."),
+    as_json: bool = typer.Option(False, "--json", help="Print only the verdict as JSON on stdout."),
+    keep: bool = typer.Option(False, "--keep", help="Commit the candidate as the new champion when it passes."),
+    budget: Optional[float] = typer.Option(None, help="Wall-clock seconds per sandbox phase (default: config)."),
+) -> None:
+    """Push one candidate through exactly the loop's pipeline.
+
+    Exit 0 if it would be kept (kept with --keep), 1 if rejected, 2 for usage or integrity errors."""
+    from optimizer.context import load_context
+    from optimizer.experiment import run_experiment
+    from optimizer.loop import ensure_baseline, open_tracker
+    from optimizer.proposers._patches import hypothesis_of
+    from optimizer.sandbox import Sandbox
+
+    try:
+        if not candidate.is_file():
+            raise RatchetError(f"{candidate}: candidate file not found.")
+        source = candidate.read_text()
+        ctx = load_context(workspace)
+        if budget is not None:
+            ctx.config = ctx.config.model_copy(
+                update={"sandbox": ctx.config.sandbox.model_copy(update={"budget_s": budget})})
+        tracker = open_tracker(ctx)
+        ctx.ws.revert()
+        with Sandbox(memory_mb=ctx.config.sandbox.memory_mb) as sandbox:
+            ensure_baseline(ctx, sandbox, tracker)
+            record = run_experiment(ctx, sandbox, source, proposer="person",
+                                    hypothesis=hypothesis_of(source, candidate.name), keep=keep, tracker=tracker)
+    except RatchetError as exc:
+        _fail(exc)
+    if as_json:
+        sys.stdout.write(json.dumps(record.verdict_json(), default=str) + "\n")
+    else:
+        for r in record.reasons:
+            mark = "[green]pass[/green]" if r["passed"] else "[red]FAIL[/red]"
+            out.print(f"{mark} {r['guard']:<14} ", end="")
+            out.print(r["detail"], markup=False)
+        out.print(f"{record.experiment}: {record.status}", markup=False)
+    passed = record.kept or record.status == "would_keep"
+    raise typer.Exit(0 if passed else 1)
+
+
+@app.command(epilog="Example: ratchet demo --workspace demo-workspace")
+def demo(
+    workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", "-w", help="Where the demo workspace lives."),
+    experiments: int = typer.Option(20, min=1, help="How many experiments the demo runs."),
+    rows: int = typer.Option(200_000, help="Approximate size of the generated data."),
+) -> None:
+    """Init a fraud workspace on generated data, run a short loop, show baseline vs best and the audit."""
+    from optimizer.demo import run_demo
+
+    try:
+        code = run_demo(workspace, experiments=experiments, rows=rows, out=out, err=err, display=_LoopDisplay)
+    except RatchetError as exc:
+        _fail(exc)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Run configuration: YAML validated by pydantic; unknown keys and wrong types are refused."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from optimizer.errors import RatchetError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    source: Literal["generate", "file"] = "generate"
+    rows: int = Field(300_000, ge=1_000, le=20_000_000)
+    seed: int = 0
+    file: str | None = None
+    mapping: dict[str, str] = Field(default_factory=dict)
+
+
+class SplitConfig(_Strict):
+    """Fractions of the time range; gaps keep neighbouring splits apart in time."""
+
+    train: float = Field(0.6, gt=0, lt=1)
+    dev: float = Field(0.2, gt=0, lt=1)
+    holdout: float = Field(0.2, gt=0, lt=1)
+    gap_days: float = Field(1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> "SplitConfig":
+        total = self.train + self.dev + self.holdout
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + dev + holdout must be 1.0, got {total:g}")
+        return self
+
+
+class SealConfig(_Strict):
+    canaries: int = Field(8, ge=1, le=1000)
+    drift_watch: float = Field(0.1, gt=0)
+    drift_alarm: float = Field(0.25, gt=0)
+    leakage_threshold: float = Field(0.98, gt=0.5, le=1.0)
+
+
+class SandboxConfig(_Strict):
+    budget_s: float = Field(60.0, gt=0)
+    memory_mb: int = Field(4096, ge=256)
+
+
+class GuardrailConfig(_Strict):
+    floor: float = Field(ge=0)
+    margin: float = Field(ge=0)
+
+
+class GateConfig(_Strict):
+    """The holdout gate (Thresholdout). Units are those of the primary metric."""
+
+    kind: Literal["not_worse", "thresholdout"] = "thresholdout"
+    threshold: float = Field(0.02, ge=0)
+    sigma: float = Field(0.005, ge=0)
+    budget: int = Field(20, ge=1)
+    tolerance: float = Field(0.0, ge=0)
+
+
+class DecisionConfig(_Strict):
+    min_effect: float = Field(0.0, ge=0)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    bootstrap: int = Field(1000, ge=100)
+    segment_tolerance: float = Field(0.0, ge=0)
+    segment_min_rows: int = Field(200, ge=10)
+
+
+class ScoringConfig(_Strict):
+    decline_cost: float = Field(5.0, ge=0)
+
+
+class StaticConfig(_Strict):
+    allowed_imports: list[str] = Field(
+        default_factory=lambda: [
+            "numpy", "pandas", "scipy", "sklearn", "xgboost", "math", "statistics",
+            "collections", "functools", "itertools", "dataclasses", "typing", "__future__",
+        ]
+    )
+    max_literal_len: int = Field(2000, ge=10)
+    max_collection_items: int = Field(200, ge=1)
+
+
+class RunConfig(_Strict):
+    domain: Literal["fraud"] = "fraud"
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    split: SplitConfig = SplitConfig()
+    seal: SealConfig = SealConfig()
+    sandbox: SandboxConfig = SandboxConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    decision: DecisionConfig = DecisionConfig()
+    guardrails: dict[str, GuardrailConfig] = Field(default_factory=dict)
+    gate: GateConfig = GateConfig()
+    static: StaticConfig = StaticConfig()
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def parse_config(data: dict[str, Any], *, source: str) -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{_field_path(e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise RatchetError(f"{source}: invalid configuration: {problems}. Fix the YAML and retry.") from None
+
+
+def load_config(path: Path) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise RatchetError(f"{path}: configuration file not found. Pass an existing YAML file.")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise RatchetError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}). Fix the syntax and retry.") from None
+    if not isinstance(data, dict):
+        raise RatchetError(f"{path}: the top level must be a mapping of settings, got {type(data).__name__}.")
+    return parse_config(data, source=str(path))
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def default_config_path(domain: str) -> Path:
+    """The shipped config for a domain (configs/<domain>.yaml next to the packages)."""
+    return Path(__file__).resolve().parent.parent / "configs" / f"{domain}.yaml"

@@ -1,0 +1,125 @@
+"""Everything an experiment needs from the workspace, loaded and verified once per session."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from domains import Decisions, Domain, get_domain
+from holdout.hashing import sha256_file, source_hashes
+from holdout.ledger import Ledger
+from holdout.manifest import manifest_sha256, read_manifest
+from optimizer.config import RunConfig, load_config
+from optimizer.errors import IntegrityError
+from optimizer.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class PolicyState:
+    """A policy's decisions on dev and holdout and what they scored (the champion or the baseline)."""
+
+    experiment: str
+    commit: str
+    dev: np.ndarray
+    holdout: np.ndarray
+    constants: dict[str, Any]
+    dev_metrics: dict[str, float]
+    reported: float  # the gate's answer for this policy's holdout value, ladder-rounded in reports
+
+    def decisions(self, which: str) -> Decisions:
+        return Decisions(self.dev if which == "dev" else self.holdout, self.constants)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "dev.npy", self.dev, allow_pickle=False)
+        np.save(folder / "holdout.npy", self.holdout, allow_pickle=False)
+        meta = {"experiment": self.experiment, "commit": self.commit, "constants": self.constants,
+                "dev_metrics": self.dev_metrics, "reported": self.reported}
+        (folder / "state.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+
+    @classmethod
+    def load(cls, folder: Path) -> "PolicyState | None":
+        if not (folder / "state.json").is_file():
+            return None
+        meta = json.loads((folder / "state.json").read_text())
+        return cls(meta["experiment"], meta["commit"], np.load(folder / "dev.npy", allow_pickle=False),
+                   np.load(folder / "holdout.npy", allow_pickle=False), meta["constants"], meta["dev_metrics"],
+                   meta["reported"])
+
+
+@dataclass
+class Context:
+    ws: Workspace
+    config: RunConfig
+    domain: Domain
+    manifest: dict[str, Any]
+    manifest_sha256: str
+    train: pd.DataFrame
+    dev: pd.DataFrame
+    holdout: pd.DataFrame  # canaries removed: the rows that are scored
+    holdout_all: pd.DataFrame  # canaries included: the rows a policy decides on
+    canary_mask: np.ndarray
+    ledger: Ledger
+    scorer_root: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def champion_dir(self) -> Path:
+        return self.ws.root / "champion"
+
+    @property
+    def baseline_dir(self) -> Path:
+        return self.ws.root / "baseline"
+
+    def champion(self) -> PolicyState | None:
+        return PolicyState.load(self.champion_dir)
+
+    def baseline(self) -> PolicyState | None:
+        return PolicyState.load(self.baseline_dir)
+
+    def verify(self) -> list[str]:
+        """Integrity before scoring: holdout file, manifest vs ledger, scorer sources vs seal."""
+        problems = []
+        for name, expected in self.manifest["files"].items():
+            actual = sha256_file(self.ws.holdout_dir / name)
+            if actual != expected:
+                problems.append(f"holdout/{name}: sha256 {actual[:12]} != sealed {expected[:12]}")
+        seal = [e for e in self.ledger.entries() if e.kind in ("seal", "reseal")]
+        current = manifest_sha256(read_manifest(self.ws.holdout_dir))
+        if not seal or seal[-1].data.get("manifest_sha256") != current:
+            problems.append(f"holdout/MANIFEST.json sha256 {current[:12]} does not match the ledger's seal entry")
+        now = source_hashes([self.scorer_root / p for p in self.manifest["scorer_sha256"]], self.scorer_root)
+        for rel, sealed in self.manifest["scorer_sha256"].items():
+            if now.get(rel) != sealed:
+                problems.append(f"scorer source {rel} changed since the seal")
+        return problems
+
+
+def load_context(path: Path) -> Context:
+    from optimizer.initialize import source_root
+
+    ws = Workspace.open(path)
+    config = load_config(ws.config)
+    domain = get_domain(config.domain)
+    manifest = read_manifest(ws.holdout_dir)
+    ledger = Ledger(ws.ledger)
+    try:
+        holdout_all = pd.read_parquet(ws.holdout_dir / next(iter(manifest["files"])))
+    except (PermissionError, FileNotFoundError) as exc:
+        raise IntegrityError(f"{ws.holdout_dir}: holdout unreadable ({exc.strerror}). Run `ratchet audit {path}`.") from None
+    ids = domain.columns.id
+    canary_mask = holdout_all[ids].astype(str).isin(set(manifest["canaries"])).to_numpy()
+    ctx = Context(
+        ws=ws, config=config, domain=domain, manifest=manifest, manifest_sha256=manifest_sha256(manifest),
+        train=pd.read_parquet(ws.data_dir / "train.parquet"), dev=pd.read_parquet(ws.data_dir / "dev.parquet"),
+        holdout=holdout_all[~canary_mask].reset_index(drop=True), holdout_all=holdout_all,
+        canary_mask=canary_mask, ledger=ledger, scorer_root=source_root(),
+    )
+    problems = ctx.verify()
+    if problems:
+        raise IntegrityError(f"{path}: integrity check failed: {'; '.join(problems)}. Run `ratchet audit {path}`.")
+    return ctx

@@ -1,0 +1,296 @@
+"""One experiment: stage -> static -> sandbox fit/decide -> score -> guards -> gate -> keep/revert -> record.
+
+The scorer runs here, in the parent; the candidate only ever sees rows without labels, in a
+sandbox. Every experiment, kept, reverted or crashed, leaves an immutable record, a ledger entry
+and an MLflow run.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from domains import Decisions, ScoreReport
+from guards import GuardResult
+from holdout import gate as holdout_gate
+from holdout.hashing import sha256_bytes
+from optimizer.context import Context, PolicyState
+from optimizer.proposers._tunables import diff as unified_diff
+
+DEV_PREFIX = "dev_prefix"
+
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    """Immutable once written (like Optuna's FrozenTrial): corrections are new records."""
+
+    experiment: str
+    number: int
+    proposer: str
+    hypothesis: str
+    status: str  # kept | reverted | crashed | baseline
+    kept: bool
+    parent_commit: str
+    commit: str | None
+    policy_sha256: str
+    diff: str
+    reasons: tuple[dict, ...]
+    dev_metrics: dict[str, float]
+    gate: dict[str, Any] | None
+    fit: dict[str, Any]
+    seconds: dict[str, float]
+    ledger_seq: int | None = None
+
+    def verdict_json(self) -> dict[str, Any]:
+        """The stable verdict format printed by `ratchet try --json`."""
+        return {"experiment": self.experiment, "kept": self.kept,
+                "metrics": {"dev": self.dev_metrics, "holdout_gate": self.gate or {}},
+                "reasons": [{"guard": r["guard"], "passed": r["passed"], "detail": r["detail"]} for r in self.reasons]}
+
+
+@dataclass
+class _Run:
+    """Evidence gathered while an experiment runs (mutable scratch, never persisted as such)."""
+
+    results: list[GuardResult] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    fit: dict[str, Any] = field(default_factory=dict)
+    trace: dict[str, Any] = field(default_factory=dict)
+    log: str = ""
+
+    def add(self, result: GuardResult) -> bool:
+        self.results.append(result)
+        return result.passed
+
+
+def _scores(ctx: Context, values: dict[str, np.ndarray], constants: dict[str, Any]) -> tuple[ScoreReport, ScoreReport]:
+    params = ctx.config.scoring.model_dump()
+    dev = ctx.domain.score(ctx.dev, Decisions(values["dev"], constants), params)
+    hold = ctx.domain.score(ctx.holdout, Decisions(values["holdout"][~ctx.canary_mask], constants), params)
+    return dev, hold
+
+
+def evaluate(ctx: Context, sandbox: Any, source: str, run: _Run) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+    """Static scan, fit and decide in the sandbox, output contract and look-ahead. None on failure."""
+    from guards.lookahead import check_point_in_time, cut_rows
+    from guards.static import has_contract, scan
+
+    static = scan(source, allowed_imports=ctx.config.static.allowed_imports,
+                  max_literal_len=ctx.config.static.max_literal_len,
+                  max_collection_items=ctx.config.static.max_collection_items)
+    missing = has_contract(source)
+    if static.passed and missing:
+        static = GuardResult("static", False, f"policy.py does not define {', '.join(missing)} at top level")
+    if not run.add(static):
+        return None
+    cols = ctx.domain.columns
+    budget = ctx.config.sandbox.budget_s
+    t0 = time.perf_counter()
+    fitted = sandbox.fit(source, ctx.domain.policy_view(ctx.train, with_label=True), budget_s=budget)
+    run.timings["fit"] = time.perf_counter() - t0
+    run.log = fitted.log
+    run.fit = {"device": fitted.device, "fit_seconds": fitted.fit_seconds, "status": fitted.status}
+    if fitted.status != "ok":
+        run.add(GuardResult("sandbox", False, f"fit phase {fitted.status}: {fitted.error}",
+                            {"phase": "fit", "status": fitted.status, "violations": list(fitted.violations)}))
+        return None
+    dev_view = ctx.domain.policy_view(ctx.dev, with_label=False)
+    cut = cut_rows(len(dev_view))
+    rows = {"dev": dev_view, DEV_PREFIX: dev_view.iloc[:cut].reset_index(drop=True),
+            "holdout": ctx.domain.policy_view(ctx.holdout_all, with_label=False)}
+    t0 = time.perf_counter()
+    decided = sandbox.decide(source, fitted.model, rows, budget_s=budget, constants=ctx.domain.constants)
+    run.timings["decide"] = time.perf_counter() - t0
+    run.fit["decide_seconds"] = decided.decide_seconds
+    if decided.status != "ok":
+        run.add(GuardResult("sandbox", False, f"decide phase {decided.status}: {decided.error}",
+                            {"phase": "decide", "status": decided.status, "violations": list(decided.violations)}))
+        return None
+    run.add(GuardResult("sandbox", True, "fit and decide stayed inside the sandbox",
+                        {"fit_seconds": fitted.seconds, "decide_seconds": decided.seconds}))
+    for name in ("dev", "holdout", DEV_PREFIX):
+        problem = ctx.domain.check_decisions(Decisions(decided.decisions[name], decided.constants), len(rows[name]))
+        if problem:
+            run.add(GuardResult("output", False, f"{name} rows: {problem}", {"row_set": name}))
+            return None
+    run.add(GuardResult("output", True, "decisions meet the output contract on every row set"))
+    if not run.add(check_point_in_time(decided.decisions[DEV_PREFIX], decided.decisions["dev"][:cut])):
+        return None
+    del cols
+    return decided.decisions, dict(decided.constants)
+
+
+def baseline_state(ctx: Context, sandbox: Any, source: str, commit: str) -> tuple[PolicyState, _Run]:
+    """Evaluate the starting champion; its dev metrics become the guardrail floors' reference."""
+    run = _Run()
+    out = evaluate(ctx, sandbox, source, run)
+    if out is None:
+        failed = [r for r in run.results if not r.passed]
+        from optimizer.errors import RatchetError
+
+        raise RatchetError(f"{ctx.ws.policy}: the starting policy itself fails guard '{failed[-1].name}': "
+                           f"{failed[-1].detail}. Fix it before running the loop.")
+    values, constants = out
+    dev, hold = _scores(ctx, values, constants)
+    state = PolicyState("baseline", commit, values["dev"], values["holdout"], constants, dict(dev.metrics), 0.0)
+    return state, run
+
+
+def _judge(ctx: Context, run: _Run, source: str, values: dict[str, np.ndarray], constants: dict[str, Any],
+           champion: PolicyState, baseline: PolicyState, looks: int, number: int) -> tuple[ScoreReport, dict | None]:
+    """Dev guards, contamination, drift and, only when all pass, the holdout gate."""
+    from guards.contamination import scan_literals
+    from guards.drift import check_score_drift
+    from guards.guardrails import check_guardrails
+    from guards.segments import check_segments
+    from guards.significance import paired_bootstrap
+
+    d = ctx.config.decision
+    dev, hold = _scores(ctx, values, constants)
+    params = ctx.config.scoring.model_dump()
+    champ_dev = ctx.domain.score(ctx.dev, champion.decisions("dev"), params)
+    run.trace = ctx.domain.trace(ctx.dev, Decisions(values["dev"], constants), params)
+    higher = ctx.domain.higher_is_better
+    run.add(paired_bootstrap(dev.contributions, champ_dev.contributions, higher_is_better=higher,
+                             min_effect=d.min_effect, confidence=d.confidence, n_boot=d.bootstrap,
+                             seed=ctx.config.seed + number, looks=looks))
+    run.add(check_guardrails(dict(dev.metrics), dict(champ_dev.metrics), baseline.dev_metrics, guardrail_specs(ctx)))
+    run.add(check_segments(dev.contributions, champ_dev.contributions, ctx.domain.segment_of(ctx.dev),
+                           higher_is_better=higher, min_rows=d.segment_min_rows, tolerance=d.segment_tolerance,
+                           confidence=d.confidence, seed=ctx.config.seed + number))
+    ids = set(ctx.holdout[ctx.domain.columns.id].tolist())
+    run.add(scan_literals(source, holdout_ids=ids | set(ctx.manifest["canaries"]),
+                          canaries=ctx.manifest["canaries"]))
+    drift = check_score_drift(champion.holdout, values["holdout"], watch=ctx.config.seal.drift_watch,
+                              alarm=ctx.config.seal.drift_alarm)
+    run.add(GuardResult("drift", True, drift.detail + ("" if drift.passed else " (recorded, not blocking)"),
+                        drift.figures))
+    if not all(r.passed for r in run.results):
+        return dev, None
+    answer = ask_gate(ctx, dev_gain=dev.value - champ_dev.value,
+                      holdout_gain=hold.value - ctx.domain.score(ctx.holdout, Decisions(
+                          champion.holdout[~ctx.canary_mask], champion.constants), params).value)
+    return dev, answer
+
+
+def guardrail_specs(ctx: Context):
+    from domains import GuardrailSpec
+
+    specs = []
+    for spec in ctx.domain.guardrails:
+        override = ctx.config.guardrails.get(spec.metric)
+        specs.append(GuardrailSpec(spec.metric, spec.higher_is_better, override.floor, override.margin)
+                     if override else spec)
+    return specs
+
+
+def ask_gate(ctx: Context, *, dev_gain: float, holdout_gain: float) -> dict:
+    """One holdout query, recorded in the ledger with its draws before anyone acts on it."""
+    g = ctx.config.gate
+    previous = ctx.ledger.entries("gate")
+    query = len(previous) + 1
+    budget = previous[-1].data["budget_left"] if previous else g.budget
+    gamma = previous[-1].data["next_gamma"] if previous else holdout_gate.draw_gamma(ctx.config.seed, 0, g.sigma)
+    if g.kind == "not_worse":
+        answer = holdout_gate.not_worse(dev_gain=dev_gain, holdout_gain=holdout_gain, tolerance=g.tolerance,
+                                        budget_left=budget)
+    elif budget <= 0:
+        return {"kind": g.kind, "exhausted": True, "answer": None, "budget_left": 0}
+    else:
+        answer = holdout_gate.thresholdout(dev_gain=dev_gain, holdout_gain=holdout_gain, threshold=g.threshold,
+                                           sigma=g.sigma, gamma=gamma, budget_left=budget, seed=ctx.config.seed,
+                                           query=query)
+    record = {**answer.to_dict(), "query": query, "seed": ctx.config.seed}
+    ctx.ledger.append("gate", record)
+    return record
+
+
+def gate_result(answer: dict | None, tolerance: float) -> GuardResult | None:
+    if answer is None:
+        return None
+    if answer.get("exhausted"):
+        return GuardResult("holdout_gate", False, "the holdout gate's budget is spent: reseal with `ratchet reseal`",
+                           {"budget_left": 0})
+    ok = answer["answer"] > -tolerance if answer["kind"] == "not_worse" else answer["answer"] > 0
+    how = "noisy holdout gain" if answer["overflow"] else "dev gain (holdout agrees)"
+    return GuardResult("holdout_gate", ok, f"gate answered {how} {answer['answer']:+.4f}; budget left "
+                       f"{answer['budget_left']}", {"answer": answer["answer"], "overflow": answer["overflow"],
+                                                    "budget_left": answer["budget_left"]})
+
+
+def run_experiment(ctx: Context, sandbox: Any, source: str, *, proposer: str, hypothesis: str,
+                   keep: bool = True, tracker: Any = None, parent_run: bool = False) -> ExperimentRecord:
+    """The whole pipeline for one candidate. `keep=False` judges without committing (ratchet try)."""
+    started = time.perf_counter()
+    ws = ctx.ws
+    number = len(ctx.ledger.entries("experiment")) + 1
+    exp_id = f"exp-{number:04d}"
+    champion, baseline = ctx.champion(), ctx.baseline()
+    assert champion is not None and baseline is not None, "the loop evaluates the baseline first"
+    parent = ws.head()
+    old = ws.champion_source()
+    run = _Run()
+    foreign = [f for f in ws.changed_files() if f != "policy.py"]
+    integrity = ctx.verify() + [f"{f} differs from the last kept commit (only policy.py may change)" for f in foreign]
+    run.add(GuardResult("integrity", not integrity, "; ".join(integrity) or
+                        "holdout, seal and scorer verified; only policy.py differs"))
+    dev_metrics: dict[str, float] = {}
+    answer = None
+    values = constants = None
+    if not integrity:
+        ws.stage(source)
+        out = evaluate(ctx, sandbox, source, run)
+        if out is not None:
+            values, constants = out
+            dev, answer = _judge(ctx, run, source, values, constants, champion, baseline, number, number)
+            dev_metrics = {k: float(v) for k, v in dev.metrics.items()}
+            gate = gate_result(answer, ctx.config.gate.tolerance)
+            if gate is not None:
+                run.add(gate)
+    kept = bool(keep and all(r.passed for r in run.results) and answer is not None)
+    would_keep = all(r.passed for r in run.results) and answer is not None
+    commit = None
+    diff_text = unified_diff(old, source)
+    if kept:
+        metrics_txt = " ".join(f"{k}={dev_metrics[k]:.4f}" for k in (ctx.domain.primary,
+                                                                     *(g.metric for g in ctx.domain.guardrails)))
+        commit = ws.keep(f"{exp_id}: keep ({hypothesis or 'no hypothesis'}) {metrics_txt}")
+        PolicyState(exp_id, commit, values["dev"], values["holdout"], constants, dev_metrics,
+                    champion.reported + float(answer["answer"])).save(ctx.champion_dir)
+    elif not integrity:
+        ws.revert()
+    crashed = any(r.name in ("sandbox", "static", "output") and not r.passed for r in run.results)
+    status = "kept" if kept else ("crashed" if crashed else ("would_keep" if would_keep else "reverted"))
+    run.timings["total"] = time.perf_counter() - started
+    record = ExperimentRecord(
+        experiment=exp_id, number=number, proposer=proposer, hypothesis=hypothesis, status=status, kept=kept,
+        parent_commit=parent, commit=commit, policy_sha256=sha256_bytes(source.encode()), diff=diff_text,
+        reasons=tuple(r.to_dict() for r in run.results), dev_metrics=dev_metrics, gate=answer, fit=run.fit,
+        seconds={k: round(v, 4) for k, v in run.timings.items()},
+    )
+    return persist(ctx, record, source, run, tracker=tracker, nested=parent_run)
+
+
+def persist(ctx: Context, record: ExperimentRecord, source: str, run: _Run, *, tracker: Any,
+            nested: bool) -> ExperimentRecord:
+    """Ledger entry, immutable record files, MLflow run: in that order (the ledger is the truth)."""
+    from optimizer.tracking import record_experiment
+
+    entry = ctx.ledger.append("experiment", {k: v for k, v in asdict(record).items() if k not in ("diff", "ledger_seq")})
+    record = ExperimentRecord(**{**asdict(record), "ledger_seq": entry.seq})
+    folder = ctx.ws.experiments / record.experiment
+    folder.mkdir(parents=True, exist_ok=False)
+    (folder / "policy.py").write_text(source)
+    (folder / "diff.patch").write_text(record.diff)
+    (folder / "record.json").write_text(json.dumps(asdict(record), indent=2, default=str))
+    trace = {"experiment": record.experiment, "fit_log": run.log[-20_000:], "dev": run.trace,
+             "guard_failures": [r.to_dict() for r in run.results if not r.passed]}
+    (folder / "trace.json").write_text(json.dumps(trace, indent=2, default=str))
+    for p in folder.iterdir():
+        p.chmod(0o444)
+    if tracker is not None:
+        record_experiment(tracker, ctx, record, folder, nested=nested)
+    return record

@@ -1,0 +1,185 @@
+"""`ratchet init`: data -> contract -> split -> seal-time checks -> seal -> ledger -> MLflow.
+
+Everything is built in a temporary sibling folder and moved into place at the end, so a refusal
+or a crash leaves nothing half-made behind.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import pandas as pd
+
+from domains import Domain, get_domain
+from holdout.hashing import content_hash
+from holdout.ledger import Ledger
+from holdout.seal import check_contamination, plant_canaries, seal_holdout
+from holdout.split import split_by_time
+from optimizer.config import RunConfig, dump_config, load_config, default_config_path, parse_config
+from optimizer.errors import RatchetError
+from optimizer.workspace import Workspace
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class InitResult:
+    workspace: Workspace
+    manifest_sha256: str
+    rows: dict[str, int]
+    mlflow_run_id: str
+    drift: dict[str, Any]
+    leakage: dict[str, Any]
+
+
+def source_root() -> Path:
+    import guards
+
+    return Path(guards.__file__).resolve().parent.parent
+
+
+def scorer_files(domain: Domain) -> list[Path]:
+    """The scorer side: the domain's adapter files, the guards and the holdout code."""
+    root = source_root()
+    return sorted([*domain.scorer_sources(), *(root / "guards").glob("*.py"), *(root / "holdout").glob("*.py")])
+
+
+def experiment_name(workspace: Path, manifest_sha: str) -> str:
+    return f"ratchet-{workspace.name}-{manifest_sha[:12]}"
+
+
+def resolve_config(domain: str, *, config_file: Path | None, overrides: Mapping[str, Any]) -> RunConfig:
+    base = load_config(config_file or default_config_path(domain))
+    data = base.model_dump(mode="json")
+    for dotted, value in overrides.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return parse_config(data, source=str(config_file or f"configs/{domain}.yaml"))
+
+
+def load_data(domain: Domain, config: RunConfig, progress: Progress) -> pd.DataFrame:
+    if config.data.source == "file":
+        progress(f"importing {config.data.file}")
+        frame = domain.load(Path(config.data.file), config.data.mapping)
+        source = str(config.data.file)
+    else:
+        progress(f"generating ~{config.data.rows:,} {domain.name} rows (seed {config.data.seed})")
+        frame = domain.generate(config.data.seed, config.data.rows)
+        source = "generated data"
+    progress(f"checking the data contract on {len(frame):,} rows")
+    domain.check_contract(frame, source=source)
+    return frame
+
+
+def check_leakage(domain: Domain, frame: pd.DataFrame, config: RunConfig) -> dict[str, Any]:
+    """A single visible column that predicts the label almost perfectly is refused."""
+    from guards.contamination import label_leakage
+
+    cols = domain.columns
+    visible = [c for c in cols.policy_columns(frame, with_label=False) if c != cols.time]
+    report = label_leakage(frame, cols.label, visible, threshold=config.seal.leakage_threshold)
+    if report["leaking"]:
+        worst = ", ".join(f"'{c}' (AUC {report['auc'][c]:.3f})" for c in report["leaking"])
+        raise RatchetError(
+            f"seal refused: column {worst} predicts '{cols.label}' almost perfectly (threshold "
+            f"{config.seal.leakage_threshold}). It is probably derived from the label: drop it from the data."
+        )
+    return report
+
+
+def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = None,
+                   overrides: Mapping[str, Any] | None = None, policy_file: Path | None = None,
+                   progress: Progress = lambda _: None) -> InitResult:
+    target = Path(path).resolve()
+    if target.exists() and any(target.iterdir()):
+        raise RatchetError(f"{path}: already exists and is not empty. Choose a new --workspace folder.")
+    if policy_file is not None and not Path(policy_file).is_file():
+        raise RatchetError(f"{policy_file}: --policy file not found.")
+    domain = get_domain(domain_name)
+    config = resolve_config(domain_name, config_file=config_file, overrides=overrides or {})
+    cols = domain.columns
+
+    frame = load_data(domain, config, progress)
+    progress("checking feature-label leakage")
+    leakage = check_leakage(domain, frame, config)
+    progress("splitting by time")
+    splits = split_by_time(frame, time=cols.time, train=config.split.train, dev=config.split.dev,
+                           gap_days=config.split.gap_days)
+    content_cols = [c for c in frame.columns if c != cols.id]
+    checks = check_contamination(splits, id_col=cols.id, time_col=cols.time, content_cols=content_cols,
+                                 entity_col=cols.entity if cols.entity in frame.columns else None)
+    from guards.drift import drift_report
+
+    numeric = [c for c in cols.policy_columns(frame, with_label=False) if c not in (cols.id, cols.time)
+               and pd.api.types.is_numeric_dtype(frame[c])]
+    drift = drift_report(splits.train, splits.holdout, numeric)
+
+    staging = target.with_name(f".{target.name}.init-tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir(parents=True)
+        ws = Workspace(staging)
+        progress("writing train and dev splits")
+        ws.data_dir.mkdir()
+        splits.train.to_parquet(ws.data_dir / "train.parquet", index=False)
+        splits.dev.to_parquet(ws.data_dir / "dev.parquet", index=False)
+        ws.reports.mkdir()
+        (ws.reports / "drift.json").write_text(json.dumps(drift, indent=2, default=str))
+        (ws.reports / "leakage.json").write_text(json.dumps(leakage, indent=2, default=str))
+
+        progress("sealing the holdout")
+        holdout, canaries = plant_canaries(splits.holdout, id_col=cols.id, time_col=cols.time,
+                                           count=config.seal.canaries, seed=config.seed)
+        digests = {"train": content_hash(splits.train), "dev": content_hash(splits.dev)}
+        manifest, manifest_sha = seal_holdout(
+            ws.holdout_dir, holdout, label=cols.label, time_col=cols.time, id_col=cols.id, canaries=canaries,
+            scorer_files=scorer_files(domain), source_root=source_root(),
+            extra={"domain": domain.name, "seed": config.seed, "boundaries": splits.boundaries,
+                   "splits_sha256": digests, "entity_overlap": checks.entity_overlap},
+        )
+        ws.config.write_text(dump_config(config))
+        shutil.copyfile(domain.program, ws.program)
+        shutil.copyfile(policy_file or domain.baseline_policy, ws.policy)
+        ws.init_repo()
+        staging.rename(target)
+        ws = Workspace(target)
+
+        progress("recording the seal in MLflow and the ledger")
+        from optimizer.tracking import SEAL_TAG, Tracker
+
+        experiment = experiment_name(target, manifest_sha)
+        tracker = Tracker(experiment)
+        with tracker.run("seal", tags={SEAL_TAG: manifest_sha, "ratchet.kind": "seal",
+                                       "ratchet.domain": domain.name}) as run:
+            tracker.mlflow.log_params({"domain": domain.name, "seed": config.seed, "rows": len(frame),
+                                       **{f"split.{k}": v for k, v in config.split.model_dump().items()}})
+            tracker.mlflow.log_metrics({"rows_train": len(splits.train), "rows_dev": len(splits.dev),
+                                        "rows_holdout": int(manifest["rows"]), "label_rate_holdout": manifest["label_rate"],
+                                        **{f"psi_{c}": v["psi"] for c, v in drift["columns"].items()}})
+            tracker.log_json(manifest, "MANIFEST.json")
+            tracker.log_json(drift, "drift.json")
+            for name, part in (("train", splits.train), ("dev", splits.dev)):
+                tracker.log_dataset(part, name=name, digest=digests[name], context=name, source=f"data/{name}.parquet")
+            tracker.log_dataset(holdout.drop(columns=[cols.label]).head(0), name="holdout",
+                                digest=manifest["content_sha256"], context="holdout", source="holdout/holdout.parquet")
+            run_id = run.info.run_id
+        Ledger(ws.ledger).append("seal", {
+            "manifest_sha256": manifest_sha,
+            "content_sha256": manifest["content_sha256"],
+            "mlflow": {"uri": tracker.uri, "experiment": experiment, "run_id": run_id},
+            "drift": {c: v["verdict"] for c, v in drift["columns"].items()},
+        })
+        ws.ledger.chmod(0o600)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if target.exists() and (target / "holdout").exists() and not Ledger(target / "ledger.duckdb").path.exists():
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    rows = {"train": len(splits.train), "dev": len(splits.dev), "holdout": int(manifest["rows"])}
+    return InitResult(ws, manifest_sha, rows, run_id, drift, leakage)

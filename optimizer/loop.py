@@ -1,0 +1,124 @@
+"""The loop: propose -> experiment -> keep or revert -> observe, until the budget is spent.
+
+Ctrl-C stops after cleaning up the running experiment; the workspace is left at its last kept
+commit and a later `ratchet run` resumes (the ledger numbers experiments, the study persists).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from optimizer.context import Context, PolicyState, load_context
+from optimizer.errors import RatchetError
+from optimizer.experiment import ExperimentRecord, baseline_state, run_experiment
+from optimizer.proposers import ProposalContext, Proposer
+
+
+@dataclass
+class LoopSummary:
+    records: list[ExperimentRecord] = field(default_factory=list)
+    interrupted: bool = False
+    stop_reason: str = ""
+
+    @property
+    def kept(self) -> int:
+        return sum(r.kept for r in self.records)
+
+
+def open_tracker(ctx: Context):
+    from optimizer.tracking import Tracker
+
+    seal = [e for e in ctx.ledger.entries() if e.kind in ("seal", "reseal")][-1].data
+    return Tracker(seal["mlflow"]["experiment"])
+
+
+def ensure_baseline(ctx: Context, sandbox: Any, tracker: Any = None) -> PolicyState:
+    """The first time a workspace runs, its starting policy is evaluated and becomes the champion."""
+    state = ctx.baseline()
+    if state is not None:
+        return state
+    source = ctx.ws.champion_source()
+    state, run = baseline_state(ctx, sandbox, source, ctx.ws.head())
+    state.save(ctx.baseline_dir)
+    state.save(ctx.champion_dir)
+    ctx.ledger.append("baseline", {"commit": state.commit, "dev_metrics": state.dev_metrics,
+                                   "fit": run.fit, "seconds": run.timings})
+    if tracker is not None:
+        with tracker.run("baseline", tags={"ratchet.kind": "baseline", "ratchet.commit": state.commit}):
+            tracker.mlflow.log_metrics({f"dev_{k}": v for k, v in state.dev_metrics.items()})
+            tracker.mlflow.log_text(source, "policy.py")
+    return state
+
+
+def history(ctx: Context, limit: int = 50) -> list[dict]:
+    """Earlier experiments as proposers may see them: dev metrics, verdicts, reasons (no holdout)."""
+    out = []
+    for e in ctx.ledger.entries("experiment")[-limit:]:
+        d = e.data
+        out.append({k: d.get(k) for k in ("experiment", "hypothesis", "status", "dev_metrics", "reasons")})
+    return out
+
+
+def make_proposer(ctx: Context, name: str, patches: Path | None) -> Proposer:
+    from optimizer.proposers import OptunaProposer, PatchesProposer
+
+    if name == "optuna":
+        return OptunaProposer(ctx.ws.study, seed=ctx.config.seed, primary=ctx.domain.primary,
+                              direction="maximize" if ctx.domain.higher_is_better else "minimize")
+    if name == "patches":
+        if patches is None:
+            raise RatchetError("--proposer patches needs --patches FOLDER (candidate policy files).")
+        return PatchesProposer(patches)
+    raise RatchetError(f"unknown proposer {name!r}; available: optuna, patches.")
+
+
+def run_loop(path: Path, *, experiments: int, budget: float | None = None, total_time: float | None = None,
+             proposer: str = "optuna", patches: Path | None = None,
+             on_event: Callable[[str, Any], None] = lambda kind, data: None) -> LoopSummary:
+    from optimizer.sandbox import Sandbox
+
+    ctx = load_context(path)
+    if budget is not None:
+        ctx.config = ctx.config.model_copy(update={"sandbox": ctx.config.sandbox.model_copy(update={"budget_s": budget})})
+    deadline = time.monotonic() + total_time if total_time else None
+    summary = LoopSummary()
+    tracker = open_tracker(ctx)
+    prop = make_proposer(ctx, proposer, patches)
+    ctx.ws.revert()  # whatever an earlier crash left in policy.py is not part of the champion
+    try:
+        with Sandbox(memory_mb=ctx.config.sandbox.memory_mb) as sandbox, \
+                tracker.run("loop", tags={"ratchet.kind": "loop", "ratchet.proposer": prop.name}):
+            on_event("start", {"layers": sandbox.layers})
+            ensure_baseline(ctx, sandbox, tracker)
+            on_event("baseline", ctx.champion())
+            for i in range(experiments):
+                if deadline and time.monotonic() >= deadline:
+                    summary.stop_reason = "time budget spent"
+                    break
+                gates = ctx.ledger.entries("gate")
+                if ctx.config.gate.kind == "thresholdout" and gates and gates[-1].data["budget_left"] <= 0:
+                    summary.stop_reason = (f"the holdout gate's budget ({ctx.config.gate.budget}) is spent; run "
+                                           f"`ratchet reseal {path}` to seal a fresh holdout")
+                    break
+                candidate = prop.propose(ProposalContext(ctx.ws.champion_source(), ctx.ws.program.read_text(),
+                                                         history(ctx)))
+                if candidate is None:
+                    summary.stop_reason = "the proposer has no more candidates"
+                    break
+                on_event("propose", {"index": i, "hypothesis": candidate.hypothesis})
+                record = run_experiment(ctx, sandbox, candidate.source, proposer=prop.name,
+                                        hypothesis=candidate.hypothesis, tracker=tracker, parent_run=True)
+                prop.observe(candidate, record)
+                summary.records.append(record)
+                on_event("record", record)
+            else:
+                summary.stop_reason = f"{experiments} experiments done"
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        summary.stop_reason = "interrupted; the workspace is at its last kept commit"
+    finally:
+        prop.close()
+        ctx.ws.revert()
+    return summary

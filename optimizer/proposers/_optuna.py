@@ -1,0 +1,66 @@
+"""The offline proposer: TPE over the constants marked `# tune:` in policy.py.
+
+The study lives in the workspace (an Optuna journal file), so a stopped run resumes where it
+left off. Guardrail slack is reported as constraints (feasible when <= 0).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from optimizer.errors import RatchetError
+from optimizer.proposers._base import Candidate, ProposalContext, Proposer
+from optimizer.proposers._tunables import parse, rewrite, suggest
+
+
+class OptunaProposer(Proposer):
+    name = "optuna"
+
+    def __init__(self, study_path: Path, *, seed: int, primary: str, direction: str = "maximize") -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        logging.getLogger("optuna").setLevel(logging.WARNING)
+        self._optuna = optuna
+        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(study_path)))
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=8)
+        self.study = optuna.create_study(study_name="ratchet", storage=storage, sampler=sampler,
+                                         direction=direction, load_if_exists=True)
+        self.primary = primary
+        self._open: dict[int, Any] = {}
+        # Trials asked but never told (an interrupted run) would bias TPE as running: close them.
+        for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            self.study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+
+    def propose(self, context: ProposalContext) -> Candidate | None:
+        try:
+            tunables = parse(context.champion_source)
+        except ValueError as exc:
+            raise RatchetError(f"policy.py: bad '# tune:' marker ({exc}). Fix the marker line.") from None
+        if not tunables:
+            raise RatchetError("policy.py marks no constants with '# tune:'; the optuna proposer has nothing to search.")
+        trial = self.study.ask()
+        values = suggest(trial, tunables)
+        changed = {k: v for k, v in values.items() if next(t for t in tunables if t.name == k).value != v}
+        self._open[trial.number] = trial
+        hypothesis = "tune " + (", ".join(f"{k}={v!r}" for k, v in changed.items()) or "nothing (same constants)")
+        return Candidate(rewrite(context.champion_source, values), hypothesis[:300], {"trial": trial.number})
+
+    def observe(self, candidate: Candidate, record: Any) -> None:
+        trial = self._open.pop(candidate.meta.get("trial"), None)
+        if trial is None:
+            return
+        value = record.dev_metrics.get(self.primary)
+        if value is None:
+            self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
+            return
+        failed = {r["guard"] for r in record.reasons if not r["passed"]}
+        trial.set_constraint("guardrail", 1.0 if "guardrail" in failed else 0.0)
+        trial.set_constraint("segment", 1.0 if "segment" in failed else 0.0)
+        self.study.tell(trial, value)
+
+    def close(self) -> None:
+        for trial in list(self._open.values()):
+            self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
+        self._open.clear()

@@ -1,0 +1,139 @@
+"""MLflow records: the seal, one parent run per loop, a nested run per experiment.
+
+Tracking URI: MLFLOW_TRACKING_URI when set, else sqlite under ./mlflow/ in the current
+directory (artifacts beside it). Dataset digests are our sha256, not MLflow's own (which only
+reads the first rows and cannot prove integrity).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import pandas as pd
+
+from optimizer.errors import RatchetError
+
+SEAL_TAG = "ratchet.holdout.manifest_sha256"
+
+
+def default_store() -> Path:
+    return Path.cwd() / "mlflow"
+
+
+def tracking_uri() -> str:
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    store = default_store()
+    store.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{store / 'mlflow.db'}"
+
+
+def _artifact_root(uri: str) -> str | None:
+    """Artifacts beside a local sqlite store; a server picks its own root."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).parent / "artifacts").as_uri()
+    return None
+
+
+def _quiet() -> None:
+    import logging
+
+    for name in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+class Tracker:
+    """A thin, explicit client over one MLflow experiment."""
+
+    def __init__(self, experiment: str, uri: str | None = None) -> None:
+        _quiet()
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri or tracking_uri()
+        self.mlflow = mlflow
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(self.uri)
+        try:
+            found = self.client.get_experiment_by_name(experiment)
+            self.experiment_id = (
+                found.experiment_id if found
+                else self.client.create_experiment(experiment, artifact_location=_artifact_root(self.uri))
+            )
+        except Exception as exc:  # any backend failure is a user-facing configuration problem
+            raise RatchetError(f"MLflow at {self.uri}: cannot open experiment {experiment!r} ({exc}). "
+                               "Check MLFLOW_TRACKING_URI or that the server is up.") from None
+        self.experiment = experiment
+
+    @contextmanager
+    def run(self, name: str, *, nested: bool = False, tags: Mapping[str, str] | None = None) -> Iterator[Any]:
+        with self.mlflow.start_run(experiment_id=self.experiment_id, run_name=name, nested=nested,
+                                   tags=dict(tags or {})) as active:
+            yield active
+
+    def log_json(self, data: Any, name: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+            self.mlflow.log_artifact(str(path))
+
+    def log_text(self, text: str, name: str) -> None:
+        self.mlflow.log_text(text, name)
+
+    def log_dataset(self, frame: pd.DataFrame, *, name: str, digest: str, context: str, source: str) -> None:
+        ds = self.mlflow.data.from_pandas(frame, source=source, name=name, digest=digest)
+        self.mlflow.log_input(ds, context=context)
+
+    def seal_hash(self, run_id: str) -> str | None:
+        try:
+            return self.client.get_run(run_id).data.tags.get(SEAL_TAG)
+        except Exception:
+            return None
+
+    def runs(self, filter_string: str = "") -> list[Any]:
+        return self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=5000)
+
+
+def _diff_summary(diff: str, limit: int = 480) -> str:
+    """The changed lines of a unified diff, compact enough for an MLflow parameter."""
+    changed = [ln for ln in diff.splitlines() if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
+    text = " | ".join(ln.strip() for ln in changed)
+    return (text[: limit - 3] + "...") if len(text) > limit else (text or "(no change)")
+
+
+def record_experiment(tracker: Tracker, ctx: Any, record: Any, folder: Path, *, nested: bool) -> str:
+    """One MLflow run per experiment: parameters, dev metrics, guard results, gate answer, artifacts."""
+    from optimizer.proposers._tunables import parse
+
+    source = (folder / "policy.py").read_text()
+    try:
+        tunables = {f"policy.{t.name}": t.value for t in parse(source)}
+    except (ValueError, SyntaxError):
+        tunables = {}
+    tags = {
+        "ratchet.kind": "experiment", "ratchet.experiment": record.experiment, "ratchet.verdict": record.status,
+        "ratchet.proposer": record.proposer, "ratchet.policy_sha256": record.policy_sha256,
+        SEAL_TAG: ctx.manifest_sha256, "ratchet.commit": record.commit or record.parent_commit,
+        "ratchet.ledger_seq": str(record.ledger_seq), "ratchet.device": str(record.fit.get("device", "")),
+    }
+    with tracker.run(record.experiment, nested=nested, tags=tags) as active:
+        tracker.mlflow.log_params({"diff": _diff_summary(record.diff), "hypothesis": record.hypothesis[:500] or "-",
+                                   "proposer": record.proposer, "device": record.fit.get("device", "-"), **tunables})
+        metrics = {f"dev_{k}": v for k, v in record.dev_metrics.items()}
+        metrics.update({f"seconds_{k}": v for k, v in record.seconds.items()})
+        for key in ("fit_seconds", "decide_seconds"):
+            if isinstance(record.fit.get(key), (int, float)):
+                metrics[f"policy_{key}"] = float(record.fit[key])
+        if record.gate and record.gate.get("answer") is not None:
+            metrics["holdout_gate_answer"] = float(record.gate["answer"])
+            metrics["holdout_gate_budget_left"] = float(record.gate["budget_left"])
+        metrics.update({f"guard_{r['guard']}_passed": float(r["passed"]) for r in record.reasons})
+        metrics["kept"] = float(record.kept)
+        tracker.mlflow.log_metrics(metrics)
+        tracker.mlflow.log_artifacts(str(folder))
+        return active.info.run_id

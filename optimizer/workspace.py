@@ -1,0 +1,102 @@
+"""A workspace: its files, and git history of the one editable file."""
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from optimizer.errors import RatchetError
+
+POLICY = "policy.py"
+CONFIG = "ratchet.yaml"
+PROGRAM = "program.md"
+_GIT_ID = ["-c", "user.name=ratchet", "-c", "user.email=ratchet@localhost", "-c", "commit.gpgsign=false"]
+_TRACKED = (POLICY, PROGRAM, CONFIG, ".gitignore")
+_IGNORE = "# Only the policy, its direction file and the config are versioned here.\n*\n" + "".join(
+    f"!{name}\n" for name in _TRACKED
+)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    # --- layout -----------------------------------------------------------------------------
+    @property
+    def policy(self) -> Path:
+        return self.root / POLICY
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG
+
+    @property
+    def program(self) -> Path:
+        return self.root / PROGRAM
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def holdout_dir(self) -> Path:
+        return self.root / "holdout"
+
+    @property
+    def ledger(self) -> Path:
+        return self.root / "ledger.duckdb"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def experiments(self) -> Path:
+        return self.root / "experiments"
+
+    @property
+    def study(self) -> Path:
+        return self.root / "study.journal"
+
+    @classmethod
+    def open(cls, path: Path) -> "Workspace":
+        ws = cls(Path(path).resolve())
+        if not ws.config.is_file() or not (ws.root / ".git").is_dir():
+            raise RatchetError(f"{path}: not a ratchet workspace (no {CONFIG} or git history). Create one with `ratchet init`.")
+        return ws
+
+    # --- git --------------------------------------------------------------------------------
+    def git(self, *args: str, check: bool = True) -> str:
+        proc = subprocess.run(["git", *_GIT_ID, *args], cwd=self.root, capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            raise RatchetError(f"{self.root}: git {' '.join(args)} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+        return proc.stdout
+
+    def init_repo(self) -> None:
+        (self.root / ".gitignore").write_text(_IGNORE)
+        self.git("init", "-q", "-b", "main")
+        self.git("add", *_TRACKED)
+        self.git("commit", "-q", "-m", "baseline: initial champion policy")
+
+    def head(self) -> str:
+        return self.git("rev-parse", "HEAD").strip()
+
+    def champion_source(self) -> str:
+        return self.git("show", f"HEAD:{POLICY}")
+
+    def changed_files(self) -> list[str]:
+        """Tracked files that differ from the last kept commit, and untracked files git sees."""
+        out = self.git("status", "--porcelain", "--untracked-files=all")
+        return sorted(line[3:] for line in out.splitlines() if line.strip())
+
+    def stage(self, source: str) -> None:
+        self.policy.write_text(source)
+
+    def keep(self, message: str) -> str:
+        self.git("add", POLICY)
+        self.git("commit", "-q", "-m", message)
+        return self.head()
+
+    def revert(self) -> None:
+        """Back to the last kept state: policy restored, nothing else left behind."""
+        self.git("checkout", "-q", "HEAD", "--", *_TRACKED)

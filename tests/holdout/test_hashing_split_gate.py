@@ -1,0 +1,64 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from holdout import gate
+from holdout.hashing import content_hash, row_hashes
+from holdout.split import split_by_time
+from optimizer.errors import RatchetError
+
+
+def _frame(n=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "tx_id": np.arange(n), "ts": pd.date_range("2025-01-01", periods=n, freq="h"),
+        "amount": rng.gamma(2, 30, n).round(2), "is_fraud": (rng.random(n) < 0.02).astype("int8"),
+    })
+
+
+def test_content_hash_is_order_independent_but_content_sensitive():
+    f = _frame()
+    assert content_hash(f) == content_hash(f.sample(frac=1, random_state=1))
+    g = f.copy()
+    g.loc[2500, "amount"] += 0.01  # a change deep in the file (MLflow's digest would miss it)
+    assert content_hash(g) != content_hash(f)
+    assert content_hash(f.astype({"amount": "float32"})) != content_hash(f)  # schema counts
+
+
+def test_row_hashes_deterministic():
+    f = _frame()
+    assert np.array_equal(row_hashes(f), row_hashes(f.copy()))
+
+
+def test_split_is_ordered_with_gap():
+    f = _frame()
+    s = split_by_time(f, time="ts", train=0.6, dev=0.2, gap_days=2)
+    assert s.train.ts.max() + pd.Timedelta(days=2) < s.dev.ts.min()
+    assert s.dev.ts.max() + pd.Timedelta(days=2) < s.holdout.ts.min()
+    assert len(s.train) == 1800
+
+
+def test_split_refuses_tiny_parts():
+    with pytest.raises(RatchetError, match="split has only"):
+        split_by_time(_frame(300), time="ts", train=0.6, dev=0.2, gap_days=0)
+
+
+def test_thresholdout_answers_dev_when_close_and_spends_on_disagreement():
+    close = gate.thresholdout(dev_gain=0.10, holdout_gain=0.101, threshold=0.05, sigma=0.001, gamma=0.0,
+                              budget_left=5, seed=1, query=1)
+    assert not close.overflow and close.answer == 0.10 and close.budget_left == 5
+    far = gate.thresholdout(dev_gain=0.10, holdout_gain=-0.2, threshold=0.05, sigma=0.001, gamma=0.0,
+                            budget_left=5, seed=1, query=2)
+    assert far.overflow and far.budget_left == 4 and abs(far.answer + 0.2) < 0.05 and far.answer != -0.2
+
+
+def test_thresholdout_replay_is_exact():
+    ans = gate.thresholdout(dev_gain=0.3, holdout_gain=0.0, threshold=0.05, sigma=0.01, gamma=0.002,
+                            budget_left=3, seed=7, query=4)
+    again = gate.replay(ans.to_dict(), seed=7, query=4)
+    assert again == ans
+
+
+def test_ladder_round():
+    assert gate.ladder_round(0.1234, 0.01) == pytest.approx(0.12)
+    assert gate.ladder_round(0.5, 0.0) == 0.5

@@ -1,0 +1,70 @@
+import duckdb
+import pytest
+
+from holdout.ledger import Ledger, verify_chain
+from optimizer.errors import RatchetError
+
+
+def _ledger(tmp_path, n=4):
+    led = Ledger(tmp_path / "ledger.duckdb")
+    led.append("seal", {"manifest_sha256": "ab" * 32})
+    for i in range(1, n):
+        led.append("experiment", {"i": i, "metric": 0.1 * i})
+    return led
+
+
+def test_chain_intact_and_linked(tmp_path):
+    led = _ledger(tmp_path)
+    entries = led.entries()
+    assert [e.seq for e in entries] == [1, 2, 3, 4]
+    assert verify_chain(entries) == []
+    assert all(b.prev_hash == a.hash for a, b in zip(entries, entries[1:]))
+
+
+def test_edited_payload_is_named(tmp_path):
+    led = _ledger(tmp_path)
+    con = duckdb.connect(str(led.path))
+    con.execute("UPDATE ledger SET payload = '{\"i\":2,\"metric\":9.9}' WHERE seq = 3")
+    con.close()
+    problems = verify_chain(led.entries())
+    assert any("entry 3" in p and "recomputed" in p for p in problems)
+
+
+def test_removed_entry_is_named(tmp_path):
+    led = _ledger(tmp_path)
+    con = duckdb.connect(str(led.path))
+    con.execute("DELETE FROM ledger WHERE seq = 2")
+    con.close()
+    problems = verify_chain(led.entries())
+    assert problems and "seq 2 is missing" in problems[0]
+
+
+def test_rehashed_forgery_still_breaks_the_chain(tmp_path):
+    """Recomputing an edited entry's own hash is not enough: the next entry links to the old one."""
+    from holdout.ledger import entry_hash
+
+    led = _ledger(tmp_path)
+    e = led.entries()[1]
+    forged = '{"i":1,"metric":5.0}'
+    new_hash = entry_hash(e.seq, e.time, e.kind, forged, e.prev_hash)
+    con = duckdb.connect(str(led.path))
+    con.execute("UPDATE ledger SET payload = ?, hash = ? WHERE seq = ?", [forged, new_hash, e.seq])
+    con.close()
+    problems = verify_chain(led.entries())
+    assert any("entry 3" in p and "prev_hash" in p for p in problems)
+
+
+def test_second_writer_is_refused(tmp_path):
+    import fcntl
+
+    led = _ledger(tmp_path, n=1)
+    with open(led.path.with_suffix(".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        with pytest.raises(RatchetError, match="another process is writing"):
+            led.append("experiment", {"x": 1})
+
+
+def test_first_entry_must_be_seal(tmp_path):
+    led = Ledger(tmp_path / "l.duckdb")
+    led.append("experiment", {"x": 1})
+    assert any("expected the seal" in p for p in verify_chain(led.entries()))
