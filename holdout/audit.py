@@ -76,15 +76,17 @@ def _signature(manifest: dict[str, Any]) -> Check:
     return Check("hmac", ok, "manifest signature valid" if ok else f"{MANIFEST}: HMAC signature does not match its content")
 
 
-def _scorer(manifest: dict[str, Any], root: Path) -> list[Check]:
-    out = []
-    for rel, expected in sorted(manifest.get("scorer_sha256", {}).items()):
+def _scorer(manifest: dict[str, Any], root: Path) -> Check:
+    sealed = manifest.get("scorer_sha256", {})
+    changed = []
+    for rel, expected in sorted(sealed.items()):
         path = root / rel
         actual = sha256_file(path) if path.is_file() else None
-        ok = actual == expected
-        out.append(Check("scorer_source", ok, f"{rel}: " + ("unchanged since seal" if ok else
-                         ("missing" if actual is None else f"sha256 {actual[:12]} != sealed {expected[:12]}"))))
-    return out
+        if actual != expected:
+            changed.append(f"{rel} " + ("missing" if actual is None else f"sha256 {actual[:12]} != sealed {expected[:12]}"))
+    if changed:
+        return Check("scorer_source", False, "scorer changed since the seal: " + "; ".join(changed))
+    return Check("scorer_source", True, f"{len(sealed)} scorer source files unchanged since the seal")
 
 
 def _mlflow(seal_payload: dict[str, Any], expected: str) -> Check:
@@ -101,6 +103,41 @@ def _mlflow(seal_payload: dict[str, Any], expected: str) -> Check:
     ok = recorded == expected
     return Check("mlflow_seal", ok, f"MLflow run {info['run_id']}: seal {recorded[:12]}" +
                  ("" if ok else f" != ledger {expected[:12]}"))
+
+
+def _gate_replay(entries: list) -> Check:
+    """Every holdout answer is re-derived from its recorded inputs and draws."""
+    from holdout.gate import replay
+
+    gates = [e for e in entries if e.kind == "gate"]
+    for e in gates:
+        d = e.data
+        again = replay(d, seed=d["seed"], query=d["query"]).to_dict()
+        if any(again[k] != d[k] for k in again):
+            wrong = sorted(k for k in again if again[k] != d[k])
+            return Check("gate_replay", False, f"ledger entry {e.seq} (gate query {d['query']}): replay disagrees on "
+                         f"{', '.join(wrong)}")
+    return Check("gate_replay", True, f"{len(gates)} holdout answers replayed exactly")
+
+
+def _mlflow_experiments(seal_payload: dict[str, Any], entries: list) -> Check:
+    """Each experiment MLflow knows of must be in the ledger under the same id (no truncation)."""
+    info = seal_payload.get("mlflow", {})
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or info.get("uri")
+    try:
+        from optimizer.tracking import Tracker
+
+        runs = Tracker(info["experiment"], uri=uri).runs("tags.`ratchet.kind` = 'experiment'")
+    except (RatchetError, KeyError) as exc:
+        return Check("mlflow_experiments", False, f"MLflow experiment records unreadable at {uri}: {exc}")
+    by_seq = {e.seq: e for e in entries if e.kind == "experiment"}
+    for run in runs:
+        seq, name = run.data.tags.get("ratchet.ledger_seq"), run.data.tags.get("ratchet.experiment")
+        entry = by_seq.get(int(seq)) if seq and seq.isdigit() else None
+        if entry is None or entry.data.get("experiment") != name:
+            return Check("mlflow_experiments", False, f"MLflow run {run.info.run_id} records {name} at ledger seq "
+                         f"{seq}, which the ledger does not hold: entries were removed")
+    return Check("mlflow_experiments", True, f"{len(runs)} MLflow experiment runs all found in the ledger")
 
 
 def audit(root: Path, *, source_root: Path) -> AuditReport:
@@ -132,7 +169,9 @@ def audit(root: Path, *, source_root: Path) -> AuditReport:
                             (" matches the ledger's seal entry" if ok else
                              f" != ledger entry {seals[-1].seq} ({seals[-1].kind}) {sealed[:12]}: the manifest was rewritten")))
         checks.append(_mlflow(seals[-1].data, sealed))
+        checks.append(_mlflow_experiments(seals[0].data, entries))
     else:
         checks.append(Check("manifest_vs_ledger", False, "the ledger has no seal entry"))
-    checks += _scorer(manifest, source_root)
+    checks.append(_gate_replay(entries))
+    checks.append(_scorer(manifest, source_root))
     return AuditReport(str(root), tuple(checks))

@@ -28,15 +28,16 @@ class SealChecks:
 
 
 def check_contamination(splits: Splits, *, id_col: str, time_col: str, content_cols: list[str],
-                        entity_col: str | None) -> SealChecks:
+                        entity_col: str | None, max_overlap: int = 0) -> SealChecks:
     """Refuse to seal when holdout rows, ids or times touch train/dev."""
     seen = pd.concat([splits.train, splits.dev], ignore_index=True)
     hold = splits.holdout
     overlap_rows = int(np.isin(row_hashes(hold, content_cols), row_hashes(seen, content_cols)).sum())
-    if overlap_rows:
+    if overlap_rows > max_overlap:
         raise RatchetError(
             f"seal refused: {overlap_rows} holdout rows are exact copies of train/dev rows (row hashes over "
-            f"{', '.join(content_cols)}). Remove duplicated rows from the data and run init again."
+            f"{', '.join(content_cols)}; allowed: {max_overlap}). Remove the replayed rows, or raise "
+            "seal.max_overlap_rows in the config if they are genuine repeats, and run init again."
         )
     overlap_ids = int(hold[id_col].isin(seen[id_col]).sum())
     if overlap_ids:
@@ -51,7 +52,7 @@ def check_contamination(splits: Splits, *, id_col: str, time_col: str, content_c
         )
     # A returning customer is expected (not contamination); it is reported, not refused.
     entity = int(hold[entity_col].isin(seen[entity_col]).sum()) if entity_col else 0
-    return SealChecks(row_overlap=0, id_overlap=0, entity_overlap=entity)
+    return SealChecks(row_overlap=overlap_rows, id_overlap=0, entity_overlap=entity)
 
 
 def plant_canaries(holdout: pd.DataFrame, *, id_col: str, time_col: str, count: int, seed: int) -> tuple[pd.DataFrame, list[str]]:

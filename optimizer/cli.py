@@ -16,6 +16,7 @@ app = typer.Typer(
     no_args_is_help=True,
     help="ratchet: an optimization loop for business systems that cannot be fooled by its own search.",
     rich_markup_mode=None,
+    pretty_exceptions_enable=False,
 )
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
@@ -209,6 +210,10 @@ def try_(
             out.print(f"{mark} {r['guard']:<14} ", end="")
             out.print(r["detail"], markup=False)
         out.print(f"{record.experiment}: {record.status}", markup=False)
+    integrity = [r for r in record.reasons if r["guard"] == "integrity" and not r["passed"]]
+    if integrity:
+        err.print(f"error: integrity: {integrity[0]['detail']}", markup=False)
+        raise typer.Exit(2)
     passed = record.kept or record.status == "would_keep"
     raise typer.Exit(0 if passed else 1)
 

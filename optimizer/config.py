@@ -43,6 +43,7 @@ class SealConfig(_Strict):
     drift_watch: float = Field(0.1, gt=0)
     drift_alarm: float = Field(0.25, gt=0)
     leakage_threshold: float = Field(0.98, gt=0.5, le=1.0)
+    max_overlap_rows: int = Field(0, ge=0)
 
 
 class SandboxConfig(_Strict):

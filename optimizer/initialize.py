@@ -113,12 +113,16 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
                            gap_days=config.split.gap_days)
     content_cols = [c for c in frame.columns if c != cols.id]
     checks = check_contamination(splits, id_col=cols.id, time_col=cols.time, content_cols=content_cols,
-                                 entity_col=cols.entity if cols.entity in frame.columns else None)
+                                 entity_col=cols.entity if cols.entity in frame.columns else None,
+                                 max_overlap=config.seal.max_overlap_rows)
     from guards.drift import drift_report
 
     numeric = [c for c in cols.policy_columns(frame, with_label=False) if c not in (cols.id, cols.time)
                and pd.api.types.is_numeric_dtype(frame[c])]
-    drift = drift_report(splits.train, splits.holdout, numeric)
+    drift = {"reference": "train", "current": "holdout", "watch": config.seal.drift_watch,
+             "alarm": config.seal.drift_alarm,
+             "columns": drift_report(splits.train, splits.holdout, numeric, watch=config.seal.drift_watch,
+                                     alarm=config.seal.drift_alarm)}
 
     staging = target.with_name(f".{target.name}.init-tmp")
     shutil.rmtree(staging, ignore_errors=True)

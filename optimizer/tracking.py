@@ -42,6 +42,13 @@ def _artifact_root(uri: str) -> str | None:
 
 def _quiet() -> None:
     import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\..*")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"mlflow\..*")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    import mlflow  # noqa: F401  (its import configures the loggers we then quieten)
 
     for name in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.ERROR)
@@ -86,8 +93,10 @@ class Tracker:
         self.mlflow.log_text(text, name)
 
     def log_dataset(self, frame: pd.DataFrame, *, name: str, digest: str, context: str, source: str) -> None:
-        ds = self.mlflow.data.from_pandas(frame, source=source, name=name, digest=digest)
-        self.mlflow.log_input(ds, context=context)
+        """MLflow caps a digest at 36 characters: it gets our sha256's prefix, the run tag the whole."""
+        ds = self.mlflow.data.from_pandas(frame, source=source, name=name, digest=digest[:36])
+        self.mlflow.log_input(ds, context=context, tags={"sha256": digest})
+        self.mlflow.set_tag(f"ratchet.sha256.{name}", digest)
 
     def seal_hash(self, run_id: str) -> str | None:
         try:

@@ -34,7 +34,7 @@ WINDOWS = (1, 7, 30)  # days of customer spending and terminal activity windows
 REFERENCE_DAYS = 30       # tune: choice 7, 14, 30, 60
 
 # --- decision -----------------------------------------------------------------------------
-THRESHOLD = 0.3           # tune: float 0.05..0.95
+THRESHOLD = 0.1           # tune: float 0.05..0.95
 
 NOT_FEATURES = ("tx_id", "ts", "customer_id", "terminal_id", "is_fraud")
 DAY_NS = 86_400 * 10**9
@@ -76,7 +76,7 @@ def features(rows):
         "amount": amount,
         "hour": hour,
         "night": (hour < 6).astype(np.float64),
-        "weekend": (ts.dt.dayofweek >= 5).to_numpy(dtype=np.float64),
+        "weekend": (ts.dt.day_of_week >= 5).to_numpy(dtype=np.float64),
     }
     if "customer_id" in rows.columns:
         group = pd.factorize(rows["customer_id"])[0].astype(np.int64)

@@ -1,0 +1,197 @@
+"""Contamination: holdout knowledge showing up where it must not, and columns that leak the label.
+
+- `scan_literals`: a candidate whose source holds several holdout identifiers (or values) has
+  memorised holdout rows; any planted canary id anywhere in it is proof of a leak.
+- `find_canaries` / `check_text`: canaries in a trace, a prompt, a log or an artifact.
+- `label_leakage`: a single column that predicts the label almost perfectly is derived from it.
+
+Details never repeat which literals matched or a canary in full: a verdict is shown to proposers
+and written to logs, and must not become a holdout-membership oracle or spread the canary itself.
+"""
+from __future__ import annotations
+
+import ast
+import math
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from guards._result import GuardResult
+
+TRIVIAL_BELOW = 1000  # integers this small are ordinary tuning constants, never evidence of an id
+MIN_STRING_LEN = 3  # one- and two-character strings are column suffixes and flags, not ids
+
+
+def _key(value: Any) -> str | None:
+    """A comparable form for ids and literals: 250123, 250123.0 and "250123" all match."""
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if not math.isfinite(v):
+            return None
+        return str(int(v)) if v.is_integer() else repr(v)
+    if isinstance(value, bytes):
+        return value.decode("latin-1")
+    return str(value)
+
+
+def _is_trivial(value: Any) -> bool:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value).is_integer() and abs(value) < TRIVIAL_BELOW
+    return isinstance(value, (str, bytes)) and len(value) < MIN_STRING_LEN
+
+
+def _literals(tree: ast.AST) -> list[tuple[int, Any]]:
+    """(line, value) for every number, string and bytes literal; `-5` counts as -5."""
+    negated: set[int] = set()
+    out: list[tuple[int, Any]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+            v = node.operand.value
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out.append((node.lineno, -v))
+                negated.add(id(node.operand))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and id(node) not in negated:
+            v = node.value
+            if isinstance(v, (int, float, str, bytes)) and not isinstance(v, bool):
+                out.append((node.lineno, v))
+    return out
+
+
+def _mask(canary: str) -> str:
+    return canary[:6] + "…" if len(canary) > 6 else canary
+
+
+def find_canaries(text: str, canaries: Iterable[str]) -> list[str]:
+    """The canaries that occur verbatim in `text`, in order of first appearance."""
+    found = [(text.find(c), c) for c in dict.fromkeys(str(c) for c in canaries) if c and c in text]
+    return [c for _, c in sorted(found)]
+
+
+def check_text(where: str, text: str, canaries: Iterable[str]) -> GuardResult:
+    """Fail when any holdout canary occurs in `text` (a trace, a prompt, a log, an artifact)."""
+    found = find_canaries(text, canaries)
+    if not found:
+        return GuardResult("contamination", True, f"no holdout canary in {where}", {"where": where, "canaries": 0})
+    pos = text.find(found[0])
+    line = text.count("\n", 0, pos) + 1
+    return GuardResult("contamination", False, f"{len(found)} holdout canar{'y' if len(found) == 1 else 'ies'} found in "
+                       f"{where} (first, {_mask(found[0])}, at line {line}): holdout rows leaked into it",
+                       {"where": where, "canaries": len(found), "first_line": line})
+
+
+def scan_literals(source: str, *, holdout_ids: set, holdout_values: set | None = None, min_matches: int = 3,
+                  canaries: Iterable[str] = ()) -> GuardResult:
+    """Fail on >= min_matches distinct literals that are holdout ids (or values), or on any canary."""
+    canaries = [str(c) for c in canaries]
+    hits = find_canaries(source, canaries)
+    if hits:
+        line = source.count("\n", 0, source.find(hits[0])) + 1
+        return GuardResult("contamination", False, f"policy source contains {len(hits)} holdout canary id(s) "
+                           f"(first, {_mask(hits[0])}, at line {line}): it was built from holdout rows",
+                           {"canaries": len(hits), "first_line": line})
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        return GuardResult("contamination", False, f"policy source does not parse (line {exc.lineno}); "
+                           "literals cannot be checked", {"line": int(exc.lineno or 0)})
+    ids = {k for k in map(_key, holdout_ids) if k is not None} | set(canaries)
+    values = {k for k in map(_key, holdout_values or ()) if k is not None}
+    id_hits: set[str] = set()
+    value_hits: set[str] = set()
+    literals = _literals(tree)
+    for _, v in literals:
+        if _is_trivial(v):
+            continue
+        k = _key(v)
+        if k in ids:
+            id_hits.add(k)
+        elif k in values:
+            value_hits.add(k)
+    figures = {"literals": len(literals), "id_matches": len(id_hits), "value_matches": len(value_hits),
+               "min_matches": int(min_matches)}
+    problems = []
+    if len(id_hits) >= min_matches:
+        problems.append(f"{len(id_hits)} distinct literals are holdout identifiers")
+    if len(value_hits) >= min_matches:
+        problems.append(f"{len(value_hits)} distinct literals are holdout values")
+    if problems:
+        # Which literals matched is withheld on purpose (see the module docstring).
+        return GuardResult("contamination", False, f"policy source memorises holdout rows: {' and '.join(problems)} "
+                           f"(limit {min_matches - 1})", figures)
+    return GuardResult("contamination", True, f"no holdout canary and fewer than {min_matches} holdout ids or values "
+                       f"among {len(literals)} literals", figures)
+
+
+def _auc(y: np.ndarray, score: np.ndarray) -> float:
+    auc = float(roc_auc_score(y, score))
+    return max(auc, 1.0 - auc)  # a column that ranks the label backwards leaks just as much
+
+
+def _raw_score(series: pd.Series) -> np.ndarray | None:
+    """The column as numbers (missing values ranked lowest), or None for non-numeric columns."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        values = series.astype("int64").to_numpy(dtype=float)
+    elif pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+        values = series.astype(float).to_numpy(dtype=float, na_value=np.nan)
+    else:
+        return None
+    missing = np.isnan(values)
+    if missing.all():
+        return None
+    return np.where(missing, np.nanmin(values) - 1.0, values)
+
+
+def _out_of_fold_encoding(series: pd.Series, y: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Each row's value replaced by the label mean of that value in the OTHER folds (prior if unseen)."""
+    codes, uniques = pd.factorize(series, use_na_sentinel=False)
+    k = len(uniques)
+    fold_of = np.random.default_rng(seed).permutation(len(y)) % folds
+    out = np.empty(len(y), dtype=float)
+    for f in range(folds):
+        test = fold_of == f
+        train = ~test
+        sums = np.bincount(codes[train], weights=y[train], minlength=k)
+        counts = np.bincount(codes[train], minlength=k)
+        c = counts[codes[test]]
+        out[test] = np.where(c > 0, sums[codes[test]] / np.maximum(c, 1), y[train].mean())
+    return out
+
+
+def label_leakage(frame: pd.DataFrame, label: str, columns: Sequence[str], *, threshold: float = 0.98,
+                  folds: int = 5, seed: int = 0) -> dict:
+    """Single-column predictive power for a binary label: symmetric ROC-AUC per column.
+
+    Each column is scored by its raw value (numeric columns) and by an out-of-fold per-value label
+    mean (every column; catches ids and categories that map to the label). Returns "auc" (the
+    larger of the two), "raw_auc", "encoded_auc", "leaking" (columns with auc >= threshold, worst
+    first), "threshold" and "rows".
+    """
+    if label not in frame.columns:
+        raise ValueError(f"label_leakage: label column {label!r} is not in the frame")
+    y_raw = frame[label]
+    if y_raw.isna().any():
+        raise ValueError(f"label_leakage: label column {label!r} has {int(y_raw.isna().sum())} missing values")
+    classes = pd.unique(y_raw)
+    if len(classes) != 2:
+        raise ValueError(f"label_leakage: label column {label!r} must have exactly 2 classes; found {len(classes)}")
+    y = (y_raw == max(classes)).to_numpy(dtype=float)
+    raw_auc: dict[str, float | None] = {}
+    encoded_auc: dict[str, float] = {}
+    auc: dict[str, float] = {}
+    for col in columns:
+        if col not in frame.columns:
+            raise ValueError(f"label_leakage: column {col!r} is not in the frame")
+        raw = _raw_score(frame[col])
+        raw_auc[col] = _auc(y, raw) if raw is not None else None
+        encoded_auc[col] = _auc(y, _out_of_fold_encoding(frame[col], y, folds, seed))
+        auc[col] = max(encoded_auc[col], raw_auc[col] or 0.0)
+    leaking = sorted((c for c in auc if auc[c] >= threshold), key=lambda c: -auc[c])
+    return {"auc": auc, "raw_auc": raw_auc, "encoded_auc": encoded_auc, "leaking": leaking,
+            "threshold": float(threshold), "rows": int(len(frame))}

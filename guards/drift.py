@@ -1,0 +1,117 @@
+"""Distribution drift: PSI and the two-sample KS test, with the usual PSI bands.
+
+PSI bands (industry convention, see FIELD-NOTES): < 0.1 stable, 0.1 to 0.25 watch, > 0.25 alarm.
+Numeric columns are binned at the reference's quantiles; anything else (strings, booleans,
+categories such as routing teams) is compared by per-category shares. Missing values form
+their own bin, so a column that starts arriving empty drifts too.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from guards._result import GuardResult
+
+EPSILON = 1e-4  # share given to an empty bin so the log ratio stays finite
+
+
+def _values(x) -> tuple[np.ndarray, bool]:
+    """(array, is_numeric): numbers and datetimes as floats (NaN for missing), anything else as objects."""
+    s = pd.Series(x) if not isinstance(x, pd.Series) else x
+    if pd.api.types.is_bool_dtype(s):
+        return s.to_numpy(dtype=object), False
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return s.astype("int64").to_numpy(dtype=float), True
+    if pd.api.types.is_numeric_dtype(s):
+        return s.to_numpy(dtype=float, na_value=np.nan), True
+    return s.to_numpy(dtype=object), False
+
+
+def _shares(counts: np.ndarray) -> np.ndarray:
+    shares = counts / max(counts.sum(), 1)
+    return np.where(shares == 0, EPSILON, shares)
+
+
+def _psi_from_counts(ref_counts: np.ndarray, cur_counts: np.ndarray) -> float:
+    r, c = _shares(ref_counts), _shares(cur_counts)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
+    """Population stability index of `current` against `reference`."""
+    ref, ref_num = _values(reference)
+    cur, cur_num = _values(current)
+    if len(ref) == 0 or len(cur) == 0:
+        raise ValueError(f"psi needs values on both sides; got {len(ref)} reference, {len(cur)} current")
+    if ref_num and cur_num:
+        ref_ok, cur_ok = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
+        if len(ref_ok):
+            # Interior quantile edges of the reference; ties collapse so a spike is one bin, not several.
+            edges = np.unique(np.quantile(ref_ok, np.linspace(0, 1, bins + 1)[1:-1]))
+        else:
+            edges = np.array([])
+        ref_counts = np.bincount(np.searchsorted(edges, ref_ok, side="right"), minlength=len(edges) + 1)
+        cur_counts = np.bincount(np.searchsorted(edges, cur_ok, side="right"), minlength=len(edges) + 1)
+        ref_counts = np.append(ref_counts, len(ref) - len(ref_ok))
+        cur_counts = np.append(cur_counts, len(cur) - len(cur_ok))
+        return _psi_from_counts(ref_counts, cur_counts)
+    ref_s = pd.Series(ref, dtype=object).astype(str)
+    cur_s = pd.Series(cur, dtype=object).astype(str)
+    cats = sorted(set(ref_s) | set(cur_s))
+    return _psi_from_counts(ref_s.value_counts().reindex(cats, fill_value=0).to_numpy(),
+                            cur_s.value_counts().reindex(cats, fill_value=0).to_numpy())
+
+
+def ks(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
+    """Two-sample Kolmogorov-Smirnov statistic and p-value (numeric values, missing dropped)."""
+    ref, ref_num = _values(reference)
+    cur, cur_num = _values(current)
+    if not (ref_num and cur_num):
+        raise ValueError("ks needs numeric values on both sides; use psi for categories")
+    ref, cur = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
+    if len(ref) == 0 or len(cur) == 0:
+        return float("nan"), float("nan")
+    res = stats.ks_2samp(ref, cur)
+    return float(res.statistic), float(res.pvalue)
+
+
+def band(value: float, *, watch: float = 0.1, alarm: float = 0.25) -> str:
+    """'stable' below watch, 'watch' up to alarm, 'alarm' above it."""
+    if np.isnan(value) or value > alarm:
+        return "alarm"
+    return "stable" if value < watch else "watch"
+
+
+def drift_report(reference: pd.DataFrame, current: pd.DataFrame, columns: Iterable[str], *,
+                 watch: float = 0.1, alarm: float = 0.25) -> dict:
+    """Per column: psi, ks statistic and p-value (numeric only), verdict stable/watch/alarm."""
+    report: dict[str, dict] = {}
+    for col in columns:
+        for side, frame in (("reference", reference), ("current", current)):
+            if col not in frame.columns:
+                raise ValueError(f"drift report: column {col!r} is missing from the {side} frame")
+        value = psi(reference[col], current[col])
+        numeric = _values(reference[col])[1] and _values(current[col])[1]
+        stat, p = ks(reference[col], current[col]) if numeric else (None, None)
+        report[col] = {"psi": value, "ks": stat, "ks_pvalue": p, "verdict": band(value, watch=watch, alarm=alarm)}
+    return report
+
+
+def check_score_drift(champion_scores: np.ndarray, candidate_scores: np.ndarray, *, watch: float = 0.1,
+                      alarm: float = 0.25) -> GuardResult:
+    """Fail when the candidate's decisions moved beyond the alarm band from the champion's (PSI)."""
+    value = psi(champion_scores, candidate_scores)
+    verdict = band(value, watch=watch, alarm=alarm)
+    figures: dict[str, float | int | str] = {"psi": value, "verdict": verdict, "watch": watch, "alarm": alarm,
+                                             "n_champion": int(len(champion_scores)),
+                                             "n_candidate": int(len(candidate_scores))}
+    if _values(champion_scores)[1] and _values(candidate_scores)[1]:
+        figures["ks"], figures["ks_pvalue"] = ks(champion_scores, candidate_scores)
+    if verdict == "alarm":
+        return GuardResult("drift", False, f"candidate decisions drifted from the champion's: PSI {value:.4f} is "
+                           f"above the alarm level {alarm:g}", figures)
+    note = f" (watch: above {watch:g})" if verdict == "watch" else ""
+    return GuardResult("drift", True, f"candidate decisions vs champion's: PSI {value:.4f}, {verdict}{note}", figures)
