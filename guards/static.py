@@ -74,6 +74,13 @@ def _is_dunder(name: str) -> bool:
     return len(name) > 4 and name.startswith("__") and name.endswith("__")
 
 
+def _root(node: ast.AST) -> str | None:
+    """The name an attribute chain starts from (`np` in `np.lib.x`), if it starts from a name."""
+    while isinstance(node, (ast.Attribute, ast.Call, ast.Subscript)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
 def _io_name(name: str) -> bool:
     return name in IO_NAMES or name.startswith(IO_PREFIXES)
 
@@ -98,6 +105,14 @@ class _Scanner(ast.NodeVisitor):
         self.found: list[Finding] = []
         self.checked_calls: set[int] = set()  # Name nodes of reflection calls already judged
         self.inner_displays: set[int] = set()  # displays nested in a larger one: counted with it
+        self.imported: set[str] = set()
+
+    def collect_imports(self, tree: ast.AST) -> None:
+        """Names bound by import statements: private attributes below them are library internals."""
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for alias in node.names:
+                    self.imported.add(alias.asname or alias.name.split(".")[0])
 
     def add(self, node: ast.AST, rule: str, message: str) -> None:
         self.found.append(Finding(getattr(node, "lineno", 0), getattr(node, "col_offset", 0), rule, message))
@@ -159,7 +174,7 @@ class _Scanner(ast.NodeVisitor):
             self.add(node, "introspection", f"attribute '.{attr}' exposes frames or code objects")
         elif on_self:
             pass  # the policy's own attributes may be private or named like I/O helpers
-        elif attr.startswith("_"):
+        elif attr.startswith("_") and _root(node) in self.imported:
             self.add(node, "private", f"access to private attribute '.{attr}' of a library is not allowed")
         elif _io_name(attr):
             self.add(node, "io", f"'.{attr}' reads or writes files, URLs or evaluates strings; not allowed in a "
@@ -253,6 +268,7 @@ def findings(source: str, *, allowed_imports: Sequence[str], max_literal_len: in
     except SyntaxError as exc:
         return [Finding(exc.lineno or 0, (exc.offset or 1) - 1, "syntax", f"syntax error: {exc.msg}")]
     scanner = _Scanner(allowed_imports, max_literal_len, max_collection_items)
+    scanner.collect_imports(tree)
     scanner.visit(tree)
     unique = dict.fromkeys(scanner.found)  # the same problem reported twice at one spot is one problem
     return sorted(unique, key=lambda f: (f.line, f.col, f.rule))

@@ -18,6 +18,7 @@ import ast
 import difflib
 import io
 import math
+import numbers
 import re
 import tokenize
 from dataclasses import dataclass
@@ -60,12 +61,13 @@ class Tunable:
             raise ValueError(f"{where}: {value!r} is outside {self.low}..{self.high}")
 
 
+# numbers.* admits numpy scalars from samplers; bool is an int subclass but never a count.
 def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -80,10 +82,15 @@ def _literal(text: str, line: int, what: str) -> Any:
         raise ValueError(f"line {line}: {what} {text!r} is not a Python literal") from None
 
 
+def _lines(source: str) -> list[str]:
+    # Split where Python's tokenizer does (str.splitlines also splits on \f, \x1c, \u2028 ...).
+    return io.StringIO(source, newline="").readlines()
+
+
 def _comments(source: str) -> dict[int, str]:
     """Line -> comment text, read with tokenize so '#' inside strings is not a comment."""
     out = {}
-    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+    for tok in tokenize.generate_tokens(io.StringIO(source, newline="").readline):
         if tok.type == tokenize.COMMENT:
             out[tok.start[0]] = tok.string
     return out
@@ -92,7 +99,10 @@ def _comments(source: str) -> dict[int, str]:
 def _assignments(tree: ast.Module) -> dict[int, tuple[str, ast.expr]]:
     """Line -> (name, value node) for top-level single-name, single-line assignments."""
     out = {}
+    starts = [node.lineno for node in tree.body]
     for node in tree.body:
+        if starts.count(node.lineno) > 1:
+            continue  # `A = 1; B = 2  # tune: ...` would leave it unclear which one is meant
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
             target = node.targets[0]
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
@@ -118,6 +128,8 @@ def _spec(spec: str, line: int) -> tuple[str, Any, Any, bool, tuple]:
             raise ValueError(f"line {line}: bounds must be finite with low < high, got {low!r}..{high!r}")
         if m["log"] and low <= 0:
             raise ValueError(f"line {line}: a log range needs a positive lower bound, got {low!r}")
+        if kind == "float":
+            low, high = float(low), float(high)
         return kind, low, high, bool(m["log"]), ()
     m = _CHOICE.match(spec)
     if m:
@@ -182,12 +194,12 @@ def rewrite(source: str, values: Mapping[str, Any]) -> str:
     if unknown:
         raise KeyError(f"not tunable in this file: {', '.join(unknown)}; tunable: {', '.join(by_name)}")
     nodes = _assignments(ast.parse(source))
-    lines = source.splitlines(keepends=True)
+    lines = _lines(source)
     for name, value in values.items():
         t = by_name[name]
         t.check(value)
-        if t.kind == "float":
-            value = float(value)
+        if t.kind != "choice":
+            value = int(value) if t.kind == "int" else float(value)
         node = nodes[t.line][1]
         # ast column offsets count UTF-8 bytes, so slice the encoded line.
         raw = lines[t.line - 1].encode("utf-8")
@@ -211,7 +223,7 @@ def suggest(trial: Any, tunables: list[Tunable]) -> dict[str, Any]:
 
 def diff(old: str, new: str, name: str = "policy.py") -> str:
     """A unified diff of two versions of a file, as `git diff` would label it."""
-    a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
+    a, b = _lines(old), _lines(new)
     # A last line without a newline would glue onto the next diff line; terminate it.
     a = [s if s.endswith("\n") else s + "\n" for s in a]
     b = [s if s.endswith("\n") else s + "\n" for s in b]

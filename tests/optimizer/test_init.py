@@ -46,6 +46,10 @@ def test_refuses_existing_workspace(small_workspace):
         init_workspace("fraud", small_workspace)
 
 
+FULL_MAP = {"label": "is_fraud", "time": "ts", "amount": "amount", "id": "tx_id", "entity": "customer_id",
+            "terminal": "terminal_id"}
+
+
 def _csv(tmp_path, frame, name="upload.csv"):
     path = tmp_path / name
     frame.to_csv(path, index=False)
@@ -60,7 +64,8 @@ def test_import_csv_with_mapping(tmp_path):
                           "customer_id": "Card"})
     g["risk_score_a"] = np.random.default_rng(0).normal(size=len(g))
     path = _csv(tmp_path, g)
-    mapping = {"label": "Label", "time": "When", "amount": "Amt", "id": "TransactionID", "entity": "Card"}
+    mapping = {"label": "Label", "time": "When", "amount": "Amt", "id": "TransactionID", "entity": "Card",
+               "terminal": "terminal_id"}
     res = init_workspace("fraud", tmp_path / "ws", overrides={"data.source": "file", "data.file": str(path),
                                                               "data.mapping": mapping, "seal.canaries": 2})
     train = pd.read_parquet(res.workspace.root / "data" / "train.parquet")
@@ -118,8 +123,7 @@ def test_failed_init_leaves_nothing(tmp_path):
     target = tmp_path / "ws"
     with pytest.raises(RatchetError, match="tx_id"):
         init_workspace("fraud", target, overrides={"data.source": "file", "data.file": str(path),
-                                                   "data.mapping": {"label": "is_fraud", "time": "ts",
-                                                                    "amount": "amount", "id": "tx_id"}})
+                                                   "data.mapping": FULL_MAP})
     assert not target.exists() and not any(p.name.endswith("init-tmp") for p in tmp_path.iterdir())
 
 
@@ -129,7 +133,7 @@ def test_contract_refuses_bad_data(tmp_path):
     g = generate(5, 8000).drop(columns=["fraud_scenario"])
     g.loc[10:14, "amount"] = -3.0
     path = _csv(tmp_path, g)
-    mapping = {"label": "is_fraud", "time": "ts", "amount": "amount", "id": "tx_id"}
+    mapping = FULL_MAP
     with pytest.raises(RatchetError) as info:
         init_workspace("fraud", tmp_path / "ws", overrides={"data.source": "file", "data.file": str(path),
                                                            "data.mapping": mapping})
@@ -143,7 +147,7 @@ def test_leaky_column_is_refused(tmp_path):
     g = generate(6, 8000).drop(columns=["fraud_scenario"])
     g["chargeback_flag"] = g["is_fraud"] * 1.0 + np.random.default_rng(1).normal(0, 0.01, len(g))
     path = _csv(tmp_path, g)
-    mapping = {"label": "is_fraud", "time": "ts", "amount": "amount", "id": "tx_id"}
+    mapping = FULL_MAP
     with pytest.raises(RatchetError, match="chargeback_flag"):
         init_workspace("fraud", tmp_path / "ws", overrides={"data.source": "file", "data.file": str(path),
                                                            "data.mapping": mapping})
