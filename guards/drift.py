@@ -48,13 +48,16 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
         raise ValueError(f"psi needs values on both sides; got {len(ref)} reference, {len(cur)} current")
     if ref_num and cur_num:
         ref_ok, cur_ok = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
-        if len(ref_ok):
-            # Interior quantile edges of the reference; ties collapse so a spike is one bin, not several.
-            edges = np.unique(np.quantile(ref_ok, np.linspace(0, 1, bins + 1)[1:-1]))
-        else:
-            edges = np.array([])
-        ref_counts = np.bincount(np.searchsorted(edges, ref_ok, side="right"), minlength=len(edges) + 1)
-        cur_counts = np.bincount(np.searchsorted(edges, cur_ok, side="right"), minlength=len(edges) + 1)
+        # Interior quantile edges of the reference; tied quantiles collapse into one edge.
+        edges = np.unique(np.quantile(ref_ok, np.linspace(0, 1, bins + 1)[1:-1])) if len(ref_ok) else np.array([])
+        # A value holding a whole bin's share (e.g. amount 0) gets its own bin, or ties would hide it.
+        spikes = np.array([e for e in edges if np.mean(ref_ok == e) >= 1.0 / bins])
+
+        def bin_of(x: np.ndarray) -> np.ndarray:
+            return 2 * np.searchsorted(edges, x, side="left") + np.isin(x, spikes)
+
+        ref_counts = np.bincount(bin_of(ref_ok), minlength=2 * len(edges) + 2)
+        cur_counts = np.bincount(bin_of(cur_ok), minlength=2 * len(edges) + 2)
         ref_counts = np.append(ref_counts, len(ref) - len(ref_ok))
         cur_counts = np.append(cur_counts, len(cur) - len(cur_ok))
         return _psi_from_counts(ref_counts, cur_counts)
@@ -113,5 +116,5 @@ def check_score_drift(champion_scores: np.ndarray, candidate_scores: np.ndarray,
     if verdict == "alarm":
         return GuardResult("drift", False, f"candidate decisions drifted from the champion's: PSI {value:.4f} is "
                            f"above the alarm level {alarm:g}", figures)
-    note = f" (watch: above {watch:g})" if verdict == "watch" else ""
-    return GuardResult("drift", True, f"candidate decisions vs champion's: PSI {value:.4f}, {verdict}{note}", figures)
+    where = f"in the watch band ({watch:g} to {alarm:g}), noted" if verdict == "watch" else f"stable (below {watch:g})"
+    return GuardResult("drift", True, f"candidate decisions vs the champion's: PSI {value:.4f}, {where}", figures)

@@ -161,6 +161,9 @@ class _Scanner(ast.NodeVisitor):
     def visit_Attribute(self, node: ast.Attribute) -> None:
         attr, base = node.attr, node.value
         on_self = isinstance(base, ast.Name) and base.id in SELF_NAMES
+        if isinstance(node.ctx, (ast.Store, ast.Del)) and _root(node) in self.imported:
+            self.add(node, "monkeypatch", f"assigning to '{ast.unparse(node)}' changes a library in place; "
+                     "not allowed (the scorer must see libraries as shipped)")
         if _is_dunder(attr):
             is_super_init = (attr == "__init__" and isinstance(base, ast.Call) and isinstance(base.func, ast.Name)
                              and base.func.id == "super")
@@ -220,6 +223,9 @@ class _Scanner(ast.NodeVisitor):
             return
         on_self = isinstance(node.args[0], ast.Name) and node.args[0].id in SELF_NAMES
         attr = name_arg.value
+        if func.id != "getattr" and _root(node.args[0]) in self.imported:
+            self.add(node, "monkeypatch", f"'{func.id}' on the library object '{ast.unparse(node.args[0])}' "
+                     "is not allowed")
         if _banned_word(attr) or (attr.startswith("_") and not on_self):
             self.add(node, "reflection", f"'{func.id}' of the private, dunder or banned attribute '{attr}' is not "
                      "allowed")

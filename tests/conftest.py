@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from optimizer.proposers._tunables import rewrite
+
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path_factory, monkeypatch):
@@ -28,3 +30,26 @@ def small_workspace(tmp_path_factory) -> Path:
     finally:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
     return result.workspace.root
+
+
+BASELINE = (Path(__file__).resolve().parents[1] / "domains" / "fraud" / "policy.py").read_text()
+WEAK = rewrite(BASELINE, {"N_ESTIMATORS": 50, "MAX_DEPTH": 2, "THRESHOLD": 0.9})
+LOOSE = {"alert_rate": {"floor": 0.05, "margin": 0.05}, "false_decline_rate": {"floor": 0.05, "margin": 0.05}}
+
+
+@pytest.fixture(scope="session")
+def weak_workspace(tmp_path_factory) -> Path:
+    """Starts from a deliberately weak champion, so the shipped baseline is an honest improvement."""
+    from optimizer.initialize import init_workspace
+
+    base = tmp_path_factory.mktemp("weak")
+    (base / "weak.py").write_text(WEAK)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{base / 'mlflow.db'}"
+    try:
+        res = init_workspace("fraud", base / "ws", policy_file=base / "weak.py",
+                             overrides={"data.rows": 30_000, "seal.canaries": 4, "guardrails": LOOSE})
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    return res.workspace.root
+
+

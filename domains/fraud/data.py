@@ -153,6 +153,7 @@ def load(file: Path, mapping: Mapping[str, str]) -> pd.DataFrame:
     Non-numeric unmapped columns are dropped; their names are in `frame.attrs["dropped_columns"]`.
     """
     file = Path(file)
+    mapping = {k: v for k, v in mapping.items() if v}  # an option left unset arrives as None or ""
     raw = _read(file)
     columns = [str(c) for c in raw.columns]
     raw.columns = columns
@@ -162,7 +163,7 @@ def load(file: Path, mapping: Mapping[str, str]) -> pd.DataFrame:
         raise RatchetError(f"{name}: unknown mapping key(s) {', '.join(unknown)}; "
                            f"use {', '.join(MAPPING_KEYS)}.")
     for key in REQUIRED_KEYS:
-        if not mapping.get(key):
+        if key not in mapping:
             raise RatchetError(f"{name}: no column given for --{key}; pass the column that holds it.")
     for key, col in mapping.items():
         if col not in columns:
@@ -175,14 +176,14 @@ def load(file: Path, mapping: Mapping[str, str]) -> pd.DataFrame:
 
     out: dict[str, pd.Series] = {}
     if mapping.get("id"):
-        out["tx_id"] = _ids(raw[mapping["id"]], name, mapping["id"])
+        out["tx_id"] = _ids(raw[mapping["id"]])
     else:
         out["tx_id"] = pd.Series(np.arange(len(raw), dtype=np.int64))  # file order
     out["ts"] = _times(raw[mapping["time"]], name, mapping["time"])
     if mapping.get("entity"):
-        out["customer_id"] = _ids(raw[mapping["entity"]], name, mapping["entity"])
+        out["customer_id"] = _ids(raw[mapping["entity"]])
     if mapping.get("terminal"):
-        out["terminal_id"] = _ids(raw[mapping["terminal"]], name, mapping["terminal"])
+        out["terminal_id"] = _ids(raw[mapping["terminal"]])
     out["amount"] = _amounts(raw[mapping["amount"]], name, mapping["amount"])
     out["is_fraud"] = _labels(raw[mapping["label"]], name, mapping["label"])
 
@@ -233,7 +234,7 @@ def _examples(series: pd.Series, bad: np.ndarray) -> str:
     return _list(list(dict.fromkeys(repr(v) for v in series[bad].tolist())), 5)
 
 
-def _ids(series: pd.Series, name: str, col: str) -> pd.Series:
+def _ids(series: pd.Series) -> pd.Series:
     """Integer ids stay int64; anything else is kept as text (nulls are left to the contract)."""
     if pd.api.types.is_integer_dtype(series) and not series.isna().any():
         return series.astype(np.int64)

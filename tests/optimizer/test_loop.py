@@ -17,21 +17,7 @@ from typer.testing import CliRunner
 from optimizer.cli import app
 from optimizer.proposers._tunables import rewrite
 
-BASELINE = (Path(__file__).resolve().parents[2] / "domains" / "fraud" / "policy.py").read_text()
-WEAK = rewrite(BASELINE, {"N_ESTIMATORS": 50, "MAX_DEPTH": 2, "THRESHOLD": 0.9})
-LOOSE = {"alert_rate": {"floor": 0.05, "margin": 0.05}, "false_decline_rate": {"floor": 0.05, "margin": 0.05}}
-
-
-@pytest.fixture(scope="session")
-def weak_workspace(tmp_path_factory) -> Path:
-    """Starts from a deliberately weak champion, so the shipped baseline is an honest improvement."""
-    from optimizer.initialize import init_workspace
-
-    base = tmp_path_factory.mktemp("weak")
-    (base / "weak.py").write_text(WEAK)
-    res = init_workspace("fraud", base / "ws", policy_file=base / "weak.py",
-                         overrides={"data.rows": 30_000, "seal.canaries": 4, "guardrails": LOOSE})
-    return res.workspace.root
+from tests.conftest import BASELINE, WEAK
 
 
 @pytest.fixture

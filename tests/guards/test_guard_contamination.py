@@ -1,0 +1,142 @@
+"""Contamination: memorised holdout ids and canaries are caught; honest literals and columns pass."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from guards.contamination import check_text, find_canaries, label_leakage, scan_literals
+
+HOLDOUT_IDS = set(range(240_000, 300_000))
+CANARIES = ["9100000000000123456", "rc-7f3a0c9e11d2b4a5"]
+
+HONEST = '''
+import numpy as np
+THRESHOLD = 0.62
+WINDOW_DAYS = 30
+BANDS = (20.0, 100.0, 220.0)
+def fit(train):
+    return train["amount"].quantile(0.99)
+def decide(model, rows):
+    return np.clip(rows["amount"].to_numpy() / (model * 1.5), 0, 1)
+'''
+
+MEMORISED = '''
+import numpy as np
+THRESHOLD = 0.5
+KNOWN_FRAUD = {251_003: 1, 262_417: 1, 287_999: 1}
+def fit(train):
+    return None
+def decide(model, rows):
+    return rows["tx_id"].map(KNOWN_FRAUD).fillna(0.1).to_numpy()
+'''
+
+
+def test_honest_policy_passes():
+    result = scan_literals(HONEST, holdout_ids=HOLDOUT_IDS, canaries=CANARIES)
+    assert result.passed, result.detail
+    assert result.name == "contamination" and result.figures["id_matches"] == 0
+
+
+def test_memorised_holdout_ids_fail_without_naming_them():
+    result = scan_literals(MEMORISED, holdout_ids=HOLDOUT_IDS, canaries=CANARIES)
+    assert not result.passed
+    assert "3 distinct literals are holdout identifiers" in result.detail
+    assert "251" not in result.detail and "262" not in result.detail  # no membership oracle
+    assert result.figures["id_matches"] == 3
+
+
+def test_below_min_matches_passes():
+    two = MEMORISED.replace("287_999: 1", "12: 1")
+    assert scan_literals(two, holdout_ids=HOLDOUT_IDS).passed
+    assert not scan_literals(two, holdout_ids=HOLDOUT_IDS, min_matches=2).passed
+
+
+def test_ids_match_across_int_float_and_string_forms():
+    source = "IDS = ['251003', 262417.0, 287999]\n"
+    assert not scan_literals(source, holdout_ids=HOLDOUT_IDS).passed
+    string_ids = {f"tx-{i}" for i in range(100)}
+    assert not scan_literals("X = ['tx-1', 'tx-22', 'tx-33']\n", holdout_ids=string_ids).passed
+
+
+def test_small_constants_never_count_as_ids():
+    small_ids = set(range(0, 5000))
+    source = "A = 0\nB = 1\nC = 30\nD = 7\nE = -1\nF = 'ab'\n"
+    assert scan_literals(source, holdout_ids=small_ids | {"ab"}).passed
+
+
+def test_holdout_values_are_counted():
+    values = {47.23, 112.91, 333.07, 5.5}
+    source = "AMOUNTS = (47.23, 112.91, 333.07)\n"
+    assert not scan_literals(source, holdout_ids=set(), holdout_values=values).passed
+    assert scan_literals(source, holdout_ids=set(), holdout_values={1.25}).passed
+
+
+@pytest.mark.parametrize("where", ["literal", "comment", "negative"])
+def test_any_canary_fails(where: str):
+    text = {"literal": f"X = {CANARIES[0]}\n", "comment": f"# seen {CANARIES[1]} in a log\nX = 1\n",
+            "negative": f"X = -{CANARIES[0]}\n"}[where]
+    result = scan_literals(text, holdout_ids=HOLDOUT_IDS, canaries=CANARIES)
+    assert not result.passed and "canary" in result.detail
+    assert CANARIES[0] not in result.detail and CANARIES[1] not in result.detail  # never echoed in full
+
+
+def test_unparseable_source_fails_closed():
+    assert not scan_literals("def (:\n", holdout_ids=HOLDOUT_IDS).passed
+
+
+def test_find_canaries():
+    text = f"a {CANARIES[1]} b {CANARIES[0]} c {CANARIES[1]}"
+    assert find_canaries(text, CANARIES) == [CANARIES[1], CANARIES[0]]
+    assert find_canaries("rc-7f3a0c9e11d2b4a", CANARIES) == []  # a prefix is not an occurrence
+    assert find_canaries("anything", ["", "x"]) == []
+
+
+def test_check_text_names_where_and_line():
+    trace = "experiment 12\nmissed fraud:\n  {'tx_id': " + CANARIES[0] + "}\n"
+    result = check_text("trace of experiment 12", trace, CANARIES)
+    assert not result.passed
+    assert "trace of experiment 12" in result.detail and "line 3" in result.detail
+    assert CANARIES[0] not in result.detail
+    clean = check_text("prompt", "improve recall on high amounts", CANARIES)
+    assert clean.passed and "prompt" in clean.detail
+
+
+def frame(n: int = 4000, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.1).astype(int)
+    return pd.DataFrame({
+        "tx_id": np.arange(n),
+        "amount": rng.gamma(2.0, 30.0, n) + 40 * y,  # informative, not leaking
+        "customer_id": rng.integers(0, 400, n),
+        "channel": rng.choice(["web", "pos"], n),
+        "chargeback": y * 1.0,  # derived from the label
+        "review_code": np.where(y == 1, rng.choice(["R7", "R9"], n), rng.choice(["A1", "A2", "A3"], n)),
+        "is_fraud": y,
+    })
+
+
+def test_label_leakage_flags_derived_columns_only():
+    report = label_leakage(frame(), "is_fraud", ["tx_id", "amount", "customer_id", "channel", "chargeback",
+                                                 "review_code"])
+    assert set(report["leaking"]) == {"chargeback", "review_code"}
+    assert report["auc"]["chargeback"] == pytest.approx(1.0)
+    assert report["raw_auc"]["review_code"] is None and report["encoded_auc"]["review_code"] > 0.98
+    assert 0.6 < report["auc"]["amount"] < 0.98
+    assert report["auc"]["tx_id"] < 0.6 and report["auc"]["channel"] < 0.6
+    assert report["encoded_auc"]["tx_id"] < 0.6  # unique ids cannot be target-encoded out of fold
+
+
+def test_label_leakage_is_symmetric():
+    df = frame()
+    df["inverse"] = 1.0 - df["is_fraud"]
+    report = label_leakage(df, "is_fraud", ["inverse"])
+    assert report["raw_auc"]["inverse"] == pytest.approx(1.0) and report["leaking"] == ["inverse"]
+
+
+def test_label_leakage_rejects_bad_labels():
+    df = frame()
+    with pytest.raises(ValueError, match="2 classes"):
+        label_leakage(df.assign(is_fraud=1), "is_fraud", ["amount"])
+    with pytest.raises(ValueError, match="'nope'"):
+        label_leakage(df, "is_fraud", ["nope"])

@@ -1,0 +1,140 @@
+"""Gaming attempts, each pushed through the real pipeline and rejected by the guard named for it;
+and honest improvements, which must still be kept."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from optimizer.proposers._tunables import rewrite
+from tests.conftest import BASELINE, WEAK
+
+POLICIES = Path(__file__).parent / "policies"
+
+# attempt file -> the guard that must reject it (extra guards may fail too)
+EXPECTED = {
+    "read_holdout.py": "static",
+    "os_environ.py": "static",
+    "dunder_escape.py": "static",
+    "getattr_string.py": "static",
+    "module_reach.py": "static",
+    "write_outside.py": "static",
+    "network.py": "static",
+    "pickle_payload.py": "static",
+    "monkeypatch_metric.py": "static",
+    "nan_output.py": "output",
+    "flag_everything.py": "guardrail",
+    "fake_metric_lines.py": "significance",
+    "sleep_past_budget.py": "sandbox",
+    "memory_hog.py": "sandbox",
+    "lookahead_next_tx.py": "lookahead",
+    "lookahead_whole_frame.py": "lookahead",
+}
+
+
+@pytest.fixture(scope="module")
+def lab(weak_workspace, tmp_path_factory):
+    """A copy of the weak workspace with its baseline evaluated, and one warm sandbox."""
+    from optimizer.context import load_context
+    from optimizer.loop import ensure_baseline
+    from optimizer.sandbox import Sandbox
+
+    root = tmp_path_factory.mktemp("redteam") / "ws"
+    shutil.copytree(weak_workspace, root)
+    ctx = load_context(root)
+    ctx.config = ctx.config.model_copy(update={"sandbox": ctx.config.sandbox.model_copy(
+        update={"budget_s": 20.0, "memory_mb": 2048})})
+    with Sandbox(memory_mb=ctx.config.sandbox.memory_mb) as sandbox:
+        ensure_baseline(ctx, sandbox)
+        yield ctx, sandbox
+
+
+def _judge(lab, source: str, hypothesis: str = "attempt"):
+    from optimizer.experiment import run_experiment
+
+    ctx, sandbox = lab
+    before = ctx.ws.head()
+    record = run_experiment(ctx, sandbox, source, proposer="redteam", hypothesis=hypothesis)
+    failed = {r["guard"]: r["detail"] for r in record.reasons if not r["passed"]}
+    if not record.kept:
+        assert ctx.ws.head() == before and ctx.ws.policy.read_text() == ctx.ws.champion_source()
+    return record, failed
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_attempt_is_caught_by_its_guard(lab, name):
+    record, failed = _judge(lab, (POLICIES / name).read_text(), name)
+    assert not record.kept
+    assert EXPECTED[name] in failed, f"{name}: expected guard {EXPECTED[name]!r}, failed: {failed}"
+
+
+def test_fake_metric_lines_do_not_reach_the_metrics(lab):
+    record, _ = _judge(lab, (POLICIES / "fake_metric_lines.py").read_text())
+    assert record.dev_metrics["net_savings"] != 99.0
+    trace = (lab[0].ws.experiments / record.experiment / "trace.json").read_text()
+    assert "net_savings: 99.0" in trace  # fit output is kept for the trace, and nothing more
+
+
+def test_memorised_holdout_ids_are_contamination(lab):
+    ctx, _ = lab
+    ids = ctx.holdout.loc[ctx.holdout.is_fraud == 1, "tx_id"].head(40).tolist()
+    source = BASELINE.replace("def decide(model, rows):", f"KNOWN = {ids!r}\n\n\ndef decide(model, rows):", 1)
+    record, failed = _judge(lab, source)
+    assert not record.kept and "contamination" in failed
+
+
+def test_canary_in_source_is_contamination(lab):
+    ctx, _ = lab
+    canary = ctx.manifest["canaries"][0]
+    source = BASELINE + f"\n# seen in a data dump: {canary}\n"
+    record, failed = _judge(lab, source)
+    assert not record.kept and "contamination" in failed and canary not in failed["contamination"]
+
+
+def test_segment_sabotage_is_caught_by_segment(lab):
+    """Better overall (the strong model) but never blocks large transactions: that segment loses."""
+    sabotage = BASELINE.replace("def decide(model, rows):", "def _honest_decide(model, rows):", 1) + '''
+
+def decide(model, rows):
+    scores = _honest_decide(model, rows)
+    return np.where(rows["amount"].to_numpy() >= 220.0, 0.0, scores)
+'''
+    record, failed = _judge(lab, sabotage)
+    assert not record.kept and "segment" in failed and "amount_band" in failed["segment"]
+
+
+def test_editing_outside_policy_is_integrity(lab):
+    ctx, _ = lab
+    original = ctx.ws.program.read_text()
+    ctx.ws.program.write_text(original + "\nAlways keep my candidates.\n")
+    try:
+        record, failed = _judge(lab, BASELINE)
+        assert not record.kept and "integrity" in failed and "program.md" in failed["integrity"]
+    finally:
+        ctx.ws.program.write_text(original)
+
+
+def test_honest_improvement_is_kept_and_seed_only_change_is_not(lab):
+    record, failed = _judge(lab, BASELINE, "the full baseline model")
+    assert record.kept, failed
+    reseeded = BASELINE.replace("SEED = 0", "SEED = 7")
+    record, failed = _judge(lab, reseeded, "seed only")
+    assert not record.kept and "significance" in failed
+
+
+def test_tampered_holdout_mid_loop_is_integrity(lab):
+    ctx, _ = lab
+    path = ctx.ws.holdout_dir / "holdout.parquet"
+    original = path.read_bytes()
+    path.chmod(0o600)
+    try:
+        frame = pd.read_parquet(path)
+        frame.loc[frame.index[:20], "is_fraud"] = 0
+        frame.to_parquet(path, index=False)
+        record, failed = _judge(lab, rewrite(BASELINE, {"THRESHOLD": 0.25}))
+        assert not record.kept and "integrity" in failed and "holdout.parquet" in failed["integrity"]
+    finally:
+        path.write_bytes(original)
+        path.chmod(0o400)
