@@ -81,8 +81,9 @@ def check_text(where: str, text: str, canaries: Iterable[str]) -> GuardResult:
         return GuardResult("contamination", True, f"no holdout canary in {where}", {"where": where, "canaries": 0})
     pos = text.find(found[0])
     line = text.count("\n", 0, pos) + 1
-    return GuardResult("contamination", False, f"{len(found)} holdout canar{'y' if len(found) == 1 else 'ies'} found in "
-                       f"{where} (first, {_mask(found[0])}, at line {line}): holdout rows leaked into it",
+    noun = "canary" if len(found) == 1 else "canaries"
+    return GuardResult("contamination", False, f"{len(found)} holdout {noun} found in {where} (first, "
+                       f"{_mask(found[0])}, at line {line}): holdout rows leaked into it",
                        {"where": where, "canaries": len(found), "first_line": line})
 
 

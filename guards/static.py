@@ -41,7 +41,11 @@ IO_NAMES = frozenset({
     "savez", "savez_compressed", "fromfile", "tofile", "memmap", "open_memmap", "genfromtxt", "loadtxt",
     "savetxt", "fromregex", "dump", "dumps", "DataSource", "HDFStore", "ExcelWriter", "ExcelFile", "urlopen",
     "urlretrieve", "savefig", "render", "to_graphviz", "plot_tree", "export_graphviz", "TrainingCheckPoint",
-    "get_type_hints", "ForwardRef", "evaluate_forward_ref", "query",
+    "get_type_hints", "ForwardRef", "evaluate_forward_ref", "query", "tempdir", "temppath",
+})
+# Keyword arguments that hand a library a file path (xgboost's model_file and cache_prefix, ...).
+FILE_KEYWORDS = frozenset({
+    "model_file", "cache_prefix", "fname", "filename", "path_or_buf", "filepath_or_buffer", "out_file", "fout",
 })
 IO_PREFIXES = ("read_", "write_", "load_", "save_", "dump_", "fetch_")
 # Frame, traceback and code objects lead back to every namespace in the process.
@@ -203,8 +207,9 @@ class _Scanner(ast.NodeVisitor):
         if name == "DMatrix" and node.args and isinstance(node.args[0], ast.Constant) \
                 and isinstance(node.args[0].value, str):
             self.add(node, "io", "'DMatrix' from a file path or URI is not allowed")
-        if any(k.arg == "model_file" for k in node.keywords):
-            self.add(node, "io", "'model_file=' loads a model from disk; not allowed")
+        for k in node.keywords:
+            if k.arg in FILE_KEYWORDS:
+                self.add(node, "io", f"'{k.arg}=' hands a library a file path; not allowed")
         reflected = isinstance(func, ast.Name) and func.id in REFLECTION  # judged in _check_reflection
         for arg in [] if reflected else [*node.args, *(k.value for k in node.keywords)]:
             if isinstance(arg, ast.Constant) and isinstance(arg.value, str):

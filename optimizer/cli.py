@@ -218,6 +218,33 @@ def try_(
     raise typer.Exit(0 if passed else 1)
 
 
+@app.command(epilog="Example: ratchet reseal ws --seed 11   |   ratchet reseal ws --data new_month.csv")
+def reseal(
+    workspace: Path = typer.Argument(..., help="The workspace whose holdout gate budget is spent."),
+    seed: Optional[int] = typer.Option(None, help="Generated data: seal the holdout period of a new seed."),
+    data: Optional[Path] = typer.Option(None, help="A file with newer rows (same column mapping as init)."),
+) -> None:
+    """Retire the holdout and seal a fresh one (refused if any row or id was used before); resets the gate budget."""
+    from optimizer.reseal import reseal as do_reseal
+
+    try:
+        with err.status("resealing") as status:
+            result = do_reseal(workspace, seed=seed, data=data, progress=lambda msg: status.update(msg))
+    except RatchetError as exc:
+        _fail(exc)
+    out.print(f"new holdout sealed: {result.rows:,} rows, manifest sha256 {result.manifest_sha256[:12]}; "
+              f"old holdout retired to {result.retired}", markup=False)
+
+
+@app.command(epilog="Example: ratchet doctor")
+def doctor() -> None:
+    """Say which sandbox isolation layers are active on this machine, and why."""
+    from optimizer.sandbox import describe_isolation
+
+    info = describe_isolation()
+    out.print_json(json.dumps(info, default=str))
+
+
 @app.command(epilog="Example: ratchet demo --workspace demo-workspace")
 def demo(
     workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", "-w", help="Where the demo workspace lives."),

@@ -28,7 +28,8 @@ class PolicyState:
     holdout: np.ndarray
     constants: dict[str, Any]
     dev_metrics: dict[str, float]
-    reported: float  # the gate's answer for this policy's holdout value, ladder-rounded in reports
+    reported: float  # holdout-gated gain over the baseline, summed over kept steps
+    seal: str = ""  # the manifest its holdout decisions were made on (stale after a reseal)
 
     def decisions(self, which: str) -> Decisions:
         return Decisions(self.dev if which == "dev" else self.holdout, self.constants)
@@ -38,7 +39,7 @@ class PolicyState:
         np.save(folder / "dev.npy", self.dev, allow_pickle=False)
         np.save(folder / "holdout.npy", self.holdout, allow_pickle=False)
         meta = {"experiment": self.experiment, "commit": self.commit, "constants": self.constants,
-                "dev_metrics": self.dev_metrics, "reported": self.reported}
+                "dev_metrics": self.dev_metrics, "reported": self.reported, "seal": self.seal}
         (folder / "state.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
 
     @classmethod
@@ -48,7 +49,7 @@ class PolicyState:
         meta = json.loads((folder / "state.json").read_text())
         return cls(meta["experiment"], meta["commit"], np.load(folder / "dev.npy", allow_pickle=False),
                    np.load(folder / "holdout.npy", allow_pickle=False), meta["constants"], meta["dev_metrics"],
-                   meta["reported"])
+                   meta["reported"], meta.get("seal", ""))
 
 
 @dataclass
@@ -80,6 +81,12 @@ class Context:
 
     def baseline(self) -> PolicyState | None:
         return PolicyState.load(self.baseline_dir)
+
+    def gates(self) -> list:
+        """Holdout answers given under the current seal (a reseal starts a fresh budget)."""
+        entries = self.ledger.entries()
+        start = max((i for i, e in enumerate(entries) if e.kind in ("seal", "reseal")), default=0)
+        return [e for e in entries[start:] if e.kind == "gate"]
 
     def verify(self) -> list[str]:
         """Integrity before scoring: holdout file, manifest vs ledger, scorer sources vs seal."""

@@ -54,7 +54,7 @@ def run_demo(workspace: Path, *, experiments: int, rows: int, out: Console, err:
             table.add_row(key, f"{base.dev_metrics[key]:.4f}", f"{champ.dev_metrics.get(key, float('nan')):.4f}")
     step = _ladder_step(ctx, champ, base)
     table.add_row("holdout-gated gain", "0", f"{ladder_round(champ.reported, step):+.4f} (step {step:.4f})")
-    gates = ctx.ledger.entries("gate")
+    gates = ctx.gates()
     budget = gates[-1].data["budget_left"] if gates else ctx.config.gate.budget
     table.add_row("holdout gate budget left", str(ctx.config.gate.budget), str(budget))
     out.print(table)

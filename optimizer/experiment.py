@@ -135,7 +135,8 @@ def baseline_state(ctx: Context, sandbox: Any, source: str, commit: str) -> tupl
                            f"{failed[-1].detail}. Fix it before running the loop.")
     values, constants = out
     dev, hold = _scores(ctx, values, constants)
-    state = PolicyState("baseline", commit, values["dev"], values["holdout"], constants, dict(dev.metrics), 0.0)
+    state = PolicyState("baseline", commit, values["dev"], values["holdout"], constants, dict(dev.metrics), 0.0,
+                        ctx.manifest_sha256)
     return state, run
 
 
@@ -190,8 +191,8 @@ def guardrail_specs(ctx: Context):
 def ask_gate(ctx: Context, *, dev_gain: float, holdout_gain: float) -> dict:
     """One holdout query, recorded in the ledger with its draws before anyone acts on it."""
     g = ctx.config.gate
-    previous = ctx.ledger.entries("gate")
-    query = len(previous) + 1
+    previous = ctx.gates()
+    query = len(ctx.ledger.entries("gate")) + 1
     budget = previous[-1].data["budget_left"] if previous else g.budget
     gamma = previous[-1].data["next_gamma"] if previous else holdout_gate.draw_gamma(ctx.config.seed, 0, g.sigma)
     if g.kind == "not_worse":
@@ -203,7 +204,7 @@ def ask_gate(ctx: Context, *, dev_gain: float, holdout_gain: float) -> dict:
         answer = holdout_gate.thresholdout(dev_gain=dev_gain, holdout_gain=holdout_gain, threshold=g.threshold,
                                            sigma=g.sigma, gamma=gamma, budget_left=budget, seed=ctx.config.seed,
                                            query=query)
-    record = {**answer.to_dict(), "query": query, "seed": ctx.config.seed}
+    record = {**answer.to_dict(), "query": query, "seed": ctx.config.seed, "seal": ctx.manifest_sha256}
     ctx.ledger.append("gate", record)
     return record
 
@@ -259,7 +260,7 @@ def run_experiment(ctx: Context, sandbox: Any, source: str, *, proposer: str, hy
                                                                      *(g.metric for g in ctx.domain.guardrails)))
         commit = ws.keep(f"{exp_id}: keep ({hypothesis or 'no hypothesis'}) {metrics_txt}")
         PolicyState(exp_id, commit, values["dev"], values["holdout"], constants, dev_metrics,
-                    champion.reported + float(answer["answer"])).save(ctx.champion_dir)
+                    champion.reported + float(answer["answer"]), ctx.manifest_sha256).save(ctx.champion_dir)
     elif not integrity:
         ws.revert()
     crashed = any(r.name in ("sandbox", "static", "output") and not r.passed for r in run.results)

@@ -38,6 +38,9 @@ def ensure_baseline(ctx: Context, sandbox: Any, tracker: Any = None) -> PolicySt
     """The first time a workspace runs, its starting policy is evaluated and becomes the champion."""
     state = ctx.baseline()
     if state is not None:
+        champion = ctx.champion()
+        if champion is not None and champion.seal != ctx.manifest_sha256:
+            refresh_champion(ctx, sandbox, champion)
         return state
     source = ctx.ws.champion_source()
     state, run = baseline_state(ctx, sandbox, source, ctx.ws.head())
@@ -50,6 +53,15 @@ def ensure_baseline(ctx: Context, sandbox: Any, tracker: Any = None) -> PolicySt
             tracker.mlflow.log_metrics({f"dev_{k}": v for k, v in state.dev_metrics.items()})
             tracker.mlflow.log_text(source, "policy.py")
     return state
+
+
+def refresh_champion(ctx: Context, sandbox: Any, champion: PolicyState) -> None:
+    """After a reseal the champion decides once on the new holdout rows (dev decisions are unchanged)."""
+    import dataclasses
+
+    fresh, _ = baseline_state(ctx, sandbox, ctx.ws.champion_source(), champion.commit)
+    dataclasses.replace(champion, holdout=fresh.holdout, seal=ctx.manifest_sha256).save(ctx.champion_dir)
+    ctx.ledger.append("champion_refresh", {"experiment": champion.experiment, "seal": ctx.manifest_sha256})
 
 
 def history(ctx: Context, limit: int = 50) -> list[dict]:
@@ -97,7 +109,7 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
                 if deadline and time.monotonic() >= deadline:
                     summary.stop_reason = "time budget spent"
                     break
-                gates = ctx.ledger.entries("gate")
+                gates = ctx.gates()
                 if ctx.config.gate.kind == "thresholdout" and gates and gates[-1].data["budget_left"] <= 0:
                     summary.stop_reason = (f"the holdout gate's budget ({ctx.config.gate.budget}) is spent; run "
                                            f"`ratchet reseal {path}` to seal a fresh holdout")

@@ -140,6 +140,8 @@ def test_honest_policy_passes():
     ("d = xgb.DMatrix('train.csv?format=csv')", "io"),
     ("b = xgb.Booster(model_file='m.json')", "io"),
     ("r = rows.query('amount > @x')", "io"),
+    ("it = xgb.DataIter(cache_prefix='/tmp/c')", "io"),
+    ("with np.testing.tempdir() as d:\n    pass", "io"),
     ("r = rows.apply('to_csv', args=('f',))", "string-call"),
     ("r = rows.agg('__class__')", "string-call"),
     ("s = '{0.__class__.__init__.__globals__}'.format(x)", "format"),

@@ -1,0 +1,104 @@
+"""`ratchet reseal`: retire a spent holdout and seal a fresh one, checked against everything used before."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from holdout.hashing import row_hashes
+from holdout.seal import plant_canaries, seal_holdout
+from holdout.split import split_by_time
+from optimizer.context import load_context
+from optimizer.errors import RatchetError
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ResealResult:
+    manifest_sha256: str
+    rows: int
+    retired: Path
+
+
+def _fresh_rows(ctx, *, seed: int | None, data: Path | None, progress: Progress) -> pd.DataFrame:
+    """Rows for the new holdout: strictly after dev (plus the gap), from new data or a new seed."""
+    cols, cfg = ctx.domain.columns, ctx.config
+    if data is not None:
+        progress(f"importing {data}")
+        frame = ctx.domain.load(Path(data), cfg.data.mapping)
+        source = str(data)
+    else:
+        progress(f"generating ~{cfg.data.rows:,} rows with seed {seed}")
+        frame = ctx.domain.generate(seed, cfg.data.rows)
+        # A new seed is a new world over the same dates: its holdout period alone is used.
+        frame = split_by_time(frame, time=cols.time, train=cfg.split.train, dev=cfg.split.dev,
+                              gap_days=cfg.split.gap_days).holdout
+        if pd.api.types.is_integer_dtype(frame[cols.id]):
+            used = max(int(ctx.train[cols.id].max()), int(ctx.dev[cols.id].max()), int(ctx.holdout[cols.id].max()))
+            frame = frame.assign(**{cols.id: frame[cols.id] + used + 1})
+        source = f"generated data (seed {seed})"
+    ctx.domain.check_contract(frame, source=source)
+    start = ctx.dev[cols.time].max() + pd.Timedelta(days=cfg.split.gap_days)
+    fresh = frame[frame[cols.time] > start].reset_index(drop=True)
+    if len(fresh) < 100:
+        raise RatchetError(f"{source}: only {len(fresh)} rows fall after the dev period (+{cfg.split.gap_days} days, "
+                           f"after {start}); a new holdout needs later data.")
+    return fresh
+
+
+def _check_unused(ctx, fresh: pd.DataFrame, retired: list[pd.DataFrame]) -> None:
+    """Refuse any row or id that train, dev or an earlier holdout already had."""
+    cols = ctx.domain.columns
+    content = [c for c in fresh.columns if c != cols.id]
+    used = pd.concat([ctx.train, ctx.dev, ctx.holdout_all, *retired], ignore_index=True)
+    common = [c for c in content if c in used.columns]
+    rows = int(np.isin(row_hashes(fresh, common), row_hashes(used, common)).sum())
+    ids = int(fresh[cols.id].astype(str).isin(set(used[cols.id].astype(str))).sum())
+    if rows or ids:
+        raise RatchetError(f"reseal refused: {rows} new holdout rows and {ids} ids in column '{cols.id}' were already "
+                           "used (train, dev or an earlier holdout). A fresh holdout must be data nobody has seen.")
+
+
+def reseal(path: Path, *, seed: int | None = None, data: Path | None = None,
+           progress: Progress = lambda _: None) -> ResealResult:
+    from optimizer.initialize import scorer_files, source_root
+    from optimizer.tracking import SEAL_TAG, Tracker
+
+    if (seed is None) == (data is None):
+        raise RatchetError("reseal: pass exactly one of --seed N (generated data) or --data FILE.")
+    ctx = load_context(path)
+    ws, cols = ctx.ws, ctx.domain.columns
+    retired_root = ws.root / "retired"
+    retired_frames = [pd.read_parquet(p) for p in sorted(retired_root.glob("holdout-*/holdout.parquet"))]
+    fresh = _fresh_rows(ctx, seed=seed, data=data, progress=progress)
+    _check_unused(ctx, fresh, retired_frames)
+
+    progress("retiring the old holdout")
+    retired = retired_root / f"holdout-{len(retired_frames) + 1}"
+    retired_root.mkdir(exist_ok=True)
+    ws.holdout_dir.chmod(0o700)
+    shutil.move(str(ws.holdout_dir), str(retired))
+    progress("sealing the new holdout")
+    holdout, canaries = plant_canaries(fresh, id_col=cols.id, time_col=cols.time, count=ctx.config.seal.canaries,
+                                       seed=ctx.config.seed + len(retired_frames) + 1)
+    manifest, digest = seal_holdout(
+        ws.holdout_dir, holdout, label=cols.label, time_col=cols.time, id_col=cols.id, canaries=canaries,
+        scorer_files=scorer_files(ctx.domain), source_root=source_root(),
+        extra={"domain": ctx.domain.name, "seed": ctx.config.seed, "replaces": ctx.manifest_sha256,
+               "source": str(data) if data else f"seed {seed}"},
+    )
+    first = ctx.ledger.entries("seal")[0].data["mlflow"]
+    tracker = Tracker(first["experiment"])
+    with tracker.run("reseal", tags={SEAL_TAG: digest, "ratchet.kind": "reseal"}) as run:
+        tracker.log_json(manifest, "MANIFEST.json")
+        tracker.mlflow.log_metrics({"rows_holdout": int(manifest["rows"]), "label_rate_holdout": manifest["label_rate"]})
+        run_id = run.info.run_id
+    ctx.ledger.append("reseal", {"manifest_sha256": digest, "content_sha256": manifest["content_sha256"],
+                                 "replaces": ctx.manifest_sha256, "retired_to": retired.name,
+                                 "mlflow": {"uri": tracker.uri, "experiment": first["experiment"], "run_id": run_id}})
+    return ResealResult(digest, int(manifest["rows"]), retired)

@@ -1,0 +1,281 @@
+"""The trusted runner in each forked child: contain this process, then run one policy phase.
+
+Order matters: own process group, clean fds, private workdir, memory limit, unprivileged uid,
+Landlock, then the audit hook. Only after that is candidate code loaded (the policy source, then,
+for decide, the pickled model: a __reduce__ that runs code on load runs inside all the layers).
+"""
+from __future__ import annotations
+
+import builtins
+import ctypes
+import io
+import json
+import numbers
+import os
+import pickle
+import resource
+import signal
+import sys
+import tempfile
+import time
+import traceback
+import types
+
+import numpy as np
+import pandas as pd
+
+from optimizer.sandbox import _audit, _landlock, _protocol as P
+
+RECORD_FD = 3  # the audit pipe's fixed number in the child
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)  # resolved in the server, before any hook exists
+
+
+class _Refused(Exception):
+    """The policy broke the contract in a way the runner names precisely."""
+
+    def __init__(self, text: str, **facts) -> None:
+        super().__init__(text)
+        self.facts = facts
+
+
+def run(request: dict, record_fd: int, log_fd: int) -> None:
+    """Never returns: the child ends with os._exit, skipping any atexit hook a candidate added."""
+    code = P.EXIT_SETUP
+    try:
+        _contain(request, record_fd, log_fd)
+        code = _fit(request) if request["phase"] == "fit" else _decide(request)
+    except BaseException:  # noqa: BLE001 - the exit code carries the outcome
+        try:
+            traceback.print_exc()
+        except BaseException:  # noqa: BLE001
+            pass
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _contain(request: dict, record_fd: int, log_fd: int) -> None:
+    os.setsid()  # own process group: the server kills the whole group on overrun
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(log_fd if log_fd >= 0 else null, 1)  # decide: output goes nowhere, by construction
+    os.dup2(log_fd if log_fd >= 0 else null, 2)
+    os.dup2(record_fd, RECORD_FD)
+    os.closerange(RECORD_FD + 1, 1 << 16)  # the server's request pipe and anything else it holds
+    sys.stdin = open(0, closefd=False)
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
+    workdir = request["workdir"]
+    os.chdir(workdir)
+    os.environ.update(HOME=workdir, TMPDIR=workdir)
+    tempfile.tempdir = workdir
+    os.umask(0o077)
+    _limit_resources(request["memory_mb"], request["data_limit"])
+    if request["uid"] is not None:
+        os.setgroups([])
+        os.setgid(request["gid"])
+        os.setuid(request["uid"])
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # set after setuid, which clears it
+    if os.getppid() != request["server_pid"]:
+        os._exit(P.EXIT_SETUP)  # the server died before the death signal was armed
+    if request["landlock_abi"]:
+        rules = [(path, _landlock.READ) for path in request["read_roots"]]
+        rules += [(path, _landlock.DEVICE_RW) for path in request["device_paths"]]
+        rules += [("/proc/self", _landlock.READ), (workdir, _landlock.WORKDIR)]
+        _landlock.restrict(rules, request["landlock_abi"])
+    _audit.install(record_fd=RECORD_FD, workdir=workdir, read_roots=tuple(request["read_roots"]),
+                   list_roots=tuple(request["list_roots"]),
+                   trusted_code=tuple(request["trusted_code"]), ctypes_dir=request["ctypes_dir"])
+
+
+def _limit_resources(memory_mb: int, data_limit: bool) -> None:
+    with open("/proc/self/statm") as handle:
+        fields = handle.read().split()
+    page = os.sysconf("SC_PAGE_SIZE")
+    extra = memory_mb * 1024 * 1024
+    # CUDA reserves huge address ranges it never touches: on a GPU host cap the data segment instead
+    if data_limit:
+        limit = int(fields[5]) * page + extra
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    else:
+        limit = int(fields[0]) * page + extra
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    file_cap = max(extra, 256 * 1024 * 1024)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (file_cap, file_cap))
+
+
+def _load_policy() -> types.ModuleType:
+    path = os.path.abspath(P.POLICY_FILE)
+    with open(path, "rb") as handle:
+        source = handle.read()
+    module = types.ModuleType("policy")
+    module.__file__ = path
+    sys.modules["policy"] = module  # pickles of classes defined in the policy resolve here
+    exec(compile(source, path, "exec", dont_inherit=True), module.__dict__)  # noqa: S102
+    return module
+
+
+def _function(module: types.ModuleType, name: str):
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise _Refused(f"policy.py defines no callable {name}()", reason="missing", function=name)
+    return function
+
+
+def _device(module: types.ModuleType, available: str) -> str:
+    declared = getattr(module, "DEVICE", None)
+    if isinstance(declared, str) and declared == "auto":
+        module.DEVICE = available  # resolved before fit/decide, so xgboost never guesses and warns
+        return available
+    return "cuda" if isinstance(declared, str) and declared == "cuda" and available == "cuda" else "cpu"
+
+
+def _constants(module: types.ModuleType, names: list) -> dict:
+    found = {}
+    for name in names:
+        if not isinstance(name, str) or not name.isidentifier():
+            continue
+        value = getattr(module, name, None)
+        if isinstance(value, np.generic):
+            value = value.item()
+        if type(value) in (bool, int, float) or (
+                type(value) is str and len(value) <= P.MAX_CONSTANT_CHARS):
+            found[name] = value
+    return found
+
+
+def _write_new(name: str, data: bytes) -> None:
+    """Write a fresh file; a symlink the candidate planted under this name is removed, not followed."""
+    try:
+        os.unlink(name)
+    except FileNotFoundError:
+        pass
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def _is_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc)
+    return "bad_alloc" in text or "Cannot allocate memory" in text or "Unable to allocate" in text
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    name = type(exc).__name__
+    line = f"{name}: {text}" if text else name
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _fit(request: dict) -> int:
+    meta: dict = {"status": "crash"}
+    stage = "reading the train rows"
+    try:
+        train = pd.read_parquet(P.TRAIN_FILE)
+        stage = "loading policy.py"
+        policy = _load_policy()
+        meta["device"] = _device(policy, request["device"])
+        fit = _function(policy, "fit")
+        stage = "fit"
+        start = time.perf_counter()
+        model = fit(train)
+        meta["fit_seconds"] = time.perf_counter() - start
+        del train
+        stage = "pickling the model fit returned"
+        _write_new(P.MODEL_FILE, pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+        meta["constants"] = _constants(policy, request["constants"])
+        meta["status"] = "ok"
+    except _Refused as exc:
+        meta["error"] = str(exc)
+    except BaseException as exc:  # noqa: BLE001 - any failure of candidate code is a result
+        traceback.print_exc()  # fit output is the candidate's own log (train rows only)
+        if _is_memory(exc):
+            meta["status"] = "memory"
+            meta["error"] = f"{stage} ran out of memory ({type(exc).__name__})"
+        else:
+            meta["error"] = f"{stage} raised {_one_line(exc)}"
+    _write_new(P.META_FILE, json.dumps(meta).encode())
+    return {"ok": P.EXIT_OK, "memory": P.EXIT_MEMORY}.get(meta["status"], P.EXIT_CRASH)
+
+
+def _type_name(value) -> str:
+    name = type(value).__name__
+    module = type(value).__module__ or ""
+    trusted = module == "builtins" or module.split(".")[0] in ("numpy", "pandas")
+    return name if trusted and name in P.TYPE_NAMES else "other"
+
+
+def _as_decisions(out, expected: int) -> np.ndarray:
+    if out is None or isinstance(out, (str, bytes, dict, set, frozenset, pd.DataFrame)) or np.isscalar(out):
+        raise _Refused("type", reason="type", type=_type_name(out))
+    try:
+        array = np.asarray(out)
+    except Exception:  # noqa: BLE001
+        raise _Refused("type", reason="type", type=_type_name(out)) from None
+    if array.ndim != 1:
+        raise _Refused("shape", reason="shape", shape=[int(n) for n in array.shape[:4]])
+    if len(array) != expected:
+        raise _Refused("length", reason="length", expected=expected, actual=int(len(array)))
+    kind = array.dtype.kind
+    if kind in "biuf":
+        return array.astype(np.float64)
+    if kind in "US":
+        return array.astype(str)
+    if kind == "O":
+        if all(isinstance(v, numbers.Real) and not isinstance(v, (str, bytes)) for v in array):
+            return array.astype(np.float64)
+        return np.asarray(array, dtype=str)
+    raise _Refused("dtype", reason="dtype", dtype=array.dtype.str[:12])
+
+
+def _exception_name(exc: BaseException) -> str:
+    kind = type(exc)
+    builtin = kind.__module__ == "builtins" and getattr(builtins, kind.__name__, None) is kind
+    return kind.__name__ if builtin else "non-builtin"
+
+
+def _decide(request: dict) -> int:
+    meta: dict = {"status": "crash"}
+    stage, index, total = "load_policy", None, 0.0
+    try:
+        policy = _load_policy()
+        meta["device"] = _device(policy, request["device"])
+        decide = _function(policy, "decide")
+        stage = "load_model"
+        with open(P.MODEL_FILE, "rb") as handle:
+            model = pickle.load(handle)  # noqa: S301 - candidate bytes, unpickled inside the child
+        for index in range(int(request["count"])):
+            stage = "read_rows"
+            rows = pd.read_parquet(P.rows_file(index))
+            stage = "decide"
+            start = time.perf_counter()
+            out = decide(model, rows)
+            total += time.perf_counter() - start
+            stage = "convert"
+            array = _as_decisions(out, len(rows))
+            stage = "write"
+            del rows, out
+            buffer = io.BytesIO()
+            np.save(buffer, array, allow_pickle=False)
+            _write_new(P.out_file(index), buffer.getvalue())
+        index = None
+        meta.update(status="ok", decide_seconds=total,
+                    constants=_constants(policy, request["constants"]))
+    except _Refused as exc:
+        meta.update(exc.facts)
+    except BaseException as exc:  # noqa: BLE001
+        if _is_memory(exc):
+            meta.update(status="memory", reason="memory")
+        else:
+            meta.update(reason="exception", exception=_exception_name(exc))
+    if meta["status"] != "ok":
+        meta.update(stage=stage, index=index)
+    _write_new(P.META_FILE, json.dumps(meta).encode())
+    return {"ok": P.EXIT_OK, "memory": P.EXIT_MEMORY}.get(meta["status"], P.EXIT_CRASH)

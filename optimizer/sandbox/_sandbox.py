@@ -1,0 +1,259 @@
+"""The parent side: hands inputs to the fork server, reads back only inert files (JSON, .npy)."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from optimizer.errors import RatchetError
+from optimizer.sandbox import _isolation, _outcome
+from optimizer.sandbox import _protocol as P
+from optimizer.sandbox._results import DecideResult, FitResult, ModelHandle, sha256_of
+
+DEFAULT_PRELOAD = ("numpy", "pandas", "pyarrow", "sklearn", "xgboost", "scipy")
+_GRACE_S = 15.0  # beyond the budget, how long the parent waits before it declares the server lost
+_START_S = 180.0  # a cold start imports the whole scientific stack
+
+
+def _stop(process: subprocess.Popen | None, base: str | None) -> None:
+    if process is not None and process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        process.wait()
+    if base:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+class Sandbox:
+    """Runs policy code in fresh, contained processes forked from a warm server.
+
+    Use as a context manager; `layers` names the isolation layers active on this machine.
+    """
+
+    def __init__(self, *, memory_mb: int = 4096, isolation: str = "auto",
+                 preload: tuple[str, ...] = DEFAULT_PRELOAD) -> None:
+        if memory_mb <= 0:
+            raise ValueError("memory_mb must be positive")
+        self.memory_mb = int(memory_mb)
+        self.preload = tuple(preload)
+        self._plan = _isolation.plan(isolation)
+        self.layers: tuple[str, ...] = self._plan.layers
+        self.device = "cpu"
+        self._lock = threading.RLock()
+        self._process: subprocess.Popen | None = None
+        self._pending = b""
+        self._base: Path | None = None
+        self._count = 0
+        self._finalizer: weakref.finalize | None = None
+
+    # lifecycle -------------------------------------------------------------------------------
+    def __enter__(self) -> "Sandbox":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._base is None:
+                self._base = Path(tempfile.mkdtemp(prefix="ratchet-sandbox-"))
+                os.chmod(self._base, 0o711)  # the child may enter its own workdir, list nothing
+                (self._base / "models").mkdir(mode=0o700)
+                (self._base / "stage").mkdir(mode=0o700)
+            if self._process is None or self._process.poll() is not None:
+                self._launch()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._process is not None and self._process.poll() is None:
+                try:
+                    self._process.stdin.write(b'{"op": "stop"}\n')
+                    self._process.stdin.close()
+                    self._process.wait(timeout=5)
+                except (OSError, subprocess.TimeoutExpired):
+                    pass
+            if self._finalizer is not None:
+                self._finalizer()  # kills what is left and removes the base folder (models too)
+            self._process, self._base, self._finalizer = None, None, None
+
+    def _launch(self) -> None:
+        base = str(self._base)
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        command = _isolation.server_command(self._plan, f"{base}/stage")
+        with open(f"{base}/server.log", "ab") as log:
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                env=_isolation.server_env(base), cwd=base, start_new_session=True, close_fds=True)
+        self._finalizer = weakref.finalize(self, _stop, self._process, base)
+        self._pending = b""
+        config = {"preload": list(self.preload), "memory_mb": self.memory_mb,
+                  "uid": self._plan.uid if self._plan.drop_uid else None, "gid": self._plan.gid,
+                  "landlock_abi": self._plan.landlock_abi, "data_limit": "rlimit-data" in self.layers}
+        ready = self._exchange(config, _START_S)
+        if not ready or not ready.get("ready"):
+            tail = Path(base, "server.log").read_text(errors="replace")[-2000:]
+            _stop(self._process, None)
+            raise RatchetError(f"the sandbox server did not start (log {base}/server.log): {tail}")
+        self.device = ready["device"]
+        self.preload_errors = dict(ready.get("preload_errors", {}))
+
+    def _exchange(self, message: dict, wait_s: float) -> dict | None:
+        """Send one JSON line and read one back; None when the server died or went silent."""
+        process = self._process
+        try:
+            process.stdin.write(json.dumps(message).encode() + b"\n")
+            process.stdin.flush()
+        except OSError:
+            return None
+        deadline = time.monotonic() + wait_s
+        fd = process.stdout.fileno()
+        while b"\n" not in self._pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                return None
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return None
+            self._pending += chunk
+        line, self._pending = self._pending.split(b"\n", 1)
+        return json.loads(line)
+
+    def _run(self, request: dict, budget_s: float) -> tuple[dict | None, str]:
+        if self._process is None or self._process.poll() is not None:
+            self._launch()
+        reply = self._exchange(request, budget_s + _GRACE_S)
+        if reply is not None:
+            return reply, ""
+        code = self._process.poll()
+        why = (f"the sandbox server died (exit code {code})" if code is not None
+               else "the sandbox server stopped answering")
+        _stop(self._process, None)  # the next request starts a fresh one
+        return None, why + f" during {request['phase']}; it restarts for the next request"
+
+    # workdirs --------------------------------------------------------------------------------
+    def _workdir(self) -> Path:
+        self._count += 1
+        path = self._base / f"w{self._count}-{secrets.token_hex(6)}"
+        path.mkdir(mode=0o700)
+        return path
+
+    def _hand_over(self, path: Path) -> None:
+        if not self._plan.drop_uid:
+            return
+        for item in (path, *path.iterdir()):
+            os.chown(item, self._plan.uid, self._plan.gid, follow_symlinks=False)
+
+    # phases ----------------------------------------------------------------------------------
+    def fit(self, policy_source: str, train: pd.DataFrame, *, budget_s: float,
+            constants: tuple[str, ...] = ()) -> FitResult:
+        """Run the policy's fit(train) in a fresh child; the model comes back as a file handle."""
+        started = time.perf_counter()
+        with self._lock:
+            self.start()
+            work = self._workdir()
+            try:
+                (work / P.POLICY_FILE).write_text(policy_source, encoding="utf-8")
+                train.to_parquet(work / P.TRAIN_FILE, engine="pyarrow", compression=None)
+                self._hand_over(work)
+                reply, lost = self._run({"phase": "fit", "workdir": str(work),
+                                         "budget_s": float(budget_s),
+                                         "constants": list(constants)}, budget_s)
+                meta = _outcome.read_meta(work)
+                status, error = _outcome.fit_status(reply, meta, lost, budget_s, self.memory_mb)
+                model = None
+                if status == "ok":
+                    model, problem = self._keep_model(work / P.MODEL_FILE)
+                    if model is None:
+                        status, error = "crash", problem
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        fit_seconds = _outcome.seconds(meta.get("fit_seconds"))
+        return FitResult(
+            status=status, seconds=time.perf_counter() - started, error=error,
+            violations=tuple(reply["violations"]) if reply else (),
+            log=reply["log"] if reply else "", model=model,
+            device=_outcome.device(meta), fit_seconds=fit_seconds,
+            constants=_outcome.constants(meta, constants) if status == "ok" else {})
+
+    def decide(self, policy_source: str, model: ModelHandle, rows: Mapping[str, pd.DataFrame], *,
+               budget_s: float, constants: tuple[str, ...] = ()) -> DecideResult:
+        """Run decide(model, frame) once per row set in a fresh child; its output is discarded."""
+        started = time.perf_counter()
+        names = list(rows)
+        with self._lock:
+            self.start()
+            work = self._workdir()
+            try:
+                (work / P.POLICY_FILE).write_text(policy_source, encoding="utf-8")
+                self._copy_model(model, work / P.MODEL_FILE)
+                for index, name in enumerate(names):
+                    rows[name].to_parquet(work / P.rows_file(index), engine="pyarrow",
+                                          compression=None)
+                self._hand_over(work)
+                reply, lost = self._run({"phase": "decide", "workdir": str(work),
+                                         "budget_s": float(budget_s), "count": len(names),
+                                         "constants": list(constants)}, budget_s)
+                meta = _outcome.read_meta(work)
+                status, error = _outcome.decide_status(reply, meta, lost, budget_s, self.memory_mb,
+                                                       names)
+                decisions: dict[str, np.ndarray] = {}
+                if status == "ok":
+                    decisions, problem = _outcome.load_decisions(work, names, rows)
+                    if problem:
+                        status, error, decisions = "crash", problem, {}
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        return DecideResult(
+            status=status, seconds=time.perf_counter() - started, error=error,
+            violations=tuple(reply["violations"]) if reply else (), log="",
+            decisions=decisions,
+            constants=_outcome.constants(meta, constants) if status == "ok" else {},
+            decide_seconds=_outcome.seconds(meta.get("decide_seconds")),
+            device=_outcome.device(meta))
+
+    # model files -----------------------------------------------------------------------------
+    def _keep_model(self, produced: Path) -> tuple[ModelHandle | None, str]:
+        """Copy the child's model.pkl into the parent-owned folder: bytes only, never unpickled."""
+        target = self._base / "models" / f"model-{self._count}-{secrets.token_hex(4)}.pkl"
+        try:
+            _copy_regular(produced, target)
+        except (OSError, ValueError) as exc:
+            return None, f"fit wrote no usable {P.MODEL_FILE} ({exc})"
+        digest, size = sha256_of(target)
+        return ModelHandle(target, digest, size), ""
+
+    def _copy_model(self, model: ModelHandle, target: Path) -> None:
+        _copy_regular(model.path, target)
+        digest, _ = sha256_of(target)
+        if digest != model.sha256:
+            from optimizer.errors import IntegrityError
+
+            raise IntegrityError(f"model file {model.path} does not match its handle's sha256")
+
+
+def _copy_regular(source: Path, target: Path) -> None:
+    """Copy a regular file without following a symlink at `source` (the candidate made it)."""
+    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as src:
+        if not os.path.isfile(f"/proc/self/fd/{src.fileno()}") or os.fstat(fd).st_nlink > 1:
+            raise ValueError(f"{source.name} is not a plain file")
+        out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(out, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)

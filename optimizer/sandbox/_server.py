@@ -1,0 +1,223 @@
+"""The warm fork server: imports the heavy libraries once, then forks one contained child per request.
+
+Protocol (JSON lines on stdin/stdout, never pickle): the parent's first line configures the server,
+which answers {"ready": ...}; each later line asks for one phase and gets one line of process facts
+back (exit code, signal, timeout, audit records, fit log tail). The server reads no file the child
+wrote: interpreting outputs is the parent's job. It runs no candidate code itself.
+"""
+from __future__ import annotations
+
+import ctypes
+import importlib
+import json
+import os
+import select
+import signal
+import sys
+import time
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _preload(names: list[str]) -> dict[str, str]:
+    errors = {}
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # noqa: BLE001 - a missing optional library is reported, not fatal
+            errors[name] = f"{type(exc).__name__}: {exc}"
+    if "sklearn" in sys.modules:
+        try:  # threadpoolctl finds libc through a subprocess once; do it here, not in a child
+            import threadpoolctl
+
+            threadpoolctl.threadpool_info()
+        except Exception:  # noqa: BLE001
+            pass
+    return errors
+
+
+def _device() -> str:
+    from optimizer.sandbox._isolation import _gpu_visible
+
+    if not _gpu_visible():
+        return "cpu"
+    try:
+        import xgboost
+
+        return "cuda" if xgboost.build_info().get("USE_CUDA") else "cpu"
+    except Exception:  # noqa: BLE001
+        return "cpu"
+
+
+def _children() -> set[int]:
+    found: set[int] = set()
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/children") as handle:
+                found.update(int(pid) for pid in handle.read().split())
+        except OSError:
+            continue
+    return found
+
+
+def _sweep() -> int:
+    """Kill and reap every remaining child: as subreaper, escaped grandchildren land here."""
+    killed = 0
+    for _ in range(100):
+        strays = _children()
+        if not strays:
+            break
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in strays:
+            try:
+                os.waitpid(pid, 0)
+                killed += 1
+            except ChildProcessError:
+                pass
+    return killed
+
+
+def _kill_group(pid: int) -> None:
+    for kill in (os.kill, os.killpg):  # kill first: the child may not have called setsid yet
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class _Tail:
+    """The last `cap` bytes of a stream, plus how many were dropped."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap, self.data, self.dropped = cap, bytearray(), 0
+
+    def add(self, chunk: bytes) -> None:
+        self.data += chunk
+        if len(self.data) > 2 * self.cap:
+            cut = len(self.data) - self.cap
+            self.dropped += cut
+            del self.data[:cut]
+
+    def text(self) -> str:
+        cut = max(len(self.data) - self.cap, 0)
+        body = bytes(self.data[cut:]).decode("utf-8", "replace")
+        dropped = self.dropped + cut
+        return f"[... {dropped} earlier bytes dropped ...]\n{body}" if dropped else body
+
+
+def _serve(request: dict, static: dict) -> dict:
+    from optimizer.sandbox import _child
+    from optimizer.sandbox._protocol import LOG_CAP, MAX_VIOLATIONS
+
+    record_r, record_w = os.pipe()
+    log_r, log_w = os.pipe() if request["phase"] == "fit" else (-1, -1)
+    sys.stdout.flush()
+    sys.stderr.flush()  # nothing buffered here may be flushed again by the child
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        os.close(record_r)
+        if log_r >= 0:
+            os.close(log_r)
+        _child.run({**static, **request}, record_w, log_w)
+    os.close(record_w)
+    if log_w >= 0:
+        os.close(log_w)
+    tails = {record_r: _Tail(1 << 20), **({log_r: _Tail(LOG_CAP)} if log_r >= 0 else {})}
+    open_fds = set(tails)
+    pidfd = os.pidfd_open(pid)
+    deadline = start + float(request["budget_s"])
+    timed_out, status = False, None
+    while status is None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            timed_out = True
+            _kill_group(pid)
+            _, status = os.waitpid(pid, 0)
+            break
+        ready, _, _ = select.select([pidfd, *open_fds], [], [], remaining)
+        for fd in ready:
+            if fd == pidfd:
+                _, status = os.waitpid(pid, 0)
+            else:
+                _read_into(fd, tails, open_fds)
+    seconds = time.monotonic() - start
+    os.close(pidfd)
+    _kill_group(pid)  # anything left in its process group
+    strays = _sweep()
+    while open_fds:  # every writer is dead now; a bounded wait guards against the unforeseen
+        ready, _, _ = select.select(list(open_fds), [], [], 2.0)
+        if not ready:
+            break
+        for fd in ready:
+            _read_into(fd, tails, open_fds)
+    for fd in tails:
+        os.close(fd)
+    records = _records(tails[record_r])
+    return {
+        "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+        "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+        "timed_out": timed_out, "seconds": seconds, "strays": strays,
+        "violations": records[:MAX_VIOLATIONS],
+        "log": tails[log_r].text() if log_r >= 0 else "",
+    }
+
+
+def _read_into(fd: int, tails: dict, open_fds: set) -> None:
+    chunk = os.read(fd, 1 << 16)
+    if chunk:
+        tails[fd].add(chunk)
+    else:
+        open_fds.discard(fd)
+
+
+def _records(tail: _Tail) -> list[str]:
+    seen: list[str] = []
+    for line in bytes(tail.data).decode("utf-8", "replace").splitlines():
+        if line and line not in seen:
+            seen.append(line)
+    return seen
+
+
+def main() -> None:
+    replies = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # stray prints from libraries land in the server log, never in the protocol
+    requests = sys.stdin.buffer
+    config = json.loads(requests.readline())
+    errors = _preload(config["preload"])
+    import ctypes.util  # noqa: F401 - the child must not need to import anything of its own
+
+    from optimizer.sandbox import _child  # noqa: F401 - imports numpy, pandas, pyarrow once
+    from optimizer.sandbox._isolation import SYSTEM_READ, gpu_paths, python_roots
+
+    import pyarrow.parquet  # noqa: F401
+
+    device = _device()
+    libc = ctypes.CDLL(None, use_errno=True)
+    subreaper = libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    roots = python_roots()
+    extra = gpu_paths() if device == "cuda" else ()
+    static = {
+        "server_pid": os.getpid(), "device": device, "memory_mb": config["memory_mb"],
+        "uid": config["uid"], "gid": config["gid"], "landlock_abi": config["landlock_abi"],
+        "data_limit": config["data_limit"], "read_roots": list(roots + SYSTEM_READ + extra),
+        "device_paths": [p for p in extra if p.startswith("/dev/")],
+        "list_roots": [os.path.realpath(p) for p in sys.path if p],
+        "trusted_code": list(roots), "ctypes_dir": os.path.dirname(ctypes.__file__),
+    }
+    replies.write(json.dumps({"ready": True, "pid": os.getpid(), "device": device,
+                              "preload_errors": errors, "subreaper": subreaper}) + "\n")
+    for line in iter(requests.readline, b""):
+        request = json.loads(line)
+        if request.get("op") == "stop":
+            break
+        replies.write(json.dumps(_serve(request, static)) + "\n")
+    _sweep()
+
+
+if __name__ == "__main__":
+    main()
