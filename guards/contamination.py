@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from guards._columns import datetime_seconds
 from guards._result import GuardResult
 
 TRIVIAL_BELOW = 1000  # integers this small are ordinary tuning constants, never evidence of an id
@@ -138,7 +139,7 @@ def _auc(y: np.ndarray, score: np.ndarray) -> float:
 def _raw_score(series: pd.Series) -> np.ndarray | None:
     """The column as numbers (missing values ranked lowest), or None for non-numeric columns."""
     if pd.api.types.is_datetime64_any_dtype(series):
-        values = series.astype("int64").to_numpy(dtype=float)
+        values = datetime_seconds(series)
     elif pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
         values = series.astype(float).to_numpy(dtype=float, na_value=np.nan)
     else:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from guards._columns import datetime_seconds
 from guards._result import GuardResult
 
 EPSILON = 1e-4  # share given to an empty bin so the log ratio stays finite
@@ -24,7 +25,7 @@ def _values(x) -> tuple[np.ndarray, bool]:
     if pd.api.types.is_bool_dtype(s):
         return s.to_numpy(dtype=object), False
     if pd.api.types.is_datetime64_any_dtype(s):
-        return s.astype("int64").to_numpy(dtype=float), True
+        return datetime_seconds(s), True
     if pd.api.types.is_numeric_dtype(s):
         return s.to_numpy(dtype=float, na_value=np.nan), True
     return s.to_numpy(dtype=object), False

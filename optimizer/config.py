@@ -70,7 +70,7 @@ class DecisionConfig(_Strict):
     min_effect: float = Field(0.0, ge=0)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     bootstrap: int = Field(1000, ge=100)
-    segment_tolerance: float = Field(0.0, ge=0)
+    segment_tolerance: float = Field(0.05, ge=0)
     segment_min_rows: int = Field(200, ge=10)
 
 

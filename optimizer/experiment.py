@@ -143,7 +143,7 @@ def baseline_state(ctx: Context, sandbox: Any, source: str, commit: str) -> tupl
 def _judge(ctx: Context, run: _Run, source: str, values: dict[str, np.ndarray], constants: dict[str, Any],
            champion: PolicyState, baseline: PolicyState, looks: int, number: int) -> tuple[ScoreReport, dict | None]:
     """Dev guards, contamination, drift and, only when all pass, the holdout gate."""
-    from guards.contamination import scan_literals
+    from guards.contamination import check_text, scan_literals
     from guards.drift import check_score_drift
     from guards.guardrails import check_guardrails
     from guards.segments import check_segments
@@ -163,8 +163,11 @@ def _judge(ctx: Context, run: _Run, source: str, values: dict[str, np.ndarray], 
                            higher_is_better=higher, min_rows=d.segment_min_rows, tolerance=d.segment_tolerance,
                            confidence=d.confidence, seed=ctx.config.seed + number))
     ids = set(ctx.holdout[ctx.domain.columns.id].tolist())
-    run.add(scan_literals(source, holdout_ids=ids | set(ctx.manifest["canaries"]),
-                          canaries=ctx.manifest["canaries"]))
+    run.add(scan_literals(source, holdout_ids=ids, canaries=ctx.manifest["canaries"]))
+    # Holdout rows never enter fit or dev; a canary in the fit log or trace means they leaked anyway.
+    leaked = check_text("fit log and dev trace", run.log + json.dumps(run.trace, default=str), ctx.manifest["canaries"])
+    if not leaked.passed:
+        run.add(leaked)
     drift = check_score_drift(champion.holdout, values["holdout"], watch=ctx.config.seal.drift_watch,
                               alarm=ctx.config.seal.drift_alarm)
     run.add(GuardResult("drift", True, drift.detail + ("" if drift.passed else " (recorded, not blocking)"),
@@ -251,8 +254,11 @@ def run_experiment(ctx: Context, sandbox: Any, source: str, *, proposer: str, hy
             gate = gate_result(answer, ctx.config.gate.tolerance)
             if gate is not None:
                 run.add(gate)
-    kept = bool(keep and all(r.passed for r in run.results) and answer is not None)
-    would_keep = all(r.passed for r in run.results) and answer is not None
+    from guards import decide
+
+    # The gate is asked only once every other guard passed, so a verdict without it is no keep.
+    would_keep = decide(run.results).kept and answer is not None
+    kept = keep and would_keep
     commit = None
     diff_text = unified_diff(old, source)
     if kept:

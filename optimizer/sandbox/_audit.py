@@ -200,7 +200,8 @@ def _make_hook(fd, identity, workdir, read_roots, list_roots, trusted_code, ctyp
         elif event in mutate:
             positions, dir_at = mutate[event]
             base = None
-            if dir_at is not None and len_(args) > dir_at and type_(args[dir_at]) is int_:
+            if dir_at is not None and len_(args) > dir_at and type_(args[dir_at]) is int_ and (
+                    args[dir_at] >= 0):  # -1 or None: relative to the working directory
                 base = readlink("/proc/self/fd/" + int_.__repr__(args[dir_at]))
             for at in positions:
                 target = args[at]

@@ -86,6 +86,8 @@ def _contain(request: dict, record_fd: int, log_fd: int) -> None:
         rules = [(path, _landlock.READ) for path in request["read_roots"]]
         rules += [(path, _landlock.DEVICE_RW) for path in request["device_paths"]]
         rules += [("/proc/self", _landlock.READ), (workdir, _landlock.WORKDIR)]
+        if request["private_shm"]:  # semaphores for thread pools; wiped after every request
+            rules.append(("/dev/shm", _landlock.WORKDIR))
         _landlock.restrict(rules, request["landlock_abi"])
     _audit.install(record_fd=RECORD_FD, workdir=workdir, read_roots=tuple(request["read_roots"]),
                    list_roots=tuple(request["list_roots"]),

@@ -131,7 +131,7 @@ def probe() -> Probe:
     netns, netns_reason = None, "no unshare binary"
     if unshare:
         prefix = (unshare, "-n") if root else (unshare, "-rn")
-        netns = prefix if _try([*prefix, "true"]) else None
+        netns = prefix if _try([*prefix, "-m", "true"]) else None
         netns_reason = "" if netns else f"`{' '.join(prefix)} true` failed (no namespace rights)"
     try:
         nobody = pwd.getpwnam("nobody")
@@ -154,9 +154,9 @@ def probe() -> Probe:
             else:
                 groups.setdefault(ancestor, []).append(path)
         if groups and not uid_reason:
-            # a private mount namespace re-exposes only the install under a tmpfs over e.g. /root
-            if unshare is None or not _try([unshare, "-m", "true"]):
-                uid_reason = f"python install under {min(groups)} is hidden and mounts are refused"
+            # the server's private mount namespace re-exposes only the install (see server_command)
+            if netns is None:
+                uid_reason = f"python install under {min(groups)} is hidden and no namespace is possible"
     remounts = tuple((a, tuple(sorted(p))) for a, p in sorted(groups.items()))
     return Probe(root, netns, netns_reason, landlock_abi(), uid, gid, uid_reason, remounts,
                  _gpu_visible())
@@ -223,13 +223,16 @@ def server_env(home: str) -> dict[str, str]:
 
 
 def server_command(chosen: Plan, stage: str) -> list[str]:
-    """`python -m optimizer.sandbox._server`, inside a fresh network (and mount) namespace."""
+    """`python -m optimizer.sandbox._server` inside fresh network and mount namespaces.
+
+    The mount namespace gives the sandbox its own /dev/shm (thread pools need POSIX semaphores;
+    the server empties it after every request, so no run can leave data for the next) and, when
+    the Python install sits in a folder others cannot enter, re-exposes only the install.
+    """
     argv = [sys.executable, "-P", "-s", "-B", "-m", "optimizer.sandbox._server"]
     if chosen.netns is None:
         return argv
-    if not chosen.remounts:
-        return [*chosen.netns, "--", *argv]
-    lines = ["set -e"]
+    lines = ["set -e", "mount -t tmpfs -o mode=1777,size=256m,nosuid,nodev,noexec ratchet-shm /dev/shm"]
     for index, (ancestor, roots) in enumerate(chosen.remounts):
         for j, root in enumerate(roots):
             keep = shlex.quote(f"{stage}/{index}-{j}")

@@ -7,6 +7,7 @@ import secrets
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -105,7 +106,8 @@ class Sandbox:
         self._pending = b""
         config = {"preload": list(self.preload), "memory_mb": self.memory_mb,
                   "uid": self._plan.uid if self._plan.drop_uid else None, "gid": self._plan.gid,
-                  "landlock_abi": self._plan.landlock_abi, "data_limit": "rlimit-data" in self.layers}
+                  "landlock_abi": self._plan.landlock_abi, "data_limit": "rlimit-data" in self.layers,
+                  "private_shm": self._plan.netns is not None}
         ready = self._exchange(config, _START_S)
         if not ready or not ready.get("ready"):
             tail = Path(base, "server.log").read_text(errors="replace")[-2000:]
@@ -141,7 +143,10 @@ class Sandbox:
         reply = self._exchange(request, budget_s + _GRACE_S)
         if reply is not None:
             return reply, ""
-        code = self._process.poll()
+        try:
+            code = self._process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            code = None
         why = (f"the sandbox server died (exit code {code})" if code is not None
                else "the sandbox server stopped answering")
         _stop(self._process, None)  # the next request starts a fresh one
@@ -196,6 +201,8 @@ class Sandbox:
                budget_s: float, constants: tuple[str, ...] = ()) -> DecideResult:
         """Run decide(model, frame) once per row set in a fresh child; its output is discarded."""
         started = time.perf_counter()
+        if not isinstance(model, ModelHandle):
+            raise TypeError(f"decide needs the ModelHandle of a successful fit, got {model!r}")
         names = list(rows)
         with self._lock:
             self.start()
@@ -252,7 +259,8 @@ def _copy_regular(source: Path, target: Path) -> None:
     """Copy a regular file without following a symlink at `source` (the candidate made it)."""
     fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as src:
-        if not os.path.isfile(f"/proc/self/fd/{src.fileno()}") or os.fstat(fd).st_nlink > 1:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
             raise ValueError(f"{source.name} is not a plain file")
         out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(out, "wb") as dst:

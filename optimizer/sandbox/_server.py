@@ -10,8 +10,10 @@ from __future__ import annotations
 import ctypes
 import importlib
 import json
+import linecache
 import os
 import select
+import shutil
 import signal
 import sys
 import time
@@ -79,6 +81,18 @@ def _sweep() -> int:
             except ChildProcessError:
                 pass
     return killed
+
+
+def _empty(folder: str) -> None:
+    """Remove everything in the namespace's private /dev/shm: no run leaves data for the next."""
+    for entry in os.scandir(folder):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass
 
 
 def _kill_group(pid: int) -> None:
@@ -149,6 +163,8 @@ def _serve(request: dict, static: dict) -> dict:
     os.close(pidfd)
     _kill_group(pid)  # anything left in its process group
     strays = _sweep()
+    if static["private_shm"]:
+        _empty("/dev/shm")
     while open_fds:  # every writer is dead now; a bounded wait guards against the unforeseen
         ready, _, _ = select.select(list(open_fds), [], [], 2.0)
         if not ready:
@@ -192,6 +208,9 @@ def main() -> None:
     import ctypes.util  # noqa: F401 - the child must not need to import anything of its own
 
     from optimizer.sandbox import _child  # noqa: F401 - imports numpy, pandas, pyarrow once
+
+    for module in (_child, sys.modules["optimizer.sandbox._audit"]):
+        linecache.getlines(module.__file__)  # tracebacks in the child must not re-read our source
     from optimizer.sandbox._isolation import SYSTEM_READ, gpu_paths, python_roots
 
     import pyarrow.parquet  # noqa: F401
@@ -204,7 +223,7 @@ def main() -> None:
     static = {
         "server_pid": os.getpid(), "device": device, "memory_mb": config["memory_mb"],
         "uid": config["uid"], "gid": config["gid"], "landlock_abi": config["landlock_abi"],
-        "data_limit": config["data_limit"], "read_roots": list(roots + SYSTEM_READ + extra),
+        "data_limit": config["data_limit"], "private_shm": config["private_shm"], "read_roots": list(roots + SYSTEM_READ + extra),
         "device_paths": [p for p in extra if p.startswith("/dev/")],
         "list_roots": [os.path.realpath(p) for p in sys.path if p],
         "trusted_code": list(roots), "ctypes_dir": os.path.dirname(ctypes.__file__),

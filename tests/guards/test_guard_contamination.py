@@ -140,3 +140,12 @@ def test_label_leakage_rejects_bad_labels():
         label_leakage(df.assign(is_fraud=1), "is_fraud", ["amount"])
     with pytest.raises(ValueError, match="'nope'"):
         label_leakage(df, "is_fraud", ["nope"])
+
+
+def test_label_leakage_on_datetimes_with_missing_values():
+    df = frame()
+    ts = pd.Series(pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(len(df)), unit="min"))
+    df["flagged_at"] = ts.where(df["is_fraud"] == 1)  # only set for fraud: the missingness is the label
+    df["ts"] = ts
+    report = label_leakage(df, "is_fraud", ["flagged_at", "ts"])
+    assert report["leaking"] == ["flagged_at"] and report["auc"]["ts"] < 0.6

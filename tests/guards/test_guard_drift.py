@@ -99,3 +99,14 @@ def test_score_drift_on_team_names():
     champ = rng.choice(np.array(["a", "b", "c"], dtype=object), 3000)
     assert check_score_drift(champ, rng.choice(np.array(["a", "b", "c"], dtype=object), 3000)).passed
     assert not check_score_drift(champ, np.full(3000, "a", dtype=object)).passed
+
+
+def test_datetimes_compare_in_seconds_across_units():
+    ns = pd.Series(pd.date_range("2024-01-01", periods=2000, freq="h")).astype("datetime64[ns]")
+    us = ns.astype("datetime64[us]")
+    assert psi(ns, us) == pytest.approx(0.0)
+    with_nat = us.copy()
+    with_nat.iloc[:800] = pd.NaT
+    assert psi(ns, with_nat) > 0.25  # missing times form their own bin, not a huge negative number
+    later = pd.Series(pd.date_range("2024-06-01", periods=2000, freq="h"))
+    assert band(psi(ns, later)) == "alarm"

@@ -93,8 +93,17 @@ def test_canary_in_source_is_contamination(lab):
     assert not record.kept and "contamination" in failed and canary not in failed["contamination"]
 
 
+def _champion_is_baseline(lab) -> None:
+    ctx, _ = lab
+    if ctx.ws.champion_source() != BASELINE:
+        record, failed = _judge(lab, BASELINE, "the full baseline model")
+        assert record.kept, failed
+
+
 def test_segment_sabotage_is_caught_by_segment(lab):
-    """Better overall (the strong model) but never blocks large transactions: that segment loses."""
+    """Against a champion that blocks large frauds, a candidate that never blocks them loses that segment
+    (here also overall; the segment guard names where)."""
+    _champion_is_baseline(lab)
     sabotage = BASELINE.replace("def decide(model, rows):", "def _honest_decide(model, rows):", 1) + '''
 
 def decide(model, rows):
@@ -117,8 +126,7 @@ def test_editing_outside_policy_is_integrity(lab):
 
 
 def test_honest_improvement_is_kept_and_seed_only_change_is_not(lab):
-    record, failed = _judge(lab, BASELINE, "the full baseline model")
-    assert record.kept, failed
+    _champion_is_baseline(lab)
     reseeded = BASELINE.replace("SEED = 0", "SEED = 7")
     record, failed = _judge(lab, reseeded, "seed only")
     assert not record.kept and "significance" in failed
