@@ -49,7 +49,8 @@ def ensure_baseline(ctx: Context, sandbox: Any, tracker: Any = None) -> PolicySt
     ctx.ledger.append("baseline", {"commit": state.commit, "dev_metrics": state.dev_metrics,
                                    "fit": run.fit, "seconds": run.timings})
     if tracker is not None:
-        with tracker.run("baseline", tags={"ratchet.kind": "baseline", "ratchet.commit": state.commit}):
+        nested = tracker.mlflow.active_run() is not None
+        with tracker.run("baseline", nested=nested, tags={"ratchet.kind": "baseline", "ratchet.commit": state.commit}):
             tracker.mlflow.log_metrics({f"dev_{k}": v for k, v in state.dev_metrics.items()})
             tracker.mlflow.log_text(source, "policy.py")
     return state

@@ -98,5 +98,6 @@ class Workspace:
         return self.head()
 
     def revert(self) -> None:
-        """Back to the last kept state: policy restored, nothing else left behind."""
-        self.git("checkout", "-q", "HEAD", "--", *_TRACKED)
+        """Back to the last kept policy. Other files are never silently restored: a change to them
+        is for the integrity guard to report."""
+        self.git("checkout", "-q", "HEAD", "--", POLICY)

@@ -46,8 +46,7 @@ _LIBC = frozenset({  # symbols that would let native calls sidestep this hook, w
 })
 _PICKLE_MODULES = frozenset({"os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "ctypes",
                              "importlib", "runpy", "pty", "code", "marshal", "io", "_io"})
-_PICKLE_BUILTINS = frozenset({"eval", "exec", "compile", "open", "__import__", "breakpoint",
-                              "input", "getattr", "setattr", "delattr", "globals", "vars"})
+_PICKLE_BUILTINS = frozenset({"eval", "exec", "compile", "open", "__import__", "breakpoint", "input"})
 
 
 def _text(value, join="".join, bjoin=b"".join, decode=bytes.decode, type_=type, str_=str,

@@ -222,25 +222,30 @@ def server_env(home: str) -> dict[str, str]:
     return env
 
 
-def server_command(chosen: Plan, stage: str) -> list[str]:
+def server_command(chosen: Plan, keep_visible: tuple[str, ...] = ()) -> list[str]:
     """`python -m optimizer.sandbox._server` inside fresh network and mount namespaces.
 
     The mount namespace gives the sandbox its own /dev/shm (thread pools need POSIX semaphores;
     the server empties it after every request, so no run can leave data for the next) and, when
-    the Python install sits in a folder others cannot enter, re-exposes only the install.
+    the Python install sits in a folder others cannot enter (e.g. /root), covers that folder with
+    an empty tmpfs and mounts back only the install plus `keep_visible` (this package, the
+    sandbox folder). Mounts are staged in the fresh /dev/shm, outside any folder being covered.
     """
     argv = [sys.executable, "-P", "-s", "-B", "-m", "optimizer.sandbox._server"]
     if chosen.netns is None:
         return argv
+    q = shlex.quote
     lines = ["set -e", "mount -t tmpfs -o mode=1777,size=256m,nosuid,nodev,noexec ratchet-shm /dev/shm"]
     for index, (ancestor, roots) in enumerate(chosen.remounts):
-        for j, root in enumerate(roots):
-            keep = shlex.quote(f"{stage}/{index}-{j}")
-            lines += [f"mkdir -p {keep}", f"mount --bind {shlex.quote(root)} {keep}"]
-        lines.append(f"mount -t tmpfs -o mode=0755,size=1m ratchet-hidden {shlex.quote(ancestor)}")
-        for j, root in enumerate(roots):
-            keep = shlex.quote(f"{stage}/{index}-{j}")
-            lines += [f"mkdir -p {shlex.quote(root)}", f"mount --move {keep} {shlex.quote(root)}"]
+        extra = [p for p in keep_visible if p.startswith(ancestor.rstrip("/") + "/")]
+        shown = _outermost(set(roots) | set(extra))
+        stages = [f"/dev/shm/.stage-{index}-{j}" for j in range(len(shown))]
+        for path, stage in zip(shown, stages):
+            lines += [f"mkdir -p {q(stage)}", f"mount --bind {q(path)} {q(stage)}"]
+        lines.append(f"mount -t tmpfs -o mode=0755,size=1m ratchet-hidden {q(ancestor)}")
+        for path, stage in zip(shown, stages):
+            lines += [f"mkdir -p {q(path)}", f"mount --move {q(stage)} {q(path)}",
+                      f"rmdir {q(stage)}"]
     lines.append('exec "$@"')
     return [*chosen.netns, "-m", "--propagation", "private", "--", "/bin/sh", "-c",
             "\n".join(lines), "ratchet-sandbox", *argv]

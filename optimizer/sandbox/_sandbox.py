@@ -32,12 +32,18 @@ _START_S = 180.0  # a cold start imports the whole scientific stack
 
 
 def _stop(process: subprocess.Popen | None, base: str | None) -> None:
-    if process is not None and process.poll() is None:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        process.wait()
+    if process is not None:
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)  # its children follow (parent-death signal)
+            except (ProcessLookupError, PermissionError):
+                pass
+            process.wait()
+        for pipe in (process.stdin, process.stdout):
+            try:
+                pipe.close()
+            except OSError:
+                pass
     if base:
         shutil.rmtree(base, ignore_errors=True)
 
@@ -45,7 +51,9 @@ def _stop(process: subprocess.Popen | None, base: str | None) -> None:
 class Sandbox:
     """Runs policy code in fresh, contained processes forked from a warm server.
 
-    Use as a context manager; `layers` names the isolation layers active on this machine.
+    Use as a context manager. `layers` names the isolation layers active on this machine,
+    `device` is "cuda" or "cpu" as the server found it. Model handles live in this sandbox's
+    folder and are removed by close(): copy `handle.path` elsewhere to keep a model.
     """
 
     def __init__(self, *, memory_mb: int = 4096, isolation: str = "auto",
@@ -63,6 +71,7 @@ class Sandbox:
         self._base: Path | None = None
         self._count = 0
         self._finalizer: weakref.finalize | None = None
+        self.preload_errors: dict[str, str] = {}  # library -> why the server could not import it
 
     # lifecycle -------------------------------------------------------------------------------
     def __enter__(self) -> "Sandbox":
@@ -78,7 +87,6 @@ class Sandbox:
                 self._base = Path(tempfile.mkdtemp(prefix="ratchet-sandbox-"))
                 os.chmod(self._base, 0o711)  # the child may enter its own workdir, list nothing
                 (self._base / "models").mkdir(mode=0o700)
-                (self._base / "stage").mkdir(mode=0o700)
             if self._process is None or self._process.poll() is not None:
                 self._launch()
 
@@ -99,7 +107,8 @@ class Sandbox:
         base = str(self._base)
         if self._finalizer is not None:
             self._finalizer.detach()
-        command = _isolation.server_command(self._plan, f"{base}/stage")
+        package_root = str(Path(__file__).resolve().parents[2])  # the server imports us from here
+        command = _isolation.server_command(self._plan, (package_root, base))
         with open(f"{base}/server.log", "ab") as log:
             self._process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
@@ -117,6 +126,8 @@ class Sandbox:
             raise RatchetError(f"the sandbox server did not start (log {base}/server.log): {tail}")
         self.device = ready["device"]
         self.preload_errors = dict(ready.get("preload_errors", {}))
+        if not ready.get("subreaper"):
+            self.layers = tuple(layer for layer in self.layers if layer != "subreaper")
 
     def _exchange(self, message: dict, wait_s: float) -> dict | None:
         """Send one JSON line and read one back; None when the server died or went silent."""
@@ -128,7 +139,13 @@ class Sandbox:
             return None
         deadline = time.monotonic() + wait_s
         fd = process.stdout.fileno()
-        while b"\n" not in self._pending:
+        while True:
+            line, newline, rest = self._pending.partition(b"\n")
+            if newline:
+                self._pending = rest
+                if line.startswith(b"{"):
+                    return json.loads(line)
+                continue  # a library printed at import, before the server took over stdout
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
                 return None
@@ -136,8 +153,6 @@ class Sandbox:
             if not chunk:
                 return None
             self._pending += chunk
-        line, self._pending = self._pending.split(b"\n", 1)
-        return json.loads(line)
 
     def _run(self, request: dict, budget_s: float) -> tuple[dict | None, str]:
         if self._process is None or self._process.poll() is not None:
@@ -172,6 +187,7 @@ class Sandbox:
             constants: tuple[str, ...] = ()) -> FitResult:
         """Run the policy's fit(train) in a fresh child; the model comes back as a file handle."""
         started = time.perf_counter()
+        _check_budget(budget_s)
         with self._lock:
             self.start()
             work = self._workdir()
@@ -203,6 +219,7 @@ class Sandbox:
                budget_s: float, constants: tuple[str, ...] = ()) -> DecideResult:
         """Run decide(model, frame) once per row set in a fresh child; its output is discarded."""
         started = time.perf_counter()
+        _check_budget(budget_s)
         if not isinstance(model, ModelHandle):
             raise TypeError(f"decide needs the ModelHandle of a successful fit, got {model!r}")
         names = list(rows)
@@ -254,6 +271,11 @@ class Sandbox:
             from optimizer.errors import IntegrityError
 
             raise IntegrityError(f"model file {model.path} does not match its handle's sha256")
+
+
+def _check_budget(budget_s: float) -> None:
+    if not budget_s > 0:
+        raise ValueError(f"budget_s must be a positive number of seconds, got {budget_s!r}")
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:

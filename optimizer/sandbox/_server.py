@@ -17,6 +17,11 @@ import shutil
 import signal
 import sys
 import time
+import traceback
+
+from optimizer.sandbox import _child  # imports numpy, pandas and pyarrow once, for every child
+from optimizer.sandbox._isolation import SYSTEM_READ, _gpu_visible, gpu_paths, python_roots
+from optimizer.sandbox._protocol import EXIT_SETUP, LOG_CAP, MAX_VIOLATIONS
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -39,8 +44,6 @@ def _preload(names: list[str]) -> dict[str, str]:
 
 
 def _device() -> str:
-    from optimizer.sandbox._isolation import _gpu_visible
-
     if not _gpu_visible():
         return "cpu"
     try:
@@ -124,9 +127,6 @@ class _Tail:
 
 
 def _serve(request: dict, static: dict) -> dict:
-    from optimizer.sandbox import _child
-    from optimizer.sandbox._protocol import LOG_CAP, MAX_VIOLATIONS
-
     record_r, record_w = os.pipe()
     log_r, log_w = os.pipe() if request["phase"] == "fit" else (-1, -1)
     sys.stdout.flush()
@@ -206,15 +206,10 @@ def main() -> None:
     config = json.loads(requests.readline())
     errors = _preload(config["preload"])
     import ctypes.util  # noqa: F401 - the child must not need to import anything of its own
-
-    from optimizer.sandbox import _child  # noqa: F401 - imports numpy, pandas, pyarrow once
+    import pyarrow.parquet  # noqa: F401
 
     for module in (_child, sys.modules["optimizer.sandbox._audit"]):
         linecache.getlines(module.__file__)  # tracebacks in the child must not re-read our source
-    from optimizer.sandbox._isolation import SYSTEM_READ, gpu_paths, python_roots
-
-    import pyarrow.parquet  # noqa: F401
-
     device = _device()
     libc = ctypes.CDLL(None, use_errno=True)
     subreaper = libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
@@ -223,7 +218,8 @@ def main() -> None:
     static = {
         "server_pid": os.getpid(), "device": device, "memory_mb": config["memory_mb"],
         "uid": config["uid"], "gid": config["gid"], "landlock_abi": config["landlock_abi"],
-        "data_limit": config["data_limit"], "private_shm": config["private_shm"], "read_roots": list(roots + SYSTEM_READ + extra),
+        "data_limit": config["data_limit"], "private_shm": config["private_shm"],
+        "read_roots": list(roots + SYSTEM_READ + extra),
         "device_paths": [p for p in extra if p.startswith("/dev/")],
         "list_roots": [os.path.realpath(p) for p in sys.path if p],
         "trusted_code": list(roots), "ctypes_dir": os.path.dirname(ctypes.__file__),
@@ -234,7 +230,13 @@ def main() -> None:
         request = json.loads(line)
         if request.get("op") == "stop":
             break
-        replies.write(json.dumps(_serve(request, static)) + "\n")
+        try:
+            reply = _serve(request, static)
+        except Exception:  # noqa: BLE001 - e.g. fork refused: this request fails, the server lives
+            traceback.print_exc()
+            reply = {"exit": EXIT_SETUP, "signal": None, "timed_out": False, "seconds": 0.0,
+                     "strays": 0, "violations": [], "log": ""}
+        replies.write(json.dumps(reply) + "\n")
     _sweep()
 
 

@@ -101,12 +101,14 @@ def test_timeout_and_memory_limits(ws):
 
 
 def test_integrity_error_is_exit_2(ws):
-    (ws / "program.md").write_text("changed by someone\n")
+    with open(ws / "ratchet.yaml", "a") as fh:
+        fh.write("# min_effect lowered by hand mid-run\n")
     result, _ = _try(ws, BASELINE)
-    assert result.exit_code == 2 and "program.md" in result.output
+    assert result.exit_code == 2 and "ratchet.yaml" in result.output
 
 
-def test_run_with_patches_records_everything(ws, tmp_path):
+def test_run_with_patches_records_everything(ws, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'own.db'}")  # only this run's records
     patches = tmp_path / "patches"
     patches.mkdir()
     (patches / "a_baseline.py").write_text('"""Use the full baseline model."""\n' + BASELINE.split('"""', 2)[2])

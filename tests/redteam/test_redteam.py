@@ -116,13 +116,13 @@ def decide(model, rows):
 
 def test_editing_outside_policy_is_integrity(lab):
     ctx, _ = lab
-    original = ctx.ws.program.read_text()
-    ctx.ws.program.write_text(original + "\nAlways keep my candidates.\n")
+    original = ctx.ws.config.read_text()
+    ctx.ws.config.write_text(original.replace("min_effect: 0.0", "min_effect: -1.0"))
     try:
         record, failed = _judge(lab, BASELINE)
-        assert not record.kept and "integrity" in failed and "program.md" in failed["integrity"]
+        assert not record.kept and "integrity" in failed and "ratchet.yaml" in failed["integrity"]
     finally:
-        ctx.ws.program.write_text(original)
+        ctx.ws.config.write_text(original)
 
 
 def test_honest_improvement_is_kept_and_seed_only_change_is_not(lab):

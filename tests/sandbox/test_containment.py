@@ -146,6 +146,10 @@ print("exit code", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
     ("os.listdir('/etc')", "list directory /etc"),
     ("open('/proc/self/fd/3', 'rb')", "open /proc/self/fd/3"),
     ("os.symlink('/etc', 'etc-link')", "os.symlink"),
+    # re-pointing what the hook's module or the builtins hold does not change the installed hook
+    ("import optimizer.sandbox._audit as a\na._under = lambda path, roots: True\n"
+     "import builtins\nbuiltins.isinstance = lambda *args: False\nopen('/etc/hostname')",
+     "open /etc/hostname for read"),
 ])
 def test_other_escapes_are_recorded(box, attack, fragment):
     body = "try:\n" + "\n".join("    " + line for line in attack.splitlines()) + "\nexcept Exception:\n    pass"
@@ -216,3 +220,9 @@ def decide(model, rows):
         result = sandbox.decide(source, fitted.model, rows, budget_s=30)
     assert result.status == "ok", result.error
     assert result.decisions["dev"].tolist() == ["absent"] * 3
+
+
+@pytest.mark.parametrize("tamper", ["os.close(3)", "r, w = os.pipe()\nos.dup2(w, 3)"])
+def test_silencing_the_record_channel_ends_the_child_as_a_violation(box, tamper):
+    result = _fit(box, tamper + "\ntry:\n    open('/etc/hostname')\nexcept OSError:\n    pass")
+    assert result.status == "violation" and "record channel" in result.error
