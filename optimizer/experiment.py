@@ -20,7 +20,8 @@ from holdout.hashing import sha256_bytes
 from optimizer.context import Context, PolicyState
 from optimizer.proposers._tunables import diff as unified_diff
 
-DEV_PREFIX = "dev_prefix"
+# Look-ahead is checked at several cuts: each exposes the rows whose "future" crosses it.
+PREFIX_CUTS = (0.3, 0.6)
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,6 @@ def evaluate(ctx: Context, sandbox: Any, source: str, run: _Run) -> tuple[dict[s
         static = GuardResult("static", False, f"policy.py does not define {', '.join(missing)} at top level")
     if not run.add(static):
         return None
-    cols = ctx.domain.columns
     budget = ctx.config.sandbox.budget_s
     t0 = time.perf_counter()
     fitted = sandbox.fit(source, ctx.domain.policy_view(ctx.train, with_label=True), budget_s=budget)
@@ -98,9 +98,9 @@ def evaluate(ctx: Context, sandbox: Any, source: str, run: _Run) -> tuple[dict[s
                             {"phase": "fit", "status": fitted.status, "violations": list(fitted.violations)}))
         return None
     dev_view = ctx.domain.policy_view(ctx.dev, with_label=False)
-    cut = cut_rows(len(dev_view))
-    rows = {"dev": dev_view, DEV_PREFIX: dev_view.iloc[:cut].reset_index(drop=True),
-            "holdout": ctx.domain.policy_view(ctx.holdout_all, with_label=False)}
+    cuts = {f"dev_prefix_{int(f * 100)}": cut_rows(len(dev_view), f) for f in PREFIX_CUTS}
+    rows = {"dev": dev_view, "holdout": ctx.domain.policy_view(ctx.holdout_all, with_label=False),
+            **{name: dev_view.iloc[:cut].reset_index(drop=True) for name, cut in cuts.items()}}
     t0 = time.perf_counter()
     decided = sandbox.decide(source, fitted.model, rows, budget_s=budget, constants=ctx.domain.constants)
     run.timings["decide"] = time.perf_counter() - t0
@@ -111,15 +111,19 @@ def evaluate(ctx: Context, sandbox: Any, source: str, run: _Run) -> tuple[dict[s
         return None
     run.add(GuardResult("sandbox", True, "fit and decide stayed inside the sandbox",
                         {"fit_seconds": fitted.seconds, "decide_seconds": decided.seconds}))
-    for name in ("dev", "holdout", DEV_PREFIX):
+    for name in rows:
         problem = ctx.domain.check_decisions(Decisions(decided.decisions[name], decided.constants), len(rows[name]))
         if problem:
             run.add(GuardResult("output", False, f"{name} rows: {problem}", {"row_set": name}))
             return None
     run.add(GuardResult("output", True, "decisions meet the output contract on every row set"))
-    if not run.add(check_point_in_time(decided.decisions[DEV_PREFIX], decided.decisions["dev"][:cut])):
+    checks = [check_point_in_time(decided.decisions[name], decided.decisions["dev"][:cut]) for name, cut in cuts.items()]
+    failed = [(name, c) for name, c in zip(cuts, checks) if not c.passed]
+    if failed:
+        name, c = failed[0]
+        run.add(GuardResult("lookahead", False, f"cut at {name[len('dev_prefix_'):]}% of dev: {c.detail}", c.figures))
         return None
-    del cols
+    run.add(checks[-1])
     return decided.decisions, dict(decided.constants)
 
 
@@ -250,7 +254,9 @@ def run_experiment(ctx: Context, sandbox: Any, source: str, *, proposer: str, hy
         out = evaluate(ctx, sandbox, source, run)
         if out is not None:
             values, constants = out
-            dev, answer = _judge(ctx, run, source, values, constants, champion, baseline, number, number)
+            looks = 1 + sum(any(r["guard"] == "significance" for r in e.data.get("reasons", ()))
+                            for e in ctx.ledger.entries("experiment"))
+            dev, answer = _judge(ctx, run, source, values, constants, champion, baseline, looks, number)
             dev_metrics = {k: float(v) for k, v in dev.metrics.items()}
             gate = gate_result(answer, ctx.config.gate.tolerance)
             if gate is not None:
