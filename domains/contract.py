@@ -74,6 +74,7 @@ class Domain(abc.ABC):
     higher_is_better: ClassVar[bool] = True
     guardrails: ClassVar[tuple[GuardrailSpec, ...]] = ()
     constants: ClassVar[tuple[str, ...]] = ()  # module constants of policy.py the scorer reads
+    leakage_exempt: ClassVar[tuple[str, ...]] = ()  # core columns that may predict the label strongly
 
     # --- data -------------------------------------------------------------------------------
     @abc.abstractmethod

@@ -84,8 +84,9 @@ def check_leakage(domain: Domain, frame: pd.DataFrame, config: RunConfig) -> dic
     cols = domain.columns
     visible = [c for c in cols.policy_columns(frame, with_label=False) if c != cols.time]
     report = label_leakage(frame, cols.label, visible, threshold=config.seal.leakage_threshold)
-    if report["leaking"]:
-        worst = ", ".join(f"'{c}' (AUC {report['auc'][c]:.3f})" for c in report["leaking"])
+    refused = [c for c in report["leaking"] if c not in domain.leakage_exempt]
+    if refused:
+        worst = ", ".join(f"'{c}' (AUC {report['auc'][c]:.3f})" for c in refused)
         raise RatchetError(
             f"seal refused: column {worst} predicts '{cols.label}' almost perfectly (threshold "
             f"{config.seal.leakage_threshold}). It is probably derived from the label: drop it from the data."

@@ -48,6 +48,8 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"mlflow\..*")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
+    # MLflow prints run URLs to stdout for server URIs; stdout belongs to `ratchet try --json`.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     import mlflow  # noqa: F401  (its import configures the loggers we then quieten)
 
     for name in ("mlflow", "alembic", "sqlalchemy"):

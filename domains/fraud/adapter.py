@@ -36,6 +36,8 @@ class FraudDomain(Domain):
         GuardrailSpec("alert_rate", higher_is_better=False, floor=0.01, margin=0.003),
     )
     constants = ("THRESHOLD",)
+    # Large amounts are a fraud pattern by definition: amount's predictive power is reported, not refused.
+    leakage_exempt = ("amount",)
 
     # --- data -------------------------------------------------------------------------------
     def generate(self, seed: int, size: int) -> pd.DataFrame:

@@ -22,8 +22,9 @@ parent has its own backstop; if the server dies it reports "crash" and starts a 
 
 Layers (``Sandbox.layers`` says which are active; ``describe_isolation()`` says why)
 ----------------------------------------------------------------------------------
-- ``netns``: the server runs in a fresh, empty network namespace (``unshare -n`` as root,
-  ``unshare -rn`` otherwise): no network at all, not even the host's loopback servers.
+- ``netns``: the server runs in fresh network and mount namespaces (``unshare -n -m`` as root,
+  ``unshare -rn -m`` otherwise): no network at all, not even the host's loopback servers, and
+  a private /dev/shm (thread pools need POSIX semaphores) that is emptied after every request.
 - ``uid-drop``: as root, each child drops to nobody/nogroup with no supplementary groups, so
   file permissions stop reads of root-owned 0600/0700 files (holdout, ledger, MLflow store).
   When the Python install lives under a private folder such as /root, the server's private
@@ -43,6 +44,15 @@ Layers (``Sandbox.layers`` says which are active; ``describe_isolation()`` says 
   PYTHONHASHSEED=0); no API key, seal key or tracking URI can reach a candidate.
 - ``subreaper``: the server adopts orphaned descendants and kills every one after each request,
   including a process that left the child's process group.
+
+``isolation="auto"`` uses every layer the machine offers, ``"strict"`` refuses to start when
+netns, uid-drop or Landlock is missing, ``"hook-only"`` (debugging) keeps only the last four.
+
+Limits worth knowing: the audit hook sees Python-level calls only, so native code (pyarrow's
+file reads, a fork through ``_posixsubprocess``) is stopped by the OS layers alone; violation
+texts name candidate-chosen paths (bounded, 50 x 900 characters); decide constants are read
+after decide ran, so treat them like decisions (scorer only); model handles live in the
+sandbox's folder and disappear with ``close()``.
 
 Holdout hygiene: in the decide phase (holdout rows present) the child's stdout and stderr go to
 /dev/null, ``DecideResult.log`` is always "" and errors are phrased by the parent from a closed

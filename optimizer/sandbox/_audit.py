@@ -4,14 +4,14 @@ Python cannot remove an audit hook once added. The record is written to a pipe t
 while the child runs, so it survives the candidate catching the PermissionError. The hook reads no
 module globals at call time: every helper and constant is bound as a positional default (an
 immutable tuple), so a candidate that imports this module cannot re-point what the hook uses, and
-re-assigning any function's __code__ or __defaults__ is itself denied.
+re-assigning __code__ or __defaults__ of the hook or its helpers is itself denied.
 """
 from __future__ import annotations
 
 import os
 import posix
 import sys
-from types import MappingProxyType
+from types import FunctionType, MappingProxyType
 
 EXIT_UNRECORDED = 72  # the record channel was tampered with: the child ends, reported as violation
 
@@ -27,6 +27,7 @@ _PROCESS = frozenset({
     "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
     "os.forkpty", "pty.spawn", "os.startfile", "os.killpg", "sys.addaudithook", "gc.get_objects",
     "gc.get_referrers", "gc.get_referents", "sys.remote_exec",
+    "sys.settrace", "sys.setprofile",  # a tracer could rewrite the hook's locals as it runs
 })
 # event -> positions of path arguments that must stay inside the workdir, and of its dir_fd
 _MUTATE = MappingProxyType({
@@ -38,12 +39,10 @@ _MUTATE = MappingProxyType({
     "os.mknod": ((0,), 3),
 })  # a read-only view: the dict behind it is reachable from nowhere
 _TAMPER = frozenset({"__code__", "__defaults__", "__kwdefaults__"})
-_LIBC = frozenset({  # symbols that would let native calls sidestep this hook, whoever asks
-    "system", "popen", "execve", "execv", "execvp", "execl", "fork", "vfork", "clone", "clone3",
-    "posix_spawn", "posix_spawnp", "syscall", "ptrace", "open", "open64", "openat", "openat64",
-    "fopen", "fopen64", "creat", "socket", "connect", "bind", "sendto", "sendmsg", "kill",
-    "dlopen", "dlmopen", "unlink", "rename", "chmod", "setuid", "prctl", "mprotect",
-})
+# Native symbols the scientific stack looks up through ctypes (xgboost, threadpoolctl); any
+# other lookup could hand a candidate libc's open/connect/system, whoever appears to ask.
+_SYMBOLS = ("XG", "omp_", "kmp_", "openblas", "scipy_openblas", "MKL_", "mkl_", "bli_",
+            "flexiblas", "goto", "dl_iterate_phdr", "gnu_get_libc_version", "PyCapsule_")
 _PICKLE_MODULES = frozenset({"os", "posix", "nt", "subprocess", "sys", "shutil", "socket", "ctypes",
                              "importlib", "runpy", "pty", "code", "marshal", "io", "_io"})
 _PICKLE_BUILTINS = frozenset({"eval", "exec", "compile", "open", "__import__", "breakpoint", "input"})
@@ -136,13 +135,13 @@ def _make_hook(fd, identity, workdir, read_roots, list_roots, trusted_code, ctyp
     def hook(event, args, fd=fd, identity=identity, workdir=(workdir,), reads=reads,
              lists=lists, writes=writes, trusted=tuple(trusted_code), ctypes_dir=ctypes_dir,
              pid=int(pid), resolve=_resolve, under=_under, text=_text, network=_NETWORK,
-             process=_PROCESS, mutate=_MUTATE, tamper=_TAMPER, libc=_LIBC,
+             process=_PROCESS, mutate=_MUTATE, tamper=_TAMPER, symbols=_SYMBOLS,
              pickle_modules=_PICKLE_MODULES, pickle_builtins=_PICKLE_BUILTINS,
              write_flags=_WRITE_FLAGS, dir_flags=_DIR_FLAGS, fstat=posix.fstat,
              write=posix.write, readlink=posix.readlink, exit_=posix._exit, getframe=sys._getframe,
              denied=PermissionError, type_=type, str_=str, bytes_=bytes, int_=int,
              tuple_=tuple, isinstance_=isinstance, len_=len, oserror=OSError,
-             peer_events=_PEER_EVENTS, unrecorded=EXIT_UNRECORDED):
+             peer_events=_PEER_EVENTS, unrecorded=EXIT_UNRECORDED, function_t=FunctionType):
         message = None
         if event == "open":
             target, mode, flags = args[0], args[1], args[2]
@@ -151,6 +150,7 @@ def _make_hook(fd, identity, workdir, read_roots, list_roots, trusted_code, ctyp
             shown = text(target)
             real, st_mode, magic = resolve(shown, None)
             if isinstance_(mode, str_):
+                mode = text(mode)
                 writing = "w" in mode or "a" in mode or "x" in mode or "+" in mode
             else:
                 writing = isinstance_(flags, int_) and flags & write_flags != 0
@@ -219,8 +219,11 @@ def _make_hook(fd, identity, workdir, read_roots, list_roots, trusted_code, ctyp
             if magic or magic2 or not under(link, workdir) or not under(real, workdir):
                 message = "os.symlink " + text(args[1]) + " -> " + source
         elif event == "object.__setattr__" or event == "object.__delattr__":
-            if isinstance_(args[1], str_) and args[1] in tamper:
-                message = event + " " + text(args[1]) + " (tampering with code)"
+            target = args[0]
+            if isinstance_(args[1], str_) and text(args[1]) in tamper and (
+                    target is resolve or target is text or target is under or (
+                        type_(target) is function_t and target.__code__ is getframe(0).f_code)):
+                message = event + " " + text(args[1]) + " (tampering with the audit hook)"
         elif event == "pickle.find_class":
             module, name = text(args[0]), text(args[1])
             if module.split(".")[0] in pickle_modules or (
@@ -232,18 +235,17 @@ def _make_hook(fd, identity, workdir, read_roots, list_roots, trusted_code, ctyp
                 if magic or not under(real, trusted):  # native code the candidate wrote itself
                     message = "import extension " + text(args[1])
         elif event.startswith("ctypes."):
-            if event == "ctypes.dlsym" and len_(args) > 1 and isinstance_(args[1], str_) and (
-                    text(args[1]) in libc):
-                message = "ctypes.dlsym " + text(args[1])
+            if event.startswith("ctypes.dlsym"):
+                symbol = text(args[1]) if len_(args) > 1 else "<object>"
+                if not symbol.startswith(symbols):
+                    message = event + " " + symbol
             else:
                 frame = getframe(1)
                 while frame is not None and text(frame.f_code.co_filename).startswith(ctypes_dir):
                     frame = frame.f_back
                 caller = "" if frame is None else text(frame.f_code.co_filename)
                 if not under(caller, trusted):  # the candidate itself reached for ctypes
-                    what = text(args[1]) if event == "ctypes.dlsym" and len_(args) > 1 else (
-                        text(args[0]) if len_(args) > 0 else "")
-                    message = event + " " + what
+                    message = event + " " + (text(args[0]) if len_(args) > 0 else "")
         if message is None:
             return
         try:

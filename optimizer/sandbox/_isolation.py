@@ -21,7 +21,8 @@ ISOLATION_MODES = ("auto", "strict", "hook-only")
 SYSTEM_READ = (
     "/usr/lib", "/usr/lib64", "/usr/local/lib", "/lib", "/lib64", "/usr/share/zoneinfo",
     "/etc/localtime", "/etc/timezone", "/etc/ld.so.cache", "/dev/null", "/dev/zero",
-    "/dev/urandom", "/dev/random", "/proc/cpuinfo", "/proc/meminfo", "/sys/devices/system/cpu",
+    "/dev/urandom", "/dev/random", "/proc/cpuinfo", "/proc/meminfo", "/proc/stat",
+    "/sys/devices/system/cpu",
     "/sys/devices/system/node", "/sys/fs/cgroup", "/sys/kernel/mm/transparent_hugepage",
 )
 # What a CUDA runtime needs on top, only when a GPU is visible.
@@ -131,8 +132,11 @@ def probe() -> Probe:
     netns, netns_reason = None, "no unshare binary"
     if unshare:
         prefix = (unshare, "-n") if root else (unshare, "-rn")
-        netns = prefix if _try([*prefix, "-m", "true"]) else None
-        netns_reason = "" if netns else f"`{' '.join(prefix)} true` failed (no namespace rights)"
+        # the server also mounts a private /dev/shm there (see server_command): try exactly that
+        probe_cmd = [*prefix, "-m", "--propagation", "private", "--", "/bin/sh", "-c",
+                     "mount -t tmpfs -o size=1m ratchet-probe /dev/shm"]
+        netns = prefix if _try(probe_cmd) else None
+        netns_reason = "" if netns else f"`{' '.join(prefix)} -m` with a tmpfs mount failed"
     try:
         nobody = pwd.getpwnam("nobody")
         uid, gid = nobody.pw_uid, nobody.pw_gid

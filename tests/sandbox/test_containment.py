@@ -141,11 +141,16 @@ print("exit code", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
     ("import ctypes; ctypes.CDLL(None).system(b'true')", "ctypes.dlopen"),
     ("os.kill(os.getppid(), 0)", "os.kill"),
     ("import gc; gc.get_objects()", "gc.get_objects"),
-    ("f = lambda: 0\nf.__code__ = (lambda: 1).__code__", "__code__"),
+    ("import optimizer.sandbox._audit as a\na._under.__code__ = (lambda path, roots: True).__code__",
+     "__code__ (tampering with the audit hook)"),
+    ("sys.settrace(lambda *args: None)", "sys.settrace"),
     ("import importlib; importlib.import_module('guards._result')", "guards"),
     ("os.listdir('/etc')", "list directory /etc"),
     ("open('/proc/self/fd/3', 'rb')", "open /proc/self/fd/3"),
     ("os.symlink('/etc', 'etc-link')", "os.symlink"),
+    # code compiled under a library's file name passes the caller check, not the symbol allowlist
+    ("import ctypes\nexec(compile('lib = ctypes.CDLL(None)\\nlib.system(b\"true\")',"
+     " sys.prefix + '/lib/fake.py', 'exec'))", "ctypes.dlsym system"),
     # re-pointing what the hook's module or the builtins hold does not change the installed hook
     ("import optimizer.sandbox._audit as a\na._under = lambda path, roots: True\n"
      "import builtins\nbuiltins.isinstance = lambda *args: False\nopen('/etc/hostname')",

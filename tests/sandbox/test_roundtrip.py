@@ -166,6 +166,38 @@ def test_missing_decide_is_named(box, train):
     assert result.status == "crash" and "no callable decide()" in result.error
 
 
+def test_the_scientific_stack_runs_without_false_alarms(box, train):
+    """xgboost (ctypes), threaded sklearn (semaphores), KMeans (threadpoolctl), time zones."""
+    source = """
+import tempfile, os
+import numpy as np, pandas as pd, xgboost as xgb
+from sklearn.cluster import KMeans
+from sklearn.ensemble import HistGradientBoostingClassifier
+DEVICE = "auto"
+
+def features(rows):
+    when = pd.Timestamp("2024-03-30", tz="UTC") + pd.to_timedelta(rows["x"], unit="h")
+    return pd.DataFrame({"x": rows["x"], "hour": when.dt.tz_convert("Europe/Paris").dt.hour})
+
+def fit(train):
+    with tempfile.TemporaryDirectory() as scratch:
+        open(os.path.join(scratch, "note"), "w").write("scratch space is the workdir")
+    X, y = features(train), (train["y"] > 1).astype(int)
+    KMeans(n_clusters=2, n_init=2).fit(X)
+    return (xgb.XGBClassifier(n_estimators=5, max_depth=2, device=DEVICE).fit(X, y),
+            HistGradientBoostingClassifier(max_iter=5).fit(X, y))
+
+def decide(model, rows):
+    X = features(rows)
+    return (model[0].predict_proba(X)[:, 1] + model[1].predict_proba(X)[:, 1]) / 2
+"""
+    fitted = _fit(box, source, train)
+    assert fitted.status == "ok", (fitted.error, fitted.violations, fitted.log[-2000:])
+    result = box.decide(source, fitted.model, {"dev": train[["x"]]}, budget_s=30)
+    assert result.status == "ok" and result.violations == (), (result.error, result.violations)
+    assert ((result.decisions["dev"] >= 0) & (result.decisions["dev"] <= 1)).all()
+
+
 def test_hand_off_overhead_figure(box, capsys):
     """Prints the process hand-off cost per experiment (fit + decide, 200k x 8); asserts no time."""
     rng = np.random.default_rng(0)

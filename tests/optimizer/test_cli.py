@@ -1,0 +1,66 @@
+"""The command line: help with examples, one-line errors with a non-zero exit, audit exit codes."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from optimizer.cli import app
+
+RATCHET = str(Path(sys.executable).parent / "ratchet")
+COMMANDS = ("init", "run", "try", "audit", "reseal", "demo", "doctor")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command):
+    result = CliRunner().invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and "Example: ratchet" in result.output
+
+
+@pytest.mark.parametrize("args, words", [
+    (["init", "fraud", "--workspace", "{tmp}/ws", "--data", "{tmp}/missing.csv", "--label", "y", "--time", "t",
+      "--amount", "a"], ["missing.csv", "not found"]),
+    (["init", "fraud", "--workspace", "{tmp}/ws", "--data", "{tmp}/x.csv"], ["--label", "--time", "--amount"]),
+    (["init", "pricing", "--workspace", "{tmp}/ws"], ["unknown domain", "fraud"]),
+    (["run", "{tmp}"], ["not a ratchet workspace", "ratchet init"]),
+    (["audit", "{tmp}"], ["not a ratchet workspace"]),
+    (["init", "fraud", "--workspace", "{tmp}/ws", "--config", "{tmp}/bad.yaml"], ["bad.yaml", "sandbox.budget_s"]),
+])
+def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, words):
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "bad.yaml").write_text("sandbox:\n  budget_s: soon\n")
+    proc = subprocess.run([RATCHET, *[a.format(tmp=tmp_path) for a in args]], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_audit_cli_exit_codes(small_workspace, tmp_path, monkeypatch):
+    import duckdb
+
+    ws = tmp_path / "ws"
+    shutil.copytree(small_workspace, ws)
+    uri = json.loads(duckdb.connect(str(ws / "ledger.duckdb"), read_only=True)
+                     .execute("SELECT payload FROM ledger WHERE seq = 1").fetchone()[0])["mlflow"]["uri"]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    ok = CliRunner().invoke(app, ["audit", str(ws), "--json"])
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["ok"] is True
+    path = ws / "holdout" / "holdout.parquet"
+    path.chmod(0o600)
+    data = bytearray(path.read_bytes())
+    data[100] ^= 1
+    path.write_bytes(bytes(data))
+    bad = CliRunner().invoke(app, ["audit", str(ws)])
+    assert bad.exit_code == 1 and "FAIL" in bad.output and "holdout.parquet" in bad.output
+
+
+def test_doctor_reports_layers():
+    result = CliRunner().invoke(app, ["doctor"])
+    assert result.exit_code == 0 and "audit-hook" in result.output
