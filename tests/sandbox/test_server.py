@@ -21,8 +21,11 @@ QUICK = "def fit(train):\n    return 1\ndef decide(model, rows):\n    return row
 def _children(pid: int) -> set[int]:
     found: set[int] = set()
     for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as handle:
-            found.update(int(p) for p in handle.read().split())
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                found.update(int(p) for p in handle.read().split())
+        except FileNotFoundError:  # a thread that ended while we listed them
+            continue
     return found
 
 
