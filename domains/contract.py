@@ -96,16 +96,20 @@ class Domain(abc.ABC):
         """None when decisions meet the output contract, else a precise message."""
 
     @abc.abstractmethod
-    def score(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any]) -> ScoreReport:
-        """Score decisions on `rows` (which include the label and outcome-only columns)."""
+    def score(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any], *,
+              detail: bool = True) -> ScoreReport:
+        """Score decisions on `rows` (which include the label and outcome-only columns).
+
+        With `detail=False` only the primary and guardrail metrics are needed (no segments)."""
 
     @abc.abstractmethod
     def segment_of(self, rows: pd.DataFrame) -> Mapping[str, np.ndarray]:
         """Segment family -> the segment name of each row."""
 
     @abc.abstractmethod
-    def trace(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any], limit: int = 20) -> dict:
-        """A bounded, JSON-able summary of errors on dev rows, for proposers."""
+    def trace(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any], limit: int = 20,
+              report: ScoreReport | None = None) -> dict:
+        """A bounded, JSON-able summary of errors on dev rows, for proposers (`report`: already scored)."""
 
     # --- files ------------------------------------------------------------------------------
     @property

@@ -41,6 +41,11 @@ def _key(value: Any) -> str | None:
     return str(value)
 
 
+def id_keys(values: Iterable[Any]) -> frozenset[str]:
+    """Holdout ids in comparable form, computed once per seal rather than per candidate."""
+    return frozenset(k for k in map(_key, values) if k is not None)
+
+
 def _is_trivial(value: Any) -> bool:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value).is_integer() and abs(value) < TRIVIAL_BELOW
@@ -88,7 +93,7 @@ def check_text(where: str, text: str, canaries: Iterable[str]) -> GuardResult:
                        {"where": where, "canaries": len(found), "first_line": line})
 
 
-def scan_literals(source: str, *, holdout_ids: set, holdout_values: set | None = None, min_matches: int = 3,
+def scan_literals(source: str, *, holdout_ids: set | frozenset, holdout_values: set | None = None, min_matches: int = 3,
                   canaries: Iterable[str] = ()) -> GuardResult:
     """Fail on >= min_matches distinct literals that are holdout ids (or values), or on any canary."""
     canaries = [str(c) for c in canaries]
@@ -103,7 +108,7 @@ def scan_literals(source: str, *, holdout_ids: set, holdout_values: set | None =
     except SyntaxError as exc:
         return GuardResult("contamination", False, f"policy source does not parse (line {exc.lineno}); "
                            "literals cannot be checked", {"line": int(exc.lineno or 0)})
-    ids = {k for k in map(_key, holdout_ids) if k is not None} | set(canaries)
+    ids = (holdout_ids if isinstance(holdout_ids, frozenset) else id_keys(holdout_ids)) | set(canaries)
     values = {k for k in map(_key, holdout_values or ()) if k is not None}
     id_hits: set[str] = set()
     value_hits: set[str] = set()

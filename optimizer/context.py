@@ -82,20 +82,20 @@ class Context:
     def baseline(self) -> PolicyState | None:
         return PolicyState.load(self.baseline_dir)
 
-    def gates(self) -> list:
+    def gates(self, entries: list | None = None) -> list:
         """Holdout answers given under the current seal (a reseal starts a fresh budget)."""
-        entries = self.ledger.entries()
+        entries = self.ledger.entries() if entries is None else entries
         start = max((i for i, e in enumerate(entries) if e.kind in ("seal", "reseal")), default=0)
         return [e for e in entries[start:] if e.kind == "gate"]
 
-    def verify(self) -> list[str]:
+    def verify(self, entries: list | None = None) -> list[str]:
         """Integrity before scoring: holdout file, manifest vs ledger, scorer sources vs seal."""
         problems = []
         for name, expected in self.manifest["files"].items():
             actual = sha256_file(self.ws.holdout_dir / name)
             if actual != expected:
                 problems.append(f"holdout/{name}: sha256 {actual[:12]} != sealed {expected[:12]}")
-        seal = [e for e in self.ledger.entries() if e.kind in ("seal", "reseal")]
+        seal = [e for e in (self.ledger.entries() if entries is None else entries) if e.kind in ("seal", "reseal")]
         current = manifest_sha256(read_manifest(self.ws.holdout_dir))
         if not seal or seal[-1].data.get("manifest_sha256") != current:
             problems.append(f"holdout/MANIFEST.json sha256 {current[:12]} does not match the ledger's seal entry")

@@ -70,7 +70,9 @@ class _Run:
 def _scores(ctx: Context, values: dict[str, np.ndarray], constants: dict[str, Any]) -> tuple[ScoreReport, ScoreReport]:
     params = ctx.config.scoring.model_dump()
     dev = ctx.domain.score(ctx.dev, Decisions(values["dev"], constants), params)
-    hold = ctx.domain.score(ctx.holdout, Decisions(values["holdout"][~ctx.canary_mask], constants), params)
+    # Only the primary value of the holdout is ever used (by the gate): no ranking or segment detail.
+    hold = ctx.domain.score(ctx.holdout, Decisions(values["holdout"][~ctx.canary_mask], constants), params,
+                            detail=False)
     return dev, hold
 
 
@@ -145,9 +147,10 @@ def baseline_state(ctx: Context, sandbox: Any, source: str, commit: str) -> tupl
 
 
 def _judge(ctx: Context, run: _Run, source: str, values: dict[str, np.ndarray], constants: dict[str, Any],
-           champion: PolicyState, baseline: PolicyState, looks: int, number: int) -> tuple[ScoreReport, dict | None]:
+           champion: PolicyState, baseline: PolicyState, looks: int, number: int,
+           entries: list) -> tuple[ScoreReport, dict | None]:
     """Dev guards, contamination, drift and, only when all pass, the holdout gate."""
-    from guards.contamination import check_text, scan_literals
+    from guards.contamination import check_text, id_keys, scan_literals
     from guards.drift import check_score_drift
     from guards.guardrails import check_guardrails
     from guards.segments import check_segments
@@ -156,18 +159,21 @@ def _judge(ctx: Context, run: _Run, source: str, values: dict[str, np.ndarray], 
     d = ctx.config.decision
     dev, hold = _scores(ctx, values, constants)
     params = ctx.config.scoring.model_dump()
-    champ_dev = ctx.domain.score(ctx.dev, champion.decisions("dev"), params)
-    run.trace = ctx.domain.trace(ctx.dev, Decisions(values["dev"], constants), params)
+    champ_dev, champ_hold = champion_scores(ctx, champion)
+    run.trace = ctx.domain.trace(ctx.dev, Decisions(values["dev"], constants), params, report=dev)
     higher = ctx.domain.higher_is_better
     run.add(paired_bootstrap(dev.contributions, champ_dev.contributions, higher_is_better=higher,
                              min_effect=d.min_effect, confidence=d.confidence, n_boot=d.bootstrap,
                              seed=ctx.config.seed + number, looks=looks))
     run.add(check_guardrails(dict(dev.metrics), dict(champ_dev.metrics), baseline.dev_metrics, guardrail_specs(ctx)))
-    run.add(check_segments(dev.contributions, champ_dev.contributions, ctx.domain.segment_of(ctx.dev),
+    if "dev_segments" not in ctx.extra:
+        ctx.extra["dev_segments"] = ctx.domain.segment_of(ctx.dev)
+    run.add(check_segments(dev.contributions, champ_dev.contributions, ctx.extra["dev_segments"],
                            higher_is_better=higher, min_rows=d.segment_min_rows, tolerance=d.segment_tolerance,
                            confidence=d.confidence, seed=ctx.config.seed + number))
-    ids = set(ctx.holdout[ctx.domain.columns.id].tolist())
-    run.add(scan_literals(source, holdout_ids=ids, canaries=ctx.manifest["canaries"]))
+    if "holdout_ids" not in ctx.extra:
+        ctx.extra["holdout_ids"] = id_keys(ctx.holdout[ctx.domain.columns.id].tolist())
+    run.add(scan_literals(source, holdout_ids=ctx.extra["holdout_ids"], canaries=ctx.manifest["canaries"]))
     # Holdout rows never enter fit or dev; a canary in the fit log or trace means they leaked anyway.
     leaked = check_text("fit log and dev trace", run.log + json.dumps(run.trace, default=str), ctx.manifest["canaries"])
     if not leaked.passed:
@@ -178,10 +184,19 @@ def _judge(ctx: Context, run: _Run, source: str, values: dict[str, np.ndarray], 
                         drift.figures))
     if not all(r.passed for r in run.results):
         return dev, None
-    answer = ask_gate(ctx, dev_gain=dev.value - champ_dev.value,
-                      holdout_gain=hold.value - ctx.domain.score(ctx.holdout, Decisions(
-                          champion.holdout[~ctx.canary_mask], champion.constants), params).value)
+    answer = ask_gate(ctx, dev_gain=dev.value - champ_dev.value, holdout_gain=hold.value - champ_hold.value,
+                      entries=entries)
     return dev, answer
+
+
+def champion_scores(ctx: Context, champion: PolicyState) -> tuple[ScoreReport, ScoreReport]:
+    """The champion's dev and holdout reports, computed once per champion and seal."""
+    key = ("champion", champion.experiment, champion.seal)
+    if ctx.extra.get("champion_key") != key:
+        ctx.extra["champion_reports"] = _scores(ctx, {"dev": champion.dev, "holdout": champion.holdout},
+                                                champion.constants)
+        ctx.extra["champion_key"] = key
+    return ctx.extra["champion_reports"]
 
 
 def guardrail_specs(ctx: Context):
@@ -195,11 +210,11 @@ def guardrail_specs(ctx: Context):
     return specs
 
 
-def ask_gate(ctx: Context, *, dev_gain: float, holdout_gain: float) -> dict:
+def ask_gate(ctx: Context, *, dev_gain: float, holdout_gain: float, entries: list) -> dict:
     """One holdout query, recorded in the ledger with its draws before anyone acts on it."""
     g = ctx.config.gate
-    previous = ctx.gates()
-    query = len(ctx.ledger.entries("gate")) + 1
+    previous = ctx.gates(entries)
+    query = sum(e.kind == "gate" for e in entries) + 1
     budget = previous[-1].data["budget_left"] if previous else g.budget
     gamma = previous[-1].data["next_gamma"] if previous else holdout_gate.draw_gamma(ctx.config.seed, 0, g.sigma)
     if g.kind == "not_worse":
@@ -234,7 +249,9 @@ def run_experiment(ctx: Context, sandbox: Any, source: str, *, proposer: str, hy
     """The whole pipeline for one candidate. `keep=False` judges without committing (ratchet try)."""
     started = time.perf_counter()
     ws = ctx.ws
-    number = len(ctx.ledger.entries("experiment")) + 1
+    entries = ctx.ledger.entries()  # one read: numbering, looks and the gate's state
+    done = [e for e in entries if e.kind == "experiment"]
+    number = len(done) + 1
     exp_id = f"exp-{number:04d}"
     champion, baseline = ctx.champion(), ctx.baseline()
     assert champion is not None and baseline is not None, "the loop evaluates the baseline first"
@@ -243,7 +260,7 @@ def run_experiment(ctx: Context, sandbox: Any, source: str, *, proposer: str, hy
     run = _Run()
     # program.md is the person's direction file: editing it between experiments is allowed.
     foreign = [f for f in ws.changed_files() if f not in ("policy.py", "program.md")]
-    integrity = ctx.verify() + [f"{f} differs from the last kept commit (only policy.py may change)" for f in foreign]
+    integrity = ctx.verify(entries) + [f"{f} differs from the last kept commit (only policy.py may change)" for f in foreign]
     run.add(GuardResult("integrity", not integrity, "; ".join(integrity) or
                         "holdout, seal and scorer verified; only policy.py differs"))
     dev_metrics: dict[str, float] = {}
@@ -254,9 +271,8 @@ def run_experiment(ctx: Context, sandbox: Any, source: str, *, proposer: str, hy
         out = evaluate(ctx, sandbox, source, run)
         if out is not None:
             values, constants = out
-            looks = 1 + sum(any(r["guard"] == "significance" for r in e.data.get("reasons", ()))
-                            for e in ctx.ledger.entries("experiment"))
-            dev, answer = _judge(ctx, run, source, values, constants, champion, baseline, looks, number)
+            looks = 1 + sum(any(r["guard"] == "significance" for r in e.data.get("reasons", ())) for e in done)
+            dev, answer = _judge(ctx, run, source, values, constants, champion, baseline, looks, number, entries)
             dev_metrics = {k: float(v) for k, v in dev.metrics.items()}
             gate = gate_result(answer, ctx.config.gate.tolerance)
             if gate is not None:

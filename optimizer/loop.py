@@ -65,10 +65,10 @@ def refresh_champion(ctx: Context, sandbox: Any, champion: PolicyState) -> None:
     ctx.ledger.append("champion_refresh", {"experiment": champion.experiment, "seal": ctx.manifest_sha256})
 
 
-def history(ctx: Context, limit: int = 50) -> list[dict]:
+def history(entries: list, limit: int = 50) -> list[dict]:
     """Earlier experiments as proposers may see them: dev metrics, verdicts, reasons (no holdout)."""
     out = []
-    for e in ctx.ledger.entries("experiment")[-limit:]:
+    for e in [e for e in entries if e.kind == "experiment"][-limit:]:
         d = e.data
         out.append({k: d.get(k) for k in ("experiment", "hypothesis", "status", "dev_metrics", "reasons")})
     return out
@@ -110,13 +110,14 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
                 if deadline and time.monotonic() >= deadline:
                     summary.stop_reason = "time budget spent"
                     break
-                gates = ctx.gates()
+                entries = ctx.ledger.entries()
+                gates = ctx.gates(entries)
                 if ctx.config.gate.kind == "thresholdout" and gates and gates[-1].data["budget_left"] <= 0:
                     summary.stop_reason = (f"the holdout gate's budget ({ctx.config.gate.budget}) is spent; run "
                                            f"`ratchet reseal {path}` to seal a fresh holdout")
                     break
                 candidate = prop.propose(ProposalContext(ctx.ws.champion_source(), ctx.ws.program.read_text(),
-                                                         history(ctx)))
+                                                         history(entries)))
                 if candidate is None:
                     summary.stop_reason = "the proposer has no more candidates"
                     break

@@ -86,7 +86,8 @@ class FraudDomain(Domain):
         blocked = self._blocked(decisions)
         return np.where(blocked & fraud, amount, 0.0) - np.where(blocked & ~fraud, float(params["decline_cost"]), 0.0)
 
-    def _metrics(self, rows: pd.DataFrame, decisions: Decisions, contrib: np.ndarray) -> dict[str, float]:
+    def _metrics(self, rows: pd.DataFrame, decisions: Decisions, contrib: np.ndarray,
+                 ranking: bool = True) -> dict[str, float]:
         fraud = rows["is_fraud"].to_numpy() == 1
         blocked = self._blocked(decisions)
         legit = max(int((~fraud).sum()), 1)
@@ -97,21 +98,22 @@ class FraudDomain(Domain):
             "fraud_recall": float((blocked & fraud).sum() / max(int(fraud.sum()), 1)),
             "precision": float((blocked & fraud).sum() / max(int(blocked.sum()), 1)),
         }
-        if 0 < fraud.sum() < len(fraud):
+        if ranking and 0 < fraud.sum() < len(fraud):
             out["roc_auc"] = float(roc_auc_score(fraud, decisions.values))
             out["pr_auc"] = float(average_precision_score(fraud, decisions.values))
         return out
 
-    def score(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any]) -> ScoreReport:
+    def score(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any], *,
+              detail: bool = True) -> ScoreReport:
         contrib = self.contributions(rows, decisions, params)
-        metrics = self._metrics(rows, decisions, contrib)
+        metrics = self._metrics(rows, decisions, contrib, ranking=detail)
         segments: dict[str, dict[str, dict[str, float]]] = {}
-        for family, labels in self.segment_of(rows).items():
+        for family, labels in (self.segment_of(rows) if detail else {}).items():
             segments[family] = {}
             for seg in sorted(set(labels)):
                 mask = labels == seg
                 sub = Decisions(decisions.values[mask], decisions.constants)
-                seg_metrics = self._metrics(rows[mask], sub, contrib[mask])
+                seg_metrics = self._metrics(rows[mask], sub, contrib[mask], ranking=False)
                 segments[family][str(seg)] = {
                     "n": float(mask.sum()),
                     **{k: v for k, v in seg_metrics.items() if k in ("net_savings", "false_decline_rate", "alert_rate")},
@@ -130,7 +132,8 @@ class FraudDomain(Domain):
             out["customer_tenure"] = np.where(seen < ESTABLISHED_AFTER, "new", "established")
         return out
 
-    def trace(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any], limit: int = 20) -> dict:
+    def trace(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any], limit: int = 20,
+              report: ScoreReport | None = None) -> dict:
         fraud = rows["is_fraud"].to_numpy() == 1
         blocked = self._blocked(decisions)
         shown = [c for c in rows.columns if c not in ("is_fraud", *self.columns.outcome_only)]
@@ -141,7 +144,7 @@ class FraudDomain(Domain):
             return [{k: (str(v) if isinstance(v, pd.Timestamp) else v) for k, v in r.items()}
                     for r in picked.to_dict(orient="records")]
 
-        report = self.score(rows, decisions, params)
+        report = report or self.score(rows, decisions, params)
         return {
             "metrics": dict(report.metrics),
             "segments": {f: dict(s) for f, s in report.segments.items()},
