@@ -5,7 +5,7 @@ the sandbox: process hand-off, data hand-off, scoring, guards, git, MLflow and t
 Candidates are the shipped baseline with a different THRESHOLD each (so every one is scored in
 full), at the default data size.
 
-    .venv/bin/python benchmarks/loop_overhead.py [--experiments 20] [--rows 300000]
+    .venv/bin/python benchmarks/loop_overhead.py [--experiments 20] [--rows 300000] [--n-estimators 150]
 """
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ def main() -> None:
     ap.add_argument("--experiments", type=int, default=20)
     ap.add_argument("--rows", type=int, default=300_000)
     ap.add_argument("--budget", type=float, default=10.0, help="sandbox budget per phase (seconds)")
+    ap.add_argument("--n-estimators", type=int, default=150,
+                    help="candidate model size: 150 fits in ~1.5 s here; ~800 uses most of a 10 s budget")
     args = ap.parse_args()
 
     from domains import get_domain
@@ -40,7 +42,7 @@ def main() -> None:
         patches = tmp / "patches"
         patches.mkdir()
         for i in range(args.experiments):
-            src = rewrite(baseline, {"THRESHOLD": round(0.2 + 0.02 * i, 2), "N_ESTIMATORS": 150})
+            src = rewrite(baseline, {"THRESHOLD": round(0.2 + 0.02 * i, 2), "N_ESTIMATORS": args.n_estimators})
             (patches / f"c{i:03d}.py").write_text(f'"""Threshold variant {i}."""\n' + src.split('"""', 2)[2])
         stamps: list[float] = []
 
@@ -64,6 +66,7 @@ def main() -> None:
         parts["score+guards+records"].append(total - r.seconds.get("fit", 0) - r.seconds.get("decide", 0))
     # (the last part also holds proposing, git, the ledger and MLflow: everything outside the sandbox)
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"candidate: baseline policy, N_ESTIMATORS={args.n_estimators}, budget {args.budget:g} s per phase")
     print(f"rows: {args.rows:,}; experiments: {len(summary.records)} ({summary.kept} kept); init {init_s:.1f} s; "
           f"loop {loop_s:.1f} s")
     print(f"overhead per experiment: median {statistics.median(overheads):.3f} s, "
