@@ -7,7 +7,9 @@ reads the first rows and cannot prove integrity).
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -143,7 +145,11 @@ def record_experiment(tracker: Tracker, ctx: Any, record: Any, folder: Path, *, 
         if record.gate and record.gate.get("answer") is not None:
             metrics["holdout_gate_answer"] = float(record.gate["answer"])
             metrics["holdout_gate_budget_left"] = float(record.gate["budget_left"])
-        metrics.update({f"guard_{r['guard']}_passed": float(r["passed"]) for r in record.reasons})
+        for r in record.reasons:
+            metrics[f"guard_{r['guard']}_passed"] = float(r["passed"])
+            for key, value in r.get("figures", {}).items():  # e.g. drift psi, significance bounds
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    metrics[re.sub(r"[^A-Za-z0-9_./ -]", "_", f"guard_{r['guard']}_{key}")] = float(value)
         metrics["kept"] = float(record.kept)
         tracker.mlflow.log_metrics(metrics)
         tracker.mlflow.log_artifacts(str(folder))

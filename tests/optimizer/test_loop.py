@@ -128,6 +128,7 @@ def test_run_with_patches_records_everything(ws, tmp_path, monkeypatch):
     assert sorted(r.data.tags["ratchet.verdict"] for r in runs) == ["crashed", "kept"]
     kept = [r for r in runs if r.data.tags["ratchet.verdict"] == "kept"][0]
     assert "dev_net_savings" in kept.data.metrics and "holdout_gate_answer" in kept.data.metrics
+    assert "guard_drift_psi" in kept.data.metrics and "guard_significance_lower" in kept.data.metrics
     assert kept.data.tags["ratchet.holdout.manifest_sha256"]
 
 

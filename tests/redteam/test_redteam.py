@@ -146,3 +146,56 @@ def test_tampered_holdout_mid_loop_is_integrity(lab):
     finally:
         path.write_bytes(original)
         path.chmod(0o400)
+
+
+def test_rewritten_manifest_mid_loop_is_integrity(lab):
+    import json
+
+    ctx, _ = lab
+    path = ctx.ws.holdout_dir / "MANIFEST.json"
+    original = path.read_text()
+    path.chmod(0o600)
+    try:
+        manifest = json.loads(original)
+        manifest["label_rate"] = 0.5
+        path.write_text(json.dumps(manifest))
+        record, failed = _judge(lab, rewrite(BASELINE, {"THRESHOLD": 0.25}))
+        assert not record.kept and "MANIFEST.json" in failed["integrity"]
+    finally:
+        path.write_text(original)
+        path.chmod(0o444)
+
+
+def test_forged_ledger_seal_mid_loop_is_integrity(lab):
+    import duckdb
+
+    ctx, _ = lab
+    con = duckdb.connect(str(ctx.ws.ledger))
+    original = con.execute("SELECT payload FROM ledger WHERE seq = 1").fetchone()[0]
+    con.execute("UPDATE ledger SET payload = replace(payload, ?, ?) WHERE seq = 1",
+                [ctx.manifest_sha256, "0" * 64])
+    con.close()
+    try:
+        record, failed = _judge(lab, rewrite(BASELINE, {"THRESHOLD": 0.25}))
+        assert not record.kept and "ledger" in failed["integrity"]
+    finally:
+        con = duckdb.connect(str(ctx.ws.ledger))
+        con.execute("UPDATE ledger SET payload = ? WHERE seq = 1", [original])
+        con.close()
+
+
+# Defence in depth: if the static scan ever missed one of these, the sandbox still stops it.
+SANDBOX_BEHIND_STATIC = ("read_holdout.py", "os_environ.py", "write_outside.py", "network.py", "pickle_payload.py")
+
+
+@pytest.mark.parametrize("name", SANDBOX_BEHIND_STATIC)
+def test_sandbox_stops_what_static_would_miss(lab, name, monkeypatch):
+    import guards.static
+    from guards import GuardResult
+
+    monkeypatch.setattr(guards.static, "scan", lambda *a, **k: GuardResult("static", True, "scan skipped by the test"))
+    record, failed = _judge(lab, (POLICIES / name).read_text(), name)
+    assert not record.kept
+    assert set(failed) & {"sandbox", "output", "significance"}, failed
+    if name != "os_environ.py":  # reading the (scrubbed) environment is allowed; it just holds nothing
+        assert "sandbox" in failed, failed
