@@ -219,6 +219,8 @@ def server_env(home: str) -> dict[str, str]:
         "HOME": home, "TMPDIR": home, "USER": "sandbox", "LOGNAME": "sandbox",
         "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
         "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+        # Sleep rather than spin when idle: spinning OpenMP threads collapse throughput on a busy host.
+        "OMP_WAIT_POLICY": "PASSIVE",
         "MALLOC_ARENA_MAX": "2",  # fewer per-thread arenas: address-space limits stay meaningful
     }
     if "CUDA_VISIBLE_DEVICES" in os.environ:  # device selection, not a secret

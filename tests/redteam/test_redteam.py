@@ -45,7 +45,7 @@ def lab(weak_workspace, tmp_path_factory):
     shutil.copytree(weak_workspace, root)
     ctx = load_context(root)
     ctx.config = ctx.config.model_copy(update={"sandbox": ctx.config.sandbox.model_copy(
-        update={"budget_s": 20.0, "memory_mb": 2048})})
+        update={"budget_s": 90.0, "memory_mb": 2048})})
     with Sandbox(memory_mb=ctx.config.sandbox.memory_mb) as sandbox:
         ensure_baseline(ctx, sandbox)
         yield ctx, sandbox
@@ -65,7 +65,14 @@ def _judge(lab, source: str, hypothesis: str = "attempt"):
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_attempt_is_caught_by_its_guard(lab, name):
-    record, failed = _judge(lab, (POLICIES / name).read_text(), name)
+    ctx, _ = lab
+    config = ctx.config
+    if name == "sleep_past_budget.py":  # a short budget keeps the suite fast; others get room on a busy host
+        ctx.config = config.model_copy(update={"sandbox": config.sandbox.model_copy(update={"budget_s": 5.0})})
+    try:
+        record, failed = _judge(lab, (POLICIES / name).read_text(), name)
+    finally:
+        ctx.config = config
     assert not record.kept
     assert EXPECTED[name] in failed, f"{name}: expected guard {EXPECTED[name]!r}, failed: {failed}"
 
