@@ -6,7 +6,8 @@ Optimism = the gain over the baseline the loop reports minus the gain measured o
 The ungated loop ("not_worse") reads the raw holdout gain at every look and keeps a candidate
 when it is not negative; the gated loop sees the holdout only through Thresholdout and reports
 the Ladder-rounded gated gain. Both use a lenient dev significance level (confidence 0.6) so the
-holdout, not dev, does the selecting: the regime where adaptive overfitting shows.
+holdout, not dev, does the selecting (no correction for many looks on dev either): the regime
+where adaptive overfitting shows.
 
     .venv/bin/python benchmarks/holdout_overfit.py [--experiments 100] [--rows 60000] [--seed 0]
 """
@@ -34,6 +35,7 @@ def run_arm(root: Path, kind: str, args) -> dict:
     ws = root / kind
     init_workspace("fraud", ws, overrides={"data.rows": args.rows, "seed": args.seed, "data.seed": args.seed,
                                            "gate.kind": kind, "gate.budget": 10_000, "decision.confidence": 0.6,
+                                           "decision.looks": "none",
                                            "decision.bootstrap": 300})
     t0 = time.perf_counter()
     summary = run_loop(ws, experiments=args.experiments, budget=60)

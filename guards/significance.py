@@ -23,7 +23,7 @@ from scipy import stats
 from guards._bootstrap import bootstrap_means
 from guards._result import GuardResult
 
-SPENDING_RULES = ("spending", "bonferroni")
+SPENDING_RULES = ("spending", "bonferroni", "none")
 
 
 def adjusted_alpha(confidence: float, looks: int, rule: str = "spending") -> float:
@@ -37,6 +37,8 @@ def adjusted_alpha(confidence: float, looks: int, rule: str = "spending") -> flo
         return alpha * 6.0 / (math.pi**2 * looks**2)
     if rule == "bonferroni":
         return alpha / looks
+    if rule == "none":  # for studying the loop without the correction (benchmarks/holdout_overfit.py)
+        return alpha
     raise ValueError(f"alpha_spending must be one of {SPENDING_RULES}; got {rule!r}")
 
 

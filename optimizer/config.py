@@ -69,6 +69,7 @@ class GateConfig(_Strict):
 class DecisionConfig(_Strict):
     min_effect: float = Field(0.0, ge=0)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    looks: Literal["spending", "bonferroni", "none"] = "spending"  # how confidence tightens per experiment
     bootstrap: int = Field(1000, ge=100)
     segment_tolerance: float = Field(0.05, ge=0)
     segment_min_rows: int = Field(200, ge=10)

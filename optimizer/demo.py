@@ -10,7 +10,15 @@ from rich.table import Table
 
 from optimizer.errors import RatchetError
 
+DEMO_START = {"THRESHOLD": 0.6, "N_ESTIMATORS": 60}
 SHOWN = ("net_savings", "false_decline_rate", "alert_rate", "fraud_recall", "precision", "roc_auc", "pr_auc")
+
+
+def starting_policy() -> str:
+    from domains import get_domain
+    from optimizer.proposers._tunables import rewrite
+
+    return rewrite(get_domain("fraud").baseline_policy.read_text(), DEMO_START)
 
 
 def _ladder_step(ctx: Any, champion: Any, baseline: Any) -> float:
@@ -35,9 +43,16 @@ def run_demo(workspace: Path, *, experiments: int, rows: int, out: Console, err:
     elif workspace.exists() and any(workspace.iterdir()):
         raise RatchetError(f"{workspace}: exists and is not a ratchet workspace. Pass another --workspace.")
     else:
-        with err.status("initialising") as status:
-            result = init_workspace("fraud", workspace, overrides={"data.rows": rows},
-                                    progress=lambda msg: status.update(msg))
+        start = workspace.parent / f".{workspace.name}-start-policy.py"
+        start.write_text(starting_policy())
+        err.print(f"starting from the baseline policy with {DEMO_START} (under-tuned on purpose, so the loop has "
+                  "a real gain to find)", markup=False)
+        try:
+            with err.status("initialising") as status:
+                result = init_workspace("fraud", workspace, overrides={"data.rows": rows}, policy_file=start,
+                                        progress=lambda msg: status.update(msg))
+        finally:
+            start.unlink(missing_ok=True)
         out.print(f"sealed holdout: {result.rows['holdout']:,} rows, manifest sha256 {result.manifest_sha256[:12]}; "
                   f"train {result.rows['train']:,}, dev {result.rows['dev']:,}", markup=False)
     view = display(experiments, "net_savings")

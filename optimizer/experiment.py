@@ -164,7 +164,7 @@ def _judge(ctx: Context, run: _Run, source: str, values: dict[str, np.ndarray], 
     higher = ctx.domain.higher_is_better
     run.add(paired_bootstrap(dev.contributions, champ_dev.contributions, higher_is_better=higher,
                              min_effect=d.min_effect, confidence=d.confidence, n_boot=d.bootstrap,
-                             seed=ctx.config.seed + number, looks=looks))
+                             seed=ctx.config.seed + number, looks=looks, alpha_spending=d.looks))
     run.add(check_guardrails(dict(dev.metrics), dict(champ_dev.metrics), baseline.dev_metrics, guardrail_specs(ctx)))
     if "dev_segments" not in ctx.extra:
         ctx.extra["dev_segments"] = ctx.domain.segment_of(ctx.dev)
