@@ -183,7 +183,8 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
         ws.ledger.chmod(0o600)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        if target.exists() and (target / "holdout").exists() and not Ledger(target / "ledger.duckdb").path.exists():
+        # Moved into place but never sealed in the ledger (MLflow failed): not a workspace, remove it.
+        if (target / "holdout").exists() and not (target / "ledger.duckdb").exists():
             shutil.rmtree(target, ignore_errors=True)
         raise
     rows = {"train": len(splits.train), "dev": len(splits.dev), "holdout": int(manifest["rows"])}
