@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from domains.contract import Columns, Decisions, Domain, GuardrailSpec, ScoreReport, check_domain
 
-DOMAINS = ("fraud",)
+DOMAINS = ("fraud", "pricing")
 
 
 def get_domain(name: str) -> Domain:
@@ -13,6 +13,10 @@ def get_domain(name: str) -> Domain:
         from domains.fraud.adapter import FraudDomain
 
         return FraudDomain()
+    if name == "pricing":
+        from domains.pricing.adapter import PricingDomain
+
+        return PricingDomain()
     raise RatchetError(f"unknown domain {name!r}; available: {', '.join(DOMAINS)}.")
 
 

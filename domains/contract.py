@@ -25,21 +25,24 @@ class Columns:
     decision_time: tuple[str, ...]  # shown to a policy (fit and decide)
     outcome_only: tuple[str, ...] = ()  # never shown to a policy, not even on train
     entity: str | None = None  # e.g. the customer: used for overlap checks and segments
+    train_only: tuple[str, ...] = ()  # shown with the label on train, never at decision time (a logged action)
 
     def policy_columns(self, frame: pd.DataFrame, *, with_label: bool) -> list[str]:
         """Columns of `frame` a policy may see, in frame order."""
-        hidden = set(self.outcome_only) | ({self.label} if not with_label else set())
+        hidden = set(self.outcome_only) | (set() if with_label else {self.label, *self.train_only})
         return [c for c in frame.columns if c not in hidden]
 
 
 @dataclass(frozen=True)
 class GuardrailSpec:
-    """One guardrail metric: `floor` is absolute vs the original baseline, `margin` per step."""
+    """One guardrail metric: `floor` is relative to the original baseline, `margin` per step,
+    `limit` an absolute bound (a business rule such as a fairness ratio). None = not checked."""
 
     metric: str
     higher_is_better: bool
-    floor: float  # worst allowed change vs the original baseline, in the metric's units (>= 0)
-    margin: float  # worst allowed change vs the current champion, in the metric's units (>= 0)
+    floor: float | None  # worst allowed change vs the original baseline, in the metric's units (>= 0)
+    margin: float | None  # worst allowed change vs the current champion, in the metric's units (>= 0)
+    limit: float | None = None  # the metric must stay at or above (higher is better) or at or below this
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,7 @@ class Domain(abc.ABC):
     guardrails: ClassVar[tuple[GuardrailSpec, ...]] = ()
     constants: ClassVar[tuple[str, ...]] = ()  # module constants of policy.py the scorer reads
     leakage_exempt: ClassVar[tuple[str, ...]] = ()  # core columns that may predict the label strongly
+    off_policy: ClassVar[bool] = False  # scored by off-policy estimates: the `support` guard applies
 
     # --- data -------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -91,9 +95,16 @@ class Domain(abc.ABC):
         column, expectation and failing row count."""
 
     # --- scoring ----------------------------------------------------------------------------
+    def prepared(self, train: pd.DataFrame, params: Mapping[str, Any]) -> "Domain":
+        """The scorer with any state it fits on train (pricing's outcome model); by default itself.
+
+        Fitted by the scorer in the parent, never by a policy, and deterministic in the train rows."""
+        return self
+
     @abc.abstractmethod
-    def check_decisions(self, decisions: Decisions, n_rows: int) -> str | None:
-        """None when decisions meet the output contract, else a precise message."""
+    def check_decisions(self, decisions: Decisions, rows: pd.DataFrame, params: Mapping[str, Any]) -> str | None:
+        """None when decisions for `rows` (the decision-time view) meet the output contract, else a precise
+        message."""
 
     @abc.abstractmethod
     def score(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any], *,
@@ -141,13 +152,16 @@ def check_domain(domain: Domain, *, seed: int = 0, size: int = 5000) -> None:
     b = domain.generate(seed, size)
     assert a.equals(b), "generate() is not deterministic under a seed"
     assert not domain.generate(seed + 1, size).equals(a), "generate() ignores its seed"
-    for c in (cols.id, cols.time, cols.label, *cols.decision_time, *cols.outcome_only):
+    for c in (cols.id, cols.time, cols.label, *cols.decision_time, *cols.outcome_only, *cols.train_only):
         assert c in a.columns, f"generated data lacks column {c!r}"
     assert a[cols.id].is_unique, "ids are not unique"
     assert a[cols.time].is_monotonic_increasing, "generated data is not sorted by time"
     assert not (set(cols.outcome_only) & set(cols.decision_time)), "an outcome-only column is visible"
     view = domain.policy_view(a, with_label=False)
     assert cols.label not in view.columns and not set(cols.outcome_only) & set(view.columns)
+    assert not set(cols.train_only) & set(view.columns), "a train-only column is visible at decision time"
+    train_view = domain.policy_view(a, with_label=True)
+    assert cols.label in train_view.columns and set(cols.train_only) <= set(train_view.columns)
     domain.check_contract(a, source="generated")
     assert domain.baseline_policy.is_file() and domain.program.is_file()
     assert domain.primary, "a domain names its primary metric"

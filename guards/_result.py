@@ -12,6 +12,7 @@ GUARD_NAMES = (
     "output",
     "significance",
     "guardrail",
+    "support",
     "segment",
     "lookahead",
     "contamination",

@@ -1,8 +1,9 @@
 """Guardrail metrics: a gain on the primary metric may not be paid for elsewhere.
 
-Two limits per metric (see GuardrailSpec): `margin` against the current champion stops one large
-step back; `floor` against the ORIGINAL baseline stops a ratchet of many small steps back, each
-within the margin, from adding up.
+Up to three limits per metric (see GuardrailSpec): `margin` against the current champion stops one
+large step back; `floor` against the ORIGINAL baseline stops a ratchet of many small steps back,
+each within the margin, from adding up; `limit` is an absolute business rule (a fairness ratio, a
+conversion floor) that holds whatever the baseline did.
 """
 from __future__ import annotations
 
@@ -42,17 +43,21 @@ def check_guardrails(candidate: Mapping[str, float], champion: Mapping[str, floa
         vs_base = _worse_by(cand, base, spec.higher_is_better)
         vs_champ = _worse_by(cand, champ, spec.higher_is_better)
         figures.update({f"{m}.candidate": cand, f"{m}.champion": champ, f"{m}.baseline": base,
-                        f"{m}.worse_vs_baseline": vs_base, f"{m}.worse_vs_champion": vs_champ,
-                        f"{m}.floor": float(spec.floor), f"{m}.margin": float(spec.margin)})
+                        f"{m}.worse_vs_baseline": vs_base, f"{m}.worse_vs_champion": vs_champ})
+        figures.update({f"{m}.{k}": float(v) for k, v in (("floor", spec.floor), ("margin", spec.margin),
+                                                          ("limit", spec.limit)) if v is not None})
         direction = "higher" if spec.higher_is_better else "lower"
-        if _exceeds(vs_base, spec.floor):
+        if spec.limit is not None and _exceeds(_worse_by(cand, spec.limit, spec.higher_is_better), 0.0):
+            bound = "at least" if spec.higher_is_better else "at most"
+            problems.append(f"guardrail {m}: candidate {cand:.6g} breaks the limit (must be {bound} {spec.limit:g})")
+        if spec.floor is not None and _exceeds(vs_base, spec.floor):
             problems.append(f"guardrail {m} ({direction} is better): candidate {cand:.6g} is {vs_base:.6g} worse than "
                             f"the original baseline {base:.6g}, beyond the floor {spec.floor:g}")
-        if _exceeds(vs_champ, spec.margin):
+        if spec.margin is not None and _exceeds(vs_champ, spec.margin):
             problems.append(f"guardrail {m} ({direction} is better): candidate {cand:.6g} is {vs_champ:.6g} worse "
                             f"than the champion {champ:.6g}, beyond the margin {spec.margin:g}")
     figures["failures"] = len(problems)
     if problems:
         return GuardResult("guardrail", False, "; ".join(problems), figures)
     names = ", ".join(s.metric for s in specs) or "none configured"
-    return GuardResult("guardrail", True, f"all guardrails within floor and margin ({names})", figures)
+    return GuardResult("guardrail", True, f"all guardrails within their limits ({names})", figures)

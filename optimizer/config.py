@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -52,8 +52,11 @@ class SandboxConfig(_Strict):
 
 
 class GuardrailConfig(_Strict):
-    floor: float = Field(ge=0)
-    margin: float = Field(ge=0)
+    """Overrides one of the domain's guardrails; a key left out (or null) keeps the domain's value."""
+
+    floor: float | None = Field(None, ge=0)  # worst change vs the original baseline
+    margin: float | None = Field(None, ge=0)  # worst change vs the current champion
+    limit: float | None = None  # absolute bound
 
 
 class GateConfig(_Strict):
@@ -75,8 +78,32 @@ class DecisionConfig(_Strict):
     segment_min_rows: int = Field(200, ge=10)
 
 
-class ScoringConfig(_Strict):
+class FraudScoring(_Strict):
+    domain: Literal["fraud"] = "fraud"
     decline_cost: float = Field(5.0, ge=0)
+
+
+class PricingScoring(_Strict):
+    """Off-policy evaluation of a pricing policy on logged offers."""
+
+    domain: Literal["pricing"] = "pricing"
+    price_grid: list[float] = Field(default_factory=lambda: [0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5],
+                                    min_length=1)  # allowed prices, as multiples of the reference price
+    estimator: Literal["dr", "snips"] = "dr"  # doubly robust (default) or self-normalized IPS
+    max_price_deviation: float = Field(0.45, gt=0)  # a price further than this from the reference is extreme
+    min_ess_share: float = Field(0.05, ge=0, le=1)  # effective sample size / rows, below: untrustworthy
+    min_supported_share: float = Field(0.9, ge=0, le=1)  # share of decisions at prices the logs tried
+    min_logged_share: float = Field(0.04, ge=0, le=1)  # a price offered on fewer logged rows is unsupported
+    interval_bootstrap: int = Field(200, ge=50)  # resamples for the reported confidence interval
+
+    @model_validator(mode="after")
+    def _grid_positive(self) -> "PricingScoring":
+        if any(not (m > 0) for m in self.price_grid) or len(set(self.price_grid)) != len(self.price_grid):
+            raise ValueError(f"price_grid must hold distinct multipliers > 0, got {self.price_grid}")
+        return self
+
+
+ScoringConfig = Annotated[FraudScoring | PricingScoring, Field(discriminator="domain")]
 
 
 class StaticConfig(_Strict):
@@ -91,17 +118,33 @@ class StaticConfig(_Strict):
 
 
 class RunConfig(_Strict):
-    domain: Literal["fraud"] = "fraud"
+    domain: Literal["fraud", "pricing"] = "fraud"
     seed: int = 0
     data: DataConfig = DataConfig()
     split: SplitConfig = SplitConfig()
     seal: SealConfig = SealConfig()
     sandbox: SandboxConfig = SandboxConfig()
-    scoring: ScoringConfig = ScoringConfig()
+    scoring: ScoringConfig = FraudScoring()
     decision: DecisionConfig = DecisionConfig()
     guardrails: dict[str, GuardrailConfig] = Field(default_factory=dict)
     gate: GateConfig = GateConfig()
     static: StaticConfig = StaticConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scoring_follows_domain(cls, data: Any) -> Any:
+        """`scoring` is the domain's own section: tag it with the domain so the right model reads it."""
+        if isinstance(data, dict):
+            scoring = data.get("scoring")
+            if scoring is None or isinstance(scoring, dict):
+                data = {**data, "scoring": {"domain": data.get("domain", "fraud"), **(scoring or {})}}
+        return data
+
+    @model_validator(mode="after")
+    def _scoring_matches(self) -> "RunConfig":
+        if self.scoring.domain != self.domain:
+            raise ValueError(f"scoring.domain is {self.scoring.domain!r} but domain is {self.domain!r}")
+        return self
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:

@@ -120,9 +120,10 @@ def load_context(path: Path) -> Context:
         raise IntegrityError(f"{ws.holdout_dir}: holdout unreadable ({exc.strerror}). Run `ratchet audit {path}`.") from None
     ids = domain.columns.id
     canary_mask = holdout_all[ids].astype(str).isin(set(manifest["canaries"])).to_numpy()
+    train = pd.read_parquet(ws.data_dir / "train.parquet")
     ctx = Context(
-        ws=ws, config=config, domain=domain, manifest=manifest, manifest_sha256=manifest_sha256(manifest),
-        train=pd.read_parquet(ws.data_dir / "train.parquet"), dev=pd.read_parquet(ws.data_dir / "dev.parquet"),
+        ws=ws, config=config, domain=domain.prepared(train, config.scoring.model_dump()), manifest=manifest,
+        manifest_sha256=manifest_sha256(manifest), train=train, dev=pd.read_parquet(ws.data_dir / "dev.parquet"),
         holdout=holdout_all[~canary_mask].reset_index(drop=True), holdout_all=holdout_all,
         canary_mask=canary_mask, ledger=ledger, scorer_root=source_root(),
     )

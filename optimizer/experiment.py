@@ -114,7 +114,8 @@ def evaluate(ctx: Context, sandbox: Any, source: str, run: _Run) -> tuple[dict[s
     run.add(GuardResult("sandbox", True, "fit and decide stayed inside the sandbox",
                         {"fit_seconds": fitted.seconds, "decide_seconds": decided.seconds}))
     for name in rows:
-        problem = ctx.domain.check_decisions(Decisions(decided.decisions[name], decided.constants), len(rows[name]))
+        problem = ctx.domain.check_decisions(Decisions(decided.decisions[name], decided.constants), rows[name],
+                                             ctx.config.scoring.model_dump())
         if problem:
             run.add(GuardResult("output", False, f"{name} rows: {problem}", {"row_set": name}))
             return None
@@ -166,6 +167,12 @@ def _judge(ctx: Context, run: _Run, source: str, values: dict[str, np.ndarray], 
                              min_effect=d.min_effect, confidence=d.confidence, n_boot=d.bootstrap,
                              seed=ctx.config.seed + number, looks=looks, alpha_spending=d.looks))
     run.add(check_guardrails(dict(dev.metrics), dict(champ_dev.metrics), baseline.dev_metrics, guardrail_specs(ctx)))
+    if ctx.domain.off_policy:
+        from guards.support import check_support
+
+        run.add(check_support(dev.metrics, min_ess_share=params["min_ess_share"],
+                              min_supported_share=params["min_supported_share"],
+                              min_logged_share=params["min_logged_share"]))
     if "dev_segments" not in ctx.extra:
         ctx.extra["dev_segments"] = ctx.domain.segment_of(ctx.dev)
     run.add(check_segments(dev.contributions, champ_dev.contributions, ctx.extra["dev_segments"],
@@ -200,13 +207,14 @@ def champion_scores(ctx: Context, champion: PolicyState) -> tuple[ScoreReport, S
 
 
 def guardrail_specs(ctx: Context):
-    from domains import GuardrailSpec
+    """The domain's guardrails with the config's overrides (a key left out or null keeps the domain's)."""
+    from dataclasses import replace
 
     specs = []
     for spec in ctx.domain.guardrails:
         override = ctx.config.guardrails.get(spec.metric)
-        specs.append(GuardrailSpec(spec.metric, spec.higher_is_better, override.floor, override.margin)
-                     if override else spec)
+        given = override.model_dump(exclude_none=True) if override else {}
+        specs.append(replace(spec, **given))
     return specs
 
 

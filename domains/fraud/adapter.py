@@ -57,8 +57,8 @@ class FraudDomain(Domain):
         check_contract(frame, source=source, feature_columns=[c for c in frame.columns if c not in known])
 
     # --- scoring ----------------------------------------------------------------------------
-    def check_decisions(self, decisions: Decisions, n_rows: int) -> str | None:
-        values = decisions.values
+    def check_decisions(self, decisions: Decisions, rows: pd.DataFrame, params: Mapping[str, Any]) -> str | None:
+        values, n_rows = decisions.values, len(rows)
         if values.ndim != 1 or len(values) != n_rows:
             return f"decide() returned {values.shape} values for {n_rows} rows; expected one score per row"
         if not np.issubdtype(values.dtype, np.number):

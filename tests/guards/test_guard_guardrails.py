@@ -71,3 +71,29 @@ def test_missing_or_nan_metric_fails_closed():
     assert not missing.passed and "no value for the candidate" in missing.detail
     nan = check_guardrails({"false_decline_rate": float("nan")}, champ, base, [FDR])
     assert not nan.passed and "non-finite" in nan.detail
+
+
+CONVERSION = GuardrailSpec("conversion_ratio", higher_is_better=True, floor=None, margin=None, limit=0.8)
+GAP = GuardrailSpec("price_gap_protected", higher_is_better=False, floor=None, margin=None, limit=0.05)
+
+
+@pytest.mark.parametrize("spec, value, ok", [
+    (CONVERSION, 0.81, True), (CONVERSION, 0.8, True), (CONVERSION, 0.79, False),
+    (GAP, 0.0, True), (GAP, 0.05, True), (GAP, 0.051, False),
+])
+def test_absolute_limit_holds_whatever_the_baseline_did(spec, value, ok):
+    """A limit is a business rule: a baseline already past it does not license a candidate past it."""
+    m = spec.metric
+    ref = {m: value}  # champion and baseline equal the candidate: floor and margin cannot fail
+    result = check_guardrails({m: value}, ref, ref, [spec])
+    assert result.passed is ok, result.detail
+    assert result.figures[f"{m}.limit"] == spec.limit
+    if not ok:
+        assert f"guardrail {m}" in result.detail and "breaks the limit" in result.detail
+
+
+def test_none_floor_and_margin_are_not_checked():
+    result = check_guardrails({"conversion_ratio": 0.9}, {"conversion_ratio": 2.0}, {"conversion_ratio": 3.0},
+                              [CONVERSION])
+    assert result.passed, result.detail
+    assert "conversion_ratio.floor" not in result.figures

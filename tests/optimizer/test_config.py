@@ -4,9 +4,22 @@ from optimizer.config import default_config_path, load_config
 from optimizer.errors import RatchetError
 
 
-def test_shipped_config_is_valid():
-    cfg = load_config(default_config_path("fraud"))
-    assert cfg.domain == "fraud" and abs(cfg.split.train + cfg.split.dev + cfg.split.holdout - 1) < 1e-9
+@pytest.mark.parametrize("domain", ["fraud", "pricing"])
+def test_shipped_config_is_valid(domain):
+    cfg = load_config(default_config_path(domain))
+    assert cfg.domain == domain and cfg.scoring.domain == domain
+    assert abs(cfg.split.train + cfg.split.dev + cfg.split.holdout - 1) < 1e-9
+
+
+def test_scoring_section_follows_the_domain(tmp_path):
+    """Each domain reads its own scoring keys: a fraud key in a pricing config is refused, by name."""
+    p = tmp_path / "c.yaml"
+    p.write_text("domain: pricing\nscoring:\n  decline_cost: 5\n")
+    with pytest.raises(RatchetError, match=r"scoring\.pricing\.decline_cost"):
+        load_config(p)
+    p.write_text("domain: pricing\nscoring:\n  price_grid: [1.0, 1.0]\n")
+    with pytest.raises(RatchetError, match="distinct multipliers"):
+        load_config(p)
 
 
 @pytest.mark.parametrize("text, field", [
@@ -14,7 +27,8 @@ def test_shipped_config_is_valid():
     ("split:\n  train: lots\n", "split.train"),
     ("sandbox:\n  budget_s: -1\n", "sandbox.budget_s"),
     ("split:\n  train: 0.9\n", "train + dev + holdout"),
-    ("guardrails:\n  alert_rate: {floor: 0.1}\n", "guardrails.alert_rate.margin"),
+    ("guardrails:\n  alert_rate: {floor: 0.1, margin: -1}\n", "guardrails.alert_rate.margin"),
+    ("guardrails:\n  alert_rate: {limit: high}\n", "guardrails.alert_rate.limit"),
 ])
 def test_bad_config_names_the_field(tmp_path, text, field):
     p = tmp_path / "c.yaml"
