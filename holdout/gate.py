@@ -1,8 +1,11 @@
 """The holdout gate: the only way the loop learns anything from the holdout.
 
-Thresholdout (Dwork et al., Science 2015) on the *gain* over the champion: t is the gain on dev,
-h the gain on the holdout. When they agree within a noisy threshold the gate answers t (the
-holdout reveals nothing); otherwise it answers h plus Laplace noise and spends one unit of budget.
+Thresholdout (Dwork et al., Science 2015) on the *gain* over the seal's reference policy (the
+baseline; after a reseal, the champion of that moment): t is the gain on dev, h the gain on the
+holdout. When they agree within a noisy threshold the gate answers t (the holdout reveals
+nothing); otherwise it answers h plus Laplace noise and spends one unit of budget. The loop keeps
+a candidate only when its answer beats the answer kept with the champion, so the holdout is
+compared through answers, never raw.
 Every draw is returned so the ledger can record it and an audit can replay the answer exactly.
 """
 from __future__ import annotations

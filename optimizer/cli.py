@@ -27,9 +27,11 @@ def _fail(exc: RatchetError) -> None:
     raise typer.Exit(exc.exit_code)
 
 
-@app.command(epilog="Example: ratchet init fraud --workspace ws --seed 7 --rows 100000")
+@app.command(epilog="Example: ratchet init fraud --workspace ws --seed 7 --rows 100000\n\n"
+                     "Example: ratchet init pricing -w ws --data offers.csv --map time=ts --map price=price_paid "
+                     "--map propensity=p --map outcome=bought --map cost=cost --map reference=list_price")
 def init(
-    domain: str = typer.Argument(..., help="Business domain: fraud."),
+    domain: str = typer.Argument(..., help="Business domain: fraud or pricing."),
     workspace: Path = typer.Option(..., "--workspace", "-w", help="Folder to create (must not exist or be empty)."),
     seed: Optional[int] = typer.Option(None, help="Seed for generated data, splits and canaries."),
     rows: Optional[int] = typer.Option(None, help="Approximate size of generated data."),
@@ -40,6 +42,10 @@ def init(
     id: Optional[str] = typer.Option(None, "--id", help="With --data: a unique row id column (default: row number)."),
     entity: Optional[str] = typer.Option(None, help="With --data: the customer/card column."),
     terminal: Optional[str] = typer.Option(None, help="With --data: the terminal/merchant column."),
+    map_: Optional[list[str]] = typer.Option(None, "--map", help="With --data: KEY=COLUMN, repeatable; maps a "
+                                             "field of the domain onto your column (pricing: time, price, "
+                                             "propensity, outcome, cost, reference, id, entity, product, "
+                                             "protected)."),
     policy: Optional[Path] = typer.Option(None, help="Start from this policy.py instead of the domain's baseline."),
     config: Optional[Path] = typer.Option(None, help="Configuration YAML (default: configs/<domain>.yaml)."),
 ) -> None:
@@ -53,8 +59,13 @@ def init(
         overrides["data.rows"] = rows
     mapped = {"label": label, "time": time, "amount": amount, "id": id, "entity": entity, "terminal": terminal}
     try:
+        for item in map_ or []:
+            key, sep, column = item.partition("=")
+            if not sep or not key.strip() or not column.strip():
+                raise RatchetError(f"--map {item!r}: expected KEY=COLUMN, e.g. --map propensity=p_logged.")
+            mapped[key.strip()] = column.strip()
         if data is not None:
-            missing = [f"--{k}" for k in ("label", "time", "amount") if not mapped[k]]
+            missing = [f"--{k}" for k in ("label", "time", "amount") if domain == "fraud" and not mapped[k]]
             if missing:
                 raise RatchetError(f"--data {data}: also pass {', '.join(missing)} to map your columns.")
             if not data.is_file():
@@ -62,7 +73,7 @@ def init(
             overrides.update({"data.source": "file", "data.file": str(data.resolve()),
                               "data.mapping": {k: v for k, v in mapped.items() if v}})
         elif any(mapped.values()):
-            raise RatchetError("--label/--time/--amount/--id/--entity/--terminal only apply with --data FILE.")
+            raise RatchetError("--label/--time/--amount/--id/--entity/--terminal/--map only apply with --data FILE.")
         with err.status("initialising") as status:
             result = init_workspace(domain, workspace, config_file=config, overrides=overrides, policy_file=policy,
                                     progress=lambda msg: status.update(msg))
@@ -245,17 +256,26 @@ def doctor() -> None:
     out.print_json(json.dumps(info, default=str))
 
 
-@app.command(epilog="Example: ratchet demo --workspace demo-workspace")
+@app.command(epilog="Example: ratchet demo --domain pricing --workspace pricing-demo")
 def demo(
-    workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", "-w", help="Where the demo workspace lives."),
+    domain: str = typer.Option("fraud", help="Business domain: fraud or pricing."),
+    workspace: Optional[Path] = typer.Option(None, "--workspace", "-w",
+                                             help="Where the demo workspace lives (default: demo-workspace for "
+                                                  "fraud, <domain>-demo otherwise)."),
     experiments: int = typer.Option(20, min=1, help="How many experiments the demo runs."),
-    rows: int = typer.Option(200_000, help="Approximate size of the generated data."),
+    rows: Optional[int] = typer.Option(None, help="Approximate size of the generated data (fraud 200,000; "
+                                                  "pricing 100,000)."),
 ) -> None:
-    """Init a fraud workspace on generated data, run a short loop, show baseline vs best and the audit."""
+    """Init a workspace on generated data, run a short loop, show baseline vs best and the audit."""
+    from domains import DOMAINS
     from optimizer.demo import run_demo
 
     try:
-        code = run_demo(workspace, experiments=experiments, rows=rows, out=out, err=err, display=_LoopDisplay)
+        if domain not in DOMAINS:
+            raise RatchetError(f"--domain {domain!r}: unknown domain; available: {', '.join(DOMAINS)}.")
+        workspace = workspace or Path("demo-workspace" if domain == "fraud" else f"{domain}-demo")
+        code = run_demo(workspace, experiments=experiments, rows=rows, out=out, err=err, display=_LoopDisplay,
+                        domain=domain)
     except RatchetError as exc:
         _fail(exc)
     raise typer.Exit(code)

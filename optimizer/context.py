@@ -28,7 +28,7 @@ class PolicyState:
     holdout: np.ndarray
     constants: dict[str, Any]
     dev_metrics: dict[str, float]
-    reported: float  # holdout-gated gain over the baseline, summed over kept steps
+    reported: float  # holdout-gated gain over the original baseline (the gate's answer when it was kept)
     seal: str = ""  # the manifest its holdout decisions were made on (stale after a reseal)
 
     def decisions(self, which: str) -> Decisions:
@@ -81,6 +81,14 @@ class Context:
 
     def baseline(self) -> PolicyState | None:
         return PolicyState.load(self.baseline_dir)
+
+    @property
+    def reference_dir(self) -> Path:
+        return self.ws.root / "reference"
+
+    def reference(self) -> PolicyState | None:
+        """What the holdout gate measures gains against: the baseline, or the champion at the last reseal."""
+        return PolicyState.load(self.reference_dir) or self.baseline()
 
     def gates(self, entries: list | None = None) -> list:
         """Holdout answers given under the current seal (a reseal starts a fresh budget)."""

@@ -10,15 +10,24 @@ from rich.table import Table
 
 from optimizer.errors import RatchetError
 
-DEMO_START = {"THRESHOLD": 0.6, "N_ESTIMATORS": 60}
-SHOWN = ("net_savings", "false_decline_rate", "alert_rate", "fraud_recall", "precision", "roc_auc", "pr_auc")
+# Each demo starts from its baseline under-tuned on purpose, so the loop has a real gain to find.
+DEMO_START = {
+    "fraud": {"THRESHOLD": 0.6, "N_ESTIMATORS": 60},
+    "pricing": {"MAX_MULTIPLIER": 1.0},  # never prices above the reference
+}
+DEMO_ROWS = {"fraud": 200_000, "pricing": 100_000}
+SHOWN = {
+    "fraud": ("net_savings", "false_decline_rate", "alert_rate", "fraud_recall", "precision", "roc_auc", "pr_auc"),
+    "pricing": ("profit", "profit_ci_low", "profit_ci_high", "conversion_ratio", "price_gap_protected",
+                "extreme_price_share", "ess_share", "supported_share", "mean_price_ratio"),
+}
 
 
-def starting_policy() -> str:
+def starting_policy(domain: str = "fraud") -> str:
     from domains import get_domain
     from optimizer.proposers._tunables import rewrite
 
-    return rewrite(get_domain("fraud").baseline_policy.read_text(), DEMO_START)
+    return rewrite(get_domain(domain).baseline_policy.read_text(), DEMO_START[domain])
 
 
 def _ladder_step(ctx: Any, champion: Any, baseline: Any) -> float:
@@ -29,8 +38,8 @@ def _ladder_step(ctx: Any, champion: Any, baseline: Any) -> float:
     return float(np.std(a - b) / np.sqrt(len(a))) or float(np.std(b) / np.sqrt(len(b)))
 
 
-def run_demo(workspace: Path, *, experiments: int, rows: int, out: Console, err: Console,
-             display: Callable[[int, str], Any]) -> int:
+def run_demo(workspace: Path, *, experiments: int, rows: int | None, out: Console, err: Console,
+             display: Callable[[int, str], Any], domain: str = "fraud") -> int:
     from holdout.audit import audit
     from holdout.gate import ladder_round
     from optimizer.context import load_context
@@ -44,27 +53,30 @@ def run_demo(workspace: Path, *, experiments: int, rows: int, out: Console, err:
         raise RatchetError(f"{workspace}: exists and is not a ratchet workspace. Pass another --workspace.")
     else:
         start = workspace.parent / f".{workspace.name}-start-policy.py"
-        start.write_text(starting_policy())
-        err.print(f"starting from the baseline policy with {DEMO_START} (under-tuned on purpose, so the loop has "
-                  "a real gain to find)", markup=False)
+        start.write_text(starting_policy(domain))
+        err.print(f"starting from the {domain} baseline policy with {DEMO_START[domain]} (under-tuned on purpose, so "
+                  "the loop has a real gain to find)", markup=False)
         try:
             with err.status("initialising") as status:
-                result = init_workspace("fraud", workspace, overrides={"data.rows": rows}, policy_file=start,
+                result = init_workspace(domain, workspace, overrides={"data.rows": rows or DEMO_ROWS[domain]},
+                                        policy_file=start,
                                         progress=lambda msg: status.update(msg))
         finally:
             start.unlink(missing_ok=True)
         out.print(f"sealed holdout: {result.rows['holdout']:,} rows, manifest sha256 {result.manifest_sha256[:12]}; "
                   f"train {result.rows['train']:,}, dev {result.rows['dev']:,}", markup=False)
-    view = display(experiments, "net_savings")
+    ctx = load_context(workspace)
+    view = display(experiments, ctx.domain.primary)
     with view.progress:
         summary = run_loop(workspace, experiments=experiments, on_event=view)
     ctx = load_context(workspace)
     base, champ = ctx.baseline(), ctx.champion()
-    table = Table(title=f"fraud demo: {len(summary.records)} experiments, {summary.kept} kept (dev metrics)")
+    table = Table(title=f"{ctx.domain.name} demo: {len(summary.records)} experiments, {summary.kept} kept "
+                        "(dev metrics)")
     table.add_column("metric")
     table.add_column("baseline", justify="right")
     table.add_column(f"champion ({champ.experiment})", justify="right")
-    for key in SHOWN:
+    for key in SHOWN[ctx.domain.name]:
         if key in base.dev_metrics:
             table.add_row(key, f"{base.dev_metrics[key]:.4f}", f"{champ.dev_metrics.get(key, float('nan')):.4f}")
     step = _ladder_step(ctx, champ, base)

@@ -160,7 +160,7 @@ def _judge(ctx: Context, run: _Run, source: str, values: dict[str, np.ndarray], 
     d = ctx.config.decision
     dev, hold = _scores(ctx, values, constants)
     params = ctx.config.scoring.model_dump()
-    champ_dev, champ_hold = champion_scores(ctx, champion)
+    champ_dev, _ = state_scores(ctx, champion, "champion")
     run.trace = ctx.domain.trace(ctx.dev, Decisions(values["dev"], constants), params, report=dev)
     higher = ctx.domain.higher_is_better
     run.add(paired_bootstrap(dev.contributions, champ_dev.contributions, higher_is_better=higher,
@@ -191,19 +191,23 @@ def _judge(ctx: Context, run: _Run, source: str, values: dict[str, np.ndarray], 
                         drift.figures))
     if not all(r.passed for r in run.results):
         return dev, None
-    answer = ask_gate(ctx, dev_gain=dev.value - champ_dev.value, holdout_gain=hold.value - champ_hold.value,
+    # Gains are measured against the seal's reference policy, so the answer kept with a champion is its
+    # gated gain (no sum of per-step answers whose errors would add up).
+    reference = ctx.reference()
+    ref_dev, ref_hold = state_scores(ctx, reference, "reference")
+    answer = ask_gate(ctx, dev_gain=dev.value - ref_dev.value, holdout_gain=hold.value - ref_hold.value,
                       entries=entries)
-    return dev, answer
+    return dev, {**answer, "to_beat": champion.reported - reference.reported, "reference": reference.experiment}
 
 
-def champion_scores(ctx: Context, champion: PolicyState) -> tuple[ScoreReport, ScoreReport]:
-    """The champion's dev and holdout reports, computed once per champion and seal."""
-    key = ("champion", champion.experiment, champion.seal)
-    if ctx.extra.get("champion_key") != key:
-        ctx.extra["champion_reports"] = _scores(ctx, {"dev": champion.dev, "holdout": champion.holdout},
-                                                champion.constants)
-        ctx.extra["champion_key"] = key
-    return ctx.extra["champion_reports"]
+def state_scores(ctx: Context, state: PolicyState, role: str) -> tuple[ScoreReport, ScoreReport]:
+    """A stored policy's dev and holdout reports, computed once per policy, role and seal."""
+    key = (state.experiment, state.seal)
+    cache = ctx.extra.setdefault(f"{role}_reports", {})
+    if key not in cache:
+        cache.clear()
+        cache[key] = _scores(ctx, {"dev": state.dev, "holdout": state.holdout}, state.constants)
+    return cache[key]
 
 
 def guardrail_specs(ctx: Context):
@@ -240,16 +244,19 @@ def ask_gate(ctx: Context, *, dev_gain: float, holdout_gain: float, entries: lis
 
 
 def gate_result(answer: dict | None, tolerance: float) -> GuardResult | None:
+    """Keep only when the gate's answer for the candidate beats the answer kept with the champion."""
     if answer is None:
         return None
     if answer.get("exhausted"):
         return GuardResult("holdout_gate", False, "the holdout gate's budget is spent: reseal with `ratchet reseal`",
                            {"budget_left": 0})
-    ok = answer["answer"] > -tolerance if answer["kind"] == "not_worse" else answer["answer"] > 0
+    to_beat = answer["to_beat"] - (tolerance if answer["kind"] == "not_worse" else 0.0)
+    ok = answer["answer"] > to_beat
     how = "noisy holdout gain" if answer["overflow"] else "dev gain (holdout agrees)"
-    return GuardResult("holdout_gate", ok, f"gate answered {how} {answer['answer']:+.4f}; budget left "
-                       f"{answer['budget_left']}", {"answer": answer["answer"], "overflow": answer["overflow"],
-                                                    "budget_left": answer["budget_left"]})
+    return GuardResult("holdout_gate", ok, f"gate answered {how} {answer['answer']:+.4f} over {answer['reference']}; "
+                       f"the champion's is {answer['to_beat']:+.4f}; budget left {answer['budget_left']}",
+                       {"answer": answer["answer"], "to_beat": answer["to_beat"], "overflow": answer["overflow"],
+                        "budget_left": answer["budget_left"]})
 
 
 def run_experiment(ctx: Context, sandbox: Any, source: str, *, proposer: str, hypothesis: str,
@@ -297,7 +304,7 @@ def run_experiment(ctx: Context, sandbox: Any, source: str, *, proposer: str, hy
                                                                      *(g.metric for g in ctx.domain.guardrails)))
         commit = ws.keep(f"{exp_id}: keep ({hypothesis or 'no hypothesis'}) {metrics_txt}")
         PolicyState(exp_id, commit, values["dev"], values["holdout"], constants, dev_metrics,
-                    champion.reported + float(answer["answer"]), ctx.manifest_sha256).save(ctx.champion_dir)
+                    ctx.reference().reported + float(answer["answer"]), ctx.manifest_sha256).save(ctx.champion_dir)
     elif not integrity:
         ws.revert()
     crashed = any(r.name in ("sandbox", "static", "output") and not r.passed for r in run.results)

@@ -57,11 +57,14 @@ def ensure_baseline(ctx: Context, sandbox: Any, tracker: Any = None) -> PolicySt
 
 
 def refresh_champion(ctx: Context, sandbox: Any, champion: PolicyState) -> None:
-    """After a reseal the champion decides once on the new holdout rows (dev decisions are unchanged)."""
+    """After a reseal the champion decides once on the new holdout rows (dev decisions are unchanged) and
+    becomes the gate's reference: the new holdout has seen no other policy."""
     import dataclasses
 
     fresh, _ = baseline_state(ctx, sandbox, ctx.ws.champion_source(), champion.commit)
-    dataclasses.replace(champion, holdout=fresh.holdout, seal=ctx.manifest_sha256).save(ctx.champion_dir)
+    refreshed = dataclasses.replace(champion, holdout=fresh.holdout, seal=ctx.manifest_sha256)
+    refreshed.save(ctx.champion_dir)
+    refreshed.save(ctx.reference_dir)
     ctx.ledger.append("champion_refresh", {"experiment": champion.experiment, "seal": ctx.manifest_sha256})
 
 

@@ -53,3 +53,24 @@ def weak_workspace(tmp_path_factory) -> Path:
     return res.workspace.root
 
 
+
+
+PRICING_BASELINE = (Path(__file__).resolve().parents[1] / "domains" / "pricing" / "policy.py").read_text()
+PRICING_WEAK = rewrite(PRICING_BASELINE, {"MAX_MULTIPLIER": 1.0})  # never above the reference price
+
+
+@pytest.fixture(scope="session")
+def pricing_workspace(tmp_path_factory) -> Path:
+    """A sealed pricing workspace whose champion never prices above the reference: the shipped baseline
+    is an honest improvement over it."""
+    from optimizer.initialize import init_workspace
+
+    base = tmp_path_factory.mktemp("pricing")
+    (base / "weak.py").write_text(PRICING_WEAK)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{base / 'mlflow.db'}"
+    try:
+        res = init_workspace("pricing", base / "ws", policy_file=base / "weak.py",
+                             overrides={"data.rows": 60_000, "seal.canaries": 4})
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    return res.workspace.root

@@ -81,7 +81,7 @@ def generate(seed: int, size: int = 100_000) -> pd.DataFrame:
         "loyalty_tier": cust_loyalty[cust].astype(np.int64),
         "basket_value": basket.astype(np.float64),
         "region": pd.array(np.array(REGIONS)[cust_region[cust]], dtype="string"),
-        "day_of_week": day.dayofweek.to_numpy().astype(np.int64),
+        "day_of_week": day.day_of_week.to_numpy().astype(np.int64),
         "season": pd.array(np.array(SEASONS)[(day.month.to_numpy() % 12) // 3], dtype="string"),
         "ref_price": ref[product].astype(np.float64),
         "unit_cost": np.round(ref[product] * cost_share[product], 2).astype(np.float64),
