@@ -5,7 +5,11 @@ generator that was never sealed.
 Optimism = the gain over the baseline a loop reports minus the gain measured on fresh data
 (the mean over several fresh generations, so the fresh figure is close to the true gain).
 
-Arms (all use the Optuna proposer and the same workspace seed):
+Candidates (`--candidates`): "noise" (default) is the stream adaptive overfitting feeds on: the
+baseline with another random seed (row and column subsampling change), so every candidate's true
+gain is zero and every measured gain is noise; "optuna" is the offline search.
+
+Arms (same candidates, same workspace seed):
 - ungated: the plain autoresearch loop. The dev guard is lenient (confidence 0.51, no correction
   for many looks), so the raw holdout gain, read at every look, does the selecting; a candidate is
   kept when that gain is positive. Reported = the champion's raw holdout gain over the baseline.
@@ -13,7 +17,8 @@ Arms (all use the Optuna proposer and the same workspace seed):
   Reported = the Ladder-rounded sum of the gate's answers.
 - default: ratchet's shipped configuration (Thresholdout gate, confidence 0.95 with alpha spending).
 
-    .venv/bin/python benchmarks/holdout_overfit.py [--experiments 100] [--rows 30000] [--seeds 0 1 2]
+    .venv/bin/python benchmarks/holdout_overfit.py [--experiments 100] [--rows 60000] [--seeds 0 1]
+        [--candidates noise|optuna] [--threshold T]
 """
 from __future__ import annotations
 
@@ -23,9 +28,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-LENIENT = {"decision.confidence": 0.51, "decision.looks": "none"}
+# Only significance guards dev, and leniently: no segment or guardrail vetoes, no correction for looks.
+LENIENT = {"decision.confidence": 0.6, "decision.looks": "none", "decision.segment_tolerance": 1e6,
+           "guardrails": {m: {"floor": 1.0, "margin": 1.0} for m in ("false_decline_rate", "alert_rate")}}
 ARMS = {
     "ungated": {"gate.kind": "not_worse", "gate.tolerance": 0.0, **LENIENT},
     "gated": {"gate.kind": "thresholdout", **LENIENT},
@@ -57,6 +65,20 @@ def fresh_scores(ctx, commits: dict[str, str], args, seed: int) -> dict[str, flo
     return out
 
 
+def noise_candidates(folder: Path, n: int, seed: int) -> Path:
+    """`n` copies of the baseline that differ only in the model's random seed."""
+    from domains import get_domain
+
+    base = get_domain("fraud").baseline_policy.read_text()
+    assert "\nSEED = 0\n" in base
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        model_seed = 1000 * seed + i + 1
+        source = base.replace("\nSEED = 0\n", f"\nSEED = {model_seed}\n", 1)
+        (folder / f"{i:04d}.py").write_text(f"# model seed {model_seed}\n" + source)
+    return folder
+
+
 def run_arm(root: Path, arm: str, seed: int, args) -> dict:
     from holdout.gate import ladder_round
     from optimizer.context import load_context
@@ -65,10 +87,17 @@ def run_arm(root: Path, arm: str, seed: int, args) -> dict:
     from optimizer.loop import run_loop
 
     ws = root / f"{arm}-{seed}"
-    init_workspace("fraud", ws, overrides={"data.rows": args.rows, "seed": seed, "data.seed": seed,
-                                           "gate.budget": 10_000, "decision.bootstrap": 300, **ARMS[arm]})
+    overrides = {"data.rows": args.rows, "seed": seed, "data.seed": seed, "gate.budget": 10_000,
+                 "decision.bootstrap": 300, **ARMS[arm]}
+    if args.threshold is not None:
+        overrides["gate.threshold"] = args.threshold
+    init_workspace("fraud", ws, overrides=overrides)
     t0 = time.perf_counter()
-    summary = run_loop(ws, experiments=args.experiments, budget=120)
+    if args.candidates == "noise":
+        patches = noise_candidates(root / f"candidates-{seed}", args.experiments, seed)
+        summary = run_loop(ws, experiments=args.experiments, budget=300, proposer="patches", patches=patches)
+    else:
+        summary = run_loop(ws, experiments=args.experiments, budget=300)
     loop_s = time.perf_counter() - t0
     ctx = load_context(ws)
     base, champ = ctx.baseline(), ctx.champion()
@@ -81,6 +110,8 @@ def run_arm(root: Path, arm: str, seed: int, args) -> dict:
     gates = ctx.gates()
     row = {"arm": arm, "seed": seed, "experiments": len(summary.records), "kept": summary.kept,
            "holdout_looks": len(gates), "budget_spent": sum(g.data["overflow"] for g in gates),
+           "median_abs_t_minus_h": float(np.median([abs(g.data["dev_gain"] - g.data["holdout_gain"]) for g in gates]))
+           if gates else float("nan"),
            "reported_gain": reported, "fresh_gain": fresh_gain, "optimism": reported - fresh_gain,
            "loop_s": loop_s}
     print(pd.DataFrame([row]).to_string(index=False, header=False, float_format=lambda v: f"{v:.4f}"), flush=True)
@@ -90,16 +121,18 @@ def run_arm(root: Path, arm: str, seed: int, args) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--experiments", type=int, default=100)
-    ap.add_argument("--rows", type=int, default=30_000)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--rows", type=int, default=60_000)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--candidates", choices=("noise", "optuna"), default="noise")
+    ap.add_argument("--threshold", type=float, default=None, help="gate.threshold (default: the config's)")
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{Path(tmp) / 'mlflow.db'}")
         rows = [run_arm(Path(tmp), arm, seed, args) for seed in args.seeds for arm in args.arms]
     table = pd.DataFrame(rows)
-    print(f"\nrows {args.rows:,}, seeds {args.seeds}, {args.experiments} experiments per arm; fresh = mean of "
-          f"{FRESH_SEEDS} never-sealed generations")
+    print(f"\nrows {args.rows:,}, seeds {args.seeds}, {args.experiments} {args.candidates} candidates per arm; "
+          f"fresh = mean of {FRESH_SEEDS} never-sealed generations")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     means = table.groupby("arm", sort=False)[["kept", "holdout_looks", "reported_gain", "fresh_gain",
                                                 "optimism"]].mean()

@@ -2,7 +2,8 @@
 
 - `scan_literals`: a candidate whose source holds several holdout identifiers (or values) has
   memorised holdout rows; any planted canary id anywhere in it is proof of a leak.
-- `find_canaries` / `check_text`: canaries in a trace, a prompt, a log or an artifact.
+- `find_canaries` / `check_text`: canaries in a trace, a prompt, a log or an artifact;
+  `check_outgoing` also counts holdout ids in text about to leave the process.
 - `label_leakage`: a single column that predicts the label almost perfectly is derived from it.
 
 Details never repeat which literals matched or a canary in full: a verdict is shown to proposers
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -91,6 +93,22 @@ def check_text(where: str, text: str, canaries: Iterable[str]) -> GuardResult:
     return GuardResult("contamination", False, f"{len(found)} holdout {noun} found in {where} (first, "
                        f"{_mask(found[0])}, at line {line}): holdout rows leaked into it",
                        {"where": where, "canaries": len(found), "first_line": line})
+
+
+def check_outgoing(where: str, text: str, *, canaries: Iterable[str], holdout_ids: frozenset[str],
+                   min_matches: int = 3) -> GuardResult:
+    """Text about to leave the process (a model prompt): no canary, and fewer than `min_matches`
+    distinct holdout ids among its tokens (small integers are never counted as ids)."""
+    canary = check_text(where, text, canaries)
+    if not canary.passed:
+        return canary
+    tokens = {t for t in re.findall(r"[A-Za-z0-9_.:-]+", text) if not (t.isdigit() and int(t) < TRIVIAL_BELOW)
+              and len(t) >= MIN_STRING_LEN}
+    hits = len({_key(t) for t in tokens} & holdout_ids)
+    if hits >= min_matches:
+        return GuardResult("contamination", False, f"{hits} holdout ids found in {where}: holdout rows leaked into it",
+                           {"where": where, "holdout_ids": hits})
+    return GuardResult("contamination", True, f"no holdout canary or ids in {where}", {"where": where})
 
 
 def scan_literals(source: str, *, holdout_ids: set | frozenset, holdout_values: set | None = None, min_matches: int = 3,

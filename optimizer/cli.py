@@ -128,6 +128,7 @@ class _LoopDisplay:
 
     def __call__(self, kind: str, data) -> None:
         if kind == "start":
+            err.print(f"proposer: {data['proposer']} ({data['why']})", markup=False)
             err.print(f"sandbox layers active: {', '.join(data['layers'])}", markup=False)
         elif kind == "baseline":
             self.best = data.dev_metrics.get(self.primary)
@@ -155,7 +156,9 @@ def run(
     experiments: int = typer.Option(20, min=1, help="How many experiments to run."),
     budget: Optional[float] = typer.Option(None, help="Wall-clock seconds per sandbox phase (default: config)."),
     total: Optional[float] = typer.Option(None, "--time", help="Stop starting new experiments after this many seconds."),
-    proposer: str = typer.Option("optuna", help="Where candidates come from: optuna or patches."),
+    proposer: Optional[str] = typer.Option(None, help="Where candidates come from: anthropic (the meta-agent), "
+                                                     "optuna or patches. Default: anthropic when ANTHROPIC_API_KEY "
+                                                     "is set, else optuna."),
     patches: Optional[Path] = typer.Option(None, help="With --proposer patches: a folder of candidate policy files."),
 ) -> None:
     """Run the loop: each candidate is sandboxed, scored on dev, guarded, gated on the holdout, kept or reverted.

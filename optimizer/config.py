@@ -106,6 +106,30 @@ class PricingScoring(_Strict):
 ScoringConfig = Annotated[FraudScoring | PricingScoring, Field(discriminator="domain")]
 
 
+class AgentPrices(_Strict):
+    """USD per million tokens, as the provider prices the model (used to turn reported usage into spend)."""
+
+    input: float = Field(3.0, ge=0)
+    output: float = Field(15.0, ge=0)
+    cache_write: float = Field(3.75, ge=0)
+    cache_read: float = Field(0.30, ge=0)
+
+
+class AgentConfig(_Strict):
+    """The meta-agent proposer (`--proposer anthropic`)."""
+
+    model: str = "claude-sonnet-5-5"
+    max_tokens: int = Field(4096, ge=256)  # per model response
+    max_steps: int = Field(8, ge=1, le=50)  # model turns per proposal (tool calls and feedback included)
+    spend_cap_usd: float = Field(5.0, gt=0)  # for the workspace, across runs, from the usage the API reports
+    batch: int = Field(1, ge=1, le=16)  # proposals drafted per round, each with its own hypothesis
+    max_retries: int = Field(4, ge=0, le=10)  # on rate limits (429), overload (529) and server errors
+    timeout_s: float = Field(120.0, gt=0)
+    trace_chars: int = Field(12_000, ge=1_000)  # at most this much of one trace goes into a prompt
+    history: int = Field(30, ge=1)  # earlier experiments summarized into each prompt
+    prices_per_mtok: AgentPrices = AgentPrices()
+
+
 class StaticConfig(_Strict):
     allowed_imports: list[str] = Field(
         default_factory=lambda: [
@@ -129,6 +153,7 @@ class RunConfig(_Strict):
     guardrails: dict[str, GuardrailConfig] = Field(default_factory=dict)
     gate: GateConfig = GateConfig()
     static: StaticConfig = StaticConfig()
+    agent: AgentConfig = AgentConfig()
 
     @model_validator(mode="before")
     @classmethod

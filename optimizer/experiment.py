@@ -44,6 +44,7 @@ class ExperimentRecord:
     fit: dict[str, Any]
     seconds: dict[str, float]
     ledger_seq: int | None = None
+    proposal: dict[str, Any] = field(default_factory=dict)  # what the proposer reported (e.g. tokens, cost)
 
     def verdict_json(self) -> dict[str, Any]:
         """The stable verdict format printed by `ratchet try --json`."""
@@ -76,9 +77,8 @@ def _scores(ctx: Context, values: dict[str, np.ndarray], constants: dict[str, An
     return dev, hold
 
 
-def evaluate(ctx: Context, sandbox: Any, source: str, run: _Run) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
-    """Static scan, fit and decide in the sandbox, output contract and look-ahead. None on failure."""
-    from guards.lookahead import check_point_in_time, cut_rows
+def static_check(ctx: Context, source: str) -> GuardResult:
+    """The static scan with the workspace's allow-list, and the policy contract's top-level names."""
     from guards.static import has_contract, scan
 
     static = scan(source, allowed_imports=ctx.config.static.allowed_imports,
@@ -87,7 +87,14 @@ def evaluate(ctx: Context, sandbox: Any, source: str, run: _Run) -> tuple[dict[s
     missing = has_contract(source)
     if static.passed and missing:
         static = GuardResult("static", False, f"policy.py does not define {', '.join(missing)} at top level")
-    if not run.add(static):
+    return static
+
+
+def evaluate(ctx: Context, sandbox: Any, source: str, run: _Run) -> tuple[dict[str, np.ndarray], dict[str, Any]] | None:
+    """Static scan, fit and decide in the sandbox, output contract and look-ahead. None on failure."""
+    from guards.lookahead import check_point_in_time, cut_rows
+
+    if not run.add(static_check(ctx, source)):
         return None
     budget = ctx.config.sandbox.budget_s
     t0 = time.perf_counter()
@@ -260,7 +267,8 @@ def gate_result(answer: dict | None, tolerance: float) -> GuardResult | None:
 
 
 def run_experiment(ctx: Context, sandbox: Any, source: str, *, proposer: str, hypothesis: str,
-                   keep: bool = True, tracker: Any = None, parent_run: bool = False) -> ExperimentRecord:
+                   keep: bool = True, tracker: Any = None, parent_run: bool = False,
+                   proposal: dict[str, Any] | None = None) -> ExperimentRecord:
     """The whole pipeline for one candidate. `keep=False` judges without committing (ratchet try)."""
     started = time.perf_counter()
     ws = ctx.ws
@@ -314,7 +322,7 @@ def run_experiment(ctx: Context, sandbox: Any, source: str, *, proposer: str, hy
         experiment=exp_id, number=number, proposer=proposer, hypothesis=hypothesis, status=status, kept=kept,
         parent_commit=parent, commit=commit, policy_sha256=sha256_bytes(source.encode()), diff=diff_text,
         reasons=tuple(r.to_dict() for r in run.results), dev_metrics=dev_metrics, gate=answer, fit=run.fit,
-        seconds={k: round(v, 4) for k, v in run.timings.items()},
+        seconds={k: round(v, 4) for k, v in run.timings.items()}, proposal=dict(proposal or {}),
     )
     return persist(ctx, record, source, run, tracker=tracker, nested=parent_run)
 

@@ -5,6 +5,7 @@ commit and a later `ratchet run` resumes (the ledger numbers experiments, the st
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,9 +78,33 @@ def history(entries: list, limit: int = 50) -> list[dict]:
     return out
 
 
+def choose_proposer(name: str | None) -> tuple[str, str]:
+    """The proposer to use and why: with none named, the meta-agent when an API key is present."""
+    if name is not None:
+        return name, "chosen with --proposer"
+    if os.environ.get("ANTHROPIC_API_KEY"):
+        return "anthropic", "ANTHROPIC_API_KEY is set"
+    return "optuna", "no ANTHROPIC_API_KEY; set one to use the meta-agent"
+
+
 def make_proposer(ctx: Context, name: str, patches: Path | None) -> Proposer:
     from optimizer.proposers import OptunaProposer, PatchesProposer
 
+    if name == "anthropic":
+        from guards.contamination import id_keys
+        from optimizer.experiment import static_check
+        from optimizer.proposers._anthropic import AnthropicProposer
+
+        def check(source: str) -> str | None:
+            result = static_check(ctx, source)
+            return None if result.passed else f"static scan: {result.detail}"
+
+        entries = ctx.ledger.entries()
+        return AnthropicProposer(
+            config=ctx.config.agent, experiments=ctx.ws.experiments, primary=ctx.domain.primary, check=check,
+            canaries=list(ctx.manifest["canaries"]), holdout_ids=id_keys(ctx.holdout[ctx.domain.columns.id].tolist()),
+            spent=sum(float(e.data.get("cost_usd", 0.0)) for e in entries if e.kind == "agent_usage"),
+            record=ctx.ledger.append)
     if name == "optuna":
         return OptunaProposer(ctx.ws.study, seed=ctx.config.seed, primary=ctx.domain.primary,
                               direction="maximize" if ctx.domain.higher_is_better else "minimize")
@@ -87,11 +112,11 @@ def make_proposer(ctx: Context, name: str, patches: Path | None) -> Proposer:
         if patches is None:
             raise RatchetError("--proposer patches needs --patches FOLDER (candidate policy files).")
         return PatchesProposer(patches)
-    raise RatchetError(f"unknown proposer {name!r}; available: optuna, patches.")
+    raise RatchetError(f"unknown proposer {name!r}; available: optuna, patches, anthropic.")
 
 
 def run_loop(path: Path, *, experiments: int, budget: float | None = None, total_time: float | None = None,
-             proposer: str = "optuna", patches: Path | None = None,
+             proposer: str | None = "optuna", patches: Path | None = None,
              on_event: Callable[[str, Any], None] = lambda kind, data: None) -> LoopSummary:
     from optimizer.sandbox import Sandbox
 
@@ -101,12 +126,13 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
     deadline = time.monotonic() + total_time if total_time else None
     summary = LoopSummary()
     tracker = open_tracker(ctx)
+    proposer, why = choose_proposer(proposer)
     prop = make_proposer(ctx, proposer, patches)
     ctx.ws.revert()  # whatever an earlier crash left in policy.py is not part of the champion
     try:
         with Sandbox(memory_mb=ctx.config.sandbox.memory_mb) as sandbox, \
                 tracker.run("loop", tags={"ratchet.kind": "loop", "ratchet.proposer": prop.name}):
-            on_event("start", {"layers": sandbox.layers})
+            on_event("start", {"layers": sandbox.layers, "proposer": prop.name, "why": why})
             ensure_baseline(ctx, sandbox, tracker)
             on_event("baseline", ctx.champion())
             for i in range(experiments):
@@ -122,11 +148,12 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
                 candidate = prop.propose(ProposalContext(ctx.ws.champion_source(), ctx.ws.program.read_text(),
                                                          history(entries)))
                 if candidate is None:
-                    summary.stop_reason = "the proposer has no more candidates"
+                    summary.stop_reason = getattr(prop, "stop_reason", "") or "the proposer has no more candidates"
                     break
                 on_event("propose", {"index": i, "hypothesis": candidate.hypothesis})
                 record = run_experiment(ctx, sandbox, candidate.source, proposer=prop.name,
-                                        hypothesis=candidate.hypothesis, tracker=tracker, parent_run=True)
+                                        hypothesis=candidate.hypothesis, tracker=tracker, parent_run=True,
+                                        proposal=dict(candidate.meta))
                 prop.observe(candidate, record)
                 summary.records.append(record)
                 on_event("record", record)

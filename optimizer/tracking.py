@@ -150,6 +150,8 @@ def record_experiment(tracker: Tracker, ctx: Any, record: Any, folder: Path, *, 
             for key, value in r.get("figures", {}).items():  # e.g. drift psi, significance bounds
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
                     metrics[re.sub(r"[^A-Za-z0-9_./ -]", "_", f"guard_{r['guard']}_{key}")] = float(value)
+        metrics.update({k: float(v) for k, v in record.proposal.items()  # e.g. the meta-agent's tokens and cost
+                        if k.startswith("agent_") and isinstance(v, (int, float)) and not isinstance(v, bool)})
         metrics["kept"] = float(record.kept)
         tracker.mlflow.log_metrics(metrics)
         tracker.mlflow.log_artifacts(str(folder))

@@ -9,15 +9,14 @@ scenario-3 fraud multiplies the amount by 5, as in the handbook.
 """
 from __future__ import annotations
 
-import keyword
 import logging
-import re
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
+from domains import _importing as imp
 from optimizer.errors import RatchetError
 
 log = logging.getLogger(__name__)
@@ -154,153 +153,30 @@ def load(file: Path, mapping: Mapping[str, str]) -> pd.DataFrame:
     """
     file = Path(file)
     mapping = {k: v for k, v in mapping.items() if v}  # an option left unset arrives as None or ""
-    raw = _read(file)
-    columns = [str(c) for c in raw.columns]
-    raw.columns = columns
+    raw = imp.read(file)
     name = file.name
-    unknown = sorted(set(mapping) - set(MAPPING_KEYS))
-    if unknown:
-        raise RatchetError(f"{name}: unknown mapping key(s) {', '.join(unknown)}; "
-                           f"use {', '.join(MAPPING_KEYS)}.")
+    imp.unknown_keys(name, mapping, list(MAPPING_KEYS))
     for key in REQUIRED_KEYS:
         if key not in mapping:
             raise RatchetError(f"{name}: no column given for --{key}; pass the column that holds it.")
-    for key, col in mapping.items():
-        if col not in columns:
-            raise RatchetError(f"{name}: no column {col!r} for --{key}; columns are: {_list(columns)}.")
-    used = list(mapping.values())
-    twice = sorted({c for c in used if used.count(c) > 1})
-    if twice:
-        raise RatchetError(f"{name}: column {twice[0]!r} is mapped to more than one of --label/--time/"
-                           "--amount/--id/--entity/--terminal; map each column once.")
+    imp.mapped_columns(name, mapping, list(raw.columns), role=_flag,
+                       roles="/".join(_flag(k) for k in MAPPING_KEYS))
 
     out: dict[str, pd.Series] = {}
-    if mapping.get("id"):
-        out["tx_id"] = _ids(raw[mapping["id"]])
-    else:
-        out["tx_id"] = pd.Series(np.arange(len(raw), dtype=np.int64))  # file order
-    out["ts"] = _times(raw[mapping["time"]], name, mapping["time"])
+    out["tx_id"] = imp.ids(raw[mapping["id"]]) if mapping.get("id") else imp.row_ids(len(raw))
+    out["ts"] = imp.times(raw[mapping["time"]], name, mapping["time"], role="--time", epoch=KAGGLE_EPOCH)
     if mapping.get("entity"):
-        out["customer_id"] = _ids(raw[mapping["entity"]])
+        out["customer_id"] = imp.ids(raw[mapping["entity"]])
     if mapping.get("terminal"):
-        out["terminal_id"] = _ids(raw[mapping["terminal"]])
-    out["amount"] = _amounts(raw[mapping["amount"]], name, mapping["amount"])
-    out["is_fraud"] = _labels(raw[mapping["label"]], name, mapping["label"])
-
-    dropped: list[str] = []
-    origin: dict[str, str] = {}
-    for col in columns:
-        if col in used:
-            continue
-        series = raw[col]
-        if not pd.api.types.is_numeric_dtype(series):
-            dropped.append(col)
-            continue
-        safe = _identifier(col)
-        if safe in OURS or safe in origin:
-            first = origin.get(safe, safe)
-            raise RatchetError(f"{name}: column {col!r} would become feature {safe!r}, which clashes with "
-                               f"{first!r}; rename or remove one of them.")
-        origin[safe] = col
-        out[safe] = series.astype(np.int8) if pd.api.types.is_bool_dtype(series) else series
-    frame = pd.DataFrame({k: v.reset_index(drop=True) for k, v in out.items()})
-    frame = frame.sort_values("ts", kind="stable").reset_index(drop=True)
-    frame.attrs["dropped_columns"] = dropped
+        out["terminal_id"] = imp.ids(raw[mapping["terminal"]])
+    out["amount"] = imp.amounts(raw[mapping["amount"]], name, mapping["amount"], role="--amount")
+    out["is_fraud"] = imp.labels(raw[mapping["label"]], name, mapping["label"], role="--label")
+    extra, dropped = imp.features(raw, name, used=list(mapping.values()), ours=OURS, text=False)
+    frame = imp.assemble({**out, **extra}, dropped)
     if dropped:
         log.info("%s: dropped non-numeric columns %s", name, ", ".join(dropped))
     return frame
 
 
-def _read(file: Path) -> pd.DataFrame:
-    suffix = file.suffix.lower()
-    if suffix not in (".csv", ".parquet", ".pq"):
-        raise RatchetError(f"{file.name}: unsupported file type {file.suffix or '(none)'!r}; "
-                           "give a .csv, .parquet or .pq file.")
-    if not file.is_file():
-        raise RatchetError(f"{file}: no such file; check the path.")
-    try:
-        return pd.read_csv(file) if suffix == ".csv" else pd.read_parquet(file)
-    except Exception as exc:  # any reader failure is the user's file, not our bug
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise RatchetError(f"{file.name}: cannot be read as {suffix[1:]}: {first}") from exc
-
-
-def _list(values, limit: int = 12) -> str:
-    shown = [str(v) for v in values[:limit]]
-    return ", ".join(shown) + (f", ... ({len(values)} in all)" if len(values) > limit else "")
-
-
-def _examples(series: pd.Series, bad: np.ndarray) -> str:
-    return _list(list(dict.fromkeys(repr(v) for v in series[bad].tolist())), 5)
-
-
-def _ids(series: pd.Series) -> pd.Series:
-    """Integer ids stay int64; anything else is kept as text (nulls are left to the contract)."""
-    if pd.api.types.is_integer_dtype(series) and not series.isna().any():
-        return series.astype(np.int64)
-    if pd.api.types.is_float_dtype(series):
-        whole = series.dropna()
-        if (whole == np.floor(whole)).all() and not series.isna().any():
-            return series.astype(np.int64)
-    return series.astype("string")
-
-
-def _times(series: pd.Series, name: str, col: str) -> pd.Series:
-    if pd.api.types.is_bool_dtype(series):
-        raise RatchetError(f"{name}: column {col!r} for --time holds booleans; give datetimes or seconds.")
-    if pd.api.types.is_numeric_dtype(series):
-        seconds = series.astype(np.float64)
-        bad = ~np.isfinite(seconds) & series.notna()
-        if bad.any():
-            raise RatchetError(f"{name}: column {col!r} for --time has non-finite seconds "
-                               f"(e.g. {_examples(series, bad.to_numpy())}); fix those rows.")
-        return (KAGGLE_EPOCH + pd.to_timedelta(seconds, unit="s")).astype("datetime64[ns]")
-    if isinstance(series.dtype, pd.DatetimeTZDtype):
-        return series.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
-    if pd.api.types.is_datetime64_dtype(series):
-        return series.astype("datetime64[ns]")
-    parsed = pd.to_datetime(series, errors="coerce", utc=True)
-    bad = (parsed.isna() & series.notna()).to_numpy()
-    if bad.any():  # one inferred format did not fit every row: parse row by row (slow, rare)
-        parsed = pd.to_datetime(series, errors="coerce", format="mixed", utc=True)
-        bad = (parsed.isna() & series.notna()).to_numpy()
-    if bad.any():
-        raise RatchetError(f"{name}: column {col!r} for --time has {int(bad.sum())} values that are not "
-                           f"dates (e.g. {_examples(series, bad)}); fix them or map another column.")
-    return parsed.dt.tz_localize(None).astype("datetime64[ns]")
-
-
-def _amounts(series: pd.Series, name: str, col: str) -> pd.Series:
-    if pd.api.types.is_bool_dtype(series):
-        raise RatchetError(f"{name}: column {col!r} for --amount holds booleans; give a money amount.")
-    values = pd.to_numeric(series, errors="coerce")
-    bad = (values.isna() & series.notna()).to_numpy()
-    if bad.any():
-        raise RatchetError(f"{name}: column {col!r} for --amount has {int(bad.sum())} non-numeric values "
-                           f"(e.g. {_examples(series, bad)}); fix them or map another column.")
-    return values.astype(np.float64)
-
-
-def _labels(series: pd.Series, name: str, col: str) -> pd.Series:
-    """0/1 as numbers, booleans or strings -> int8; anything else (nulls included) is refused."""
-    if pd.api.types.is_bool_dtype(series) and not series.isna().any():
-        return series.astype(np.int8)
-    if pd.api.types.is_numeric_dtype(series):
-        ok = series.isin([0, 1]).to_numpy()
-        values = series
-    else:
-        text = series.astype("string").str.strip().str.lower()
-        values = text.map({"0": 0, "1": 1, "true": 1, "false": 0}, na_action="ignore")
-        ok = values.notna().to_numpy()
-    if not ok.all():
-        raise RatchetError(f"{name}: column {col!r} for --label must hold 0/1 (or true/false); "
-                           f"{int((~ok).sum())} rows hold e.g. {_examples(series, ~ok)}.")
-    return values.astype(np.int8)
-
-
-def _identifier(col: str) -> str:
-    """A safe Python identifier for a feature name: policies may use it as an attribute."""
-    safe = re.sub(r"\W", "_", col.strip(), flags=re.ASCII) or "feature"
-    if safe[0].isdigit():
-        safe = "f_" + safe
-    return safe + "_" if keyword.iskeyword(safe) else safe
+def _flag(key: str) -> str:
+    return f"--{key}"

@@ -6,45 +6,23 @@ seconds to import and only `init` needs it.
 """
 from __future__ import annotations
 
-import datetime as dt
-import logging
-import warnings
 from typing import Any, Sequence
 
 import pandas as pd
 
-from optimizer.errors import RatchetError
+from domains._gx import FLOAT_TYPES, ID_TYPES, INT_TYPES, TIME_TYPES, TS_MAX, TS_MIN, check, import_gx, suite
 
 SUITE_NAME = "fraud_data_contract"
 REQUIRED = ("tx_id", "ts", "amount", "is_fraud")
 OPTIONAL_IDS = ("customer_id", "terminal_id")
 OURS = (*REQUIRED, *OPTIONAL_IDS, "fraud_scenario")
-TS_MIN, TS_MAX = dt.datetime(1990, 1, 1), dt.datetime(2100, 1, 1)
 AMOUNT_MAX = 1e12  # a finite ceiling, so an infinite amount fails the range check
-# GX matches a pandas dtype against numpy dtype names or pandas dtype class names.
-INT_TYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
-FLOAT_TYPES = ["float16", "float32", "float64"]
-ID_TYPES = [*INT_TYPES, "StringDtype"]  # text ids as pandas "string" dtype, as load() makes them
-TIME_TYPES = ["datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]"]  # tz-naive
 
 
 def check_contract(frame: pd.DataFrame, *, source: str, feature_columns: Sequence[str] = ()) -> None:
     """Validate `frame`; raise RatchetError naming each failing column, expectation and row count."""
-    gx = _import_gx()
-    suite = _suite(gx, frame, feature_columns)
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = _no_progress_bars()
-    asset = context.data_sources.add_pandas("ratchet").add_dataframe_asset("frame")
-    batch = asset.add_batch_definition_whole_dataframe("whole frame").get_batch(
-        batch_parameters={"dataframe": frame})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # GX's own deprecation chatter is not the user's problem
-        result = batch.validate(suite, result_format="BASIC")
-    if result.success:
-        return
-    problems = _problems(result.results, len(frame))
-    raise RatchetError(f"data contract failed for {source!r}: {'; '.join(problems)}. "
-                       "Fix the data and run init again.")
+    gx = import_gx()
+    check(gx, frame, SUITE_NAME, _expectations(gx, frame, feature_columns), source=source)
 
 
 def suite_json(frame: pd.DataFrame, *, feature_columns: Sequence[str] | None = None) -> dict[str, Any]:
@@ -54,25 +32,11 @@ def suite_json(frame: pd.DataFrame, *, feature_columns: Sequence[str] | None = N
     """
     if feature_columns is None:
         feature_columns = [c for c in frame.columns if c not in OURS]
-    return _suite(_import_gx(), frame, feature_columns).to_json_dict()
+    gx = import_gx()
+    return suite(gx, SUITE_NAME, _expectations(gx, frame, feature_columns)).to_json_dict()
 
 
-def _import_gx():
-    # Quiet before the import: GX logs and warns while it loads.
-    logging.getLogger("great_expectations").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import great_expectations as gx
-    return gx
-
-
-def _no_progress_bars():
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    return ProgressBarsConfig(globally=False, metric_calculations=False)
-
-
-def _suite(gx, frame: pd.DataFrame, feature_columns: Sequence[str]):
+def _expectations(gx, frame: pd.DataFrame, feature_columns: Sequence[str]) -> list:
     """The expectations: which columns, their types, nulls, uniqueness and value ranges."""
     E = gx.expectations
     ids = [c for c in OPTIONAL_IDS if c in frame.columns]
@@ -98,56 +62,4 @@ def _suite(gx, frame: pd.DataFrame, feature_columns: Sequence[str]):
             E.ExpectColumnValuesToNotBeNull(column=col),
             E.ExpectColumnValuesToBeInTypeList(column=col, type_list=[*FLOAT_TYPES, *INT_TYPES]),
         ]
-    # Passed to the constructor: add_expectation() would try to save into a data context.
-    return gx.ExpectationSuite(name=SUITE_NAME, expectations=expectations)
-
-
-def _problems(results, n_rows: int) -> list[str]:
-    """One phrase per failing expectation, in suite order; a missing column is reported once."""
-    failed = [r for r in results if not r.success]
-    missing = {r.expectation_config.kwargs["column"] for r in failed
-               if r.expectation_config.type == "expect_column_to_exist"}
-    mistyped = {r.expectation_config.kwargs["column"] for r in failed
-                if r.expectation_config.type == "expect_column_values_to_be_in_type_list"} - missing
-    out = []
-    for r in failed:
-        kind, kwargs = r.expectation_config.type, r.expectation_config.kwargs
-        col = kwargs.get("column")
-        res = r.result or {}
-        if col in missing and kind != "expect_column_to_exist":
-            continue  # everything else about a missing column fails for that one reason
-        if col in mistyped and kind != "expect_column_values_to_be_in_type_list" and "unexpected_count" not in res:
-            continue  # a range check that cannot run on the wrong type adds nothing
-        where = f"column {col!r}" if col else "table"
-        what = f"{kind}{_describe(kind, kwargs)}"
-        if "unexpected_count" in res:
-            total = res.get("element_count", n_rows)
-            out.append(f"{where}: {what} failed on {res['unexpected_count']} of {total} rows")
-        elif kind == "expect_column_to_exist":
-            out.append(f"{where}: {what} failed (the column is missing)")
-        elif "observed_value" in res:
-            out.append(f"{where}: {what} failed (observed {res['observed_value']})")
-        else:
-            reason = (r.exception_info or {}).get("exception_message") or "could not be evaluated"
-            out.append(f"{where}: {what} failed ({str(reason).splitlines()[0]})")
-    return out
-
-
-def _describe(kind: str, kwargs: dict) -> str:
-    """The expectation's parameters in a few words, for the one-line error."""
-    if kind == "expect_column_values_to_be_between":
-        strict = " strictly" if kwargs.get("strict_min") else ""
-        return f" (min {_value(kwargs.get('min_value'))}{strict}, max {_value(kwargs.get('max_value'))})"
-    if kind == "expect_column_values_to_be_in_set":
-        return " {" + ",".join(str(v) for v in kwargs["value_set"]) + "}"
-    if kind == "expect_column_values_to_be_in_type_list":
-        return f" ({', '.join(kwargs['type_list'])})"
-    if kind == "expect_table_row_count_to_be_between":
-        return f" (at least {kwargs.get('min_value')} row)"
-    return ""
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, dt.datetime):
-        return v.date().isoformat() if v == dt.datetime.combine(v.date(), dt.time()) else v.isoformat()
-    return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+    return expectations

@@ -1,0 +1,112 @@
+"""Great Expectations plumbing shared by the domains' data contracts.
+
+A domain lists its expectations; `check` validates a frame against them and raises one
+RatchetError naming each failing column, expectation and row count. Great Expectations is
+imported inside the functions: it takes seconds to import and only `init` needs it.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import warnings
+from typing import Any, Sequence
+
+import pandas as pd
+
+from optimizer.errors import RatchetError
+
+TS_MIN, TS_MAX = dt.datetime(1990, 1, 1), dt.datetime(2100, 1, 1)  # plausible event times
+# GX matches a pandas dtype against numpy dtype names or pandas dtype class names.
+INT_TYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
+FLOAT_TYPES = ["float16", "float32", "float64"]
+ID_TYPES = [*INT_TYPES, "StringDtype"]  # text ids as pandas "string" dtype, as the importers make them
+TIME_TYPES = ["datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]"]  # tz-naive
+
+
+def import_gx():
+    # Quiet before the import: GX logs and warns while it loads.
+    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import great_expectations as gx
+    return gx
+
+
+def suite(gx, name: str, expectations: Sequence[Any]):
+    # Passed to the constructor: add_expectation() would try to save into a data context.
+    return gx.ExpectationSuite(name=name, expectations=list(expectations))
+
+
+def check(gx, frame: pd.DataFrame, name: str, expectations: Sequence[Any], *, source: str) -> None:
+    """Validate `frame` against `expectations`; raise RatchetError naming each failing column,
+    expectation and row count."""
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = no_progress_bars()
+    asset = context.data_sources.add_pandas("ratchet").add_dataframe_asset("frame")
+    batch = asset.add_batch_definition_whole_dataframe("whole frame").get_batch(
+        batch_parameters={"dataframe": frame})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # GX's own deprecation chatter is not the user's problem
+        result = batch.validate(suite(gx, name, expectations), result_format="BASIC")
+    if result.success:
+        return
+    found = problems(result.results, len(frame))
+    raise RatchetError(f"data contract failed for {source!r}: {'; '.join(found)}. "
+                       "Fix the data and run init again.")
+
+
+def no_progress_bars():
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    return ProgressBarsConfig(globally=False, metric_calculations=False)
+
+
+def problems(results, n_rows: int) -> list[str]:
+    """One phrase per failing expectation, in suite order; a missing column is reported once."""
+    failed = [r for r in results if not r.success]
+    missing = {r.expectation_config.kwargs["column"] for r in failed
+               if r.expectation_config.type == "expect_column_to_exist"}
+    mistyped = {r.expectation_config.kwargs["column"] for r in failed
+                if r.expectation_config.type == "expect_column_values_to_be_in_type_list"} - missing
+    out = []
+    for r in failed:
+        kind, kwargs = r.expectation_config.type, r.expectation_config.kwargs
+        col = kwargs.get("column")
+        res = r.result or {}
+        if col in missing and kind != "expect_column_to_exist":
+            continue  # everything else about a missing column fails for that one reason
+        if col in mistyped and kind != "expect_column_values_to_be_in_type_list" and "unexpected_count" not in res:
+            continue  # a range check that cannot run on the wrong type adds nothing
+        where = f"column {col!r}" if col else "table"
+        what = f"{kind}{describe(kind, kwargs)}"
+        if "unexpected_count" in res:
+            total = res.get("element_count", n_rows)
+            out.append(f"{where}: {what} failed on {res['unexpected_count']} of {total} rows")
+        elif kind == "expect_column_to_exist":
+            out.append(f"{where}: {what} failed (the column is missing)")
+        elif "observed_value" in res:
+            out.append(f"{where}: {what} failed (observed {res['observed_value']})")
+        else:
+            reason = (r.exception_info or {}).get("exception_message") or "could not be evaluated"
+            out.append(f"{where}: {what} failed ({str(reason).splitlines()[0]})")
+    return out
+
+
+def describe(kind: str, kwargs: dict) -> str:
+    """The expectation's parameters in a few words, for the one-line error."""
+    if kind == "expect_column_values_to_be_between":
+        strict = " strictly" if kwargs.get("strict_min") else ""
+        return f" (min {value(kwargs.get('min_value'))}{strict}, max {value(kwargs.get('max_value'))})"
+    if kind == "expect_column_values_to_be_in_set":
+        return " {" + ",".join(str(v) for v in kwargs["value_set"]) + "}"
+    if kind == "expect_column_values_to_be_in_type_list":
+        return f" ({', '.join(kwargs['type_list'])})"
+    if kind == "expect_table_row_count_to_be_between":
+        return f" (at least {kwargs.get('min_value')} row)"
+    return ""
+
+
+def value(v: Any) -> str:
+    if isinstance(v, dt.datetime):
+        return v.date().isoformat() if v == dt.datetime.combine(v.date(), dt.time()) else v.isoformat()
+    return f"{v:g}" if isinstance(v, (int, float)) else str(v)

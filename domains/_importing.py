@@ -1,0 +1,187 @@
+"""Helpers shared by the domains' importers of a user's CSV/Parquet.
+
+Each domain maps the user's columns onto its own names; these functions read the file, check
+the mapping and convert the common column kinds (ids, times, money amounts, 0/1 labels,
+features). Every refusal is a one-line RatchetError naming the file, the column and the fix.
+`role` is how the user named the column's purpose on the command line (e.g. "--time").
+"""
+from __future__ import annotations
+
+import keyword
+import re
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from optimizer.errors import RatchetError
+
+
+def read(file: Path) -> pd.DataFrame:
+    """The file as a frame with text column names."""
+    suffix = file.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise RatchetError(f"{file.name}: unsupported file type {file.suffix or '(none)'!r}; "
+                           "give a .csv, .parquet or .pq file.")
+    if not file.is_file():
+        raise RatchetError(f"{file}: no such file; check the path.")
+    try:
+        raw = pd.read_csv(file) if suffix == ".csv" else pd.read_parquet(file)
+    except Exception as exc:  # any reader failure is the user's file, not our bug
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise RatchetError(f"{file.name}: cannot be read as {suffix[1:]}: {first}") from exc
+    raw.columns = [str(c) for c in raw.columns]
+    return raw
+
+
+def unknown_keys(name: str, mapping: Mapping[str, str], keys: Sequence[str]) -> None:
+    unknown = sorted(set(mapping) - set(keys))
+    if unknown:
+        raise RatchetError(f"{name}: unknown mapping key(s) {', '.join(unknown)}; use {', '.join(keys)}.")
+
+
+def mapped_columns(name: str, mapping: Mapping[str, str], columns: Sequence[str], *,
+                   role: Callable[[str], str], roles: str) -> None:
+    """Every mapped column exists in the file and is mapped once; `roles` lists all roles for the error."""
+    for key, col in mapping.items():
+        if col not in columns:
+            raise RatchetError(f"{name}: no column {col!r} for {role(key)}; columns are: {listing(columns)}.")
+    used = list(mapping.values())
+    twice = sorted({c for c in used if used.count(c) > 1})
+    if twice:
+        raise RatchetError(f"{name}: column {twice[0]!r} is mapped to more than one of {roles}; "
+                           "map each column once.")
+
+
+def listing(values, limit: int = 12) -> str:
+    shown = [str(v) for v in values[:limit]]
+    return ", ".join(shown) + (f", ... ({len(values)} in all)" if len(values) > limit else "")
+
+
+def examples(series: pd.Series, bad: np.ndarray) -> str:
+    return listing(list(dict.fromkeys(repr(v) for v in series[bad].tolist())), 5)
+
+
+def row_ids(n: int) -> pd.Series:
+    return pd.Series(np.arange(n, dtype=np.int64))  # file order
+
+
+def ids(series: pd.Series) -> pd.Series:
+    """Integer ids stay int64; anything else is kept as text (nulls are left to the contract)."""
+    if pd.api.types.is_integer_dtype(series) and not series.isna().any():
+        return series.astype(np.int64)
+    if pd.api.types.is_float_dtype(series):
+        whole = series.dropna()
+        if (whole == np.floor(whole)).all() and not series.isna().any():
+            return series.astype(np.int64)
+    return series.astype("string")
+
+
+def times(series: pd.Series, name: str, col: str, *, role: str, epoch: pd.Timestamp) -> pd.Series:
+    """Datetimes (tz-aware ones in UTC), date strings, or numeric seconds since `epoch`; tz-naive ns."""
+    if pd.api.types.is_bool_dtype(series):
+        raise RatchetError(f"{name}: column {col!r} for {role} holds booleans; give datetimes or seconds.")
+    if pd.api.types.is_numeric_dtype(series):
+        seconds = series.astype(np.float64)
+        bad = ~np.isfinite(seconds) & series.notna()
+        if bad.any():
+            raise RatchetError(f"{name}: column {col!r} for {role} has non-finite seconds "
+                               f"(e.g. {examples(series, bad.to_numpy())}); fix those rows.")
+        return (epoch + pd.to_timedelta(seconds, unit="s")).astype("datetime64[ns]")
+    if isinstance(series.dtype, pd.DatetimeTZDtype):
+        return series.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
+    if pd.api.types.is_datetime64_dtype(series):
+        return series.astype("datetime64[ns]")
+    parsed = pd.to_datetime(series, errors="coerce", utc=True)
+    bad = (parsed.isna() & series.notna()).to_numpy()
+    if bad.any():  # one inferred format did not fit every row: parse row by row (slow, rare)
+        parsed = pd.to_datetime(series, errors="coerce", format="mixed", utc=True)
+        bad = (parsed.isna() & series.notna()).to_numpy()
+    if bad.any():
+        raise RatchetError(f"{name}: column {col!r} for {role} has {int(bad.sum())} values that are not "
+                           f"dates (e.g. {examples(series, bad)}); fix them or map another column.")
+    return parsed.dt.tz_localize(None).astype("datetime64[ns]")
+
+
+def amounts(series: pd.Series, name: str, col: str, *, role: str) -> pd.Series:
+    """Money amounts as float64; nulls are left to the contract."""
+    if pd.api.types.is_bool_dtype(series):
+        raise RatchetError(f"{name}: column {col!r} for {role} holds booleans; give a money amount.")
+    values = pd.to_numeric(series, errors="coerce")
+    bad = (values.isna() & series.notna()).to_numpy()
+    if bad.any():
+        raise RatchetError(f"{name}: column {col!r} for {role} has {int(bad.sum())} non-numeric values "
+                           f"(e.g. {examples(series, bad)}); fix them or map another column.")
+    return values.astype(np.float64)
+
+
+def labels(series: pd.Series, name: str, col: str, *, role: str) -> pd.Series:
+    """0/1 as numbers, booleans or strings -> int8; anything else (nulls included) is refused."""
+    if pd.api.types.is_bool_dtype(series) and not series.isna().any():
+        return series.astype(np.int8)
+    if pd.api.types.is_numeric_dtype(series):
+        ok = series.isin([0, 1]).to_numpy()
+        values = series
+    else:
+        text = series.astype("string").str.strip().str.lower()
+        values = text.map({"0": 0, "1": 1, "true": 1, "false": 0}, na_action="ignore")
+        ok = values.notna().to_numpy()
+    if not ok.all():
+        raise RatchetError(f"{name}: column {col!r} for {role} must hold 0/1 (or true/false); "
+                           f"{int((~ok).sum())} rows hold e.g. {examples(series, ~ok)}.")
+    return values.astype(np.int8)
+
+
+def features(raw: pd.DataFrame, name: str, *, used: Sequence[str], ours: Sequence[str],
+             text: bool) -> tuple[dict[str, pd.Series], list[str]]:
+    """Unmapped columns as features under safe names, and the names of the columns dropped.
+
+    Numeric columns are kept (booleans as int8); with `text`, text columns are kept as pandas
+    "string" dtype (categorical features), otherwise dropped like every other kind.
+    """
+    out: dict[str, pd.Series] = {}
+    dropped: list[str] = []
+    origin: dict[str, str] = {}
+    for col in raw.columns:
+        if col in used:
+            continue
+        series = raw[col]
+        kept = _feature(series, text)
+        if kept is None:
+            dropped.append(col)
+            continue
+        safe = identifier(col)
+        if safe in ours or safe in origin:
+            first = origin.get(safe, safe)
+            raise RatchetError(f"{name}: column {col!r} would become feature {safe!r}, which clashes with "
+                               f"{first!r}; rename or remove one of them.")
+        origin[safe] = col
+        out[safe] = kept
+    return out, dropped
+
+
+def _feature(series: pd.Series, text: bool) -> pd.Series | None:
+    if pd.api.types.is_bool_dtype(series):
+        return series.astype(np.int8)
+    if pd.api.types.is_numeric_dtype(series):
+        return series
+    textual = (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)
+               or isinstance(series.dtype, pd.CategoricalDtype))
+    return series.astype("string") if text and textual else None
+
+
+def assemble(columns: Mapping[str, pd.Series], dropped: Sequence[str], *, time: str = "ts") -> pd.DataFrame:
+    """One frame, sorted by time (stable, so file order breaks ties), with the dropped names in attrs."""
+    frame = pd.DataFrame({k: v.reset_index(drop=True) for k, v in columns.items()})
+    frame = frame.sort_values(time, kind="stable").reset_index(drop=True)
+    frame.attrs["dropped_columns"] = list(dropped)
+    return frame
+
+
+def identifier(col: str) -> str:
+    """A safe Python identifier for a feature name: policies may use it as an attribute."""
+    safe = re.sub(r"\W", "_", col.strip(), flags=re.ASCII) or "feature"
+    if safe[0].isdigit():
+        safe = "f_" + safe
+    return safe + "_" if keyword.iskeyword(safe) else safe

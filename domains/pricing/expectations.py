@@ -1,0 +1,76 @@
+"""The pricing data contract, as a Great Expectations suite.
+
+Every frame of logged offers that enters ratchet (generated or imported) is validated against it
+before the holdout is split and sealed. The plumbing (validation, error wording) is shared with
+the other domains in domains/_gx.py.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import pandas as pd
+
+from domains._gx import FLOAT_TYPES, ID_TYPES, INT_TYPES, TIME_TYPES, TS_MAX, TS_MIN, check, import_gx, suite
+
+SUITE_NAME = "pricing_data_contract"
+REQUIRED = ("offer_id", "ts", "offered_price", "propensity", "converted", "unit_cost", "ref_price")
+OPTIONAL_IDS = ("customer_id", "product_id")
+OUTCOME_ONLY = ("protected_group",)
+OURS = (*REQUIRED, *OPTIONAL_IDS, *OUTCOME_ONLY)
+PRICE_MAX = 1e12  # a finite ceiling, so an infinite price or cost fails the range check
+NUMBER_TYPES = [*FLOAT_TYPES, *INT_TYPES]
+FEATURE_TYPES = [*NUMBER_TYPES, "StringDtype"]  # text features as pandas "string" dtype, as load() makes them
+
+
+def check_contract(frame: pd.DataFrame, *, source: str, feature_columns: Sequence[str] = ()) -> None:
+    """Validate `frame`; raise RatchetError naming each failing column, expectation and row count."""
+    gx = import_gx()
+    check(gx, frame, SUITE_NAME, _expectations(gx, frame, feature_columns), source=source)
+
+
+def suite_json(frame: pd.DataFrame, *, feature_columns: Sequence[str] | None = None) -> dict[str, Any]:
+    """The suite `check_contract` would apply to `frame`, as a JSON-able dict for the workspace.
+
+    `feature_columns=None` takes every column that is not one of ours, as the pricing adapter does.
+    """
+    if feature_columns is None:
+        feature_columns = [c for c in frame.columns if c not in OURS]
+    gx = import_gx()
+    return suite(gx, SUITE_NAME, _expectations(gx, frame, feature_columns)).to_json_dict()
+
+
+def _expectations(gx, frame: pd.DataFrame, feature_columns: Sequence[str]) -> list:
+    """The expectations: which columns, their types, nulls, uniqueness and value ranges."""
+    E = gx.expectations
+    ids = [c for c in OPTIONAL_IDS if c in frame.columns]
+    outcome_only = [c for c in OUTCOME_ONLY if c in frame.columns]
+    expectations = [E.ExpectTableRowCountToBeBetween(min_value=1)]
+    for col in (*REQUIRED, *ids, *outcome_only):
+        expectations += [E.ExpectColumnToExist(column=col), E.ExpectColumnValuesToNotBeNull(column=col)]
+    expectations += [
+        E.ExpectColumnValuesToBeInTypeList(column="offer_id", type_list=ID_TYPES),
+        E.ExpectColumnValuesToBeUnique(column="offer_id"),
+        E.ExpectColumnValuesToBeInTypeList(column="ts", type_list=TIME_TYPES),
+        E.ExpectColumnValuesToBeBetween(column="ts", min_value=TS_MIN, max_value=TS_MAX),
+        *_money(E, "offered_price", strict=True),
+        *_money(E, "ref_price", strict=True),
+        *_money(E, "unit_cost", strict=False),
+        E.ExpectColumnValuesToBeInTypeList(column="propensity", type_list=NUMBER_TYPES),
+        # A zero propensity would divide by zero in the off-policy weights.
+        E.ExpectColumnValuesToBeBetween(column="propensity", min_value=0, max_value=1, strict_min=True),
+        E.ExpectColumnValuesToBeInTypeList(column="converted", type_list=INT_TYPES),
+        E.ExpectColumnValuesToBeInSet(column="converted", value_set=[0, 1]),
+    ]
+    expectations += [E.ExpectColumnValuesToBeInTypeList(column=c, type_list=ID_TYPES) for c in ids]
+    for col in feature_columns:
+        expectations += [
+            E.ExpectColumnToExist(column=col),
+            E.ExpectColumnValuesToNotBeNull(column=col),
+            E.ExpectColumnValuesToBeInTypeList(column=col, type_list=FEATURE_TYPES),
+        ]
+    return expectations
+
+
+def _money(E, col: str, *, strict: bool) -> list:
+    return [E.ExpectColumnValuesToBeInTypeList(column=col, type_list=NUMBER_TYPES),
+            E.ExpectColumnValuesToBeBetween(column=col, min_value=0, max_value=PRICE_MAX, strict_min=strict)]
