@@ -15,7 +15,7 @@ DEMO_START = {
     "fraud": {"THRESHOLD": 0.6, "N_ESTIMATORS": 60},
     "pricing": {"MAX_MULTIPLIER": 1.0},  # never prices above the reference
 }
-DEMO_ROWS = {"fraud": 200_000, "pricing": 100_000}
+DEMO_ROWS = {"fraud": 200_000, "pricing": 200_000}
 SHOWN = {
     "fraud": ("net_savings", "false_decline_rate", "alert_rate", "fraud_recall", "precision", "roc_auc", "pr_auc"),
     "pricing": ("profit", "profit_ci_low", "profit_ci_high", "conversion_ratio", "price_gap_protected",

@@ -34,7 +34,7 @@ MIN_MULTIPLIER = 0.8      # tune: choice 0.8, 0.9, 1.0
 MAX_MULTIPLIER = 1.3      # tune: choice 1.0, 1.1, 1.2, 1.3
 # Expected profit is discounted by CAUTION x |multiplier - 1|: prices far from the reference
 # are estimated from fewer logged offers, so their profit is less certain.
-CAUTION = 0.0             # tune: float 0.0..1.0
+CAUTION = 0.0             # tune: float 0.0..0.3
 
 NOT_FEATURES = ("offer_id", "ts", "customer_id", "product_id", "offered_price", "propensity", "converted")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -206,3 +207,39 @@ def test_sandbox_stops_what_static_would_miss(lab, name, monkeypatch):
     assert set(failed) & {"sandbox", "output", "significance"}, failed
     if name != "os_environ.py":  # reading the (scrubbed) environment is allowed; it just holds nothing
         assert "sandbox" in failed, failed
+
+
+def test_guardrail_ratchet_over_real_loop_steps(weak_workspace, tmp_path):
+    """Lower the threshold a step at a time: each step raises the alert rate by less than the margin and is
+    kept for its savings, until the steps add up past the floor measured from the ORIGINAL baseline."""
+    from optimizer.context import load_context
+    from optimizer.experiment import run_experiment
+    from optimizer.loop import ensure_baseline
+    from optimizer.sandbox import Sandbox
+
+    root = tmp_path / "ws"
+    shutil.copytree(weak_workspace, root)
+    ctx = load_context(root)
+    chain = [rewrite(BASELINE, {"THRESHOLD": t}) for t in (0.8, 0.5, 0.25, 0.06)]
+    with Sandbox(memory_mb=2048) as sandbox:
+        ensure_baseline(ctx, sandbox)
+        base_rate = ctx.baseline().dev_metrics["alert_rate"]
+        rates = [run_experiment(ctx, sandbox, src, proposer="redteam", hypothesis="measure", keep=False)
+                 .dev_metrics["alert_rate"] for src in chain]
+        steps = np.diff([base_rate, *rates])
+        assert (steps > 0).all(), steps  # each step alerts more
+        # Every step fits the margin; the floor sits between the third and the fourth step's total.
+        margin, floor = float(steps.max()) * 1.01, float(rates[2] - base_rate + steps[3] / 2)
+        guardrails = {**ctx.config.guardrails, "alert_rate": ctx.config.guardrails["alert_rate"].model_copy(
+            update={"floor": floor, "margin": margin})}
+        # The measuring runs above are looks too; this test is about the floor, not the look correction.
+        decision = ctx.config.decision.model_copy(update={"looks": "none", "confidence": 0.9})
+        ctx.config = ctx.config.model_copy(update={"guardrails": guardrails, "decision": decision})
+        verdicts = []
+        for i, src in enumerate(chain):
+            record = run_experiment(ctx, sandbox, src, proposer="redteam", hypothesis=f"ratchet step {i + 1}")
+            verdicts.append((record.kept, {r["guard"]: r["detail"] for r in record.reasons if not r["passed"]}))
+    assert [kept for kept, _ in verdicts[:3]] == [True, True, True], verdicts
+    kept, failed = verdicts[3]
+    assert not kept and "guardrail" in failed, verdicts[3]
+    assert "original baseline" in failed["guardrail"] and "beyond the margin" not in failed["guardrail"]
