@@ -27,4 +27,4 @@ serve: $(STAMP)
 	$(BIN)/mlflow server --backend-store-uri sqlite:///mlflow/mlflow.db --default-artifact-root mlflow/artifacts --host 127.0.0.1 --port 5000
 
 clean:
-	rm -rf demo-workspace pricing-demo mlflow/mlflow.db mlflow/artifacts
+	rm -rf demo-workspace pricing-demo routing-demo mlflow/mlflow.db mlflow/artifacts

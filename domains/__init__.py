@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from domains.contract import Columns, Decisions, Domain, GuardrailSpec, ScoreReport, check_domain
 
-DOMAINS = ("fraud", "pricing")
+DOMAINS = ("fraud", "pricing", "routing")
 
 
 def get_domain(name: str) -> Domain:
@@ -17,6 +17,10 @@ def get_domain(name: str) -> Domain:
         from domains.pricing.adapter import PricingDomain
 
         return PricingDomain()
+    if name == "routing":
+        from domains.routing.adapter import RoutingDomain
+
+        return RoutingDomain()
     raise RatchetError(f"unknown domain {name!r}; available: {', '.join(DOMAINS)}.")
 
 

@@ -191,22 +191,23 @@ def _out_of_fold_encoding(series: pd.Series, y: np.ndarray, folds: int, seed: in
 
 def label_leakage(frame: pd.DataFrame, label: str, columns: Sequence[str], *, threshold: float = 0.98,
                   folds: int = 5, seed: int = 0) -> dict:
-    """Single-column predictive power for a binary label: symmetric ROC-AUC per column.
+    """Single-column predictive power for the label: symmetric ROC-AUC per column.
 
     Each column is scored by its raw value (numeric columns) and by an out-of-fold per-value label
-    mean (every column; catches ids and categories that map to the label). Returns "auc" (the
-    larger of the two), "raw_auc", "encoded_auc", "leaking" (columns with auc >= threshold, worst
-    first), "threshold" and "rows".
+    mean (every column; catches ids and categories that map to the label). A label with more than
+    two classes is taken one class against the rest, and a column's figure is its worst case over
+    the classes. Returns "auc" (the larger of the two), "raw_auc", "encoded_auc", "leaking"
+    (columns with auc >= threshold, worst first), "threshold" and "rows".
     """
     if label not in frame.columns:
         raise ValueError(f"label_leakage: label column {label!r} is not in the frame")
     y_raw = frame[label]
     if y_raw.isna().any():
         raise ValueError(f"label_leakage: label column {label!r} has {int(y_raw.isna().sum())} missing values")
-    classes = pd.unique(y_raw)
-    if len(classes) != 2:
-        raise ValueError(f"label_leakage: label column {label!r} must have exactly 2 classes; found {len(classes)}")
-    y = (y_raw == max(classes)).to_numpy(dtype=float)
+    classes = sorted(pd.unique(y_raw), key=str)
+    if len(classes) < 2:
+        raise ValueError(f"label_leakage: label column {label!r} must have at least 2 classes; found {len(classes)}")
+    targets = [classes[-1]] if len(classes) == 2 else classes
     raw_auc: dict[str, float | None] = {}
     encoded_auc: dict[str, float] = {}
     auc: dict[str, float] = {}
@@ -214,9 +215,12 @@ def label_leakage(frame: pd.DataFrame, label: str, columns: Sequence[str], *, th
         if col not in frame.columns:
             raise ValueError(f"label_leakage: column {col!r} is not in the frame")
         raw = _raw_score(frame[col])
-        raw_auc[col] = _auc(y, raw) if raw is not None else None
-        encoded_auc[col] = _auc(y, _out_of_fold_encoding(frame[col], y, folds, seed))
-        auc[col] = max(encoded_auc[col], raw_auc[col] or 0.0)
+        for target in targets:
+            y = (y_raw == target).to_numpy(dtype=float)
+            r = _auc(y, raw) if raw is not None else None
+            e = _auc(y, _out_of_fold_encoding(frame[col], y, folds, seed))
+            if col not in auc or max(e, r or 0.0) > auc[col]:
+                raw_auc[col], encoded_auc[col], auc[col] = r, e, max(e, r or 0.0)
     leaking = sorted((c for c in auc if auc[c] >= threshold), key=lambda c: -auc[c])
     return {"auc": auc, "raw_auc": raw_auc, "encoded_auc": encoded_auc, "leaking": leaking,
             "threshold": float(threshold), "rows": int(len(frame))}

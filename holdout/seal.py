@@ -85,7 +85,7 @@ def seal_holdout(directory: Path, holdout: pd.DataFrame, *, label: str, time_col
         "schema": {str(c): str(t) for c, t in holdout.dtypes.items()},
         "rows": int(len(holdout)),
         "label": label,
-        "label_rate": float(holdout[label].mean()),
+        **_label_summary(holdout[label]),
         "time_range": [str(holdout[time_col].min()), str(holdout[time_col].max())],
         "id_column": id_col,
         "canaries": canaries,
@@ -97,3 +97,13 @@ def seal_holdout(directory: Path, holdout: pd.DataFrame, *, label: str, time_col
     digest = write_manifest(directory, manifest)
     directory.chmod(0o700)
     return manifest, digest
+
+
+def _label_summary(labels: pd.Series) -> dict:
+    """A 0/1 label's positive rate; for a label with named classes, each class's share too
+    (label_rate is then the largest share)."""
+    if pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels):
+        return {"label_rate": float(labels.mean())}
+    shares = labels.astype(str).value_counts(normalize=True).sort_index()
+    return {"label_rate": float(shares.max()) if len(shares) else 0.0,
+            "label_shares": {str(k): float(v) for k, v in shares.items()}}

@@ -31,7 +31,7 @@ def _fail(exc: RatchetError) -> None:
                      "Example: ratchet init pricing -w ws --data offers.csv --map time=ts --map price=price_paid "
                      "--map propensity=p --map outcome=bought --map cost=cost --map reference=list_price")
 def init(
-    domain: str = typer.Argument(..., help="Business domain: fraud or pricing."),
+    domain: str = typer.Argument(..., help="Business domain: fraud, pricing or routing."),
     workspace: Path = typer.Option(..., "--workspace", "-w", help="Folder to create (must not exist or be empty)."),
     seed: Optional[int] = typer.Option(None, help="Seed for generated data, splits and canaries."),
     rows: Optional[int] = typer.Option(None, help="Approximate size of generated data."),
@@ -45,7 +45,8 @@ def init(
     map_: Optional[list[str]] = typer.Option(None, "--map", help="With --data: KEY=COLUMN, repeatable; maps a "
                                              "field of the domain onto your column (pricing: time, price, "
                                              "propensity, outcome, cost, reference, id, entity, product, "
-                                             "protected)."),
+                                             "protected; routing: time, team, handling, id, entity, priority, "
+                                             "subject, body)."),
     policy: Optional[Path] = typer.Option(None, help="Start from this policy.py instead of the domain's baseline."),
     config: Optional[Path] = typer.Option(None, help="Configuration YAML (default: configs/<domain>.yaml)."),
 ) -> None:
@@ -261,13 +262,13 @@ def doctor() -> None:
 
 @app.command(epilog="Example: ratchet demo --domain pricing --workspace pricing-demo")
 def demo(
-    domain: str = typer.Option("fraud", help="Business domain: fraud or pricing."),
+    domain: str = typer.Option("fraud", help="Business domain: fraud, pricing or routing."),
     workspace: Optional[Path] = typer.Option(None, "--workspace", "-w",
                                              help="Where the demo workspace lives (default: demo-workspace for "
                                                   "fraud, <domain>-demo otherwise)."),
     experiments: int = typer.Option(20, min=1, help="How many experiments the demo runs."),
-    rows: Optional[int] = typer.Option(None, help="Approximate size of the generated data (fraud 200,000; "
-                                                  "pricing 100,000)."),
+    rows: Optional[int] = typer.Option(None, help="Approximate size of the generated data (fraud and pricing "
+                                                  "200,000; routing 30,000)."),
 ) -> None:
     """Init a workspace on generated data, run a short loop, show baseline vs best and the audit."""
     from domains import DOMAINS

@@ -103,7 +103,30 @@ class PricingScoring(_Strict):
         return self
 
 
-ScoringConfig = Annotated[FraudScoring | PricingScoring, Field(discriminator="domain")]
+class RoutingScoring(_Strict):
+    """The queue simulation behind routing's score."""
+
+    domain: Literal["routing"] = "routing"
+    teams: dict[str, int] = Field(  # team -> agents working its queue in parallel
+        default_factory=lambda: {"billing": 5, "technical": 7, "accounts": 3, "logistics": 4, "returns": 4},
+        min_length=1)
+    sla_hours: dict[str, float] = Field(default_factory=lambda: {"urgent": 2.0, "high": 8.0, "normal": 24.0,
+                                                                 "low": 72.0})
+    priority_weight: dict[str, float] = Field(default_factory=lambda: {"urgent": 4.0, "high": 2.0, "normal": 1.0,
+                                                                       "low": 0.5})
+    triage_minutes: float = Field(10.0, ge=0)  # the wrong team's time spent before handing a ticket on
+    reassign_minutes: float = Field(30.0, ge=0)  # delay before a misrouted ticket reaches the right queue
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RoutingScoring":
+        if any(a < 1 for a in self.teams.values()):
+            raise ValueError(f"every team needs at least one agent, got {self.teams}")
+        if set(self.sla_hours) != set(self.priority_weight):
+            raise ValueError("sla_hours and priority_weight must name the same priorities")
+        return self
+
+
+ScoringConfig = Annotated[FraudScoring | PricingScoring | RoutingScoring, Field(discriminator="domain")]
 
 
 class AgentPrices(_Strict):
@@ -142,7 +165,7 @@ class StaticConfig(_Strict):
 
 
 class RunConfig(_Strict):
-    domain: Literal["fraud", "pricing"] = "fraud"
+    domain: Literal["fraud", "pricing", "routing"] = "fraud"
     seed: int = 0
     data: DataConfig = DataConfig()
     split: SplitConfig = SplitConfig()

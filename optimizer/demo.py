@@ -14,12 +14,15 @@ from optimizer.errors import RatchetError
 DEMO_START = {
     "fraud": {"THRESHOLD": 0.6, "N_ESTIMATORS": 60},
     "pricing": {"MAX_MULTIPLIER": 1.0},  # never prices above the reference
+    "routing": {"C": 0.01, "SUBJECT_WEIGHT": 1, "OUTAGE_RULE": False},  # a timid text model, no rule
 }
-DEMO_ROWS = {"fraud": 200_000, "pricing": 200_000}
+DEMO_ROWS = {"fraud": 200_000, "pricing": 200_000, "routing": 30_000}
 SHOWN = {
     "fraud": ("net_savings", "false_decline_rate", "alert_rate", "fraud_recall", "precision", "roc_auc", "pr_auc"),
     "pricing": ("profit", "profit_ci_low", "profit_ci_high", "conversion_ratio", "price_gap_protected",
                 "extreme_price_share", "ess_share", "supported_share", "mean_price_ratio"),
+    "routing": ("weighted_resolution_hours", "mean_resolution_hours", "first_team_resolution_rate", "sla_compliance",
+                "high_priority_misroute_rate", "max_team_utilization", "tier_resolution_gap"),
 }
 
 

@@ -202,8 +202,9 @@ def _judge(ctx: Context, run: _Run, source: str, values: dict[str, np.ndarray], 
     # gated gain (no sum of per-step answers whose errors would add up).
     reference = ctx.reference()
     ref_dev, ref_hold = state_scores(ctx, reference, "reference")
-    answer = ask_gate(ctx, dev_gain=dev.value - ref_dev.value, holdout_gain=hold.value - ref_hold.value,
-                      entries=entries)
+    sign = 1.0 if ctx.domain.higher_is_better else -1.0  # a gain is an improvement either way
+    answer = ask_gate(ctx, dev_gain=sign * (dev.value - ref_dev.value),
+                      holdout_gain=sign * (hold.value - ref_hold.value), entries=entries)
     return dev, {**answer, "to_beat": champion.reported - reference.reported, "reference": reference.experiment}
 
 

@@ -18,18 +18,28 @@ def _isolated_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
 
 
+def _sealed(tmp_path_factory, name: str, domain: str, overrides: dict, start: str | None = None) -> Path:
+    """A workspace sealed once per test process, with its own MLflow store, from `start` if given."""
+    from optimizer.initialize import init_workspace
+
+    base = tmp_path_factory.mktemp(name)
+    policy = None
+    if start is not None:
+        policy = base / "start.py"
+        policy.write_text(start)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{base / 'mlflow.db'}"
+    try:
+        return init_workspace(domain, base / "ws", policy_file=policy,
+                              overrides={"seal.canaries": 4, **overrides}).workspace.root
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
 @pytest.fixture(scope="session")
 def small_workspace(tmp_path_factory) -> Path:
     """One sealed fraud workspace on small generated data, built once per test process."""
-    from optimizer.initialize import init_workspace
+    return _sealed(tmp_path_factory, "ws-shared", "fraud", {"data.rows": 30_000})
 
-    base = tmp_path_factory.mktemp("ws-shared")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{base / 'mlflow.db'}"
-    try:
-        result = init_workspace("fraud", base / "ws", overrides={"data.rows": 30_000, "seal.canaries": 4})
-    finally:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    return result.workspace.root
 
 
 BASELINE = (Path(__file__).resolve().parents[1] / "domains" / "fraud" / "policy.py").read_text()
@@ -40,17 +50,7 @@ LOOSE = {"alert_rate": {"floor": 0.05, "margin": 0.05}, "false_decline_rate": {"
 @pytest.fixture(scope="session")
 def weak_workspace(tmp_path_factory) -> Path:
     """Starts from a deliberately weak champion, so the shipped baseline is an honest improvement."""
-    from optimizer.initialize import init_workspace
-
-    base = tmp_path_factory.mktemp("weak")
-    (base / "weak.py").write_text(WEAK)
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{base / 'mlflow.db'}"
-    try:
-        res = init_workspace("fraud", base / "ws", policy_file=base / "weak.py",
-                             overrides={"data.rows": 30_000, "seal.canaries": 4, "guardrails": LOOSE})
-    finally:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    return res.workspace.root
+    return _sealed(tmp_path_factory, "weak", "fraud", {"data.rows": 30_000, "guardrails": LOOSE}, WEAK)
 
 
 
@@ -63,14 +63,14 @@ PRICING_WEAK = rewrite(PRICING_BASELINE, {"MAX_MULTIPLIER": 1.0})  # never above
 def pricing_workspace(tmp_path_factory) -> Path:
     """A sealed pricing workspace whose champion never prices above the reference: the shipped baseline
     is an honest improvement over it."""
-    from optimizer.initialize import init_workspace
+    return _sealed(tmp_path_factory, "pricing", "pricing", {"data.rows": 60_000}, PRICING_WEAK)
 
-    base = tmp_path_factory.mktemp("pricing")
-    (base / "weak.py").write_text(PRICING_WEAK)
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{base / 'mlflow.db'}"
-    try:
-        res = init_workspace("pricing", base / "ws", policy_file=base / "weak.py",
-                             overrides={"data.rows": 60_000, "seal.canaries": 4})
-    finally:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    return res.workspace.root
+
+ROUTING_BASELINE = (Path(__file__).resolve().parents[1] / "domains" / "routing" / "policy.py").read_text()
+ROUTING_WEAK = rewrite(ROUTING_BASELINE, {"C": 0.01, "SUBJECT_WEIGHT": 1, "OUTAGE_RULE": False})
+
+
+@pytest.fixture(scope="session")
+def routing_workspace(tmp_path_factory) -> Path:
+    """A sealed routing workspace whose champion is a timid text model: the shipped baseline beats it."""
+    return _sealed(tmp_path_factory, "routing", "routing", {"data.rows": 20_000}, ROUTING_WEAK)

@@ -11,6 +11,7 @@ import pytest
 
 from optimizer.proposers._tunables import rewrite
 from tests.conftest import BASELINE, WEAK
+from tests.redteam._lab import judge, open_lab
 
 POLICIES = Path(__file__).parent / "policies"
 
@@ -37,31 +38,9 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def lab(weak_workspace, tmp_path_factory):
-    """A copy of the weak workspace with its baseline evaluated, and one warm sandbox."""
-    from optimizer.context import load_context
-    from optimizer.loop import ensure_baseline
-    from optimizer.sandbox import Sandbox
+    with open_lab(weak_workspace, tmp_path_factory.mktemp("redteam") / "ws") as lab:
+        yield lab
 
-    root = tmp_path_factory.mktemp("redteam") / "ws"
-    shutil.copytree(weak_workspace, root)
-    ctx = load_context(root)
-    ctx.config = ctx.config.model_copy(update={"sandbox": ctx.config.sandbox.model_copy(
-        update={"budget_s": 90.0, "memory_mb": 2048})})
-    with Sandbox(memory_mb=ctx.config.sandbox.memory_mb) as sandbox:
-        ensure_baseline(ctx, sandbox)
-        yield ctx, sandbox
-
-
-def _judge(lab, source: str, hypothesis: str = "attempt"):
-    from optimizer.experiment import run_experiment
-
-    ctx, sandbox = lab
-    before = ctx.ws.head()
-    record = run_experiment(ctx, sandbox, source, proposer="redteam", hypothesis=hypothesis)
-    failed = {r["guard"]: r["detail"] for r in record.reasons if not r["passed"]}
-    if not record.kept:
-        assert ctx.ws.head() == before and ctx.ws.policy.read_text() == ctx.ws.champion_source()
-    return record, failed
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -71,7 +50,7 @@ def test_attempt_is_caught_by_its_guard(lab, name):
     if name == "sleep_past_budget.py":  # a short budget keeps the suite fast; others get room on a busy host
         ctx.config = config.model_copy(update={"sandbox": config.sandbox.model_copy(update={"budget_s": 5.0})})
     try:
-        record, failed = _judge(lab, (POLICIES / name).read_text(), name)
+        record, failed = judge(lab, (POLICIES / name).read_text(), name)
     finally:
         ctx.config = config
     assert not record.kept
@@ -79,7 +58,7 @@ def test_attempt_is_caught_by_its_guard(lab, name):
 
 
 def test_fake_metric_lines_do_not_reach_the_metrics(lab):
-    record, _ = _judge(lab, (POLICIES / "fake_metric_lines.py").read_text())
+    record, _ = judge(lab, (POLICIES / "fake_metric_lines.py").read_text())
     assert record.dev_metrics["net_savings"] != 99.0
     trace = (lab[0].ws.experiments / record.experiment / "trace.json").read_text()
     assert "net_savings: 99.0" in trace  # fit output is kept for the trace, and nothing more
@@ -89,7 +68,7 @@ def test_memorised_holdout_ids_are_contamination(lab):
     ctx, _ = lab
     ids = ctx.holdout.loc[ctx.holdout.is_fraud == 1, "tx_id"].head(40).tolist()
     source = BASELINE.replace("def decide(model, rows):", f"KNOWN = {ids!r}\n\n\ndef decide(model, rows):", 1)
-    record, failed = _judge(lab, source)
+    record, failed = judge(lab, source)
     assert not record.kept and "contamination" in failed
 
 
@@ -97,14 +76,14 @@ def test_canary_in_source_is_contamination(lab):
     ctx, _ = lab
     canary = ctx.manifest["canaries"][0]
     source = BASELINE + f"\n# seen in a data dump: {canary}\n"
-    record, failed = _judge(lab, source)
+    record, failed = judge(lab, source)
     assert not record.kept and "contamination" in failed and canary not in failed["contamination"]
 
 
 def _champion_is_baseline(lab) -> None:
     ctx, _ = lab
     if ctx.ws.champion_source() != BASELINE:
-        record, failed = _judge(lab, BASELINE, "the full baseline model")
+        record, failed = judge(lab, BASELINE, "the full baseline model")
         assert record.kept, failed
 
 
@@ -118,7 +97,7 @@ def decide(model, rows):
     scores = _honest_decide(model, rows)
     return np.where(rows["amount"].to_numpy() >= 220.0, 0.0, scores)
 '''
-    record, failed = _judge(lab, sabotage)
+    record, failed = judge(lab, sabotage)
     assert not record.kept and "segment" in failed and "amount_band" in failed["segment"]
 
 
@@ -127,7 +106,7 @@ def test_editing_outside_policy_is_integrity(lab):
     original = ctx.ws.config.read_text()
     ctx.ws.config.write_text(original.replace("min_effect: 0.0", "min_effect: -1.0"))
     try:
-        record, failed = _judge(lab, BASELINE)
+        record, failed = judge(lab, BASELINE)
         assert not record.kept and "integrity" in failed and "ratchet.yaml" in failed["integrity"]
     finally:
         ctx.ws.config.write_text(original)
@@ -136,7 +115,7 @@ def test_editing_outside_policy_is_integrity(lab):
 def test_honest_improvement_is_kept_and_seed_only_change_is_not(lab):
     _champion_is_baseline(lab)
     reseeded = BASELINE.replace("SEED = 0", "SEED = 7")
-    record, failed = _judge(lab, reseeded, "seed only")
+    record, failed = judge(lab, reseeded, "seed only")
     assert not record.kept and "significance" in failed
 
 
@@ -149,7 +128,7 @@ def test_tampered_holdout_mid_loop_is_integrity(lab):
         frame = pd.read_parquet(path)
         frame.loc[frame.index[frame.is_fraud == 1][:20], "is_fraud"] = 0  # hide the hard cases
         frame.to_parquet(path, index=False)
-        record, failed = _judge(lab, rewrite(BASELINE, {"THRESHOLD": 0.25}))
+        record, failed = judge(lab, rewrite(BASELINE, {"THRESHOLD": 0.25}))
         assert not record.kept and "integrity" in failed and "holdout.parquet" in failed["integrity"]
     finally:
         path.write_bytes(original)
@@ -167,7 +146,7 @@ def test_rewritten_manifest_mid_loop_is_integrity(lab):
         manifest = json.loads(original)
         manifest["label_rate"] = 0.5
         path.write_text(json.dumps(manifest))
-        record, failed = _judge(lab, rewrite(BASELINE, {"THRESHOLD": 0.25}))
+        record, failed = judge(lab, rewrite(BASELINE, {"THRESHOLD": 0.25}))
         assert not record.kept and "MANIFEST.json" in failed["integrity"]
     finally:
         path.write_text(original)
@@ -184,7 +163,7 @@ def test_forged_ledger_seal_mid_loop_is_integrity(lab):
                 [ctx.manifest_sha256, "0" * 64])
     con.close()
     try:
-        record, failed = _judge(lab, rewrite(BASELINE, {"THRESHOLD": 0.25}))
+        record, failed = judge(lab, rewrite(BASELINE, {"THRESHOLD": 0.25}))
         assert not record.kept and "ledger" in failed["integrity"]
     finally:
         con = duckdb.connect(str(ctx.ws.ledger))
@@ -202,7 +181,7 @@ def test_sandbox_stops_what_static_would_miss(lab, name, monkeypatch):
     from guards import GuardResult
 
     monkeypatch.setattr(guards.static, "scan", lambda *a, **k: GuardResult("static", True, "scan skipped by the test"))
-    record, failed = _judge(lab, (POLICIES / name).read_text(), name)
+    record, failed = judge(lab, (POLICIES / name).read_text(), name)
     assert not record.kept
     assert set(failed) & {"sandbox", "output", "significance"}, failed
     if name != "os_environ.py":  # reading the (scrubbed) environment is allowed; it just holds nothing

@@ -5,11 +5,10 @@ The attempts are the ways a pricing loop games an off-policy metric: prices the 
 attribute, extreme prices, and conversion traded away for margin."""
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
 from tests.conftest import PRICING_BASELINE, PRICING_WEAK
+from tests.redteam._lab import judge, open_lab
 
 HONEST = PRICING_BASELINE.replace("def decide(model, rows):", "def _baseline_decide(model, rows):", 1)
 
@@ -43,30 +42,9 @@ ATTEMPTS = {
 
 @pytest.fixture(scope="module")
 def pricing_lab(pricing_workspace, tmp_path_factory):
-    from optimizer.context import load_context
-    from optimizer.loop import ensure_baseline
-    from optimizer.sandbox import Sandbox
+    with open_lab(pricing_workspace, tmp_path_factory.mktemp("redteam-pricing") / "ws") as lab:
+        yield lab
 
-    root = tmp_path_factory.mktemp("redteam-pricing") / "ws"
-    shutil.copytree(pricing_workspace, root)
-    ctx = load_context(root)
-    ctx.config = ctx.config.model_copy(update={"sandbox": ctx.config.sandbox.model_copy(
-        update={"budget_s": 90.0, "memory_mb": 2048})})
-    with Sandbox(memory_mb=ctx.config.sandbox.memory_mb) as sandbox:
-        ensure_baseline(ctx, sandbox)
-        yield ctx, sandbox
-
-
-def _judge(lab, source: str, hypothesis: str):
-    from optimizer.experiment import run_experiment
-
-    ctx, sandbox = lab
-    before = ctx.ws.head()
-    record = run_experiment(ctx, sandbox, source, proposer="redteam", hypothesis=hypothesis)
-    failed = {r["guard"]: r["detail"] for r in record.reasons if not r["passed"]}
-    if not record.kept:
-        assert ctx.ws.head() == before
-    return record, failed
 
 
 def test_honest_pricing_gain_is_kept(pricing_lab):
@@ -74,7 +52,7 @@ def test_honest_pricing_gain_is_kept(pricing_lab):
     (First in the file: each experiment is one more look, and the significance level tightens with looks.)"""
     ctx, _ = pricing_lab
     assert ctx.ws.champion_source() == PRICING_WEAK
-    record, failed = _judge(pricing_lab, PRICING_BASELINE, "allow prices up to 1.3 x reference")
+    record, failed = judge(pricing_lab, PRICING_BASELINE, "allow prices up to 1.3 x reference")
     assert record.kept, failed
     assert record.dev_metrics["profit"] > ctx.baseline().dev_metrics["profit"]
     assert ctx.ws.champion_source() == PRICING_BASELINE
@@ -83,15 +61,15 @@ def test_honest_pricing_gain_is_kept(pricing_lab):
 @pytest.mark.parametrize("name", sorted(ATTEMPTS))
 def test_pricing_attempt_is_caught_by_its_guard(pricing_lab, name):
     body, guard = ATTEMPTS[name]
-    record, failed = _judge(pricing_lab, _override(body), name)
+    record, failed = judge(pricing_lab, _override(body), name)
     assert not record.kept
     assert guard in failed, f"{name}: expected guard {guard!r}, failed: {failed}"
 
 
 def test_guardrail_failures_name_the_rule(pricing_lab):
-    _, failed = _judge(pricing_lab, _override(ATTEMPTS["proxy_surcharge"][0]), "proxy surcharge")
+    _, failed = judge(pricing_lab, _override(ATTEMPTS["proxy_surcharge"][0]), "proxy surcharge")
     assert "price_gap_protected" in failed["guardrail"]
-    _, failed = _judge(pricing_lab, _override(ATTEMPTS["extreme_premium"][0]), "extreme")
+    _, failed = judge(pricing_lab, _override(ATTEMPTS["extreme_premium"][0]), "extreme")
     assert "extreme_price_share" in failed["guardrail"]
-    _, failed = _judge(pricing_lab, _override(ATTEMPTS["conversion_collapse"][0]), "collapse")
+    _, failed = judge(pricing_lab, _override(ATTEMPTS["conversion_collapse"][0]), "collapse")
     assert "conversion_ratio" in failed["guardrail"]

@@ -1,0 +1,143 @@
+"""The support-routing domain's scorer side (locked: a candidate never sees or edits this file).
+
+A policy names a team per ticket; the scorer replays the evaluated stream through a queue
+simulation (queue.py) with the configured agents per team. Primary: SLA-weighted mean time to
+resolution in hours (lower is better; urgent tickets weigh most). Guardrails: no team's
+utilization above a bound (dumping tickets on one team fails), the high-priority misroute rate,
+and the gap in resolution time between customer tiers.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from domains.contract import Columns, Decisions, Domain, GuardrailSpec, ScoreReport
+from domains.routing.queue import simulate
+
+HIGH = ("high", "urgent")
+
+
+class RoutingDomain(Domain):
+    name = "routing"
+    columns = Columns(
+        id="ticket_id",
+        time="ts",
+        label="resolved_by",
+        decision_time=("ticket_id", "ts", "customer_id", "channel", "tier", "product", "priority", "subject", "body"),
+        outcome_only=("handling_minutes", "issue_type"),
+        entity="customer_id",
+    )
+    primary = "weighted_resolution_hours"
+    higher_is_better = False
+    guardrails = (
+        GuardrailSpec("max_team_utilization", higher_is_better=False, floor=None, margin=None, limit=0.9),
+        GuardrailSpec("high_priority_misroute_rate", higher_is_better=False, floor=None, margin=0.05, limit=0.3),
+        GuardrailSpec("tier_resolution_gap", higher_is_better=False, floor=None, margin=None, limit=1.0),
+    )
+
+    # --- data -------------------------------------------------------------------------------
+    def generate(self, seed: int, size: int) -> pd.DataFrame:
+        from domains.routing.data import generate
+
+        return generate(seed, size)
+
+    def load(self, file: Path, mapping: Mapping[str, str]) -> pd.DataFrame:
+        from domains.routing.importer import load
+
+        return load(Path(file), mapping)
+
+    def check_contract(self, frame: pd.DataFrame, *, source: str) -> None:
+        from domains.routing.expectations import check_contract
+
+        check_contract(frame, source=source)
+
+    # --- scoring ----------------------------------------------------------------------------
+    def prepared(self, train: pd.DataFrame, params: Mapping[str, Any]) -> "RoutingDomain":
+        unknown = sorted(set(train["resolved_by"].astype(str)) - set(params["teams"]))
+        if unknown:
+            from optimizer.errors import RatchetError
+
+            raise RatchetError(f"scoring.teams has no entry for team(s) {', '.join(unknown)} found in the "
+                               "resolved_by column; add them with their number of agents to the config")
+        return self
+
+    def check_decisions(self, decisions: Decisions, rows: pd.DataFrame, params: Mapping[str, Any]) -> str | None:
+        values, n_rows = decisions.values, len(rows)
+        if values.ndim != 1 or len(values) != n_rows:
+            return f"decide() returned {values.shape} values for {n_rows} rows; expected one team name per row"
+        if values.dtype.kind != "U":
+            return f"decide() returned values of type {values.dtype}; expected team names (strings)"
+        teams = set(params["teams"])
+        bad = ~np.isin(values, list(teams))
+        if bad.any():
+            i = int(np.argmax(bad))
+            return (f"decide() returned {int(bad.sum())} names that are not teams (row {i}: {str(values[i])!r}); "
+                    f"teams: {', '.join(sorted(teams))} (scoring.teams)")
+        return None
+
+    def _simulate(self, rows: pd.DataFrame, routed: np.ndarray, params: Mapping[str, Any]):
+        hours = (rows["ts"] - rows["ts"].min()).dt.total_seconds().to_numpy() / 3600.0 if len(rows) else np.zeros(0)
+        return simulate(hours, routed, rows["resolved_by"].astype(str).to_numpy(),
+                        rows["handling_minutes"].to_numpy(dtype=float) / 60.0, dict(params["teams"]),
+                        triage_hours=params["triage_minutes"] / 60.0, reassign_hours=params["reassign_minutes"] / 60.0)
+
+    def score(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any], *,
+              detail: bool = True) -> ScoreReport:
+        routed = np.asarray(decisions.values).astype(str)
+        sim = self._simulate(rows, routed, params)
+        # Imported histories may lack a priority: every ticket then counts as normal.
+        priority = rows["priority"].astype(str).to_numpy() if "priority" in rows.columns else np.full(len(rows), "normal")
+        weight = pd.Series(priority).map(params["priority_weight"]).fillna(1.0).to_numpy(dtype=float)
+        contrib = weight * sim.resolution_hours
+        right = routed == rows["resolved_by"].astype(str).to_numpy()
+        high = np.isin(priority, HIGH)
+        sla = pd.Series(priority).map(params["sla_hours"]).fillna(np.inf).to_numpy(dtype=float)
+        span = max(sim.span_hours, 1e-9)
+        utilization = {t: sim.busy_hours[t] / (n * span) for t, n in params["teams"].items()}
+        tiers = pd.Series(sim.resolution_hours).groupby(rows["tier"].astype(str).to_numpy()).mean() \
+            if "tier" in rows.columns and len(rows) else pd.Series(dtype=float)
+        metrics = {
+            "weighted_resolution_hours": float(contrib.mean()) if len(rows) else 0.0,
+            "mean_resolution_hours": float(sim.resolution_hours.mean()) if len(rows) else 0.0,
+            "first_team_resolution_rate": float(right.mean()) if len(rows) else 0.0,
+            "sla_compliance": float((sim.resolution_hours <= sla).mean()) if len(rows) else 0.0,
+            "high_priority_misroute_rate": float((~right[high]).mean()) if high.any() else 0.0,
+            "max_team_utilization": float(max(utilization.values())) if utilization else 0.0,
+            "tier_resolution_gap": float(tiers.max() / tiers.min() - 1.0) if len(tiers) > 1 and tiers.min() > 0 else 0.0,
+        }
+        if detail:
+            metrics.update({f"utilization_{t}": float(u) for t, u in utilization.items()})
+            metrics.update({f"sla_compliance_{p}": float((sim.resolution_hours[priority == p] <= sla[priority == p]).mean())
+                            for p in params["sla_hours"] if (priority == p).any()})
+        segments: dict[str, dict[str, dict[str, float]]] = {}
+        for family, labels in (self.segment_of(rows) if detail else {}).items():
+            segments[family] = {str(seg): {"n": float((labels == seg).sum()),
+                                           "weighted_resolution_hours": float(contrib[labels == seg].mean()),
+                                           "first_team_resolution_rate": float(right[labels == seg].mean())}
+                                for seg in sorted(set(labels))}
+        return ScoreReport(self.primary, self.higher_is_better, metrics, contrib, segments)
+
+    def segment_of(self, rows: pd.DataFrame) -> Mapping[str, np.ndarray]:
+        return {c: rows[c].astype("string").fillna("(missing)").to_numpy(dtype=object).astype(str)
+                for c in ("priority", "channel", "tier") if c in rows.columns}
+
+    def trace(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any], limit: int = 20,
+              report: ScoreReport | None = None) -> dict:
+        report = report or self.score(rows, decisions, params)
+        routed = np.asarray(decisions.values).astype(str)
+        truth = rows["resolved_by"].astype(str).to_numpy()
+        wrong = rows.loc[routed != truth, ["ticket_id", "priority", "channel", "subject", "body"]].assign(
+            routed_to=routed[routed != truth], resolved_by=truth[routed != truth],
+            weighted_hours=report.contributions[routed != truth])
+        confusion = pd.crosstab(pd.Series(truth, name="resolved_by"), pd.Series(routed, name="routed_to"))
+        return {
+            "metrics": dict(report.metrics),
+            "segments": {f: dict(s) for f, s in report.segments.items()},
+            "confusion": {r: {c: int(v) for c, v in row.items()} for r, row in confusion.iterrows()},
+            "costliest_misroutes": wrong.sort_values("weighted_hours", ascending=False).head(limit)
+            .to_dict(orient="records"),
+            "counts": {"rows": int(len(rows)), "misrouted": int((routed != truth).sum())},
+        }
