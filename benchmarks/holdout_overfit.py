@@ -19,7 +19,7 @@ Arms (same candidates, same workspace seed):
   Ladder-rounded.
 - default: ratchet's shipped configuration (Thresholdout gate, confidence 0.95 with alpha spending).
 
-    .venv/bin/python benchmarks/holdout_overfit.py [--experiments 100] [--rows 20000] [--seeds 0 1 2 3 4]
+    .venv/bin/python benchmarks/holdout_overfit.py [--experiments 100] [--rows 30000] [--seeds 0 1 2 3 4]
         [--candidates noise|optuna] [--threshold T]
 """
 from __future__ import annotations
@@ -123,7 +123,7 @@ def run_arm(root: Path, arm: str, seed: int, args) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--experiments", type=int, default=100)
-    ap.add_argument("--rows", type=int, default=20_000)
+    ap.add_argument("--rows", type=int, default=30_000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--candidates", choices=("noise", "optuna"), default="noise")
     ap.add_argument("--threshold", type=float, default=None, help="gate.threshold (default: the config's)")
