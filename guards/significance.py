@@ -12,6 +12,11 @@ to keep noise. The confidence is tightened with the look number k (1 for the fir
   pure-noise candidate stays below alpha however long the loop runs.
 - "bonferroni": alpha_k = alpha / k. Looser per look, but its sum grows like log k, so it only
   controls the error for a run that stops at k looks.
+
+Training randomness: resampling rows treats both models as fixed, so a change of random seed can
+look significant on one dev sample. `model_sd` (how much the champion's dev score moves when it is
+refitted, see optimizer/experiment.py) widens the bound: a difference of two fits carries
+sqrt(2) x model_sd of noise the rows cannot show.
 """
 from __future__ import annotations
 
@@ -44,7 +49,8 @@ def adjusted_alpha(confidence: float, looks: int, rule: str = "spending") -> flo
 
 def paired_bootstrap(candidate: np.ndarray, champion: np.ndarray, *, higher_is_better: bool, min_effect: float,
                      confidence: float, n_boot: int = 2000, seed: int, looks: int = 1,
-                     alpha_spending: str = "spending", metric: str = "the primary metric") -> GuardResult:
+                     alpha_spending: str = "spending", metric: str = "the primary metric",
+                     model_sd: float = 0.0) -> GuardResult:
     """Keep a gain only when its lower confidence bound, after the look adjustment, beats min_effect."""
     alpha = adjusted_alpha(confidence, looks, alpha_spending)
     cand = np.asarray(candidate, dtype=float)
@@ -66,15 +72,19 @@ def paired_bootstrap(candidate: np.ndarray, champion: np.ndarray, *, higher_is_b
     se = float(diff.std(ddof=1) / math.sqrt(len(diff)))
     z = float(stats.norm.isf(alpha))
     lower, upper = min(boot_lower, mean - z * se), max(boot_upper, mean + z * se)
+    model_noise = z * math.sqrt(2.0) * max(float(model_sd), 0.0)
+    if model_noise > 0:  # row noise and refit noise add in variance
+        lower, upper = mean - math.hypot(mean - lower, model_noise), mean + math.hypot(upper - mean, model_noise)
     passed = bool(lower > min_effect)
     figures = {
         "metric": metric, "mean_diff": mean, "lower": lower, "upper": upper,
         "lower_bootstrap": boot_lower, "lower_normal": mean - z * se, "confidence_used": 1.0 - alpha,
         "n": int(len(diff)), "p_value": float(np.mean(means <= min_effect)), "min_effect": float(min_effect),
         "looks": int(looks), "alpha_spending": alpha_spending, "n_boot": int(n_boot), "seed": int(seed),
+        "model_sd": float(model_sd),
     }
     conf = f"{100 * (1 - alpha):.4g}%"
-    how = f"look {looks}, {alpha_spending} adjustment"
+    how = f"look {looks}, {alpha_spending} adjustment" + (f", refit noise {model_sd:.4g}" if model_sd > 0 else "")
     if passed:
         detail = (f"{metric} gained {mean:+.6g} per row over the champion on {len(diff)} paired rows; lower {conf} "
                   f"bound {lower:+.6g} clears the minimum effect {min_effect:g} ({how})")

@@ -30,6 +30,7 @@ class PolicyState:
     dev_metrics: dict[str, float]
     reported: float  # holdout-gated gain over the original baseline (the gate's answer when it was kept)
     seal: str = ""  # the manifest its holdout decisions were made on (stale after a reseal)
+    refit_sd: float = 0.0  # std of its dev primary metric over refits on subsamples of train
 
     def decisions(self, which: str) -> Decisions:
         return Decisions(self.dev if which == "dev" else self.holdout, self.constants)
@@ -39,7 +40,8 @@ class PolicyState:
         np.save(folder / "dev.npy", self.dev, allow_pickle=False)
         np.save(folder / "holdout.npy", self.holdout, allow_pickle=False)
         meta = {"experiment": self.experiment, "commit": self.commit, "constants": self.constants,
-                "dev_metrics": self.dev_metrics, "reported": self.reported, "seal": self.seal}
+                "dev_metrics": self.dev_metrics, "reported": self.reported, "seal": self.seal,
+                "refit_sd": self.refit_sd}
         (folder / "state.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
 
     @classmethod
@@ -49,7 +51,7 @@ class PolicyState:
         meta = json.loads((folder / "state.json").read_text())
         return cls(meta["experiment"], meta["commit"], np.load(folder / "dev.npy", allow_pickle=False),
                    np.load(folder / "holdout.npy", allow_pickle=False), meta["constants"], meta["dev_metrics"],
-                   meta["reported"], meta.get("seal", ""))
+                   meta["reported"], meta.get("seal", ""), float(meta.get("refit_sd", 0.0)))
 
 
 @dataclass

@@ -154,6 +154,31 @@ def baseline_state(ctx: Context, sandbox: Any, source: str, commit: str) -> tupl
     return state, run
 
 
+def refit_spread(ctx: Context, sandbox: Any, source: str) -> float:
+    """How much a policy's dev score moves from training randomness: the std over `decision.refits` fits on
+    seeded 90 % subsamples of train (time order kept). 0 when disabled or when a refit fails."""
+    n = ctx.config.decision.refits
+    if n < 2:
+        return 0.0
+    budget = ctx.config.sandbox.budget_s
+    dev_view = ctx.domain.policy_view(ctx.dev, with_label=False)
+    params = ctx.config.scoring.model_dump()
+    values = []
+    for k in range(n):
+        sample = ctx.train.sample(frac=0.9, random_state=ctx.config.seed * 1000 + k).sort_index()
+        fitted = sandbox.fit(source, ctx.domain.policy_view(sample, with_label=True), budget_s=budget)
+        if fitted.status != "ok":
+            return 0.0
+        decided = sandbox.decide(source, fitted.model, {"dev": dev_view}, budget_s=budget,
+                                 constants=ctx.domain.constants)
+        if decided.status != "ok" or ctx.domain.check_decisions(
+                Decisions(decided.decisions["dev"], decided.constants), dev_view, params):
+            return 0.0
+        values.append(ctx.domain.score(ctx.dev, Decisions(decided.decisions["dev"], decided.constants), params,
+                                       detail=False).value)
+    return float(np.std(values, ddof=1))
+
+
 def _judge(ctx: Context, run: _Run, source: str, values: dict[str, np.ndarray], constants: dict[str, Any],
            champion: PolicyState, baseline: PolicyState, looks: int, number: int,
            entries: list) -> tuple[ScoreReport, dict | None]:
@@ -172,7 +197,8 @@ def _judge(ctx: Context, run: _Run, source: str, values: dict[str, np.ndarray], 
     higher = ctx.domain.higher_is_better
     run.add(paired_bootstrap(dev.contributions, champ_dev.contributions, higher_is_better=higher,
                              min_effect=d.min_effect, confidence=d.confidence, n_boot=d.bootstrap,
-                             seed=ctx.config.seed + number, looks=looks, alpha_spending=d.looks))
+                             seed=ctx.config.seed + number, looks=looks, alpha_spending=d.looks,
+                             model_sd=champion.refit_sd))
     run.add(check_guardrails(dict(dev.metrics), dict(champ_dev.metrics), baseline.dev_metrics, guardrail_specs(ctx)))
     if ctx.domain.off_policy:
         from guards.support import check_support
@@ -312,8 +338,12 @@ def run_experiment(ctx: Context, sandbox: Any, source: str, *, proposer: str, hy
         metrics_txt = " ".join(f"{k}={dev_metrics[k]:.4f}" for k in (ctx.domain.primary,
                                                                      *(g.metric for g in ctx.domain.guardrails)))
         commit = ws.keep(f"{exp_id}: keep ({hypothesis or 'no hypothesis'}) {metrics_txt}")
+        t0 = time.perf_counter()
+        spread = refit_spread(ctx, sandbox, source)  # the next candidates are judged against this champion
+        run.timings["refit"] = time.perf_counter() - t0
         PolicyState(exp_id, commit, values["dev"], values["holdout"], constants, dev_metrics,
-                    ctx.reference().reported + float(answer["answer"]), ctx.manifest_sha256).save(ctx.champion_dir)
+                    ctx.reference().reported + float(answer["answer"]), ctx.manifest_sha256,
+                    spread).save(ctx.champion_dir)
     elif not integrity:
         ws.revert()
     crashed = any(r.name in ("sandbox", "static", "output") and not r.passed for r in run.results)

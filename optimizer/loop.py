@@ -5,6 +5,7 @@ commit and a later `ratchet run` resumes (the ledger numbers experiments, the st
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from typing import Any, Callable
 
 from optimizer.context import Context, PolicyState, load_context
 from optimizer.errors import RatchetError
-from optimizer.experiment import ExperimentRecord, baseline_state, run_experiment
+from optimizer.experiment import ExperimentRecord, baseline_state, refit_spread, run_experiment
 from optimizer.proposers import ProposalContext, Proposer
 
 
@@ -45,9 +46,10 @@ def ensure_baseline(ctx: Context, sandbox: Any, tracker: Any = None) -> PolicySt
         return state
     source = ctx.ws.champion_source()
     state, run = baseline_state(ctx, sandbox, source, ctx.ws.head())
+    state = dataclasses.replace(state, refit_sd=refit_spread(ctx, sandbox, source))
     state.save(ctx.baseline_dir)
     state.save(ctx.champion_dir)
-    ctx.ledger.append("baseline", {"commit": state.commit, "dev_metrics": state.dev_metrics,
+    ctx.ledger.append("baseline", {"commit": state.commit, "dev_metrics": state.dev_metrics, "refit_sd": state.refit_sd,
                                    "fit": run.fit, "seconds": run.timings})
     if tracker is not None:
         nested = tracker.mlflow.active_run() is not None
@@ -60,8 +62,6 @@ def ensure_baseline(ctx: Context, sandbox: Any, tracker: Any = None) -> PolicySt
 def refresh_champion(ctx: Context, sandbox: Any, champion: PolicyState) -> None:
     """After a reseal the champion decides once on the new holdout rows (dev decisions are unchanged) and
     becomes the gate's reference: the new holdout has seen no other policy."""
-    import dataclasses
-
     fresh, _ = baseline_state(ctx, sandbox, ctx.ws.champion_source(), champion.commit)
     refreshed = dataclasses.replace(champion, holdout=fresh.holdout, seal=ctx.manifest_sha256)
     refreshed.save(ctx.champion_dir)

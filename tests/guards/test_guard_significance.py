@@ -119,3 +119,16 @@ def test_unpaired_or_broken_inputs_fail_closed():
     assert not broken.passed and "NaN" in broken.detail
     with pytest.raises(ValueError):
         paired_bootstrap(a, a, higher_is_better=True, min_effect=0, confidence=0.95, seed=0, alpha_spending="x")
+
+
+def test_refit_noise_widens_the_bound():
+    """Rows alone say a gain is real; two fits of one policy differing by more than the gain say it is not."""
+    rng = np.random.default_rng(3)
+    champ = rng.normal(0.0, 1.0, 5000)
+    cand = champ + 0.05 + rng.normal(0.0, 0.2, 5000)
+    rows_only = paired_bootstrap(cand, champ, higher_is_better=True, min_effect=0.0, confidence=0.95, seed=1)
+    with_refits = paired_bootstrap(cand, champ, higher_is_better=True, min_effect=0.0, confidence=0.95, seed=1,
+                                   model_sd=0.05)
+    assert rows_only.passed and not with_refits.passed
+    assert with_refits.figures["lower"] < rows_only.figures["lower"] and with_refits.figures["model_sd"] == 0.05
+    assert "refit noise 0.05" in with_refits.detail

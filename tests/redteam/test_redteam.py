@@ -199,6 +199,10 @@ def test_guardrail_ratchet_over_real_loop_steps(weak_workspace, tmp_path):
     root = tmp_path / "ws"
     shutil.copytree(weak_workspace, root)
     ctx = load_context(root)
+    # The measuring runs below are looks too, and refit noise is another guard's business: this test is
+    # about the floor alone.
+    decision = ctx.config.decision.model_copy(update={"looks": "none", "confidence": 0.9, "refits": 0})
+    ctx.config = ctx.config.model_copy(update={"decision": decision})
     chain = [rewrite(BASELINE, {"THRESHOLD": t}) for t in (0.8, 0.5, 0.25, 0.06)]
     with Sandbox(memory_mb=2048) as sandbox:
         ensure_baseline(ctx, sandbox)
@@ -211,9 +215,7 @@ def test_guardrail_ratchet_over_real_loop_steps(weak_workspace, tmp_path):
         margin, floor = float(steps.max()) * 1.01, float(rates[2] - base_rate + steps[3] / 2)
         guardrails = {**ctx.config.guardrails, "alert_rate": ctx.config.guardrails["alert_rate"].model_copy(
             update={"floor": floor, "margin": margin})}
-        # The measuring runs above are looks too; this test is about the floor, not the look correction.
-        decision = ctx.config.decision.model_copy(update={"looks": "none", "confidence": 0.9})
-        ctx.config = ctx.config.model_copy(update={"guardrails": guardrails, "decision": decision})
+        ctx.config = ctx.config.model_copy(update={"guardrails": guardrails})
         verdicts = []
         for i, src in enumerate(chain):
             record = run_experiment(ctx, sandbox, src, proposer="redteam", hypothesis=f"ratchet step {i + 1}")
