@@ -8,6 +8,7 @@ features). Every refusal is a one-line RatchetError naming the file, the column 
 from __future__ import annotations
 
 import keyword
+import logging
 import re
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -16,6 +17,38 @@ import numpy as np
 import pandas as pd
 
 from optimizer.errors import RatchetError
+
+log = logging.getLogger(__name__)
+UNIX_EPOCH = pd.Timestamp("1970-01-01")
+Convert = Callable[[pd.DataFrame, str, Mapping[str, str]], Mapping[str, pd.Series]]
+
+
+def map_flag(key: str) -> str:
+    """How `ratchet init ... --map KEY=COLUMN` names a mapped column's purpose."""
+    return f"--map {key}"
+
+
+def load_mapped(file: Path, mapping: Mapping[str, str], *, keys: Sequence[str], required: Sequence[str],
+                meaning: Mapping[str, str], ours: Sequence[str], convert: Convert,
+                refusals: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """A user's file under a `--map` mapping: check the mapping, convert our columns with `convert`, keep
+    every other numeric or text column as a feature, sort by time. `refusals`: a required key's own message."""
+    file = Path(file)
+    mapping = {k: v for k, v in mapping.items() if v}  # an option left unset arrives as None or ""
+    raw = read(file)
+    name = file.name
+    unknown_keys(name, mapping, list(keys))
+    for key in required:
+        if key not in mapping:
+            raise RatchetError(f"{name}: " + ((refusals or {}).get(key) or
+                                              f"no column given for {key} ({meaning[key]}); pass --map {key}=COLUMN."))
+    mapped_columns(name, mapping, list(raw.columns), role=map_flag, roles="--map " + "/".join(keys))
+    out = convert(raw, name, mapping)
+    extra, dropped = features(raw, name, used=list(mapping.values()), ours=ours, text=True)
+    frame = assemble({**out, **extra}, dropped)
+    if dropped:
+        log.info("%s: dropped columns that are neither numbers nor text: %s", name, ", ".join(dropped))
+    return frame
 
 
 def read(file: Path) -> pd.DataFrame:

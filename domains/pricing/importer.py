@@ -7,7 +7,6 @@ it, or with propensities that are not probabilities, is refused here rather than
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Mapping
 
@@ -17,9 +16,6 @@ import pandas as pd
 from domains import _importing as imp
 from optimizer.errors import RatchetError
 
-log = logging.getLogger(__name__)
-
-UNIX_EPOCH = pd.Timestamp("1970-01-01")
 # Mapping key -> our column, in the order the columns come out.
 MAPPING_KEYS = {"id": "offer_id", "time": "ts", "entity": "customer_id", "product": "product_id",
                 "reference": "ref_price", "cost": "unit_cost", "price": "offered_price",
@@ -46,32 +42,8 @@ def load(file: Path, mapping: Mapping[str, str]) -> pd.DataFrame:
     text columns as pandas "string" features; other kinds are dropped and named in
     `frame.attrs["dropped_columns"]`. Rows are sorted by time, file order breaking ties.
     """
-    file = Path(file)
-    mapping = {k: v for k, v in mapping.items() if v}  # an option left unset arrives as None or ""
-    raw = imp.read(file)
-    name = file.name
-    _check_mapping(name, mapping, list(raw.columns))
-    out = _ours(raw, name, mapping)
-    extra, dropped = imp.features(raw, name, used=list(mapping.values()), ours=OURS, text=True)
-    frame = imp.assemble({**out, **extra}, dropped)
-    if dropped:
-        log.info("%s: dropped columns that are neither numbers nor text: %s", name, ", ".join(dropped))
-    return frame
-
-
-def _flag(key: str) -> str:
-    return f"--map {key}"
-
-
-def _check_mapping(name: str, mapping: Mapping[str, str], columns: list[str]) -> None:
-    imp.unknown_keys(name, mapping, list(MAPPING_KEYS))
-    for key in REQUIRED_KEYS:
-        if key in mapping:
-            continue
-        if key == "propensity":
-            raise RatchetError(f"{name}: {NO_PROPENSITY}")
-        raise RatchetError(f"{name}: no column given for {key} ({MEANING[key]}); pass --map {key}=COLUMN.")
-    imp.mapped_columns(name, mapping, columns, role=_flag, roles="--map " + "/".join(MAPPING_KEYS))
+    return imp.load_mapped(file, mapping, keys=list(MAPPING_KEYS), required=REQUIRED_KEYS, meaning=MEANING,
+                           ours=OURS, convert=_ours, refusals={"propensity": NO_PROPENSITY})
 
 
 def _ours(raw: pd.DataFrame, name: str, mapping: Mapping[str, str]) -> dict[str, pd.Series]:
@@ -81,7 +53,7 @@ def _ours(raw: pd.DataFrame, name: str, mapping: Mapping[str, str]) -> dict[str,
 
     out: dict[str, pd.Series] = {}
     out["offer_id"] = imp.ids(raw[mapping["id"]]) if "id" in mapping else imp.row_ids(len(raw))
-    out["ts"] = imp.times(*col("time"), role=_flag("time"), epoch=UNIX_EPOCH)
+    out["ts"] = imp.times(*col("time"), role=imp.map_flag("time"), epoch=imp.UNIX_EPOCH)
     if "entity" in mapping:
         out["customer_id"] = imp.ids(raw[mapping["entity"]])
     if "product" in mapping:
@@ -90,7 +62,7 @@ def _ours(raw: pd.DataFrame, name: str, mapping: Mapping[str, str]) -> dict[str,
     out["unit_cost"] = _money(*col("cost"), key="cost", strict=False)
     out["offered_price"] = _money(*col("price"), key="price", strict=True)
     out["propensity"] = _propensities(*col("propensity"))
-    out["converted"] = imp.labels(*col("outcome"), role=_flag("outcome"))
+    out["converted"] = imp.labels(*col("outcome"), role=imp.map_flag("outcome"))
     if "protected" in mapping:
         out["protected_group"] = raw[mapping["protected"]].astype("string")  # groups are labels, not numbers
     return out
@@ -98,11 +70,11 @@ def _ours(raw: pd.DataFrame, name: str, mapping: Mapping[str, str]) -> dict[str,
 
 def _money(series: pd.Series, name: str, col: str, *, key: str, strict: bool) -> pd.Series:
     """Amounts that must be > 0 (`strict`, prices) or >= 0 (costs); nulls are left to the contract."""
-    values = imp.amounts(series, name, col, role=_flag(key))
+    values = imp.amounts(series, name, col, role=imp.map_flag(key))
     bad = (values.notna() & ~(values > 0 if strict else values >= 0)).to_numpy()
     if bad.any():
         bound = "> 0" if strict else ">= 0"
-        raise RatchetError(f"{name}: column {col!r} for {_flag(key)} has {int(bad.sum())} values that are not "
+        raise RatchetError(f"{name}: column {col!r} for {imp.map_flag(key)} has {int(bad.sum())} values that are not "
                            f"{bound} (e.g. {imp.examples(series, bad)}); fix those rows or map another column.")
     return values
 
@@ -115,7 +87,7 @@ def _propensities(series: pd.Series, name: str, col: str) -> pd.Series:
         values = pd.to_numeric(series, errors="coerce").astype(np.float64)
     bad = (~((values > 0) & (values <= 1))).to_numpy()
     if bad.any():
-        raise RatchetError(f"{name}: column {col!r} for {_flag('propensity')} has {int(bad.sum())} rows that are "
+        raise RatchetError(f"{name}: column {col!r} for {imp.map_flag('propensity')} has {int(bad.sum())} rows that are "
                            f"not probabilities in (0, 1] (e.g. {imp.examples(series, bad)}); the propensity is the "
                            "logging policy's probability of the offered price: fix those rows or map the right "
                            "column.")

@@ -7,7 +7,6 @@ are free text; every other column is a feature a policy may read.
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Mapping
 
@@ -17,9 +16,6 @@ import pandas as pd
 from domains import _importing as imp
 from optimizer.errors import RatchetError
 
-log = logging.getLogger(__name__)
-
-UNIX_EPOCH = pd.Timestamp("1970-01-01")
 PRIORITIES = ("low", "normal", "high", "urgent")
 # Mapping key -> our column, in the order the columns come out.
 MAPPING_KEYS = {"id": "ticket_id", "time": "ts", "entity": "customer_id", "priority": "priority",
@@ -43,29 +39,8 @@ def load(file: Path, mapping: Mapping[str, str]) -> pd.DataFrame:
     `issue_type` is kept but, like in generated data, never shown to a policy. Rows are sorted
     by time, file order breaking ties.
     """
-    file = Path(file)
-    mapping = {k: v for k, v in mapping.items() if v}  # an option left unset arrives as None or ""
-    raw = imp.read(file)
-    name = file.name
-    _check_mapping(name, mapping, list(raw.columns))
-    out = _ours(raw, name, mapping)
-    extra, dropped = imp.features(raw, name, used=list(mapping.values()), ours=OURS, text=True)
-    frame = imp.assemble({**out, **extra}, dropped)
-    if dropped:
-        log.info("%s: dropped columns that are neither numbers nor text: %s", name, ", ".join(dropped))
-    return frame
-
-
-def _flag(key: str) -> str:
-    return f"--map {key}"
-
-
-def _check_mapping(name: str, mapping: Mapping[str, str], columns: list[str]) -> None:
-    imp.unknown_keys(name, mapping, list(MAPPING_KEYS))
-    for key in REQUIRED_KEYS:
-        if key not in mapping:
-            raise RatchetError(f"{name}: no column given for {key} ({MEANING[key]}); pass --map {key}=COLUMN.")
-    imp.mapped_columns(name, mapping, columns, role=_flag, roles="--map " + "/".join(MAPPING_KEYS))
+    return imp.load_mapped(file, mapping, keys=list(MAPPING_KEYS), required=REQUIRED_KEYS, meaning=MEANING,
+                           ours=OURS, convert=_ours)
 
 
 def _ours(raw: pd.DataFrame, name: str, mapping: Mapping[str, str]) -> dict[str, pd.Series]:
@@ -75,7 +50,7 @@ def _ours(raw: pd.DataFrame, name: str, mapping: Mapping[str, str]) -> dict[str,
 
     out: dict[str, pd.Series] = {}
     out["ticket_id"] = imp.ids(raw[mapping["id"]]) if "id" in mapping else imp.row_ids(len(raw))
-    out["ts"] = imp.times(*col("time"), role=_flag("time"), epoch=UNIX_EPOCH)
+    out["ts"] = imp.times(*col("time"), role=imp.map_flag("time"), epoch=imp.UNIX_EPOCH)
     if "entity" in mapping:
         out["customer_id"] = imp.ids(raw[mapping["entity"]])
     if "priority" in mapping:
@@ -93,7 +68,7 @@ def _teams(series: pd.Series, name: str, col: str) -> pd.Series:
     values = series.astype("string").str.strip()
     bad = (values.isna() | (values == "")).to_numpy(dtype=bool)
     if bad.any():
-        raise RatchetError(f"{name}: column {col!r} for {_flag('team')} has {int(bad.sum())} rows without a team "
+        raise RatchetError(f"{name}: column {col!r} for {imp.map_flag('team')} has {int(bad.sum())} rows without a team "
                            f"(e.g. {imp.examples(series, bad)}); every ticket needs the team that resolved it: "
                            "fill or drop those rows, or map another column.")
     return values
@@ -101,10 +76,10 @@ def _teams(series: pd.Series, name: str, col: str) -> pd.Series:
 
 def _minutes(series: pd.Series, name: str, col: str) -> pd.Series:
     """Handling minutes as float64, finite and > 0: the queue simulation replays every one."""
-    values = imp.amounts(series, name, col, role=_flag("handling"))
+    values = imp.amounts(series, name, col, role=imp.map_flag("handling"))
     bad = (~(np.isfinite(values) & (values > 0))).to_numpy()
     if bad.any():
-        raise RatchetError(f"{name}: column {col!r} for {_flag('handling')} has {int(bad.sum())} values that are "
+        raise RatchetError(f"{name}: column {col!r} for {imp.map_flag('handling')} has {int(bad.sum())} values that are "
                            f"not handling times > 0 minutes (e.g. {imp.examples(series, bad)}); fix or drop those "
                            "rows, or map another column.")
     return values
@@ -115,7 +90,7 @@ def _priorities(series: pd.Series, name: str, col: str) -> pd.Series:
     values = series.astype("string").str.strip().str.lower()
     bad = (~values.isin(PRIORITIES)).fillna(True).to_numpy(dtype=bool)
     if bad.any():
-        raise RatchetError(f"{name}: column {col!r} for {_flag('priority')} has {int(bad.sum())} values that are "
+        raise RatchetError(f"{name}: column {col!r} for {imp.map_flag('priority')} has {int(bad.sum())} values that are "
                            f"not one of {', '.join(PRIORITIES)} (e.g. {imp.examples(series, bad)}); recode them "
                            "or leave priority unmapped.")
     return values
