@@ -23,6 +23,34 @@ ID_TYPES = [*INT_TYPES, "StringDtype"]  # text ids as pandas "string" dtype, as 
 TIME_TYPES = ["datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]"]  # tz-naive
 
 
+NUMBER_TYPES = [*FLOAT_TYPES, *INT_TYPES]
+
+
+def present(E, columns: Sequence[str]) -> list:
+    """At least one row; each of `columns` exists and has no nulls."""
+    out = [E.ExpectTableRowCountToBeBetween(min_value=1)]
+    for col in columns:
+        out += [E.ExpectColumnToExist(column=col), E.ExpectColumnValuesToNotBeNull(column=col)]
+    return out
+
+
+def id_and_time(E, id_col: str, time_col: str = "ts") -> list:
+    """A unique id of an id type, and tz-naive event times in a plausible range."""
+    return [E.ExpectColumnValuesToBeInTypeList(column=id_col, type_list=ID_TYPES),
+            E.ExpectColumnValuesToBeUnique(column=id_col),
+            E.ExpectColumnValuesToBeInTypeList(column=time_col, type_list=TIME_TYPES),
+            E.ExpectColumnValuesToBeBetween(column=time_col, min_value=TS_MIN, max_value=TS_MAX)]
+
+
+def features(E, columns: Sequence[str], types: Sequence[str]) -> list:
+    """Each feature column exists, has no nulls and is one of `types`."""
+    out = []
+    for col in columns:
+        out += [E.ExpectColumnToExist(column=col), E.ExpectColumnValuesToNotBeNull(column=col),
+                E.ExpectColumnValuesToBeInTypeList(column=col, type_list=list(types))]
+    return out
+
+
 def import_gx():
     # Quiet before the import: GX logs and warns while it loads.
     logging.getLogger("great_expectations").setLevel(logging.ERROR)

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from domains._gx import FLOAT_TYPES, ID_TYPES, INT_TYPES, TIME_TYPES, TS_MAX, TS_MIN, check, import_gx, suite
+from domains._gx import ID_TYPES, INT_TYPES, NUMBER_TYPES, check, features, id_and_time, import_gx, present, suite
 
 SUITE_NAME = "fraud_data_contract"
 REQUIRED = ("tx_id", "ts", "amount", "is_fraud")
@@ -40,15 +40,10 @@ def _expectations(gx, frame: pd.DataFrame, feature_columns: Sequence[str]) -> li
     """The expectations: which columns, their types, nulls, uniqueness and value ranges."""
     E = gx.expectations
     ids = [c for c in OPTIONAL_IDS if c in frame.columns]
-    expectations = [E.ExpectTableRowCountToBeBetween(min_value=1)]
-    for col in (*REQUIRED, *ids):
-        expectations += [E.ExpectColumnToExist(column=col), E.ExpectColumnValuesToNotBeNull(column=col)]
-    expectations += [
-        E.ExpectColumnValuesToBeInTypeList(column="tx_id", type_list=ID_TYPES),
-        E.ExpectColumnValuesToBeUnique(column="tx_id"),
-        E.ExpectColumnValuesToBeInTypeList(column="ts", type_list=TIME_TYPES),
-        E.ExpectColumnValuesToBeBetween(column="ts", min_value=TS_MIN, max_value=TS_MAX),
-        E.ExpectColumnValuesToBeInTypeList(column="amount", type_list=[*FLOAT_TYPES, *INT_TYPES]),
+    expectations = [
+        *present(E, (*REQUIRED, *ids)),
+        *id_and_time(E, "tx_id"),
+        E.ExpectColumnValuesToBeInTypeList(column="amount", type_list=NUMBER_TYPES),
         E.ExpectColumnValuesToBeBetween(column="amount", min_value=0, max_value=AMOUNT_MAX, strict_min=True),
         E.ExpectColumnValuesToBeInTypeList(column="is_fraud", type_list=INT_TYPES),
         E.ExpectColumnValuesToBeInSet(column="is_fraud", value_set=[0, 1]),
@@ -56,10 +51,4 @@ def _expectations(gx, frame: pd.DataFrame, feature_columns: Sequence[str]) -> li
     expectations += [E.ExpectColumnValuesToBeInTypeList(column=c, type_list=ID_TYPES) for c in ids]
     if "fraud_scenario" in frame.columns:  # only the generator writes it
         expectations.append(E.ExpectColumnValuesToBeInSet(column="fraud_scenario", value_set=[0, 1, 2, 3]))
-    for col in feature_columns:
-        expectations += [
-            E.ExpectColumnToExist(column=col),
-            E.ExpectColumnValuesToNotBeNull(column=col),
-            E.ExpectColumnValuesToBeInTypeList(column=col, type_list=[*FLOAT_TYPES, *INT_TYPES]),
-        ]
-    return expectations
+    return expectations + features(E, feature_columns, NUMBER_TYPES)

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from domains._gx import FLOAT_TYPES, ID_TYPES, INT_TYPES, TIME_TYPES, TS_MAX, TS_MIN, check, import_gx, suite
+from domains._gx import ID_TYPES, INT_TYPES, NUMBER_TYPES, check, features, id_and_time, import_gx, present, suite
 
 SUITE_NAME = "pricing_data_contract"
 REQUIRED = ("offer_id", "ts", "offered_price", "propensity", "converted", "unit_cost", "ref_price")
@@ -18,7 +18,6 @@ OPTIONAL_IDS = ("customer_id", "product_id")
 OUTCOME_ONLY = ("protected_group",)
 OURS = (*REQUIRED, *OPTIONAL_IDS, *OUTCOME_ONLY)
 PRICE_MAX = 1e12  # a finite ceiling, so an infinite price or cost fails the range check
-NUMBER_TYPES = [*FLOAT_TYPES, *INT_TYPES]
 FEATURE_TYPES = [*NUMBER_TYPES, "StringDtype"]  # text features as pandas "string" dtype, as load() makes them
 
 
@@ -44,14 +43,9 @@ def _expectations(gx, frame: pd.DataFrame, feature_columns: Sequence[str]) -> li
     E = gx.expectations
     ids = [c for c in OPTIONAL_IDS if c in frame.columns]
     outcome_only = [c for c in OUTCOME_ONLY if c in frame.columns]
-    expectations = [E.ExpectTableRowCountToBeBetween(min_value=1)]
-    for col in (*REQUIRED, *ids, *outcome_only):
-        expectations += [E.ExpectColumnToExist(column=col), E.ExpectColumnValuesToNotBeNull(column=col)]
-    expectations += [
-        E.ExpectColumnValuesToBeInTypeList(column="offer_id", type_list=ID_TYPES),
-        E.ExpectColumnValuesToBeUnique(column="offer_id"),
-        E.ExpectColumnValuesToBeInTypeList(column="ts", type_list=TIME_TYPES),
-        E.ExpectColumnValuesToBeBetween(column="ts", min_value=TS_MIN, max_value=TS_MAX),
+    expectations = [
+        *present(E, (*REQUIRED, *ids, *outcome_only)),
+        *id_and_time(E, "offer_id"),
         *_money(E, "offered_price", strict=True),
         *_money(E, "ref_price", strict=True),
         *_money(E, "unit_cost", strict=False),
@@ -62,13 +56,7 @@ def _expectations(gx, frame: pd.DataFrame, feature_columns: Sequence[str]) -> li
         E.ExpectColumnValuesToBeInSet(column="converted", value_set=[0, 1]),
     ]
     expectations += [E.ExpectColumnValuesToBeInTypeList(column=c, type_list=ID_TYPES) for c in ids]
-    for col in feature_columns:
-        expectations += [
-            E.ExpectColumnToExist(column=col),
-            E.ExpectColumnValuesToNotBeNull(column=col),
-            E.ExpectColumnValuesToBeInTypeList(column=col, type_list=FEATURE_TYPES),
-        ]
-    return expectations
+    return expectations + features(E, feature_columns, FEATURE_TYPES)
 
 
 def _money(E, col: str, *, strict: bool) -> list:

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from domains._gx import FLOAT_TYPES, ID_TYPES, INT_TYPES, TIME_TYPES, TS_MAX, TS_MIN, check, import_gx, suite
+from domains._gx import ID_TYPES, NUMBER_TYPES, check, features, id_and_time, import_gx, present, suite
 
 SUITE_NAME = "routing_data_contract"
 REQUIRED = ("ticket_id", "ts", "resolved_by", "handling_minutes")
@@ -20,7 +20,6 @@ OUTCOME_ONLY = ("issue_type",)
 OURS = (*REQUIRED, *OPTIONAL_IDS, *OPTIONAL_TEXT, *OUTCOME_ONLY)
 PRIORITIES = ["low", "normal", "high", "urgent"]
 MINUTES_MAX = 1e12  # a finite ceiling, so an infinite handling time fails the range check
-NUMBER_TYPES = [*FLOAT_TYPES, *INT_TYPES]
 TEXT_TYPES = ["StringDtype"]  # pandas "string" dtype, as load() and generate() make text
 FEATURE_TYPES = [*NUMBER_TYPES, *TEXT_TYPES]
 
@@ -48,14 +47,9 @@ def _expectations(gx, frame: pd.DataFrame, feature_columns: Sequence[str]) -> li
     """The expectations: which columns, their types, nulls, uniqueness and value ranges."""
     E = gx.expectations
     optional = [c for c in (*OPTIONAL_IDS, *OPTIONAL_TEXT, *OUTCOME_ONLY) if c in frame.columns]
-    expectations = [E.ExpectTableRowCountToBeBetween(min_value=1)]
-    for col in (*REQUIRED, *optional):
-        expectations += [E.ExpectColumnToExist(column=col), E.ExpectColumnValuesToNotBeNull(column=col)]
-    expectations += [
-        E.ExpectColumnValuesToBeInTypeList(column="ticket_id", type_list=ID_TYPES),
-        E.ExpectColumnValuesToBeUnique(column="ticket_id"),
-        E.ExpectColumnValuesToBeInTypeList(column="ts", type_list=TIME_TYPES),
-        E.ExpectColumnValuesToBeBetween(column="ts", min_value=TS_MIN, max_value=TS_MAX),
+    expectations = [
+        *present(E, (*REQUIRED, *optional)),
+        *id_and_time(E, "ticket_id"),
         E.ExpectColumnValuesToBeInTypeList(column="resolved_by", type_list=TEXT_TYPES),
         E.ExpectColumnValuesToBeInTypeList(column="handling_minutes", type_list=NUMBER_TYPES),
         # The queue simulation replays every handling time: zero or infinite work breaks it.
@@ -68,10 +62,4 @@ def _expectations(gx, frame: pd.DataFrame, feature_columns: Sequence[str]) -> li
     if "priority" in frame.columns:
         # The scorer weighs and judges SLAs by these four levels; any other value would weigh 1 silently.
         expectations.append(E.ExpectColumnValuesToBeInSet(column="priority", value_set=PRIORITIES))
-    for col in feature_columns:
-        expectations += [
-            E.ExpectColumnToExist(column=col),
-            E.ExpectColumnValuesToNotBeNull(column=col),
-            E.ExpectColumnValuesToBeInTypeList(column=col, type_list=FEATURE_TYPES),
-        ]
-    return expectations
+    return expectations + features(E, feature_columns, FEATURE_TYPES)
