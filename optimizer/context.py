@@ -92,6 +92,14 @@ class Context:
         """What the holdout gate measures gains against: the baseline, or the champion at the last reseal."""
         return PolicyState.load(self.reference_dir) or self.baseline()
 
+    def holdout_ids(self) -> frozenset[str]:
+        """The holdout's ids in comparable form (for contamination checks), computed once per session."""
+        if "holdout_ids" not in self.extra:
+            from guards.contamination import id_keys
+
+            self.extra["holdout_ids"] = id_keys(self.holdout[self.domain.columns.id].tolist())
+        return self.extra["holdout_ids"]
+
     def gates(self, entries: list | None = None) -> list:
         """Holdout answers given under the current seal (a reseal starts a fresh budget)."""
         entries = self.ledger.entries() if entries is None else entries

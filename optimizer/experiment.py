@@ -183,7 +183,7 @@ def _judge(ctx: Context, run: _Run, source: str, values: dict[str, np.ndarray], 
            champion: PolicyState, baseline: PolicyState, looks: int, number: int,
            entries: list) -> tuple[ScoreReport, dict | None]:
     """Dev guards, contamination, drift and, only when all pass, the holdout gate."""
-    from guards.contamination import check_text, id_keys, scan_literals
+    from guards.contamination import check_text, scan_literals
     from guards.drift import check_score_drift
     from guards.guardrails import check_guardrails
     from guards.segments import check_segments
@@ -211,9 +211,7 @@ def _judge(ctx: Context, run: _Run, source: str, values: dict[str, np.ndarray], 
     run.add(check_segments(dev.contributions, champ_dev.contributions, ctx.extra["dev_segments"],
                            higher_is_better=higher, min_rows=d.segment_min_rows, tolerance=d.segment_tolerance,
                            confidence=d.confidence, seed=ctx.config.seed + number))
-    if "holdout_ids" not in ctx.extra:
-        ctx.extra["holdout_ids"] = id_keys(ctx.holdout[ctx.domain.columns.id].tolist())
-    run.add(scan_literals(source, holdout_ids=ctx.extra["holdout_ids"], canaries=ctx.manifest["canaries"]))
+    run.add(scan_literals(source, holdout_ids=ctx.holdout_ids(), canaries=ctx.manifest["canaries"]))
     # Holdout rows never enter fit or dev; a canary in the fit log or trace means they leaked anyway.
     leaked = check_text("fit log and dev trace", run.log + json.dumps(run.trace, default=str), ctx.manifest["canaries"])
     if not leaked.passed:

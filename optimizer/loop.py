@@ -91,7 +91,6 @@ def make_proposer(ctx: Context, name: str, patches: Path | None) -> Proposer:
     from optimizer.proposers import OptunaProposer, PatchesProposer
 
     if name == "anthropic":
-        from guards.contamination import id_keys
         from optimizer.experiment import static_check
         from optimizer.proposers._anthropic import AnthropicProposer
 
@@ -102,7 +101,7 @@ def make_proposer(ctx: Context, name: str, patches: Path | None) -> Proposer:
         entries = ctx.ledger.entries()
         return AnthropicProposer(
             config=ctx.config.agent, experiments=ctx.ws.experiments, primary=ctx.domain.primary, check=check,
-            canaries=list(ctx.manifest["canaries"]), holdout_ids=id_keys(ctx.holdout[ctx.domain.columns.id].tolist()),
+            canaries=list(ctx.manifest["canaries"]), holdout_ids=ctx.holdout_ids(),
             spent=sum(float(e.data.get("cost_usd", 0.0)) for e in entries if e.kind == "agent_usage"),
             record=ctx.ledger.append)
     if name == "optuna":
