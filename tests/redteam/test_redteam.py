@@ -224,3 +224,30 @@ def test_guardrail_ratchet_over_real_loop_steps(weak_workspace, tmp_path):
     kept, failed = verdicts[3]
     assert not kept and "guardrail" in failed, verdicts[3]
     assert "original baseline" in failed["guardrail"] and "beyond the margin" not in failed["guardrail"]
+
+
+def test_seed_only_change_that_fools_the_row_bootstrap_is_caught_by_refit_noise(tmp_path_factory):
+    """On this workspace (fraud, seed 3) the model seed 3001 scores 'significantly' better on dev rows than
+    seed 0: resampling rows cannot see that two fits of one policy differ. The champion's refit spread can."""
+    import dataclasses
+
+    from tests.conftest import _sealed
+
+    ws = _sealed(tmp_path_factory, "seed3", "fraud", {"data.rows": 30_000, "seed": 3, "data.seed": 3,
+                                                       "decision.looks": "none"})
+    reseeded = BASELINE.replace("SEED = 0", "SEED = 3001")
+    with open_lab(ws, tmp_path_factory.mktemp("seed3-lab") / "ws") as lab:
+        ctx, sandbox = lab
+        champion = ctx.champion()
+        assert champion.refit_sd > 0
+        from optimizer.experiment import run_experiment
+
+        def significance(state):
+            state.save(ctx.champion_dir)
+            record = run_experiment(ctx, sandbox, reseeded, proposer="redteam", hypothesis="seed only", keep=False)
+            return next(r for r in record.reasons if r["guard"] == "significance")
+
+        rows_only = significance(dataclasses.replace(champion, refit_sd=0.0))
+        with_refits = significance(champion)
+    assert rows_only["passed"], rows_only["detail"]  # the weakness, shown
+    assert not with_refits["passed"] and "refit noise" in with_refits["detail"]
