@@ -108,8 +108,7 @@ class PricingDomain(Domain):
         matched = (decided_idx == logged_idx) & (decided_idx >= 0)
         w = ope.weights(matched, rows["propensity"].to_numpy(dtype=float))
         model = self._outcome_model()
-        p_decided = model.probability(rows, prices / ref)
-        p_logged = model.probability(rows, logged_price / ref)
+        p_decided, p_logged = model.probability(rows, prices / ref, logged_price / ref)
         reward = (logged_price - cost) * bought
         profit_dr = ope.dr_terms((prices - cost) * p_decided, (logged_price - cost) * p_logged, reward, w)
         profit_snips = ope.snips_terms(reward, w)

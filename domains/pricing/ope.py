@@ -44,14 +44,10 @@ class OutcomeModel:
         r = (ratio - 1.0)[:, None]
         return np.hstack([base, r, base * r])
 
-    def probability(self, rows: pd.DataFrame, ratio: np.ndarray) -> np.ndarray:
-        return self.model.predict_proba(self._design(self._base(rows), np.asarray(ratio, float)))[:, 1]
-
-    def probabilities(self, rows: pd.DataFrame, ratios: np.ndarray) -> np.ndarray:
-        """P(buy) for each row at each multiplier in `ratios` (rows x len(ratios)), one base matrix."""
+    def probability(self, rows: pd.DataFrame, *ratios: np.ndarray) -> list[np.ndarray]:
+        """P(buy) for each row at each given array of price multipliers (the features are built once)."""
         base = self._base(rows)
-        return np.stack([self.model.predict_proba(self._design(base, np.full(len(rows), m)))[:, 1]
-                         for m in ratios], axis=1)
+        return [self.model.predict_proba(self._design(base, np.asarray(r, float)))[:, 1] for r in ratios]
 
 
 def feature_columns(rows: pd.DataFrame, hidden: tuple[str, ...]) -> tuple[list[str], list[str]]:
