@@ -14,13 +14,13 @@ Arms (same candidates, same workspace seed):
   for many looks, no segment or guardrail veto), so the raw holdout gain, read at every look, does
   the selecting; a candidate is kept when its holdout gain beats the champion's. Reported = the
   champion's raw holdout gain over the baseline.
-- gated: the same lenient dev guard, but the holdout is seen only through Thresholdout; a candidate
-  is kept when the gate's answer beats the champion's. Reported = the champion's answer,
-  Ladder-rounded.
+- gated: the same lenient dev guard, but the holdout is seen only through Thresholdout (threshold and
+  noise in standard errors of the gain); a candidate is kept when the gate's answer beats the
+  champion's by the Ladder step. Reported = the champion's answer, Ladder-rounded.
 - default: ratchet's shipped configuration (Thresholdout gate, confidence 0.95 with alpha spending).
 
     .venv/bin/python benchmarks/holdout_overfit.py [--experiments 100] [--rows 30000] [--seeds 0 1 2 3 4]
-        [--candidates noise|optuna] [--threshold T]
+        [--candidates noise|optuna] [--threshold-se T] [--sigma-se S] [--step-se K]
 """
 from __future__ import annotations
 
@@ -91,8 +91,9 @@ def run_arm(root: Path, arm: str, seed: int, args) -> dict:
     ws = root / f"{arm}-{seed}"
     overrides = {"data.rows": args.rows, "seed": seed, "data.seed": seed, "gate.budget": 10_000,
                  "decision.bootstrap": 300, **ARMS[arm]}
-    if args.threshold is not None:
-        overrides["gate.threshold"] = args.threshold
+    for key in ("threshold_se", "sigma_se", "step_se"):
+        if getattr(args, key) is not None and arm != "ungated":
+            overrides[f"gate.{key}"] = getattr(args, key)
     init_workspace("fraud", ws, overrides=overrides)
     t0 = time.perf_counter()
     if args.candidates == "noise":
@@ -126,7 +127,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=30_000)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--candidates", choices=("noise", "optuna"), default="noise")
-    ap.add_argument("--threshold", type=float, default=None, help="gate.threshold (default: the config's)")
+    for key in ("threshold_se", "sigma_se", "step_se"):
+        ap.add_argument(f"--{key.replace('_', '-')}", dest=key, type=float, default=None,
+                        help=f"gate.{key} for the gated arms (default: the config's)")
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

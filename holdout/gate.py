@@ -4,8 +4,13 @@ Thresholdout (Dwork et al., Science 2015) on the *gain* over the seal's referenc
 baseline; after a reseal, the champion of that moment): t is the gain on dev, h the gain on the
 holdout. When they agree within a noisy threshold the gate answers t (the holdout reveals
 nothing); otherwise it answers h plus Laplace noise and spends one unit of budget. The loop keeps
-a candidate only when its answer beats the answer kept with the champion, so the holdout is
-compared through answers, never raw.
+a candidate only when its answer beats the answer kept with the champion by a Ladder step
+(Blum & Hardt 2015), so the holdout is compared through answers, never raw, and noise has to
+clear about a standard error before it can replace a champion.
+Threshold and noise are multiples of the standard error of h - t, the step a multiple of the
+holdout answer's own standard error (`gain_se`), all measured per query: business metrics are
+heavy-tailed (a handful of caught frauds decide a seed change), so fixed units are either far
+below the noise or far above the gains.
 Every draw is returned so the ledger can record it and an audit can replay the answer exactly.
 """
 from __future__ import annotations
@@ -67,6 +72,13 @@ def replay(entry: dict, *, seed: int, query: int) -> GateAnswer:
     before = entry["budget_left"] + (1 if entry["overflow"] else 0)
     return thresholdout(dev_gain=entry["dev_gain"], holdout_gain=entry["holdout_gain"], threshold=entry["threshold"],
                         sigma=entry["sigma"], gamma=entry["gamma"], budget_left=before, seed=seed, query=query)
+
+
+def gain_se(a: np.ndarray, b: np.ndarray) -> float:
+    """Standard error of the gain of policy a over b on one sample: std of the paired per-row differences
+    over sqrt(n) (the parameter-free Ladder step)."""
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    return float(np.std(d) / np.sqrt(len(d))) if len(d) else 0.0
 
 
 def ladder_round(value: float, step: float) -> float:

@@ -60,13 +60,25 @@ class GuardrailConfig(_Strict):
 
 
 class GateConfig(_Strict):
-    """The holdout gate (Thresholdout). Units are those of the primary metric."""
+    """The holdout gate (Thresholdout with a Ladder step). threshold_se and sigma_se are multiples of the
+    standard error of holdout gain minus dev gain, step_se of the holdout gain's over the champion, measured per
+    query; tolerance (not_worse only) is in metric units."""
 
     kind: Literal["not_worse", "thresholdout"] = "thresholdout"
-    threshold: float = Field(0.02, ge=0)
-    sigma: float = Field(0.005, ge=0)
+    threshold_se: float = Field(1.0, ge=0)  # T: dev and holdout gains agree within this many standard errors
+    sigma_se: float = Field(0.25, ge=0)  # Laplace noise scale
+    step_se: float = Field(1.0, ge=0)  # a new champion's answer must beat the champion's by this much
     budget: int = Field(20, ge=1)
     tolerance: float = Field(0.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        old = sorted(k for k in ("threshold", "sigma") if isinstance(data, dict) and k in data)
+        if old:
+            raise ValueError(f"{', '.join(old)} (metric units) became {', '.join(k + '_se' for k in old)}: multiples "
+                             "of the gain's standard error (defaults 1.0 and 0.25); replace the key")
+        return data
 
 
 class DecisionConfig(_Strict):

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 from rich.console import Console
 from rich.table import Table
 
@@ -34,11 +33,12 @@ def starting_policy(domain: str = "fraud") -> str:
 
 
 def _ladder_step(ctx: Any, champion: Any, baseline: Any) -> float:
-    """Parameter-free Ladder step: std of paired per-row differences / sqrt(n) on dev."""
-    params = ctx.config.scoring.model_dump()
-    a = ctx.domain.score(ctx.dev, champion.decisions("dev"), params).contributions
-    b = ctx.domain.score(ctx.dev, baseline.decisions("dev"), params).contributions
-    return float(np.std(a - b) / np.sqrt(len(a))) or float(np.std(b) / np.sqrt(len(b)))
+    """The reported gain's Ladder step: the gate's step, in standard errors of the champion's holdout gain."""
+    from holdout.gate import gain_se
+    from optimizer.experiment import state_scores
+
+    a, b = state_scores(ctx, champion, "report_champion")[1], state_scores(ctx, baseline, "report_baseline")[1]
+    return ctx.config.gate.step_se * gain_se(a.contributions, b.contributions)
 
 
 def run_demo(workspace: Path, *, experiments: int, rows: int | None, out: Console, err: Console,

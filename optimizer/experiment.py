@@ -189,10 +189,10 @@ def _judge(ctx: Context, run: _Run, source: str, values: dict[str, np.ndarray], 
     from guards.segments import check_segments
     from guards.significance import paired_bootstrap
 
-    d = ctx.config.decision
+    d, d_gate = ctx.config.decision, ctx.config.gate
     dev, hold = _scores(ctx, values, constants)
     params = ctx.config.scoring.model_dump()
-    champ_dev, _ = state_scores(ctx, champion, "champion")
+    champ_dev, champ_hold = state_scores(ctx, champion, "champion")
     run.trace = ctx.domain.trace(ctx.dev, Decisions(values["dev"], constants), params, report=dev)
     higher = ctx.domain.higher_is_better
     run.add(paired_bootstrap(dev.contributions, champ_dev.contributions, higher_is_better=higher,
@@ -227,9 +227,15 @@ def _judge(ctx: Context, run: _Run, source: str, values: dict[str, np.ndarray], 
     reference = ctx.reference()
     ref_dev, ref_hold = state_scores(ctx, reference, "reference")
     sign = 1.0 if ctx.domain.higher_is_better else -1.0  # a gain is an improvement either way
+    # t and h come from separate samples: the standard error of h - t adds both in variance.
+    se = float(np.hypot(holdout_gate.gain_se(dev.contributions, ref_dev.contributions),
+                        holdout_gate.gain_se(hold.contributions, ref_hold.contributions)))
     answer = ask_gate(ctx, dev_gain=sign * (dev.value - ref_dev.value),
-                      holdout_gain=sign * (hold.value - ref_hold.value), entries=entries)
-    return dev, {**answer, "to_beat": champion.reported - reference.reported, "reference": reference.experiment}
+                      holdout_gain=sign * (hold.value - ref_hold.value), se=se, entries=entries)
+    # The Ladder step: standard errors of the holdout gain over the champion, the policy it would replace.
+    step = d_gate.step_se * holdout_gate.gain_se(hold.contributions, champ_hold.contributions)
+    return dev, {**answer, "to_beat": champion.reported - reference.reported, "step": step,
+                 "reference": reference.experiment}
 
 
 def state_scores(ctx: Context, state: PolicyState, role: str) -> tuple[ScoreReport, ScoreReport]:
@@ -254,23 +260,29 @@ def guardrail_specs(ctx: Context):
     return specs
 
 
-def ask_gate(ctx: Context, *, dev_gain: float, holdout_gain: float, entries: list) -> dict:
-    """One holdout query, recorded in the ledger with its draws before anyone acts on it."""
+def ask_gate(ctx: Context, *, dev_gain: float, holdout_gain: float, se: float, entries: list) -> dict:
+    """One holdout query, recorded in the ledger with its draws before anyone acts on it. Threshold and noise
+    are the config's multiples of `se`, this query's standard error of holdout gain minus dev gain."""
     g = ctx.config.gate
     previous = ctx.gates(entries)
     query = sum(e.kind == "gate" for e in entries) + 1
     budget = previous[-1].data["budget_left"] if previous else g.budget
-    gamma = previous[-1].data["next_gamma"] if previous else holdout_gate.draw_gamma(ctx.config.seed, 0, g.sigma)
+    threshold, sigma = g.threshold_se * se, g.sigma_se * se
+    if previous and previous[-1].data["sigma"] > 0:
+        # gamma persists until an overflow; a Laplace draw rescaled to this query's noise scale is one at it.
+        gamma = previous[-1].data["next_gamma"] * sigma / previous[-1].data["sigma"]
+    else:
+        gamma = holdout_gate.draw_gamma(ctx.config.seed, 0, sigma)
     if g.kind == "not_worse":
         answer = holdout_gate.not_worse(dev_gain=dev_gain, holdout_gain=holdout_gain, tolerance=g.tolerance,
                                         budget_left=budget)
     elif budget <= 0:
         return {"kind": g.kind, "exhausted": True, "answer": None, "budget_left": 0}
     else:
-        answer = holdout_gate.thresholdout(dev_gain=dev_gain, holdout_gain=holdout_gain, threshold=g.threshold,
-                                           sigma=g.sigma, gamma=gamma, budget_left=budget, seed=ctx.config.seed,
+        answer = holdout_gate.thresholdout(dev_gain=dev_gain, holdout_gain=holdout_gain, threshold=threshold,
+                                           sigma=sigma, gamma=gamma, budget_left=budget, seed=ctx.config.seed,
                                            query=query)
-    record = {**answer.to_dict(), "query": query, "seed": ctx.config.seed, "seal": ctx.manifest_sha256}
+    record = {**answer.to_dict(), "se": se, "query": query, "seed": ctx.config.seed, "seal": ctx.manifest_sha256}
     ctx.ledger.append("gate", record)
     return record
 
@@ -282,13 +294,17 @@ def gate_result(answer: dict | None, tolerance: float) -> GuardResult | None:
     if answer.get("exhausted"):
         return GuardResult("holdout_gate", False, "the holdout gate's budget is spent: reseal with `ratchet reseal`",
                            {"budget_left": 0})
-    to_beat = answer["to_beat"] - (tolerance if answer["kind"] == "not_worse" else 0.0)
+    ladder = answer["kind"] != "not_worse"
+    step = answer.get("step", 0.0) if ladder else 0.0
+    to_beat = answer["to_beat"] + (step if ladder else -tolerance)
     ok = answer["answer"] > to_beat
     how = "noisy holdout gain" if answer["overflow"] else "dev gain (holdout agrees)"
+    need = f" + step {step:.4f}" if ladder else ""
     return GuardResult("holdout_gate", ok, f"gate answered {how} {answer['answer']:+.4f} over {answer['reference']}; "
-                       f"the champion's is {answer['to_beat']:+.4f}; budget left {answer['budget_left']}",
-                       {"answer": answer["answer"], "to_beat": answer["to_beat"], "overflow": answer["overflow"],
-                        "budget_left": answer["budget_left"]})
+                       f"to replace the champion it must exceed {answer['to_beat']:+.4f}{need}; "
+                       f"budget left {answer['budget_left']}",
+                       {"answer": answer["answer"], "to_beat": answer["to_beat"], "step": step,
+                        "overflow": answer["overflow"], "budget_left": answer["budget_left"]})
 
 
 def run_experiment(ctx: Context, sandbox: Any, source: str, *, proposer: str, hypothesis: str,
