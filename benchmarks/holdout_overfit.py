@@ -111,7 +111,9 @@ def run_arm(root: Path, arm: str, seed: int, args) -> dict:
     fresh = fresh_scores(ctx, {"baseline": base.commit, "champion": champ.commit}, args, seed)
     fresh_gain = fresh["champion"] - fresh["baseline"]
     gates = ctx.gates()
-    row = {"arm": arm, "seed": seed, "experiments": len(summary.records), "kept": summary.kept,
+    tuned = ",".join(f"{k}={getattr(args, k)}" for k in ("threshold_se", "sigma_se", "step_se")
+                     if getattr(args, k) is not None and arm != "ungated")
+    row = {"arm": f"{arm}({tuned})" if tuned else arm, "seed": seed, "experiments": len(summary.records), "kept": summary.kept,
            "holdout_looks": len(gates), "budget_spent": sum(g.data["overflow"] for g in gates),
            "median_abs_t_minus_h": float(np.median([abs(g.data["dev_gain"] - g.data["holdout_gain"]) for g in gates]))
            if gates else float("nan"),

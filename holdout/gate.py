@@ -7,10 +7,10 @@ nothing); otherwise it answers h plus Laplace noise and spends one unit of budge
 a candidate only when its answer beats the answer kept with the champion by a Ladder step
 (Blum & Hardt 2015), so the holdout is compared through answers, never raw, and noise has to
 clear about a standard error before it can replace a champion.
-Threshold and noise are multiples of the standard error of h - t, the step a multiple of the
-holdout answer's own standard error (`gain_se`), all measured per query: business metrics are
-heavy-tailed (a handful of caught frauds decide a seed change), so fixed units are either far
-below the noise or far above the gains.
+Threshold, noise and step are multiples of the holdout gain's standard error (`gain_se`), measured
+per query, so an answer is accurate to about a standard error of what the holdout can tell:
+business metrics are heavy-tailed (a handful of caught frauds decide a seed change), so fixed
+units are either far below the noise or far above the gains.
 Every draw is returned so the ledger can record it and an audit can replay the answer exactly.
 """
 from __future__ import annotations
@@ -74,11 +74,16 @@ def replay(entry: dict, *, seed: int, query: int) -> GateAnswer:
                         sigma=entry["sigma"], gamma=entry["gamma"], budget_left=before, seed=seed, query=query)
 
 
-def gain_se(a: np.ndarray, b: np.ndarray) -> float:
-    """Standard error of the gain of policy a over b on one sample: std of the paired per-row differences
-    over sqrt(n) (the parameter-free Ladder step)."""
-    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    return float(np.std(d) / np.sqrt(len(d))) if len(d) else 0.0
+def gain_se(dev_a: np.ndarray, dev_b: np.ndarray, hold_a: np.ndarray, hold_b: np.ndarray) -> float:
+    """Standard error of the holdout gain of policy a over b: the variance of the paired per-row differences,
+    pooled over dev and holdout (both samples of the same pair; one heavy-tailed sample alone can be far off),
+    over the holdout's rows."""
+    d_dev = np.asarray(dev_a, dtype=float) - np.asarray(dev_b, dtype=float)
+    d_hold = np.asarray(hold_a, dtype=float) - np.asarray(hold_b, dtype=float)
+    if len(d_hold) == 0:
+        return 0.0
+    pooled = np.concatenate([d_dev - d_dev.mean(), d_hold - d_hold.mean()]) if len(d_dev) else d_hold - d_hold.mean()
+    return float(np.sqrt(np.mean(pooled ** 2) / len(d_hold)))
 
 
 def ladder_round(value: float, step: float) -> float:

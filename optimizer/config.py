@@ -60,9 +60,9 @@ class GuardrailConfig(_Strict):
 
 
 class GateConfig(_Strict):
-    """The holdout gate (Thresholdout with a Ladder step). threshold_se and sigma_se are multiples of the
-    standard error of holdout gain minus dev gain, step_se of the holdout gain's over the champion, measured per
-    query; tolerance (not_worse only) is in metric units."""
+    """The holdout gate (Thresholdout with a Ladder step). threshold_se, sigma_se and step_se are multiples of
+    the holdout gain's standard error (over the reference; the step's over the champion), measured per query;
+    tolerance (not_worse only) is in metric units."""
 
     kind: Literal["not_worse", "thresholdout"] = "thresholdout"
     threshold_se: float = Field(1.0, ge=0)  # T: dev and holdout gains agree within this many standard errors
@@ -74,10 +74,10 @@ class GateConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _renamed(cls, data: Any) -> Any:
-        old = sorted(k for k in ("threshold", "sigma") if isinstance(data, dict) and k in data)
+        old = [k for k in ("threshold", "sigma") if isinstance(data, dict) and k in data]
         if old:
-            raise ValueError(f"{', '.join(old)} (metric units) became {', '.join(k + '_se' for k in old)}: multiples "
-                             "of the gain's standard error (defaults 1.0 and 0.25); replace the key")
+            raise ValueError("; ".join(f"{k} (metric units) is now {k}_se, in standard errors of the gain (default "
+                                       f"{cls.model_fields[k + '_se'].default})" for k in old) + "; replace the key")
         return data
 
 

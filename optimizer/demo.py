@@ -37,8 +37,10 @@ def _ladder_step(ctx: Any, champion: Any, baseline: Any) -> float:
     from holdout.gate import gain_se
     from optimizer.experiment import state_scores
 
-    a, b = state_scores(ctx, champion, "report_champion")[1], state_scores(ctx, baseline, "report_baseline")[1]
-    return ctx.config.gate.step_se * gain_se(a.contributions, b.contributions)
+    (a_dev, a_hold), (b_dev, b_hold) = (state_scores(ctx, champion, "report_champion"),
+                                        state_scores(ctx, baseline, "report_baseline"))
+    return ctx.config.gate.step_se * gain_se(a_dev.contributions, b_dev.contributions, a_hold.contributions,
+                                             b_hold.contributions)
 
 
 def run_demo(workspace: Path, *, experiments: int, rows: int | None, out: Console, err: Console,

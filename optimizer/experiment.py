@@ -227,13 +227,14 @@ def _judge(ctx: Context, run: _Run, source: str, values: dict[str, np.ndarray], 
     reference = ctx.reference()
     ref_dev, ref_hold = state_scores(ctx, reference, "reference")
     sign = 1.0 if ctx.domain.higher_is_better else -1.0  # a gain is an improvement either way
-    # t and h come from separate samples: the standard error of h - t adds both in variance.
-    se = float(np.hypot(holdout_gate.gain_se(dev.contributions, ref_dev.contributions),
-                        holdout_gate.gain_se(hold.contributions, ref_hold.contributions)))
+    # T and noise scale with the holdout gain's error, not with that of h - t: a dev gain made noisy (or lucky)
+    # by selection would widen T until the gate answered with it.
+    se = holdout_gate.gain_se(dev.contributions, ref_dev.contributions, hold.contributions, ref_hold.contributions)
     answer = ask_gate(ctx, dev_gain=sign * (dev.value - ref_dev.value),
                       holdout_gain=sign * (hold.value - ref_hold.value), se=se, entries=entries)
     # The Ladder step: standard errors of the holdout gain over the champion, the policy it would replace.
-    step = d_gate.step_se * holdout_gate.gain_se(hold.contributions, champ_hold.contributions)
+    step = d_gate.step_se * holdout_gate.gain_se(dev.contributions, champ_dev.contributions, hold.contributions,
+                                                 champ_hold.contributions)
     return dev, {**answer, "to_beat": champion.reported - reference.reported, "step": step,
                  "reference": reference.experiment}
 
@@ -262,7 +263,7 @@ def guardrail_specs(ctx: Context):
 
 def ask_gate(ctx: Context, *, dev_gain: float, holdout_gain: float, se: float, entries: list) -> dict:
     """One holdout query, recorded in the ledger with its draws before anyone acts on it. Threshold and noise
-    are the config's multiples of `se`, this query's standard error of holdout gain minus dev gain."""
+    are the config's multiples of `se`, this query's standard error of the holdout gain."""
     g = ctx.config.gate
     previous = ctx.gates(entries)
     query = sum(e.kind == "gate" for e in entries) + 1

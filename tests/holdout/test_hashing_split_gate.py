@@ -59,6 +59,23 @@ def test_thresholdout_replay_is_exact():
     assert again == ans
 
 
+def test_gain_se_pools_the_paired_differences_of_both_samples():
+    """Only rows where two policies differ carry noise; the per-row variance is pooled over dev and holdout
+    (the same pair on two samples) and scaled to the holdout's size."""
+    rng = np.random.default_rng(0)
+    dev_b, hold_b = rng.normal(size=3000), rng.normal(size=4000)
+    assert gate.gain_se(dev_b, dev_b, hold_b, hold_b) == 0.0
+    dev_a, hold_a = dev_b.copy(), hold_b.copy()
+    dev_a[:30] += 50.0  # a heavy tail on dev only: 1 % of rows differ by a lot
+    hold_a[:4] += 5.0
+    d_dev, d_hold = dev_a - dev_b, hold_a - hold_b
+    pooled = (len(d_dev) * d_dev.var() + len(d_hold) * d_hold.var()) / (len(d_dev) + len(d_hold))
+    se = gate.gain_se(dev_a, dev_b, hold_a, hold_b)
+    assert se == pytest.approx(np.sqrt(pooled / 4000))
+    assert d_hold.std() / np.sqrt(4000) < se < d_dev.std() / np.sqrt(4000)
+    assert gate.gain_se(dev_a, dev_b, np.array([]), np.array([])) == 0.0
+
+
 def test_ladder_round():
     assert gate.ladder_round(0.1234, 0.01) == pytest.approx(0.12)
     assert gate.ladder_round(0.5, 0.0) == 0.5

@@ -4,7 +4,7 @@ from optimizer.config import default_config_path, load_config
 from optimizer.errors import RatchetError
 
 
-@pytest.mark.parametrize("domain", ["fraud", "pricing"])
+@pytest.mark.parametrize("domain", ["fraud", "pricing", "routing"])
 def test_shipped_config_is_valid(domain):
     cfg = load_config(default_config_path(domain))
     assert cfg.domain == domain and cfg.scoring.domain == domain
@@ -29,6 +29,8 @@ def test_scoring_section_follows_the_domain(tmp_path):
     ("split:\n  train: 0.9\n", "train + dev + holdout"),
     ("guardrails:\n  alert_rate: {floor: 0.1, margin: -1}\n", "guardrails.alert_rate.margin"),
     ("guardrails:\n  alert_rate: {limit: high}\n", "guardrails.alert_rate.limit"),
+    ("gate:\n  threshold: 0.02\n", "threshold (metric units) is now threshold_se"),  # metric units are gone, not reinterpreted
+    ("gate:\n  step_se: -1\n", "gate.step_se"),
 ])
 def test_bad_config_names_the_field(tmp_path, text, field):
     p = tmp_path / "c.yaml"

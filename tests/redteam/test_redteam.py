@@ -199,10 +199,11 @@ def test_guardrail_ratchet_over_real_loop_steps(weak_workspace, tmp_path):
     root = tmp_path / "ws"
     shutil.copytree(weak_workspace, root)
     ctx = load_context(root)
-    # The measuring runs below are looks too, and refit noise is another guard's business: this test is
-    # about the floor alone.
+    # The measuring runs below are looks too, and refit noise and the gate's Ladder step are other guards'
+    # business: this test is about the floor alone.
     decision = ctx.config.decision.model_copy(update={"looks": "none", "confidence": 0.9, "refits": 0})
-    ctx.config = ctx.config.model_copy(update={"decision": decision})
+    gate = ctx.config.gate.model_copy(update={"step_se": 0.0})
+    ctx.config = ctx.config.model_copy(update={"decision": decision, "gate": gate})
     chain = [rewrite(BASELINE, {"THRESHOLD": t}) for t in (0.8, 0.5, 0.25, 0.06)]
     with Sandbox(memory_mb=2048) as sandbox:
         ensure_baseline(ctx, sandbox)
