@@ -67,7 +67,7 @@ class GateConfig(_Strict):
     kind: Literal["not_worse", "thresholdout"] = "thresholdout"
     threshold_se: float = Field(1.0, ge=0)  # T: dev and holdout gains agree within this many standard errors
     sigma_se: float = Field(0.1, ge=0)  # Laplace noise scale (the threshold's own noise is 4 x this)
-    step_se: float = Field(1.0, ge=0)  # a new champion's answer must beat the champion's by this much
+    step_se: float = Field(2.0, ge=0)  # a new champion's answer must beat the champion's by this much
     budget: int = Field(20, ge=1)
     tolerance: float = Field(0.0, ge=0)
 
