@@ -166,7 +166,7 @@ class TaskAgentConfig(_Strict):
     max_retries: int = Field(2, ge=0, le=10)  # rate limits, overload, server errors (the SDK's backoff)
     spend_cap_usd: float = Field(10.0, gt=0)  # for the workspace, across runs, from the usage the API reports
     trace_exchanges: int = Field(20, ge=0)  # dev-only replies kept in each experiment's trace
-    trace_chars: int = Field(800, ge=50)  # characters kept per reply (and per ticket text beside it)
+    trace_chars: int = Field(400, ge=50)  # characters kept per reply (and per ticket text beside it)
     prices_per_mtok: AgentPrices = AgentPrices(input=1.0, output=5.0, cache_write=1.25, cache_read=0.10)
 
 

@@ -384,10 +384,11 @@ def persist(ctx: Context, record: ExperimentRecord, source: str, run: _Run, *, t
     (folder / "policy.py").write_text(source)
     (folder / "diff.patch").write_text(record.diff)
     (folder / "record.json").write_text(json.dumps(asdict(record), indent=2, default=str))
-    trace = {"experiment": record.experiment, "fit_log": run.log[-20_000:], "dev": run.trace,
-             "guard_failures": [r.to_dict() for r in run.results if not r.passed]}
-    if "task_agent" in record.fit:  # dev-only replies: no holdout row was in that sandbox
+    trace: dict[str, Any] = {"experiment": record.experiment}
+    if "task_agent" in record.fit:  # dev-only replies (no holdout row was in that sandbox), first for the reader
         trace["task_agent"] = {"usage": record.fit["task_agent"], "dev_reasoning": run.reasoning}
+    trace.update({"fit_log": run.log[-20_000:], "dev": run.trace,
+                  "guard_failures": [r.to_dict() for r in run.results if not r.passed]})
     (folder / "trace.json").write_text(json.dumps(trace, indent=2, default=str))
     for p in folder.iterdir():
         p.chmod(0o444)

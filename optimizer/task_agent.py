@@ -147,7 +147,8 @@ class _Session:
             if left < _MIN_REQUEST_S:
                 figures["failed"] += 1
                 return {"error": "no time left in the phase's budget for a model request"}, None
-            answer = self._send(request, min(config.timeout_s, left))
+            # every attempt the SDK makes must fit: the phase's budget includes the model's time
+            answer = self._send(request, min(config.timeout_s, left / (config.max_retries + 1)))
             if answer is None:
                 return {"error": "the model request failed (see task_agent_usage in the ledger)"}, None
             self.broker._store(key, answer, self.clean)

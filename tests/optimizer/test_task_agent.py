@@ -230,3 +230,15 @@ def test_spend_cap_stops_the_phase_and_a_policy_cannot_reach_the_server_itself(k
     assert len(fake.requests) - asked == 26 and records[-1][1]["sent"] == 26
     assert blocked.status == "violation" and f"socket.connect 127.0.0.1:{port}" in blocked.error
     assert len(fake.requests) - asked == 26  # nothing reached the server from the policy itself
+
+
+def test_ratchet_llm_is_importable_only_where_the_task_agent_is_enabled():
+    from guards.static import scan
+    from optimizer.config import StaticConfig, parse_config
+    from optimizer.errors import RatchetError
+
+    with pytest.raises(RatchetError, match="static.allowed_imports names ratchet_llm but task_agent.enabled is false"):
+        parse_config({"domain": "routing", "static": {"allowed_imports": ["numpy", "ratchet_llm"]}}, source="x.yaml")
+    refused = scan(LLM_POLICY, allowed_imports=StaticConfig().allowed_imports)
+    assert not refused.passed and "import of 'ratchet_llm' is not allowed" in refused.detail
+    assert scan(LLM_POLICY, allowed_imports=[*StaticConfig().allowed_imports, "ratchet_llm"]).passed
