@@ -11,8 +11,9 @@ included, so nothing it sends can be attributed to "dev rows only": a request ma
 dev may carry holdout text it read from the other file. The broker therefore trusts the phase's
 row-set names, which the parent chose, not the child:
 
-- a *clean* session (fit on train, or a decide whose only row set is "dev") may show its replies
-  in the experiment's trace, bounded (``task_agent.trace_exchanges``/``trace_chars``);
+- a *clean* session (fit on train, or a decide whose only row set is "dev") holds no holdout row;
+  the replies of a dev-only decide go into the experiment's trace, bounded
+  (``task_agent.trace_exchanges``/``trace_chars``);
 - any other session (holdout present) is *tainted*: its requests and replies are sent and used,
   never logged, cached for tainted sessions only, and never shown to the meta-agent.
 
