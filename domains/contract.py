@@ -139,7 +139,7 @@ class Domain(abc.ABC):
 
     def scorer_sources(self) -> list[Path]:
         """Files whose content defines how this domain is scored (hashed at seal)."""
-        return sorted(p for p in self.package_dir.glob("*.py") if p.name != "policy.py")
+        return sorted(p for p in self.package_dir.glob("*.py") if not p.name.startswith("policy"))  # policies are not scorers
 
     def policy_view(self, frame: pd.DataFrame, *, with_label: bool) -> pd.DataFrame:
         return frame[self.columns.policy_columns(frame, with_label=with_label)]

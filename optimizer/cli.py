@@ -28,6 +28,7 @@ def _fail(exc: RatchetError) -> None:
 
 
 @app.command(epilog="Example: ratchet init fraud --workspace ws --seed 7 --rows 100000\n\n"
+                     "Example: ratchet init routing -w ws --variant llm --rows 3000\n\n"
                      "Example: ratchet init pricing -w ws --data offers.csv --map time=ts --map price=price_paid "
                      "--map propensity=p --map outcome=bought --map cost=cost --map reference=list_price")
 def init(
@@ -48,6 +49,9 @@ def init(
                                              "protected; routing: time, team, handling, id, entity, priority, "
                                              "subject, body)."),
     policy: Optional[Path] = typer.Option(None, help="Start from this policy.py instead of the domain's baseline."),
+    variant: Optional[str] = typer.Option(None, help="Start from a shipped policy variant: llm (routing: Claude "
+                                          "routes each ticket through the parent's model broker; needs "
+                                          "ANTHROPIC_API_KEY for init, run and try; enables task_agent)."),
     config: Optional[Path] = typer.Option(None, help="Configuration YAML (default: configs/<domain>.yaml)."),
 ) -> None:
     """Create a workspace: data, contract check, time split, sealed holdout, ledger and MLflow seal run."""
@@ -77,7 +81,7 @@ def init(
             raise RatchetError("--label/--time/--amount/--id/--entity/--terminal/--map only apply with --data FILE.")
         with err.status("initialising") as status:
             result = init_workspace(domain, workspace, config_file=config, overrides=overrides, policy_file=policy,
-                                    progress=lambda msg: status.update(msg))
+                                    variant=variant, progress=lambda msg: status.update(msg))
     except RatchetError as exc:
         _fail(exc)
     rows_txt = ", ".join(f"{k} {v:,}" for k, v in result.rows.items())
@@ -206,12 +210,15 @@ def try_(
             raise RatchetError(f"{candidate}: candidate file not found.")
         source = candidate.read_text()
         ctx = load_context(workspace)
+        from optimizer.task_agent import open_broker
+
+        broker = open_broker(ctx)  # a task-agent workspace without an API key is refused here
         if budget is not None:
             ctx.config = ctx.config.model_copy(
                 update={"sandbox": ctx.config.sandbox.model_copy(update={"budget_s": budget})})
         tracker = open_tracker(ctx)
         ctx.ws.revert()
-        with Sandbox(memory_mb=ctx.config.sandbox.memory_mb) as sandbox:
+        with Sandbox(memory_mb=ctx.config.sandbox.memory_mb, broker=broker) as sandbox:
             ensure_baseline(ctx, sandbox, tracker)
             record = run_experiment(ctx, sandbox, source, proposer="person",
                                     hypothesis=hypothesis_of(source, candidate.name), keep=keep, tracker=tracker)

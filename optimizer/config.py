@@ -166,6 +166,22 @@ class AgentConfig(_Strict):
     prices_per_mtok: AgentPrices = AgentPrices()
 
 
+class TaskAgentConfig(_Strict):
+    """The model broker for policies that ask a language model (`ratchet init routing --variant llm`)."""
+
+    enabled: bool = False  # when true, policy.py may import ratchet_llm; runs need ANTHROPIC_API_KEY
+    model: str = "claude-haiku-4-5"
+    max_requests: int = Field(5000, ge=1)  # sent to the model per sandbox phase (cached answers are free)
+    max_tokens: int = Field(1024, ge=16)  # per response; a request may ask for less
+    max_request_chars: int = Field(60_000, ge=1_000)  # system prompt plus messages, per request
+    timeout_s: float = Field(30.0, gt=0)  # per request, and never beyond the phase's budget
+    max_retries: int = Field(2, ge=0, le=10)  # rate limits, overload, server errors (the SDK's backoff)
+    spend_cap_usd: float = Field(10.0, gt=0)  # for the workspace, across runs, from the usage the API reports
+    trace_exchanges: int = Field(20, ge=0)  # dev-only replies kept in each experiment's trace
+    trace_chars: int = Field(400, ge=50)  # characters kept per reply (and per ticket text beside it)
+    prices_per_mtok: AgentPrices = AgentPrices(input=1.0, output=5.0, cache_write=1.25, cache_read=0.10)
+
+
 class StaticConfig(_Strict):
     allowed_imports: list[str] = Field(
         default_factory=lambda: [
@@ -190,6 +206,7 @@ class RunConfig(_Strict):
     gate: GateConfig = GateConfig()
     static: StaticConfig = StaticConfig()
     agent: AgentConfig = AgentConfig()
+    task_agent: TaskAgentConfig = TaskAgentConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -205,6 +222,8 @@ class RunConfig(_Strict):
     def _scoring_matches(self) -> "RunConfig":
         if self.scoring.domain != self.domain:
             raise ValueError(f"scoring.domain is {self.scoring.domain!r} but domain is {self.domain!r}")
+        if "ratchet_llm" in self.static.allowed_imports and not self.task_agent.enabled:
+            raise ValueError("static.allowed_imports names ratchet_llm but task_agent.enabled is false")
         return self
 
 

@@ -62,6 +62,7 @@ class _Run:
     fit: dict[str, Any] = field(default_factory=dict)
     trace: dict[str, Any] = field(default_factory=dict)
     log: str = ""
+    reasoning: list[dict] = field(default_factory=list)  # a task-agent policy's replies on dev (dev-only pass)
 
     def add(self, result: GuardResult) -> bool:
         self.results.append(result)
@@ -96,6 +97,8 @@ def evaluate(ctx: Context, sandbox: Any, source: str, run: _Run) -> tuple[dict[s
 
     if not run.add(static_check(ctx, source)):
         return None
+    if getattr(sandbox, "broker", None) is not None:
+        sandbox.broker.take_usage()  # what earlier phases (refits) used is in the ledger, not in this record
     budget = ctx.config.sandbox.budget_s
     t0 = time.perf_counter()
     fitted = sandbox.fit(source, ctx.domain.policy_view(ctx.train, with_label=True), budget_s=budget)
@@ -110,9 +113,22 @@ def evaluate(ctx: Context, sandbox: Any, source: str, run: _Run) -> tuple[dict[s
     cuts = {f"dev_prefix_{int(f * 100)}": cut_rows(len(dev_view), f) for f in PREFIX_CUTS}
     rows = {"dev": dev_view, "holdout": ctx.domain.policy_view(ctx.holdout_all, with_label=False),
             **{name: dev_view.iloc[:cut].reset_index(drop=True) for name, cut in cuts.items()}}
+    broker = getattr(sandbox, "broker", None)
+    if broker is not None:  # a policy that asks a model: its reasoning comes from a pass with no holdout row
+        explained = sandbox.decide(source, fitted.model, {"dev": dev_view}, budget_s=budget,
+                                   constants=ctx.domain.constants)
+        run.reasoning = broker.take_reasoning()
+        if explained.status != "ok":
+            run.fit["task_agent"] = broker.take_usage()
+            run.add(GuardResult("sandbox", False, f"decide phase (dev only) {explained.status}: {explained.error}",
+                                {"phase": "decide", "status": explained.status,
+                                 "violations": list(explained.violations)}))
+            return None
     t0 = time.perf_counter()
     decided = sandbox.decide(source, fitted.model, rows, budget_s=budget, constants=ctx.domain.constants)
     run.timings["decide"] = time.perf_counter() - t0
+    if broker is not None:
+        run.fit["task_agent"] = broker.take_usage()
     run.fit["decide_seconds"] = decided.decide_seconds
     if decided.status != "ok":
         run.add(GuardResult("sandbox", False, f"decide phase {decided.status}: {decided.error}",
@@ -385,8 +401,11 @@ def persist(ctx: Context, record: ExperimentRecord, source: str, run: _Run, *, t
     (folder / "policy.py").write_text(source)
     (folder / "diff.patch").write_text(record.diff)
     (folder / "record.json").write_text(json.dumps(asdict(record), indent=2, default=str))
-    trace = {"experiment": record.experiment, "fit_log": run.log[-20_000:], "dev": run.trace,
-             "guard_failures": [r.to_dict() for r in run.results if not r.passed]}
+    trace: dict[str, Any] = {"experiment": record.experiment}
+    if "task_agent" in record.fit:  # dev-only replies (no holdout row was in that sandbox), first for the reader
+        trace["task_agent"] = {"usage": record.fit["task_agent"], "dev_reasoning": run.reasoning}
+    trace.update({"fit_log": run.log[-20_000:], "dev": run.trace,
+                  "guard_failures": [r.to_dict() for r in run.results if not r.passed]})
     (folder / "trace.json").write_text(json.dumps(trace, indent=2, default=str))
     for p in folder.iterdir():
         p.chmod(0o444)

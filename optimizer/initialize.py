@@ -96,14 +96,25 @@ def check_leakage(domain: Domain, frame: pd.DataFrame, config: RunConfig) -> dic
 
 def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = None,
                    overrides: Mapping[str, Any] | None = None, policy_file: Path | None = None,
-                   progress: Progress = lambda _: None) -> InitResult:
+                   variant: str | None = None, progress: Progress = lambda _: None) -> InitResult:
     target = Path(path).resolve()
     if target.exists() and any(target.iterdir()):
         raise RatchetError(f"{path}: already exists and is not empty. Choose a new --workspace folder.")
     if policy_file is not None and not Path(policy_file).is_file():
         raise RatchetError(f"{policy_file}: --policy file not found.")
     domain = get_domain(domain_name)
-    config = resolve_config(domain_name, config_file=config_file, overrides=overrides or {})
+    overrides = dict(overrides or {})
+    if variant is not None:  # a shipped policy variant: its file and the settings it needs
+        from optimizer.task_agent import MODULE, variant_overrides
+
+        if policy_file is not None:
+            raise RatchetError("--variant and --policy both name the starting policy; pass one of them.")
+        name, settings = variant_overrides(domain_name, variant)
+        policy_file = domain.package_dir / name
+        overrides = {**settings, **overrides}
+        imports = resolve_config(domain_name, config_file=config_file, overrides=overrides).static.allowed_imports
+        overrides["static.allowed_imports"] = [*imports, MODULE]
+    config = resolve_config(domain_name, config_file=config_file, overrides=overrides)
     cols = domain.columns
 
     frame = load_data(domain, config, progress)

@@ -119,7 +119,10 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
              on_event: Callable[[str, Any], None] = lambda kind, data: None) -> LoopSummary:
     from optimizer.sandbox import Sandbox
 
+    from optimizer.task_agent import open_broker
+
     ctx = load_context(path)
+    broker = open_broker(ctx)  # refuses a task-agent workspace without an API key, before any sandbox work
     if budget is not None:
         ctx.config = ctx.config.model_copy(update={"sandbox": ctx.config.sandbox.model_copy(update={"budget_s": budget})})
     deadline = time.monotonic() + total_time if total_time else None
@@ -129,7 +132,7 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
     prop = make_proposer(ctx, proposer, patches)
     ctx.ws.revert()  # whatever an earlier crash left in policy.py is not part of the champion
     try:
-        with Sandbox(memory_mb=ctx.config.sandbox.memory_mb) as sandbox, \
+        with Sandbox(memory_mb=ctx.config.sandbox.memory_mb, broker=broker) as sandbox, \
                 tracker.run("loop", tags={"ratchet.kind": "loop", "ratchet.proposer": prop.name}):
             on_event("start", {"layers": sandbox.layers, "proposer": prop.name, "why": why})
             ensure_baseline(ctx, sandbox, tracker)

@@ -152,6 +152,8 @@ def record_experiment(tracker: Tracker, ctx: Any, record: Any, folder: Path, *, 
                     metrics[re.sub(r"[^A-Za-z0-9_./ -]", "_", f"guard_{r['guard']}_{key}")] = float(value)
         metrics.update({k: float(v) for k, v in record.proposal.items()  # e.g. the meta-agent's tokens and cost
                         if k.startswith("agent_") and isinstance(v, (int, float)) and not isinstance(v, bool)})
+        metrics.update({f"task_agent_{k}": float(v) for k, v in record.fit.get("task_agent", {}).items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)})  # requests, tokens, cost
         metrics["kept"] = float(record.kept)
         tracker.mlflow.log_metrics(metrics)
         tracker.mlflow.log_artifacts(str(folder))

@@ -2,7 +2,9 @@
 
 Each POST /v1/messages pops the next scripted reply (a message, or an error status with the API's
 error body and retry headers) and records the request's headers and JSON body, so tests can assert
-what the client sent. An unscripted request gets a 500 the client will retry and then report.
+what the client sent. With a responder set (`answer_with`), an unscripted request is answered by
+calling it on the request body (a text reply); otherwise it gets a 500 the client will retry and
+then report.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ class FakeAnthropic:
     def __init__(self) -> None:
         self.script: deque[tuple[int, dict, dict]] = deque()
         self.requests: list[dict] = []
+        self.responder: Any = None
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -54,6 +57,16 @@ class FakeAnthropic:
                       "cache_creation_input_tokens": cache_write, "cache_read_input_tokens": cache_read},
         }, {}))
 
+    def answer_with(self, responder: Any, input_tokens: int = 300, output_tokens: int = 20) -> None:
+        """Answer every unscripted request with text = responder(request body)."""
+        self.responder = (responder, input_tokens, output_tokens)
+
+    def _message(self, content: list, input_tokens: int, output_tokens: int, stop: str = "end_turn") -> dict:
+        return {"id": f"msg_{len(self.requests):04d}", "type": "message", "role": "assistant", "model": "claude-fake",
+                "content": content, "stop_reason": stop, "stop_sequence": None,
+                "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                          "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}
+
     def error(self, status: int, message: str = "try again", retry_after_ms: int = 5) -> None:
         body = {"type": "error", "error": {"type": ERROR_TYPES.get(status, "api_error"), "message": message}}
         self.script.append((status, body, {"retry-after-ms": str(retry_after_ms), "retry-after": "0"}))
@@ -75,6 +88,10 @@ class FakeAnthropic:
                                                                                "message": self.path}}, {}
                 elif fake.script:
                     status, payload, headers = fake.script.popleft()
+                elif fake.responder is not None:
+                    respond, tokens_in, tokens_out = fake.responder
+                    status, headers = 200, {}
+                    payload = fake._message([text(respond(body))], tokens_in, tokens_out)
                 else:
                     status, payload, headers = 500, {"type": "error", "error": {
                         "type": "api_error", "message": "the fake server's script is exhausted"}}, {"retry-after-ms": "1"}

@@ -54,6 +54,12 @@ texts name candidate-chosen paths (bounded, 50 x 900 characters); decide constan
 after decide ran, so treat them like decisions (scorer only); model handles live in the
 sandbox's folder and disappear with ``close()``.
 
+Model broker (``Sandbox(broker=...)``, see ``_channel``): a policy may ask a language model
+through ``ratchet_llm.complete``; the child writes one JSON request per line to a pipe, the server
+relays it to the parent, whose broker session for that phase (told the phase and its row-set names)
+answers with text, an error, or a stop that kills the child ("violation"). The time the parent
+takes counts against the phase's budget. The child still has no network of its own.
+
 Holdout hygiene: in the decide phase (holdout rows present) the child's stdout and stderr go to
 /dev/null, ``DecideResult.log`` is always "" and errors are phrased by the parent from a closed
 vocabulary (row-set name, lengths, builtin exception names), never from candidate text.

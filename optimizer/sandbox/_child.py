@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import ctypes
+import fcntl
 import io
 import json
 import numbers
@@ -24,7 +25,7 @@ import types
 import numpy as np
 import pandas as pd
 
-from optimizer.sandbox import _audit, _landlock, _protocol as P
+from optimizer.sandbox import _audit, _channel, _landlock, _protocol as P
 
 RECORD_FD = 3  # the audit pipe's fixed number in the child
 _PR_SET_PDEATHSIG = 1
@@ -39,11 +40,13 @@ class _Refused(Exception):
         self.facts = facts
 
 
-def run(request: dict, record_fd: int, log_fd: int) -> None:
-    """Never returns: the child ends with os._exit, skipping any atexit hook a candidate added."""
+def run(request: dict, record_fd: int, log_fd: int, channel: tuple[int, int] | None = None) -> None:
+    """Never returns: the child ends with os._exit, skipping any atexit hook a candidate added.
+
+    `channel` is (request write end, reply read end) of the model broker's pipes, or None."""
     code = P.EXIT_SETUP
     try:
-        _contain(request, record_fd, log_fd)
+        _contain(request, record_fd, log_fd, channel)
         code = _fit(request) if request["phase"] == "fit" else _decide(request)
     except BaseException:  # noqa: BLE001 - the exit code carries the outcome
         try:
@@ -58,14 +61,24 @@ def run(request: dict, record_fd: int, log_fd: int) -> None:
             os._exit(code)
 
 
-def _contain(request: dict, record_fd: int, log_fd: int) -> None:
+def _contain(request: dict, record_fd: int, log_fd: int, channel: tuple[int, int] | None) -> None:
     os.setsid()  # own process group: the server kills the whole group on overrun
+    # Move every pipe end above the fixed numbers first, so placing one cannot overwrite another.
+    record_fd = fcntl.fcntl(record_fd, fcntl.F_DUPFD, 64)
+    log_fd = fcntl.fcntl(log_fd, fcntl.F_DUPFD, 64) if log_fd >= 0 else -1
+    channel = tuple(fcntl.fcntl(fd, fcntl.F_DUPFD, 64) for fd in channel) if channel else None
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(log_fd if log_fd >= 0 else null, 1)  # decide: output goes nowhere, by construction
     os.dup2(log_fd if log_fd >= 0 else null, 2)
     os.dup2(record_fd, RECORD_FD)
-    os.closerange(RECORD_FD + 1, 1 << 16)  # the server's request pipe and anything else it holds
+    if channel:
+        os.dup2(channel[0], _channel.REQUEST_FD)
+        os.dup2(channel[1], _channel.REPLY_FD)
+    os.closerange(_channel.REPLY_FD + 1, 1 << 16)  # the server's request pipe and anything else it holds
+    if not channel:
+        os.closerange(RECORD_FD + 1, _channel.REPLY_FD + 1)
+    sys.modules[_channel.MODULE_NAME] = _channel.module(connected=channel is not None)
     sys.stdin = open(0, closefd=False)
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)

@@ -73,6 +73,9 @@ def _process_status(phase: str, reply: dict | None, lost: str, budget_s: float,
     if violations:
         more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
         return "violation", f"{phase} attempted a forbidden access: {violations[0]}{more}"
+    stop = reply.get("broker_stop")
+    if isinstance(stop, str) and stop:  # the parent's own words: safe with holdout rows present
+        return "violation", f"{phase} was stopped by the model broker: {stop}"
     if reply.get("exit") == P.EXIT_UNRECORDED:
         return "violation", f"{phase} tampered with the sandbox's audit record channel"
     if reply.get("timed_out"):

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from optimizer.errors import RatchetError
 from optimizer.sandbox import _isolation, _outcome
 from optimizer.sandbox import _protocol as P
+from optimizer.sandbox._channel import Broker, BrokerSession
 from optimizer.sandbox._results import DecideResult, FitResult, ModelHandle, sha256_of
 
 DEFAULT_PRELOAD = ("numpy", "pandas", "pyarrow", "sklearn", "xgboost", "scipy")
@@ -57,7 +58,7 @@ class Sandbox:
     """
 
     def __init__(self, *, memory_mb: int = 4096, isolation: str = "auto",
-                 preload: tuple[str, ...] = DEFAULT_PRELOAD) -> None:
+                 preload: tuple[str, ...] = DEFAULT_PRELOAD, broker: Broker | None = None) -> None:
         if memory_mb <= 0:
             raise ValueError("memory_mb must be positive")
         self.memory_mb = int(memory_mb)
@@ -72,6 +73,8 @@ class Sandbox:
         self._count = 0
         self._finalizer: weakref.finalize | None = None
         self.preload_errors: dict[str, str] = {}  # library -> why the server could not import it
+        self.broker = broker  # answers policies' model requests (see _channel); None: no channel
+        self._session: BrokerSession | None = None
 
     # lifecycle -------------------------------------------------------------------------------
     def __enter__(self) -> "Sandbox":
@@ -143,9 +146,14 @@ class Sandbox:
             line, newline, rest = self._pending.partition(b"\n")
             if newline:
                 self._pending = rest
-                if line.startswith(b"{"):
-                    return json.loads(line)
-                continue  # a library printed at import, before the server took over stdout
+                if not line.startswith(b"{"):
+                    continue  # a library printed at import, before the server took over stdout
+                message = json.loads(line)
+                if "broker" not in message:
+                    return message
+                if not self._relay(process, message):
+                    return None
+                continue
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
                 return None
@@ -153,6 +161,30 @@ class Sandbox:
             if not chunk:
                 return None
             self._pending += chunk
+
+    def _relay(self, process: subprocess.Popen, message: dict) -> bool:
+        """Answer one model request a child made through the server; False if the server is gone."""
+        line = message.get("line")
+        if self._session is None or not isinstance(line, str):
+            reply, stop = {"error": "no model broker for this phase"}, None
+        else:
+            reply, stop = self._session.handle(line)
+        answer = {"op": "broker_reply", "seq": message.get("broker"), "reply": reply, "stop": stop}
+        try:
+            process.stdin.write(json.dumps(answer).encode() + b"\n")
+            process.stdin.flush()
+        except OSError:
+            return False
+        return True
+
+    def _phase(self, phase: str, row_sets: tuple[str, ...], budget_s: float) -> None:
+        self._session = (self.broker.session(phase, row_sets, time.monotonic() + budget_s)
+                         if self.broker is not None else None)
+
+    def _end_phase(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            session.close()
 
     def _run(self, request: dict, budget_s: float) -> tuple[dict | None, str]:
         if self._process is None or self._process.poll() is not None:
@@ -195,9 +227,13 @@ class Sandbox:
                 (work / P.POLICY_FILE).write_text(policy_source, encoding="utf-8")
                 _write_parquet(train, work / P.TRAIN_FILE)
                 self._hand_over(work)
-                reply, lost = self._run({"phase": "fit", "workdir": str(work),
-                                         "budget_s": float(budget_s),
-                                         "constants": list(constants)}, budget_s)
+                self._phase("fit", ("train",), budget_s)
+                try:
+                    reply, lost = self._run({"phase": "fit", "workdir": str(work),
+                                             "budget_s": float(budget_s), "broker": self.broker is not None,
+                                             "constants": list(constants)}, budget_s)
+                finally:
+                    self._end_phase()
                 meta = _outcome.read_meta(work)
                 status, error = _outcome.fit_status(reply, meta, lost, budget_s, self.memory_mb)
                 model = None
@@ -232,9 +268,14 @@ class Sandbox:
                 for index, name in enumerate(names):
                     _write_parquet(rows[name], work / P.rows_file(index))
                 self._hand_over(work)
-                reply, lost = self._run({"phase": "decide", "workdir": str(work),
-                                         "budget_s": float(budget_s), "count": len(names),
-                                         "constants": list(constants)}, budget_s)
+                self._phase("decide", tuple(names), budget_s)
+                try:
+                    reply, lost = self._run({"phase": "decide", "workdir": str(work),
+                                             "budget_s": float(budget_s), "count": len(names),
+                                             "broker": self.broker is not None,
+                                             "constants": list(constants)}, budget_s)
+                finally:
+                    self._end_phase()
                 meta = _outcome.read_meta(work)
                 status, error = _outcome.decide_status(reply, meta, lost, budget_s, self.memory_mb,
                                                        names)

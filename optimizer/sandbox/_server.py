@@ -4,6 +4,11 @@ Protocol (JSON lines on stdin/stdout, never pickle): the parent's first line con
 which answers {"ready": ...}; each later line asks for one phase and gets one line of process facts
 back (exit code, signal, timeout, audit records, fit log tail). The server reads no file the child
 wrote: interpreting outputs is the parent's job. It runs no candidate code itself.
+
+With "broker": true a phase may also relay model requests (see _channel): each line the child
+writes goes to the parent as {"broker": seq, "line": ...}; the parent answers with
+{"op": "broker_reply", "seq": seq, "reply": {...}, "stop": reason | null}, and a stop kills the
+child. Replies for a request the server no longer waits on (the child was killed) are dropped.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ import sys
 import time
 import traceback
 
-from optimizer.sandbox import _child  # imports numpy, pandas and pyarrow once, for every child
+from optimizer.sandbox import _channel, _child  # imports numpy, pandas and pyarrow once, for every child
 from optimizer.sandbox._isolation import SYSTEM_READ, _gpu_visible, gpu_paths, python_roots
 from optimizer.sandbox._protocol import EXIT_SETUP, LOG_CAP, MAX_VIOLATIONS
 
@@ -126,23 +131,26 @@ class _Tail:
         return f"[... {dropped} earlier bytes dropped ...]\n{body}" if dropped else body
 
 
-def _serve(request: dict, static: dict) -> dict:
+def _serve(request: dict, static: dict, link: "_Link") -> dict:
     record_r, record_w = os.pipe()
     log_r, log_w = os.pipe() if request["phase"] == "fit" else (-1, -1)
+    ask_r, ask_w = os.pipe() if request.get("broker") else (-1, -1)
+    answer_r, answer_w = os.pipe() if request.get("broker") else (-1, -1)
     sys.stdout.flush()
     sys.stderr.flush()  # nothing buffered here may be flushed again by the child
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:
-        os.close(record_r)
-        if log_r >= 0:
-            os.close(log_r)
-        _child.run({**static, **request}, record_w, log_w)
-    os.close(record_w)
-    if log_w >= 0:
-        os.close(log_w)
+        for fd in (record_r, log_r, ask_r, answer_w):
+            if fd >= 0:
+                os.close(fd)
+        _child.run({**static, **request}, record_w, log_w, (ask_w, answer_r) if ask_w >= 0 else None)
+    for fd in (record_w, log_w, ask_w, answer_r):
+        if fd >= 0:
+            os.close(fd)
     tails = {record_r: _Tail(1 << 20), **({log_r: _Tail(LOG_CAP)} if log_r >= 0 else {})}
     open_fds = set(tails)
+    relay = _Relay(ask_r, answer_w, link, pid) if ask_r >= 0 else None
     pidfd = os.pidfd_open(pid)
     deadline = start + float(request["budget_s"])
     timed_out, status = False, None
@@ -153,12 +161,17 @@ def _serve(request: dict, static: dict) -> dict:
             _kill_group(pid)
             _, status = os.waitpid(pid, 0)
             break
-        ready, _, _ = select.select([pidfd, *open_fds], [], [], remaining)
+        reads, writes = ([*relay.reads()], [*relay.writes()]) if relay else ([], [])
+        ready, writable, _ = select.select([pidfd, *open_fds, *reads], writes, [], remaining)
         for fd in ready:
             if fd == pidfd:
                 _, status = os.waitpid(pid, 0)
-            else:
+            elif fd in open_fds:
                 _read_into(fd, tails, open_fds)
+            else:
+                relay.readable(fd)
+        if writable:
+            relay.flush()
     seconds = time.monotonic() - start
     os.close(pidfd)
     _kill_group(pid)  # anything left in its process group
@@ -173,14 +186,136 @@ def _serve(request: dict, static: dict) -> dict:
             _read_into(fd, tails, open_fds)
     for fd in tails:
         os.close(fd)
+    if relay:
+        relay.close()
     records = _records(tails[record_r])
     return {
         "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
         "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-        "timed_out": timed_out, "seconds": seconds, "strays": strays,
+        "timed_out": timed_out and not (relay and relay.stop), "seconds": seconds, "strays": strays,
         "violations": records[:MAX_VIOLATIONS],
         "log": tails[log_r].text() if log_r >= 0 else "",
+        "broker_stop": relay.stop if relay else None,
+        "broker_requests": relay.seq if relay else 0,
     }
+
+
+class _Link:
+    """The parent's end: JSON lines out on `replies`, lines in from stdin without read-ahead surprises."""
+
+    def __init__(self, replies, fd: int) -> None:
+        self.replies, self.fd, self.pending, self.closed = replies, fd, bytearray(), False
+
+    def send(self, message: dict) -> None:
+        self.replies.write(json.dumps(message) + "\n")
+
+    def feed(self) -> list[bytes]:
+        """Read what is there (the fd is readable) and return the complete lines."""
+        self.pending += self.feed_raw()
+        lines = []
+        while b"\n" in self.pending:
+            cut = self.pending.index(b"\n")
+            lines.append(bytes(self.pending[:cut]))
+            del self.pending[:cut + 1]
+        return lines
+
+    def readline(self) -> bytes:
+        """The next line, blocking; b"" at end of input."""
+        while b"\n" not in self.pending and not self.closed:
+            self.pending += self.feed_raw()
+        if b"\n" not in self.pending:
+            return b""
+        cut = self.pending.index(b"\n")
+        line = bytes(self.pending[:cut + 1])
+        del self.pending[:cut + 1]
+        return line
+
+    def feed_raw(self) -> bytes:
+        chunk = os.read(self.fd, 1 << 20)
+        if not chunk:
+            self.closed = True
+        return chunk
+
+
+class _Relay:
+    """One phase's model requests: child line -> parent, parent reply -> child, one at a time."""
+
+    def __init__(self, ask: int, answer: int, link: _Link, pid: int) -> None:
+        self.ask, self.answer, self.link, self.pid = ask, answer, link, pid
+        os.set_blocking(answer, False)  # a child that stops reading must not stall the server
+        self.inbox, self.outbox = bytearray(), bytearray()
+        self.seq, self.waiting, self.stop, self.ask_open = 0, None, None, True
+
+    def reads(self) -> list[int]:
+        fds = [self.ask] if self.ask_open and self.waiting is None else []
+        return fds + ([self.link.fd] if self.waiting is not None and not self.link.closed else [])
+
+    def writes(self) -> list[int]:
+        return [self.answer] if self.outbox else []
+
+    def readable(self, fd: int) -> None:
+        if fd == self.link.fd:
+            lines = self.link.feed()
+            for line in lines:
+                self._answer(line)
+            if self.link.closed:
+                self._halt("the parent went away")
+            return
+        chunk = os.read(self.ask, 1 << 16)
+        if not chunk:
+            self.ask_open = False
+        self.inbox += chunk
+        self._forward()
+
+    def _forward(self) -> None:
+        if self.waiting is not None or self.stop:
+            return
+        if b"\n" not in self.inbox:
+            if len(self.inbox) > _channel.MAX_REQUEST_BYTES:
+                self._halt(f"a model request longer than {_channel.MAX_REQUEST_BYTES} bytes")
+            return
+        cut = self.inbox.index(b"\n")
+        line = bytes(self.inbox[:cut])
+        del self.inbox[:cut + 1]
+        if len(line) > _channel.MAX_REQUEST_BYTES:
+            self._halt(f"a model request longer than {_channel.MAX_REQUEST_BYTES} bytes")
+            return
+        self.seq += 1
+        self.waiting = self.seq
+        self.link.send({"broker": self.seq, "line": line.decode("utf-8", "replace")})
+
+    def _answer(self, line: bytes) -> None:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            return
+        if not isinstance(message, dict) or message.get("op") != "broker_reply" or message.get("seq") != self.waiting:
+            return  # a late reply for a request of an earlier phase
+        self.waiting = None
+        if message.get("stop"):
+            self._halt(str(message["stop"])[:300])
+            return
+        self.outbox += json.dumps(message.get("reply") or {"error": "no reply"}).encode() + b"\n"
+        self.flush()
+        self._forward()  # a request that arrived while this one was in flight
+
+    def flush(self) -> None:
+        try:
+            written = os.write(self.answer, self.outbox)
+            del self.outbox[:written]
+        except BlockingIOError:
+            pass
+        except OSError:
+            self.outbox.clear()
+
+    def _halt(self, reason: str) -> None:
+        if not self.stop:
+            self.stop = reason
+            _kill_group(self.pid)
+
+    def close(self) -> None:
+        for fd in (self.ask, self.answer):
+            os.close(fd)
 
 
 def _read_into(fd: int, tails: dict, open_fds: set) -> None:
@@ -202,13 +337,13 @@ def _records(tail: _Tail) -> list[str]:
 def main() -> None:
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)  # stray prints from libraries land in the server log, never in the protocol
-    requests = sys.stdin.buffer
-    config = json.loads(requests.readline())
+    link = _Link(replies, sys.stdin.fileno())
+    config = json.loads(link.readline())
     errors = _preload(config["preload"])
     import ctypes.util  # noqa: F401 - the child must not need to import anything of its own
     import pyarrow.parquet  # noqa: F401
 
-    for module in (_child, sys.modules["optimizer.sandbox._audit"]):
+    for module in (_child, _channel, sys.modules["optimizer.sandbox._audit"]):
         linecache.getlines(module.__file__)  # tracebacks in the child must not re-read our source
     device = _device()
     libc = ctypes.CDLL(None, use_errno=True)
@@ -226,12 +361,14 @@ def main() -> None:
     }
     replies.write(json.dumps({"ready": True, "pid": os.getpid(), "device": device,
                               "preload_errors": errors, "subreaper": subreaper}) + "\n")
-    for line in iter(requests.readline, b""):
+    for line in iter(link.readline, b""):
         request = json.loads(line)
         if request.get("op") == "stop":
             break
+        if request.get("op") == "broker_reply":
+            continue  # the phase it answered has ended
         try:
-            reply = _serve(request, static)
+            reply = _serve(request, static, link)
         except Exception:  # noqa: BLE001 - e.g. fork refused: this request fails, the server lives
             traceback.print_exc()
             reply = {"exit": EXIT_SETUP, "signal": None, "timed_out": False, "seconds": 0.0,
