@@ -252,3 +252,25 @@ def test_seed_only_change_that_fools_the_row_bootstrap_is_caught_by_refit_noise(
         with_refits = significance(champion)
     assert rows_only["passed"], rows_only["detail"]  # the weakness, shown
     assert not with_refits["passed"] and "refit noise" in with_refits["detail"]
+
+
+def test_seed_only_change_past_a_lenient_dev_guard_is_refused_by_the_gate_step(tmp_path_factory):
+    """Best-of-N noise through the holdout. With a dev guard that lets noise through (as a search that has
+    overfit dev would), a seed-only change arrives at the gate with a lucky dev gain. Its holdout gain is
+    positive too, so 'the answer beats the champion's' alone would keep it; the Ladder step refuses it."""
+    from tests.conftest import _sealed
+
+    lenient = {"decision.confidence": 0.51, "decision.looks": "none", "decision.segment_tolerance": 1e6,
+               "guardrails": {m: {"floor": 1.0, "margin": 1.0} for m in ("false_decline_rate", "alert_rate")}}
+    ws = _sealed(tmp_path_factory, "lenient", "fraud", {"data.rows": 30_000, **lenient})
+    reseeded = BASELINE.replace("\nSEED = 0\n", "\nSEED = 1\n", 1)
+    with open_lab(ws, tmp_path_factory.mktemp("lenient-lab") / "ws") as (ctx, sandbox):
+        from optimizer.experiment import run_experiment
+
+        record = run_experiment(ctx, sandbox, reseeded, proposer="redteam", hypothesis="seed only", keep=False)
+    failed = {r["guard"]: r for r in record.reasons if not r["passed"]}
+    assert set(failed) == {"holdout_gate"}, failed  # every dev guard let it through
+    gate = record.gate
+    assert gate["dev_gain"] > gate["holdout_gain"] > 0 and gate["answer"] > gate["to_beat"] == 0.0
+    assert gate["answer"] < gate["to_beat"] + gate["step"] and gate["step"] == pytest.approx(2 * gate["se"])
+    assert "step" in failed["holdout_gate"]["detail"]
