@@ -6,7 +6,7 @@ holdout. When they agree within a noisy threshold the gate answers t (the holdou
 nothing); otherwise it answers h plus Laplace noise and spends one unit of budget. The loop keeps
 a candidate only when its answer beats the answer kept with the champion by a Ladder step
 (Blum & Hardt 2015), so the holdout is compared through answers, never raw, and noise has to
-clear about a standard error before it can replace a champion.
+clear the step (two standard errors by default) before it can replace a champion.
 Threshold, noise and step are multiples of the holdout gain's standard error (`gain_se`), measured
 per query, so an answer is accurate to about a standard error of what the holdout can tell:
 business metrics are heavy-tailed (a handful of caught frauds decide a seed change), so fixed

@@ -97,8 +97,9 @@ def evaluate(ctx: Context, sandbox: Any, source: str, run: _Run) -> tuple[dict[s
 
     if not run.add(static_check(ctx, source)):
         return None
-    if getattr(sandbox, "broker", None) is not None:
-        sandbox.broker.take_usage()  # what earlier phases (refits) used is in the ledger, not in this record
+    broker = getattr(sandbox, "broker", None)
+    if broker is not None:
+        broker.take_usage()  # what earlier phases (refits) used is in the ledger, not in this record
     budget = ctx.config.sandbox.budget_s
     t0 = time.perf_counter()
     fitted = sandbox.fit(source, ctx.domain.policy_view(ctx.train, with_label=True), budget_s=budget)
@@ -113,7 +114,6 @@ def evaluate(ctx: Context, sandbox: Any, source: str, run: _Run) -> tuple[dict[s
     cuts = {f"dev_prefix_{int(f * 100)}": cut_rows(len(dev_view), f) for f in PREFIX_CUTS}
     rows = {"dev": dev_view, "holdout": ctx.domain.policy_view(ctx.holdout_all, with_label=False),
             **{name: dev_view.iloc[:cut].reset_index(drop=True) for name, cut in cuts.items()}}
-    broker = getattr(sandbox, "broker", None)
     if broker is not None:  # a policy that asks a model: its reasoning comes from a pass with no holdout row
         explained = sandbox.decide(source, fitted.model, {"dev": dev_view}, budget_s=budget,
                                    constants=ctx.domain.constants)
