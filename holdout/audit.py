@@ -1,10 +1,11 @@
 """`ratchet audit`: re-derive every hash from the files themselves, trusting no cached state."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
 
@@ -120,6 +121,21 @@ def _gate_replay(entries: list) -> Check:
     return Check("gate_replay", True, f"{len(gates)} holdout answers replayed exactly")
 
 
+def _gate_settings(entries: list, settings: Mapping[str, float] | str) -> Check:
+    """Each answer used the workspace config's multiples of its recorded standard error: a loop that widened
+    the threshold or thinned the noise would replay exactly and still be caught here."""
+    if isinstance(settings, str):
+        return Check("gate_settings", False, f"the gate's settings cannot be read: {settings}")
+    for e in (e for e in entries if e.kind == "gate" and e.data.get("kind") == "thresholdout" and "se" in e.data):
+        d = e.data
+        for key in ("threshold", "sigma"):
+            expected = settings[f"{key}_se"] * d["se"]
+            if not math.isclose(d[key], expected, rel_tol=1e-9, abs_tol=1e-12):
+                return Check("gate_settings", False, f"ledger entry {e.seq} (gate query {d['query']}): {key} "
+                             f"{d[key]:.6g} is not {key}_se {settings[f'{key}_se']:g} x se {d['se']:.6g} from ratchet.yaml")
+    return Check("gate_settings", True, "every holdout answer used the configured threshold and noise")
+
+
 def _mlflow_experiments(seal_payload: dict[str, Any], entries: list) -> Check:
     """Each experiment MLflow knows of must be in the ledger under the same id (no truncation)."""
     info = seal_payload.get("mlflow", {})
@@ -140,7 +156,9 @@ def _mlflow_experiments(seal_payload: dict[str, Any], entries: list) -> Check:
     return Check("mlflow_experiments", True, f"{len(runs)} MLflow experiment runs all found in the ledger")
 
 
-def audit(root: Path, *, source_root: Path) -> AuditReport:
+def audit(root: Path, *, source_root: Path, gate_settings: Mapping[str, float] | str | None = None) -> AuditReport:
+    """Every check, without trusting the optimizer. `gate_settings`: the config's gate multiples to hold the
+    ledger's answers to (or why they could not be read); None skips that check."""
     root = Path(root).resolve()
     holdout_dir = root / "holdout"
     checks: list[Check] = []
@@ -173,5 +191,7 @@ def audit(root: Path, *, source_root: Path) -> AuditReport:
     else:
         checks.append(Check("manifest_vs_ledger", False, "the ledger has no seal entry"))
     checks.append(_gate_replay(entries))
+    if gate_settings is not None:
+        checks.append(_gate_settings(entries, gate_settings))
     checks.append(_scorer(manifest, source_root))
     return AuditReport(str(root), tuple(checks))

@@ -97,15 +97,21 @@ def audit(
     workspace: Path = typer.Argument(..., help="The workspace to audit."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON only."),
 ) -> None:
-    """Re-derive every hash (holdout files, content, HMAC, ledger chain, MLflow seal, scorer sources).
+    """Re-derive every hash (holdout files, content, HMAC, ledger chain, MLflow seal, scorer sources) and replay
+    every holdout answer, held to the gate settings in ratchet.yaml.
 
     Exit 0 when intact, 1 on any integrity failure, 2 when the folder is not a workspace."""
     from holdout.audit import audit as run_audit
+    from optimizer.config import load_config
     from optimizer.initialize import source_root
 
     if not (workspace / "holdout").is_dir() and not (workspace / "ledger.duckdb").exists():
         _fail(RatchetError(f"{workspace}: not a ratchet workspace (no holdout/ or ledger.duckdb)."))
-    report = run_audit(workspace, source_root=source_root())
+    try:
+        settings: dict | str = load_config(workspace / "ratchet.yaml").gate.model_dump()
+    except RatchetError as exc:
+        settings = str(exc)
+    report = run_audit(workspace, source_root=source_root(), gate_settings=settings)
     if as_json:
         out.print_json(json.dumps(report.to_dict()))
     else:

@@ -90,7 +90,7 @@ def run_demo(workspace: Path, *, experiments: int, rows: int | None, out: Consol
     budget = gates[-1].data["budget_left"] if gates else ctx.config.gate.budget
     table.add_row("holdout gate budget left", str(ctx.config.gate.budget), str(budget))
     out.print(table)
-    report = audit(workspace, source_root=source_root())
+    report = audit(workspace, source_root=source_root(), gate_settings=ctx.config.gate.model_dump())
     failed = [c for c in report.checks if not c.passed]
     out.print(f"audit: {'intact' if report.ok else 'INTEGRITY FAILURE'} ({len(report.checks)} checks"
               + (f"; failed: {', '.join(c.name for c in failed)}" if failed else "") + ")", markup=False)
