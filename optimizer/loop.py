@@ -118,7 +118,6 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
              proposer: str | None = "optuna", patches: Path | None = None,
              on_event: Callable[[str, Any], None] = lambda kind, data: None) -> LoopSummary:
     from optimizer.sandbox import Sandbox
-
     from optimizer.task_agent import open_broker
 
     ctx = load_context(path)
