@@ -18,6 +18,9 @@ GUARD_NAMES = (
     "contamination",
     "holdout_gate",
     "drift",
+    "change",  # an identical candidate: nothing to judge
+    "refit",  # a kept candidate's training noise could not be measured
+    "record",  # a keep a stop interrupted, rolled back
 )
 
 

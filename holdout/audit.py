@@ -1,17 +1,20 @@
 """`ratchet audit`: re-derive every hash from the files themselves, trusting no cached state."""
 from __future__ import annotations
 
+import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 
-from holdout.hashing import content_hash, sha256_file, verify_signature
+from holdout import evidence
+from holdout.hashing import canonical_json, content_hash, sha256_file, verify_signature
 from holdout.ledger import Ledger, verify_chain
 from holdout.manifest import MANIFEST, SEAL_KEY_ENV, manifest_body, manifest_sha256, read_manifest
+from holdout.records import MlflowRecords, RecordsUnavailable, TrackingRecords
 from optimizer.errors import RatchetError
 
 SEAL_KINDS = ("seal", "reseal")
@@ -90,19 +93,30 @@ def _scorer(manifest: dict[str, Any], root: Path) -> Check:
     return Check("scorer_source", True, f"{len(sealed)} scorer source files unchanged since the seal")
 
 
-def _mlflow(seal_payload: dict[str, Any], expected: str) -> Check:
+def _records(seal_payload: dict[str, Any], open_records: Callable[[str, str], TrackingRecords] | None):
+    """The tracking store the seal names (MLFLOW_TRACKING_URI overrides its location), or why it cannot be read."""
     info = seal_payload.get("mlflow", {})
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or info.get("uri")
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or info.get("uri", "")
     try:
-        from optimizer.tracking import Tracker
+        return (open_records or MlflowRecords)(info["experiment"], uri), None
+    except KeyError:
+        return None, f"the ledger's seal entry names no MLflow experiment (uri {uri})"
+    except RecordsUnavailable as exc:
+        return None, f"MLflow at {uri} cannot be read: {exc}"
 
-        recorded = Tracker(info["experiment"], uri=uri).seal_hash(info["run_id"])
-    except (RatchetError, KeyError) as exc:
-        return Check("mlflow_seal", False, f"MLflow seal record unreadable at {uri}: {exc}")
+
+def _mlflow(records: TrackingRecords | None, why: str | None, seal_payload: dict[str, Any], expected: str) -> Check:
+    run_id = seal_payload.get("mlflow", {}).get("run_id")
+    if records is None:
+        return Check("mlflow_seal", False, f"not verified: {why}")
+    try:
+        recorded = records.seal_hash(run_id)
+    except RecordsUnavailable as exc:
+        return Check("mlflow_seal", False, f"not verified: MLflow at {records.uri} cannot be read: {exc}")
     if recorded is None:
-        return Check("mlflow_seal", False, f"MLflow run {info.get('run_id')} at {uri}: no seal hash recorded")
+        return Check("mlflow_seal", False, f"MLflow run {run_id} at {records.uri}: no seal hash recorded")
     ok = recorded == expected
-    return Check("mlflow_seal", ok, f"MLflow run {info['run_id']}: seal {recorded[:12]}" +
+    return Check("mlflow_seal", ok, f"MLflow run {run_id}: seal {recorded[:12]}" +
                  ("" if ok else f" != ledger {expected[:12]}"))
 
 
@@ -136,29 +150,87 @@ def _gate_settings(entries: list, settings: Mapping[str, float] | str) -> Check:
     return Check("gate_settings", True, "every holdout answer used the configured threshold and noise")
 
 
-def _mlflow_experiments(seal_payload: dict[str, Any], entries: list) -> Check:
+def _mlflow_experiments(records: TrackingRecords | None, why: str | None, entries: list) -> Check:
     """Each experiment MLflow knows of must be in the ledger under the same id (no truncation)."""
-    info = seal_payload.get("mlflow", {})
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or info.get("uri")
+    if records is None:
+        return Check("mlflow_experiments", False, f"not verified: {why}")
     try:
-        from optimizer.tracking import Tracker
-
-        runs = Tracker(info["experiment"], uri=uri).runs("tags.`ratchet.kind` = 'experiment'")
-    except (RatchetError, KeyError) as exc:
-        return Check("mlflow_experiments", False, f"MLflow experiment records unreadable at {uri}: {exc}")
+        runs = records.experiment_runs()
+    except RecordsUnavailable as exc:
+        return Check("mlflow_experiments", False, f"not verified: MLflow at {records.uri} cannot be read: {exc}")
     by_seq = {e.seq: e for e in entries if e.kind == "experiment"}
     for run in runs:
-        seq, name = run.data.tags.get("ratchet.ledger_seq"), run.data.tags.get("ratchet.experiment")
+        seq, name = run.ledger_seq, run.experiment
         entry = by_seq.get(int(seq)) if seq and seq.isdigit() else None
         if entry is None or entry.data.get("experiment") != name:
-            return Check("mlflow_experiments", False, f"MLflow run {run.info.run_id} records {name} at ledger seq "
+            return Check("mlflow_experiments", False, f"MLflow run {run.run_id} records {name} at ledger seq "
                          f"{seq}, which the ledger does not hold: entries were removed")
     return Check("mlflow_experiments", True, f"{len(runs)} MLflow experiment runs all found in the ledger")
 
 
-def audit(root: Path, *, source_root: Path, gate_settings: Mapping[str, float] | str | None = None) -> AuditReport:
+def _verdict_inputs(root: Path, entries: list) -> Check:
+    """Splits, config and the cached decisions and states of baseline, champion and reference vs the ledger."""
+    problems = evidence.verify(root, entries)
+    if problems:
+        return Check("verdict_inputs", False, "; ".join(problems))
+    bound, _ = evidence.expected(entries)
+    return Check("verdict_inputs", True, f"{sum(v is not None for v in bound.values())} files (splits, config, "
+                 "cached decisions and states) match the ledger")
+
+
+def _records_files(root: Path, entries: list) -> Check:
+    """Every experiment in the ledger has its folder, and its record.json says what the ledger says."""
+    problems = []
+    experiments = [e for e in entries if e.kind == "experiment"]
+    for e in experiments:
+        d = e.data
+        path = root / "experiments" / str(d.get("experiment")) / "record.json"
+        try:
+            stored = json.loads(path.read_text())
+        except FileNotFoundError:
+            problems.append(f"{path.relative_to(root)} is missing (ledger entry {e.seq})")
+            continue
+        except (OSError, ValueError) as exc:
+            problems.append(f"{path.relative_to(root)} cannot be read ({type(exc).__name__})")
+            continue
+        fields = [k for k in d if k != "evidence" and canonical_json(stored.get(k)) != canonical_json(d[k])]
+        if fields:
+            problems.append(f"{path.relative_to(root)} disagrees with ledger entry {e.seq} on {', '.join(sorted(fields))}")
+    if problems:
+        return Check("experiment_records", False, "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more"
+                                                                              if len(problems) > 5 else ""))
+    return Check("experiment_records", True, f"{len(experiments)} experiment records match the ledger")
+
+
+def _keeps(entries: list) -> Check:
+    """A keep intent without its completion is a keep a stop interrupted; the next load repairs it."""
+    done = {e.data.get("experiment") for e in entries if e.kind == "experiment"}
+    pending = [e for e in entries if e.kind == "keep_intent" and e.data.get("experiment") not in done]
+    if pending:
+        return Check("keep_transactions", False, f"the keep of {pending[-1].data.get('experiment')} (ledger entry "
+                     f"{pending[-1].seq}) was interrupted: run `ratchet repair DIR` to complete or roll it back")
+    kept = sum(e.kind == "keep_intent" for e in entries)
+    return Check("keep_transactions", True, f"{kept} keeps, each completed")
+
+
+def _config_changes(entries: list) -> Check:
+    """Every change of the resolved config after the seal, with its approver (the file itself is verified by
+    verdict_inputs against the last of these)."""
+    changes = [e for e in entries if e.kind == "config"]
+    if not changes:
+        return Check("config_changes", True, "no config change since the seal")
+    lines = []
+    for e in changes:
+        what = ", ".join(f"{k} {v['old']!r} -> {v['new']!r}" for k, v in e.data["changes"].items())
+        lines.append(f"entry {e.seq}: {what} approved by {e.data['approved_by']} ({e.data['reason']})")
+    return Check("config_changes", True, f"{len(changes)} recorded: " + "; ".join(lines))
+
+
+def audit(root: Path, *, source_root: Path, gate_settings: Mapping[str, float] | str | None = None,
+          records: Callable[[str, str], TrackingRecords] | None = None) -> AuditReport:
     """Every check, without trusting the optimizer. `gate_settings`: the config's gate multiples to hold the
-    ledger's answers to (or why they could not be read); None skips that check."""
+    ledger's answers to (or why they could not be read); None skips that check. `records`: opens the tracking
+    store (experiment name, uri); MLflow's by default."""
     root = Path(root).resolve()
     holdout_dir = root / "holdout"
     checks: list[Check] = []
@@ -186,10 +258,15 @@ def audit(root: Path, *, source_root: Path, gate_settings: Mapping[str, float] |
         checks.append(Check("manifest_vs_ledger", ok, f"{MANIFEST} sha256 {current[:12]}" +
                             (" matches the ledger's seal entry" if ok else
                              f" != ledger entry {seals[-1].seq} ({seals[-1].kind}) {sealed[:12]}: the manifest was rewritten")))
-        checks.append(_mlflow(seals[-1].data, sealed))
-        checks.append(_mlflow_experiments(seals[0].data, entries))
+        store, why = _records(seals[-1].data, records)
+        checks.append(_mlflow(store, why, seals[-1].data, sealed))
+        store, why = _records(seals[0].data, records)
+        checks.append(_mlflow_experiments(store, why, entries))
     else:
         checks.append(Check("manifest_vs_ledger", False, "the ledger has no seal entry"))
+    if entries:
+        checks += [_verdict_inputs(root, entries), _records_files(root, entries), _keeps(entries),
+                   _config_changes(entries)]
     checks.append(_gate_replay(entries))
     if gate_settings is not None:
         checks.append(_gate_settings(entries, gate_settings))

@@ -25,6 +25,12 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def array_sha256(values: np.ndarray) -> str:
+    """sha256 of a decision array: its dtype and bytes (what a replay must reproduce exactly)."""
+    values = np.ascontiguousarray(values)
+    return sha256_bytes(values.dtype.str.encode() + b"|" + values.tobytes())
+
+
 def canonical_json(obj: Any) -> str:
     """One byte-exact JSON form, so a hash of a record can be re-derived anywhere."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)

@@ -92,15 +92,20 @@ def init(
         out.print(f"drift alarm (train vs holdout PSI > alarm band): {', '.join(alarms)}; see reports/drift.json")
 
 
-@app.command(epilog="Example: ratchet audit ws --json")
+@app.command(epilog="Example: ratchet audit ws --json   |   ratchet audit ws --replay")
 def audit(
     workspace: Path = typer.Argument(..., help="The workspace to audit."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON only."),
+    replay: bool = typer.Option(False, "--replay", help="Also re-execute the baseline and every kept policy at "
+                                "its commit in the sandbox and hold their decisions, metrics and gate inputs to "
+                                "the ledger (minutes: one fit and decide per policy)."),
 ) -> None:
-    """Re-derive every hash (holdout files, content, HMAC, ledger chain, MLflow seal, scorer sources) and replay
-    every holdout answer, held to the gate settings in ratchet.yaml.
+    """Re-derive every hash (holdout files, content, HMAC, ledger chain, MLflow seal, scorer sources, splits,
+    config, cached decisions and states, experiment records), list every config change with its approver, and
+    replay every holdout answer, held to the gate settings in ratchet.yaml.
 
     Exit 0 when intact, 1 on any integrity failure, 2 when the folder is not a workspace."""
+    from holdout.audit import AuditReport, Check
     from holdout.audit import audit as run_audit
     from optimizer.config import load_config
     from optimizer.initialize import source_root
@@ -112,6 +117,12 @@ def audit(
     except RatchetError as exc:
         settings = str(exc)
     report = run_audit(workspace, source_root=source_root(), gate_settings=settings)
+    if replay:
+        from optimizer.replay import replay as run_replay
+
+        with err.status("replaying") as status:
+            again = run_replay(workspace, progress=lambda msg: status.update(msg))
+        report = AuditReport(report.workspace, (*report.checks, *(Check(c.name, c.passed, c.detail) for c in again)))
     if as_json:
         out.print_json(json.dumps(report.to_dict()))
     else:
@@ -262,6 +273,55 @@ def reseal(
         _fail(exc)
     out.print(f"new holdout sealed: {result.rows:,} rows, manifest sha256 {result.manifest_sha256[:12]}; "
               f"old holdout retired to {result.retired}", markup=False)
+
+
+@app.command(epilog="Example: ratchet config ws set guardrails.alert_rate.limit=0.02 --approved-by 'A. Reviewer' "
+                     "--reason 'review team doubled'\n\nExample: ratchet config ws show")
+def config(
+    workspace: Path = typer.Argument(..., help="The workspace."),
+    action: str = typer.Argument(..., help="set (change settings) or show (the recorded changes)."),
+    assignments: Optional[list[str]] = typer.Argument(None, help="With set: KEY=VALUE pairs (VALUE read as YAML)."),
+    approved_by: str = typer.Option("", "--approved-by", help="With set: who approved the change (recorded)."),
+    reason: str = typer.Option("", help="With set: why (recorded)."),
+) -> None:
+    """Change ratchet.yaml as a recorded event: validated, committed, and written to the ledger with the old and
+    new values, the approver and the reason. A config edited any other way is refused by try, run and audit."""
+    from holdout.ledger import Ledger
+
+    try:
+        if action == "show":
+            ws_root = Path(workspace)
+            changes = [e for e in Ledger(ws_root / "ledger.duckdb").entries() if e.kind == "config"]
+            for e in changes:
+                what = ", ".join(f"{k} {v['old']!r} -> {v['new']!r}" for k, v in e.data["changes"].items())
+                out.print(f"{e.time} entry {e.seq}: {what}; approved by {e.data['approved_by']}: {e.data['reason']}",
+                          markup=False)
+            if not changes:
+                out.print("no config change since the seal")
+            return
+        if action != "set":
+            raise RatchetError(f"config {action!r}: expected set or show.")
+        from optimizer.config_events import change_config, parse_assignments
+
+        changes = change_config(workspace, parse_assignments(assignments or []), approved_by=approved_by,
+                                reason=reason)
+    except RatchetError as exc:
+        _fail(exc)
+    for key, v in changes.items():
+        out.print(f"{key}: {v['old']!r} -> {v['new']!r}", markup=False)
+    out.print(f"recorded in the ledger, approved by {approved_by}", markup=False)
+
+
+@app.command(epilog="Example: ratchet repair ws")
+def repair(workspace: Path = typer.Argument(..., help="The workspace.")) -> None:
+    """Complete or roll back a keep that a stop interrupted (every run and try does this first), then verify."""
+    from optimizer.context import load_context
+
+    try:
+        ctx = load_context(workspace)
+    except RatchetError as exc:
+        _fail(exc)
+    out.print(ctx.extra.get("repaired") or "nothing to repair: git, champion state and ledger agree", markup=False)
 
 
 @app.command(epilog="Example: ratchet doctor")

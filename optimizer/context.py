@@ -10,12 +10,18 @@ import numpy as np
 import pandas as pd
 
 from domains import Decisions, Domain, get_domain
-from holdout.hashing import sha256_file, source_hashes
+from holdout import evidence
+from holdout.hashing import array_sha256, sha256_file, source_hashes
 from holdout.ledger import Ledger
 from holdout.manifest import manifest_sha256, read_manifest
 from optimizer.config import RunConfig, load_config
 from optimizer.errors import IntegrityError
 from optimizer.workspace import Workspace
+
+
+def decisions_sha256(values: dict[str, np.ndarray]) -> dict[str, str]:
+    """What an experiment's decisions hash to, per row set (recorded in the ledger, checked by a replay)."""
+    return {name: array_sha256(values[name]) for name in ("dev", "holdout")}
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,9 @@ class PolicyState:
 
     def decisions(self, which: str) -> Decisions:
         return Decisions(self.dev if which == "dev" else self.holdout, self.constants)
+
+    def decisions_sha256(self) -> dict[str, str]:
+        return decisions_sha256({"dev": self.dev, "holdout": self.holdout})
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -106,14 +115,17 @@ class Context:
         start = max((i for i, e in enumerate(entries) if e.kind in ("seal", "reseal")), default=0)
         return [e for e in entries[start:] if e.kind == "gate"]
 
-    def verify(self, entries: list | None = None) -> list[str]:
-        """Integrity before scoring: holdout file, manifest vs ledger, scorer sources vs seal."""
-        problems = []
+    def verify(self, entries: list | None = None, *, full: bool = False) -> list[str]:
+        """Integrity before scoring: holdout file, manifest vs ledger, scorer sources vs seal, and the verdict
+        inputs bound to the ledger. Splits and config are read once per session, so they are checked with
+        `full` (at load); the cached states are read again by every experiment, so they always are."""
+        entries = self.ledger.entries() if entries is None else entries
+        problems = evidence.verify(self.ws.root, entries, only=None if full else tuple(f"{d}/" for d in evidence.STATE_DIRS))
         for name, expected in self.manifest["files"].items():
             actual = sha256_file(self.ws.holdout_dir / name)
             if actual != expected:
                 problems.append(f"holdout/{name}: sha256 {actual[:12]} != sealed {expected[:12]}")
-        seal = [e for e in (self.ledger.entries() if entries is None else entries) if e.kind in ("seal", "reseal")]
+        seal = [e for e in entries if e.kind in ("seal", "reseal")]
         current = manifest_sha256(read_manifest(self.ws.holdout_dir))
         if not seal or seal[-1].data.get("manifest_sha256") != current:
             problems.append(f"holdout/MANIFEST.json sha256 {current[:12]} does not match the ledger's seal entry")
@@ -124,7 +136,9 @@ class Context:
         return problems
 
 
-def load_context(path: Path) -> Context:
+def load_context(path: Path, *, repair: bool = True) -> Context:
+    """The workspace, verified. `repair`: first complete or roll back a keep a stop interrupted (an auditor's
+    read-only replay passes False and is refused on an interrupted keep instead)."""
     from optimizer.initialize import source_root
 
     ws = Workspace.open(path)
@@ -145,7 +159,11 @@ def load_context(path: Path) -> Context:
         holdout=holdout_all[~canary_mask].reset_index(drop=True), holdout_all=holdout_all,
         canary_mask=canary_mask, ledger=ledger, scorer_root=source_root(),
     )
-    problems = ctx.verify()
+    from optimizer.keep import reconcile
+
+    if repair:
+        ctx.extra["repaired"] = reconcile(ctx)  # a keep interrupted by a stop is completed or rolled back before anything is verified
+    problems = ctx.verify(full=True)
     if problems:
         raise IntegrityError(f"{path}: integrity check failed: {'; '.join(problems)}. Run `ratchet audit {path}`.")
     return ctx

@@ -17,7 +17,7 @@ from domains import Decisions, ScoreReport
 from guards import GuardResult
 from holdout import gate as holdout_gate
 from holdout.hashing import sha256_bytes
-from optimizer.context import Context, PolicyState
+from optimizer.context import Context, PolicyState, decisions_sha256
 from optimizer.proposers._tunables import diff as unified_diff
 
 # Look-ahead is checked at several cuts: each exposes the rows whose "future" crosses it.
@@ -45,6 +45,7 @@ class ExperimentRecord:
     seconds: dict[str, float]
     ledger_seq: int | None = None
     proposal: dict[str, Any] = field(default_factory=dict)  # what the proposer reported (e.g. tokens, cost)
+    decisions_sha256: dict[str, str] = field(default_factory=dict)  # per row set, for `ratchet audit --replay`
 
     def verdict_json(self) -> dict[str, Any]:
         """The stable verdict format printed by `ratchet try --json`."""
@@ -125,7 +126,8 @@ def evaluate(ctx: Context, sandbox: Any, source: str, run: _Run) -> tuple[dict[s
                                  "violations": list(explained.violations)}))
             return None
     t0 = time.perf_counter()
-    decided = sandbox.decide(source, fitted.model, rows, budget_s=budget, constants=ctx.domain.constants)
+    decided = sandbox.decide(source, fitted.model, {k: rows[k] for k in ("dev", "holdout")}, budget_s=budget,
+                             constants=ctx.domain.constants)
     run.timings["decide"] = time.perf_counter() - t0
     if broker is not None:
         run.fit["task_agent"] = broker.take_usage()
@@ -134,23 +136,41 @@ def evaluate(ctx: Context, sandbox: Any, source: str, run: _Run) -> tuple[dict[s
         run.add(GuardResult("sandbox", False, f"decide phase {decided.status}: {decided.error}",
                             {"phase": "decide", "status": decided.status, "violations": list(decided.violations)}))
         return None
+    # The prefixes are decided in a fresh process: one that had seen the whole of dev could replay its
+    # look-ahead decisions from memory and pass the comparison.
+    prefixes = sandbox.decide(source, fitted.model, {k: rows[k] for k in cuts}, budget_s=budget,
+                              constants=ctx.domain.constants)
+    if prefixes.status != "ok":
+        run.add(GuardResult("sandbox", False, f"decide phase (dev prefixes) {prefixes.status}: {prefixes.error}",
+                            {"phase": "decide", "status": prefixes.status, "violations": list(prefixes.violations)}))
+        return None
     run.add(GuardResult("sandbox", True, "fit and decide stayed inside the sandbox",
-                        {"fit_seconds": fitted.seconds, "decide_seconds": decided.seconds}))
+                        {"fit_seconds": fitted.seconds, "decide_seconds": decided.seconds + prefixes.seconds}))
+    decisions = {**decided.decisions, **prefixes.decisions}
     for name in rows:
-        problem = ctx.domain.check_decisions(Decisions(decided.decisions[name], decided.constants), rows[name],
+        problem = ctx.domain.check_decisions(Decisions(decisions[name], decided.constants), rows[name],
                                              ctx.config.scoring.model_dump())
         if problem:
             run.add(GuardResult("output", False, f"{name} rows: {problem}", {"row_set": name}))
             return None
     run.add(GuardResult("output", True, "decisions meet the output contract on every row set"))
-    checks = [check_point_in_time(decided.decisions[name], decided.decisions["dev"][:cut]) for name, cut in cuts.items()]
+    if dict(prefixes.constants) != dict(decided.constants):
+        # A constant a policy sets while deciding applies to every row: one that depends on the rows it was
+        # shown (a threshold fitted to the holdout's scores, or set from the last batch) is look-ahead too.
+        changed = sorted(k for k in {*decided.constants, *prefixes.constants}
+                         if decided.constants.get(k) != prefixes.constants.get(k))
+        run.add(GuardResult("lookahead", False, f"module constant {', '.join(changed)} differs between deciding dev "
+                            "and holdout and deciding dev prefixes: a constant set while deciding depends on the "
+                            "rows shown", {"constants": changed}))
+        return None
+    checks = [check_point_in_time(decisions[name], decisions["dev"][:cut]) for name, cut in cuts.items()]
     failed = [(name, c) for name, c in zip(cuts, checks) if not c.passed]
     if failed:
         name, c = failed[0]
         run.add(GuardResult("lookahead", False, f"cut at {name[len('dev_prefix_'):]}% of dev: {c.detail}", c.figures))
         return None
     run.add(checks[-1])
-    return decided.decisions, dict(decided.constants)
+    return decisions, dict(decided.constants)
 
 
 def baseline_state(ctx: Context, sandbox: Any, source: str, commit: str) -> tuple[PolicyState, _Run]:
@@ -170,12 +190,13 @@ def baseline_state(ctx: Context, sandbox: Any, source: str, commit: str) -> tupl
     return state, run
 
 
-def refit_spread(ctx: Context, sandbox: Any, source: str) -> float:
+def refit_spread(ctx: Context, sandbox: Any, source: str) -> tuple[float, str | None]:
     """How much a policy's dev score moves from training randomness: the std over `decision.refits` fits on
-    seeded 90 % subsamples of train (time order kept). 0 when disabled or when a refit fails."""
+    seeded 90 % subsamples of train (time order kept), and why it could not be measured (None when it was).
+    0 only when refits are disabled: a failed refit is lost evidence, never a silent zero."""
     n = ctx.config.decision.refits
     if n < 2:
-        return 0.0
+        return 0.0, None
     budget = ctx.config.sandbox.budget_s
     dev_view = ctx.domain.policy_view(ctx.dev, with_label=False)
     params = ctx.config.scoring.model_dump()
@@ -184,15 +205,17 @@ def refit_spread(ctx: Context, sandbox: Any, source: str) -> float:
         sample = ctx.train.sample(frac=0.9, random_state=ctx.config.seed * 1000 + k).sort_index()
         fitted = sandbox.fit(source, ctx.domain.policy_view(sample, with_label=True), budget_s=budget)
         if fitted.status != "ok":
-            return 0.0
+            return 0.0, f"refit {k + 1} of {n} (90 % of train): fit {fitted.status}: {fitted.error}"
         decided = sandbox.decide(source, fitted.model, {"dev": dev_view}, budget_s=budget,
                                  constants=ctx.domain.constants)
-        if decided.status != "ok" or ctx.domain.check_decisions(
-                Decisions(decided.decisions["dev"], decided.constants), dev_view, params):
-            return 0.0
+        if decided.status != "ok":
+            return 0.0, f"refit {k + 1} of {n} (90 % of train): decide {decided.status}: {decided.error}"
+        problem = ctx.domain.check_decisions(Decisions(decided.decisions["dev"], decided.constants), dev_view, params)
+        if problem:
+            return 0.0, f"refit {k + 1} of {n} (90 % of train): {problem}"
         values.append(ctx.domain.score(ctx.dev, Decisions(decided.decisions["dev"], decided.constants), params,
                                        detail=False).value)
-    return float(np.std(values, ddof=1))
+    return float(np.std(values, ddof=1)), None
 
 
 def _judge(ctx: Context, run: _Run, source: str, values: dict[str, np.ndarray], constants: dict[str, Any],
@@ -334,8 +357,6 @@ def run_experiment(ctx: Context, sandbox: Any, source: str, *, proposer: str, hy
     done = [e for e in entries if e.kind == "experiment"]
     number = len(done) + 1
     exp_id = f"exp-{number:04d}"
-    champion, baseline = ctx.champion(), ctx.baseline()
-    assert champion is not None and baseline is not None, "the loop evaluates the baseline first"
     parent = ws.head()
     old = ws.champion_source()
     run = _Run()
@@ -343,11 +364,16 @@ def run_experiment(ctx: Context, sandbox: Any, source: str, *, proposer: str, hy
     foreign = [f for f in ws.changed_files() if f not in ("policy.py", "program.md")]
     integrity = ctx.verify(entries) + [f"{f} differs from the last kept commit (only policy.py may change)" for f in foreign]
     run.add(GuardResult("integrity", not integrity, "; ".join(integrity) or
-                        "holdout, seal and scorer verified; only policy.py differs"))
+                        "holdout, seal, scorer, splits, config and cached states verified; only policy.py differs"))
     dev_metrics: dict[str, float] = {}
     answer = None
     values = constants = None
-    if not integrity:
+    if not integrity and source == old:
+        run.add(GuardResult("change", False, "the candidate is identical to the champion's policy.py: nothing to "
+                            "judge, nothing to keep"))
+    elif not integrity:
+        champion, baseline = ctx.champion(), ctx.baseline()
+        assert champion is not None and baseline is not None, "the loop evaluates the baseline first"
         ws.stage(source)
         out = evaluate(ctx, sandbox, source, run)
         if out is not None:
@@ -362,53 +388,64 @@ def run_experiment(ctx: Context, sandbox: Any, source: str, *, proposer: str, hy
 
     # The gate is asked only once every other guard passed, so a verdict without it is no keep.
     would_keep = decide(run.results).kept and answer is not None
-    kept = keep and would_keep
-    commit = None
-    diff_text = unified_diff(old, source)
-    if kept:
-        metrics_txt = " ".join(f"{k}={dev_metrics[k]:.4f}" for k in (ctx.domain.primary,
-                                                                     *(g.metric for g in ctx.domain.guardrails)))
-        commit = ws.keep(f"{exp_id}: keep ({hypothesis or 'no hypothesis'}) {metrics_txt}")
+    spread = 0.0
+    if keep and would_keep:
         t0 = time.perf_counter()
-        spread = refit_spread(ctx, sandbox, source)  # the next candidates are judged against this champion
+        spread, problem = refit_spread(ctx, sandbox, source)  # the next candidates are judged against this champion
         run.timings["refit"] = time.perf_counter() - t0
-        PolicyState(exp_id, commit, values["dev"], values["holdout"], constants, dev_metrics,
-                    ctx.reference().reported + float(answer["answer"]), ctx.manifest_sha256,
-                    spread).save(ctx.champion_dir)
-    elif not integrity:
-        ws.revert()
+        if problem:
+            run.add(GuardResult("refit", False, f"the candidate's training noise cannot be measured, so it cannot be "
+                                f"the champion later candidates are judged against: {problem}"))
+            would_keep = False
+    kept = keep and would_keep
     crashed = any(r.name in ("sandbox", "static", "output") and not r.passed for r in run.results)
     status = "kept" if kept else ("crashed" if crashed else ("would_keep" if would_keep else "reverted"))
     run.timings["total"] = time.perf_counter() - started
     record = ExperimentRecord(
         experiment=exp_id, number=number, proposer=proposer, hypothesis=hypothesis, status=status, kept=kept,
-        parent_commit=parent, commit=commit, policy_sha256=sha256_bytes(source.encode()), diff=diff_text,
+        parent_commit=parent, commit=None, policy_sha256=sha256_bytes(source.encode()), diff=unified_diff(old, source),
         reasons=tuple(r.to_dict() for r in run.results), dev_metrics=dev_metrics, gate=answer, fit=run.fit,
         seconds={k: round(v, 4) for k, v in run.timings.items()}, proposal=dict(proposal or {}),
+        decisions_sha256=decisions_sha256(values) if values is not None else {},
     )
-    return persist(ctx, record, source, run, tracker=tracker, nested=parent_run)
+    state = None
+    if kept:
+        state = PolicyState(exp_id, "", values["dev"], values["holdout"], constants, dev_metrics,
+                            ctx.reference().reported + float(answer["answer"]), ctx.manifest_sha256, spread)
+    elif not integrity:
+        ws.revert()
+    return persist(ctx, record, source, run, tracker=tracker, nested=parent_run, state=state)
 
 
 def persist(ctx: Context, record: ExperimentRecord, source: str, run: _Run, *, tracker: Any,
-            nested: bool) -> ExperimentRecord:
-    """Ledger entry, immutable record files, MLflow run: in that order (the ledger is the truth)."""
+            nested: bool, state: PolicyState | None = None) -> ExperimentRecord:
+    """Ledger entry (through the keep transaction when `state` is the new champion's), immutable record
+    files, MLflow run: in that order (the ledger is the truth)."""
+    from optimizer.errors import RatchetError
+    from optimizer.keep import keep, reconcile, write_record
     from optimizer.tracking import record_experiment
 
-    entry = ctx.ledger.append("experiment", {k: v for k, v in asdict(record).items() if k not in ("diff", "ledger_seq")})
+    payload = {k: v for k, v in asdict(record).items() if k not in ("diff", "ledger_seq")}
+    if state is not None:
+        metrics = " ".join(f"{k}={record.dev_metrics[k]:.4f}" for k in (ctx.domain.primary,
+                                                                        *(g.metric for g in ctx.domain.guardrails)))
+        try:
+            entry = keep(ctx, payload, source, state,
+                         f"{record.experiment}: keep ({record.hypothesis or 'no hypothesis'}) {metrics}")
+        except RatchetError as exc:  # e.g. the commit failed: roll back now, record it as crashed
+            reconcile(ctx, reason=str(exc))
+            return ExperimentRecord(**{**ctx.ledger.entries("experiment")[-1].data, "diff": record.diff})
+        record = ExperimentRecord(**{**asdict(record), "commit": entry.data["commit"]})
+    else:
+        entry = ctx.ledger.append("experiment", payload)
     record = ExperimentRecord(**{**asdict(record), "ledger_seq": entry.seq})
-    folder = ctx.ws.experiments / record.experiment
-    folder.mkdir(parents=True, exist_ok=False)
-    (folder / "policy.py").write_text(source)
-    (folder / "diff.patch").write_text(record.diff)
-    (folder / "record.json").write_text(json.dumps(asdict(record), indent=2, default=str))
     trace: dict[str, Any] = {"experiment": record.experiment}
     if "task_agent" in record.fit:  # dev-only replies (no holdout row was in that sandbox), first for the reader
         trace["task_agent"] = {"usage": record.fit["task_agent"], "dev_reasoning": run.reasoning}
     trace.update({"fit_log": run.log[-20_000:], "dev": run.trace,
                   "guard_failures": [r.to_dict() for r in run.results if not r.passed]})
-    (folder / "trace.json").write_text(json.dumps(trace, indent=2, default=str))
-    for p in folder.iterdir():
-        p.chmod(0o444)
+    body = {k: v for k, v in asdict(record).items() if k != "diff"}
+    folder = write_record(ctx.ws, body, source, record.diff, trace)
     if tracker is not None:
         record_experiment(tracker, ctx, record, folder, nested=nested)
     return record

@@ -41,10 +41,17 @@ def source_root() -> Path:
     return Path(guards.__file__).resolve().parent.parent
 
 
+# Everything that computes a verdict besides the domain's own package: the domain contract and its helpers,
+# the guards, the holdout code, and the experiment pipeline with the config defaults and the sandbox that
+# turns a policy's output into decisions.
+SCORER_GLOBS = ("domains/*.py", "guards/*.py", "holdout/*.py", "optimizer/experiment.py", "optimizer/context.py",
+                "optimizer/config.py", "optimizer/keep.py", "optimizer/sandbox/*.py")
+
+
 def scorer_files(domain: Domain) -> list[Path]:
-    """The scorer side: the domain's adapter files, the guards and the holdout code."""
+    """The scorer side: the domain's adapter files and everything in SCORER_GLOBS."""
     root = source_root()
-    return sorted([*domain.scorer_sources(), *(root / "guards").glob("*.py"), *(root / "holdout").glob("*.py")])
+    return sorted({*domain.scorer_sources(), *(p for g in SCORER_GLOBS for p in root.glob(g))})
 
 
 def experiment_name(workspace: Path, manifest_sha: str) -> str:
@@ -185,7 +192,10 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
             tracker.log_dataset(holdout.drop(columns=[cols.label]).head(0), name="holdout",
                                 digest=manifest["content_sha256"], context="holdout", source="holdout/holdout.parquet")
             run_id = run.info.run_id
+        from holdout.evidence import CONFIG, SPLITS, bind
+
         Ledger(ws.ledger).append("seal", {
+            "evidence": bind(target, (*SPLITS, CONFIG)),
             "manifest_sha256": manifest_sha,
             "content_sha256": manifest["content_sha256"],
             "mlflow": {"uri": tracker.uri, "experiment": experiment, "run_id": run_id},

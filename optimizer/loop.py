@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from holdout.evidence import bind_state
 from optimizer.context import Context, PolicyState, load_context
 from optimizer.errors import RatchetError
 from optimizer.experiment import ExperimentRecord, baseline_state, refit_spread, run_experiment
@@ -46,11 +47,18 @@ def ensure_baseline(ctx: Context, sandbox: Any, tracker: Any = None) -> PolicySt
         return state
     source = ctx.ws.champion_source()
     state, run = baseline_state(ctx, sandbox, source, ctx.ws.head())
-    state = dataclasses.replace(state, refit_sd=refit_spread(ctx, sandbox, source))
+    spread, problem = refit_spread(ctx, sandbox, source)
+    if problem:
+        raise RatchetError(f"{ctx.ws.policy}: the starting policy fails a refit, so its training noise cannot be "
+                           f"measured: {problem}. Fix it, or set decision.refits to 0 in the config at init.")
+    state = dataclasses.replace(state, refit_sd=spread)
+    # Written first, then bound: a stop in between leaves unbound files that the next load removes.
     state.save(ctx.baseline_dir)
     state.save(ctx.champion_dir)
     ctx.ledger.append("baseline", {"commit": state.commit, "dev_metrics": state.dev_metrics, "refit_sd": state.refit_sd,
-                                   "fit": run.fit, "seconds": run.timings})
+                                   "fit": run.fit, "seconds": run.timings, "decisions_sha256": state.decisions_sha256(),
+                                   "evidence": {**bind_state(ctx.ws.root, "baseline"),
+                                                **bind_state(ctx.ws.root, "champion")}})
     if tracker is not None:
         nested = tracker.mlflow.active_run() is not None
         with tracker.run("baseline", nested=nested, tags={"ratchet.kind": "baseline", "ratchet.commit": state.commit}):
@@ -66,7 +74,10 @@ def refresh_champion(ctx: Context, sandbox: Any, champion: PolicyState) -> None:
     refreshed = dataclasses.replace(champion, holdout=fresh.holdout, seal=ctx.manifest_sha256)
     refreshed.save(ctx.champion_dir)
     refreshed.save(ctx.reference_dir)
-    ctx.ledger.append("champion_refresh", {"experiment": champion.experiment, "seal": ctx.manifest_sha256})
+    ctx.ledger.append("champion_refresh", {"experiment": champion.experiment, "seal": ctx.manifest_sha256,
+                                           "decisions_sha256": refreshed.decisions_sha256(),
+                                           "evidence": {**bind_state(ctx.ws.root, "champion"),
+                                                        **bind_state(ctx.ws.root, "reference")}})
 
 
 def history(entries: list, limit: int = 50) -> list[dict]:
@@ -161,6 +172,9 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
             else:
                 summary.stop_reason = f"{experiments} experiments done"
     except KeyboardInterrupt:
+        from optimizer.keep import reconcile
+
+        reconcile(ctx, reason="interrupted")  # a keep the interrupt cut short is completed or rolled back
         summary.interrupted = True
         summary.stop_reason = "interrupted; the workspace is at its last kept commit"
     finally:

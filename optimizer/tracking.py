@@ -19,7 +19,7 @@ import pandas as pd
 
 from optimizer.errors import RatchetError
 
-SEAL_TAG = "ratchet.holdout.manifest_sha256"
+from holdout.records import SEAL_TAG  # noqa: F401 (re-exported: the tag the audit reads)
 
 
 def default_store() -> Path:
@@ -101,12 +101,6 @@ class Tracker:
         ds = self.mlflow.data.from_pandas(frame, source=source, name=name, digest=digest[:36])
         self.mlflow.log_input(ds, context=context, tags={"sha256": digest})
         self.mlflow.set_tag(f"ratchet.sha256.{name}", digest)
-
-    def seal_hash(self, run_id: str) -> str | None:
-        try:
-            return self.client.get_run(run_id).data.tags.get(SEAL_TAG)
-        except Exception:
-            return None
 
     def runs(self, filter_string: str = "") -> list[Any]:
         return self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=5000)

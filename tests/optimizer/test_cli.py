@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from optimizer.cli import app
 
 RATCHET = str(Path(sys.executable).parent / "ratchet")
-COMMANDS = ("init", "run", "try", "audit", "reseal", "demo", "doctor")
+COMMANDS = ("init", "run", "try", "audit", "reseal", "demo", "doctor", "config", "repair")
 
 
 @pytest.mark.parametrize("command", COMMANDS)

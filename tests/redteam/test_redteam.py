@@ -243,8 +243,11 @@ def test_seed_only_change_that_fools_the_row_bootstrap_is_caught_by_refit_noise(
         assert champion.refit_sd > 0
         from optimizer.experiment import run_experiment
 
+        from holdout.evidence import bind_state
+
         def significance(state):
-            state.save(ctx.champion_dir)
+            state.save(ctx.champion_dir)  # the lab rebinds what it wrote, as ratchet itself would
+            ctx.ledger.append("champion_refresh", {"evidence": bind_state(ctx.ws.root, "champion")})
             record = run_experiment(ctx, sandbox, reseeded, proposer="redteam", hypothesis="seed only", keep=False)
             return next(r for r in record.reasons if r["guard"] == "significance")
 

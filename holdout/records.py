@@ -1,0 +1,69 @@
+"""What the audit reads from the tracking store, through an interface it owns (not the optimizer's client).
+
+`TrackingRecords` is the whole contract: the seal hash a run carries, and the experiment runs with the
+ledger entry each names. `MlflowRecords` reads it from an MLflow store with MLflow's own client; an outage
+raises `RecordsUnavailable` with the store's own error, so the audit reports the real cause.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+SEAL_TAG = "ratchet.holdout.manifest_sha256"
+
+
+class RecordsUnavailable(Exception):
+    """The tracking store could not be read (not: it was read and disagrees)."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    experiment: str | None  # the ratchet experiment id the run records
+    ledger_seq: str | None  # the ledger entry it names
+
+
+class TrackingRecords(Protocol):
+    uri: str
+
+    def seal_hash(self, run_id: str) -> str | None: ...
+
+    def experiment_runs(self) -> list[RunRecord]: ...
+
+
+class MlflowRecords:
+    """One MLflow experiment, read only."""
+
+    def __init__(self, experiment: str, uri: str) -> None:
+        import logging
+        import os
+
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        from mlflow.tracking import MlflowClient
+
+        logging.getLogger("mlflow").setLevel(logging.ERROR)
+        self.uri, self.name = uri, experiment
+        self.client = MlflowClient(uri)
+        try:
+            found = self.client.get_experiment_by_name(experiment)
+        except Exception as exc:  # noqa: BLE001 - any backend failure is an outage to report, not a verdict
+            raise RecordsUnavailable(f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from None
+        if found is None:
+            raise RecordsUnavailable(f"no MLflow experiment named {experiment!r} in this store")
+        self.experiment_id = found.experiment_id
+
+    def seal_hash(self, run_id: str) -> str | None:
+        try:
+            run = self.client.get_run(run_id)
+        except Exception as exc:  # noqa: BLE001
+            raise RecordsUnavailable(f"run {run_id}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from None
+        return run.data.tags.get(SEAL_TAG)
+
+    def experiment_runs(self) -> list[RunRecord]:
+        try:
+            runs = self.client.search_runs([self.experiment_id], "tags.`ratchet.kind` = 'experiment'",
+                                           max_results=50_000)
+        except Exception as exc:  # noqa: BLE001
+            raise RecordsUnavailable(f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from None
+        return [RunRecord(r.info.run_id, r.data.tags.get("ratchet.experiment"), r.data.tags.get("ratchet.ledger_seq"))
+                for r in runs]

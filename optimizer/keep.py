@@ -1,0 +1,141 @@
+"""A keep is one transaction; a stop at any step is completed or rolled back on the next load.
+
+The steps, in order:
+1. ledger `keep_intent`: the whole experiment record (without its commit) and the candidate's source;
+2. git commit of policy.py (HEAD moves to the candidate);
+3. the new champion state is written to `champion.next/` and swapped in (`champion/` -> `champion.prev/`);
+4. ledger `experiment`, the completion: the record with its commit and the new champion state's evidence;
+5. `champion.prev/` is removed.
+A stop before the swap completed rolls back: HEAD returns to the parent, the old state is restored and the
+experiment is recorded as crashed (the gate query it spent stays spent and counted). A stop after it rolls
+forward: the completion is written from the intent. Either way git, state, ledger and files agree again.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from holdout.evidence import bind_state
+from holdout.hashing import sha256_bytes
+from holdout.ledger import Entry
+
+INTENT = "keep_intent"
+STEPS = ("intent", "commit", "state", "swap", "complete", "cleanup")
+
+
+def _reached(step: str) -> None:
+    """Called after each step; tests replace it to inject a stop there."""
+
+
+def _dirs(ctx: Any) -> tuple[Path, Path, Path]:
+    champion = ctx.champion_dir
+    return champion, champion.with_name("champion.next"), champion.with_name("champion.prev")
+
+
+def write_record(ws: Any, record: dict[str, Any], source: str, diff: str, trace: dict[str, Any] | None) -> Path:
+    """The experiment's immutable folder: policy, diff, record and (dev-only) trace, read-only."""
+    folder = ws.experiments / record["experiment"]
+    folder.mkdir(parents=True, exist_ok=False)
+    (folder / "policy.py").write_text(source)
+    (folder / "diff.patch").write_text(diff)
+    (folder / "record.json").write_text(json.dumps({**record, "diff": diff}, indent=2, default=str))
+    if trace is not None:
+        (folder / "trace.json").write_text(json.dumps(trace, indent=2, default=str))
+    for p in folder.iterdir():
+        p.chmod(0o444)
+    return folder
+
+
+def keep(ctx: Any, payload: dict[str, Any], source: str, state: Any, message: str) -> Entry:
+    """Commit `source` as the champion with `state` (its commit filled in); returns the completion entry."""
+    champion, nxt, prev = _dirs(ctx)
+    ctx.ledger.append(INTENT, {"experiment": payload["experiment"], "parent_commit": payload["parent_commit"],
+                               "policy_sha256": payload["policy_sha256"], "record": payload, "source": source})
+    _reached("intent")
+    commit = ctx.ws.keep(message)
+    _reached("commit")
+    shutil.rmtree(nxt, ignore_errors=True)
+    replace(state, commit=commit).save(nxt)
+    _reached("state")
+    shutil.rmtree(prev, ignore_errors=True)
+    if champion.exists():
+        champion.rename(prev)
+    nxt.rename(champion)
+    _reached("swap")
+    entry = _complete(ctx, payload, commit)
+    _reached("complete")
+    shutil.rmtree(prev, ignore_errors=True)
+    _reached("cleanup")
+    return entry
+
+
+def _complete(ctx: Any, payload: dict[str, Any], commit: str) -> Entry:
+    return ctx.ledger.append("experiment", {**payload, "commit": commit,
+                                            "evidence": bind_state(ctx.ws.root, "champion")})
+
+
+def reconcile(ctx: Any, reason: str = "") -> str | None:
+    """Bring git, champion state and ledger back to one story after a stop; what was done, or None.
+
+    `reason`: why the keep stopped, when the caller knows (a failed git commit); recorded with the rollback."""
+    from optimizer.errors import IntegrityError
+
+    ws, ledger = ctx.ws, ctx.ledger
+    entries = ledger.entries()
+    champion, nxt, prev = _dirs(ctx)
+    if not any(e.kind == "baseline" for e in entries):
+        # A first run stopped after writing the baseline state but before recording it: nothing was judged yet.
+        for folder in (ctx.baseline_dir, champion, nxt, prev):
+            shutil.rmtree(folder, ignore_errors=True)
+        return None
+    done = {e.data.get("experiment") for e in entries if e.kind == "experiment"}
+    pending = [e for e in entries if e.kind == INTENT and e.data["experiment"] not in done]
+    if not pending:
+        shutil.rmtree(nxt, ignore_errors=True)
+        if champion.is_dir():
+            shutil.rmtree(prev, ignore_errors=True)  # a keep completed; only its cleanup was left
+        return None
+    intent = pending[-1].data
+    payload, parent, exp = intent["record"], intent["parent_commit"], intent["experiment"]
+    if not champion.exists() and prev.is_dir():
+        prev.rename(champion)  # stopped between the two renames of the swap
+    head = ws.head()
+    from optimizer.context import PolicyState
+
+    state = PolicyState.load(champion)
+    moved = head != parent
+    if moved and (ws.git("rev-parse", f"{head}^").strip() != parent
+                  or sha256_bytes(ws.git("show", f"{head}:policy.py").encode()) != intent["policy_sha256"]):
+        raise IntegrityError(f"{ws.root}: git HEAD {head[:12]} is neither the parent {parent[:12]} of the "
+                             f"interrupted keep of {exp} nor its commit: the history was changed by hand. "
+                             f"Run `git -C {ws.root} reset {parent}` and then `ratchet audit {ws.root}`.")
+    if state is not None and state.experiment == exp and moved and state.commit == head:
+        _complete(ctx, payload, head)
+        shutil.rmtree(prev, ignore_errors=True)
+        _write_recovered(ws, {**payload, "commit": head}, intent["source"], parent)
+        return f"{exp}: the interrupted keep was completed (commit {head[:12]})"
+    if state is not None and state.experiment == exp:
+        shutil.rmtree(champion)
+        prev.rename(champion)
+    shutil.rmtree(nxt, ignore_errors=True)
+    if moved:
+        ws.git("reset", "-q", parent)
+        ws.revert()
+    why = reason or "stopped before the new champion state was in place"
+    crashed = {**payload, "status": "crashed", "kept": False, "commit": None,
+               "reasons": [*payload["reasons"], {"guard": "record", "passed": False, "figures": {},
+                                                  "detail": f"the keep was interrupted ({why}) and rolled back; "
+                                                            "the holdout query it spent stays counted"}]}
+    ledger.append("experiment", crashed)
+    _write_recovered(ws, crashed, intent["source"], parent)
+    return f"{exp}: the interrupted keep was rolled back to {parent[:12]}"
+
+
+def _write_recovered(ws: Any, record: dict[str, Any], source: str, parent: str) -> None:
+    from optimizer.proposers._tunables import diff
+
+    if not (ws.experiments / record["experiment"]).exists():
+        write_record(ws, record, source, diff(ws.git("show", f"{parent}:policy.py"), source), None)
