@@ -97,6 +97,13 @@ def reconcile(ctx: Any, reason: str = "") -> str | None:
         shutil.rmtree(nxt, ignore_errors=True)
         if champion.is_dir():
             shutil.rmtree(prev, ignore_errors=True)  # a keep completed; only its cleanup was left
+        last = next((e for e in reversed(entries) if e.kind == "experiment"), None)
+        intent = next((e for e in reversed(entries) if e.kind == INTENT), None)
+        if last is not None and intent is not None and intent.data["experiment"] == last.data["experiment"] \
+                and not (ws.experiments / last.data["experiment"]).exists():  # stopped after the completion
+            _write_recovered(ws, {**last.data, "ledger_seq": last.seq}, intent.data["source"],
+                             intent.data["parent_commit"])
+            return f"{last.data['experiment']}: its record folder was rewritten from the ledger"
         return None
     intent = pending[-1].data
     payload, parent, exp = intent["record"], intent["parent_commit"], intent["experiment"]
@@ -113,9 +120,9 @@ def reconcile(ctx: Any, reason: str = "") -> str | None:
                              f"interrupted keep of {exp} nor its commit: the history was changed by hand. "
                              f"Run `git -C {ws.root} reset {parent}` and then `ratchet audit {ws.root}`.")
     if state is not None and state.experiment == exp and moved and state.commit == head:
-        _complete(ctx, payload, head)
+        entry = _complete(ctx, payload, head)
         shutil.rmtree(prev, ignore_errors=True)
-        _write_recovered(ws, {**payload, "commit": head}, intent["source"], parent)
+        _write_recovered(ws, {**payload, "commit": head, "ledger_seq": entry.seq}, intent["source"], parent)
         return f"{exp}: the interrupted keep was completed (commit {head[:12]})"
     if state is not None and state.experiment == exp:
         shutil.rmtree(champion)
@@ -123,14 +130,14 @@ def reconcile(ctx: Any, reason: str = "") -> str | None:
     shutil.rmtree(nxt, ignore_errors=True)
     if moved:
         ws.git("reset", "-q", parent)
-        ws.revert()
+    ws.revert()
     why = reason or "stopped before the new champion state was in place"
     crashed = {**payload, "status": "crashed", "kept": False, "commit": None,
                "reasons": [*payload["reasons"], {"guard": "record", "passed": False, "figures": {},
                                                   "detail": f"the keep was interrupted ({why}) and rolled back; "
                                                             "the holdout query it spent stays counted"}]}
-    ledger.append("experiment", crashed)
-    _write_recovered(ws, crashed, intent["source"], parent)
+    entry = ledger.append("experiment", crashed)
+    _write_recovered(ws, {**crashed, "ledger_seq": entry.seq}, intent["source"], parent)
     return f"{exp}: the interrupted keep was rolled back to {parent[:12]}"
 
 

@@ -27,24 +27,38 @@ def _try(ws: Path, source: str, *args: str):
     return CliRunner().invoke(app, ["try", str(ws), str(path), "--json", *args])
 
 
+def _copy(src: Path, dst: Path) -> str:
+    """A copy of a workspace and of the MLflow store its seal is recorded in (copies must not share runs)."""
+    shutil.copytree(src, dst)
+    store = dst.parent / "mlflow.db"
+    shutil.copyfile(src.parent / "mlflow.db", store)  # every workspace here sits beside its own store
+    return f"sqlite:///{store}"
+
+
+@pytest.fixture(scope="module")
+def _module_env():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
 def _audit_failures(ws: Path) -> dict[str, str]:
     return {c.name: c.detail for c in audit(ws, source_root=source_root()).checks if not c.passed}
 
 
 @pytest.fixture(scope="module")
-def kept_ws(weak_workspace, tmp_path_factory) -> Path:
+def kept_ws(weak_workspace, tmp_path_factory, _module_env) -> Path:
     """A weak-champion workspace in which the shipped baseline was kept once: baseline, champion, a record."""
     ws = tmp_path_factory.mktemp("kept") / "ws"
-    shutil.copytree(weak_workspace, ws)
+    _module_env.setenv("MLFLOW_TRACKING_URI", _copy(weak_workspace, ws))
     result = _try(ws, BASELINE, "--keep")
     assert result.exit_code == 0, result.output
     return ws
 
 
 @pytest.fixture
-def ws(kept_ws, tmp_path) -> Path:
+def ws(kept_ws, tmp_path, monkeypatch) -> Path:
     copy = tmp_path / "ws"
-    shutil.copytree(kept_ws, copy)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", _copy(kept_ws, copy))
     assert not _audit_failures(copy)
     return copy
 
@@ -144,9 +158,10 @@ MEMO_LOOKAHEAD = (Path(__file__).parent / "policies" / "lookahead_next_tx.py").r
     "    out = 1.0 / (1.0 + np.exp(-(np.c_[f.to_numpy(), np.ones(len(f))] @ model)))\n"
     "    _MEMO.update(zip(ids, out.tolist()))\n    return out")
 
-ROW_SET_THRESHOLD = BASELINE.replace(
-    "def decide(model, rows):\n", "def decide(model, rows):\n    global THRESHOLD\n"
-    "    THRESHOLD = 0.05 if len(rows) > 5000 else 0.5  # a threshold that depends on the rows shown\n")
+ROW_SET_THRESHOLD = BASELINE.replace("def decide(model, rows):", "def _scores(model, rows):") + (
+    "\n\ndef decide(model, rows):\n    global THRESHOLD\n    scores = _scores(model, rows)\n"
+    "    if len(scores):  # a threshold fitted to the scores of the rows shown: the holdout's, when it is last\n"
+    "        THRESHOLD = float(min(max(np.quantile(scores, 0.995), 0.05), 0.95))\n    return scores\n")
 
 
 @pytest.fixture(scope="module")
@@ -188,9 +203,9 @@ def test_a_champion_that_crashes_on_refits_is_refused_by_refit(lab):
 # --- a keep is one transaction --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def baselined(weak_workspace, tmp_path_factory) -> Path:
+def baselined(weak_workspace, tmp_path_factory, _module_env) -> Path:
     ws = tmp_path_factory.mktemp("baselined") / "ws"
-    shutil.copytree(weak_workspace, ws)
+    _module_env.setenv("MLFLOW_TRACKING_URI", _copy(weak_workspace, ws))
     assert _try(ws, COMMENTED.replace("THRESHOLD = 0.1 ", "THRESHOLD = 0.9 ")).exit_code in (0, 1)
     return ws
 
@@ -207,7 +222,7 @@ def test_a_stop_at_each_step_of_the_keep_is_repaired_on_the_next_load(baselined,
     from optimizer.sandbox import Sandbox
 
     ws = tmp_path / "ws"
-    shutil.copytree(baselined, ws)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", _copy(baselined, ws))
     ctx = load_context(ws)
     parent = ctx.ws.head()
 
@@ -215,10 +230,11 @@ def test_a_stop_at_each_step_of_the_keep_is_repaired_on_the_next_load(baselined,
         if reached == step:
             raise _Stop(step)
 
+    original = keep._reached
     monkeypatch.setattr(keep, "_reached", stop)
     with Sandbox(memory_mb=ctx.config.sandbox.memory_mb) as sandbox, pytest.raises(_Stop):
         run_experiment(ctx, sandbox, BASELINE, proposer="redteam", hypothesis="the shipped baseline")
-    monkeypatch.undo()
+    monkeypatch.setattr(keep, "_reached", original)
     again = load_context(ws)  # what the next run or try does first
     champion, last = again.champion(), again.ledger.entries("experiment")[-1].data
     if step in ("swap", "complete"):  # the new state was in place: rolled forward
@@ -233,9 +249,9 @@ def test_a_stop_at_each_step_of_the_keep_is_repaired_on_the_next_load(baselined,
     assert _try(ws, COMMENTED).exit_code in (0, 1)  # the next experiment is accepted
 
 
-def test_a_failed_keep_commit_is_rolled_back_and_leaves_no_false_tamper_alarm(baselined, tmp_path):
+def test_a_failed_keep_commit_is_rolled_back_and_leaves_no_false_tamper_alarm(baselined, tmp_path, monkeypatch):
     ws = tmp_path / "ws"
-    shutil.copytree(baselined, ws)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", _copy(baselined, ws))
     hook = ws / ".git" / "hooks" / "pre-commit"
     hook.write_text("#!/bin/sh\necho 'refused by a hook' >&2\nexit 1\n")
     hook.chmod(0o755)
@@ -244,3 +260,68 @@ def test_a_failed_keep_commit_is_rolled_back_and_leaves_no_false_tamper_alarm(ba
     assert result.exit_code == 1 and not verdict["kept"], result.output
     assert "refused by a hook" in {r["guard"]: r["detail"] for r in verdict["reasons"]}["record"]
     assert not _audit_failures(ws)
+
+
+# --- ratchet audit --replay -------------------------------------------------------------------------------------
+
+def _replay(ws: Path) -> dict[str, list[str]]:
+    result = CliRunner().invoke(app, ["audit", str(ws), "--replay", "--json"])
+    report = json.loads(result.stdout)
+    assert result.exit_code == (0 if report["ok"] else 1)
+    out: dict[str, list[str]] = {}
+    for c in report["checks"]:
+        out.setdefault("passed" if c["passed"] else "failed", []).append(f"{c['check']}: {c['detail']}")
+    return out
+
+
+def test_replay_passes_on_an_honest_fraud_workspace_and_fails_on_edited_recorded_decisions(ws):
+    honest = _replay(ws)
+    assert "failed" not in honest, honest
+    assert any("exp-0001" in c and "reproduced exactly" in c for c in honest["passed"])
+    assert any(c.startswith("replay_gate: exp-0001") for c in honest["passed"])
+    # An operator who can write the ledger too: lower the champion's holdout scores, then rewrite the ledger's
+    # record of them and re-chain every hash after it. Every hash check passes; re-executing the policy does not.
+    import duckdb
+
+    from holdout.hashing import array_sha256, canonical_json
+    from holdout.ledger import entry_hash
+
+    _lower_champion_scores(ws)
+    forged = array_sha256(np.load(ws / "champion" / "holdout.npy"))
+    from holdout.evidence import bind_state
+
+    con = duckdb.connect(str(ws / "ledger.duckdb"))
+    rows = con.execute("SELECT seq, time, kind, payload, prev_hash FROM ledger ORDER BY seq").fetchall()
+    prev = None
+    for seq, time, kind, payload, prev_hash in rows:
+        data = json.loads(payload)
+        if kind == "experiment" and data.get("kept"):
+            data["decisions_sha256"]["holdout"] = forged
+            data["evidence"] = bind_state(ws, "champion")
+            payload = canonical_json(data)
+        prev = prev_hash if prev is None else prev
+        digest = entry_hash(seq, time, kind, payload, prev)
+        con.execute("UPDATE ledger SET payload = ?, prev_hash = ?, hash = ? WHERE seq = ?", [payload, prev, digest, seq])
+        prev = digest
+    con.close()
+    path = _writable(ws / "experiments" / "exp-0001" / "record.json")
+    record = json.loads(path.read_text())
+    record["decisions_sha256"]["holdout"] = forged
+    path.write_text(json.dumps(record))
+    assert not _audit_failures(ws)  # every hash agrees with every other
+    failed = _replay(ws)["failed"]
+    assert any(c.startswith("replay: exp-0001") and "holdout decisions hash" in c for c in failed), failed
+
+
+@pytest.mark.parametrize("fixture, policy", [("pricing_workspace", "PRICING_BASELINE"),
+                                             ("routing_workspace", "ROUTING_BASELINE")])
+def test_replay_passes_on_honest_pricing_and_routing_workspaces(request, tmp_path, monkeypatch, fixture, policy):
+    import tests.conftest as conftest
+
+    ws = tmp_path / "ws"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", _copy(request.getfixturevalue(fixture), ws))
+    result = _try(ws, getattr(conftest, policy), "--keep")
+    assert json.loads(result.stdout)["kept"], result.output
+    honest = _replay(ws)
+    assert "failed" not in honest, honest
+    assert any("exp-0001" in c and "reproduced exactly" in c for c in honest["passed"])
