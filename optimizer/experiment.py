@@ -129,7 +129,7 @@ def evaluate(ctx: Context, sandbox: Any, source: str, run: _Run) -> tuple[dict[s
     decided = sandbox.decide(source, fitted.model, {k: rows[k] for k in ("dev", "holdout")}, budget_s=budget,
                              constants=ctx.domain.constants)
     run.timings["decide"] = time.perf_counter() - t0
-    if broker is not None:
+    if broker is not None and decided.status != "ok":
         run.fit["task_agent"] = broker.take_usage()
     run.fit["decide_seconds"] = decided.decide_seconds
     if decided.status != "ok":
@@ -140,6 +140,8 @@ def evaluate(ctx: Context, sandbox: Any, source: str, run: _Run) -> tuple[dict[s
     # look-ahead decisions from memory and pass the comparison.
     prefixes = sandbox.decide(source, fitted.model, {k: rows[k] for k in cuts}, budget_s=budget,
                               constants=ctx.domain.constants)
+    if broker is not None:
+        run.fit["task_agent"] = broker.take_usage()
     if prefixes.status != "ok":
         run.add(GuardResult("sandbox", False, f"decide phase (dev prefixes) {prefixes.status}: {prefixes.error}",
                             {"phase": "decide", "status": prefixes.status, "violations": list(prefixes.violations)}))
