@@ -219,11 +219,14 @@ def _config_changes(entries: list) -> Check:
     changes = [e for e in entries if e.kind == "config"]
     if not changes:
         return Check("config_changes", True, "no config change since the seal")
-    lines = []
-    for e in changes:
-        what = ", ".join(f"{k} {v['old']!r} -> {v['new']!r}" for k, v in e.data["changes"].items())
-        lines.append(f"entry {e.seq}: {what} approved by {e.data['approved_by']} ({e.data['reason']})")
-    return Check("config_changes", True, f"{len(changes)} recorded: " + "; ".join(lines))
+    return Check("config_changes", True, f"{len(changes)} recorded: " + "; ".join(map(describe_change, changes)))
+
+
+def describe_change(entry: Any) -> str:
+    """One config event as a line: what changed, who approved it, why."""
+    d = entry.data
+    what = ", ".join(f"{k} {v['old']!r} -> {v['new']!r}" for k, v in d["changes"].items())
+    return f"entry {entry.seq}: {what}; approved by {d['approved_by']}: {d['reason']}"
 
 
 def audit(root: Path, *, source_root: Path, gate_settings: Mapping[str, float] | str | None = None,
@@ -260,7 +263,8 @@ def audit(root: Path, *, source_root: Path, gate_settings: Mapping[str, float] |
                              f" != ledger entry {seals[-1].seq} ({seals[-1].kind}) {sealed[:12]}: the manifest was rewritten")))
         store, why = _records(seals[-1].data, records)
         checks.append(_mlflow(store, why, seals[-1].data, sealed))
-        store, why = _records(seals[0].data, records)
+        if seals[0].data.get("mlflow") != seals[-1].data.get("mlflow"):  # a reseal may record elsewhere
+            store, why = _records(seals[0].data, records)
         checks.append(_mlflow_experiments(store, why, entries))
     else:
         checks.append(Check("manifest_vs_ledger", False, "the ledger has no seal entry"))

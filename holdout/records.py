@@ -15,6 +15,10 @@ SEAL_TAG = "ratchet.holdout.manifest_sha256"
 class RecordsUnavailable(Exception):
     """The tracking store could not be read (not: it was read and disagrees)."""
 
+    @classmethod
+    def of(cls, exc: Exception, where: str = "") -> "RecordsUnavailable":
+        return cls(f"{where}{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+
 
 @dataclass(frozen=True)
 class RunRecord:
@@ -47,7 +51,7 @@ class MlflowRecords:
         try:
             found = self.client.get_experiment_by_name(experiment)
         except Exception as exc:  # noqa: BLE001 - any backend failure is an outage to report, not a verdict
-            raise RecordsUnavailable(f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from None
+            raise RecordsUnavailable.of(exc) from None
         if found is None:
             raise RecordsUnavailable(f"no MLflow experiment named {experiment!r} in this store")
         self.experiment_id = found.experiment_id
@@ -56,7 +60,7 @@ class MlflowRecords:
         try:
             run = self.client.get_run(run_id)
         except Exception as exc:  # noqa: BLE001
-            raise RecordsUnavailable(f"run {run_id}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from None
+            raise RecordsUnavailable.of(exc, f"run {run_id}: ") from None
         return run.data.tags.get(SEAL_TAG)
 
     def experiment_runs(self) -> list[RunRecord]:
@@ -64,6 +68,6 @@ class MlflowRecords:
             runs = self.client.search_runs([self.experiment_id], "tags.`ratchet.kind` = 'experiment'",
                                            max_results=50_000)
         except Exception as exc:  # noqa: BLE001
-            raise RecordsUnavailable(f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from None
+            raise RecordsUnavailable.of(exc) from None
         return [RunRecord(r.info.run_id, r.data.tags.get("ratchet.experiment"), r.data.tags.get("ratchet.ledger_seq"))
                 for r in runs]

@@ -286,16 +286,14 @@ def config(
 ) -> None:
     """Change ratchet.yaml as a recorded event: validated, committed, and written to the ledger with the old and
     new values, the approver and the reason. A config edited any other way is refused by try, run and audit."""
+    from holdout.audit import describe_change
     from holdout.ledger import Ledger
 
     try:
         if action == "show":
-            ws_root = Path(workspace)
-            changes = [e for e in Ledger(ws_root / "ledger.duckdb").entries() if e.kind == "config"]
+            changes = Ledger(Path(workspace) / "ledger.duckdb").entries("config")
             for e in changes:
-                what = ", ".join(f"{k} {v['old']!r} -> {v['new']!r}" for k, v in e.data["changes"].items())
-                out.print(f"{e.time} entry {e.seq}: {what}; approved by {e.data['approved_by']}: {e.data['reason']}",
-                          markup=False)
+                out.print(f"{e.time} {describe_change(e)}", markup=False)
             if not changes:
                 out.print("no config change since the seal")
             return
