@@ -35,7 +35,8 @@ import pandas as pd
 
 # Only significance guards dev, and leniently: no segment or guardrail vetoes, no correction for looks.
 LENIENT = {"decision.confidence": 0.51, "decision.looks": "none", "decision.segment_tolerance": 1e6,
-           "guardrails": {m: {"floor": 1.0, "margin": 1.0} for m in ("false_decline_rate", "alert_rate")}}
+           "guardrails": {"false_decline_rate": {"tolerance": 1.0, "margin": 100.0}, "alert_rate": {"limit": 1.0},
+                          "false_decline_gap": {"limit": 1.0}}}
 ARMS = {
     "ungated": {"gate.kind": "not_worse", "gate.tolerance": 0.0, **LENIENT},
     "gated": {"gate.kind": "thresholdout", **LENIENT},

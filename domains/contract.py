@@ -33,16 +33,49 @@ class Columns:
         return [c for c in frame.columns if c not in hidden]
 
 
+GUARDRAIL_KINDS = ("capacity", "harm", "fairness")
+
+
 @dataclass(frozen=True)
 class GuardrailSpec:
-    """One guardrail metric: `floor` is relative to the original baseline, `margin` per step,
-    `limit` an absolute bound (a business rule such as a fairness ratio). None = not checked."""
+    """One guardrail metric, of the kind that fits what it protects.
+
+    capacity  an absolute ceiling (or floor) the business can carry, e.g. the alerts a review team can
+              handle: `limit` only. Alerting more than a champion that alerted on nothing is no harm.
+    harm      something a customer pays for, e.g. false declines: at most `tolerance` worse than the
+              ORIGINAL baseline (in the metric's units, so many small steps cannot add up), and per step at
+              most `margin` x the champion's value worse than the champion (relative; when the champion's
+              value is below the tolerance, `margin` x the tolerance, so a champion that harms no one can
+              still be replaced). An absolute `limit` may be added.
+    fairness  an absolute bound on a gap between groups, e.g. false declines of new vs established
+              customers: `limit` only.
+    `required=False`: a metric the data may not support (no group column); when no policy reports it the
+    guardrail is skipped with a note, when only some do it fails closed.
+    """
 
     metric: str
     higher_is_better: bool
-    floor: float | None  # worst allowed change vs the original baseline, in the metric's units (>= 0)
-    margin: float | None  # worst allowed change vs the current champion, in the metric's units (>= 0)
+    kind: str  # capacity | harm | fairness
     limit: float | None = None  # the metric must stay at or above (higher is better) or at or below this
+    tolerance: float | None = None  # harm: worst change vs the original baseline, in the metric's units (>= 0)
+    margin: float | None = None  # harm: worst change vs the champion, relative to the champion's value (>= 0)
+    required: bool = True
+
+    def __post_init__(self) -> None:
+        if self.kind not in GUARDRAIL_KINDS:
+            raise ValueError(f"guardrail {self.metric}: kind must be one of {', '.join(GUARDRAIL_KINDS)}, "
+                             f"got {self.kind!r}")
+        for key in ("tolerance", "margin"):
+            value = getattr(self, key)
+            if value is not None and self.kind != "harm":
+                raise ValueError(f"guardrail {self.metric} ({self.kind}): {key} applies to harm guardrails only; "
+                                 f"a {self.kind} guardrail takes a limit")
+            if value is not None and not value >= 0:
+                raise ValueError(f"guardrail {self.metric}: {key} must be >= 0, got {value!r}")
+        if self.kind != "harm" and self.limit is None:
+            raise ValueError(f"guardrail {self.metric} ({self.kind}): needs a limit")
+        if self.kind == "harm" and self.limit is None and self.tolerance is None and self.margin is None:
+            raise ValueError(f"guardrail {self.metric} (harm): needs a tolerance, a margin or a limit")
 
 
 @dataclass(frozen=True)
@@ -86,8 +119,10 @@ class Domain(abc.ABC):
         """Seeded synthetic data of about `size` rows, sorted by time."""
 
     @abc.abstractmethod
-    def load(self, file: Path, mapping: Mapping[str, str]) -> pd.DataFrame:
-        """Read a user's CSV/Parquet and map its columns onto the domain's names."""
+    def load(self, file: Path, mapping: Mapping[str, str], reading: Any = None) -> pd.DataFrame:
+        """Read a user's CSV/Parquet and map its columns onto the domain's names; `reading` (a
+        domains._importing.TimeReading) says how a numeric time column is read. Notes on how the file
+        was read are in `frame.attrs["import_notes"]`."""
 
     @abc.abstractmethod
     def check_contract(self, frame: pd.DataFrame, *, source: str) -> None:

@@ -1,9 +1,11 @@
 """Guardrail metrics: a gain on the primary metric may not be paid for elsewhere.
 
-Up to three limits per metric (see GuardrailSpec): `margin` against the current champion stops one
-large step back; `floor` against the ORIGINAL baseline stops a ratchet of many small steps back,
-each within the margin, from adding up; `limit` is an absolute business rule (a fairness ratio, a
-conversion floor) that holds whatever the baseline did.
+Each guardrail has a kind (see GuardrailSpec): a *capacity* limit is an absolute ceiling (the alerts a
+review team can handle), so a policy that alerts more than a champion that alerted on nothing is not
+refused for it; a *harm* limit compares with the ORIGINAL baseline (`tolerance`, so a ratchet of many small
+steps back, each within the per-step margin, cannot add up) and with the current champion (a relative
+`margin`, so one large step back is refused); a *fairness* limit bounds a gap between groups whatever the
+baseline did. An absolute `limit` holds for every kind.
 """
 from __future__ import annotations
 
@@ -24,15 +26,27 @@ def _exceeds(worse: float, limit: float) -> bool:
     return worse > limit and not math.isclose(worse, limit, rel_tol=1e-9, abs_tol=1e-12)
 
 
+def step_allowance(spec: GuardrailSpec, champion: float) -> float | None:
+    """How much worse than the champion a harm guardrail lets one step be (None: not checked)."""
+    if spec.margin is None:
+        return None
+    return spec.margin * max(abs(champion), spec.tolerance or 0.0)
+
+
 def check_guardrails(candidate: Mapping[str, float], champion: Mapping[str, float], baseline: Mapping[str, float],
                      specs: Sequence[GuardrailSpec]) -> GuardResult:
-    """Fail when any guardrail is worse than the baseline by > floor or than the champion by > margin."""
+    """Fail when any guardrail breaks its limit, or (harm) is worse than the baseline by more than its tolerance
+    or than the champion by more than its margin allows."""
     problems: list[str] = []
+    skipped: list[str] = []
     figures: dict[str, float | int | str] = {"guardrails": len(specs)}
     for spec in specs:
         m = spec.metric
-        missing = [who for who, src in (("candidate", candidate), ("champion", champion), ("baseline", baseline))
-                   if m not in src]
+        sources = (("candidate", candidate), ("champion", champion), ("baseline", baseline))
+        missing = [who for who, src in sources if m not in src]
+        if missing and not spec.required and len(missing) == len(sources):
+            skipped.append(m)
+            continue
         if missing:
             problems.append(f"guardrail {m}: no value for the {' and '.join(missing)}")
             continue
@@ -42,22 +56,25 @@ def check_guardrails(candidate: Mapping[str, float], champion: Mapping[str, floa
             continue
         vs_base = _worse_by(cand, base, spec.higher_is_better)
         vs_champ = _worse_by(cand, champ, spec.higher_is_better)
-        figures.update({f"{m}.candidate": cand, f"{m}.champion": champ, f"{m}.baseline": base,
-                        f"{m}.worse_vs_baseline": vs_base, f"{m}.worse_vs_champion": vs_champ})
-        figures.update({f"{m}.{k}": float(v) for k, v in (("floor", spec.floor), ("margin", spec.margin),
-                                                          ("limit", spec.limit)) if v is not None})
-        direction = "higher" if spec.higher_is_better else "lower"
+        allowance = step_allowance(spec, champ)
+        figures.update({f"{m}.kind": spec.kind, f"{m}.candidate": cand, f"{m}.champion": champ,
+                        f"{m}.baseline": base, f"{m}.worse_vs_baseline": vs_base, f"{m}.worse_vs_champion": vs_champ})
+        figures.update({f"{m}.{k}": float(v) for k, v in (("limit", spec.limit), ("tolerance", spec.tolerance),
+                                                          ("margin", spec.margin), ("step_allowance", allowance))
+                        if v is not None})
+        label = f"guardrail {m} ({spec.kind}, {'higher' if spec.higher_is_better else 'lower'} is better)"
         if spec.limit is not None and _exceeds(_worse_by(cand, spec.limit, spec.higher_is_better), 0.0):
             bound = "at least" if spec.higher_is_better else "at most"
-            problems.append(f"guardrail {m}: candidate {cand:.6g} breaks the limit (must be {bound} {spec.limit:g})")
-        if spec.floor is not None and _exceeds(vs_base, spec.floor):
-            problems.append(f"guardrail {m} ({direction} is better): candidate {cand:.6g} is {vs_base:.6g} worse than "
-                            f"the original baseline {base:.6g}, beyond the floor {spec.floor:g}")
-        if spec.margin is not None and _exceeds(vs_champ, spec.margin):
-            problems.append(f"guardrail {m} ({direction} is better): candidate {cand:.6g} is {vs_champ:.6g} worse "
-                            f"than the champion {champ:.6g}, beyond the margin {spec.margin:g}")
+            problems.append(f"{label}: candidate {cand:.6g} breaks the limit (must be {bound} {spec.limit:g})")
+        if spec.tolerance is not None and _exceeds(vs_base, spec.tolerance):
+            problems.append(f"{label}: candidate {cand:.6g} is {vs_base:.6g} worse than the original baseline "
+                            f"{base:.6g}, beyond the tolerance {spec.tolerance:g}")
+        if allowance is not None and _exceeds(vs_champ, allowance):
+            problems.append(f"{label}: candidate {cand:.6g} is {vs_champ:.6g} worse than the champion {champ:.6g}, "
+                            f"beyond the margin {spec.margin:g} (relative: at most {allowance:.6g} in one step)")
     figures["failures"] = len(problems)
+    note = f"; not measured on this data: {', '.join(skipped)}" if skipped else ""
     if problems:
-        return GuardResult("guardrail", False, "; ".join(problems), figures)
-    names = ", ".join(s.metric for s in specs) or "none configured"
-    return GuardResult("guardrail", True, f"all guardrails within their limits ({names})", figures)
+        return GuardResult("guardrail", False, "; ".join(problems) + note, figures)
+    names = ", ".join(f"{s.metric} ({s.kind})" for s in specs if s.metric not in skipped) or "none configured"
+    return GuardResult("guardrail", True, f"all guardrails within their limits: {names}{note}", figures)

@@ -32,8 +32,11 @@ def split_by_time(frame: pd.DataFrame, *, time: str, train: float, dev: float, g
     }
     for name, part in parts.items():
         if len(part) < 100:
+            span = (ts.iloc[-1] - ts.iloc[0]) / pd.Timedelta(days=1)
+            hint = (f"; the data spans only {span:.3g} days, so set split.gap_days to at most {span / 20:.2g} "
+                    "(e.g. `ratchet init ... --config FILE` with that split)") if gap_days * 4 > span else ""
             raise RatchetError(
-                f"split: the {name} split has only {len(part)} rows (time column '{time}', gap {gap_days} days). "
+                f"split: the {name} split has only {len(part)} rows (time column '{time}', gap {gap_days} days{hint}). "
                 "Use more data, a smaller gap or other split fractions in the config."
             )
     bounds = {f"{n}_{edge}": str(getattr(p[time], edge)()) for n, p in parts.items() for edge in ("min", "max")}

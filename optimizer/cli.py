@@ -43,6 +43,11 @@ def init(
     id: Optional[str] = typer.Option(None, "--id", help="With --data: a unique row id column (default: row number)."),
     entity: Optional[str] = typer.Option(None, help="With --data: the customer/card column."),
     terminal: Optional[str] = typer.Option(None, help="With --data: the terminal/merchant column."),
+    time_unit: Optional[str] = typer.Option(None, "--time-unit", help="With --data: the unit of a numeric time "
+                                            "column: s, ms, us or ns (default: detected from the values, and "
+                                            "printed)."),
+    epoch: Optional[str] = typer.Option(None, help="With --data: the date a numeric time column counts from, "
+                                        "e.g. 2024-01-01 (default: the Unix epoch, or detected)."),
     map_: Optional[list[str]] = typer.Option(None, "--map", help="With --data: KEY=COLUMN, repeatable; maps a "
                                              "field of the domain onto your column (pricing: time, price, "
                                              "propensity, outcome, cost, reference, id, entity, product, "
@@ -77,13 +82,20 @@ def init(
                 raise RatchetError(f"--data {data}: file not found.")
             overrides.update({"data.source": "file", "data.file": str(data.resolve()),
                               "data.mapping": {k: v for k, v in mapped.items() if v}})
-        elif any(mapped.values()):
-            raise RatchetError("--label/--time/--amount/--id/--entity/--terminal/--map only apply with --data FILE.")
+            if time_unit is not None:
+                overrides["data.time_unit"] = time_unit
+            if epoch is not None:
+                overrides["data.epoch"] = epoch
+        elif any(mapped.values()) or time_unit is not None or epoch is not None:
+            raise RatchetError("--label/--time/--amount/--id/--entity/--terminal/--map/--time-unit/--epoch only "
+                               "apply with --data FILE.")
         with err.status("initialising") as status:
             result = init_workspace(domain, workspace, config_file=config, overrides=overrides, policy_file=policy,
                                     variant=variant, progress=lambda msg: status.update(msg))
     except RatchetError as exc:
         _fail(exc)
+    for note in result.notes:
+        out.print(f"read: {note}", markup=False)
     rows_txt = ", ".join(f"{k} {v:,}" for k, v in result.rows.items())
     out.print(f"workspace {result.workspace.root}: {rows_txt} rows; holdout sealed "
               f"(manifest sha256 {result.manifest_sha256[:12]}); MLflow run {result.mlflow_run_id}")

@@ -20,6 +20,8 @@ class DataConfig(_Strict):
     seed: int = 0
     file: str | None = None
     mapping: dict[str, str] = Field(default_factory=dict)
+    time_unit: Literal["auto", "s", "ms", "us", "ns"] = "auto"  # a numeric time column's unit (auto: detected)
+    epoch: str | None = None  # the date a numeric time counts from (None: the Unix epoch, or detected)
 
 
 class SplitConfig(_Strict):
@@ -52,11 +54,46 @@ class SandboxConfig(_Strict):
 
 
 class GuardrailConfig(_Strict):
-    """Overrides one of the domain's guardrails; a key left out (or null) keeps the domain's value."""
+    """Overrides one of the domain's guardrails; a key left out (or null) keeps the domain's value. The kind is
+    the domain's (given here, it must match): capacity and fairness take a limit, harm a tolerance (vs the
+    original baseline, in the metric's units), a margin (vs the champion, relative) and optionally a limit."""
 
-    floor: float | None = Field(None, ge=0)  # worst change vs the original baseline
-    margin: float | None = Field(None, ge=0)  # worst change vs the current champion
+    kind: Literal["capacity", "harm", "fairness"] | None = None
     limit: float | None = None  # absolute bound
+    tolerance: float | None = Field(None, ge=0)  # harm: worst change vs the original baseline
+    margin: float | None = Field(None, ge=0)  # harm: worst change vs the current champion, relative to its value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "floor" in data:
+            raise ValueError("floor is now tolerance (harm guardrails: worst change vs the original baseline, in "
+                             "the metric's units) or limit (capacity and fairness: an absolute bound); replace the key")
+        return data
+
+
+def merged_guardrails(specs, overrides: "dict[str, GuardrailConfig]", domain: str) -> list:
+    """The domain's GuardrailSpecs with the config's overrides; ValueError naming guardrails.<metric> and the
+    fix for an unknown metric, a different kind or a key the kind does not take."""
+    from dataclasses import replace
+
+    known = {s.metric: s for s in specs}
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise ValueError(f"guardrails.{unknown[0]}: {domain} has no guardrail {unknown[0]!r}; its guardrails are "
+                         f"{', '.join(f'{m} ({s.kind})' for m, s in known.items()) or 'none'}")
+    out = []
+    for spec in specs:
+        override = overrides.get(spec.metric)
+        given = override.model_dump(exclude_none=True) if override else {}
+        if given.get("kind", spec.kind) != spec.kind:
+            raise ValueError(f"guardrails.{spec.metric}.kind: {spec.metric} is a {spec.kind} guardrail of {domain}, "
+                             f"not {given['kind']}; remove the kind or set it to {spec.kind}")
+        try:
+            out.append(replace(spec, **given))
+        except ValueError as exc:
+            raise ValueError(f"guardrails.{spec.metric}: {exc}") from None
+    return out
 
 
 class GateConfig(_Strict):
@@ -222,6 +259,9 @@ class RunConfig(_Strict):
     def _scoring_matches(self) -> "RunConfig":
         if self.scoring.domain != self.domain:
             raise ValueError(f"scoring.domain is {self.scoring.domain!r} but domain is {self.domain!r}")
+        from domains import get_domain
+
+        merged_guardrails(get_domain(self.domain).guardrails, self.guardrails, self.domain)
         if "ratchet_llm" in self.static.allowed_imports and not self.task_agent.enabled:
             raise ValueError("static.allowed_imports names ratchet_llm but task_agent.enabled is false")
         return self
@@ -231,11 +271,17 @@ def _field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
 
+def _problem(error: dict) -> str:
+    """One validation error as `field: message`; a whole-config check's message names its own field."""
+    msg = error["msg"].removeprefix("Value error, ")
+    return f"{_field_path(error['loc'])}: {msg}" if error["loc"] or not msg.startswith(("guardrails.",)) else msg
+
+
 def parse_config(data: dict[str, Any], *, source: str) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{_field_path(e['loc'])}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(_problem(e) for e in exc.errors())
         raise RatchetError(f"{source}: invalid configuration: {problems}. Fix the YAML and retry.") from None
 
 

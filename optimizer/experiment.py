@@ -292,14 +292,9 @@ def state_scores(ctx: Context, state: PolicyState, role: str) -> tuple[ScoreRepo
 
 def guardrail_specs(ctx: Context):
     """The domain's guardrails with the config's overrides (a key left out or null keeps the domain's)."""
-    from dataclasses import replace
+    from optimizer.config import merged_guardrails
 
-    specs = []
-    for spec in ctx.domain.guardrails:
-        override = ctx.config.guardrails.get(spec.metric)
-        given = override.model_dump(exclude_none=True) if override else {}
-        specs.append(replace(spec, **given))
-    return specs
+    return merged_guardrails(ctx.domain.guardrails, dict(ctx.config.guardrails), ctx.domain.name)
 
 
 def ask_gate(ctx: Context, *, dev_gain: float, holdout_gain: float, se: float, entries: list) -> dict:

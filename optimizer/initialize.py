@@ -33,6 +33,7 @@ class InitResult:
     mlflow_run_id: str
     drift: dict[str, Any]
     leakage: dict[str, Any]
+    notes: tuple[str, ...] = ()  # how an imported file was read (time unit, categories), for the person
 
 
 def source_root() -> Path:
@@ -72,9 +73,14 @@ def resolve_config(domain: str, *, config_file: Path | None, overrides: Mapping[
 
 def load_data(domain: Domain, config: RunConfig, progress: Progress) -> pd.DataFrame:
     if config.data.source == "file":
+        from domains._importing import TimeReading
+
         progress(f"importing {config.data.file}")
-        frame = domain.load(Path(config.data.file), config.data.mapping)
+        frame = domain.load(Path(config.data.file), config.data.mapping,
+                            TimeReading(config.data.time_unit, config.data.epoch))
         source = str(config.data.file)
+        for note in frame.attrs.get("import_notes", ()):
+            progress(note)
     else:
         progress(f"generating ~{config.data.rows:,} {domain.name} rows (seed {config.data.seed})")
         frame = domain.generate(config.data.seed, config.data.rows)
@@ -155,6 +161,10 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
         ws.reports.mkdir()
         (ws.reports / "drift.json").write_text(json.dumps(drift, indent=2, default=str))
         (ws.reports / "leakage.json").write_text(json.dumps(leakage, indent=2, default=str))
+        notes = tuple(frame.attrs.get("import_notes", ()))
+        (ws.reports / "import.json").write_text(json.dumps({"notes": list(notes),
+                                                            "dropped_columns": frame.attrs.get("dropped_columns", [])},
+                                                           indent=2))
 
         progress("sealing the holdout")
         holdout, canaries = plant_canaries(splits.holdout, id_col=cols.id, time_col=cols.time,
@@ -209,4 +219,4 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
             shutil.rmtree(target, ignore_errors=True)
         raise
     rows = {"train": len(splits.train), "dev": len(splits.dev), "holdout": int(manifest["rows"])}
-    return InitResult(ws, manifest_sha, rows, run_id, drift, leakage)
+    return InitResult(ws, manifest_sha, rows, run_id, drift, leakage, notes)

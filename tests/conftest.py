@@ -44,14 +44,30 @@ def small_workspace(tmp_path_factory) -> Path:
 
 BASELINE = (Path(__file__).resolve().parents[1] / "domains" / "fraud" / "policy.py").read_text()
 WEAK = rewrite(BASELINE, {"N_ESTIMATORS": 50, "MAX_DEPTH": 2, "THRESHOLD": 0.9})
-LOOSE = {"alert_rate": {"floor": 0.05, "margin": 0.05}, "false_decline_rate": {"floor": 0.05, "margin": 0.05}}
+# A champion that alerts on nothing: a logistic regression on the amount whose scores never reach THRESHOLD.
+NOTHING = '''"""Today's rule: a logistic regression on the amount, set so high that it alerts on nothing."""
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+THRESHOLD = 1.0
+
+
+def fit(train):
+    return LogisticRegression().fit(train[["amount"]].to_numpy(), train["is_fraud"].to_numpy())
+
+
+def decide(model, rows):
+    if len(rows) == 0:
+        return np.zeros(0)
+    return np.minimum(model.predict_proba(rows[["amount"]].to_numpy())[:, 1], 0.999)
+'''
 
 
 @pytest.fixture(scope="session")
 def weak_workspace(tmp_path_factory) -> Path:
     """Starts from a deliberately weak champion, so the shipped baseline is an honest improvement. 60k rows:
     on a 6k-row holdout that gain is under one standard error, which the gate's Ladder step refuses."""
-    return _sealed(tmp_path_factory, "weak", "fraud", {"data.rows": 60_000, "guardrails": LOOSE}, WEAK)
+    return _sealed(tmp_path_factory, "weak", "fraud", {"data.rows": 60_000}, WEAK)
 
 
 

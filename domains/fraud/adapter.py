@@ -1,7 +1,10 @@
 """The fraud domain's scorer side (locked: a candidate never sees or edits this file).
 
 Primary metric: net savings per transaction = (fraud amount blocked - decline_cost x legitimate
-transactions blocked) / transactions. Guardrails: false-decline rate and alert rate.
+transactions blocked) / transactions. Guardrails, as a fraud team sets them: the alert rate is a capacity
+(at most what the review team can handle), the false-decline rate is a harm (not worse than the original
+baseline by more than a tolerance, nor than the champion by more than a relative margin per step), and the
+gap in false declines between new and established customers is a fairness limit.
 """
 from __future__ import annotations
 
@@ -13,10 +16,17 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from domains._importing import TimeReading
 from domains.contract import Columns, Decisions, Domain, GuardrailSpec, ScoreReport
 
 AMOUNT_BANDS = ((0.0, "low"), (20.0, "mid"), (100.0, "high"), (500.0, "very_high"))
 ESTABLISHED_AFTER = 5  # a customer's 6th transaction in the evaluated stream counts as established
+
+
+def _decline_rate(blocked: np.ndarray, fraud: np.ndarray) -> float:
+    """Legitimate transactions blocked / legitimate transactions (0 when there are none)."""
+    legit = ~fraud
+    return float((blocked & legit).sum() / max(int(legit.sum()), 1))
 
 
 class FraudDomain(Domain):
@@ -32,8 +42,10 @@ class FraudDomain(Domain):
     primary = "net_savings"
     higher_is_better = True
     guardrails = (
-        GuardrailSpec("false_decline_rate", higher_is_better=False, floor=0.01, margin=0.003),
-        GuardrailSpec("alert_rate", higher_is_better=False, floor=0.01, margin=0.003),
+        GuardrailSpec("false_decline_rate", higher_is_better=False, kind="harm", tolerance=0.01, margin=1.0),
+        GuardrailSpec("alert_rate", higher_is_better=False, kind="capacity", limit=0.03),
+        # Needs customer_id (tenure): skipped with a note on data without it, such as the public export.
+        GuardrailSpec("false_decline_gap", higher_is_better=False, kind="fairness", limit=0.01, required=False),
     )
     constants = ("THRESHOLD",)
     # Large amounts are a fraud pattern by definition: amount's predictive power is reported, not refused.
@@ -45,10 +57,10 @@ class FraudDomain(Domain):
 
         return generate(seed, size)
 
-    def load(self, file: Path, mapping: Mapping[str, str]) -> pd.DataFrame:
+    def load(self, file: Path, mapping: Mapping[str, str], reading: TimeReading | None = None) -> pd.DataFrame:
         from domains.fraud.data import load
 
-        return load(Path(file), mapping)
+        return load(Path(file), mapping, reading)
 
     def check_contract(self, frame: pd.DataFrame, *, source: str) -> None:
         from domains.fraud.expectations import check_contract
@@ -90,14 +102,17 @@ class FraudDomain(Domain):
                  ranking: bool = True) -> dict[str, float]:
         fraud = rows["is_fraud"].to_numpy() == 1
         blocked = self._blocked(decisions)
-        legit = max(int((~fraud).sum()), 1)
         out = {
             "net_savings": float(contrib.mean()) if len(contrib) else 0.0,
-            "false_decline_rate": float((blocked & ~fraud).sum() / legit),
+            "false_decline_rate": _decline_rate(blocked, fraud),
             "alert_rate": float(blocked.mean()) if len(blocked) else 0.0,
             "fraud_recall": float((blocked & fraud).sum() / max(int(fraud.sum()), 1)),
             "precision": float((blocked & fraud).sum() / max(int(blocked.sum()), 1)),
         }
+        if ranking and "customer_id" in rows.columns:
+            new = self._tenure(rows) == "new"
+            out["false_decline_gap"] = abs(_decline_rate(blocked[new], fraud[new])
+                                           - _decline_rate(blocked[~new], fraud[~new]))
         if ranking and 0 < fraud.sum() < len(fraud):
             out["roc_auc"] = float(roc_auc_score(fraud, decisions.values))
             out["pr_auc"] = float(average_precision_score(fraud, decisions.values))
@@ -125,12 +140,16 @@ class FraudDomain(Domain):
         names = np.array([name for _, name in AMOUNT_BANDS])
         out = {"amount_band": names[np.searchsorted(edges, rows["amount"].to_numpy(dtype=float), side="right")]}
         if "customer_id" in rows.columns:
-            # Point-in-time tenure within the evaluated stream: how many earlier transactions we saw.
-            order = rows["ts"].argsort(kind="stable")
-            seen = np.empty(len(rows), dtype=np.int64)
-            seen[order] = rows.iloc[order].groupby("customer_id").cumcount().to_numpy()
-            out["customer_tenure"] = np.where(seen < ESTABLISHED_AFTER, "new", "established")
+            out["customer_tenure"] = self._tenure(rows)
         return out
+
+    @staticmethod
+    def _tenure(rows: pd.DataFrame) -> np.ndarray:
+        """Point-in-time tenure within the evaluated stream: how many earlier transactions we saw."""
+        order = rows["ts"].argsort(kind="stable")
+        seen = np.empty(len(rows), dtype=np.int64)
+        seen[order] = rows.iloc[order].groupby("customer_id").cumcount().to_numpy()
+        return np.where(seen < ESTABLISHED_AFTER, "new", "established")
 
     def trace(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any], limit: int = 20,
               report: ScoreReport | None = None) -> dict:

@@ -37,7 +37,6 @@ CUSTOMER_COMPROMISE_RATE = 1.0e-3
 CUSTOMER_FRAUD_SHARE = 1 / 3
 AMOUNT_FACTOR = 5.0
 
-KAGGLE_EPOCH = pd.Timestamp("2013-09-01")  # numeric time = seconds since the first tx (Kaggle export)
 OURS = ("tx_id", "ts", "customer_id", "terminal_id", "amount", "is_fraud", "fraud_scenario")
 MAPPING_KEYS = {"label": "is_fraud", "time": "ts", "amount": "amount", "id": "tx_id",
                 "entity": "customer_id", "terminal": "terminal_id"}
@@ -76,7 +75,7 @@ def generate(seed: int, size: int = 300_000) -> pd.DataFrame:
     stolen = hit_customer & (rng.random(n) < CUSTOMER_FRAUD_SHARE)
     scenario[stolen] = 3
     amount[stolen] *= AMOUNT_FACTOR
-    # Cents, and never zero: a 0.00 amount would fail the data contract.
+    # Cents, and never zero (the handbook's amounts are purchases; imported data may hold 0.00 verifications).
     amount = np.maximum(np.round(amount, 2), 0.01)
 
     ts = START + (day.astype(np.int64) * DAY_SECONDS + seconds) * np.timedelta64(1, "s")
@@ -143,13 +142,16 @@ def _compromised(rng: np.random.Generator, n_entities: int, rate: float, window:
 
 
 # --- importer ---------------------------------------------------------------------------------
-def load(file: Path, mapping: Mapping[str, str]) -> pd.DataFrame:
-    """Read a user's CSV/Parquet and rename mapped columns to ours; keep numeric extras as features.
+def load(file: Path, mapping: Mapping[str, str], reading: imp.TimeReading | None = None) -> pd.DataFrame:
+    """Read a user's CSV/Parquet and rename mapped columns to ours; keep the other columns as features.
 
     `mapping`: our key -> the user's column; keys `label`, `time`, `amount` are required, `id`,
-    `entity` (customer) and `terminal` optional. A numeric time column counts seconds since the
-    first transaction (the Kaggle creditcard.csv export) and is placed from KAGGLE_EPOCH.
-    Non-numeric unmapped columns are dropped; their names are in `frame.attrs["dropped_columns"]`.
+    `entity` (customer) and `terminal` optional. A numeric time column is read as `reading` says; by
+    default its unit is detected from the values (seconds or milliseconds since the Unix epoch, or
+    seconds from the start of the file, as in the public creditcard.csv export), and how is noted in
+    `frame.attrs["import_notes"]`. Numeric unmapped columns are kept as numbers, text and categorical
+    ones as pandas "string" features (merchant category, channel, country); other kinds are dropped and
+    named in `frame.attrs["dropped_columns"]`.
     """
     file = Path(file)
     mapping = {k: v for k, v in mapping.items() if v}  # an option left unset arrives as None or ""
@@ -162,19 +164,26 @@ def load(file: Path, mapping: Mapping[str, str]) -> pd.DataFrame:
     imp.mapped_columns(name, mapping, list(raw.columns), role=_flag,
                        roles="/".join(_flag(k) for k in MAPPING_KEYS))
 
+    notes: list[str] = []
     out: dict[str, pd.Series] = {}
     out["tx_id"] = imp.ids(raw[mapping["id"]]) if mapping.get("id") else imp.row_ids(len(raw))
-    out["ts"] = imp.times(raw[mapping["time"]], name, mapping["time"], role="--time", epoch=KAGGLE_EPOCH)
+    out["ts"] = imp.times(raw[mapping["time"]], name, mapping["time"], role="--time",
+                          reading=reading or imp.TimeReading(), notes=notes)
     if mapping.get("entity"):
         out["customer_id"] = imp.ids(raw[mapping["entity"]])
     if mapping.get("terminal"):
         out["terminal_id"] = imp.ids(raw[mapping["terminal"]])
     out["amount"] = imp.amounts(raw[mapping["amount"]], name, mapping["amount"], role="--amount")
+    negative = (out["amount"] < 0).to_numpy()
+    if negative.any():  # refunds and reversals are not transactions a policy blocks
+        raise RatchetError(f"{name}: column {mapping['amount']!r} for --amount has {int(negative.sum())} negative "
+                           f"amounts (e.g. {imp.examples(raw[mapping['amount']], negative)}); remove refunds and "
+                           "reversals (amounts of 0, such as card verifications, are fine).")
     out["is_fraud"] = imp.labels(raw[mapping["label"]], name, mapping["label"], role="--label")
-    extra, dropped = imp.features(raw, name, used=list(mapping.values()), ours=OURS, text=False)
-    frame = imp.assemble({**out, **extra}, dropped)
+    extra, dropped = imp.features(raw, name, used=list(mapping.values()), ours=OURS, text=True)
+    frame = imp.assemble({**out, **extra}, dropped, notes=notes)
     if dropped:
-        log.info("%s: dropped non-numeric columns %s", name, ", ".join(dropped))
+        log.info("%s: dropped columns that are neither numbers nor text: %s", name, ", ".join(dropped))
     return frame
 
 

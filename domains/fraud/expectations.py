@@ -44,11 +44,13 @@ def _expectations(gx, frame: pd.DataFrame, feature_columns: Sequence[str]) -> li
         *present(E, (*REQUIRED, *ids)),
         *id_and_time(E, "tx_id"),
         E.ExpectColumnValuesToBeInTypeList(column="amount", type_list=NUMBER_TYPES),
-        E.ExpectColumnValuesToBeBetween(column="amount", min_value=0, max_value=AMOUNT_MAX, strict_min=True),
+        # Zero is a card verification, not an error; a negative amount is a refund, not a transaction.
+        E.ExpectColumnValuesToBeBetween(column="amount", min_value=0, max_value=AMOUNT_MAX),
         E.ExpectColumnValuesToBeInTypeList(column="is_fraud", type_list=INT_TYPES),
         E.ExpectColumnValuesToBeInSet(column="is_fraud", value_set=[0, 1]),
     ]
     expectations += [E.ExpectColumnValuesToBeInTypeList(column=c, type_list=ID_TYPES) for c in ids]
     if "fraud_scenario" in frame.columns:  # only the generator writes it
         expectations.append(E.ExpectColumnValuesToBeInSet(column="fraud_scenario", value_set=[0, 1, 2, 3]))
-    return expectations + features(E, feature_columns, NUMBER_TYPES)
+    # Features are numbers or text categories (merchant category, channel, country), as the importer makes them.
+    return expectations + features(E, feature_columns, [*NUMBER_TYPES, "StringDtype"])

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from domains._importing import TimeReading
 from domains.contract import Columns, Decisions, Domain, GuardrailSpec, ScoreReport
 from domains.pricing import ope
 
@@ -37,9 +38,9 @@ class PricingDomain(Domain):
     higher_is_better = True
     guardrails = (
         # Limits are business rules (configs/pricing.yaml); conversion is relative to the logging policy.
-        GuardrailSpec("conversion_ratio", higher_is_better=True, floor=None, margin=None, limit=0.8),
-        GuardrailSpec("price_gap_protected", higher_is_better=False, floor=None, margin=None, limit=0.05),
-        GuardrailSpec("extreme_price_share", higher_is_better=False, floor=None, margin=None, limit=0.0),
+        GuardrailSpec("conversion_ratio", higher_is_better=True, kind="harm", limit=0.8),
+        GuardrailSpec("price_gap_protected", higher_is_better=False, kind="fairness", limit=0.05),
+        GuardrailSpec("extreme_price_share", higher_is_better=False, kind="harm", limit=0.0),
     )
     # The offered price drives conversion by design: its strength is reported, not refused.
     leakage_exempt = ("offered_price",)
@@ -54,10 +55,10 @@ class PricingDomain(Domain):
 
         return generate(seed, size)
 
-    def load(self, file: Path, mapping: Mapping[str, str]) -> pd.DataFrame:
+    def load(self, file: Path, mapping: Mapping[str, str], reading: TimeReading | None = None) -> pd.DataFrame:
         from domains.pricing.importer import load
 
-        return load(Path(file), mapping)
+        return load(Path(file), mapping, reading)
 
     def check_contract(self, frame: pd.DataFrame, *, source: str) -> None:
         from domains.pricing.expectations import check_contract

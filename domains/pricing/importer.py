@@ -29,7 +29,7 @@ NO_PROPENSITY = ("no column given for propensity; pricing logs need the logging 
                  "pass --map propensity=COLUMN naming the column where the logging policy recorded it.")
 
 
-def load(file: Path, mapping: Mapping[str, str]) -> pd.DataFrame:
+def load(file: Path, mapping: Mapping[str, str], reading: imp.TimeReading | None = None) -> pd.DataFrame:
     """Read a user's log of offers; rename mapped columns to ours and keep the rest as features.
 
     `mapping`: our key -> the user's column. Required: `time`, `price` (the offered price),
@@ -37,23 +37,23 @@ def load(file: Path, mapping: Mapping[str, str]) -> pd.DataFrame:
     true/false), `cost` (unit cost, >= 0) and `reference` (reference price); prices must be > 0.
     Optional: `id` (default: the row number in file order), `entity` (customer), `product` and
     `protected` (a protected attribute: it becomes `protected_group`, read by the fairness
-    guardrail and never shown to a policy). A numeric time column counts Unix epoch seconds
-    (since 1970-01-01 UTC). Unmapped numeric columns are kept as features (booleans as int8),
-    text columns as pandas "string" features; other kinds are dropped and named in
+    guardrail and never shown to a policy). A numeric time column is read as `reading` says (by
+    default its unit and epoch are detected from the values). Unmapped numeric columns are kept as
+    features (booleans as int8), text columns as pandas "string" features; other kinds are dropped and named in
     `frame.attrs["dropped_columns"]`. Rows are sorted by time, file order breaking ties.
     """
     return imp.load_mapped(file, mapping, keys=list(MAPPING_KEYS), required=REQUIRED_KEYS, meaning=MEANING,
-                           ours=OURS, convert=_ours, refusals={"propensity": NO_PROPENSITY})
+                           ours=OURS, convert=_ours, reading=reading, refusals={"propensity": NO_PROPENSITY})
 
 
-def _ours(raw: pd.DataFrame, name: str, mapping: Mapping[str, str]) -> dict[str, pd.Series]:
+def _ours(raw: pd.DataFrame, name: str, mapping: Mapping[str, str], ts: pd.Series) -> dict[str, pd.Series]:
     """Our columns, converted and checked, in MAPPING_KEYS order."""
     def col(key: str) -> tuple[pd.Series, str, str]:
         return raw[mapping[key]], name, mapping[key]
 
     out: dict[str, pd.Series] = {}
     out["offer_id"] = imp.ids(raw[mapping["id"]]) if "id" in mapping else imp.row_ids(len(raw))
-    out["ts"] = imp.times(*col("time"), role=imp.map_flag("time"), epoch=imp.UNIX_EPOCH)
+    out["ts"] = ts
     if "entity" in mapping:
         out["customer_id"] = imp.ids(raw[mapping["entity"]])
     if "product" in mapping:

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from domains._importing import TimeReading
 from domains.contract import Columns, Decisions, Domain, GuardrailSpec, ScoreReport
 from domains.routing.queue import simulate
 
@@ -33,9 +34,10 @@ class RoutingDomain(Domain):
     primary = "weighted_resolution_hours"
     higher_is_better = False
     guardrails = (
-        GuardrailSpec("max_team_utilization", higher_is_better=False, floor=None, margin=None, limit=0.9),
-        GuardrailSpec("high_priority_misroute_rate", higher_is_better=False, floor=None, margin=0.05, limit=0.3),
-        GuardrailSpec("tier_resolution_gap", higher_is_better=False, floor=None, margin=None, limit=1.0),
+        GuardrailSpec("max_team_utilization", higher_is_better=False, kind="capacity", limit=0.9),
+        GuardrailSpec("high_priority_misroute_rate", higher_is_better=False, kind="harm", limit=0.3,
+                      tolerance=0.05, margin=0.5),
+        GuardrailSpec("tier_resolution_gap", higher_is_better=False, kind="fairness", limit=1.0),
     )
 
     # --- data -------------------------------------------------------------------------------
@@ -44,10 +46,10 @@ class RoutingDomain(Domain):
 
         return generate(seed, size)
 
-    def load(self, file: Path, mapping: Mapping[str, str]) -> pd.DataFrame:
+    def load(self, file: Path, mapping: Mapping[str, str], reading: TimeReading | None = None) -> pd.DataFrame:
         from domains.routing.importer import load
 
-        return load(Path(file), mapping)
+        return load(Path(file), mapping, reading)
 
     def check_contract(self, frame: pd.DataFrame, *, source: str) -> None:
         from domains.routing.expectations import check_contract

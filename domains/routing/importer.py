@@ -26,31 +26,31 @@ MEANING = {"time": "when the ticket arrived", "team": "the team that finally res
 OURS = tuple(MAPPING_KEYS.values())
 
 
-def load(file: Path, mapping: Mapping[str, str]) -> pd.DataFrame:
+def load(file: Path, mapping: Mapping[str, str], reading: imp.TimeReading | None = None) -> pd.DataFrame:
     """Read a user's ticket history; rename mapped columns to ours and keep the rest as features.
 
     `mapping`: our key -> the user's column. Required: `time`, `team` (the team that finally
     resolved the ticket; non-empty text) and `handling` (handling time in minutes, > 0).
     Optional: `id` (default: the row number in file order), `entity` (customer), `priority`
     (low/normal/high/urgent, any case), `subject` and `body` (free text; nulls become "").
-    A numeric time column counts Unix epoch seconds (since 1970-01-01 UTC). Unmapped numeric
-    columns are kept as features (booleans as int8), text columns as pandas "string" features;
+    A numeric time column is read as `reading` says (by default its unit and epoch are detected
+    from the values). Unmapped numeric columns are kept as features (booleans as int8), text columns as pandas "string" features;
     other kinds are dropped and named in `frame.attrs["dropped_columns"]`. A column named
     `issue_type` is kept but, like in generated data, never shown to a policy. Rows are sorted
     by time, file order breaking ties.
     """
     return imp.load_mapped(file, mapping, keys=list(MAPPING_KEYS), required=REQUIRED_KEYS, meaning=MEANING,
-                           ours=OURS, convert=_ours)
+                           ours=OURS, convert=_ours, reading=reading)
 
 
-def _ours(raw: pd.DataFrame, name: str, mapping: Mapping[str, str]) -> dict[str, pd.Series]:
+def _ours(raw: pd.DataFrame, name: str, mapping: Mapping[str, str], ts: pd.Series) -> dict[str, pd.Series]:
     """Our columns, converted and checked, in MAPPING_KEYS order."""
     def col(key: str) -> tuple[pd.Series, str, str]:
         return raw[mapping[key]], name, mapping[key]
 
     out: dict[str, pd.Series] = {}
     out["ticket_id"] = imp.ids(raw[mapping["id"]]) if "id" in mapping else imp.row_ids(len(raw))
-    out["ts"] = imp.times(*col("time"), role=imp.map_flag("time"), epoch=imp.UNIX_EPOCH)
+    out["ts"] = ts
     if "entity" in mapping:
         out["customer_id"] = imp.ids(raw[mapping["entity"]])
     if "priority" in mapping:

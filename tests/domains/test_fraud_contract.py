@@ -34,7 +34,7 @@ def test_generated_data_passes(frame, capfd):
 
 
 def _negative_amount(f):
-    f.loc[[5, 50, 500], "amount"] = [-1.0, -2.5, 0.0]
+    f.loc[[5, 50, 500], "amount"] = [-1.0, -2.5, -0.01]
 
 
 def _null_customer(f):
@@ -63,7 +63,7 @@ def _ancient_time(f):
 
 
 @pytest.mark.parametrize("corrupt, column, expectation, count", [
-    (_negative_amount, "amount", "expect_column_values_to_be_between (min 0 strictly, max 1e+12)", 3),
+    (_negative_amount, "amount", "expect_column_values_to_be_between (min 0, max 1e+12)", 3),
     (_infinite_amount, "amount", "expect_column_values_to_be_between", 1),
     (_null_amount, "amount", "expect_column_values_to_not_be_null", 4),
     (_null_customer, "customer_id", "expect_column_values_to_not_be_null", 2),
@@ -77,6 +77,12 @@ def test_each_violation_is_named(frame, corrupt, column, expectation, count):
     message = refusal(bad)
     assert f"column '{column}': {expectation}" in message
     assert f"failed on {count} of {len(frame)} rows" in message
+
+
+def test_zero_amounts_are_card_verifications_and_pass(frame):
+    ok = frame.copy()
+    ok.loc[[5, 50, 500], "amount"] = 0.0
+    check_contract(ok, source="upload.csv")
 
 
 def test_all_failures_in_one_message(frame):

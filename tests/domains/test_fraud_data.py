@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from domains.fraud.data import DAYS, KAGGLE_EPOCH, START, generate, load
+from domains._importing import START_EPOCH
+from domains.fraud.data import DAYS, START, generate, load
 from optimizer.errors import RatchetError
 
 COLUMNS = ["tx_id", "ts", "customer_id", "terminal_id", "amount", "is_fraud", "fraud_scenario"]
@@ -99,9 +100,11 @@ def test_csv_with_mapping_round_trips(tmp_path, frame):
     mapping = {"label": "Fraud?", "time": "event time", "amount": "Amt", "id": "TransactionID",
                "entity": "card", "terminal": "merchant"}
     got = load(path, mapping)
-    assert list(got.columns) == ["tx_id", "ts", "customer_id", "terminal_id", "amount", "is_fraud", "risk_score"]
+    assert list(got.columns) == ["tx_id", "ts", "customer_id", "terminal_id", "amount", "is_fraud", "risk_score",
+                                 "note"]
     assert got["ts"].is_monotonic_increasing and isinstance(got.index, pd.RangeIndex)
-    assert got.attrs["dropped_columns"] == ["note"]
+    assert str(got["note"].dtype) == "string"  # a text column is a categorical feature
+    assert got.attrs["dropped_columns"] == []
     back = got.sort_values(["ts", "tx_id"]).reset_index(drop=True)[list(original.columns)]
     pd.testing.assert_frame_equal(back, original.reset_index(drop=True), check_dtype=True)
 
@@ -132,8 +135,8 @@ def test_kaggle_like_file(tmp_path):
     features = [f"V{i}" for i in range(1, 29)]
     assert list(got.columns) == ["tx_id", "ts", "amount", "is_fraud", *features]
     assert got.attrs["dropped_columns"] == []
-    assert got["ts"].iloc[0] == KAGGLE_EPOCH + pd.Timedelta(seconds=float(user["Time"].iloc[0]))
-    assert got["ts"].iloc[-1] == KAGGLE_EPOCH + pd.Timedelta(seconds=float(user["Time"].iloc[-1]))
+    assert got["ts"].iloc[0] == START_EPOCH + pd.Timedelta(seconds=float(user["Time"].iloc[0]))
+    assert got["ts"].iloc[-1] == START_EPOCH + pd.Timedelta(seconds=float(user["Time"].iloc[-1]))
     np.testing.assert_allclose(got["V3"].to_numpy(), user["V3"].to_numpy())
     assert got["is_fraud"].sum() == user["Class"].sum()
 

@@ -27,7 +27,12 @@ def test_scoring_section_follows_the_domain(tmp_path):
     ("split:\n  train: lots\n", "split.train"),
     ("sandbox:\n  budget_s: -1\n", "sandbox.budget_s"),
     ("split:\n  train: 0.9\n", "train + dev + holdout"),
-    ("guardrails:\n  alert_rate: {floor: 0.1, margin: -1}\n", "guardrails.alert_rate.margin"),
+    ("guardrails:\n  false_decline_rate: {tolerance: 0.1, margin: -1}\n", "guardrails.false_decline_rate.margin"),
+    ("guardrails:\n  alert_rate: {floor: 0.1}\n", "floor is now tolerance"),
+    ("guardrails:\n  alert_rate: {margin: 0.1}\n", "guardrails.alert_rate: guardrail alert_rate (capacity): margin "
+                                                     "applies to harm guardrails only"),
+    ("guardrails:\n  alert_rate: {kind: harm}\n", "alert_rate is a capacity guardrail of fraud, not harm"),
+    ("guardrails:\n  recall: {limit: 0.5}\n", "fraud has no guardrail 'recall'; its guardrails are false_decline_rate"),
     ("guardrails:\n  alert_rate: {limit: high}\n", "guardrails.alert_rate.limit"),
     ("gate:\n  threshold: 0.02\n", "threshold (metric units) is now threshold_se"),  # metric units are gone, not reinterpreted
     ("gate:\n  step_se: -1\n", "gate.step_se"),

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from optimizer.proposers._tunables import rewrite
-from tests.conftest import BASELINE, WEAK
+from tests.conftest import BASELINE, NOTHING, WEAK
 from tests.redteam._lab import judge, open_lab
 
 POLICIES = Path(__file__).parent / "policies"
@@ -189,8 +189,10 @@ def test_sandbox_stops_what_static_would_miss(lab, name, monkeypatch):
 
 
 def test_guardrail_ratchet_over_real_loop_steps(weak_workspace, tmp_path):
-    """Lower the threshold a step at a time: each step raises the alert rate by less than the margin and is
-    kept for its savings, until the steps add up past the floor measured from the ORIGINAL baseline."""
+    """Lower the threshold a step at a time: each step raises the false-decline rate by less than the relative
+    margin allows and is kept for its savings, until the steps add up past the tolerance measured from the
+    ORIGINAL baseline."""
+    from optimizer.config import GuardrailConfig
     from optimizer.context import load_context
     from optimizer.experiment import run_experiment
     from optimizer.loop import ensure_baseline
@@ -199,23 +201,25 @@ def test_guardrail_ratchet_over_real_loop_steps(weak_workspace, tmp_path):
     root = tmp_path / "ws"
     shutil.copytree(weak_workspace, root)
     ctx = load_context(root)
-    # The measuring runs below are looks too, and refit noise and the gate's Ladder step are other guards'
-    # business: this test is about the floor alone.
+    # The measuring runs below are looks too, and refit noise, the gate's Ladder step and the other guardrails
+    # are other guards' business: this test is about the tolerance alone.
     decision = ctx.config.decision.model_copy(update={"looks": "none", "confidence": 0.9, "refits": 0})
     gate = ctx.config.gate.model_copy(update={"step_se": 0.0})
-    ctx.config = ctx.config.model_copy(update={"decision": decision, "gate": gate})
+    others = {"alert_rate": GuardrailConfig(limit=1.0), "false_decline_gap": GuardrailConfig(limit=1.0)}
+    ctx.config = ctx.config.model_copy(update={"decision": decision, "gate": gate, "guardrails": others})
     chain = [rewrite(BASELINE, {"THRESHOLD": t}) for t in (0.8, 0.5, 0.25, 0.06)]
     with Sandbox(memory_mb=2048) as sandbox:
         ensure_baseline(ctx, sandbox)
-        base_rate = ctx.baseline().dev_metrics["alert_rate"]
+        base_rate = ctx.baseline().dev_metrics["false_decline_rate"]
         rates = [run_experiment(ctx, sandbox, src, proposer="redteam", hypothesis="measure", keep=False)
-                 .dev_metrics["alert_rate"] for src in chain]
+                 .dev_metrics["false_decline_rate"] for src in chain]
+        before = np.array([base_rate, *rates[:-1]])
         steps = np.diff([base_rate, *rates])
-        assert (steps > 0).all(), steps  # each step alerts more
-        # Every step fits the margin; the floor sits between the third and the fourth step's total.
-        margin, floor = float(steps.max()) * 1.01, float(rates[2] - base_rate + steps[3] / 2)
-        guardrails = {**ctx.config.guardrails, "alert_rate": ctx.config.guardrails["alert_rate"].model_copy(
-            update={"floor": floor, "margin": margin})}
+        assert (steps > 0).all(), steps  # each step declines more legitimate customers
+        # The tolerance sits between the third and the fourth step's total; every step fits the relative margin.
+        tolerance = float(rates[2] - base_rate + steps[3] / 2)
+        margin = float((steps / np.maximum(before, tolerance)).max()) * 1.01
+        guardrails = {**others, "false_decline_rate": GuardrailConfig(tolerance=tolerance, margin=margin)}
         ctx.config = ctx.config.model_copy(update={"guardrails": guardrails})
         verdicts = []
         for i, src in enumerate(chain):
@@ -225,6 +229,34 @@ def test_guardrail_ratchet_over_real_loop_steps(weak_workspace, tmp_path):
     kept, failed = verdicts[3]
     assert not kept and "guardrail" in failed, verdicts[3]
     assert "original baseline" in failed["guardrail"] and "beyond the margin" not in failed["guardrail"]
+
+
+def test_a_champion_that_alerts_on_nothing_is_replaced_by_an_honest_model(tmp_path_factory):
+    """What a team with no model yet starts from: a rule that never alerts. An honest model alerts on a small
+    share at high precision; alerting more than zero is no harm, and its false declines are far inside the
+    tolerance, so it is kept."""
+    from tests.conftest import _sealed
+
+    ws = _sealed(tmp_path_factory, "nothing", "fraud", {"data.rows": 60_000}, NOTHING)
+    with open_lab(ws, tmp_path_factory.mktemp("nothing-lab") / "ws") as lab:
+        ctx, _ = lab
+        base = ctx.baseline().dev_metrics
+        assert base["alert_rate"] == 0.0 and base["net_savings"] == 0.0
+        record, failed = judge(lab, BASELINE, "XGBoost on point-in-time customer and terminal windows")
+    assert record.kept, failed
+    got = record.dev_metrics
+    assert 0 < got["alert_rate"] < 0.03 and got["precision"] > 0.2 and got["net_savings"] > 0
+
+
+def test_trading_false_declines_for_savings_is_refused_by_the_harm_tolerance(lab):
+    """A threshold so low that it blocks many legitimate customers to catch more fraud: whatever it does to the
+    savings, the false-decline rate rises past its tolerance vs the original baseline."""
+    ctx, _ = lab
+    low = BASELINE.replace("\nTHRESHOLD = 0.1 ", "\nTHRESHOLD = 0.01", 1)  # below the search range, by hand
+    assert low != BASELINE
+    record, failed = judge(lab, low, "block more, pay in false declines")
+    assert not record.kept and "guardrail" in failed, failed
+    assert "false_decline_rate (harm" in failed["guardrail"] and "tolerance" in failed["guardrail"]
 
 
 def test_seed_only_change_that_fools_the_row_bootstrap_is_caught_by_refit_noise(tmp_path_factory):
@@ -264,7 +296,8 @@ def test_seed_only_change_past_a_lenient_dev_guard_is_refused_by_the_gate_step(t
     from tests.conftest import _sealed
 
     lenient = {"decision.confidence": 0.51, "decision.looks": "none", "decision.segment_tolerance": 1e6,
-               "guardrails": {m: {"floor": 1.0, "margin": 1.0} for m in ("false_decline_rate", "alert_rate")}}
+               "guardrails": {"false_decline_rate": {"tolerance": 1.0, "margin": 100.0}, "alert_rate": {"limit": 1.0},
+                              "false_decline_gap": {"limit": 1.0}}}
     ws = _sealed(tmp_path_factory, "lenient", "fraud", {"data.rows": 30_000, **lenient})
     reseeded = BASELINE.replace("\nSEED = 0\n", "\nSEED = 1\n", 1)
     with open_lab(ws, tmp_path_factory.mktemp("lenient-lab") / "ws") as (ctx, sandbox):

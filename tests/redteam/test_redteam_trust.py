@@ -119,7 +119,7 @@ def test_config_change_through_ratchet_config_is_accepted_and_audited(ws):
                              "A. Reviewer", "--reason", "review team doubled"])
     assert ok.exit_code == 0, ok.output
     entry = Ledger(ws / "ledger.duckdb").last("config").data
-    assert entry["changes"] == {"guardrails.alert_rate.limit": {"old": None, "new": 0.05}}
+    assert entry["changes"] == {"guardrails.alert_rate.limit": {"old": 0.03, "new": 0.05}}
     assert entry["approved_by"] == "A. Reviewer"
     checks = {c.name: c for c in audit(ws, source_root=source_root()).checks}
     assert all(c.passed for c in checks.values()), checks
