@@ -50,7 +50,7 @@ def load_mapped(file: Path, mapping: Mapping[str, str], *, keys: Sequence[str], 
     ts = times(raw[mapping["time"]], name, mapping["time"], role=map_flag("time"), reading=reading or TimeReading(),
                notes=notes)
     out = convert(raw, name, mapping, ts)
-    extra, dropped = features(raw, name, used=list(mapping.values()), ours=ours, text=True)
+    extra, dropped = features(raw, name, used=list(mapping.values()), ours=ours, text=True, notes=notes)
     frame = assemble({**out, **extra}, dropped, notes=notes)
     if dropped:
         log.info("%s: dropped columns that are neither numbers nor text: %s", name, ", ".join(dropped))
@@ -257,12 +257,17 @@ def labels(series: pd.Series, name: str, col: str, *, role: str) -> pd.Series:
     return values.astype(np.int8)
 
 
+MANY_LEVELS = 100  # a text feature with more distinct values than this is reported
+
+
 def features(raw: pd.DataFrame, name: str, *, used: Sequence[str], ours: Sequence[str],
-             text: bool) -> tuple[dict[str, pd.Series], list[str]]:
+             text: bool, notes: list[str] | None = None) -> tuple[dict[str, pd.Series], list[str]]:
     """Unmapped columns as features under safe names, and the names of the columns dropped.
 
     Numeric columns are kept (booleans as int8); with `text`, text columns are kept as pandas
-    "string" dtype (categorical features), otherwise dropped like every other kind.
+    "string" dtype (categorical features), otherwise dropped like every other kind. A text column
+    with more than MANY_LEVELS distinct values is reported in `notes` (one with a value per row
+    looks like an identifier).
     """
     out: dict[str, pd.Series] = {}
     dropped: list[str] = []
@@ -282,6 +287,13 @@ def features(raw: pd.DataFrame, name: str, *, used: Sequence[str], ours: Sequenc
                                f"{first!r}; rename or remove one of them.")
         origin[safe] = col
         out[safe] = kept
+        if notes is not None and str(kept.dtype) == "string":
+            levels = int(kept.nunique())
+            if levels > MANY_LEVELS:
+                what = ("nearly one per row: it looks like an identifier, map it with --id or drop it"
+                        if levels > 0.5 * len(kept) else "too many levels to learn from the rare ones; group "
+                        "them, or expect a policy to keep only the most frequent (the fraud baseline keeps 50)")
+                notes.append(f"{col}: text feature with {levels:,} distinct values, {what}")
     return out, dropped
 
 

@@ -79,6 +79,15 @@ def _scores(ctx: Context, values: dict[str, np.ndarray], constants: dict[str, An
     return dev, hold
 
 
+def phase_failure(phase: str, result: Any) -> GuardResult:
+    """A failed decide phase under the guard it belongs to: `output` when decide returned the wrong thing
+    (type, shape, length, dtype), whichever phase detected it; `sandbox` when the process itself failed."""
+    guard = "output" if result.status == "output" else "sandbox"
+    what = "returned output that breaks the contract" if guard == "output" else result.status
+    return GuardResult(guard, False, f"{phase} {what}: {result.error}",
+                       {"phase": "decide", "status": result.status, "violations": list(result.violations)})
+
+
 def static_check(ctx: Context, source: str) -> GuardResult:
     """The static scan with the workspace's allow-list, and the policy contract's top-level names."""
     from guards.static import has_contract, scan
@@ -121,9 +130,7 @@ def evaluate(ctx: Context, sandbox: Any, source: str, run: _Run) -> tuple[dict[s
         run.reasoning = broker.take_reasoning()
         if explained.status != "ok":
             run.fit["task_agent"] = broker.take_usage()
-            run.add(GuardResult("sandbox", False, f"decide phase (dev only) {explained.status}: {explained.error}",
-                                {"phase": "decide", "status": explained.status,
-                                 "violations": list(explained.violations)}))
+            run.add(phase_failure("decide phase (dev only)", explained))
             return None
     t0 = time.perf_counter()
     decided = sandbox.decide(source, fitted.model, {k: rows[k] for k in ("dev", "holdout")}, budget_s=budget,
@@ -133,8 +140,7 @@ def evaluate(ctx: Context, sandbox: Any, source: str, run: _Run) -> tuple[dict[s
         run.fit["task_agent"] = broker.take_usage()
     run.fit["decide_seconds"] = decided.decide_seconds
     if decided.status != "ok":
-        run.add(GuardResult("sandbox", False, f"decide phase {decided.status}: {decided.error}",
-                            {"phase": "decide", "status": decided.status, "violations": list(decided.violations)}))
+        run.add(phase_failure("decide phase", decided))
         return None
     # The prefixes are decided in a fresh process: one that had seen the whole of dev could replay its
     # look-ahead decisions from memory and pass the comparison.
@@ -143,8 +149,7 @@ def evaluate(ctx: Context, sandbox: Any, source: str, run: _Run) -> tuple[dict[s
     if broker is not None:
         run.fit["task_agent"] = broker.take_usage()
     if prefixes.status != "ok":
-        run.add(GuardResult("sandbox", False, f"decide phase (dev prefixes) {prefixes.status}: {prefixes.error}",
-                            {"phase": "decide", "status": prefixes.status, "violations": list(prefixes.violations)}))
+        run.add(phase_failure("decide phase (dev prefixes)", prefixes))
         return None
     run.add(GuardResult("sandbox", True, "fit and decide stayed inside the sandbox",
                         {"fit_seconds": fitted.seconds, "decide_seconds": decided.seconds + prefixes.seconds}))

@@ -180,7 +180,7 @@ def load(file: Path, mapping: Mapping[str, str], reading: imp.TimeReading | None
                            f"amounts (e.g. {imp.examples(raw[mapping['amount']], negative)}); remove refunds and "
                            "reversals (amounts of 0, such as card verifications, are fine).")
     out["is_fraud"] = imp.labels(raw[mapping["label"]], name, mapping["label"], role="--label")
-    extra, dropped = imp.features(raw, name, used=list(mapping.values()), ours=OURS, text=True)
+    extra, dropped = imp.features(raw, name, used=list(mapping.values()), ours=OURS, text=True, notes=notes)
     frame = imp.assemble({**out, **extra}, dropped, notes=notes)
     if dropped:
         log.info("%s: dropped columns that are neither numbers nor text: %s", name, ", ".join(dropped))

@@ -2,7 +2,8 @@
 
 Contract (the sandbox and the scorer enforce it; neither is visible from here):
   fit(train) -> model       train: tx_id, ts, amount, maybe customer_id and terminal_id, maybe
-                            extra numeric feature columns (V1..V28), and the label is_fraud (0/1).
+                            extra feature columns: numbers (V1..V28) or text categories (pandas
+                            "string": merchant category, channel, country), and the label is_fraud (0/1).
   decide(model, rows)       the same columns without is_fraud -> one score in [0, 1] per row,
                             in the order of `rows`.
   THRESHOLD                 the scorer blocks a transaction when its score >= THRESHOLD.
@@ -32,6 +33,10 @@ SCALE_POS_WEIGHT = 1.0    # tune: float 1.0..50.0 log
 WINDOWS = (1, 7, 30)  # days of customer spending and terminal activity windows
 # Days of history behind "amount vs the customer's usual amount".
 REFERENCE_DAYS = 30       # tune: choice 7, 14, 30, 60
+
+# A text column's most frequent levels in train become categories (XGBoost's own categorical splits);
+# rarer levels and levels first seen after fit count as missing.
+MAX_LEVELS = 50
 
 # --- decision -----------------------------------------------------------------------------
 THRESHOLD = 0.1           # tune: float 0.05..0.95
@@ -64,8 +69,9 @@ def trailing(group, t, cents, days):
     return out
 
 
-def features(rows):
-    """One row of features per transaction, from `rows` alone (no labels, no later rows)."""
+def features(rows, levels=None):
+    """One row of features per transaction, from `rows` alone (no labels, no later rows); `levels`: the
+    categories of each text column, learned at fit."""
     n = len(rows)
     ts = rows["ts"]
     t = ts.to_numpy().astype("datetime64[ns]").astype(np.int64)
@@ -97,11 +103,28 @@ def features(rows):
     for col in rows.columns:
         if col not in NOT_FEATURES and col not in out and pd.api.types.is_numeric_dtype(rows[col]):
             out[col] = rows[col].to_numpy(dtype=np.float64, na_value=np.nan)
-    return pd.DataFrame(out, index=rows.index).astype(np.float32)
+    frame = pd.DataFrame(out, index=rows.index).astype(np.float32)
+    for col, known in (levels or {}).items():
+        if col in rows.columns:
+            frame[col] = pd.Categorical(rows[col].astype(object), categories=known)
+    return frame
+
+
+def text_levels(train):
+    """Per text column of train, its MAX_LEVELS most frequent values (ties by value): the fit's vocabulary."""
+    out = {}
+    for col in train.columns:
+        if col not in NOT_FEATURES and not pd.api.types.is_numeric_dtype(train[col]) \
+                and not pd.api.types.is_datetime64_any_dtype(train[col]):
+            counts = train[col].astype(object).value_counts()
+            ranked = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
+            out[col] = [str(value) for value, _ in ranked[:MAX_LEVELS]]
+    return out
 
 
 def fit(train):
-    X, y = features(train), train["is_fraud"].to_numpy(dtype=np.int64)
+    levels = text_levels(train)
+    X, y = features(train, levels), train["is_fraud"].to_numpy(dtype=np.int64)
     model = xgboost.XGBClassifier(
         n_estimators=N_ESTIMATORS,
         max_depth=MAX_DEPTH,
@@ -111,6 +134,7 @@ def fit(train):
         min_child_weight=MIN_CHILD_WEIGHT,
         scale_pos_weight=SCALE_POS_WEIGHT,
         tree_method="hist",
+        enable_categorical=True,
         device="cpu" if DEVICE == "auto" else DEVICE,
         n_jobs=2,
         random_state=SEED,
@@ -118,6 +142,7 @@ def fit(train):
     model.fit(X, y)
     # Rows to decide arrive as CPU frames; predicting on the CPU avoids device-mismatch warnings.
     model.set_params(device="cpu")
+    model.text_levels_ = levels  # decide encodes text columns with the categories fit saw
     return model
 
 
@@ -125,5 +150,5 @@ def decide(model, rows):
     if len(rows) == 0:
         return np.zeros(0, dtype=np.float64)
     # Columns seen in fit but missing here (say, no terminal_id) become missing values.
-    X = features(rows).reindex(columns=list(model.feature_names_in_))
+    X = features(rows, model.text_levels_).reindex(columns=list(model.feature_names_in_))
     return model.predict_proba(X)[:, 1].astype(np.float64)

@@ -125,7 +125,9 @@ def decide_status(reply, meta: dict, lost: str, budget_s: float, memory_mb: int,
         return settled
     if reply["exit"] == P.EXIT_OK and meta.get("status") == "ok":
         return "ok", ""
-    return "crash", _decide_error(meta, names)
+    # The process ran to its end and the policy returned the wrong thing: the output contract's business.
+    status = "output" if meta.get("reason") in OUTPUT_REASONS else "crash"
+    return status, _decide_error(meta, names)
 
 
 def _decide_error(meta: dict, names: list[str]) -> str:
@@ -161,9 +163,14 @@ def _decide_error(meta: dict, names: list[str]) -> str:
     return "the decide process ended without writing its result"
 
 
+OUTPUT_REASONS = ("type", "shape", "length", "dtype")  # what decide returned, not how its process ended
+
+
 def load_decisions(work: Path, names: list[str],
-                   rows: Mapping[str, pd.DataFrame]) -> tuple[dict[str, np.ndarray], str]:
-    """Load and re-check every decision array: numbers as float64 or fixed-width strings only."""
+                   rows: Mapping[str, pd.DataFrame]) -> tuple[dict[str, np.ndarray], str, str]:
+    """Load and re-check every decision array: numbers as float64 or fixed-width strings only.
+    Returns (decisions, problem, status): status "output" for a wrong shape or dtype, "crash" for a
+    missing or unreadable file."""
     decisions = {}
     for index, name in enumerate(names):
         expected = len(rows[name])
@@ -171,11 +178,11 @@ def load_decisions(work: Path, names: list[str],
             with _open_plain(work / P.out_file(index)) as handle:
                 array = np.load(handle, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            return {}, f"decisions for row set {name!r} are missing or unreadable ({type(exc).__name__})"
+            return {}, f"decisions for row set {name!r} are missing or unreadable ({type(exc).__name__})", "crash"
         if array.ndim != 1 or len(array) != expected:
             return {}, (f"decisions for row set {name!r} have shape {array.shape}; "
-                        f"expected ({expected},)")
+                        f"expected ({expected},)"), "output"
         if array.dtype != np.float64 and array.dtype.kind != "U":
-            return {}, f"decisions for row set {name!r} have dtype {array.dtype}; expected float64 or str"
+            return {}, f"decisions for row set {name!r} have dtype {array.dtype}; expected float64 or str", "output"
         decisions[name] = array
-    return decisions, ""
+    return decisions, "", "ok"

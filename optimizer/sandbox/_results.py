@@ -11,9 +11,10 @@ from typing import Literal, Mapping, Union
 
 import numpy as np
 
-Status = Literal["ok", "timeout", "memory", "crash", "violation"]
+# "output": the phase ran to its end but decide returned the wrong thing (type, shape, length, dtype)
+Status = Literal["ok", "timeout", "memory", "crash", "violation", "output"]
 Scalar = Union[bool, int, float, str]
-STATUSES: tuple[str, ...] = ("ok", "timeout", "memory", "crash", "violation")
+STATUSES: tuple[str, ...] = ("ok", "timeout", "memory", "crash", "violation", "output")
 
 
 def _frozen(mapping: Mapping) -> Mapping:

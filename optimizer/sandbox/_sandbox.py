@@ -281,9 +281,9 @@ class Sandbox:
                                                        names)
                 decisions: dict[str, np.ndarray] = {}
                 if status == "ok":
-                    decisions, problem = _outcome.load_decisions(work, names, rows)
+                    decisions, problem, loaded = _outcome.load_decisions(work, names, rows)
                     if problem:
-                        status, error, decisions = "crash", problem, {}
+                        status, error, decisions = loaded, problem, {}
             finally:
                 shutil.rmtree(work, ignore_errors=True)
         return DecideResult(

@@ -27,6 +27,7 @@ EXPECTED = {
     "pickle_payload.py": "static",
     "monkeypatch_metric.py": "static",
     "nan_output.py": "output",
+    "short_output.py": "output",  # detected inside the sandbox's decide phase, named output all the same
     "flag_everything.py": "guardrail",
     "fake_metric_lines.py": "significance",
     "sleep_past_budget.py": "sandbox",

@@ -110,7 +110,7 @@ def decide(model, rows):
     assert "HOLDOUT" not in server_log  # not parked anywhere else either
 
 
-def test_wrong_length_is_a_precise_crash(box, train):
+def test_wrong_length_is_a_precise_output_failure(box, train):
     source = """
 def fit(train):
     return 0
@@ -119,7 +119,7 @@ def decide(model, rows):
 """
     fitted = _fit(box, source, train)
     result = box.decide(source, fitted.model, {"dev": train[["x"]].iloc[:7]}, budget_s=30)
-    assert result.status == "crash"
+    assert result.status == "output"  # the process ran to its end: what it returned is wrong
     assert "'dev'" in result.error and "6 values" in result.error and "expected 7" in result.error
     assert result.decisions == {}
 
@@ -133,7 +133,7 @@ def test_unusable_decisions_are_named(box, train, returned, fragment):
     source = f"def fit(train):\n    return 0\ndef decide(model, rows):\n    return {returned}\n"
     fitted = _fit(box, source, train)
     result = box.decide(source, fitted.model, {"dev": train[["x"]].iloc[:3]}, budget_s=30)
-    assert result.status == "crash"
+    assert result.status == "output"
     assert fragment in result.error and "'dev'" in result.error
 
 
