@@ -65,7 +65,8 @@ def suite(gx, name: str, expectations: Sequence[Any]):
     return gx.ExpectationSuite(name=name, expectations=list(expectations))
 
 
-def check(gx, frame: pd.DataFrame, name: str, expectations: Sequence[Any], *, source: str) -> None:
+def check(gx, frame: pd.DataFrame, name: str, expectations: Sequence[Any], *, source: str,
+          fix: str = "Fix the data and run init again.") -> None:
     """Validate `frame` against `expectations`; raise RatchetError naming each failing column,
     expectation and row count."""
     context = gx.get_context(mode="ephemeral")
@@ -79,8 +80,16 @@ def check(gx, frame: pd.DataFrame, name: str, expectations: Sequence[Any], *, so
     if result.success:
         return
     found = problems(result.results, len(frame))
-    raise RatchetError(f"data contract failed for {source!r}: {'; '.join(found)}. "
-                       "Fix the data and run init again.")
+    raise RatchetError(f"data contract failed for {source!r}: {'; '.join(found)}. {fix}")
+
+
+def check_suite(frame: pd.DataFrame, suite_json: dict[str, Any], *, source: str) -> None:
+    """Validate a later batch (shadow events, a new import) against the suite a workspace sealed: the same
+    expectations the data passed at init, read back from their JSON."""
+    gx = import_gx()
+    stored = gx.ExpectationSuite(**{k: v for k, v in suite_json.items() if k in ("name", "expectations", "meta")})
+    check(gx, frame, stored.name, stored.expectations, source=source,
+          fix="Fix the batch: it must meet the contract the workspace's data met at init.")
 
 
 def no_progress_bars():

@@ -204,6 +204,10 @@ def _numeric_times(series: pd.Series, name: str, col: str, *, role: str, reading
         raise RatchetError(f"{name}: column {col!r} for {role} holds numbers from {lo:g} to {hi:g}, which as "
                            f"{word} since {epoch:%Y-%m-%d} are out of range; pass the right --time-unit.") from None
     since = "the Unix epoch" if epoch == UNIX_EPOCH else f"{epoch:%Y-%m-%d %H:%M:%S}"
+    if len(finite) and out.min() < PLAUSIBLE_FROM:
+        raise RatchetError(f"{name}: column {col!r} for {role} read as {word} since {since} ({how}) starts at "
+                           f"{out.min():%Y-%m-%d %H:%M}, before {PLAUSIBLE_FROM:%Y}; pass the right --time-unit "
+                           "(s, ms, us, ns) and --epoch DATE.")
     if notes is not None and len(finite):
         hint = "; pass --epoch DATE for the real start" if how == RELATIVE else ""
         notes.append(f"{col}: numbers read as {word} since {since} ({how}): {out.min():%Y-%m-%d %H:%M} to "

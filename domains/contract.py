@@ -129,6 +129,11 @@ class Domain(abc.ABC):
         """Validate `frame` against the domain's data contract; raise RatchetError naming
         column, expectation and failing row count."""
 
+    def contract_suite(self, frame: pd.DataFrame) -> dict:
+        """The Great Expectations suite `check_contract` applies to `frame`, as JSON (written to the workspace
+        at init, bound with the seal, and applied to every later batch with domains._gx.check_suite)."""
+        raise NotImplementedError(f"domain {self.name!r} does not export its data contract")
+
     # --- scoring ----------------------------------------------------------------------------
     def prepared(self, train: pd.DataFrame, params: Mapping[str, Any]) -> "Domain":
         """The scorer with any state it fits on train (pricing's outcome model); by default itself.

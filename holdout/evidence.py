@@ -15,11 +15,13 @@ from holdout.hashing import sha256_file
 
 SPLITS = ("data/train.parquet", "data/dev.parquet")
 CONFIG = "ratchet.yaml"
+CONTRACT = "contract/suite.json"  # the data contract the splits passed, as a Great Expectations suite
 STATE_DIRS = ("baseline", "champion", "reference")
 STATE_FILES = ("dev.npy", "holdout.npy", "state.json")
 
 _WHAT_TO_DO = {
     "data/": "the splits are sealed: restore the file from a backup, or start a new workspace with `ratchet init`",
+    "contract/": "the data contract is sealed with the splits: restore it from a backup, or start a new workspace",
     CONFIG: "settings change only through `ratchet config DIR set KEY=VALUE --approved-by NAME --reason TEXT`: "
             "restore ratchet.yaml (`git -C DIR log -- ratchet.yaml` shows the recorded versions)",
 }

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 import pandas as pd
 
 from domains import Domain, get_domain
-from holdout.hashing import content_hash
+from holdout.hashing import content_hash, sha256_file
 from holdout.ledger import Ledger
 from holdout.seal import check_contamination, plant_canaries, seal_holdout
 from holdout.split import split_by_time
@@ -158,6 +158,11 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
         ws.data_dir.mkdir()
         splits.train.to_parquet(ws.data_dir / "train.parquet", index=False)
         splits.dev.to_parquet(ws.data_dir / "dev.parquet", index=False)
+        from holdout.evidence import CONTRACT
+
+        (ws.root / CONTRACT).parent.mkdir()
+        (ws.root / CONTRACT).write_text(json.dumps(domain.contract_suite(frame), indent=2, sort_keys=True,
+                                                   default=str))
         ws.reports.mkdir()
         (ws.reports / "drift.json").write_text(json.dumps(drift, indent=2, default=str))
         (ws.reports / "leakage.json").write_text(json.dumps(leakage, indent=2, default=str))
@@ -174,7 +179,8 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
             ws.holdout_dir, holdout, label=cols.label, time_col=cols.time, id_col=cols.id, canaries=canaries,
             scorer_files=scorer_files(domain), source_root=source_root(),
             extra={"domain": domain.name, "seed": config.seed, "boundaries": splits.boundaries,
-                   "splits_sha256": digests, "entity_overlap": checks.entity_overlap},
+                   "splits_sha256": digests, "entity_overlap": checks.entity_overlap,
+                   "contract_sha256": sha256_file(ws.root / CONTRACT)},
         )
         ws.config.write_text(dump_config(config))
         shutil.copyfile(domain.program, ws.program)
@@ -205,7 +211,7 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
         from holdout.evidence import CONFIG, SPLITS, bind
 
         Ledger(ws.ledger).append("seal", {
-            "evidence": bind(target, (*SPLITS, CONFIG)),
+            "evidence": bind(target, (*SPLITS, CONFIG, CONTRACT)),
             "manifest_sha256": manifest_sha,
             "content_sha256": manifest["content_sha256"],
             "mlflow": {"uri": tracker.uri, "experiment": experiment, "run_id": run_id},

@@ -65,8 +65,17 @@ class FraudDomain(Domain):
     def check_contract(self, frame: pd.DataFrame, *, source: str) -> None:
         from domains.fraud.expectations import check_contract
 
+        check_contract(frame, source=source, feature_columns=self._features(frame))
+
+    def contract_suite(self, frame: pd.DataFrame) -> dict:
+        from domains.fraud.expectations import suite_json
+
+        return suite_json(frame, feature_columns=self._features(frame))
+
+    @staticmethod
+    def _features(frame: pd.DataFrame) -> list[str]:
         known = {"tx_id", "ts", "customer_id", "terminal_id", "amount", "is_fraud", "fraud_scenario"}
-        check_contract(frame, source=source, feature_columns=[c for c in frame.columns if c not in known])
+        return [c for c in frame.columns if c not in known]
 
     # --- scoring ----------------------------------------------------------------------------
     def check_decisions(self, decisions: Decisions, rows: pd.DataFrame, params: Mapping[str, Any]) -> str | None:

@@ -63,9 +63,17 @@ class PricingDomain(Domain):
     def check_contract(self, frame: pd.DataFrame, *, source: str) -> None:
         from domains.pricing.expectations import check_contract
 
+        check_contract(frame, source=source, feature_columns=self._features(frame))
+
+    def contract_suite(self, frame: pd.DataFrame) -> dict:
+        from domains.pricing.expectations import suite_json
+
+        return suite_json(frame, feature_columns=self._features(frame))
+
+    def _features(self, frame: pd.DataFrame) -> list[str]:
         ours = {self.columns.id, self.columns.time, self.columns.label, "customer_id", "product_id", "ref_price",
                 "unit_cost", *self.columns.train_only, *self.columns.outcome_only}
-        check_contract(frame, source=source, feature_columns=[c for c in frame.columns if c not in ours])
+        return [c for c in frame.columns if c not in ours]
 
     # --- scoring ----------------------------------------------------------------------------
     def prepared(self, train: pd.DataFrame, params: Mapping[str, Any]) -> "PricingDomain":

@@ -56,6 +56,11 @@ class RoutingDomain(Domain):
 
         check_contract(frame, source=source)
 
+    def contract_suite(self, frame: pd.DataFrame) -> dict:
+        from domains.routing.expectations import suite_json
+
+        return suite_json(frame)
+
     # --- scoring ----------------------------------------------------------------------------
     def prepared(self, train: pd.DataFrame, params: Mapping[str, Any]) -> "RoutingDomain":
         unknown = sorted(set(train["resolved_by"].astype(str)) - set(params["teams"]))
