@@ -303,5 +303,12 @@ def dump_config(config: RunConfig) -> str:
 
 
 def default_config_path(domain: str) -> Path:
-    """The shipped config for a domain (configs/<domain>.yaml next to the packages)."""
-    return Path(__file__).resolve().parent.parent / "configs" / f"{domain}.yaml"
+    """The shipped config for a domain: configs/<domain>.yaml, package data of the `configs` package (found with
+    importlib.resources, so it works from a wheel install as well as from the repository)."""
+    from importlib.resources import files
+
+    path = files("configs") / f"{domain}.yaml"
+    if not isinstance(path, Path):  # a zip or namespace install: the YAML is not a plain file on disk
+        raise RatchetError(f"the shipped configs are not a folder on disk ({path!r}); reinstall ratchet-loop "
+                           "from a wheel or the repository, or pass --config FILE.")
+    return path

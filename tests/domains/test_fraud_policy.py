@@ -86,9 +86,9 @@ def test_prefix_check_catches_a_whole_frame_statistic(fitted, monkeypatch):
     model, rows, _ = fitted
     honest = policy.features
 
-    def leaky(frame):
+    def leaky(frame, levels=None):
         # Centring on the frame's mean lets later rows move earlier features: look-ahead.
-        out = honest(frame)
+        out = honest(frame, levels)
         out["amount"] = out["amount"] - out["amount"].mean()
         return out
 
@@ -209,3 +209,21 @@ def test_device_is_passed_through(monkeypatch, device, expected):
     # An unresolved "auto" (no sandbox) must still train, on the CPU; a resolved device is kept.
     assert seen["device"] == expected
     assert seen["tree_method"] == "hist" and seen["n_jobs"] == 2 and seen["random_state"] == policy.SEED
+
+
+def test_text_columns_are_categories_learned_at_fit():
+    """A channel that carries the signal is used; a level never seen in train, or a rare one, counts as
+    missing instead of crashing decide."""
+    frame = synthetic(seed=8)
+    fraud = frame["is_fraud"].to_numpy() == 1
+    rng = np.random.default_rng(8)
+    online = rng.random(len(frame)) < np.where(fraud, 0.95, 0.05)
+    frame["channel"] = pd.array(np.where(online, "online", "card_present"), dtype="string")
+    train, rows, labels = split(frame)
+    model = policy.fit(train)
+    assert model.text_levels_["channel"] == sorted(model.text_levels_["channel"], key=lambda v: (
+        -int((train["channel"] == v).sum()), v))
+    assert roc_auc_score(labels, policy.decide(model, rows)) > 0.9
+    unseen = rows.assign(channel=pd.array(["kiosk"] * len(rows), dtype="string"))
+    scores = policy.decide(model, unseen)
+    assert scores.shape == (len(rows),) and np.isfinite(scores).all()
