@@ -165,7 +165,7 @@ def times(series: pd.Series, name: str, col: str, *, role: str, reading: TimeRea
     last = out.max()
     if pd.notna(last) and last > now + pd.Timedelta(days=1):
         how = "" if not pd.api.types.is_numeric_dtype(series) else \
-            " (read as the note says; set --time-unit and --epoch to read it otherwise)"
+            " (numbers: check the unit and start, or set --time-unit and --epoch to read them otherwise)"
         raise RatchetError(f"{name}: column {col!r} for {role} ends at {last:%Y-%m-%d %H:%M}, in the future"
                            f"{how}; times must be when the events happened.")
     return out
