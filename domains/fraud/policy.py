@@ -106,7 +106,8 @@ def features(rows, levels=None):
     frame = pd.DataFrame(out, index=rows.index).astype(np.float32)
     for col, known in (levels or {}).items():
         if col in rows.columns:
-            frame[col] = pd.Categorical(rows[col].astype(object), categories=known)
+            values = rows[col].astype(object)
+            frame[col] = pd.Categorical(values.where(values.isin(known)), categories=known)  # unseen: missing
     return frame
 
 
