@@ -267,14 +267,10 @@ class RunConfig(_Strict):
         return self
 
 
-def _field_path(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "(top level)"
-
-
 def _problem(error: dict) -> str:
-    """One validation error as `field: message`; a whole-config check's message names its own field."""
+    """One validation error as `field: message`; a whole-config check (no location) names its own fields."""
     msg = error["msg"].removeprefix("Value error, ")
-    return f"{_field_path(error['loc'])}: {msg}" if error["loc"] or not msg.startswith(("guardrails.",)) else msg
+    return f"{'.'.join(str(p) for p in error['loc'])}: {msg}" if error["loc"] else msg
 
 
 def parse_config(data: dict[str, Any], *, source: str) -> RunConfig:
