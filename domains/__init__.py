@@ -7,7 +7,7 @@ DOMAINS = ("fraud", "pricing", "routing")
 
 
 def get_domain(name: str) -> Domain:
-    from optimizer.errors import RatchetError
+    from domains.errors import RatchetError
 
     if name == "fraud":
         from domains.fraud.adapter import FraudDomain

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from optimizer.errors import RatchetError
+from domains.errors import RatchetError
 
 TS_MIN, TS_MAX = dt.datetime(1990, 1, 1), dt.datetime(2100, 1, 1)  # plausible event times
 # GX matches a pandas dtype against numpy dtype names or pandas dtype class names.

@@ -17,7 +17,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from optimizer.errors import RatchetError
+from domains.errors import RatchetError
 
 log = logging.getLogger(__name__)
 UNIX_EPOCH = pd.Timestamp("1970-01-01")

@@ -15,7 +15,7 @@ from holdout.hashing import canonical_json, content_hash, sha256_file, verify_si
 from holdout.ledger import Ledger, verify_chain
 from holdout.manifest import MANIFEST, SEAL_KEY_ENV, manifest_body, manifest_sha256, read_manifest
 from holdout.records import MlflowRecords, RecordsUnavailable, TrackingRecords
-from optimizer.errors import RatchetError
+from domains.errors import RatchetError
 
 SEAL_KINDS = ("seal", "reseal")
 

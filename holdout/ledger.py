@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import duckdb
 
 from holdout.hashing import canonical_json, sha256_bytes
-from optimizer.errors import RatchetError
+from domains.errors import RatchetError
 
 GENESIS = "0" * 64
 

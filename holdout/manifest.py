@@ -34,7 +34,7 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> str:
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
-    from optimizer.errors import IntegrityError
+    from domains.errors import IntegrityError
 
     path = Path(directory) / MANIFEST
     try:

@@ -12,7 +12,7 @@ import pandas as pd
 from holdout.hashing import content_hash, row_hashes, sha256_file, source_hashes
 from holdout.manifest import write_manifest
 from holdout.split import Splits
-from optimizer.errors import RatchetError
+from domains.errors import RatchetError
 
 HOLDOUT_FILE = "holdout.parquet"
 CANARY_BASE = 9_100_000_000_000_000_000  # far above any real id: a hit is unambiguous
@@ -70,11 +70,9 @@ def plant_canaries(holdout: pd.DataFrame, *, id_col: str, time_col: str, count: 
 
 
 def seal_holdout(directory: Path, holdout: pd.DataFrame, *, label: str, time_col: str, id_col: str,
-                 canaries: list[str], scorer_files: Iterable[Path], source_root: Path,
+                 canaries: list[str], scorer_files: Iterable[Path], source_root: Path, tool_version: str,
                  extra: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """Write the holdout read-only with its manifest; return (manifest, manifest sha256)."""
-    from optimizer import __version__
-
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / HOLDOUT_FILE
     holdout.to_parquet(path, index=False)
@@ -90,7 +88,7 @@ def seal_holdout(directory: Path, holdout: pd.DataFrame, *, label: str, time_col
         "id_column": id_col,
         "canaries": canaries,
         "scorer_sha256": source_hashes(scorer_files, source_root),
-        "tool_version": __version__,
+        "tool_version": tool_version,
         "sealed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **extra,
     }

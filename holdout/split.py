@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from optimizer.errors import RatchetError
+from domains.errors import RatchetError
 
 
 @dataclass(frozen=True)

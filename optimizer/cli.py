@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from optimizer.errors import RatchetError
+from optimizer.errors import IntegrityError, RatchetError
 
 app = typer.Typer(
     add_completion=False,
@@ -22,9 +22,14 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 
+# Exit codes by error class, most specific first: 1 is kept for "checked, and it failed" (a rejected candidate,
+# a failed audit), so a usage or integrity problem is never mistaken for a verdict.
+EXIT_CODES: tuple[tuple[type[RatchetError], int], ...] = ((IntegrityError, 2), (RatchetError, 2))
+
+
 def _fail(exc: RatchetError) -> None:
     err.print(f"error: {exc}", markup=False)
-    raise typer.Exit(exc.exit_code)
+    raise typer.Exit(next(code for cls, code in EXIT_CODES if isinstance(exc, cls)))
 
 
 @app.command(epilog="Example: ratchet init fraud --workspace ws --seed 7 --rows 100000\n\n"

@@ -1,14 +1,6 @@
-"""User-facing errors: one clear line (what, where, what to do), never a traceback."""
+"""The user-facing errors (defined in the leaf module domains.errors, so lower layers can raise them)."""
 from __future__ import annotations
 
+from domains.errors import IntegrityError, RatchetError
 
-class RatchetError(Exception):
-    """A mistake the user can fix; the CLI prints it as one line and exits 2."""
-
-    exit_code = 2
-
-
-class IntegrityError(RatchetError):
-    """The holdout, its seal, the ledger or the scorer does not verify."""
-
-    exit_code = 2
+__all__ = ["IntegrityError", "RatchetError"]

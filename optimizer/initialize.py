@@ -18,6 +18,7 @@ from holdout.hashing import content_hash, sha256_file
 from holdout.ledger import Ledger
 from holdout.seal import check_contamination, plant_canaries, seal_holdout
 from holdout.split import split_by_time
+from optimizer import __version__
 from optimizer.config import RunConfig, dump_config, load_config, default_config_path, parse_config
 from optimizer.errors import RatchetError
 from optimizer.workspace import Workspace
@@ -177,7 +178,7 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
         digests = {"train": content_hash(splits.train), "dev": content_hash(splits.dev)}
         manifest, manifest_sha = seal_holdout(
             ws.holdout_dir, holdout, label=cols.label, time_col=cols.time, id_col=cols.id, canaries=canaries,
-            scorer_files=scorer_files(domain), source_root=source_root(),
+            scorer_files=scorer_files(domain), source_root=source_root(), tool_version=__version__,
             extra={"domain": domain.name, "seed": config.seed, "boundaries": splits.boundaries,
                    "splits_sha256": digests, "entity_overlap": checks.entity_overlap,
                    "contract_sha256": sha256_file(ws.root / CONTRACT)},

@@ -12,6 +12,7 @@ import pandas as pd
 from holdout.hashing import row_hashes
 from holdout.seal import plant_canaries, seal_holdout
 from holdout.split import split_by_time
+from optimizer import __version__
 from optimizer.context import load_context
 from optimizer.errors import RatchetError
 
@@ -88,7 +89,7 @@ def reseal(path: Path, *, seed: int | None = None, data: Path | None = None,
                                        seed=ctx.config.seed + len(retired_frames) + 1)
     manifest, digest = seal_holdout(
         ws.holdout_dir, holdout, label=cols.label, time_col=cols.time, id_col=cols.id, canaries=canaries,
-        scorer_files=scorer_files(ctx.domain), source_root=source_root(),
+        scorer_files=scorer_files(ctx.domain), source_root=source_root(), tool_version=__version__,
         extra={"domain": ctx.domain.name, "seed": ctx.config.seed, "replaces": ctx.manifest_sha256,
                "source": str(data) if data else f"seed {seed}"},
     )

@@ -14,7 +14,6 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score, roc_auc_score
 
 from domains._importing import TimeReading
 from domains.contract import Columns, Decisions, Domain, GuardrailSpec, ScoreReport
@@ -53,22 +52,22 @@ class FraudDomain(Domain):
 
     # --- data -------------------------------------------------------------------------------
     def generate(self, seed: int, size: int) -> pd.DataFrame:
-        from domains.fraud.data import generate
+        from .data import generate
 
         return generate(seed, size)
 
     def load(self, file: Path, mapping: Mapping[str, str], reading: TimeReading | None = None) -> pd.DataFrame:
-        from domains.fraud.data import load
+        from .data import load
 
         return load(Path(file), mapping, reading)
 
     def check_contract(self, frame: pd.DataFrame, *, source: str) -> None:
-        from domains.fraud.expectations import check_contract
+        from .expectations import check_contract
 
         check_contract(frame, source=source, feature_columns=self._features(frame))
 
     def contract_suite(self, frame: pd.DataFrame) -> dict:
-        from domains.fraud.expectations import suite_json
+        from .expectations import suite_json
 
         return suite_json(frame, feature_columns=self._features(frame))
 
@@ -123,6 +122,8 @@ class FraudDomain(Domain):
             out["false_decline_gap"] = abs(_decline_rate(blocked[new], fraud[new])
                                            - _decline_rate(blocked[~new], fraud[~new]))
         if ranking and 0 < fraud.sum() < len(fraud):
+            from sklearn.metrics import average_precision_score, roc_auc_score  # slow to import: only when ranked
+
             out["roc_auc"] = float(roc_auc_score(fraud, decisions.values))
             out["pr_auc"] = float(average_precision_score(fraud, decisions.values))
         return out

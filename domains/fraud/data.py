@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from domains import _importing as imp
-from optimizer.errors import RatchetError
+from domains.errors import RatchetError
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from domains._importing import TimeReading
 from domains.contract import Columns, Decisions, Domain, GuardrailSpec, ScoreReport
-from domains.pricing import ope
+from . import ope
 
 SHOWN = ("offer_id", "segment", "channel", "region", "loyalty_tier", "ref_price", "unit_cost", "offered_price",
          "converted")
@@ -51,22 +51,22 @@ class PricingDomain(Domain):
 
     # --- data -------------------------------------------------------------------------------
     def generate(self, seed: int, size: int) -> pd.DataFrame:
-        from domains.pricing.data import generate
+        from .data import generate
 
         return generate(seed, size)
 
     def load(self, file: Path, mapping: Mapping[str, str], reading: TimeReading | None = None) -> pd.DataFrame:
-        from domains.pricing.importer import load
+        from .importer import load
 
         return load(Path(file), mapping, reading)
 
     def check_contract(self, frame: pd.DataFrame, *, source: str) -> None:
-        from domains.pricing.expectations import check_contract
+        from .expectations import check_contract
 
         check_contract(frame, source=source, feature_columns=self._features(frame))
 
     def contract_suite(self, frame: pd.DataFrame) -> dict:
-        from domains.pricing.expectations import suite_json
+        from .expectations import suite_json
 
         return suite_json(frame, feature_columns=self._features(frame))
 
@@ -100,7 +100,7 @@ class PricingDomain(Domain):
 
     def _outcome_model(self) -> ope.OutcomeModel:
         if self._outcome is None:
-            from optimizer.errors import RatchetError
+            from domains.errors import RatchetError
 
             raise RatchetError("pricing: the scorer has no outcome model; score with domain.prepared(train, params)")
         return self._outcome

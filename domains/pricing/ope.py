@@ -13,10 +13,10 @@ Per-row terms are returned so the paired tests can compare two policies on the s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
 
 ID_LIKE = ("offer_id", "customer_id", "product_id")
 MAX_LEVELS = 30  # categories kept per text feature (the rest become "other")
@@ -30,7 +30,7 @@ class OutcomeModel:
     means: np.ndarray
     scales: np.ndarray
     levels: tuple[tuple[str, tuple[str, ...]], ...]
-    model: LogisticRegression
+    model: Any  # a fitted sklearn LogisticRegression (imported where it is fitted: slow to import)
 
     def _base(self, rows: pd.DataFrame) -> np.ndarray:
         parts = [(rows[list(self.numeric)].to_numpy(dtype=float) - self.means) / self.scales] if self.numeric else []
@@ -69,6 +69,8 @@ def fit_outcome_model(train: pd.DataFrame, *, label: str, price: str, reference:
     scales = np.where(scales > 0, scales, 1.0)
     levels = tuple((c, tuple(train[c].astype("string").fillna("").value_counts().index[:MAX_LEVELS].tolist()))
                    for c in text)
+    from sklearn.linear_model import LogisticRegression
+
     shell = OutcomeModel(tuple(numeric), means, scales, levels, LogisticRegression(C=1.0, max_iter=2000))
     ratio = train[price].to_numpy(dtype=float) / train[reference].to_numpy(dtype=float)
     design = shell._design(shell._base(train), ratio)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from domains._importing import TimeReading
 from domains.contract import Columns, Decisions, Domain, GuardrailSpec, ScoreReport
-from domains.routing.queue import simulate
+from .queue import simulate
 
 HIGH = ("high", "urgent")
 
@@ -42,22 +42,22 @@ class RoutingDomain(Domain):
 
     # --- data -------------------------------------------------------------------------------
     def generate(self, seed: int, size: int) -> pd.DataFrame:
-        from domains.routing.data import generate
+        from .data import generate
 
         return generate(seed, size)
 
     def load(self, file: Path, mapping: Mapping[str, str], reading: TimeReading | None = None) -> pd.DataFrame:
-        from domains.routing.importer import load
+        from .importer import load
 
         return load(Path(file), mapping, reading)
 
     def check_contract(self, frame: pd.DataFrame, *, source: str) -> None:
-        from domains.routing.expectations import check_contract
+        from .expectations import check_contract
 
         check_contract(frame, source=source)
 
     def contract_suite(self, frame: pd.DataFrame) -> dict:
-        from domains.routing.expectations import suite_json
+        from .expectations import suite_json
 
         return suite_json(frame)
 
@@ -65,7 +65,7 @@ class RoutingDomain(Domain):
     def prepared(self, train: pd.DataFrame, params: Mapping[str, Any]) -> "RoutingDomain":
         unknown = sorted(set(train["resolved_by"].astype(str)) - set(params["teams"]))
         if unknown:
-            from optimizer.errors import RatchetError
+            from domains.errors import RatchetError
 
             raise RatchetError(f"scoring.teams has no entry for team(s) {', '.join(unknown)} found in the "
                                "resolved_by column; add them with their number of agents to the config")

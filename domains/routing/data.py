@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from optimizer.errors import RatchetError
+from domains.errors import RatchetError
 
 START = np.datetime64("2025-03-03T00:00:00", "ns")  # a Monday
 TICKETS_PER_DAY = 600

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from domains import _importing as imp
-from optimizer.errors import RatchetError
+from domains.errors import RatchetError
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 # Mapping key -> our column, in the order the columns come out.
