@@ -30,7 +30,7 @@ def main() -> None:
     from domains import get_domain
     from optimizer.initialize import init_workspace
     from optimizer.loop import run_loop
-    from optimizer.proposers._tunables import rewrite
+    from optimizer.tunables import rewrite
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

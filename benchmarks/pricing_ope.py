@@ -32,7 +32,7 @@ def main() -> None:
     from domains import Decisions, get_domain
     from domains.pricing import data
     from holdout.split import split_by_time
-    from optimizer.config import PricingScoring
+    from domains.pricing.adapter import PricingScoring
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=20)

@@ -1,8 +1,10 @@
 """The domain contract: what a business domain must provide, and its conformance checks.
 
 A domain owns the scorer side (locked: the candidate never sees it), the data (generator and
-importer) and the baseline policy. Adding a domain is adding a folder that passes
-`check_domain`.
+importer), the baseline policy and everything the rest of the system needs to know about it: its
+scoring settings, import keys, demo settings and default guardrails. Adding a domain is adding a
+folder domains/<name>/ (plus configs/<name>.yaml) that passes the conformance suite in
+domains/conformance.py.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,31 @@ class GuardrailSpec:
             raise ValueError(f"guardrail {self.metric} (harm): needs a tolerance, a margin or a limit")
 
 
+class ScoringSettings(BaseModel):
+    """A domain's `scoring:` section of its config (unknown keys and wrong types refused); a domain subclasses it
+    with its own fields, whose defaults are the shipped behaviour. The scorer reads them as `params`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class ImportKeys:
+    """The `ratchet init DOMAIN --data FILE --map KEY=COLUMN` keys a domain's importer reads."""
+
+    keys: tuple[str, ...]  # every key, in the importer's order
+    required: tuple[str, ...]  # the keys an import must map
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """How `ratchet demo --domain NAME` runs the domain."""
+
+    start: Mapping[str, Any]  # tunables of the starting policy: under-tuned on purpose, so there is a gain to find
+    rows: int  # generated rows
+    shown: tuple[str, ...]  # dev metrics in the closing table
+    workspace: str | None = None  # default folder (None: <name>-demo)
+
+
 @dataclass(frozen=True)
 class Decisions:
     """What a policy decided: one value per row, plus the module constants the domain needs."""
@@ -111,7 +139,10 @@ class Domain(abc.ABC):
     guardrails: ClassVar[tuple[GuardrailSpec, ...]] = ()
     constants: ClassVar[tuple[str, ...]] = ()  # module constants of policy.py the scorer reads
     leakage_exempt: ClassVar[tuple[str, ...]] = ()  # core columns that may predict the label strongly
-    off_policy: ClassVar[bool] = False  # scored by off-policy estimates: the `support` guard applies
+    scoring: ClassVar[type[ScoringSettings]] = ScoringSettings  # the config's `scoring:` section
+    import_keys: ClassVar[ImportKeys] = ImportKeys((), ())
+    demo: ClassVar[DemoSettings]
+    variants: ClassVar[Mapping[str, str]] = {}  # `ratchet init --variant NAME` -> a shipped policy file in the package
 
     # --- data -------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -153,6 +184,11 @@ class Domain(abc.ABC):
 
         With `detail=False` only the primary and guardrail metrics are needed (no segments)."""
 
+    def support_limits(self, params: Mapping[str, Any]) -> Mapping[str, float] | None:
+        """For a domain scored by off-policy estimates, the `support` guard's limits (guards.support.check_support
+        keywords, read from `params`); None when decisions are scored directly."""
+        return None
+
     @abc.abstractmethod
     def segment_of(self, rows: pd.DataFrame) -> Mapping[str, np.ndarray]:
         """Segment family -> the segment name of each row."""
@@ -183,25 +219,3 @@ class Domain(abc.ABC):
 
     def policy_view(self, frame: pd.DataFrame, *, with_label: bool) -> pd.DataFrame:
         return frame[self.columns.policy_columns(frame, with_label=with_label)]
-
-
-def check_domain(domain: Domain, *, seed: int = 0, size: int = 5000) -> None:
-    """Conformance suite (like scikit-learn's check_estimator): raises AssertionError."""
-    cols = domain.columns
-    a = domain.generate(seed, size)
-    b = domain.generate(seed, size)
-    assert a.equals(b), "generate() is not deterministic under a seed"
-    assert not domain.generate(seed + 1, size).equals(a), "generate() ignores its seed"
-    for c in (cols.id, cols.time, cols.label, *cols.decision_time, *cols.outcome_only, *cols.train_only):
-        assert c in a.columns, f"generated data lacks column {c!r}"
-    assert a[cols.id].is_unique, "ids are not unique"
-    assert a[cols.time].is_monotonic_increasing, "generated data is not sorted by time"
-    assert not (set(cols.outcome_only) & set(cols.decision_time)), "an outcome-only column is visible"
-    view = domain.policy_view(a, with_label=False)
-    assert cols.label not in view.columns and not set(cols.outcome_only) & set(view.columns)
-    assert not set(cols.train_only) & set(view.columns), "a train-only column is visible at decision time"
-    train_view = domain.policy_view(a, with_label=True)
-    assert cols.label in train_view.columns and set(cols.train_only) <= set(train_view.columns)
-    domain.check_contract(a, source="generated")
-    assert domain.baseline_policy.is_file() and domain.program.is_file()
-    assert domain.primary, "a domain names its primary metric"

@@ -39,3 +39,8 @@ class GuardResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"guard": self.name, "passed": self.passed, "detail": self.detail, "figures": dict(self.figures)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "GuardResult":
+        """The record `to_dict` wrote (a ledger entry's reason)."""
+        return cls(data["guard"], bool(data["passed"]), data["detail"], dict(data.get("figures") or {}))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from guards._result import GuardResult
 
@@ -25,6 +25,15 @@ class Verdict:
             raise ValueError(f"kept={self.kept} contradicts the results (all passed: {implied})")
         object.__setattr__(self, "results", results)
         object.__setattr__(self, "kept", implied)
+
+    @classmethod
+    def from_dicts(cls, reasons: Iterable[Mapping[str, Any]]) -> "Verdict":
+        """The verdict of stored results (a ledger entry's `reasons`)."""
+        return cls(tuple(GuardResult.from_dict(r) for r in reasons))
+
+    def result(self, guard: str) -> GuardResult | None:
+        """The first result of `guard`, None when it did not run."""
+        return next((r for r in self.results if r.name == guard), None)
 
     @property
     def failures(self) -> tuple[GuardResult, ...]:

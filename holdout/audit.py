@@ -16,6 +16,7 @@ from holdout.ledger import Ledger, verify_chain
 from holdout.manifest import MANIFEST, SEAL_KEY_ENV, manifest_body, manifest_sha256, read_manifest
 from holdout.records import MlflowRecords, RecordsUnavailable, TrackingRecords
 from domains.errors import RatchetError
+from holdout.ledger import Kind
 
 SEAL_KINDS = ("seal", "reseal")
 
@@ -124,7 +125,7 @@ def _gate_replay(entries: list) -> Check:
     """Every holdout answer is re-derived from its recorded inputs and draws."""
     from holdout.gate import replay
 
-    gates = [e for e in entries if e.kind == "gate"]
+    gates = [e for e in entries if e.kind == Kind.GATE]
     for e in gates:
         d = e.data
         again = replay(d, seed=d["seed"], query=d["query"]).to_dict()
@@ -140,7 +141,7 @@ def _gate_settings(entries: list, settings: Mapping[str, float] | str) -> Check:
     the threshold or thinned the noise would replay exactly and still be caught here."""
     if isinstance(settings, str):
         return Check("gate_settings", False, f"the gate's settings cannot be read: {settings}")
-    for e in (e for e in entries if e.kind == "gate" and e.data.get("kind") == "thresholdout" and "se" in e.data):
+    for e in (e for e in entries if e.kind == Kind.GATE and e.data.get("kind") == "thresholdout" and "se" in e.data):
         d = e.data
         for key in ("threshold", "sigma"):
             expected = settings[f"{key}_se"] * d["se"]
@@ -158,7 +159,7 @@ def _mlflow_experiments(records: TrackingRecords | None, why: str | None, entrie
         runs = records.experiment_runs()
     except RecordsUnavailable as exc:
         return Check("mlflow_experiments", False, f"not verified: MLflow at {records.uri} cannot be read: {exc}")
-    by_seq = {e.seq: e for e in entries if e.kind == "experiment"}
+    by_seq = {e.seq: e for e in entries if e.kind == Kind.EXPERIMENT}
     for run in runs:
         seq, name = run.ledger_seq, run.experiment
         entry = by_seq.get(int(seq)) if seq and seq.isdigit() else None
@@ -181,7 +182,7 @@ def _verdict_inputs(root: Path, entries: list) -> Check:
 def _records_files(root: Path, entries: list) -> Check:
     """Every experiment in the ledger has its folder, and its record.json says what the ledger says."""
     problems = []
-    experiments = [e for e in entries if e.kind == "experiment"]
+    experiments = [e for e in entries if e.kind == Kind.EXPERIMENT]
     for e in experiments:
         d = e.data
         path = root / "experiments" / str(d.get("experiment")) / "record.json"
@@ -204,19 +205,19 @@ def _records_files(root: Path, entries: list) -> Check:
 
 def _keeps(entries: list) -> Check:
     """A keep intent without its completion is a keep a stop interrupted; the next load repairs it."""
-    done = {e.data.get("experiment") for e in entries if e.kind == "experiment"}
-    pending = [e for e in entries if e.kind == "keep_intent" and e.data.get("experiment") not in done]
+    done = {e.data.get("experiment") for e in entries if e.kind == Kind.EXPERIMENT}
+    pending = [e for e in entries if e.kind == Kind.KEEP_INTENT and e.data.get("experiment") not in done]
     if pending:
         return Check("keep_transactions", False, f"the keep of {pending[-1].data.get('experiment')} (ledger entry "
                      f"{pending[-1].seq}) was interrupted: run `ratchet repair DIR` to complete or roll it back")
-    kept = sum(e.kind == "keep_intent" for e in entries)
+    kept = sum(e.kind == Kind.KEEP_INTENT for e in entries)
     return Check("keep_transactions", True, f"{kept} keeps, each completed")
 
 
 def _config_changes(entries: list) -> Check:
     """Every change of the resolved config after the seal, with its approver (the file itself is verified by
     verdict_inputs against the last of these)."""
-    changes = [e for e in entries if e.kind == "config"]
+    changes = [e for e in entries if e.kind == Kind.CONFIG]
     if not changes:
         return Check("config_changes", True, "no config change since the seal")
     return Check("config_changes", True, f"{len(changes)} recorded: " + "; ".join(map(describe_change, changes)))

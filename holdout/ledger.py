@@ -11,6 +11,7 @@ import json
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,6 +21,22 @@ from holdout.hashing import canonical_json, sha256_bytes
 from domains.errors import RatchetError
 
 GENESIS = "0" * 64
+
+
+class Kind(StrEnum):
+    """What a ledger entry records (stored as its text; a StrEnum compares equal to it)."""
+
+    SEAL = "seal"  # init: the holdout sealed, the splits, config and contract bound
+    RESEAL = "reseal"  # a fresh holdout; the gate's budget starts again
+    BASELINE = "baseline"  # the starting policy evaluated: the first champion
+    CHAMPION_REFRESH = "champion_refresh"  # after a reseal, the champion's decisions on the new holdout
+    EXPERIMENT = "experiment"  # one experiment's immutable record
+    GATE = "gate"  # one holdout answer, with its draws
+    KEEP_INTENT = "keep_intent"  # a keep begun (completed or rolled back after a stop)
+    CONFIG = "config"  # an approved change of ratchet.yaml
+    AGENT_USAGE = "agent_usage"  # the meta-agent's tokens and spend for one proposal
+    TASK_AGENT_USAGE = "task_agent_usage"  # a task-agent policy's model use in one sandbox phase
+    CONTAMINATION_ALARM = "contamination_alarm"  # a canary or holdout ids in an outgoing prompt, blocked
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (
@@ -77,7 +94,7 @@ class Ledger:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def append(self, kind: str, payload: dict[str, Any]) -> Entry:
-        body = canonical_json(payload)
+        body, kind = canonical_json(payload), str(Kind(kind))  # an unknown kind is refused
         with self._locked() as con:
             last = con.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
             seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)

@@ -9,7 +9,9 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from domains import DEFAULT_DOMAIN, DOMAINS
 from optimizer.errors import IntegrityError, RatchetError
+from holdout.ledger import Kind
 
 app = typer.Typer(
     add_completion=False,
@@ -37,27 +39,30 @@ def _fail(exc: RatchetError) -> None:
                      "Example: ratchet init pricing -w ws --data offers.csv --map time=ts --map price=price_paid "
                      "--map propensity=p --map outcome=bought --map cost=cost --map reference=list_price")
 def init(
-    domain: str = typer.Argument(..., help="Business domain: fraud, pricing or routing."),
+    domain: str = typer.Argument(..., help=f"Business domain: {', '.join(DOMAINS)}."),
     workspace: Path = typer.Option(..., "--workspace", "-w", help="Folder to create (must not exist or be empty)."),
     seed: Optional[int] = typer.Option(None, help="Seed for generated data, splits and canaries."),
     rows: Optional[int] = typer.Option(None, help="Approximate size of generated data."),
     data: Optional[Path] = typer.Option(None, help="Import a CSV or Parquet file instead of generating data."),
-    label: Optional[str] = typer.Option(None, help="With --data: the label column (0/1)."),
-    time: Optional[str] = typer.Option(None, help="With --data: the time column (datetime, or seconds)."),
-    amount: Optional[str] = typer.Option(None, help="With --data: the amount column."),
-    id: Optional[str] = typer.Option(None, "--id", help="With --data: a unique row id column (default: row number)."),
-    entity: Optional[str] = typer.Option(None, help="With --data: the customer/card column."),
-    terminal: Optional[str] = typer.Option(None, help="With --data: the terminal/merchant column."),
+    label: Optional[str] = typer.Option(None, help="With --data: the label column (same as --map label=COLUMN)."),
+    time: Optional[str] = typer.Option(None, help="With --data: the time column, datetime or numbers (same as --map "
+                                       "time=COLUMN)."),
+    amount: Optional[str] = typer.Option(None, help="With --data: the amount column (same as --map amount=COLUMN)."),
+    id: Optional[str] = typer.Option(None, "--id", help="With --data: a unique row id column, default the row number "
+                                     "(same as --map id=COLUMN)."),
+    entity: Optional[str] = typer.Option(None, help="With --data: the customer/card column (same as --map "
+                                         "entity=COLUMN)."),
+    terminal: Optional[str] = typer.Option(None, help="With --data: the terminal/merchant column (same as --map "
+                                           "terminal=COLUMN)."),
     time_unit: Optional[str] = typer.Option(None, "--time-unit", help="With --data: the unit of a numeric time "
                                             "column: s, ms, us or ns (default: detected from the values, and "
                                             "printed)."),
     epoch: Optional[str] = typer.Option(None, help="With --data: the date a numeric time column counts from, "
                                         "e.g. 2024-01-01 (default: the Unix epoch, or detected)."),
     map_: Optional[list[str]] = typer.Option(None, "--map", help="With --data: KEY=COLUMN, repeatable; maps a "
-                                             "field of the domain onto your column (pricing: time, price, "
-                                             "propensity, outcome, cost, reference, id, entity, product, "
-                                             "protected; routing: time, team, handling, id, entity, priority, "
-                                             "subject, body)."),
+                                             "field of the domain onto your column. Every domain takes time, id and "
+                                             "entity; its other keys are listed in the README, and an unknown key "
+                                             "is refused with the domain's keys named."),
     policy: Optional[Path] = typer.Option(None, help="Start from this policy.py instead of the domain's baseline."),
     variant: Optional[str] = typer.Option(None, help="Start from a shipped policy variant: llm (routing: Claude "
                                           "routes each ticket through the parent's model broker; needs "
@@ -72,7 +77,8 @@ def init(
         overrides.update({"seed": seed, "data.seed": seed})
     if rows is not None:
         overrides["data.rows"] = rows
-    mapped = {"label": label, "time": time, "amount": amount, "id": id, "entity": entity, "terminal": terminal}
+    aliases = {"label": label, "time": time, "amount": amount, "id": id, "entity": entity, "terminal": terminal}
+    mapped = {k: v for k, v in aliases.items() if v}
     try:
         for item in map_ or []:
             key, sep, column = item.partition("=")
@@ -80,18 +86,20 @@ def init(
                 raise RatchetError(f"--map {item!r}: expected KEY=COLUMN, e.g. --map propensity=p_logged.")
             mapped[key.strip()] = column.strip()
         if data is not None:
-            missing = [f"--{k}" for k in ("label", "time", "amount") if domain == "fraud" and not mapped[k]]
+            from domains import domain_class
+
+            missing = [k for k in domain_class(domain).import_keys.required if k not in mapped]
             if missing:
-                raise RatchetError(f"--data {data}: also pass {', '.join(missing)} to map your columns.")
+                flags = ", ".join(f"--{k}" if k in aliases else f"--map {k}=COLUMN" for k in missing)
+                raise RatchetError(f"--data {data}: also pass {flags} to map your columns.")
             if not data.is_file():
                 raise RatchetError(f"--data {data}: file not found.")
-            overrides.update({"data.source": "file", "data.file": str(data.resolve()),
-                              "data.mapping": {k: v for k, v in mapped.items() if v}})
+            overrides.update({"data.source": "file", "data.file": str(data.resolve()), "data.mapping": mapped})
             if time_unit is not None:
                 overrides["data.time_unit"] = time_unit
             if epoch is not None:
                 overrides["data.epoch"] = epoch
-        elif any(mapped.values()) or time_unit is not None or epoch is not None:
+        elif mapped or time_unit is not None or epoch is not None:
             raise RatchetError("--label/--time/--amount/--id/--entity/--terminal/--map/--time-unit/--epoch only "
                                "apply with --data FILE.")
         with err.status("initialising") as status:
@@ -178,7 +186,7 @@ class _LoopDisplay:
             self.kept += data.kept
             if data.kept:
                 self.best = data.dev_metrics.get(self.primary, self.best)
-            failed = [r["guard"] for r in data.reasons if not r["passed"]]
+            failed = data.verdict.failed_guards
             err.print(f"{data.experiment} {data.status:<9} {data.hypothesis[:70]}"
                       + (f"  [failed: {', '.join(failed)}]" if failed else ""), markup=False)
             self.progress.advance(self.task)
@@ -261,17 +269,16 @@ def try_(
     if as_json:
         sys.stdout.write(json.dumps(record.verdict_json(), default=str) + "\n")
     else:
-        for r in record.reasons:
-            mark = "[green]pass[/green]" if r["passed"] else "[red]FAIL[/red]"
-            out.print(f"{mark} {r['guard']:<14} ", end="")
-            out.print(r["detail"], markup=False)
+        for r in record.verdict.results:
+            mark = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
+            out.print(f"{mark} {r.name:<14} ", end="")
+            out.print(r.detail, markup=False)
         out.print(f"{record.experiment}: {record.status}", markup=False)
-    integrity = [r for r in record.reasons if r["guard"] == "integrity" and not r["passed"]]
-    if integrity:
-        err.print(f"error: integrity: {integrity[0]['detail']}", markup=False)
+    integrity = record.verdict.result("integrity")
+    if integrity is not None and not integrity.passed:
+        err.print(f"error: integrity: {integrity.detail}", markup=False)
         raise typer.Exit(2)
-    passed = record.kept or record.status == "would_keep"
-    raise typer.Exit(0 if passed else 1)
+    raise typer.Exit(0 if record.verdict.kept else 1)
 
 
 @app.command(epilog="Example: ratchet reseal ws --seed 11   |   ratchet reseal ws --data new_month.csv")
@@ -308,7 +315,7 @@ def config(
 
     try:
         if action == "show":
-            changes = Ledger(Path(workspace) / "ledger.duckdb").entries("config")
+            changes = Ledger(Path(workspace) / "ledger.duckdb").entries(Kind.CONFIG)
             for e in changes:
                 out.print(f"{e.time} {describe_change(e)}", markup=False)
             if not changes:
@@ -336,7 +343,7 @@ def repair(workspace: Path = typer.Argument(..., help="The workspace.")) -> None
         ctx = load_context(workspace)
     except RatchetError as exc:
         _fail(exc)
-    out.print(ctx.extra.get("repaired") or "nothing to repair: git, champion state and ledger agree", markup=False)
+    out.print(ctx.repaired or "nothing to repair: git, champion state and ledger agree", markup=False)
 
 
 @app.command(epilog="Example: ratchet doctor")
@@ -350,22 +357,22 @@ def doctor() -> None:
 
 @app.command(epilog="Example: ratchet demo --domain pricing --workspace pricing-demo")
 def demo(
-    domain: str = typer.Option("fraud", help="Business domain: fraud, pricing or routing."),
+    domain: str = typer.Option(DEFAULT_DOMAIN, help=f"Business domain: {', '.join(DOMAINS)}."),
     workspace: Optional[Path] = typer.Option(None, "--workspace", "-w",
-                                             help="Where the demo workspace lives (default: demo-workspace for "
-                                                  "fraud, <domain>-demo otherwise)."),
+                                             help="Where the demo workspace lives (default: the domain's, "
+                                                  "demo-workspace for fraud, else <domain>-demo)."),
     experiments: int = typer.Option(20, min=1, help="How many experiments the demo runs."),
-    rows: Optional[int] = typer.Option(None, help="Approximate size of the generated data (fraud and pricing "
-                                                  "200,000; routing 30,000)."),
+    rows: Optional[int] = typer.Option(None, help="Approximate size of the generated data (default: the domain's "
+                                                  "demo size)."),
 ) -> None:
     """Init a workspace on generated data, run a short loop, show baseline vs best and the audit."""
-    from domains import DOMAINS
+    from domains import domain_class
     from optimizer.demo import run_demo
 
     try:
         if domain not in DOMAINS:
             raise RatchetError(f"--domain {domain!r}: unknown domain; available: {', '.join(DOMAINS)}.")
-        workspace = workspace or Path("demo-workspace" if domain == "fraud" else f"{domain}-demo")
+        workspace = workspace or Path(domain_class(domain).demo.workspace or f"{domain}-demo")
         code = run_demo(workspace, experiments=experiments, rows=rows, out=out, err=err, display=_LoopDisplay,
                         domain=domain)
     except RatchetError as exc:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+
+from domains import DEFAULT_DOMAIN, DOMAINS, domain_class
 
 from optimizer.errors import RatchetError
 
@@ -128,55 +130,16 @@ class DecisionConfig(_Strict):
     refits: int = Field(3, ge=0, le=20)  # refits of each champion on 90 % of train: its training noise (0: off)
 
 
-class FraudScoring(_Strict):
-    domain: Literal["fraud"] = "fraud"
-    decline_cost: float = Field(5.0, ge=0)
+def _tagged_scoring(name: str) -> type[BaseModel]:
+    """A domain's scoring model with a `domain` tag, so the config's `scoring:` section is read by its own model."""
+    base = domain_class(name).scoring
+    return create_model(base.__name__, __base__=base, domain=(Literal[name], name))
 
 
-class PricingScoring(_Strict):
-    """Off-policy evaluation of a pricing policy on logged offers."""
-
-    domain: Literal["pricing"] = "pricing"
-    price_grid: list[float] = Field(default_factory=lambda: [0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5],
-                                    min_length=1)  # allowed prices, as multiples of the reference price
-    estimator: Literal["dr", "snips"] = "dr"  # doubly robust (default) or self-normalized IPS
-    max_price_deviation: float = Field(0.45, gt=0)  # a price further than this from the reference is extreme
-    min_ess_share: float = Field(0.05, ge=0, le=1)  # effective sample size / rows, below: untrustworthy
-    min_supported_share: float = Field(0.9, ge=0, le=1)  # share of decisions at prices the logs tried
-    min_logged_share: float = Field(0.04, ge=0, le=1)  # a price offered on fewer logged rows is unsupported
-    interval_bootstrap: int = Field(200, ge=50)  # resamples for the reported confidence interval
-
-    @model_validator(mode="after")
-    def _grid_positive(self) -> "PricingScoring":
-        if any(not (m > 0) for m in self.price_grid) or len(set(self.price_grid)) != len(self.price_grid):
-            raise ValueError(f"price_grid must hold distinct multipliers > 0, got {self.price_grid}")
-        return self
-
-
-class RoutingScoring(_Strict):
-    """The queue simulation behind routing's score."""
-
-    domain: Literal["routing"] = "routing"
-    teams: dict[str, int] = Field(  # team -> agents working its queue in parallel
-        default_factory=lambda: {"billing": 5, "technical": 7, "accounts": 3, "logistics": 4, "returns": 4},
-        min_length=1)
-    sla_hours: dict[str, float] = Field(default_factory=lambda: {"urgent": 2.0, "high": 8.0, "normal": 24.0,
-                                                                 "low": 72.0})
-    priority_weight: dict[str, float] = Field(default_factory=lambda: {"urgent": 4.0, "high": 2.0, "normal": 1.0,
-                                                                       "low": 0.5})
-    triage_minutes: float = Field(10.0, ge=0)  # the wrong team's time spent before handing a ticket on
-    reassign_minutes: float = Field(30.0, ge=0)  # delay before a misrouted ticket reaches the right queue
-
-    @model_validator(mode="after")
-    def _consistent(self) -> "RoutingScoring":
-        if any(a < 1 for a in self.teams.values()):
-            raise ValueError(f"every team needs at least one agent, got {self.teams}")
-        if set(self.sla_hours) != set(self.priority_weight):
-            raise ValueError("sla_hours and priority_weight must name the same priorities")
-        return self
-
-
-ScoringConfig = Annotated[FraudScoring | PricingScoring | RoutingScoring, Field(discriminator="domain")]
+# Every registered domain's scoring model, told apart by the `domain` tag (the section's location in an error names
+# the domain: scoring.pricing.decline_cost).
+_SCORING = tuple(_tagged_scoring(name) for name in DOMAINS)
+ScoringConfig = Annotated[Union[_SCORING], Field(discriminator="domain")] if len(_SCORING) > 1 else _SCORING[0]
 
 
 class AgentPrices(_Strict):
@@ -231,13 +194,13 @@ class StaticConfig(_Strict):
 
 
 class RunConfig(_Strict):
-    domain: Literal["fraud", "pricing", "routing"] = "fraud"
+    domain: str = DEFAULT_DOMAIN  # a registered domain (domains/<name>/)
     seed: int = 0
     data: DataConfig = DataConfig()
     split: SplitConfig = SplitConfig()
     seal: SealConfig = SealConfig()
     sandbox: SandboxConfig = SandboxConfig()
-    scoring: ScoringConfig = FraudScoring()
+    scoring: ScoringConfig  # the domain's own section (defaults filled in from the domain's model)
     decision: DecisionConfig = DecisionConfig()
     guardrails: dict[str, GuardrailConfig] = Field(default_factory=dict)
     gate: GateConfig = GateConfig()
@@ -250,18 +213,19 @@ class RunConfig(_Strict):
     def _scoring_follows_domain(cls, data: Any) -> Any:
         """`scoring` is the domain's own section: tag it with the domain so the right model reads it."""
         if isinstance(data, dict):
+            domain = data.get("domain", DEFAULT_DOMAIN)
+            if domain not in DOMAINS:
+                raise ValueError(f"domain: unknown domain {domain!r}; set domain to one of {', '.join(DOMAINS)}")
             scoring = data.get("scoring")
             if scoring is None or isinstance(scoring, dict):
-                data = {**data, "scoring": {"domain": data.get("domain", "fraud"), **(scoring or {})}}
+                data = {**data, "scoring": {"domain": domain, **(scoring or {})}}
         return data
 
     @model_validator(mode="after")
     def _scoring_matches(self) -> "RunConfig":
         if self.scoring.domain != self.domain:
             raise ValueError(f"scoring.domain is {self.scoring.domain!r} but domain is {self.domain!r}")
-        from domains import get_domain
-
-        merged_guardrails(get_domain(self.domain).guardrails, self.guardrails, self.domain)
+        merged_guardrails(domain_class(self.domain).guardrails, self.guardrails, self.domain)
         if "ratchet_llm" in self.static.allowed_imports and not self.task_agent.enabled:
             raise ValueError("static.allowed_imports names ratchet_llm but task_agent.enabled is false")
         return self
@@ -281,7 +245,8 @@ def parse_config(data: dict[str, Any], *, source: str) -> RunConfig:
         raise RatchetError(f"{source}: invalid configuration: {problems}. Fix the YAML and retry.") from None
 
 
-def load_config(path: Path) -> RunConfig:
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A config file's settings as a mapping (not yet validated)."""
     path = Path(path)
     if not path.is_file():
         raise RatchetError(f"{path}: configuration file not found. Pass an existing YAML file.")
@@ -291,7 +256,11 @@ def load_config(path: Path) -> RunConfig:
         raise RatchetError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}). Fix the syntax and retry.") from None
     if not isinstance(data, dict):
         raise RatchetError(f"{path}: the top level must be a mapping of settings, got {type(data).__name__}.")
-    return parse_config(data, source=str(path))
+    return data
+
+
+def load_config(path: Path) -> RunConfig:
+    return parse_config(read_yaml(path), source=str(path))
 
 
 def dump_config(config: RunConfig) -> str:

@@ -18,6 +18,7 @@ from holdout.ledger import Ledger
 from optimizer.config import dump_config, load_config, parse_config
 from optimizer.errors import IntegrityError, RatchetError
 from optimizer.workspace import Workspace
+from holdout.ledger import Kind
 
 # What the seal and the verdicts already given depend on: change them with a new workspace (or a reseal).
 FROZEN = {"domain": "the domain is the workspace", "seed": "splits and canaries were drawn from it",
@@ -85,6 +86,6 @@ def change_config(path: Path, assignments: dict[str, Any], *, approved_by: str, 
     summary = ", ".join(f"{k}={v['new']!r}" for k, v in changes.items())
     ws.git("add", evidence.CONFIG)
     ws.git("commit", "-q", "-m", f"config: {summary} (approved by {approved_by}: {reason})")
-    ledger.append("config", {"changes": changes, "approved_by": approved_by, "reason": reason, "commit": ws.head(),
+    ledger.append(Kind.CONFIG, {"changes": changes, "approved_by": approved_by, "reason": reason, "commit": ws.head(),
                              "evidence": evidence.bind(ws.root, [evidence.CONFIG])})
     return changes

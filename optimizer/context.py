@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -17,6 +17,7 @@ from holdout.manifest import manifest_sha256, read_manifest
 from optimizer.config import RunConfig, load_config
 from optimizer.errors import IntegrityError
 from optimizer.workspace import Workspace
+from holdout.ledger import Kind
 
 
 def decisions_sha256(values: dict[str, np.ndarray]) -> dict[str, str]:
@@ -77,7 +78,19 @@ class Context:
     canary_mask: np.ndarray
     ledger: Ledger
     scorer_root: Path
-    extra: dict[str, Any] = field(default_factory=dict)
+    repaired: str | None = None  # what loading it repaired (a keep a stop interrupted), if anything
+    _memo: dict[str, tuple[Any, Any]] = field(default_factory=dict, repr=False)  # name -> (key, value)
+
+    def memo(self, name: str, key: Any, compute: Callable[[], Any]) -> Any:
+        """`compute()` once per `key` under `name` in this session (only the latest key of a name is kept)."""
+        held = self._memo.get(name)
+        if held is None or held[0] != key:
+            held = self._memo[name] = (key, compute())
+        return held[1]
+
+    def dev_segments(self) -> Mapping[str, np.ndarray]:
+        """The domain's segment of every dev row, per family."""
+        return self.memo("dev_segments", None, lambda: self.domain.segment_of(self.dev))
 
     @property
     def champion_dir(self) -> Path:
@@ -103,17 +116,15 @@ class Context:
 
     def holdout_ids(self) -> frozenset[str]:
         """The holdout's ids in comparable form (for contamination checks), computed once per session."""
-        if "holdout_ids" not in self.extra:
-            from guards.contamination import id_keys
+        from guards.contamination import id_keys
 
-            self.extra["holdout_ids"] = id_keys(self.holdout[self.domain.columns.id].tolist())
-        return self.extra["holdout_ids"]
+        return self.memo("holdout_ids", None, lambda: id_keys(self.holdout[self.domain.columns.id].tolist()))
 
     def gates(self, entries: list | None = None) -> list:
         """Holdout answers given under the current seal (a reseal starts a fresh budget)."""
         entries = self.ledger.entries() if entries is None else entries
-        start = max((i for i, e in enumerate(entries) if e.kind in ("seal", "reseal")), default=0)
-        return [e for e in entries[start:] if e.kind == "gate"]
+        start = max((i for i, e in enumerate(entries) if e.kind in (Kind.SEAL, Kind.RESEAL)), default=0)
+        return [e for e in entries[start:] if e.kind == Kind.GATE]
 
     def verify(self, entries: list | None = None, *, full: bool = False) -> list[str]:
         """Integrity before scoring: holdout file, manifest vs ledger, scorer sources vs seal, and the verdict
@@ -125,7 +136,7 @@ class Context:
             actual = sha256_file(self.ws.holdout_dir / name)
             if actual != expected:
                 problems.append(f"holdout/{name}: sha256 {actual[:12]} != sealed {expected[:12]}")
-        seal = [e for e in entries if e.kind in ("seal", "reseal")]
+        seal = [e for e in entries if e.kind in (Kind.SEAL, Kind.RESEAL)]
         current = manifest_sha256(read_manifest(self.ws.holdout_dir))
         if not seal or seal[-1].data.get("manifest_sha256") != current:
             problems.append(f"holdout/MANIFEST.json sha256 {current[:12]} does not match the ledger's seal entry")
@@ -162,7 +173,7 @@ def load_context(path: Path, *, repair: bool = True) -> Context:
     from optimizer.keep import reconcile
 
     if repair:
-        ctx.extra["repaired"] = reconcile(ctx)  # a keep interrupted by a stop is completed or rolled back before anything is verified
+        ctx.repaired = reconcile(ctx)  # a keep interrupted by a stop is completed or rolled back before anything is verified
     problems = ctx.verify(full=True)
     if problems:
         raise IntegrityError(f"{path}: integrity check failed: {'; '.join(problems)}. Run `ratchet audit {path}`.")

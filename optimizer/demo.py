@@ -9,33 +9,19 @@ from rich.table import Table
 
 from optimizer.errors import RatchetError
 
-# Each demo starts from its baseline under-tuned on purpose, so the loop has a real gain to find.
-DEMO_START = {
-    "fraud": {"THRESHOLD": 0.6, "N_ESTIMATORS": 60},
-    "pricing": {"MAX_MULTIPLIER": 1.0},  # never prices above the reference
-    "routing": {"C": 0.01, "SUBJECT_WEIGHT": 1, "OUTAGE_RULE": False},  # a timid text model, no rule
-}
-DEMO_ROWS = {"fraud": 200_000, "pricing": 200_000, "routing": 30_000}
-SHOWN = {
-    "fraud": ("net_savings", "false_decline_rate", "alert_rate", "fraud_recall", "precision", "roc_auc", "pr_auc"),
-    "pricing": ("profit", "profit_ci_low", "profit_ci_high", "conversion_ratio", "price_gap_protected",
-                "extreme_price_share", "ess_share", "supported_share", "mean_price_ratio"),
-    "routing": ("weighted_resolution_hours", "mean_resolution_hours", "first_team_resolution_rate", "sla_compliance",
-                "high_priority_misroute_rate", "max_team_utilization", "tier_resolution_gap"),
-}
-
-
-def starting_policy(domain: str = "fraud") -> str:
+def starting_policy(domain: str) -> str:
+    """The domain's baseline policy with the demo's starting tunables (under-tuned, so the loop has a gain to find)."""
     from domains import get_domain
-    from optimizer.proposers._tunables import rewrite
+    from optimizer.tunables import rewrite
 
-    return rewrite(get_domain(domain).baseline_policy.read_text(), DEMO_START[domain])
+    adapter = get_domain(domain)
+    return rewrite(adapter.baseline_policy.read_text(), adapter.demo.start)
 
 
 def _ladder_step(ctx: Any, champion: Any, baseline: Any) -> float:
     """The reported gain's Ladder step: the gate's step, in standard errors of the champion's holdout gain."""
     from holdout.gate import gain_se
-    from optimizer.experiment import state_scores
+    from optimizer.stages import state_scores
 
     (a_dev, a_hold), (b_dev, b_hold) = (state_scores(ctx, champion, "report_champion"),
                                         state_scores(ctx, baseline, "report_baseline"))
@@ -44,13 +30,16 @@ def _ladder_step(ctx: Any, champion: Any, baseline: Any) -> float:
 
 
 def run_demo(workspace: Path, *, experiments: int, rows: int | None, out: Console, err: Console,
-             display: Callable[[int, str], Any], domain: str = "fraud") -> int:
+             display: Callable[[int, str], Any], domain: str) -> int:
     from holdout.audit import audit
     from holdout.gate import ladder_round
     from optimizer.context import load_context
     from optimizer.initialize import init_workspace, source_root
     from optimizer.loop import run_loop
+    from domains import get_domain
     from optimizer.tracking import tracking_uri
+
+    demo = get_domain(domain).demo
 
     if (workspace / "ratchet.yaml").is_file():
         err.print(f"reusing the existing demo workspace {workspace} (delete it for a fresh start)", markup=False)
@@ -59,11 +48,11 @@ def run_demo(workspace: Path, *, experiments: int, rows: int | None, out: Consol
     else:
         start = workspace.parent / f".{workspace.name}-start-policy.py"
         start.write_text(starting_policy(domain))
-        err.print(f"starting from the {domain} baseline policy with {DEMO_START[domain]} (under-tuned on purpose, so "
+        err.print(f"starting from the {domain} baseline policy with {dict(demo.start)} (under-tuned on purpose, so "
                   "the loop has a real gain to find)", markup=False)
         try:
             with err.status("initialising") as status:
-                result = init_workspace(domain, workspace, overrides={"data.rows": rows or DEMO_ROWS[domain]},
+                result = init_workspace(domain, workspace, overrides={"data.rows": rows or demo.rows},
                                         policy_file=start,
                                         progress=lambda msg: status.update(msg))
         finally:
@@ -81,7 +70,7 @@ def run_demo(workspace: Path, *, experiments: int, rows: int | None, out: Consol
     table.add_column("metric")
     table.add_column("baseline", justify="right")
     table.add_column(f"champion ({champ.experiment})", justify="right")
-    for key in SHOWN[ctx.domain.name]:
+    for key in demo.shown:
         if key in base.dev_metrics:
             table.add_row(key, f"{base.dev_metrics[key]:.4f}", f"{champ.dev_metrics.get(key, float('nan')):.4f}")
     step = _ladder_step(ctx, champ, base)

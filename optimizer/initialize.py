@@ -19,9 +19,10 @@ from holdout.ledger import Ledger
 from holdout.seal import check_contamination, plant_canaries, seal_holdout
 from holdout.split import split_by_time
 from optimizer import __version__
-from optimizer.config import RunConfig, dump_config, load_config, default_config_path, parse_config
+from optimizer.config import RunConfig, default_config_path, dump_config, parse_config, read_yaml
 from optimizer.errors import RatchetError
 from optimizer.workspace import Workspace
+from holdout.ledger import Kind
 
 Progress = Callable[[str], None]
 
@@ -46,8 +47,8 @@ def source_root() -> Path:
 # Everything that computes a verdict besides the domain's own package: the domain contract and its helpers,
 # the guards, the holdout code, and the experiment pipeline with the config defaults and the sandbox that
 # turns a policy's output into decisions.
-SCORER_GLOBS = ("domains/*.py", "guards/*.py", "holdout/*.py", "optimizer/experiment.py", "optimizer/context.py",
-                "optimizer/config.py", "optimizer/keep.py", "optimizer/sandbox/*.py")
+SCORER_GLOBS = ("domains/*.py", "guards/*.py", "holdout/*.py", "optimizer/experiment.py", "optimizer/stages/*.py",
+                "optimizer/context.py", "optimizer/config.py", "optimizer/keep.py", "optimizer/sandbox/*.py")
 
 
 def scorer_files(domain: Domain) -> list[Path]:
@@ -61,15 +62,20 @@ def experiment_name(workspace: Path, manifest_sha: str) -> str:
 
 
 def resolve_config(domain: str, *, config_file: Path | None, overrides: Mapping[str, Any]) -> RunConfig:
-    base = load_config(config_file or default_config_path(domain))
-    data = base.model_dump(mode="json")
+    """The domain's shipped config (or `config_file`, which may leave the domain out) with dotted overrides."""
+    source = str(config_file or f"configs/{domain}.yaml")
+    raw = read_yaml(config_file or default_config_path(domain))
+    if raw.setdefault("domain", domain) != domain:
+        raise RatchetError(f"{source}: the config is for domain {raw['domain']!r}, not {domain!r}; pass a config of "
+                           f"{domain} or leave its domain key out.")
+    data = parse_config(raw, source=source).model_dump(mode="json")
     for dotted, value in overrides.items():
         node = data
         *parents, leaf = dotted.split(".")
         for p in parents:
             node = node[p]
         node[leaf] = value
-    return parse_config(data, source=str(config_file or f"configs/{domain}.yaml"))
+    return parse_config(data, source=source)
 
 
 def load_data(domain: Domain, config: RunConfig, progress: Progress) -> pd.DataFrame:
@@ -123,7 +129,7 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
 
         if policy_file is not None:
             raise RatchetError("--variant and --policy both name the starting policy; pass one of them.")
-        name, settings = variant_overrides(domain_name, variant)
+        name, settings = variant_overrides(domain, variant)
         policy_file = domain.package_dir / name
         overrides = {**settings, **overrides}
         imports = resolve_config(domain_name, config_file=config_file, overrides=overrides).static.allowed_imports
@@ -211,7 +217,7 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
             run_id = run.info.run_id
         from holdout.evidence import CONFIG, SPLITS, bind
 
-        Ledger(ws.ledger).append("seal", {
+        Ledger(ws.ledger).append(Kind.SEAL, {
             "evidence": bind(target, (*SPLITS, CONFIG, CONTRACT)),
             "manifest_sha256": manifest_sha,
             "content_sha256": manifest["content_sha256"],

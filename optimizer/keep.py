@@ -21,8 +21,9 @@ from typing import Any
 from holdout.evidence import bind_state
 from holdout.hashing import sha256_bytes
 from holdout.ledger import Entry
+from holdout.ledger import Kind
 
-INTENT = "keep_intent"
+INTENT = Kind.KEEP_INTENT
 STEPS = ("intent", "commit", "state", "swap", "complete", "cleanup")
 
 
@@ -73,7 +74,7 @@ def keep(ctx: Any, payload: dict[str, Any], source: str, state: Any, message: st
 
 
 def _complete(ctx: Any, payload: dict[str, Any], commit: str) -> Entry:
-    return ctx.ledger.append("experiment", {**payload, "commit": commit,
+    return ctx.ledger.append(Kind.EXPERIMENT, {**payload, "commit": commit,
                                             "evidence": bind_state(ctx.ws.root, "champion")})
 
 
@@ -86,18 +87,18 @@ def reconcile(ctx: Any, reason: str = "") -> str | None:
     ws, ledger = ctx.ws, ctx.ledger
     entries = ledger.entries()
     champion, nxt, prev = _dirs(ctx)
-    if not any(e.kind == "baseline" for e in entries):
+    if not any(e.kind == Kind.BASELINE for e in entries):
         # A first run stopped after writing the baseline state but before recording it: nothing was judged yet.
         for folder in (ctx.baseline_dir, champion, nxt, prev):
             shutil.rmtree(folder, ignore_errors=True)
         return None
-    done = {e.data.get("experiment") for e in entries if e.kind == "experiment"}
+    done = {e.data.get("experiment") for e in entries if e.kind == Kind.EXPERIMENT}
     pending = [e for e in entries if e.kind == INTENT and e.data["experiment"] not in done]
     if not pending:
         shutil.rmtree(nxt, ignore_errors=True)
         if champion.is_dir():
             shutil.rmtree(prev, ignore_errors=True)  # a keep completed; only its cleanup was left
-        last = next((e for e in reversed(entries) if e.kind == "experiment"), None)
+        last = next((e for e in reversed(entries) if e.kind == Kind.EXPERIMENT), None)
         intent = next((e for e in reversed(entries) if e.kind == INTENT), None)
         if last is not None and intent is not None and intent.data["experiment"] == last.data["experiment"] \
                 and not (ws.experiments / last.data["experiment"]).exists():  # stopped after the completion
@@ -136,13 +137,13 @@ def reconcile(ctx: Any, reason: str = "") -> str | None:
                "reasons": [*payload["reasons"], {"guard": "record", "passed": False, "figures": {},
                                                   "detail": f"the keep was interrupted ({why}) and rolled back; "
                                                             "the holdout query it spent stays counted"}]}
-    entry = ledger.append("experiment", crashed)
+    entry = ledger.append(Kind.EXPERIMENT, crashed)
     _write_recovered(ws, {**crashed, "ledger_seq": entry.seq}, intent["source"], parent)
     return f"{exp}: the interrupted keep was rolled back to {parent[:12]}"
 
 
 def _write_recovered(ws: Any, record: dict[str, Any], source: str, parent: str) -> None:
-    from optimizer.proposers._tunables import diff
+    from optimizer.diffs import unified_diff as diff
 
     if not (ws.experiments / record["experiment"]).exists():
         write_record(ws, record, source, diff(ws.git("show", f"{parent}:policy.py"), source), None)

@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from guards import Verdict
 from holdout.evidence import bind_state
 from optimizer.context import Context, PolicyState, load_context
 from optimizer.errors import RatchetError
-from optimizer.experiment import ExperimentRecord, baseline_state, refit_spread, run_experiment
+from optimizer.experiment import ExperimentRecord, baseline_state, run_experiment
 from optimizer.proposers import ProposalContext, Proposer
+from optimizer.stages import refit_spread
+from holdout.ledger import Kind
 
 
 @dataclass
@@ -33,7 +36,7 @@ class LoopSummary:
 def open_tracker(ctx: Context):
     from optimizer.tracking import Tracker
 
-    seal = [e for e in ctx.ledger.entries() if e.kind in ("seal", "reseal")][-1].data
+    seal = [e for e in ctx.ledger.entries() if e.kind in (Kind.SEAL, Kind.RESEAL)][-1].data
     return Tracker(seal["mlflow"]["experiment"])
 
 
@@ -55,8 +58,8 @@ def ensure_baseline(ctx: Context, sandbox: Any, tracker: Any = None) -> PolicySt
     # Written first, then bound: a stop in between leaves unbound files that the next load removes.
     state.save(ctx.baseline_dir)
     state.save(ctx.champion_dir)
-    ctx.ledger.append("baseline", {"commit": state.commit, "dev_metrics": state.dev_metrics, "refit_sd": state.refit_sd,
-                                   "fit": run.fit, "seconds": run.timings, "decisions_sha256": state.decisions_sha256(),
+    ctx.ledger.append(Kind.BASELINE, {"commit": state.commit, "dev_metrics": state.dev_metrics, "refit_sd": state.refit_sd,
+                                   "fit": dict(run.fit), "seconds": dict(run.timings), "decisions_sha256": state.decisions_sha256(),
                                    "evidence": {**bind_state(ctx.ws.root, "baseline"),
                                                 **bind_state(ctx.ws.root, "champion")}})
     if tracker is not None:
@@ -74,7 +77,7 @@ def refresh_champion(ctx: Context, sandbox: Any, champion: PolicyState) -> None:
     refreshed = dataclasses.replace(champion, holdout=fresh.holdout, seal=ctx.manifest_sha256)
     refreshed.save(ctx.champion_dir)
     refreshed.save(ctx.reference_dir)
-    ctx.ledger.append("champion_refresh", {"experiment": champion.experiment, "seal": ctx.manifest_sha256,
+    ctx.ledger.append(Kind.CHAMPION_REFRESH, {"experiment": champion.experiment, "seal": ctx.manifest_sha256,
                                            "decisions_sha256": refreshed.decisions_sha256(),
                                            "evidence": {**bind_state(ctx.ws.root, "champion"),
                                                         **bind_state(ctx.ws.root, "reference")}})
@@ -83,9 +86,10 @@ def refresh_champion(ctx: Context, sandbox: Any, champion: PolicyState) -> None:
 def history(entries: list, limit: int = 50) -> list[dict]:
     """Earlier experiments as proposers may see them: dev metrics, verdicts, reasons (no holdout)."""
     out = []
-    for e in [e for e in entries if e.kind == "experiment"][-limit:]:
+    for e in [e for e in entries if e.kind == Kind.EXPERIMENT][-limit:]:
         d = e.data
-        out.append({k: d.get(k) for k in ("experiment", "hypothesis", "status", "dev_metrics", "reasons")})
+        out.append({**{k: d.get(k) for k in ("experiment", "hypothesis", "status", "dev_metrics", "reasons")},
+                    "failed_guards": list(Verdict.from_dicts(d.get("reasons") or ()).failed_guards)})
     return out
 
 
@@ -102,7 +106,7 @@ def make_proposer(ctx: Context, name: str, patches: Path | None) -> Proposer:
     from optimizer.proposers import OptunaProposer, PatchesProposer
 
     if name == "anthropic":
-        from optimizer.experiment import static_check
+        from optimizer.stages import static_check
         from optimizer.proposers._anthropic import AnthropicProposer
 
         def check(source: str) -> str | None:
@@ -113,7 +117,7 @@ def make_proposer(ctx: Context, name: str, patches: Path | None) -> Proposer:
         return AnthropicProposer(
             config=ctx.config.agent, experiments=ctx.ws.experiments, primary=ctx.domain.primary, check=check,
             canaries=list(ctx.manifest["canaries"]), holdout_ids=ctx.holdout_ids(),
-            spent=sum(float(e.data.get("cost_usd", 0.0)) for e in entries if e.kind == "agent_usage"),
+            spent=sum(float(e.data.get("cost_usd", 0.0)) for e in entries if e.kind == Kind.AGENT_USAGE),
             record=ctx.ledger.append)
     if name == "optuna":
         return OptunaProposer(ctx.ws.study, seed=ctx.config.seed, primary=ctx.domain.primary,

@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from holdout.hashing import sha256_bytes
+from holdout.ledger import Kind
 
 REL_TOL = 1e-9
 
@@ -41,7 +42,7 @@ def _moved(a: np.ndarray, b: np.ndarray) -> str:
 def replay(path: Path, *, progress: Callable[[str], None] = lambda _: None) -> list[ReplayCheck]:
     from optimizer.context import PolicyState, decisions_sha256, load_context
     from optimizer.errors import RatchetError
-    from optimizer.experiment import _Run, _scores, evaluate
+    from optimizer.stages import evaluate, scores
     from optimizer.sandbox import Sandbox
 
     try:
@@ -52,11 +53,11 @@ def replay(path: Path, *, progress: Callable[[str], None] = lambda _: None) -> l
         return [ReplayCheck("replay", False, "not replayed: the policy asks a language model (task agent), whose "
                             "answers a replay cannot reproduce")]
     entries = ctx.ledger.entries()
-    baseline = next((e for e in entries if e.kind == "baseline"), None)
+    baseline = next((e for e in entries if e.kind == Kind.BASELINE), None)
     if baseline is None:
         return [ReplayCheck("replay", True, "nothing to replay: no experiment has run")]
-    kept = [e for e in entries if e.kind == "experiment" and e.data.get("kept")]
-    resealed = any(e.kind == "reseal" for e in entries)
+    kept = [e for e in entries if e.kind == Kind.EXPERIMENT and e.data.get("kept")]
+    resealed = any(e.kind == Kind.RESEAL for e in entries)
     reference = PolicyState.load(ctx.reference_dir)
     checks: list[ReplayCheck] = []
     replayed: dict[str, tuple[dict, dict]] = {}
@@ -73,14 +74,13 @@ def replay(path: Path, *, progress: Callable[[str], None] = lambda _: None) -> l
                 checks.append(ReplayCheck("replay", False, f"{name}: policy.py at commit {commit[:12]} is not the "
                                           "policy the ledger recorded (sha256 differs): the history was rewritten"))
                 continue
-            run = _Run()
-            out = evaluate(ctx, sandbox, source, run)
-            if out is None:
-                failed = [r for r in run.results if not r.passed][-1]
+            evaluation = evaluate(ctx, sandbox, source)
+            if not evaluation.passed:
+                failed = evaluation.results[-1]
                 checks.append(ReplayCheck("replay", False, f"{name}: does not replay, guard '{failed.name}' fails "
                                           f"now: {failed.detail}"))
                 continue
-            values, constants = out
+            values, constants = evaluation.decisions, evaluation.constants
             replayed[commit] = (values, constants)
             if not record:
                 continue
@@ -95,7 +95,7 @@ def replay(path: Path, *, progress: Callable[[str], None] = lambda _: None) -> l
                     if cached is not None and cached.commit == commit and rows == "dev":
                         how = f" ({_moved(values[rows], cached.dev)})"
                     problems.append(f"{rows} decisions hash {now[rows][:12]} != recorded {recorded[rows][:12]}{how}")
-            dev, _ = _scores(ctx, values, constants)
+            dev, _ = scores(ctx, values, constants)
             for metric, want in (record.get("dev_metrics") or {}).items():
                 got = float(dev.metrics.get(metric, math.nan))
                 if not math.isclose(got, float(want), rel_tol=REL_TOL, abs_tol=1e-12):
@@ -113,8 +113,8 @@ def replay(path: Path, *, progress: Callable[[str], None] = lambda _: None) -> l
                 continue
             if e.data["commit"] not in replayed or ref_commit not in replayed:
                 continue
-            cand = _scores(ctx, *replayed[e.data["commit"]])
-            ref = _scores(ctx, *replayed[ref_commit])
+            cand = scores(ctx, *replayed[e.data["commit"]])
+            ref = scores(ctx, *replayed[ref_commit])
             gains = {"dev_gain": sign * (cand[0].value - ref[0].value),
                      "holdout_gain": sign * (cand[1].value - ref[1].value)}
             wrong = [f"{k} {v:+.6g} != recorded {gate[k]:+.6g}" for k, v in gains.items()

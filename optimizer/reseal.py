@@ -15,6 +15,7 @@ from holdout.split import split_by_time
 from optimizer import __version__
 from optimizer.context import load_context
 from optimizer.errors import RatchetError
+from holdout.ledger import Kind
 
 Progress = Callable[[str], None]
 
@@ -93,13 +94,13 @@ def reseal(path: Path, *, seed: int | None = None, data: Path | None = None,
         extra={"domain": ctx.domain.name, "seed": ctx.config.seed, "replaces": ctx.manifest_sha256,
                "source": str(data) if data else f"seed {seed}"},
     )
-    first = ctx.ledger.entries("seal")[0].data["mlflow"]
+    first = ctx.ledger.entries(Kind.SEAL)[0].data["mlflow"]
     tracker = Tracker(first["experiment"])
     with tracker.run("reseal", tags={SEAL_TAG: digest, "ratchet.kind": "reseal"}) as run:
         tracker.log_json(manifest, "MANIFEST.json")
         tracker.mlflow.log_metrics({"rows_holdout": int(manifest["rows"]), "label_rate_holdout": manifest["label_rate"]})
         run_id = run.info.run_id
-    ctx.ledger.append("reseal", {"manifest_sha256": digest, "content_sha256": manifest["content_sha256"],
+    ctx.ledger.append(Kind.RESEAL, {"manifest_sha256": digest, "content_sha256": manifest["content_sha256"],
                                  "replaces": ctx.manifest_sha256, "retired_to": retired.name,
                                  "mlflow": {"uri": tracker.uri, "experiment": first["experiment"], "run_id": run_id}})
     return ResealResult(digest, int(manifest["rows"]), retired)

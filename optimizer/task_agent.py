@@ -39,6 +39,7 @@ from typing import Any, Callable, Mapping
 from optimizer.config import TaskAgentConfig
 from optimizer.errors import RatchetError
 from optimizer.sandbox._channel import RequestError, parse_request
+from holdout.ledger import Kind
 
 CLEAN_ROW_SETS = frozenset({"train", "dev"})  # row sets without any holdout row
 MODULE = "ratchet_llm"
@@ -130,7 +131,7 @@ class _Session:
         scan = check_outgoing("a request to the routing model", text, canaries=self.broker.canaries,
                               holdout_ids=self.broker.holdout_ids)
         if not scan.passed:
-            self.broker.record("contamination_alarm", {"guard": "contamination", "detail": scan.detail,
+            self.broker.record(Kind.CONTAMINATION_ALARM, {"guard": "contamination", "detail": scan.detail,
                                                        "blocked": True, "source": "task_agent", "phase": self.phase})
             return self._stop(f"{scan.detail}; ticket ids never leave in a model request (contamination)")
         key = hashlib.sha256(text.encode()).hexdigest()
@@ -159,7 +160,7 @@ class _Session:
         return {"text": answer}, None
 
     def _send(self, request: dict, timeout: float) -> str | None:
-        from optimizer.proposers._anthropic import Usage
+        from optimizer.model_usage import Usage
 
         config = self.broker.config
         try:
@@ -189,7 +190,7 @@ class _Session:
         if not self.figures["requests"]:
             return
         self.broker._add_usage(self.figures)
-        self.broker.record("task_agent_usage", {
+        self.broker.record(Kind.TASK_AGENT_USAGE, {
             "model": self.broker.config.model, "phase": self.phase, "row_sets": list(self.row_sets),
             "clean": self.clean, **self.figures, "spent_usd": self.broker.spent, "stopped": self.stopped})
 
@@ -201,19 +202,17 @@ def open_broker(ctx: Any) -> TaskAgentBroker | None:
         return None
     refuse_without_key(f"{ctx.ws.policy} (task_agent.enabled in {ctx.ws.config.name})")
     entries = ctx.ledger.entries()
-    spent = sum(float(e.data.get("cost_usd", 0.0)) for e in entries if e.kind == "task_agent_usage")
+    spent = sum(float(e.data.get("cost_usd", 0.0)) for e in entries if e.kind == Kind.TASK_AGENT_USAGE)
     return TaskAgentBroker(config, canaries=list(ctx.manifest["canaries"]), holdout_ids=ctx.holdout_ids(),
                            spent=spent, record=ctx.ledger.append)
 
 
-VARIANTS = {("routing", "llm"): "policy_llm.py"}
-
-
-def variant_overrides(domain: str, variant: str) -> tuple[str, dict[str, Any]]:
-    """(policy file name in the domain's package, config overrides) of a shipped policy variant;
-    the caller adds ratchet_llm to static.allowed_imports."""
-    if (domain, variant) not in VARIANTS:
-        raise RatchetError(f"--variant {variant!r}: unknown for domain {domain!r}; available: llm (routing only).")
-    refuse_without_key(f"--variant {variant} (domains/{domain}/{VARIANTS[domain, variant]})")
+def variant_overrides(domain: Any, variant: str) -> tuple[str, dict[str, Any]]:
+    """(policy file name in the domain's package, config overrides) of a shipped policy variant of `domain`
+    (a Domain: its `variants`); the caller adds ratchet_llm to static.allowed_imports."""
+    if variant not in domain.variants:
+        raise RatchetError(f"--variant {variant!r}: unknown for domain {domain.name!r}; available: "
+                           f"{', '.join(domain.variants) or 'none'}.")
+    refuse_without_key(f"--variant {variant} (domains/{domain.name}/{domain.variants[variant]})")
     # Refits would re-ask the model for every dev ticket per keep; the phases wait on the model.
-    return VARIANTS[domain, variant], {"task_agent.enabled": True, "decision.refits": 0, "sandbox.budget_s": 900}
+    return domain.variants[variant], {"task_agent.enabled": True, "decision.refits": 0, "sandbox.budget_s": 900}

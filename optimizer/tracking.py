@@ -108,14 +108,16 @@ class Tracker:
 
 def _diff_summary(diff: str, limit: int = 480) -> str:
     """The changed lines of a unified diff, compact enough for an MLflow parameter."""
-    changed = [ln for ln in diff.splitlines() if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
+    from optimizer.diffs import changed_lines
+
+    changed = changed_lines(diff)
     text = " | ".join(ln.strip() for ln in changed)
     return (text[: limit - 3] + "...") if len(text) > limit else (text or "(no change)")
 
 
 def record_experiment(tracker: Tracker, ctx: Any, record: Any, folder: Path, *, nested: bool) -> str:
     """One MLflow run per experiment: parameters, dev metrics, guard results, gate answer, artifacts."""
-    from optimizer.proposers._tunables import parse
+    from optimizer.tunables import parse
 
     source = (folder / "policy.py").read_text()
     try:
@@ -123,7 +125,7 @@ def record_experiment(tracker: Tracker, ctx: Any, record: Any, folder: Path, *, 
     except (ValueError, SyntaxError):
         tunables = {}
     tags = {
-        "ratchet.kind": "experiment", "ratchet.experiment": record.experiment, "ratchet.verdict": record.status,
+        "ratchet.kind": "experiment", "ratchet.experiment": record.experiment, "ratchet.verdict": str(record.status),
         "ratchet.proposer": record.proposer, "ratchet.policy_sha256": record.policy_sha256,
         SEAL_TAG: ctx.manifest_sha256, "ratchet.commit": record.commit or record.parent_commit,
         "ratchet.ledger_seq": str(record.ledger_seq), "ratchet.device": str(record.fit.get("device", "")),
@@ -139,11 +141,11 @@ def record_experiment(tracker: Tracker, ctx: Any, record: Any, folder: Path, *, 
         if record.gate and record.gate.get("answer") is not None:
             metrics["holdout_gate_answer"] = float(record.gate["answer"])
             metrics["holdout_gate_budget_left"] = float(record.gate["budget_left"])
-        for r in record.reasons:
-            metrics[f"guard_{r['guard']}_passed"] = float(r["passed"])
-            for key, value in r.get("figures", {}).items():  # e.g. drift psi, significance bounds
+        for r in record.verdict.results:
+            metrics[f"guard_{r.name}_passed"] = float(r.passed)
+            for key, value in r.figures.items():  # e.g. drift psi, significance bounds
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                    metrics[re.sub(r"[^A-Za-z0-9_./ -]", "_", f"guard_{r['guard']}_{key}")] = float(value)
+                    metrics[re.sub(r"[^A-Za-z0-9_./ -]", "_", f"guard_{r.name}_{key}")] = float(value)
         metrics.update({k: float(v) for k, v in record.proposal.items()  # e.g. the meta-agent's tokens and cost
                         if k.startswith("agent_") and isinstance(v, (int, float)) and not isinstance(v, bool)})
         metrics.update({f"task_agent_{k}": float(v) for k, v in record.fit.get("task_agent", {}).items()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from optimizer.proposers._tunables import rewrite
+from optimizer.tunables import rewrite
 
 
 @pytest.fixture(autouse=True)

@@ -164,7 +164,7 @@ def test_installed_ratchet_inits_and_tries_outside_the_repo(installed, tmp_path)
 
     # A real change (an identical candidate stops at the change guard), so the installed sandbox fits and runs the
     # baseline and the candidate, and the guards and the gate judge it.
-    from optimizer.proposers._tunables import rewrite
+    from optimizer.tunables import rewrite
 
     candidate = tmp_path / "candidate.py"
     candidate.write_text(rewrite((ws / "policy.py").read_text(), {"N_ESTIMATORS": 150}))

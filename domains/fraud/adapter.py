@@ -14,9 +14,12 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from domains._importing import TimeReading
-from domains.contract import Columns, Decisions, Domain, GuardrailSpec, ScoreReport
+from domains.contract import (Columns, Decisions, DemoSettings, Domain, GuardrailSpec, ImportKeys, ScoreReport,
+                              ScoringSettings)
+from .data import MAPPING_KEYS, REQUIRED_KEYS
 
 AMOUNT_BANDS = ((0.0, "low"), (20.0, "mid"), (100.0, "high"), (500.0, "very_high"))
 ESTABLISHED_AFTER = 5  # a customer's 6th transaction in the evaluated stream counts as established
@@ -26,6 +29,12 @@ def _decline_rate(blocked: np.ndarray, fraud: np.ndarray) -> float:
     """Legitimate transactions blocked / legitimate transactions (0 when there are none)."""
     legit = ~fraud
     return float((blocked & legit).sum() / max(int(legit.sum()), 1))
+
+
+class FraudScoring(ScoringSettings):
+    """What a blocked legitimate transaction costs (friction, support, churn), per decline."""
+
+    decline_cost: float = Field(5.0, ge=0)
 
 
 class FraudDomain(Domain):
@@ -47,6 +56,11 @@ class FraudDomain(Domain):
         GuardrailSpec("false_decline_gap", higher_is_better=False, kind="fairness", limit=0.01, required=False),
     )
     constants = ("THRESHOLD",)
+    scoring = FraudScoring
+    import_keys = ImportKeys(tuple(MAPPING_KEYS), REQUIRED_KEYS)
+    demo = DemoSettings(start={"THRESHOLD": 0.6, "N_ESTIMATORS": 60}, rows=200_000, workspace="demo-workspace",
+                        shown=("net_savings", "false_decline_rate", "alert_rate", "fraud_recall", "precision",
+                               "roc_auc", "pr_auc"))
     # Large amounts are a fraud pattern by definition: amount's predictive power is reported, not refused.
     leakage_exempt = ("amount",)
 

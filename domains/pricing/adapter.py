@@ -9,17 +9,39 @@ too far from the reference price; the `support` guard refuses estimates the logs
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 import numpy as np
 import pandas as pd
+from pydantic import Field, model_validator
 
 from domains._importing import TimeReading
-from domains.contract import Columns, Decisions, Domain, GuardrailSpec, ScoreReport
+from domains.contract import (Columns, Decisions, DemoSettings, Domain, GuardrailSpec, ImportKeys, ScoreReport,
+                              ScoringSettings)
 from . import ope
+from .importer import MAPPING_KEYS, REQUIRED_KEYS
 
 SHOWN = ("offer_id", "segment", "channel", "region", "loyalty_tier", "ref_price", "unit_cost", "offered_price",
          "converted")
+
+
+class PricingScoring(ScoringSettings):
+    """Off-policy evaluation of a pricing policy on logged offers."""
+
+    price_grid: list[float] = Field(default_factory=lambda: [0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5],
+                                    min_length=1)  # allowed prices, as multiples of the reference price
+    estimator: Literal["dr", "snips"] = "dr"  # doubly robust (default) or self-normalized IPS
+    max_price_deviation: float = Field(0.45, gt=0)  # a price further than this from the reference is extreme
+    min_ess_share: float = Field(0.05, ge=0, le=1)  # effective sample size / rows, below: untrustworthy
+    min_supported_share: float = Field(0.9, ge=0, le=1)  # share of decisions at prices the logs tried
+    min_logged_share: float = Field(0.04, ge=0, le=1)  # a price offered on fewer logged rows is unsupported
+    interval_bootstrap: int = Field(200, ge=50)  # resamples for the reported confidence interval
+
+    @model_validator(mode="after")
+    def _grid_positive(self) -> "PricingScoring":
+        if any(not (m > 0) for m in self.price_grid) or len(set(self.price_grid)) != len(self.price_grid):
+            raise ValueError(f"price_grid must hold distinct multipliers > 0, got {self.price_grid}")
+        return self
 
 
 class PricingDomain(Domain):
@@ -44,7 +66,11 @@ class PricingDomain(Domain):
     )
     # The offered price drives conversion by design: its strength is reported, not refused.
     leakage_exempt = ("offered_price",)
-    off_policy = True
+    scoring = PricingScoring
+    import_keys = ImportKeys(tuple(MAPPING_KEYS), REQUIRED_KEYS)
+    demo = DemoSettings(start={"MAX_MULTIPLIER": 1.0}, rows=200_000,  # never prices above the reference
+                        shown=("profit", "profit_ci_low", "profit_ci_high", "conversion_ratio", "price_gap_protected",
+                               "extreme_price_share", "ess_share", "supported_share", "mean_price_ratio"))
 
     def __init__(self, outcome: ope.OutcomeModel | None = None) -> None:
         self._outcome = outcome
@@ -163,6 +189,10 @@ class PricingDomain(Domain):
                     segments[family][str(seg)] = {"n": float(mask.sum()), "profit": float(contrib[mask].mean()),
                                                   "mean_price_ratio": float(ev["ratio"][mask].mean())}
         return ScoreReport(self.primary, self.higher_is_better, metrics, contrib, segments)
+
+    def support_limits(self, params: Mapping[str, Any]) -> Mapping[str, float]:
+        """Off-policy estimates need logs that tried the prices decided: the `support` guard's limits."""
+        return {k: params[k] for k in ("min_ess_share", "min_supported_share", "min_logged_share")}
 
     def segment_of(self, rows: pd.DataFrame) -> Mapping[str, np.ndarray]:
         return {c: rows[c].astype("string").fillna("(missing)").to_numpy(dtype=object).astype(str)

@@ -13,12 +13,37 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
+from pydantic import Field, model_validator
 
 from domains._importing import TimeReading
-from domains.contract import Columns, Decisions, Domain, GuardrailSpec, ScoreReport
+from domains.contract import (Columns, Decisions, DemoSettings, Domain, GuardrailSpec, ImportKeys, ScoreReport,
+                              ScoringSettings)
+from .importer import MAPPING_KEYS, REQUIRED_KEYS
 from .queue import simulate
 
 HIGH = ("high", "urgent")
+
+
+class RoutingScoring(ScoringSettings):
+    """The queue simulation behind routing's score."""
+
+    teams: dict[str, int] = Field(  # team -> agents working its queue in parallel
+        default_factory=lambda: {"billing": 5, "technical": 7, "accounts": 3, "logistics": 4, "returns": 4},
+        min_length=1)
+    sla_hours: dict[str, float] = Field(default_factory=lambda: {"urgent": 2.0, "high": 8.0, "normal": 24.0,
+                                                                 "low": 72.0})
+    priority_weight: dict[str, float] = Field(default_factory=lambda: {"urgent": 4.0, "high": 2.0, "normal": 1.0,
+                                                                       "low": 0.5})
+    triage_minutes: float = Field(10.0, ge=0)  # the wrong team's time spent before handing a ticket on
+    reassign_minutes: float = Field(30.0, ge=0)  # delay before a misrouted ticket reaches the right queue
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RoutingScoring":
+        if any(a < 1 for a in self.teams.values()):
+            raise ValueError(f"every team needs at least one agent, got {self.teams}")
+        if set(self.sla_hours) != set(self.priority_weight):
+            raise ValueError("sla_hours and priority_weight must name the same priorities")
+        return self
 
 
 class RoutingDomain(Domain):
@@ -39,6 +64,13 @@ class RoutingDomain(Domain):
                       tolerance=0.05, margin=0.5),
         GuardrailSpec("tier_resolution_gap", higher_is_better=False, kind="fairness", limit=1.0),
     )
+    scoring = RoutingScoring
+    import_keys = ImportKeys(tuple(MAPPING_KEYS), REQUIRED_KEYS)
+    demo = DemoSettings(start={"C": 0.01, "SUBJECT_WEIGHT": 1, "OUTAGE_RULE": False}, rows=30_000,  # a timid model
+                        shown=("weighted_resolution_hours", "mean_resolution_hours", "first_team_resolution_rate",
+                               "sla_compliance", "high_priority_misroute_rate", "max_team_utilization",
+                               "tier_resolution_gap"))
+    variants = {"llm": "policy_llm.py"}  # Claude routes each ticket through the parent's model broker
 
     # --- data -------------------------------------------------------------------------------
     def generate(self, seed: int, size: int) -> pd.DataFrame:

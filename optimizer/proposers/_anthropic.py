@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from optimizer.config import AgentConfig
 from optimizer.errors import IntegrityError, RatchetError
 from optimizer.proposers._agent_tools import TOOLS, Edit, ToolError, apply_edits, numbered, parse_edit, read_trace
 from optimizer.proposers._base import Candidate, ProposalContext, Proposer
+from optimizer.model_usage import Usage
 from optimizer.proposers._memory import summarize
+from holdout.ledger import Kind
 
 SYSTEM = """You are the research engineer of an optimization loop for a business system. You improve \
 one file, policy.py, one experiment at a time. Each proposal you make is run in a sandbox, scored on \
@@ -38,28 +39,6 @@ class SpendCapReached(RatchetError):
 
 class ContaminationAlarm(IntegrityError):
     """Holdout knowledge was about to leave the process: the request was blocked."""
-
-
-@dataclass(frozen=True)
-class Usage:
-    input: int = 0
-    output: int = 0
-    cache_write: int = 0
-    cache_read: int = 0
-
-    @classmethod
-    def of(cls, usage: Any) -> "Usage":
-        return cls(int(getattr(usage, "input_tokens", 0) or 0), int(getattr(usage, "output_tokens", 0) or 0),
-                   int(getattr(usage, "cache_creation_input_tokens", 0) or 0),
-                   int(getattr(usage, "cache_read_input_tokens", 0) or 0))
-
-    def __add__(self, other: "Usage") -> "Usage":
-        return Usage(self.input + other.input, self.output + other.output, self.cache_write + other.cache_write,
-                     self.cache_read + other.cache_read)
-
-    def cost(self, prices: Any) -> float:
-        return (self.input * prices.input + self.output * prices.output + self.cache_write * prices.cache_write
-                + self.cache_read * prices.cache_read) / 1e6
 
 
 def make_client(config: AgentConfig):
@@ -205,7 +184,7 @@ class AnthropicProposer(Proposer):
         scan = check_outgoing("the request to the model", json.dumps(request), canaries=self.canaries,
                               holdout_ids=self.holdout_ids)
         if not scan.passed:
-            self.record("contamination_alarm", {"guard": "contamination", "detail": scan.detail, "blocked": True})
+            self.record(Kind.CONTAMINATION_ALARM, {"guard": "contamination", "detail": scan.detail, "blocked": True})
             raise ContaminationAlarm(f"contamination alarm: {scan.detail}; the request was blocked and nothing was "
                                      "sent. Find how holdout rows reached the traces or program.md before running "
                                      "again.")
@@ -222,7 +201,7 @@ class AnthropicProposer(Proposer):
             span.set_attributes({"input_tokens": usage.input, "output_tokens": usage.output,
                                  "cache_read_tokens": usage.cache_read, "cost_usd": cost})
         self.spent += cost
-        self.record("agent_usage", {"model": self.config.model, "input_tokens": usage.input,
+        self.record(Kind.AGENT_USAGE, {"model": self.config.model, "input_tokens": usage.input,
                                     "output_tokens": usage.output, "cache_write_tokens": usage.cache_write,
                                     "cache_read_tokens": usage.cache_read, "cost_usd": cost,
                                     "spent_usd": self.spent})

@@ -8,10 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from optimizer.diffs import changed_lines
+
 
 def diff_summary(diff: str, limit: int = 4) -> str:
     """The first changed lines of a unified diff, on one line."""
-    changed = [ln for ln in diff.splitlines() if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
+    changed = changed_lines(diff)
     shown = "; ".join(ln[:100].strip() for ln in changed[:limit])
     return shown + (f"; ... ({len(changed)} lines)" if len(changed) > limit else "") if changed else "(no change)"
 
@@ -21,7 +23,7 @@ def summarize(history: Sequence[Mapping[str, Any]], experiments: Path, primary: 
     lines = []
     for h in list(history)[-limit:]:
         exp = h.get("experiment") or "?"
-        failed = [r["guard"] for r in h.get("reasons") or () if not r.get("passed")]
+        failed = h.get("failed_guards") or ()
         metric = (h.get("dev_metrics") or {}).get(primary)
         diff_file = experiments / exp / "diff.patch"
         diff = diff_summary(diff_file.read_text()) if diff_file.is_file() else "(diff not found)"

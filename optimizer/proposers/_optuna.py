@@ -11,7 +11,7 @@ from typing import Any
 
 from optimizer.errors import RatchetError
 from optimizer.proposers._base import Candidate, ProposalContext, Proposer
-from optimizer.proposers._tunables import parse, rewrite, suggest
+from optimizer.tunables import parse, rewrite, suggest
 
 
 class OptunaProposer(Proposer):
@@ -55,7 +55,7 @@ class OptunaProposer(Proposer):
         if value is None:
             self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
             return
-        failed = {r["guard"] for r in record.reasons if not r["passed"]}
+        failed = set(record.verdict.failed_guards)
         trial.set_constraint("guardrail", 1.0 if "guardrail" in failed else 0.0)
         trial.set_constraint("segment", 1.0 if "segment" in failed else 0.0)
         self.study.tell(trial, value)

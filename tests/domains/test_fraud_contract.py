@@ -148,7 +148,7 @@ def test_suite_json_is_storable(frame):
 
 def test_fraud_domain_conformance():
     from domains import get_domain
-    from domains.contract import check_domain
+    from domains.conformance import check_domain
 
     domain = get_domain("fraud")
     if not (domain.baseline_policy.is_file() and domain.program.is_file()):

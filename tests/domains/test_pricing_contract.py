@@ -179,6 +179,6 @@ def test_suite_json_is_storable(small):
 
 def test_pricing_domain_conformance():
     from domains import get_domain
-    from domains.contract import check_domain
+    from domains.conformance import check_domain
 
     check_domain(get_domain("pricing"))

@@ -8,6 +8,7 @@ import pytest
 from domains.pricing.data import generate
 from domains.pricing.importer import load
 from optimizer.errors import RatchetError
+from tests._files import refusal_of, write_file
 
 RENAMED = {"offer_id": "Offer ID", "ts": "offered at", "customer_id": "cust", "product_id": "sku",
            "offered_price": "price paid", "propensity": "p_log", "converted": "bought", "unit_cost": "cost",
@@ -33,17 +34,11 @@ def small(n: int = 40) -> pd.DataFrame:
 
 
 def _write(tmp_path, user: pd.DataFrame, name: str = "offers.csv"):
-    path = tmp_path / name
-    user.to_csv(path, index=False) if name.endswith(".csv") else user.to_parquet(path)
-    return path
+    return write_file(tmp_path, user, name)
 
 
 def refusal(path, mapping) -> str:
-    with pytest.raises(RatchetError) as info:
-        load(path, mapping)
-    message = str(info.value)
-    assert message.startswith(f"{path.name}: ") and "\n" not in message
-    return message
+    return refusal_of(load, path, mapping)
 
 
 # --- what is accepted -------------------------------------------------------------------------

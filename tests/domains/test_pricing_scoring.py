@@ -8,7 +8,7 @@ import pytest
 from domains import Decisions, get_domain
 from domains.pricing import data
 from holdout.split import split_by_time
-from optimizer.config import PricingScoring
+from domains.pricing.adapter import PricingScoring
 from optimizer.errors import RatchetError
 
 PARAMS = PricingScoring().model_dump()

@@ -193,6 +193,6 @@ def test_suite_json_is_storable(small):
 
 def test_routing_domain_conformance():
     from domains import get_domain
-    from domains.contract import check_domain
+    from domains.conformance import check_domain
 
     check_domain(get_domain("routing"), size=2000)

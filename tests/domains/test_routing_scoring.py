@@ -8,7 +8,7 @@ import pytest
 from domains import Decisions, get_domain
 from domains.routing.data import generate
 from domains.routing.queue import simulate
-from optimizer.config import RoutingScoring
+from domains.routing.adapter import RoutingScoring
 from optimizer.errors import RatchetError
 
 PARAMS = RoutingScoring().model_dump()

@@ -21,21 +21,22 @@ def test_chain_intact_and_linked(tmp_path):
     assert all(b.prev_hash == a.hash for a, b in zip(entries, entries[1:]))
 
 
-def test_edited_payload_is_named(tmp_path):
+def _tampered(tmp_path, sql: str) -> list[str]:
+    """What the chain check says of a ledger edited behind its back with `sql`."""
     led = _ledger(tmp_path)
     con = duckdb.connect(str(led.path))
-    con.execute("UPDATE ledger SET payload = '{\"i\":2,\"metric\":9.9}' WHERE seq = 3")
+    con.execute(sql)
     con.close()
-    problems = verify_chain(led.entries())
+    return verify_chain(led.entries())
+
+
+def test_edited_payload_is_named(tmp_path):
+    problems = _tampered(tmp_path, "UPDATE ledger SET payload = '{\"i\":2,\"metric\":9.9}' WHERE seq = 3")
     assert any("entry 3" in p and "recomputed" in p for p in problems)
 
 
 def test_removed_entry_is_named(tmp_path):
-    led = _ledger(tmp_path)
-    con = duckdb.connect(str(led.path))
-    con.execute("DELETE FROM ledger WHERE seq = 2")
-    con.close()
-    problems = verify_chain(led.entries())
+    problems = _tampered(tmp_path, "DELETE FROM ledger WHERE seq = 2")
     assert problems and "seq 2 is missing" in problems[0]
 
 

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from optimizer.cli import app
-from optimizer.proposers._tunables import rewrite
+from optimizer.tunables import rewrite
 
 from tests.conftest import BASELINE, WEAK
 

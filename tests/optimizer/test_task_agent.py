@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from optimizer.cli import app
-from optimizer.proposers._tunables import rewrite
+from optimizer.tunables import rewrite
 from tests.fake_anthropic import FakeAnthropic
 
 LLM_POLICY = (Path(__file__).resolve().parents[2] / "domains" / "routing" / "policy_llm.py").read_text()

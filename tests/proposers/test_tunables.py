@@ -9,7 +9,8 @@ import optuna
 import pytest
 
 from domains.fraud import policy
-from optimizer.proposers._tunables import Tunable, diff, parse, rewrite, suggest
+from optimizer.diffs import unified_diff as diff
+from optimizer.tunables import Tunable, parse, rewrite, suggest
 
 BASELINE = Path(policy.__file__).read_text()
 

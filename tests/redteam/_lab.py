@@ -30,7 +30,15 @@ def judge(lab: tuple, source: str, hypothesis: str = "attempt"):
     ctx, sandbox = lab
     before = ctx.ws.head()
     record = run_experiment(ctx, sandbox, source, proposer="redteam", hypothesis=hypothesis)
-    failed = {r["guard"]: r["detail"] for r in record.reasons if not r["passed"]}
+    failed = {r.name: r.detail for r in record.verdict.failures}
     if not record.kept:
         assert ctx.ws.head() == before and ctx.ws.policy.read_text() == ctx.ws.champion_source()
     return record, failed
+
+
+def caught(lab: tuple, source: str, name: str, guard: str) -> dict:
+    """A gaming attempt: rejected, and by `guard` (the failures are returned for the caller's own checks)."""
+    record, failed = judge(lab, source, name)
+    assert not record.kept
+    assert guard in failed, f"{name}: expected guard {guard!r}, failed: {failed}"
+    return failed

@@ -3,13 +3,14 @@ and honest improvements, which must still be kept."""
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from optimizer.proposers._tunables import rewrite
+from optimizer.tunables import rewrite
 from tests.conftest import BASELINE, NOTHING, WEAK
 from tests.redteam._lab import judge, open_lab
 
@@ -120,38 +121,38 @@ def test_honest_improvement_is_kept_and_seed_only_change_is_not(lab):
     assert not record.kept and "significance" in failed
 
 
-def test_tampered_holdout_mid_loop_is_integrity(lab):
-    ctx, _ = lab
-    path = ctx.ws.holdout_dir / "holdout.parquet"
+@contextmanager
+def _edited(path, mode: int):
+    """`path` writable for the attempt, then its original bytes and `mode` back."""
     original = path.read_bytes()
     path.chmod(0o600)
     try:
+        yield path
+    finally:
+        path.write_bytes(original)
+        path.chmod(mode)
+
+
+def test_tampered_holdout_mid_loop_is_integrity(lab):
+    ctx, _ = lab
+    with _edited(ctx.ws.holdout_dir / "holdout.parquet", 0o400) as path:
         frame = pd.read_parquet(path)
         frame.loc[frame.index[frame.is_fraud == 1][:20], "is_fraud"] = 0  # hide the hard cases
         frame.to_parquet(path, index=False)
         record, failed = judge(lab, rewrite(BASELINE, {"THRESHOLD": 0.25}))
         assert not record.kept and "integrity" in failed and "holdout.parquet" in failed["integrity"]
-    finally:
-        path.write_bytes(original)
-        path.chmod(0o400)
 
 
 def test_rewritten_manifest_mid_loop_is_integrity(lab):
     import json
 
     ctx, _ = lab
-    path = ctx.ws.holdout_dir / "MANIFEST.json"
-    original = path.read_text()
-    path.chmod(0o600)
-    try:
-        manifest = json.loads(original)
+    with _edited(ctx.ws.holdout_dir / "MANIFEST.json", 0o444) as path:
+        manifest = json.loads(path.read_text())
         manifest["label_rate"] = 0.5
         path.write_text(json.dumps(manifest))
         record, failed = judge(lab, rewrite(BASELINE, {"THRESHOLD": 0.25}))
         assert not record.kept and "MANIFEST.json" in failed["integrity"]
-    finally:
-        path.write_text(original)
-        path.chmod(0o444)
 
 
 def test_forged_ledger_seal_mid_loop_is_integrity(lab):
@@ -225,7 +226,7 @@ def test_guardrail_ratchet_over_real_loop_steps(weak_workspace, tmp_path):
         verdicts = []
         for i, src in enumerate(chain):
             record = run_experiment(ctx, sandbox, src, proposer="redteam", hypothesis=f"ratchet step {i + 1}")
-            verdicts.append((record.kept, {r["guard"]: r["detail"] for r in record.reasons if not r["passed"]}))
+            verdicts.append((record.kept, {r.name: r.detail for r in record.verdict.failures}))
     assert [kept for kept, _ in verdicts[:3]] == [True, True, True], verdicts
     kept, failed = verdicts[3]
     assert not kept and "guardrail" in failed, verdicts[3]
@@ -282,7 +283,7 @@ def test_seed_only_change_that_fools_the_row_bootstrap_is_caught_by_refit_noise(
             state.save(ctx.champion_dir)  # the lab rebinds what it wrote, as ratchet itself would
             ctx.ledger.append("champion_refresh", {"evidence": bind_state(ctx.ws.root, "champion")})
             record = run_experiment(ctx, sandbox, reseeded, proposer="redteam", hypothesis="seed only", keep=False)
-            return next(r for r in record.reasons if r["guard"] == "significance")
+            return record.verdict.result("significance").to_dict()
 
         rows_only = significance(dataclasses.replace(champion, refit_sd=0.0))
         with_refits = significance(champion)
@@ -305,7 +306,7 @@ def test_seed_only_change_past_a_lenient_dev_guard_is_refused_by_the_gate_step(t
         from optimizer.experiment import run_experiment
 
         record = run_experiment(ctx, sandbox, reseeded, proposer="redteam", hypothesis="seed only", keep=False)
-    failed = {r["guard"]: r for r in record.reasons if not r["passed"]}
+    failed = {r.name: r.to_dict() for r in record.verdict.failures}
     assert set(failed) == {"holdout_gate"}, failed  # every dev guard let it through
     gate = record.gate
     assert gate["dev_gain"] > gate["holdout_gain"] > 0 and gate["answer"] > gate["to_beat"] == 0.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import PRICING_BASELINE, PRICING_WEAK
-from tests.redteam._lab import judge, open_lab
+from tests.redteam._lab import caught, judge, open_lab
 
 HONEST = PRICING_BASELINE.replace("def decide(model, rows):", "def _baseline_decide(model, rows):", 1)
 
@@ -61,9 +61,7 @@ def test_honest_pricing_gain_is_kept(pricing_lab):
 @pytest.mark.parametrize("name", sorted(ATTEMPTS))
 def test_pricing_attempt_is_caught_by_its_guard(pricing_lab, name):
     body, guard = ATTEMPTS[name]
-    record, failed = judge(pricing_lab, _override(body), name)
-    assert not record.kept
-    assert guard in failed, f"{name}: expected guard {guard!r}, failed: {failed}"
+    caught(pricing_lab, _override(body), name, guard)
 
 
 def test_guardrail_failures_name_the_rule(pricing_lab):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import ROUTING_BASELINE, ROUTING_WEAK
-from tests.redteam._lab import judge, open_lab
+from tests.redteam._lab import caught, judge, open_lab
 
 HONEST = ROUTING_BASELINE.replace("def decide(model, rows):", "def _baseline_decide(model, rows):", 1)
 
@@ -52,9 +52,7 @@ def test_honest_routing_gain_is_kept(routing_lab):
 @pytest.mark.parametrize("name", sorted(ATTEMPTS))
 def test_routing_attempt_is_caught_by_its_guard(routing_lab, name):
     body, guard = ATTEMPTS[name]
-    record, failed = judge(routing_lab, _override(body), name)
-    assert not record.kept
-    assert guard in failed, f"{name}: expected guard {guard!r}, failed: {failed}"
+    failed = caught(routing_lab, _override(body), name, guard)
     metric = "max_team_utilization" if name == "dump_on_technical" else "high_priority_misroute_rate"
     assert metric in failed[guard]
 

@@ -15,7 +15,6 @@ exactly as the person (or the meta-agent) wrote it.
 from __future__ import annotations
 
 import ast
-import difflib
 import io
 import math
 import numbers
@@ -221,13 +220,4 @@ def suggest(trial: Any, tunables: list[Tunable]) -> dict[str, Any]:
     return out
 
 
-def diff(old: str, new: str, name: str = "policy.py") -> str:
-    """A unified diff of two versions of a file, as `git diff` would label it."""
-    a, b = _lines(old), _lines(new)
-    # A last line without a newline would glue onto the next diff line; terminate it.
-    a = [s if s.endswith("\n") else s + "\n" for s in a]
-    b = [s if s.endswith("\n") else s + "\n" for s in b]
-    return "".join(difflib.unified_diff(a, b, fromfile=f"a/{name}", tofile=f"b/{name}"))
-
-
-__all__ = ["KINDS", "Tunable", "diff", "parse", "rewrite", "suggest"]
+__all__ = ["KINDS", "Tunable", "parse", "rewrite", "suggest"]

@@ -1,0 +1,178 @@
+"""Evaluate: static scan, fit and decide in the sandbox, output contract and look-ahead.
+
+Reads the context and runs the sandbox; writes nothing (no ledger, no git, no MLflow), so many evaluations may run
+at once and a shadow trial can reuse it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol
+
+import numpy as np
+import pandas as pd
+
+from domains import Decisions
+from guards import GuardResult
+
+# Look-ahead is checked at several cuts: each exposes the rows whose "future" crosses it.
+PREFIX_CUTS = (0.3, 0.6)
+
+
+class PolicyRunner(Protocol):
+    """What the stages need of a sandbox (optimizer.sandbox.Sandbox is one)."""
+
+    broker: Any  # the model broker of a task-agent workspace, else None
+
+    def fit(self, source: str, train: pd.DataFrame, *, budget_s: float) -> Any: ...
+
+    def decide(self, source: str, model: Any, rows: Mapping[str, pd.DataFrame], *, budget_s: float,
+               constants: tuple[str, ...]) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What evaluate found. `decisions` (dev, holdout and the dev prefixes) is None when a guard failed."""
+
+    results: tuple[GuardResult, ...]
+    decisions: Mapping[str, np.ndarray] | None = None
+    constants: Mapping[str, Any] = field(default_factory=dict)
+    fit: Mapping[str, Any] = field(default_factory=dict)  # device, seconds, status, task-agent usage
+    timings: Mapping[str, float] = field(default_factory=dict)
+    log: str = ""  # the fit phase's output (train rows only were in that sandbox)
+    reasoning: tuple[dict, ...] = ()  # a task-agent policy's replies on dev (from the dev-only pass)
+
+    @property
+    def passed(self) -> bool:
+        return self.decisions is not None
+
+
+def phase_failure(phase: str, result: Any) -> GuardResult:
+    """A failed decide phase under the guard it belongs to: `output` when decide returned the wrong thing
+    (type, shape, length, dtype), whichever phase detected it; `sandbox` when the process itself failed."""
+    guard = "output" if result.status == "output" else "sandbox"
+    what = "returned output that breaks the contract" if guard == "output" else result.status
+    return GuardResult(guard, False, f"{phase} {what}: {result.error}",
+                       {"phase": "decide", "status": result.status, "violations": list(result.violations)})
+
+
+def static_check(ctx: Any, source: str) -> GuardResult:
+    """The static scan with the workspace's allow-list, and the policy contract's top-level names."""
+    from guards.static import has_contract, scan
+
+    static = scan(source, allowed_imports=ctx.config.static.allowed_imports,
+                  max_literal_len=ctx.config.static.max_literal_len,
+                  max_collection_items=ctx.config.static.max_collection_items)
+    missing = has_contract(source)
+    if static.passed and missing:
+        static = GuardResult("static", False, f"policy.py does not define {', '.join(missing)} at top level")
+    return static
+
+
+def evaluate(ctx: Any, sandbox: PolicyRunner, source: str) -> Evaluation:
+    """Static scan, fit and decide in the sandbox, output contract and look-ahead; stops at the first failure."""
+    from guards.lookahead import check_point_in_time, cut_rows
+
+    results: list[GuardResult] = []
+    fit: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+
+    def stop(result: GuardResult | None = None, **extra: Any) -> Evaluation:
+        return Evaluation((*results, *([result] if result else [])), fit=fit, timings=timings, **extra)
+
+    static = static_check(ctx, source)
+    if not static.passed:
+        return stop(static)
+    results.append(static)
+    broker = getattr(sandbox, "broker", None)
+    if broker is not None:
+        broker.take_usage()  # what earlier phases (refits) used is in the ledger, not in this record
+    budget, constants = ctx.config.sandbox.budget_s, ctx.domain.constants
+    t0 = time.perf_counter()
+    fitted = sandbox.fit(source, ctx.domain.policy_view(ctx.train, with_label=True), budget_s=budget)
+    timings["fit"] = time.perf_counter() - t0
+    fit.update({"device": fitted.device, "fit_seconds": fitted.fit_seconds, "status": fitted.status})
+    if fitted.status != "ok":
+        return stop(GuardResult("sandbox", False, f"fit phase {fitted.status}: {fitted.error}",
+                                {"phase": "fit", "status": fitted.status, "violations": list(fitted.violations)}),
+                    log=fitted.log)
+    dev_view = ctx.domain.policy_view(ctx.dev, with_label=False)
+    cuts = {f"dev_prefix_{int(f * 100)}": cut_rows(len(dev_view), f) for f in PREFIX_CUTS}
+    rows = {"dev": dev_view, "holdout": ctx.domain.policy_view(ctx.holdout_all, with_label=False),
+            **{name: dev_view.iloc[:cut].reset_index(drop=True) for name, cut in cuts.items()}}
+    reasoning: tuple[dict, ...] = ()
+    if broker is not None:  # a policy that asks a model: its reasoning comes from a pass with no holdout row
+        explained = sandbox.decide(source, fitted.model, {"dev": dev_view}, budget_s=budget, constants=constants)
+        reasoning = tuple(broker.take_reasoning())
+        if explained.status != "ok":
+            fit["task_agent"] = broker.take_usage()
+            return stop(phase_failure("decide phase (dev only)", explained), log=fitted.log, reasoning=reasoning)
+    t0 = time.perf_counter()
+    decided = sandbox.decide(source, fitted.model, {k: rows[k] for k in ("dev", "holdout")}, budget_s=budget,
+                             constants=constants)
+    timings["decide"] = time.perf_counter() - t0
+    if broker is not None and decided.status != "ok":
+        fit["task_agent"] = broker.take_usage()
+    fit["decide_seconds"] = decided.decide_seconds
+    if decided.status != "ok":
+        return stop(phase_failure("decide phase", decided), log=fitted.log, reasoning=reasoning)
+    # The prefixes are decided in a fresh process: one that had seen the whole of dev could replay its
+    # look-ahead decisions from memory and pass the comparison.
+    prefixes = sandbox.decide(source, fitted.model, {k: rows[k] for k in cuts}, budget_s=budget, constants=constants)
+    if broker is not None:
+        fit["task_agent"] = broker.take_usage()
+    later = {"log": fitted.log, "reasoning": reasoning}
+    if prefixes.status != "ok":
+        return stop(phase_failure("decide phase (dev prefixes)", prefixes), **later)
+    results.append(GuardResult("sandbox", True, "fit and decide stayed inside the sandbox",
+                               {"fit_seconds": fitted.seconds, "decide_seconds": decided.seconds + prefixes.seconds}))
+    decisions = {**decided.decisions, **prefixes.decisions}
+    for name in rows:
+        problem = ctx.domain.check_decisions(Decisions(decisions[name], decided.constants), rows[name],
+                                             ctx.config.scoring.model_dump())
+        if problem:
+            return stop(GuardResult("output", False, f"{name} rows: {problem}", {"row_set": name}), **later)
+    results.append(GuardResult("output", True, "decisions meet the output contract on every row set"))
+    if dict(prefixes.constants) != dict(decided.constants):
+        # A constant a policy sets while deciding applies to every row: one that depends on the rows it was
+        # shown (a threshold fitted to the holdout's scores, or set from the last batch) is look-ahead too.
+        changed = sorted(k for k in {*decided.constants, *prefixes.constants}
+                         if decided.constants.get(k) != prefixes.constants.get(k))
+        return stop(GuardResult("lookahead", False, f"module constant {', '.join(changed)} differs between deciding "
+                                "dev and holdout and deciding dev prefixes: a constant set while deciding depends on "
+                                "the rows shown", {"constants": changed}), **later)
+    checks = [check_point_in_time(decisions[name], decisions["dev"][:cut]) for name, cut in cuts.items()]
+    failed = [(name, c) for name, c in zip(cuts, checks) if not c.passed]
+    if failed:
+        name, c = failed[0]
+        return stop(GuardResult("lookahead", False, f"cut at {name[len('dev_prefix_'):]}% of dev: {c.detail}",
+                                c.figures), **later)
+    return stop(checks[-1], decisions=decisions, constants=dict(decided.constants), **later)
+
+
+def refit_spread(ctx: Any, sandbox: PolicyRunner, source: str) -> tuple[float, str | None]:
+    """How much a policy's dev score moves from training randomness: the std over `decision.refits` fits on
+    seeded 90 % subsamples of train (time order kept), and why it could not be measured (None when it was).
+    0 only when refits are disabled: a failed refit is lost evidence, never a silent zero."""
+    n = ctx.config.decision.refits
+    if n < 2:
+        return 0.0, None
+    budget = ctx.config.sandbox.budget_s
+    dev_view = ctx.domain.policy_view(ctx.dev, with_label=False)
+    params = ctx.config.scoring.model_dump()
+    values = []
+    for k in range(n):
+        sample = ctx.train.sample(frac=0.9, random_state=ctx.config.seed * 1000 + k).sort_index()
+        fitted = sandbox.fit(source, ctx.domain.policy_view(sample, with_label=True), budget_s=budget)
+        if fitted.status != "ok":
+            return 0.0, f"refit {k + 1} of {n} (90 % of train): fit {fitted.status}: {fitted.error}"
+        decided = sandbox.decide(source, fitted.model, {"dev": dev_view}, budget_s=budget,
+                                 constants=ctx.domain.constants)
+        if decided.status != "ok":
+            return 0.0, f"refit {k + 1} of {n} (90 % of train): decide {decided.status}: {decided.error}"
+        problem = ctx.domain.check_decisions(Decisions(decided.decisions["dev"], decided.constants), dev_view, params)
+        if problem:
+            return 0.0, f"refit {k + 1} of {n} (90 % of train): {problem}"
+        values.append(ctx.domain.score(ctx.dev, Decisions(decided.decisions["dev"], decided.constants), params,
+                                       detail=False).value)
+    return float(np.std(values, ddof=1)), None
