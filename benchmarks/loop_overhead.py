@@ -29,7 +29,7 @@ def main() -> None:
 
     from domains import get_domain
     from optimizer.initialize import init_workspace
-    from optimizer.loop import run_loop
+    from optimizer.loop import BaselineReady, Recorded, run_loop
     from optimizer.tunables import rewrite
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -46,8 +46,8 @@ def main() -> None:
             (patches / f"c{i:03d}.py").write_text(f'"""Threshold variant {i}."""\n' + src.split('"""', 2)[2])
         stamps: list[float] = []
 
-        def on_event(kind: str, _data) -> None:
-            if kind in ("baseline", "record"):  # consecutive stamps bracket one whole experiment
+        def on_event(event) -> None:
+            if isinstance(event, (BaselineReady, Recorded)):  # consecutive stamps bracket one whole experiment
                 stamps.append(time.perf_counter())
 
         t0 = time.perf_counter()

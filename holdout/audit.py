@@ -12,11 +12,10 @@ import pandas as pd
 
 from holdout import evidence
 from holdout.hashing import canonical_json, content_hash, sha256_file, verify_signature
-from holdout.ledger import Ledger, verify_chain
+from holdout.ledger import Kind, Ledger, verify_chain
 from holdout.manifest import MANIFEST, SEAL_KEY_ENV, manifest_body, manifest_sha256, read_manifest
 from holdout.records import MlflowRecords, RecordsUnavailable, TrackingRecords
 from domains.errors import RatchetError
-from holdout.ledger import Kind
 
 SEAL_KINDS = ("seal", "reseal")
 

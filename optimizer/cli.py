@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 
 from domains import DEFAULT_DOMAIN, DOMAINS
-from optimizer.errors import IntegrityError, RatchetError
 from holdout.ledger import Kind
+from optimizer.errors import IntegrityError, RatchetError
 
 app = typer.Typer(
     add_completion=False,
@@ -173,21 +173,24 @@ class _LoopDisplay:
                                  transient=False)
         self.task = self.progress.add_task("loop", total=total, status="starting")
 
-    def __call__(self, kind: str, data) -> None:
-        if kind == "start":
-            err.print(f"proposer: {data['proposer']} ({data['why']})", markup=False)
-            err.print(f"sandbox layers active: {', '.join(data['layers'])}", markup=False)
-        elif kind == "baseline":
-            self.best = data.dev_metrics.get(self.primary)
+    def __call__(self, event) -> None:
+        from optimizer.loop import BaselineReady, Proposed, Recorded, Started
+
+        if isinstance(event, Started):
+            err.print(f"proposer: {event.proposer} ({event.why})", markup=False)
+            err.print(f"sandbox layers active: {', '.join(event.layers)}", markup=False)
+        elif isinstance(event, BaselineReady):
+            self.best = event.champion.dev_metrics.get(self.primary)
             self._status("baseline evaluated")
-        elif kind == "propose":
-            self._status(data["hypothesis"][:60])
-        elif kind == "record":
-            self.kept += data.kept
-            if data.kept:
-                self.best = data.dev_metrics.get(self.primary, self.best)
-            failed = data.verdict.failed_guards
-            err.print(f"{data.experiment} {data.status:<9} {data.hypothesis[:70]}"
+        elif isinstance(event, Proposed):
+            self._status(event.hypothesis[:60])
+        elif isinstance(event, Recorded):
+            record = event.record
+            self.kept += record.kept
+            if record.kept:
+                self.best = record.dev_metrics.get(self.primary, self.best)
+            failed = record.verdict.failed_guards
+            err.print(f"{record.experiment} {record.status:<9} {record.hypothesis[:70]}"
                       + (f"  [failed: {', '.join(failed)}]" if failed else ""), markup=False)
             self.progress.advance(self.task)
             self._status("")

@@ -14,11 +14,10 @@ from typing import Any
 import yaml
 
 from holdout import evidence
-from holdout.ledger import Ledger
+from holdout.ledger import Kind, Ledger
 from optimizer.config import dump_config, load_config, parse_config
 from optimizer.errors import IntegrityError, RatchetError
 from optimizer.workspace import Workspace
-from holdout.ledger import Kind
 
 # What the seal and the verdicts already given depend on: change them with a new workspace (or a reseal).
 FROZEN = {"domain": "the domain is the workspace", "seed": "splits and canaries were drawn from it",

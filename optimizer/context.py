@@ -12,12 +12,11 @@ import pandas as pd
 from domains import Decisions, Domain, get_domain
 from holdout import evidence
 from holdout.hashing import array_sha256, sha256_file, source_hashes
-from holdout.ledger import Ledger
+from holdout.ledger import Kind, Ledger
 from holdout.manifest import manifest_sha256, read_manifest
 from optimizer.config import RunConfig, load_config
 from optimizer.errors import IntegrityError
 from optimizer.workspace import Workspace
-from holdout.ledger import Kind
 
 
 def decisions_sha256(values: dict[str, np.ndarray]) -> dict[str, str]:

@@ -15,14 +15,13 @@ import pandas as pd
 
 from domains import Domain, get_domain
 from holdout.hashing import content_hash, sha256_file
-from holdout.ledger import Ledger
+from holdout.ledger import Kind, Ledger
 from holdout.seal import check_contamination, plant_canaries, seal_holdout
 from holdout.split import split_by_time
 from optimizer import __version__
 from optimizer.config import RunConfig, default_config_path, dump_config, parse_config, read_yaml
 from optimizer.errors import RatchetError
 from optimizer.workspace import Workspace
-from holdout.ledger import Kind
 
 Progress = Callable[[str], None]
 

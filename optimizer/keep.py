@@ -20,8 +20,7 @@ from typing import Any
 
 from holdout.evidence import bind_state
 from holdout.hashing import sha256_bytes
-from holdout.ledger import Entry
-from holdout.ledger import Kind
+from holdout.ledger import Entry, Kind
 
 INTENT = Kind.KEEP_INTENT
 STEPS = ("intent", "commit", "state", "swap", "complete", "cleanup")

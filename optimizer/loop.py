@@ -14,12 +14,40 @@ from typing import Any, Callable
 
 from guards import Verdict
 from holdout.evidence import bind_state
+from holdout.ledger import Kind
 from optimizer.context import Context, PolicyState, load_context
 from optimizer.errors import RatchetError
 from optimizer.experiment import ExperimentRecord, baseline_state, run_experiment
 from optimizer.proposers import ProposalContext, Proposer
 from optimizer.stages import refit_spread
-from holdout.ledger import Kind
+
+
+@dataclass(frozen=True)
+class Started:
+    """The loop began: the sandbox's active isolation layers and the proposer chosen (and why)."""
+
+    layers: tuple[str, ...]
+    proposer: str
+    why: str
+
+
+@dataclass(frozen=True)
+class BaselineReady:
+    champion: PolicyState
+
+
+@dataclass(frozen=True)
+class Proposed:
+    index: int
+    hypothesis: str
+
+
+@dataclass(frozen=True)
+class Recorded:
+    record: ExperimentRecord
+
+
+LoopEvent = Started | BaselineReady | Proposed | Recorded  # what `run_loop` tells its `on_event` as it goes
 
 
 @dataclass
@@ -131,7 +159,7 @@ def make_proposer(ctx: Context, name: str, patches: Path | None) -> Proposer:
 
 def run_loop(path: Path, *, experiments: int, budget: float | None = None, total_time: float | None = None,
              proposer: str | None = "optuna", patches: Path | None = None,
-             on_event: Callable[[str, Any], None] = lambda kind, data: None) -> LoopSummary:
+             on_event: Callable[[LoopEvent], None] = lambda event: None) -> LoopSummary:
     from optimizer.sandbox import Sandbox
     from optimizer.task_agent import open_broker
 
@@ -148,9 +176,9 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
     try:
         with Sandbox(memory_mb=ctx.config.sandbox.memory_mb, broker=broker) as sandbox, \
                 tracker.run("loop", tags={"ratchet.kind": "loop", "ratchet.proposer": prop.name}):
-            on_event("start", {"layers": sandbox.layers, "proposer": prop.name, "why": why})
+            on_event(Started(tuple(sandbox.layers), prop.name, why))
             ensure_baseline(ctx, sandbox, tracker)
-            on_event("baseline", ctx.champion())
+            on_event(BaselineReady(ctx.champion()))
             for i in range(experiments):
                 if deadline and time.monotonic() >= deadline:
                     summary.stop_reason = "time budget spent"
@@ -166,13 +194,13 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
                 if candidate is None:
                     summary.stop_reason = getattr(prop, "stop_reason", "") or "the proposer has no more candidates"
                     break
-                on_event("propose", {"index": i, "hypothesis": candidate.hypothesis})
+                on_event(Proposed(i, candidate.hypothesis))
                 record = run_experiment(ctx, sandbox, candidate.source, proposer=prop.name,
                                         hypothesis=candidate.hypothesis, tracker=tracker, parent_run=True,
                                         proposal=dict(candidate.meta))
                 prop.observe(candidate, record)
                 summary.records.append(record)
-                on_event("record", record)
+                on_event(Recorded(record))
             else:
                 summary.stop_reason = f"{experiments} experiments done"
     except KeyboardInterrupt:

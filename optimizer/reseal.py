@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 
 from holdout.hashing import row_hashes
+from holdout.ledger import Kind
 from holdout.seal import plant_canaries, seal_holdout
 from holdout.split import split_by_time
 from optimizer import __version__
 from optimizer.context import load_context
 from optimizer.errors import RatchetError
-from holdout.ledger import Kind
 
 Progress = Callable[[str], None]
 

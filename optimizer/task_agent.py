@@ -36,10 +36,10 @@ import os
 import time
 from typing import Any, Callable, Mapping
 
+from holdout.ledger import Kind
 from optimizer.config import TaskAgentConfig
 from optimizer.errors import RatchetError
 from optimizer.sandbox._channel import RequestError, parse_request
-from holdout.ledger import Kind
 
 CLEAN_ROW_SETS = frozenset({"train", "dev"})  # row sets without any holdout row
 MODULE = "ratchet_llm"
