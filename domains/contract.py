@@ -107,6 +107,18 @@ class DemoSettings:
 
 
 @dataclass(frozen=True)
+class ShadowSettings:
+    """What a shadow trial can measure for the domain on live events, and how their outcomes arrive."""
+
+    measurable: bool  # the primary metric can be computed on live outcomes for both policies
+    why: str = ""  # when it cannot: what the report says instead
+    delay_days: tuple[float, float] = (0.0, 0.0)  # an outcome becomes known this many days after its event (uniform)
+    settle_days: float = 0.0  # a "nothing happened" outcome (e.g. no chargeback) is known this many days after
+    blocks: bool = False  # a positive decision stops the event (a blocked payment): its outcome is then not observed
+    review_share: float = 1.0  # ... except for this share of stopped events, labelled by a review
+
+
+@dataclass(frozen=True)
 class Decisions:
     """What a policy decided: one value per row, plus the module constants the domain needs."""
 
@@ -143,6 +155,11 @@ class Domain(abc.ABC):
     import_keys: ClassVar[ImportKeys] = ImportKeys((), ())
     demo: ClassVar[DemoSettings]
     variants: ClassVar[Mapping[str, str]] = {}  # `ratchet init --variant NAME` -> a shipped policy file in the package
+    shadow: ClassVar[ShadowSettings] = ShadowSettings(False, "this domain does not say how its outcomes arrive")
+
+    def acted(self, decisions: Decisions) -> np.ndarray:
+        """Per row, whether the decision acts against the event (blocks it); only read when `shadow.blocks`."""
+        return np.zeros(len(decisions.values), dtype=bool)
 
     # --- data -------------------------------------------------------------------------------
     @abc.abstractmethod

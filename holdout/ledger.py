@@ -37,6 +37,12 @@ class Kind(StrEnum):
     AGENT_USAGE = "agent_usage"  # the meta-agent's tokens and spend for one proposal
     TASK_AGENT_USAGE = "task_agent_usage"  # a task-agent policy's model use in one sandbox phase
     CONTAMINATION_ALARM = "contamination_alarm"  # a canary or holdout ids in an outgoing prompt, blocked
+    SHADOW_TRIAL = "shadow_trial"  # a shadow trial started: champion, challenger, events and their hashes
+    SHADOW_OUTCOMES = "shadow_outcomes"  # a batch of outcomes joined to a trial
+    SHADOW_RESULT = "shadow_result"  # a trial's report: passed, failed or pending, with its figures
+    MODEL = "model"  # a kept policy logged as an MLflow model and registered (name, version)
+    PROMOTION = "promotion"  # the registry's champion alias moved to a policy with a passed trial, by a named approver
+    ROLLBACK = "rollback"  # the champion alias moved back to the previous version, by a named approver
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (

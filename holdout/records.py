@@ -9,7 +9,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-SEAL_TAG = "ratchet.holdout.manifest_sha256"
+class Tag:
+    """The MLflow tags ratchet writes on its runs (plain strings: MLflow's keys), in one place."""
+
+    SEAL = "ratchet.holdout.manifest_sha256"  # the seal a run was made under (the audit reads it)
+    KIND = "ratchet.kind"  # seal | reseal | loop | baseline | experiment
+    EXPERIMENT = "ratchet.experiment"  # exp-0001 ...
+    LEDGER_SEQ = "ratchet.ledger_seq"  # the ledger entry the run records
+    VERDICT = "ratchet.verdict"  # the experiment's status
+    COMMIT = "ratchet.commit"
+    DOMAIN = "ratchet.domain"
+    PROPOSER = "ratchet.proposer"
+    POLICY_SHA256 = "ratchet.policy_sha256"
+    DEVICE = "ratchet.device"
+
+
+SEAL_TAG = Tag.SEAL
 
 
 class RecordsUnavailable(Exception):
@@ -69,5 +84,5 @@ class MlflowRecords:
                                            max_results=50_000)
         except Exception as exc:  # noqa: BLE001
             raise RecordsUnavailable.of(exc) from None
-        return [RunRecord(r.info.run_id, r.data.tags.get("ratchet.experiment"), r.data.tags.get("ratchet.ledger_seq"))
+        return [RunRecord(r.info.run_id, r.data.tags.get(Tag.EXPERIMENT), r.data.tags.get(Tag.LEDGER_SEQ))
                 for r in runs]

@@ -383,6 +383,11 @@ def demo(
     raise typer.Exit(code)
 
 
+# Command modules add their commands to `app` when imported (one line each, below).
+# command modules
+from optimizer import cli_shadow  # noqa: E402,F401
+
+
 def main() -> None:
     try:
         app()

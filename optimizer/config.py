@@ -182,6 +182,16 @@ class TaskAgentConfig(_Strict):
     prices_per_mtok: AgentPrices = AgentPrices(input=1.0, output=5.0, cache_write=1.25, cache_read=0.10)
 
 
+class ShadowConfig(_Strict):
+    """When a shadow trial passes (`ratchet shadow report`)."""
+
+    min_labeled: int = Field(1000, ge=1)  # labelled events needed before a verdict (fewer: pending)
+    margin: float = Field(0.0, ge=0)  # "not worse": the challenger's primary may trail by this much, with confidence
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    max_p99_ms: float = Field(50.0, gt=0)  # decision latency per event, 99th percentile, per policy
+    batch: int = Field(500, ge=1)  # events decided per sandbox call, in time order
+
+
 class StaticConfig(_Strict):
     allowed_imports: list[str] = Field(
         default_factory=lambda: [
@@ -207,6 +217,7 @@ class RunConfig(_Strict):
     static: StaticConfig = StaticConfig()
     agent: AgentConfig = AgentConfig()
     task_agent: TaskAgentConfig = TaskAgentConfig()
+    shadow: ShadowConfig = ShadowConfig()
 
     @model_validator(mode="before")
     @classmethod

@@ -17,7 +17,7 @@ from holdout.hashing import sha256_bytes
 from holdout.ledger import Kind
 from optimizer.context import Context, PolicyState, decisions_sha256
 from optimizer.diffs import unified_diff
-from optimizer.stages import evaluate, gate, judge, record, refit_spread, scores
+from optimizer.stages import PolicyRunner, evaluate, gate, judge, record, refit_spread, scores
 
 
 class ExperimentStatus(StrEnum):
@@ -94,7 +94,7 @@ class ExperimentRecord:
                 "reasons": [{"guard": r.name, "passed": r.passed, "detail": r.detail} for r in self.verdict.results]}
 
 
-def baseline_state(ctx: Context, sandbox: Any, source: str, commit: str) -> tuple[PolicyState, Any]:
+def baseline_state(ctx: Context, sandbox: PolicyRunner, source: str, commit: str) -> tuple[PolicyState, Any]:
     """Evaluate the starting champion; its dev metrics become the harm guardrails' reference."""
     from optimizer.errors import RatchetError
 
@@ -109,7 +109,7 @@ def baseline_state(ctx: Context, sandbox: Any, source: str, commit: str) -> tupl
     return state, evaluation
 
 
-def run_experiment(ctx: Context, sandbox: Any, source: str, *, proposer: str, hypothesis: str,
+def run_experiment(ctx: Context, sandbox: PolicyRunner, source: str, *, proposer: str, hypothesis: str,
                    keep: bool = True, tracker: Any = None, parent_run: bool = False,
                    proposal: dict[str, Any] | None = None) -> ExperimentRecord:
     """The whole pipeline for one candidate. `keep=False` judges without committing (ratchet try)."""

@@ -196,12 +196,12 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
         ws = Workspace(target)
 
         progress("recording the seal in MLflow and the ledger")
-        from optimizer.tracking import SEAL_TAG, Tracker
+        from optimizer.tracking import Tag, Tracker
 
         experiment = experiment_name(target, manifest_sha)
         tracker = Tracker(experiment)
-        with tracker.run("seal", tags={SEAL_TAG: manifest_sha, "ratchet.kind": "seal",
-                                       "ratchet.domain": domain.name}) as run:
+        with tracker.run("seal", tags={Tag.SEAL: manifest_sha, Tag.KIND: "seal",
+                                       Tag.DOMAIN: domain.name}) as run:
             tracker.mlflow.log_params({"domain": domain.name, "seed": config.seed, "rows": len(frame),
                                        **{f"split.{k}": v for k, v in config.split.model_dump().items()}})
             tracker.mlflow.log_metrics({"rows_train": len(splits.train), "rows_dev": len(splits.dev),

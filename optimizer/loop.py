@@ -15,6 +15,7 @@ from typing import Any, Callable
 from guards import Verdict
 from holdout.evidence import bind_state
 from holdout.ledger import Kind
+from holdout.records import Tag
 from optimizer.context import Context, PolicyState, load_context
 from optimizer.errors import RatchetError
 from optimizer.experiment import ExperimentRecord, baseline_state, run_experiment
@@ -92,7 +93,7 @@ def ensure_baseline(ctx: Context, sandbox: Any, tracker: Any = None) -> PolicySt
                                                 **bind_state(ctx.ws.root, "champion")}})
     if tracker is not None:
         nested = tracker.mlflow.active_run() is not None
-        with tracker.run("baseline", nested=nested, tags={"ratchet.kind": "baseline", "ratchet.commit": state.commit}):
+        with tracker.run("baseline", nested=nested, tags={Tag.KIND: "baseline", Tag.COMMIT: state.commit}):
             tracker.mlflow.log_metrics({f"dev_{k}": v for k, v in state.dev_metrics.items()})
             tracker.mlflow.log_text(source, "policy.py")
     return state
@@ -175,7 +176,7 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
     ctx.ws.revert()  # whatever an earlier crash left in policy.py is not part of the champion
     try:
         with Sandbox(memory_mb=ctx.config.sandbox.memory_mb, broker=broker) as sandbox, \
-                tracker.run("loop", tags={"ratchet.kind": "loop", "ratchet.proposer": prop.name}):
+                tracker.run("loop", tags={Tag.KIND: "loop", Tag.PROPOSER: prop.name}):
             on_event(Started(tuple(sandbox.layers), prop.name, why))
             ensure_baseline(ctx, sandbox, tracker)
             on_event(BaselineReady(ctx.champion()))

@@ -69,7 +69,7 @@ def _check_unused(ctx, fresh: pd.DataFrame, retired: list[pd.DataFrame]) -> None
 def reseal(path: Path, *, seed: int | None = None, data: Path | None = None,
            progress: Progress = lambda _: None) -> ResealResult:
     from optimizer.initialize import scorer_files, source_root
-    from optimizer.tracking import SEAL_TAG, Tracker
+    from optimizer.tracking import Tag, Tracker
 
     if (seed is None) == (data is None):
         raise RatchetError("reseal: pass exactly one of --seed N (generated data) or --data FILE.")
@@ -96,7 +96,7 @@ def reseal(path: Path, *, seed: int | None = None, data: Path | None = None,
     )
     first = ctx.ledger.entries(Kind.SEAL)[0].data["mlflow"]
     tracker = Tracker(first["experiment"])
-    with tracker.run("reseal", tags={SEAL_TAG: digest, "ratchet.kind": "reseal"}) as run:
+    with tracker.run("reseal", tags={Tag.SEAL: digest, Tag.KIND: "reseal"}) as run:
         tracker.log_json(manifest, "MANIFEST.json")
         tracker.mlflow.log_metrics({"rows_holdout": int(manifest["rows"]), "label_rate_holdout": manifest["label_rate"]})
         run_id = run.info.run_id

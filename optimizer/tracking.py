@@ -19,7 +19,7 @@ import pandas as pd
 
 from optimizer.errors import RatchetError
 
-from holdout.records import SEAL_TAG  # noqa: F401 (re-exported: the tag the audit reads)
+from holdout.records import SEAL_TAG, Tag  # noqa: F401 (SEAL_TAG re-exported: the tag the audit reads)
 
 
 def default_store() -> Path:
@@ -125,10 +125,10 @@ def record_experiment(tracker: Tracker, ctx: Any, record: Any, folder: Path, *, 
     except (ValueError, SyntaxError):
         tunables = {}
     tags = {
-        "ratchet.kind": "experiment", "ratchet.experiment": record.experiment, "ratchet.verdict": str(record.status),
-        "ratchet.proposer": record.proposer, "ratchet.policy_sha256": record.policy_sha256,
-        SEAL_TAG: ctx.manifest_sha256, "ratchet.commit": record.commit or record.parent_commit,
-        "ratchet.ledger_seq": str(record.ledger_seq), "ratchet.device": str(record.fit.get("device", "")),
+        Tag.KIND: "experiment", Tag.EXPERIMENT: record.experiment, Tag.VERDICT: str(record.status),
+        Tag.PROPOSER: record.proposer, Tag.POLICY_SHA256: record.policy_sha256,
+        Tag.SEAL: ctx.manifest_sha256, Tag.COMMIT: record.commit or record.parent_commit,
+        Tag.LEDGER_SEQ: str(record.ledger_seq), Tag.DEVICE: str(record.fit.get("device", "")),
     }
     with tracker.run(record.experiment, nested=nested, tags=tags) as active:
         tracker.mlflow.log_params({"diff": _diff_summary(record.diff), "hypothesis": record.hypothesis[:500] or "-",

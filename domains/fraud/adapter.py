@@ -18,7 +18,7 @@ from pydantic import Field
 
 from domains._importing import TimeReading
 from domains.contract import (Columns, Decisions, DemoSettings, Domain, GuardrailSpec, ImportKeys, ScoreReport,
-                              ScoringSettings)
+                              ScoringSettings, ShadowSettings)
 from .data import MAPPING_KEYS, REQUIRED_KEYS
 
 AMOUNT_BANDS = ((0.0, "low"), (20.0, "mid"), (100.0, "high"), (500.0, "very_high"))
@@ -61,6 +61,9 @@ class FraudDomain(Domain):
     demo = DemoSettings(start={"THRESHOLD": 0.6, "N_ESTIMATORS": 60}, rows=200_000, workspace="demo-workspace",
                         shown=("net_savings", "false_decline_rate", "alert_rate", "fraud_recall", "precision",
                                "roc_auc", "pr_auc"))
+    # Chargebacks arrive 30 to 90 days after a fraud; a legitimate payment is known good once 90 days pass without
+    # one. A blocked payment gets no chargeback: only the share a review team looks at is labelled.
+    shadow = ShadowSettings(True, delay_days=(30.0, 90.0), settle_days=90.0, blocks=True, review_share=0.2)
     # Large amounts are a fraud pattern by definition: amount's predictive power is reported, not refused.
     leakage_exempt = ("amount",)
 
@@ -113,6 +116,10 @@ class FraudDomain(Domain):
 
     def _blocked(self, decisions: Decisions) -> np.ndarray:
         return decisions.values >= float(decisions.constants["THRESHOLD"])
+
+    def acted(self, decisions: Decisions) -> np.ndarray:
+        """A payment scored at or above THRESHOLD is blocked."""
+        return self._blocked(decisions)
 
     def contributions(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any]) -> np.ndarray:
         fraud = rows["is_fraud"].to_numpy() == 1

@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 
 from domains._importing import TimeReading
 from domains.contract import (Columns, Decisions, DemoSettings, Domain, GuardrailSpec, ImportKeys, ScoreReport,
-                              ScoringSettings)
+                              ScoringSettings, ShadowSettings)
 from . import ope
 from .importer import MAPPING_KEYS, REQUIRED_KEYS
 
@@ -67,6 +67,10 @@ class PricingDomain(Domain):
     # The offered price drives conversion by design: its strength is reported, not refused.
     leakage_exempt = ("offered_price",)
     scoring = PricingScoring
+    shadow = ShadowSettings(False, "a challenger's price was never shown to the customer, so its outcome is unknown; it "
+                            "can be estimated off-policy only where the acting policy randomizes its prices, and the "
+                            "champion does not. The report shows agreement and the price distribution instead",
+                            delay_days=(0.0, 1.0), settle_days=1.0)
     import_keys = ImportKeys(tuple(MAPPING_KEYS), REQUIRED_KEYS)
     demo = DemoSettings(start={"MAX_MULTIPLIER": 1.0}, rows=200_000,  # never prices above the reference
                         shown=("profit", "profit_ci_low", "profit_ci_high", "conversion_ratio", "price_gap_protected",

@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 
 from domains._importing import TimeReading
 from domains.contract import (Columns, Decisions, DemoSettings, Domain, GuardrailSpec, ImportKeys, ScoreReport,
-                              ScoringSettings)
+                              ScoringSettings, ShadowSettings)
 from .importer import MAPPING_KEYS, REQUIRED_KEYS
 from .queue import simulate
 
@@ -70,6 +70,9 @@ class RoutingDomain(Domain):
                         shown=("weighted_resolution_hours", "mean_resolution_hours", "first_team_resolution_rate",
                                "sla_compliance", "high_priority_misroute_rate", "max_team_utilization",
                                "tier_resolution_gap"))
+    # Which team resolved a ticket, and how long it took, are known once it is closed, whoever it was routed to; the
+    # queue simulation replays both policies' routing of the same tickets.
+    shadow = ShadowSettings(True, delay_days=(0.1, 3.0), settle_days=3.0)
     variants = {"llm": "policy_llm.py"}  # Claude routes each ticket through the parent's model broker
 
     # --- data -------------------------------------------------------------------------------

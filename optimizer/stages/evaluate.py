@@ -41,6 +41,7 @@ class Evaluation:
     timings: Mapping[str, float] = field(default_factory=dict)
     log: str = ""  # the fit phase's output (train rows only were in that sandbox)
     reasoning: tuple[dict, ...] = ()  # a task-agent policy's replies on dev (from the dev-only pass)
+    model: Any = None  # the fitted model's handle (opaque bytes in the sandbox's folder, valid while it is open)
 
     @property
     def passed(self) -> bool:
@@ -147,7 +148,7 @@ def evaluate(ctx: Any, sandbox: PolicyRunner, source: str) -> Evaluation:
         name, c = failed[0]
         return stop(GuardResult("lookahead", False, f"cut at {name[len('dev_prefix_'):]}% of dev: {c.detail}",
                                 c.figures), **later)
-    return stop(checks[-1], decisions=decisions, constants=dict(decided.constants), **later)
+    return stop(checks[-1], decisions=decisions, constants=dict(decided.constants), model=fitted.model, **later)
 
 
 def refit_spread(ctx: Any, sandbox: PolicyRunner, source: str) -> tuple[float, str | None]:

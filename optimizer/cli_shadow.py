@@ -1,0 +1,128 @@
+"""`ratchet events` and `ratchet shadow start|outcomes|report`: shadow trials on live (or generated) events."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from optimizer.cli import _fail, app, err, out
+from optimizer.errors import RatchetError
+
+shadow = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                     help="Shadow trials: a kept challenger decides live events beside the acting champion; only the "
+                          "champion's decisions act. start -> outcomes (as they arrive) -> report.")
+app.add_typer(shadow, name="shadow")
+
+
+@app.command(epilog="Example: ratchet events ws --days 14 --events-out ev.parquet --outcomes-out out.parquet")
+def events(
+    workspace: Path = typer.Argument(..., help="The workspace whose domain generates the events."),
+    days: float = typer.Option(..., help="How many days of events, starting right after the sealed holdout."),
+    seed: Optional[int] = typer.Option(None, help="Seed of the generator (default: the workspace's seed + 1000)."),
+    events_out: Path = typer.Option(..., "--events-out", help="Where the events go (.parquet or .csv): what a policy "
+                                    "may see, no label, no outcome-only column."),
+    outcomes_out: Path = typer.Option(..., "--outcomes-out", help="Where their outcomes go (.parquet or .csv): "
+                                      "event_id, label, known_at, reviewed, extra (outcome-only columns as JSON)."),
+) -> None:
+    """Generate live events that follow the sealed holdout in time, and their outcomes with the time each becomes
+    known (fraud: chargebacks 30 to 90 days later; a legitimate payment is known good after 90 days; a blocked one
+    is labelled only when `reviewed`)."""
+    from optimizer.context import load_context
+    from optimizer.shadow.events import generate_events, write_frame
+
+    try:
+        ctx = load_context(workspace)
+        made = generate_events(ctx, days=days, seed=ctx.config.seed + 1000 if seed is None else seed)
+        write_frame(made.events, events_out)
+        write_frame(made.outcomes, outcomes_out)
+    except RatchetError as exc:
+        _fail(exc)
+    out.print(f"{len(made.events):,} events from {made.start} to {made.end} -> {events_out}; outcomes -> "
+              f"{outcomes_out}", markup=False)
+
+
+@shadow.command("start", epilog="Example: ratchet shadow start ws --challenger exp-0003 --events ev.parquet --json")
+def start(
+    workspace: Path = typer.Argument(..., help="The workspace."),
+    challenger: str = typer.Option(..., help="The policy to try: a kept experiment id (exp-0003), baseline or a "
+                                   "commit."),
+    events_file: Path = typer.Option(..., "--events", help="Events to decide (.parquet or .csv), checked against "
+                                     "the workspace's data contract; bad rows are quarantined with their reason."),
+    as_json: bool = typer.Option(False, "--json", help="Print only the result as JSON on stdout."),
+) -> None:
+    """Start a trial: both policies decide the valid events in the sandbox, in time order; every decision of both is
+    stored in shadow.duckdb with its latency (only the champion's act), and the trial goes to the ledger."""
+    from optimizer.shadow.trial import start_trial
+
+    try:
+        with err.status("starting the trial") as status:
+            started = start_trial(workspace, challenger=challenger, events_file=events_file,
+                                  progress=lambda msg: status.update(msg))
+    except RatchetError as exc:
+        _fail(exc)
+    if as_json:
+        sys.stdout.write(json.dumps(started.to_json()) + "\n")
+        return
+    out.print(f"{started.trial}: {started.events:,} events decided by the champion "
+              f"({started.champion['experiment'] or started.champion['commit'][:12]}) and the challenger "
+              f"({started.challenger['experiment'] or started.challenger['commit'][:12]}); "
+              f"{started.quarantined:,} quarantined", markup=False)
+    for reason, rows in started.reasons.items():
+        out.print(f"  quarantined {rows:,}: {reason}", markup=False)
+
+
+@shadow.command("outcomes", epilog="Example: ratchet shadow outcomes ws trial-0001 --outcomes out-week1.parquet")
+def outcomes(
+    workspace: Path = typer.Argument(..., help="The workspace."),
+    trial: str = typer.Argument(..., help="The trial (trial-0001)."),
+    outcomes_file: Path = typer.Option(..., "--outcomes", help="Outcomes that arrived (.parquet or .csv); repeat "
+                                       "the command as more arrive."),
+) -> None:
+    """Join outcomes as they arrive: only the trial's events, the first outcome of each event counts."""
+    from optimizer.shadow.trial import add_outcomes
+
+    try:
+        joined = add_outcomes(workspace, trial, outcomes_file)
+    except RatchetError as exc:
+        _fail(exc)
+    out.print(f"{trial}: batch {joined['batch']}: {joined['joined']:,} outcomes joined, {joined['ignored']:,} "
+              "ignored (not this trial's events, or already joined)", markup=False)
+
+
+@shadow.command("report", epilog="Example: ratchet shadow report ws trial-0001 --json")
+def report(
+    workspace: Path = typer.Argument(..., help="The workspace."),
+    trial: str = typer.Argument(..., help="The trial (trial-0001)."),
+    as_json: bool = typer.Option(False, "--json", help="Print only the report as JSON on stdout."),
+    accept_drift: Optional[str] = typer.Option(None, "--accept-drift", help="Acknowledge a drift alarm of the "
+                                               "events, with the reason (recorded)."),
+) -> None:
+    """Compare the challenger with the champion on the labelled events: agreement, each one's metrics with a paired
+    confidence interval of the difference, labelled share, alerts per day against capacity, guardrails, segments,
+    drift against the sealed holdout, latency, quarantine. Recorded in the ledger and MLflow.
+
+    Exit 0 passed, 1 failed, 3 pending (not enough labelled events yet), 2 for usage or integrity errors."""
+    from optimizer.shadow.report import build_report
+
+    try:
+        result = build_report(workspace, trial, accept_drift=accept_drift)
+    except RatchetError as exc:
+        _fail(exc)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), default=str) + "\n")
+    else:
+        f = result.figures
+        out.print(f"{trial}: {result.status.upper()} ({f['labeled']:,} of {f['events']:,} events labelled; "
+                  f"agreement {f['agreement']['share']:.1%})", markup=False)
+        if "primary" in f:
+            p = f["primary"]
+            out.print(f"  {p['metric']}: challenger - champion {p['gain']:+.4f} (se {p['se']:.4f}, "
+                      f"{p['confidence']:.0%} lower bound {p['lower_bound']:+.4f})", markup=False)
+        for role, lat in f["latency_ms"].items():
+            out.print(f"  {role} latency p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms", markup=False)
+        for reason in result.reasons:
+            out.print(f"  - {reason}", markup=False)
+    raise typer.Exit(result.exit_code)

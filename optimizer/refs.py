@@ -1,0 +1,65 @@
+"""A policy named by a person: a kept experiment id (exp-0003), `champion`, `baseline`, or a commit of the workspace."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from holdout.hashing import sha256_bytes
+from holdout.ledger import Kind
+from optimizer.errors import RatchetError
+
+
+@dataclass(frozen=True)
+class PolicyRef:
+    """A policy version of the workspace: where it came from and its exact source."""
+
+    ref: str  # as the person wrote it
+    experiment: str  # exp-0003, baseline, or "" for a commit that is no kept experiment
+    commit: str
+    policy_sha256: str
+    source: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"ref": self.ref, "experiment": self.experiment, "commit": self.commit,
+                "policy_sha256": self.policy_sha256}
+
+
+def resolve(ctx: Any, ref: str, entries: list | None = None) -> PolicyRef:
+    """The policy `ref` names; RatchetError saying what was looked for and how to name one otherwise."""
+    entries = ctx.ledger.entries() if entries is None else entries
+    kept = {e.data["experiment"]: e.data for e in entries if e.kind == Kind.EXPERIMENT and e.data.get("kept")}
+    ref = ref.strip()
+    if ref == "champion":
+        state = ctx.champion()
+        if state is None:
+            raise RatchetError(f"{ctx.ws.root}: no champion yet; run `ratchet run` or `ratchet try` first.")
+        return _at(ctx, ref, state.experiment, state.commit)
+    if ref == "baseline":
+        base = next((e for e in entries if e.kind == Kind.BASELINE), None)
+        if base is None:
+            raise RatchetError(f"{ctx.ws.root}: the baseline has not been evaluated yet; run `ratchet run` first.")
+        return _at(ctx, ref, "baseline", base.data["commit"])
+    if re.fullmatch(r"exp-\d{4,}", ref):
+        if ref not in kept:
+            known = ", ".join(sorted(kept)) or "none yet"
+            raise RatchetError(f"{ref}: not a kept experiment of {ctx.ws.root} (kept: {known}); name a kept experiment, "
+                               "champion, baseline or a commit.")
+        return _at(ctx, ref, ref, kept[ref]["commit"], kept[ref]["policy_sha256"])
+    if not re.fullmatch(r"[0-9a-f]{4,40}", ref):
+        raise RatchetError(f"{ref!r}: not a policy reference; name a kept experiment (exp-0003), champion, baseline "
+                           "or a commit of the workspace.")
+    commit = ctx.ws.git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False).strip()
+    if not commit:
+        raise RatchetError(f"{ref}: no such commit in {ctx.ws.root}; `git -C {ctx.ws.root} log --oneline` lists them.")
+    experiment = next((exp for exp, d in kept.items() if d["commit"] == commit), "")
+    return _at(ctx, ref, experiment, commit, kept[experiment]["policy_sha256"] if experiment else None)
+
+
+def _at(ctx: Any, ref: str, experiment: str, commit: str, expected_sha: str | None = None) -> PolicyRef:
+    source = ctx.ws.git("show", f"{commit}:policy.py")
+    digest = sha256_bytes(source.encode())
+    if expected_sha is not None and digest != expected_sha:
+        raise RatchetError(f"{ref}: policy.py at commit {commit[:12]} is not the policy the ledger recorded for "
+                           f"{experiment} (sha256 differs): the history was rewritten. Run `ratchet audit {ctx.ws.root}`.")
+    return PolicyRef(ref, experiment, commit, digest, source)

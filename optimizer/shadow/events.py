@@ -1,0 +1,86 @@
+"""`ratchet events`: live events that follow the sealed holdout in time, from the domain's generator, and their
+outcomes, each with the time it becomes known.
+
+The events file holds what a policy may see (the decision-time view: no label, no outcome-only column); the
+outcomes file holds, per event id, the label, the outcome-only columns, `known_at` and `reviewed` (whether a
+review would label it even if the acting policy stopped it).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from optimizer.errors import RatchetError
+
+DAY = pd.Timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class GeneratedEvents:
+    events: pd.DataFrame
+    outcomes: pd.DataFrame
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+
+def generate_events(ctx, *, days: float, seed: int) -> GeneratedEvents:
+    """About `days` days of events at the workspace's daily volume, starting just after its holdout ends."""
+    if not days > 0:
+        raise RatchetError(f"--days {days!r}: give a positive number of days.")
+    cols, shadow = ctx.domain.columns, ctx.domain.shadow
+    seen = pd.concat([ctx.train[cols.time], ctx.dev[cols.time], ctx.holdout[cols.time]])
+    frame = ctx.domain.generate(seed, len(seen))  # the workspace's volume over the generator's own span
+    span_start, span = frame[cols.time].min(), (frame[cols.time].max() - frame[cols.time].min()) / DAY
+    if days > span:
+        raise RatchetError(f"--days {days:g}: the {ctx.domain.name} generator covers {span:.0f} days at most; ask for "
+                           "fewer and generate the next period with another --seed.")
+    window = frame[frame[cols.time] < span_start + days * DAY].reset_index(drop=True)
+    start = ctx.holdout_all[cols.time].max().ceil("D")
+    window[cols.time] = window[cols.time] - span_start + start
+    # Ids of the new events must not collide with those the workspace has seen.
+    if pd.api.types.is_integer_dtype(ctx.dev[cols.id]):
+        first = max(int(f[cols.id].max()) for f in (ctx.train, ctx.dev, ctx.holdout_all)) + 1
+        window[cols.id] = np.arange(first, first + len(window), dtype=ctx.dev[cols.id].dtype)
+    else:
+        window[cols.id] = [f"ev-{seed}-{i:08d}" for i in range(len(window))]
+    rng = np.random.default_rng([seed, 0x5EED])
+    label = window[cols.label].to_numpy()
+    positive = label.astype(float) > 0 if pd.api.types.is_numeric_dtype(window[cols.label]) else np.ones(len(window), bool)
+    low, high = shadow.delay_days
+    delay = np.where(positive, rng.uniform(low, high, len(window)), shadow.settle_days)
+    extra = [json.dumps(row, default=str) for row in window[list(cols.outcome_only)].to_dict("records")]
+    outcomes = pd.DataFrame({"event_id": window[cols.id].astype(str), "label": window[cols.label],
+                             "known_at": window[cols.time] + pd.to_timedelta(delay, unit="D"),
+                             "reviewed": rng.random(len(window)) < shadow.review_share, "extra": extra})
+    events = ctx.domain.policy_view(window, with_label=False).reset_index(drop=True)
+    return GeneratedEvents(events, outcomes, start, window[cols.time].max())
+
+
+def write_frame(frame: pd.DataFrame, path: Path) -> None:
+    """Parquet or CSV by the file's extension."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv"):
+        raise RatchetError(f"{path}: unknown file type {suffix or '(none)'}; name it .parquet or .csv.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path, index=False)
+
+
+def read_frame(path: Path, what: str) -> pd.DataFrame:
+    """A Parquet or CSV file a person passed; RatchetError naming the option and the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise RatchetError(f"--{what} {path}: file not found.")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if suffix == ".csv":
+            return pd.read_csv(path)
+    except Exception as exc:  # a damaged file: say which and why, in one line
+        raise RatchetError(f"--{what} {path}: cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0]}).") from None
+    raise RatchetError(f"--{what} {path}: unknown file type {suffix or '(none)'}; pass a .parquet or .csv file.")

@@ -1,0 +1,133 @@
+"""shadow.duckdb: one file per workspace holding every shadow trial's events, decisions and outcomes.
+
+Append-only by use: a trial's rows are written once; outcomes arrive in batches, each batch its own rows (the
+first outcome of an event counts). Decisions are stored as text (a score, a price or a team), with the latency
+of the call that made them and whether they acted (only the champion's do).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS trials (
+    trial VARCHAR PRIMARY KEY, started_at VARCHAR NOT NULL, champion_commit VARCHAR NOT NULL,
+    challenger_commit VARCHAR NOT NULL, challenger_ref VARCHAR NOT NULL, events_sha256 VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    trial VARCHAR NOT NULL, event_id VARCHAR NOT NULL, ts TIMESTAMP NOT NULL, seq BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS decisions (
+    trial VARCHAR NOT NULL, event_id VARCHAR NOT NULL, ts TIMESTAMP, policy VARCHAR NOT NULL,
+    decision VARCHAR NOT NULL, latency_ms DOUBLE NOT NULL, acted BOOLEAN NOT NULL, source VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    trial VARCHAR NOT NULL, row_number BIGINT NOT NULL, event_id VARCHAR, reason VARCHAR NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outcomes (
+    trial VARCHAR NOT NULL, batch INTEGER NOT NULL, event_id VARCHAR NOT NULL, label DOUBLE,
+    known_at TIMESTAMP NOT NULL, reviewed BOOLEAN NOT NULL, extra VARCHAR NOT NULL
+);
+"""
+POLICIES = ("champion", "challenger")
+
+
+@dataclass(frozen=True)
+class Trial:
+    trial: str
+    started_at: str
+    champion_commit: str
+    challenger_commit: str
+    challenger_ref: str
+    events_sha256: str
+
+
+class ShadowStore:
+    """The workspace's shadow.duckdb (created on first write)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @contextmanager
+    def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = duckdb.connect(str(self.path))
+        try:
+            con.execute(_SCHEMA)
+            yield con
+        finally:
+            con.close()
+
+    # --- writes -------------------------------------------------------------------------------
+    def add_trial(self, trial: Trial, events: pd.DataFrame) -> None:
+        """The trial and its valid events (`event_id`, `ts`), in decision order."""
+        rows = pd.DataFrame({"trial": trial.trial, "event_id": events["event_id"].astype(str).to_numpy(),
+                             "ts": pd.to_datetime(events["ts"]).to_numpy(), "seq": np.arange(len(events))})
+        with self._connect() as con:
+            con.execute("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?)",
+                        [trial.trial, trial.started_at, trial.champion_commit, trial.challenger_commit,
+                         trial.challenger_ref, trial.events_sha256])
+            con.register("new_events", rows)
+            con.execute("INSERT INTO events SELECT trial, event_id, ts, seq FROM new_events")
+
+    def log_decisions(self, trial: str, event_ids: Sequence, ts: Sequence | None, policy: str, values: np.ndarray,
+                      latency_ms: float | np.ndarray, *, acted: bool, source: str = "trial") -> None:
+        """One row per decision; `latency_ms` per event, or one figure for the whole call (shared by its rows)."""
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        n = len(event_ids)
+        frame = pd.DataFrame({
+            "trial": trial, "event_id": [str(i) for i in event_ids],
+            "ts": pd.to_datetime(pd.Series(ts)) if ts is not None else pd.Series([pd.NaT] * n, dtype="datetime64[ns]"),
+            "policy": policy, "decision": [str(v) for v in np.asarray(values).tolist()],
+            "latency_ms": np.broadcast_to(np.asarray(latency_ms, dtype=float), (n,)), "acted": acted,
+            "source": source})
+        with self._connect() as con:
+            con.register("new_decisions", frame)
+            con.execute("INSERT INTO decisions SELECT trial, event_id, ts, policy, decision, latency_ms, acted, source "
+                        "FROM new_decisions")
+
+    def quarantine(self, trial: str, rows: pd.DataFrame) -> None:
+        """Rows refused before any policy saw them: `row_number` (in the file), `event_id` (may be null), `reason`."""
+        if rows.empty:
+            return
+        frame = rows.assign(trial=trial)[["trial", "row_number", "event_id", "reason"]]
+        with self._connect() as con:
+            con.register("new_quarantine", frame)
+            con.execute("INSERT INTO quarantine SELECT * FROM new_quarantine")
+
+    def add_outcomes(self, trial: str, outcomes: pd.DataFrame) -> int:
+        """A batch of outcomes (`event_id`, `label`, `known_at`, `reviewed`, `extra`: the outcome-only columns as
+        JSON); returns the batch number."""
+        with self._connect() as con:
+            batch = con.execute("SELECT coalesce(max(batch), 0) + 1 FROM outcomes WHERE trial = ?", [trial]).fetchall()[0][0]
+            frame = outcomes.assign(trial=trial, batch=batch)[["trial", "batch", "event_id", "label", "known_at",
+                                                               "reviewed", "extra"]]
+            con.register("new_outcomes", frame)
+            con.execute("INSERT INTO outcomes SELECT * FROM new_outcomes")
+        return int(batch)
+
+    def forget(self, trial: str) -> None:
+        """Remove every row of a trial the ledger never recorded (a start that was cut short)."""
+        if not self.path.exists():
+            return
+        with self._connect() as con:
+            for table in ("trials", "events", "decisions", "quarantine", "outcomes"):
+                con.execute(f"DELETE FROM {table} WHERE trial = ?", [trial])
+
+    # --- reads --------------------------------------------------------------------------------
+    def trials(self) -> list[Trial]:
+        if not self.path.exists():
+            return []
+        with self._connect() as con:
+            rows = con.execute("SELECT * FROM trials ORDER BY trial").fetchall()
+        return [Trial(*r) for r in rows]
+
+    def query(self, sql: str, params: Sequence = ()) -> pd.DataFrame:
+        with self._connect() as con:
+            return con.execute(sql, list(params)).df()

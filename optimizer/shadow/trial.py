@@ -1,0 +1,180 @@
+"""Start a shadow trial and join its outcomes.
+
+Both policies are fitted on the workspace's train split and decide the valid events in time order, in batches,
+in the sandbox; every decision of both is stored with its latency, and only the champion's act. Outcomes are
+joined as they arrive; for a domain whose decisions stop events (fraud blocks), an event the champion stopped is
+labelled only when a review looked at it (selective labels).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from holdout.hashing import array_sha256, content_hash, sha256_file
+from holdout.ledger import Kind
+from optimizer.errors import RatchetError
+from optimizer.refs import PolicyRef, resolve
+from optimizer.shadow.events import read_frame
+from optimizer.shadow.quarantine import check_events
+from optimizer.shadow.store import ShadowStore, Trial
+
+
+@dataclass(frozen=True)
+class Started:
+    trial: str
+    events: int
+    quarantined: int
+    reasons: dict[str, int]  # quarantine reason -> rows
+    champion: dict
+    challenger: dict
+    dropped_columns: tuple[str, ...]
+
+    def to_json(self) -> dict:
+        return {"trial": self.trial, "events": self.events, "quarantined": self.quarantined,
+                "quarantine_reasons": self.reasons, "champion": self.champion, "challenger": self.challenger,
+                "dropped_columns": list(self.dropped_columns)}
+
+
+def store_of(ctx) -> ShadowStore:
+    return ShadowStore(ctx.ws.root / "shadow.duckdb")
+
+
+def trial_dir(ctx, trial: str) -> Path:
+    return ctx.ws.root / "shadow" / trial
+
+
+def acting_champion(ctx, entries: list) -> PolicyRef:
+    """The policy that acts: the last promoted one (a rollback restores the one before), else the workspace's."""
+    moves = [e for e in entries if e.kind in (Kind.PROMOTION, Kind.ROLLBACK)]
+    if moves and moves[-1].data.get("commit"):
+        return resolve(ctx, moves[-1].data["commit"], entries)
+    return resolve(ctx, "champion", entries)
+
+
+def start_trial(path: Path, *, challenger: str, events_file: Path, progress=lambda _: None) -> Started:
+    from optimizer.context import load_context
+    from optimizer.sandbox import Sandbox
+
+    ctx = load_context(path)
+    entries = ctx.ledger.entries()
+    champ, chall = acting_champion(ctx, entries), resolve(ctx, challenger, entries)
+    if chall.commit == champ.commit:
+        raise RatchetError(f"--challenger {challenger}: is the acting champion ({champ.commit[:12]}); a trial compares "
+                           "a different kept policy with it.")
+    progress(f"checking {events_file} against the workspace's data contract")
+    checked = check_events(ctx, read_frame(events_file, "events"), source=str(events_file))
+    cols = ctx.domain.columns
+    valid = checked.valid.sort_values(cols.time, kind="stable").reset_index(drop=True)
+    if valid.empty:
+        raise RatchetError(f"{events_file}: no valid event (all {len(checked.quarantined)} rows quarantined: "
+                           f"{_top_reason(checked.quarantined)}); fix the file.")
+    trial = f"trial-{sum(e.kind == Kind.SHADOW_TRIAL for e in entries) + 1:04d}"
+    store = store_of(ctx)
+    decided: dict = {}
+    with Sandbox(memory_mb=ctx.config.sandbox.memory_mb) as sandbox:
+        for role, ref in (("champion", champ), ("challenger", chall)):
+            progress(f"{trial}: fitting the {role} ({ref.experiment or ref.commit[:12]})")
+            decided[role], latency = _decide_all(ctx, sandbox, ref, valid, role, progress)
+            decided[role + "_latency"] = latency
+    folder = trial_dir(ctx, trial)
+    # A start a stop cut short left files but no ledger entry (the ledger numbers trials): they are not a trial.
+    shutil.rmtree(folder, ignore_errors=True)
+    store.forget(trial)
+    folder.mkdir(parents=True)
+    valid.to_parquet(folder / "events.parquet", index=False)
+    ids, ts = valid[cols.id].astype(str).to_numpy(), valid[cols.time]
+    record = Trial(trial, datetime.now(timezone.utc).isoformat(timespec="seconds"), champ.commit, chall.commit,
+                   challenger, sha256_file(events_file))
+    store.add_trial(record, pd.DataFrame({"event_id": ids, "ts": ts}))
+    store.quarantine(trial, checked.quarantined)
+    for role in ("champion", "challenger"):
+        values, constants = decided[role]
+        store.log_decisions(trial, ids, ts, role, values, decided[role + "_latency"], acted=role == "champion")
+        (folder / f"{role}.json").write_text(json.dumps({"constants": constants}, default=str))
+    reasons = _reasons(checked.quarantined)
+    ctx.ledger.append(Kind.SHADOW_TRIAL, {
+        "trial": trial, "champion": champ.to_dict(), "challenger": chall.to_dict(),
+        "events_file_sha256": record.events_sha256, "events_sha256": content_hash(valid),
+        "events": len(valid), "quarantined": len(checked.quarantined), "quarantine_reasons": reasons,
+        "decisions_sha256": {role: array_sha256(np.asarray(decided[role][0])) for role in ("champion", "challenger")},
+        "seal": ctx.manifest_sha256})
+    return Started(trial, len(valid), len(checked.quarantined), reasons, champ.to_dict(), chall.to_dict(),
+                   checked.dropped_columns)
+
+
+def _decide_all(ctx, sandbox, ref: PolicyRef, events: pd.DataFrame, role: str, progress):
+    """Fit `ref` on train and decide `events` in time-ordered batches: (decisions, constants), latency per event."""
+    budget = ctx.config.sandbox.budget_s
+    fitted = sandbox.fit(ref.source, ctx.domain.policy_view(ctx.train, with_label=True), budget_s=budget)
+    if fitted.status != "ok":
+        raise RatchetError(f"the {role} ({ref.ref}) failed to fit in the sandbox: {fitted.status}: {fitted.error}")
+    size = ctx.config.shadow.batch
+    values, latency, constants = [], [], {}
+    for start in range(0, len(events), size):
+        rows = events.iloc[start:start + size].reset_index(drop=True)
+        t0 = time.perf_counter()
+        out = sandbox.decide(ref.source, fitted.model, {"events": rows}, budget_s=budget, constants=ctx.domain.constants)
+        ms = (time.perf_counter() - t0) * 1000 / len(rows)
+        if out.status != "ok":
+            raise RatchetError(f"the {role} ({ref.ref}) failed to decide events {start + 1}-{start + len(rows)}: "
+                               f"{out.status}: {out.error}")
+        from domains import Decisions
+
+        problem = ctx.domain.check_decisions(Decisions(out.decisions["events"], out.constants), rows,
+                                             ctx.config.scoring.model_dump())
+        if problem:
+            raise RatchetError(f"the {role} ({ref.ref}) broke the output contract on events: {problem}")
+        values.append(out.decisions["events"])
+        latency.append(np.full(len(rows), ms))
+        constants = dict(out.constants)
+        progress(f"{role}: {min(start + size, len(events)):,} of {len(events):,} events decided")
+    return (np.concatenate(values), constants), np.concatenate(latency)
+
+
+def _reasons(quarantined: pd.DataFrame) -> dict[str, int]:
+    """Rows per kind of reason (the reason without the value that broke it)."""
+    if quarantined.empty:
+        return {}
+    kinds = quarantined["reason"].astype(str).str.split("; ").explode()
+    kinds = kinds.str.replace(r" \(.*\)$| '.*'$", "", regex=True)
+    return {k: int(v) for k, v in kinds.value_counts().items()}
+
+
+def _top_reason(quarantined: pd.DataFrame) -> str:
+    reasons = _reasons(quarantined)
+    return max(reasons, key=reasons.get) if reasons else "no rows"
+
+
+def add_outcomes(path: Path, trial: str, outcomes_file: Path) -> dict:
+    """Join a batch of outcomes to `trial`: only its events' ids, each event's first outcome counts."""
+    from optimizer.context import load_context
+
+    ctx = load_context(path)
+    store = store_of(ctx)
+    if trial not in {t.trial for t in store.trials()}:
+        known_trials = ", ".join(t.trial for t in store.trials()) or "none yet"
+        raise RatchetError(f"{trial}: no such trial in {ctx.ws.root} (trials: {known_trials}); start one with "
+                           "`ratchet shadow start`.")
+    frame = read_frame(outcomes_file, "outcomes")
+    need = ["event_id", "label", "known_at", "reviewed"]
+    missing = [c for c in need if c not in frame.columns]
+    if missing:
+        raise RatchetError(f"--outcomes {outcomes_file}: missing column(s) {', '.join(missing)}; an outcomes file has "
+                           f"{', '.join(need)} (and extra, the outcome-only columns as JSON), as `ratchet events` writes.")
+    frame = frame.assign(event_id=frame["event_id"].astype(str), known_at=pd.to_datetime(frame["known_at"]),
+                         reviewed=frame["reviewed"].astype(bool),
+                         extra=frame["extra"].astype(str) if "extra" in frame.columns else "{}")
+    known = set(store.query("SELECT event_id FROM events WHERE trial = ?", [trial])["event_id"])
+    seen = set(store.query("SELECT event_id FROM outcomes WHERE trial = ?", [trial])["event_id"])
+    fresh = frame[frame["event_id"].isin(known) & ~frame["event_id"].isin(seen)].drop_duplicates("event_id")
+    batch = store.add_outcomes(trial, fresh)
+    ctx.ledger.append(Kind.SHADOW_OUTCOMES, {"trial": trial, "batch": batch, "rows": len(fresh),
+                                             "ignored": len(frame) - len(fresh), "file_sha256": sha256_file(outcomes_file)})
+    return {"trial": trial, "batch": batch, "joined": len(fresh), "ignored": len(frame) - len(fresh)}

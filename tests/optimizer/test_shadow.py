@@ -1,0 +1,164 @@
+"""Shadow trials end to end on a real workspace: generated live events, both policies deciding in the sandbox,
+outcomes arriving in two parts, quarantine of bad rows, and the report's verdict (passed, failed, pending)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import duckdb
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from holdout.ledger import Kind, Ledger
+from optimizer.cli import app
+from tests.conftest import BASELINE
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def prepared(weak_workspace, tmp_path_factory):
+    """The weak workspace with the shipped baseline kept as exp-0001, and 20 days of events with outcomes."""
+    root = tmp_path_factory.mktemp("shadow")
+    ws = root / "ws"
+    shutil.copytree(weak_workspace, ws)
+    shutil.copyfile(weak_workspace.parent / "mlflow.db", root / "mlflow.db")  # the seal's records travel with it
+    (root / "strong.py").write_text(BASELINE)
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    try:
+        kept = _cli("try", ws, root / "strong.py", "--keep")
+        assert kept.exit_code == 0, kept.output
+        made = _cli("events", ws, "--days", "20", "--events-out", root / "ev.parquet", "--outcomes-out",
+                    root / "out.parquet")
+        assert made.exit_code == 0, made.output
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI") if before is None else os.environ.update(MLFLOW_TRACKING_URI=before)
+    return root
+
+
+@pytest.fixture()
+def lab(prepared, tmp_path, monkeypatch):
+    shutil.copytree(prepared, tmp_path / "lab")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'lab' / 'mlflow.db'}")
+    return tmp_path / "lab"
+
+
+def _start(root, challenger: str, events: str = "ev.parquet") -> dict:
+    started = _cli("shadow", "start", root / "ws", "--challenger", challenger, "--events", root / events, "--json")
+    assert started.exit_code == 0, started.output
+    return json.loads(started.stdout)
+
+
+def _report(root, trial: str):
+    result = _cli("shadow", "report", root / "ws", trial, "--json")
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_events_follow_the_holdout_and_hide_the_label(prepared):
+    events, outcomes = pd.read_parquet(prepared / "ev.parquet"), pd.read_parquet(prepared / "out.parquet")
+    holdout = pd.read_parquet(prepared / "ws" / "holdout" / "holdout.parquet")
+    assert events["ts"].min() > holdout["ts"].max() and events["ts"].is_monotonic_increasing
+    assert not {"is_fraud", "fraud_scenario"} & set(events.columns)
+    assert set(outcomes["event_id"]) == set(events["tx_id"].astype(str))
+    fraud = outcomes["label"] == 1
+    delay = (outcomes["known_at"] - events.set_index(events["tx_id"].astype(str)).loc[outcomes["event_id"], "ts"]
+             .to_numpy()).dt.days
+    assert delay[fraud].between(30, 90).all() and (delay[~fraud] == 90).all()  # chargebacks; settled after 90 days
+    assert 0.1 < outcomes["reviewed"].mean() < 0.3
+
+
+def test_a_worse_challenger_fails_after_outcomes_arrive_in_two_parts(lab):
+    started = _start(lab, "baseline")  # the weak starting policy against the kept exp-0001
+    assert started["trial"] == "trial-0001" and started["quarantined"] == 0 and started["events"] > 5000
+    assert started["champion"]["experiment"] == "exp-0001"
+    code, report = _report(lab, "trial-0001")
+    assert code == 3 and report["status"] == "pending" and report["labeled"] == 0
+    outcomes = pd.read_parquet(lab / "out.parquet")
+    cut = outcomes["known_at"].quantile(0.5)
+    outcomes[outcomes["known_at"] <= cut].to_parquet(lab / "part1.parquet")
+    outcomes[outcomes["known_at"] > cut].to_parquet(lab / "part2.parquet")
+    first = _cli("shadow", "outcomes", lab / "ws", "trial-0001", "--outcomes", lab / "part1.parquet")
+    assert first.exit_code == 0 and "batch 1" in first.output, first.output
+    _, partial = _report(lab, "trial-0001")
+    again = _cli("shadow", "outcomes", lab / "ws", "trial-0001", "--outcomes", lab / "part1.parquet")
+    assert "0 outcomes joined" in again.output  # an event's first outcome counts
+    assert _cli("shadow", "outcomes", lab / "ws", "trial-0001", "--outcomes", lab / "part2.parquet").exit_code == 0
+    code, report = _report(lab, "trial-0001")
+    assert partial["labeled"] < report["labeled"]
+    assert code == 1 and report["status"] == "failed"
+    assert any(r.startswith("net_savings: the challenger is not shown to be not worse") for r in report["reasons"])
+    assert report["primary"]["gain"] < 0 and report["primary"]["lower_bound"] < 0
+    # Selective labels: what the champion blocked is labelled only where a review looked at it.
+    blocked = report["agreement"]["table"]["champion block"]
+    assert report["labeled"] < report["events"] and sum(blocked.values()) > 0
+    skewed = report["selective_labels"]["champion_blocks_challenger_allows"]
+    assert skewed["events"] > 0 and skewed["labeled_share"] < 0.5
+    assert set(report["latency_ms"]) == {"champion", "challenger"} and "amount" in report["drift"]
+    assert report["alerts_per_day"]["limit"] == {"alert_rate": 0.03}
+    kinds = [e.kind for e in Ledger(lab / "ws" / "ledger.duckdb").entries()]
+    assert kinds.count(Kind.SHADOW_TRIAL) == 1 and kinds.count(Kind.SHADOW_OUTCOMES) == 3
+    assert kinds[-1] == Kind.SHADOW_RESULT
+    con = duckdb.connect(str(lab / "ws" / "shadow.duckdb"), read_only=True)
+    acted = dict(con.execute("SELECT policy, bool_and(acted) FROM decisions GROUP BY policy").fetchall())
+    assert acted == {"champion": True, "challenger": False}  # only the champion's decisions act
+    audit = _cli("audit", lab / "ws")
+    assert audit.exit_code == 0, audit.output
+
+
+def test_a_challenger_that_decides_alike_passes(lab):
+    ws = lab / "ws"
+    policy = (ws / "policy.py").read_text()
+    git = ["git", "-C", str(ws), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    (ws / "policy.py").write_text(policy + "\n# the same policy, reformatted\n")
+    subprocess.run([*git, "commit", "-qam", "a refactor"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run([*git, "reset", "-q", "--hard", "HEAD~1"], check=True)  # the workspace stays at its champion
+    started = _start(lab, commit[:12])
+    assert started["challenger"]["commit"] == commit and started["challenger"]["experiment"] == ""
+    _cli("shadow", "outcomes", ws, started["trial"], "--outcomes", lab / "out.parquet")
+    code, report = _report(lab, started["trial"])
+    assert code == 0 and report["status"] == "passed", report["reasons"]
+    assert report["agreement"]["share"] == 1.0 and report["primary"]["gain"] == 0.0
+    last = Ledger(ws / "ledger.duckdb").entries(Kind.SHADOW_RESULT)[-1].data
+    assert last["passed"] and last["challenger"]["commit"] == commit
+
+
+def test_bad_rows_are_quarantined_with_their_reason_and_never_decided(lab):
+    events = pd.read_parquet(lab / "ev.parquet").head(600).astype({"amount": object})
+    events.loc[3, "amount"] = None
+    events.loc[5, "amount"] = -4.0
+    events.loc[7, "amount"] = "lots"
+    events.loc[9, "tx_id"] = events.loc[8, "tx_id"]
+    events.to_csv(lab / "bad.csv", index=False)
+    started = _start(lab, "baseline", "bad.csv")
+    assert started["events"] == 596 and started["quarantined"] == 4
+    reasons = started["quarantine_reasons"]
+    assert any("wrong type" in r for r in reasons) and any("duplicate id" in r for r in reasons)
+    assert any("not_be_null" in r for r in reasons) and any("to_be_between" in r for r in reasons)
+    con = duckdb.connect(str(lab / "ws" / "shadow.duckdb"), read_only=True)
+    rows = con.execute("SELECT row_number, reason FROM quarantine ORDER BY row_number").fetchall()
+    assert [r[0] for r in rows] == [4, 6, 8, 10] and "'lots'" in rows[2][1]
+    decided = {r[0] for r in con.execute("SELECT DISTINCT event_id FROM decisions").fetchall()}
+    assert str(events.loc[7, "tx_id"]) not in decided and len(decided) == 596
+
+
+def test_unusable_files_and_unknown_trials_are_refused_by_name(lab):
+    events = pd.read_parquet(lab / "ev.parquet").head(50)
+    events.assign(is_fraud=0).to_parquet(lab / "leak.parquet")
+    leak = _cli("shadow", "start", lab / "ws", "--challenger", "baseline", "--events", lab / "leak.parquet")
+    assert leak.exit_code == 2 and "is_fraud" in leak.output
+    events.drop(columns=["amount"]).to_parquet(lab / "short.parquet")
+    short = _cli("shadow", "start", lab / "ws", "--challenger", "baseline", "--events", lab / "short.parquet")
+    assert short.exit_code == 2 and "amount" in short.output
+    same = _cli("shadow", "start", lab / "ws", "--challenger", "exp-0001", "--events", lab / "ev.parquet")
+    assert same.exit_code == 2 and "acting champion" in same.output
+    unknown = _cli("shadow", "report", lab / "ws", "trial-0009")
+    assert unknown.exit_code == 2 and "trial-0009" in unknown.output
+    bad_ref = _cli("shadow", "start", lab / "ws", "--challenger", "exp-0042", "--events", lab / "ev.parquet")
+    assert bad_ref.exit_code == 2 and "exp-0042" in bad_ref.output and "kept" in bad_ref.output
