@@ -62,7 +62,8 @@ def build_report(path: Path, trial: str, *, accept_drift: str | None = None, rec
     figures: dict[str, Any] = {"events": int(len(ids)), "labeled": int(labeled.sum()),
                                "labeled_share": float(labeled.mean()), "outcomes_arrived": int(arrived.sum()),
                                "champion": started["champion"], "challenger": started["challenger"],
-                               "agreement": _agreement(ctx, champ, chall), "quarantined": started["quarantine_reasons"]}
+                               "agreement": _agreement(ctx, champ, chall), "quarantined": started["quarantine_reasons"],
+                               "decisions": {"champion": _distribution(champ), "challenger": _distribution(chall)}}
     hard: list[str] = []
     if shadow.blocks:
         figures["selective_labels"] = _selective(ctx, champ, chall, labeled)
@@ -126,6 +127,14 @@ def _agreement(ctx, champ: Decisions, chall: Decisions) -> dict:
     table = pd.crosstab(pd.Series(a, name="champion"), pd.Series(b, name="challenger"))
     return {"share": float((a == b).mean()), "table": {f"champion {i}": {f"challenger {j}": int(table.at[i, j])
                                                                          for j in table.columns} for i in table.index}}
+
+
+def _distribution(d: Decisions) -> dict:
+    """Quantiles of numeric decisions (scores, prices), or the share of each class decided (teams)."""
+    values = pd.Series(d.values)
+    if pd.api.types.is_numeric_dtype(values):
+        return {f"q{int(q * 100):02d}": float(values.quantile(q)) for q in (0.01, 0.1, 0.5, 0.9, 0.99)}
+    return {str(k): float(v) for k, v in values.value_counts(normalize=True).items()}
 
 
 def _selective(ctx, champ: Decisions, chall: Decisions, labeled: np.ndarray) -> dict:

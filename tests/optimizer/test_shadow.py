@@ -56,8 +56,7 @@ def _start(root, challenger: str, events: str = "ev.parquet") -> dict:
 
 
 def _report(root, trial: str):
-    result = _cli("shadow", "report", root / "ws", trial, "--json")
-    return result.exit_code, json.loads(result.stdout)
+    return _report_at(root / "ws", trial)
 
 
 def test_events_follow_the_holdout_and_hide_the_label(prepared):
@@ -162,3 +161,38 @@ def test_unusable_files_and_unknown_trials_are_refused_by_name(lab):
     assert unknown.exit_code == 2 and "trial-0009" in unknown.output
     bad_ref = _cli("shadow", "start", lab / "ws", "--challenger", "exp-0042", "--events", lab / "ev.parquet")
     assert bad_ref.exit_code == 2 and "exp-0042" in bad_ref.output and "kept" in bad_ref.output
+
+
+def test_pricing_says_its_metric_is_not_measurable_in_shadow(tmp_path, monkeypatch):
+    """A challenger's price was never shown to a customer: the trial reports agreement and prices, and fails."""
+    from optimizer.context import load_context
+    from optimizer.initialize import init_workspace
+    from optimizer.loop import ensure_baseline
+    from optimizer.sandbox import Sandbox
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    ws = init_workspace("pricing", tmp_path / "ws", overrides={"data.rows": 20_000, "seal.canaries": 4,
+                                                               "decision.refits": 0}).workspace.root
+    with Sandbox() as sandbox:
+        ensure_baseline(load_context(ws), sandbox)
+    git = ["git", "-C", str(ws), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    (ws / "policy.py").write_text((ws / "policy.py").read_text().replace("MAX_MULTIPLIER = 1.3 ", "MAX_MULTIPLIER = 1.1 "))
+    subprocess.run([*git, "commit", "-qam", "a cheaper challenger"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run([*git, "reset", "-q", "--hard", "HEAD~1"], check=True)
+    assert _cli("events", ws, "--days", "5", "--events-out", tmp_path / "ev.csv", "--outcomes-out",
+                tmp_path / "out.csv").exit_code == 0
+    started = _cli("shadow", "start", ws, "--challenger", commit, "--events", tmp_path / "ev.csv", "--json")
+    assert started.exit_code == 0, started.output
+    trial = json.loads(started.stdout)["trial"]
+    assert _cli("shadow", "outcomes", ws, trial, "--outcomes", tmp_path / "out.csv").exit_code == 0
+    code, report = _report_at(ws, trial)
+    assert code == 1 and report["status"] == "failed"
+    assert any("not measurable in shadow for pricing" in r for r in report["reasons"])
+    assert 0 <= report["agreement"]["share"] < 1 and report["decisions"]["challenger"]["q99"] > 0
+    assert "primary" not in report
+
+
+def _report_at(ws, trial: str):
+    result = _cli("shadow", "report", ws, trial, "--json")
+    return result.exit_code, json.loads(result.stdout)
