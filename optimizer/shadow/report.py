@@ -230,7 +230,8 @@ def _record(ctx, result: Report, started: dict) -> None:
     ctx.ledger.append(Kind.SHADOW_RESULT, {"trial": result.trial, "status": result.status,
                                            "passed": result.status == "passed", "reasons": list(result.reasons),
                                            "champion": started["champion"], "challenger": started["challenger"],
-                                           "labeled": result.figures["labeled"], "events": result.figures["events"]})
+                                           "labeled": result.figures["labeled"], "events": result.figures["events"],
+                                           "drift_accepted": result.figures["drift_accepted"]})
     tracker = open_tracker(ctx)
     with tracker.run(f"shadow {result.trial}", tags={Tag.KIND: "shadow", Tag.SEAL: ctx.manifest_sha256,
                                                      Tag.COMMIT: started["challenger"]["commit"]}):

@@ -99,14 +99,29 @@ def start_trial(path: Path, *, challenger: str, events_file: Path, progress=lamb
         store.log_decisions(trial, ids, ts, role, values, decided[role + "_latency"], acted=role == "champion")
         (folder / f"{role}.json").write_text(json.dumps({"constants": constants}, default=str))
     reasons = _reasons(checked.quarantined)
-    ctx.ledger.append(Kind.SHADOW_TRIAL, {
+    entry = ctx.ledger.append(Kind.SHADOW_TRIAL, {
         "trial": trial, "champion": champ.to_dict(), "challenger": chall.to_dict(),
         "events_file_sha256": record.events_sha256, "events_sha256": content_hash(valid),
         "events": len(valid), "quarantined": len(checked.quarantined), "quarantine_reasons": reasons,
         "decisions_sha256": {role: array_sha256(np.asarray(decided[role][0])) for role in ("champion", "challenger")},
         "seal": ctx.manifest_sha256})
+    _track(ctx, entry.data)
     return Started(trial, len(valid), len(checked.quarantined), reasons, champ.to_dict(), chall.to_dict(),
                    checked.dropped_columns)
+
+
+def _track(ctx, data: dict) -> None:
+    """The trial's start as an MLflow run: who decided what, on how many events."""
+    from holdout.records import Tag
+    from optimizer.loop import open_tracker
+
+    tracker = open_tracker(ctx)
+    with tracker.run(f"shadow {data['trial']} start", tags={Tag.KIND: "shadow", Tag.SEAL: ctx.manifest_sha256,
+                                                           Tag.COMMIT: data["challenger"]["commit"]}):
+        tracker.mlflow.log_params({"trial": data["trial"], "champion": data["champion"]["commit"],
+                                   "challenger": data["challenger"]["commit"]})
+        tracker.mlflow.log_metrics({"events": data["events"], "quarantined": data["quarantined"]})
+        tracker.log_json(data, "shadow_trial.json")
 
 
 def _decide_all(ctx, sandbox, ref: PolicyRef, events: pd.DataFrame, role: str, progress):
