@@ -14,7 +14,7 @@ from holdout import evidence
 from holdout.hashing import canonical_json, content_hash, sha256_file, verify_signature
 from holdout.ledger import Kind, Ledger, verify_chain
 from holdout.manifest import MANIFEST, SEAL_KEY_ENV, manifest_body, manifest_sha256, read_manifest
-from holdout.records import MlflowRecords, RecordsUnavailable, TrackingRecords
+from holdout.records import CHAMPION, PREVIOUS, MlflowRecords, RecordsUnavailable, TrackingRecords
 from domains.errors import RatchetError
 
 SEAL_KINDS = ("seal", "reseal")
@@ -168,6 +168,42 @@ def _mlflow_experiments(records: TrackingRecords | None, why: str | None, entrie
     return Check("mlflow_experiments", True, f"{len(runs)} MLflow experiment runs all found in the ledger")
 
 
+def _registry_aliases(records: TrackingRecords | None, why: str | None, entries: list) -> Check:
+    """The registry's champion and previous aliases are where the ledger's last promotion or rollback put them
+    (with nothing promoted, neither is set): an alias moved behind the ledger's back fails here."""
+    moves = [e for e in entries if e.kind in (Kind.PROMOTION, Kind.ROLLBACK)]
+    named = moves or [e for e in entries if e.kind == Kind.MODEL]
+    if not named:
+        return Check("registry_aliases", True, "nothing promoted")
+    if records is None:
+        return Check("registry_aliases", False, f"not verified: {why}")
+    name = named[-1].data["name"]
+    try:
+        aliases = records.model_aliases(name)
+    except RecordsUnavailable as exc:
+        return Check("registry_aliases", False, f"not verified: MLflow at {records.uri} cannot be read: {exc}")
+    last = moves[-1].data if moves else {}
+    want = {CHAMPION: last.get("version"), PREVIOUS: last.get("previous_version")}
+    if aliases is None:
+        return (Check("registry_aliases", True, "nothing promoted") if not moves else
+                Check("registry_aliases", False, f"registered model {name} not found at {records.uri}; ledger entry "
+                      f"{moves[-1].seq} ({moves[-1].kind}) set champion to version {want[CHAMPION]}"))
+    have = {alias: aliases.get(alias) for alias in want}
+    since = f"ledger entry {moves[-1].seq} ({moves[-1].kind})" if moves else "the ledger (nothing promoted)"
+    wrong = [f"alias {a} is {_version(have[a])}, {since} says {_version(want[a])}" for a in want if have[a] != want[a]]
+    if wrong:
+        return Check("registry_aliases", False, f"registered model {name} at {records.uri}: " + "; ".join(wrong) +
+                     ": moved outside `ratchet promote`/`ratchet rollback`")
+    if not moves:
+        return Check("registry_aliases", True, f"nothing promoted; {name} has no champion alias")
+    return Check("registry_aliases", True, f"{name}: champion {_version(want[CHAMPION])}, previous "
+                 f"{_version(want[PREVIOUS])}, as {since} set them (approved by {last.get('approved_by')})")
+
+
+def _version(version: int | None) -> str:
+    return "unset" if version is None else f"version {version}"
+
+
 def _verdict_inputs(root: Path, entries: list) -> Check:
     """Splits, config and the cached decisions and states of baseline, champion and reference vs the ledger."""
     problems = evidence.verify(root, entries)
@@ -266,6 +302,7 @@ def audit(root: Path, *, source_root: Path, gate_settings: Mapping[str, float] |
         if seals[0].data.get("mlflow") != seals[-1].data.get("mlflow"):  # a reseal may record elsewhere
             store, why = _records(seals[0].data, records)
         checks.append(_mlflow_experiments(store, why, entries))
+        checks.append(_registry_aliases(store, why, entries))
     else:
         checks.append(Check("manifest_vs_ledger", False, "the ledger has no seal entry"))
     if entries:

@@ -1,8 +1,9 @@
 """What the audit reads from the tracking store, through an interface it owns (not the optimizer's client).
 
-`TrackingRecords` is the whole contract: the seal hash a run carries, and the experiment runs with the
-ledger entry each names. `MlflowRecords` reads it from an MLflow store with MLflow's own client; an outage
-raises `RecordsUnavailable` with the store's own error, so the audit reports the real cause.
+`TrackingRecords` is the whole contract: the seal hash a run carries, the experiment runs with the
+ledger entry each names, and the aliases of the workspace's registered model. `MlflowRecords` reads it from an
+MLflow store with MLflow's own client; an outage raises `RecordsUnavailable` with the store's own error, so the
+audit reports the real cause.
 """
 from __future__ import annotations
 
@@ -22,9 +23,14 @@ class Tag:
     PROPOSER = "ratchet.proposer"
     POLICY_SHA256 = "ratchet.policy_sha256"
     DEVICE = "ratchet.device"
+    MODEL_SHA256 = "ratchet.model_sha256"  # on a model version: its fitted bytes
+    APPROVED_BY = "ratchet.approved_by"  # on a promoted model version: who approved it
+    REASON = "ratchet.reason"
+    TRIAL = "ratchet.trial"  # the passed shadow trial it was promoted on
 
 
 SEAL_TAG = Tag.SEAL
+CHAMPION, PREVIOUS = "champion", "previous"  # the registry aliases only `ratchet promote` and `rollback` move
 
 
 class RecordsUnavailable(Exception):
@@ -48,6 +54,8 @@ class TrackingRecords(Protocol):
     def seal_hash(self, run_id: str) -> str | None: ...
 
     def experiment_runs(self) -> list[RunRecord]: ...
+
+    def model_aliases(self, name: str) -> dict[str, int] | None: ...
 
 
 class MlflowRecords:
@@ -86,3 +94,13 @@ class MlflowRecords:
             raise RecordsUnavailable.of(exc) from None
         return [RunRecord(r.info.run_id, r.data.tags.get(Tag.EXPERIMENT), r.data.tags.get(Tag.LEDGER_SEQ))
                 for r in runs]
+
+    def model_aliases(self, name: str) -> dict[str, int] | None:
+        """Alias -> version of a registered model; None when the registry has no model of that name."""
+        try:
+            model = self.client.get_registered_model(name)
+        except Exception as exc:  # noqa: BLE001
+            if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise RecordsUnavailable.of(exc, f"registered model {name}: ") from None
+        return {alias: int(version) for alias, version in (model.aliases or {}).items()}

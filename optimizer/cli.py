@@ -385,6 +385,8 @@ def demo(
 
 # Command modules add their commands to `app` when imported (one line each, below).
 # command modules
+from optimizer import cli_promote  # noqa: E402,F401
+from optimizer import cli_serve  # noqa: E402,F401
 from optimizer import cli_shadow  # noqa: E402,F401
 
 
@@ -396,5 +398,7 @@ def main() -> None:
         sys.exit(130)
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # `python -m optimizer.cli`: the command modules register on optimizer.cli, not __main__
+    from optimizer.cli import main as _main
+
+    _main()

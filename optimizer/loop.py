@@ -93,9 +93,13 @@ def ensure_baseline(ctx: Context, sandbox: Any, tracker: Any = None) -> PolicySt
                                                 **bind_state(ctx.ws.root, "champion")}})
     if tracker is not None:
         nested = tracker.mlflow.active_run() is not None
-        with tracker.run("baseline", nested=nested, tags={Tag.KIND: "baseline", Tag.COMMIT: state.commit}):
+        with tracker.run("baseline", nested=nested, tags={Tag.KIND: "baseline", Tag.COMMIT: state.commit}) as active:
             tracker.mlflow.log_metrics({f"dev_{k}": v for k, v in state.dev_metrics.items()})
             tracker.mlflow.log_text(source, "policy.py")
+            from optimizer.registry import register  # the baseline is version 1 of the workspace's model
+
+            register(tracker, ctx, experiment="baseline", commit=state.commit, source=source, model=run.model,
+                     run_id=active.info.run_id)
     return state
 
 

@@ -115,8 +115,10 @@ def _diff_summary(diff: str, limit: int = 480) -> str:
     return (text[: limit - 3] + "...") if len(text) > limit else (text or "(no change)")
 
 
-def record_experiment(tracker: Tracker, ctx: Any, record: Any, folder: Path, *, nested: bool) -> str:
-    """One MLflow run per experiment: parameters, dev metrics, guard results, gate answer, artifacts."""
+def record_experiment(tracker: Tracker, ctx: Any, record: Any, folder: Path, *, nested: bool,
+                      evaluation: Any = None) -> str:
+    """One MLflow run per experiment: parameters, dev metrics, guard results, gate answer, artifacts; a kept
+    policy is also logged as a model and registered (`evaluation` holds its fitted model's handle)."""
     from optimizer.tunables import parse
 
     source = (folder / "policy.py").read_text()
@@ -153,4 +155,9 @@ def record_experiment(tracker: Tracker, ctx: Any, record: Any, folder: Path, *, 
         metrics["kept"] = float(record.kept)
         tracker.mlflow.log_metrics(metrics)
         tracker.mlflow.log_artifacts(str(folder))
+        if record.kept and evaluation is not None and evaluation.model is not None:
+            from optimizer.registry import register
+
+            register(tracker, ctx, experiment=record.experiment, commit=record.commit, source=source,
+                     model=evaluation.model, run_id=active.info.run_id)
         return active.info.run_id

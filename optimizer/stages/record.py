@@ -43,5 +43,5 @@ def record(ctx: Any, rec: Any, source: str, *, evaluation: Evaluation | None = N
     folder = write_record(ctx.ws, {**payload, "commit": rec.commit, "ledger_seq": rec.ledger_seq}, source, rec.diff,
                           trace)
     if tracker is not None:
-        record_experiment(tracker, ctx, rec, folder, nested=nested)
+        record_experiment(tracker, ctx, rec, folder, nested=nested, evaluation=evaluation)
     return rec

@@ -108,6 +108,8 @@ def test_a_worse_challenger_fails_after_outcomes_arrive_in_two_parts(lab):
     assert acted == {"champion": True, "challenger": False}  # only the champion's decisions act
     audit = _cli("audit", lab / "ws")
     assert audit.exit_code == 0, audit.output
+    blocked = _cli("promote", lab / "ws", "baseline", "--approved-by", "A. Reviewer", "--reason", "try it")
+    assert blocked.exit_code == 1 and "trial-0001" in blocked.output, blocked.output  # the failed trial blocks it
 
 
 def test_a_challenger_that_decides_alike_passes(lab):

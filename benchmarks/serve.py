@@ -1,0 +1,179 @@
+"""What one decision costs through `ratchet serve`: the real server (uvicorn, in its own process) on a small
+fraud workspace, called over HTTP with keep-alive from this process. Single events: latency per request
+(p50, p99); batches of 1,000: events per second. Each run sends both; the figures are the median of the runs.
+The server's own figure (`latency_ms`: the sandbox decide alone) is printed beside the client's.
+
+    .venv/bin/python benchmarks/serve.py [--rows 30000] [--singles 200] [--batches 20] [--runs 3]
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def build_workspace(root: Path, rows: int) -> Path:
+    """A sealed fraud workspace with its baseline evaluated (no refits: serving needs only the champion)."""
+    from optimizer.context import load_context
+    from optimizer.initialize import init_workspace
+    from optimizer.loop import ensure_baseline
+    from optimizer.sandbox import Sandbox
+
+    ws = init_workspace("fraud", root / "ws", overrides={"data.rows": rows}).workspace.root
+    ctx = load_context(ws)
+    ctx.config = ctx.config.model_copy(update={"decision": ctx.config.decision.model_copy(update={"refits": 0})})
+    with Sandbox(memory_mb=ctx.config.sandbox.memory_mb) as sandbox:
+        ensure_baseline(ctx, sandbox)
+    return ws
+
+
+def request_bodies(ws: Path, size: int, count: int) -> list[bytes]:
+    """`count` JSON bodies of `size` consecutive dev rows each (the policy view, no label; dev is cycled
+    when it holds fewer rows than asked for)."""
+    from optimizer.context import load_context
+
+    ctx = load_context(ws)
+    view = ctx.domain.policy_view(ctx.dev, with_label=False)
+    rows = json.loads(view.to_json(orient="records", date_format="iso"))
+    picked = [rows[i % len(rows)] for i in range(size * count)]
+    return [json.dumps({"rows": picked[i * size:(i + 1) * size]}).encode() for i in range(count)]
+
+
+def sandbox_breakdown(ws: Path, count: int) -> tuple[float, float]:
+    """Median ms of one bare Sandbox.decide of 1 row (no HTTP) and of the policy's own decide inside it."""
+    from optimizer.context import load_context
+    from optimizer.sandbox import Sandbox
+
+    ctx = load_context(ws)
+    view = ctx.domain.policy_view(ctx.dev, with_label=False)
+    source = ctx.ws.champion_source()
+    with Sandbox(memory_mb=ctx.config.sandbox.memory_mb) as sandbox:
+        model = sandbox.fit(source, ctx.domain.policy_view(ctx.train, with_label=True), budget_s=60).model
+        walls, inside = [], []
+        for i in range(count):
+            t0 = time.perf_counter()
+            result = sandbox.decide(source, model, {"rows": view.iloc[i:i + 1]}, budget_s=60,
+                                    constants=ctx.domain.constants)
+            walls.append((time.perf_counter() - t0) * 1000)
+            inside.append(result.decide_seconds * 1000)
+    return statistics.median(walls[5:]), statistics.median(inside[5:])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(ws: Path, port: int, log: Path) -> subprocess.Popen:
+    """`ratchet serve` in its own process; returns once /health answers."""
+    # Not `python -m optimizer.cli`: as __main__ it is a second copy of the module, without the command modules.
+    command = [sys.executable, "-c", "from optimizer.cli import main; main()", "serve", str(ws), "--port", str(port)]
+    with open(log, "wb") as out:
+        server = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited ({server.returncode}): {log.read_text()[-2000:]}")
+        try:
+            status, _ = call(http.client.HTTPConnection("127.0.0.1", port, timeout=5), "GET", "/health")
+            if status == 200:
+                return server
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    raise SystemExit(f"the server did not answer /health in 300 s: {log.read_text()[-2000:]}")
+
+
+def call(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:
+    conn.request(method, path, body=body, headers={"content-type": "application/json"} if body else {})
+    response = conn.getresponse()
+    return response.status, json.loads(response.read())
+
+
+def timed(conn: http.client.HTTPConnection, bodies: list[bytes]) -> tuple[list[float], list[float]]:
+    """Client wall time and the server's decide latency of each request, in ms."""
+    walls, inside = [], []
+    for body in bodies:
+        t0 = time.perf_counter()
+        status, answer = call(conn, "POST", "/decide", body)
+        walls.append((time.perf_counter() - t0) * 1000)
+        if status != 200:
+            raise SystemExit(f"POST /decide answered {status}: {answer}")
+        inside.append(answer["latency_ms"])
+    return walls, inside
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=30_000, help="generated transactions in the workspace")
+    ap.add_argument("--singles", type=int, default=200, help="single-event requests per run")
+    ap.add_argument("--batches", type=int, default=20, help="requests of --batch-size events per run")
+    ap.add_argument("--batch-size", type=int, default=1_000)
+    ap.add_argument("--runs", type=int, default=3)
+    args = ap.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+        ws = build_workspace(tmp, args.rows)
+        singles = request_bodies(ws, 1, args.singles)
+        batches = request_bodies(ws, args.batch_size, args.batches)
+        bare_ms, policy_ms = sandbox_breakdown(ws, 55)
+        port = free_port()
+        t0 = time.perf_counter()
+        server = start_server(ws, port, tmp / "serve.log")
+        start_s = time.perf_counter() - t0
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            _, health = call(conn, "GET", "/health")
+            timed(conn, singles[:10])  # warm-up: first forks, page cache
+            runs = []
+            for _ in range(args.runs):
+                walls, inside = timed(conn, singles)
+                t0 = time.perf_counter()
+                batch_walls, batch_inside = timed(conn, batches)
+                rate = args.batches * args.batch_size / (time.perf_counter() - t0)
+                runs.append({"p50": percentile(walls, 50), "p99": percentile(walls, 99),
+                             "decide_p50": percentile(inside, 50), "rate": rate,
+                             "batch_p50": percentile(batch_walls, 50),
+                             "batch_decide_p50": percentile(batch_inside, 50)})
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+
+    med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"sandbox layers: {', '.join(health['sandbox']['layers'])}")
+    print(f"workspace: {args.rows:,} generated transactions; server start (load, verify, fit) {start_s:.1f} s; "
+          f"median of {args.runs} runs")
+    print(f"single event ({args.singles} requests): p50 {med['p50']:.1f} ms, p99 {med['p99']:.1f} ms "
+          f"(sandbox decide alone p50 {med['decide_p50']:.1f} ms); goal p50 <= 10 ms, p99 <= 50 ms")
+    print(f"batches of {args.batch_size:,} ({args.batches} requests): {med['rate']:,.0f} events/s, "
+          f"{med['batch_p50']:.1f} ms per request (sandbox decide alone {med['batch_decide_p50']:.1f} ms); "
+          f"goal >= 5,000 events/s")
+    print(f"one bare Sandbox.decide of 1 row (no HTTP): {bare_ms:.1f} ms, of which the policy's own decide "
+          f"{policy_ms:.1f} ms (the rest: fork, containment, policy load, model unpickle, hand-off)")
+    for i, r in enumerate(runs, 1):
+        print(f"  run {i}: single p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms; batches {r['rate']:,.0f} events/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""`ratchet serve`: the acting policy answers decisions over HTTP (optimizer/serve.py), inside the sandbox."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from optimizer.cli import _fail, app, err, out  # noqa: F401  (out: the command module convention)
+from optimizer.errors import RatchetError
+
+
+@app.command(epilog="Example: ratchet serve ws --port 8765")
+def serve(
+    workspace: Path = typer.Argument(..., help="The workspace whose acting policy answers."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface; there is no "
+                             "authentication, so put a proxy in front of anything but localhost)."),
+    port: int = typer.Option(8765, min=1, max=65535, help="TCP port to listen on."),
+) -> None:
+    """Answer POST /decide with the acting policy (the registry champion, else the workspace's), decided in the
+    sandbox; a running shadow trial's challenger decides beside it and both are logged. GET /health reports."""
+    from optimizer.serve import serve as run_server
+
+    err.print(f"loading {workspace} and fitting the acting policy in the sandbox; then listening on "
+              f"http://{host}:{port} (Ctrl-C stops)", markup=False)
+    try:
+        run_server(workspace, host, port)
+    except RatchetError as exc:
+        _fail(exc)

@@ -1,0 +1,384 @@
+"""`ratchet serve`: the acting policy answers decisions over HTTP, and decides only inside the sandbox.
+
+At start the workspace is loaded and verified (read-only: an interrupted keep is refused, never rolled back
+under a running loop). The policy that acts is the registry's champion alias when a promotion moved it, read
+from the ledger (the last promotion or rollback entry names the commit), else the workspace champion. It is
+fitted once on train, exactly as evaluate fits it, in a warm Sandbox that stays open for the server's life;
+each request is one decide in a fresh sandboxed child, so the server never imports or runs policy code.
+
+When a shadow trial is running, its challenger is fitted too: after the champion answered, the challenger
+decides the same rows and both are logged to shadow.duckdb (only the champion's acted). Only the champion's
+decisions are returned.
+
+    POST /decide  {"rows": [{column: value, ...}, ...]}  ->  {"decisions", "policy", "latency_ms"[, "blocked"]}
+    GET  /health  ->  {"status": "ok", "policy", "trial", "sandbox"}
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import socket
+import threading
+import time
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Sequence
+
+import numpy as np
+import pandas as pd
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from holdout.ledger import Entry, Kind
+from optimizer.errors import RatchetError
+from optimizer.serve_rows import Refused, Schema, _one_line, parse_rows
+
+MAX_ROWS = 10_000  # rows per request
+MAX_BYTES = 8 * 1024 * 1024  # request body
+FINISHED = ("passed", "failed")  # shadow_result statuses that end a trial
+log = logging.getLogger("uvicorn.error")  # uvicorn configures this logger; tests see it through caplog
+
+
+
+
+# --- which policies act ---------------------------------------------------------------------------------------
+def registry_move(entries: Sequence[Entry]) -> Entry | None:
+    """The ledger entry that last moved the registry's champion alias (a promotion, or a rollback that restored
+    an earlier version), or None when nothing was ever promoted."""
+    return next((e for e in reversed(entries) if e.kind in (Kind.PROMOTION, Kind.ROLLBACK)), None)
+
+
+def running_trial(trials: Sequence[Any], entries: Sequence[Entry]) -> Any | None:
+    """The latest shadow trial without a passed or failed result in the ledger, or None."""
+    done = {e.data.get("trial") for e in entries if e.kind == Kind.SHADOW_RESULT and e.data.get("status") in FINISHED}
+    open_ = [t for t in trials if t.trial not in done]
+    return max(open_, key=lambda t: (t.started_at, t.trial)) if open_ else None
+
+
+def acting_ref(ctx: Any, entries: list[Entry]) -> tuple[Any, str]:
+    """The policy that acts and why it was chosen: the registry champion named by the ledger, else the workspace's."""
+    from optimizer.refs import resolve
+
+    move = registry_move(entries)
+    if move is None:
+        return resolve(ctx, "champion", entries), "workspace champion"
+    commit = move.data.get("commit")
+    if not isinstance(commit, str) or not commit:
+        raise RatchetError(f"{ctx.ws.ledger}: {move.kind} entry {move.seq} names no commit; run `ratchet audit "
+                           f"{ctx.ws.root}`.")
+    version = f", version {move.data['version']}" if move.data.get("version") is not None else ""
+    return named(ctx, commit, entries), f"registry champion ({move.kind}{version}, ledger entry {move.seq})"
+
+
+def named(ctx: Any, commit: str, entries: list[Entry]) -> Any:
+    """A commit as a PolicyRef, called `baseline` when it is the baseline's commit and no kept experiment."""
+    from optimizer.refs import resolve
+
+    ref = resolve(ctx, commit, entries)
+    base = next((e for e in entries if e.kind == Kind.BASELINE), None)
+    if not ref.experiment and base is not None and base.data.get("commit") == ref.commit:
+        ref = dataclasses.replace(ref, experiment="baseline")
+    return ref
+
+
+# --- the service ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Fitted:
+    """A policy version fitted in the sandbox: its source and the opaque model handle decide needs."""
+
+    ref: Any  # optimizer.refs.PolicyRef
+    model: Any  # optimizer.sandbox.ModelHandle
+    chosen_by: str
+
+    def describe(self) -> dict[str, str]:
+        return {"commit": self.ref.commit, "experiment": self.ref.experiment}
+
+
+@dataclass(frozen=True)
+class Decided:
+    """One decide's decisions, the module constants it read and the wall time of the sandbox call."""
+
+    values: np.ndarray
+    constants: dict[str, Any]
+    latency_ms: float
+
+
+@dataclass
+class Service:
+    """What the server holds for its life: the verified workspace, the open sandbox and the fitted policies."""
+
+    path: Path
+    ctx: Any = None
+    sandbox: Any = None
+    schema: Schema | None = None
+    champion: Fitted | None = None
+    trial: Any = None  # optimizer.shadow.store.Trial, when one is running
+    challenger: Fitted | None = None
+    trial_problem: str | None = None  # why the challenger cannot shadow (its decisions are then not logged)
+    counts: dict[str, int] = field(default_factory=lambda: {"requests": 0, "rows": 0, "refused": 0,
+                                                            "sandbox_failures": 0})
+    shadow_counts: dict[str, int] = field(default_factory=lambda: {"logged_rows": 0, "challenger_failures": 0,
+                                                                   "log_failures": 0})
+    _store_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def shadowing(self) -> bool:
+        return self.challenger is not None
+
+    def start(self) -> None:
+        """Load and verify the workspace, open the sandbox, fit the acting policy and a running trial's challenger."""
+        from optimizer.context import load_context
+        from optimizer.sandbox import Sandbox
+        from optimizer.task_agent import open_broker
+
+        self.ctx = ctx = load_context(self.path, repair=False)
+        entries = ctx.ledger.entries()
+        ref, chosen_by = acting_ref(ctx, entries)
+        self.schema = Schema.of(ctx)
+        self.sandbox = Sandbox(memory_mb=ctx.config.sandbox.memory_mb, broker=open_broker(ctx))
+        try:
+            self.sandbox.start()
+            self.champion = self._fit(ref, chosen_by)
+            self.trial = running_trial(self.store().trials(), entries)
+            if self.trial is not None:
+                self._fit_challenger(entries)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.sandbox is not None:
+            self.sandbox.close()
+
+    def store(self) -> Any:
+        from optimizer.shadow.store import ShadowStore
+
+        return ShadowStore(self.ctx.ws.root / "shadow.duckdb")
+
+    def _fit(self, ref: Any, chosen_by: str) -> Fitted:
+        """Fit as evaluate does: the static scan first, then fit on train's policy view with the label."""
+        from optimizer.stages.evaluate import static_check
+
+        ctx = self.ctx
+        what = f"{chosen_by} {ref.experiment or 'commit'} ({ref.commit[:12]})"
+        static = static_check(ctx, ref.source)
+        if not static.passed:
+            raise RatchetError(f"{what}: refused by the static scan: {static.detail}")
+        fitted = self.sandbox.fit(ref.source, ctx.domain.policy_view(ctx.train, with_label=True),
+                                  budget_s=ctx.config.sandbox.budget_s)
+        if fitted.status != "ok":
+            raise RatchetError(f"{what}: fit {fitted.status} in the sandbox: {fitted.error}")
+        return Fitted(ref, fitted.model, chosen_by)
+
+    def _fit_challenger(self, entries: list[Entry]) -> None:
+        """The trial's challenger, fitted beside the champion; a failure keeps the server up, without shadowing."""
+        try:
+            ref = named(self.ctx, self.trial.challenger_commit, entries)
+            self.challenger = self._fit(ref, f"trial {self.trial.trial} challenger")
+        except RatchetError as exc:
+            self.trial_problem = _one_line(exc)
+            log.warning("ratchet serve: %s; its decisions are not logged", self.trial_problem)
+
+    def decide(self, policy: Fitted, frame: pd.DataFrame) -> Decided:
+        """One decide in a fresh sandboxed child, held to the domain's output contract; Refused (503) otherwise."""
+        from domains import Decisions
+
+        ctx = self.ctx
+        t0 = time.perf_counter()
+        try:
+            result = self.sandbox.decide(policy.ref.source, policy.model, {"request": frame},
+                                         budget_s=ctx.config.sandbox.budget_s, constants=ctx.domain.constants)
+        except RatchetError as exc:
+            raise Refused(503, f"sandbox unavailable: {_one_line(exc)}", status="crash") from None
+        latency_ms = (time.perf_counter() - t0) * 1000
+        if result.status != "ok":
+            raise Refused(503, f"decide {result.status} in the sandbox: {_one_line(result.error)}",
+                          status=result.status)
+        values = np.asarray(result.decisions["request"])
+        constants = dict(result.constants)
+        problem = ctx.domain.check_decisions(Decisions(values, constants), frame, ctx.config.scoring.model_dump())
+        if problem:
+            raise Refused(503, f"decisions break the output contract: {problem}", status="output")
+        return Decided(values, constants, latency_ms)
+
+    def answer(self, decided: Decided) -> dict[str, Any]:
+        """The response body: the champion's decisions, who made them, and blocks where the domain has a threshold."""
+        body: dict[str, Any] = {"decisions": decided.values.tolist(), "policy": self.champion.describe(),
+                                "latency_ms": round(decided.latency_ms, 3)}
+        if "THRESHOLD" in self.ctx.domain.constants and "THRESHOLD" in decided.constants:
+            body["blocked"] = (decided.values >= float(decided.constants["THRESHOLD"])).tolist()
+        return body
+
+    def shadow(self, frame: pd.DataFrame, champion: Decided) -> None:
+        """The challenger decides the same rows; both are logged to shadow.duckdb (only the champion's acted)."""
+        ids, ts = self._event_keys(frame)
+        try:
+            challenger, problem = self.decide(self.challenger, frame), None
+        except Refused as exc:
+            challenger, problem = None, exc.message
+            log.warning("ratchet serve: trial %s challenger: %s", self.trial.trial, problem)
+        with self._store_lock:
+            self.shadow_counts["challenger_failures"] += problem is not None
+            try:
+                store = self.store()
+                store.log_decisions(self.trial.trial, ids, ts, "champion", champion.values, champion.latency_ms,
+                                    acted=True, source="serve")
+                if challenger is not None:
+                    store.log_decisions(self.trial.trial, ids, ts, "challenger", challenger.values,
+                                        challenger.latency_ms, acted=False, source="serve")
+                self.shadow_counts["logged_rows"] += len(ids)
+            except Exception as exc:  # a busy or broken shadow.duckdb must not take the server down
+                self.shadow_counts["log_failures"] += 1
+                log.warning("ratchet serve: trial %s: shadow.duckdb not written: %s", self.trial.trial,
+                            _one_line(exc))
+
+    def _event_keys(self, frame: pd.DataFrame) -> tuple[list, Any]:
+        cols = self.ctx.domain.columns
+        ids = (frame[cols.id].tolist() if cols.id in frame.columns
+               else [f"serve-{uuid.uuid4().hex[:12]}-{i}" for i in range(len(frame))])
+        return ids, (frame[cols.time].to_numpy() if cols.time in frame.columns else None)
+
+    def health(self) -> dict[str, Any]:
+        """What an operator checks first: which policy acts and why, the trial, the sandbox's layers, the counts."""
+        trial = None
+        if self.trial is not None:
+            trial = {"trial": self.trial.trial, "champion_commit": self.trial.champion_commit,
+                     "challenger_commit": self.trial.challenger_commit, "challenger_ref": self.trial.challenger_ref,
+                     "shadowing": self.shadowing, "problem": self.trial_problem, **self.shadow_counts}
+        return {"status": "ok", "workspace": str(self.ctx.ws.root), "domain": self.ctx.domain.name,
+                "policy": {**self.champion.describe(), "chosen_by": self.champion.chosen_by,
+                           "policy_sha256": self.champion.ref.policy_sha256},
+                "trial": trial, "sandbox": {"layers": list(self.sandbox.layers), "device": self.sandbox.device},
+                "columns": self.schema.describe(), "served": dict(self.counts)}
+
+
+# --- HTTP ------------------------------------------------------------------------------------------------------
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The body, refused (413) as soon as it passes `max_bytes`, declared or streamed."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise Refused(413, f"body of {int(declared):,} bytes; at most {max_bytes:,}: split it into batches")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise Refused(413, f"body over {max_bytes:,} bytes: split it into batches")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def make_app(path: Path | str, *, max_rows: int = MAX_ROWS, max_bytes: int = MAX_BYTES) -> Starlette:
+    """The Starlette app serving workspace `path`; its lifespan opens the sandbox and fits, and closes it at exit."""
+    service = Service(Path(path))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.startup_error = None
+        try:
+            await run_in_threadpool(service.start)
+        except RatchetError as exc:
+            app.state.startup_error = exc
+            raise
+        app.state.service = service
+        log.info("ratchet serve: %s %s (%s) acts%s; sandbox layers: %s", service.champion.chosen_by,
+                 service.champion.ref.experiment, service.champion.ref.commit[:12],
+                 f", trial {service.trial.trial} shadowed" if service.shadowing else "",
+                 ", ".join(service.sandbox.layers) or "none")
+        try:
+            yield
+        finally:
+            await run_in_threadpool(service.close)
+
+    async def decide(request: Request) -> JSONResponse:
+        service.counts["requests"] += 1
+        try:
+            rows = parse_rows(await read_body(request, max_bytes), max_rows)
+            frame = service.schema.frame(rows)
+        except Refused:
+            service.counts["refused"] += 1
+            raise
+        try:
+            decided = await run_in_threadpool(service.decide, service.champion, frame)
+        except Refused:
+            service.counts["sandbox_failures"] += 1
+            raise
+        service.counts["rows"] += len(frame)
+        background = BackgroundTask(service.shadow, frame, decided) if service.shadowing else None
+        return JSONResponse(service.answer(decided), background=background)
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse(service.health())
+
+    return Starlette(routes=[Route("/decide", decide, methods=["POST"]), Route("/health", health, methods=["GET"])],
+                     exception_handlers={Refused: _refused, HTTPException: _http_error, Exception: _crashed},
+                     lifespan=lifespan)
+
+
+async def _refused(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Refused)
+    return JSONResponse({"error": exc.message, **exc.extra}, status_code=exc.status_code)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    what = {404: f"no such endpoint {request.url.path}: use POST /decide or GET /health",
+            405: f"{request.method} not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
+    return JSONResponse({"error": what}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def _crashed(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"error": f"internal error: {type(exc).__name__}: {_one_line(exc)}"}, status_code=500)
+
+
+# --- running it ------------------------------------------------------------------------------------------------
+class _StartupTraceback(logging.Filter):
+    """Drops the traceback uvicorn logs for a startup refused with a RatchetError: `serve` says it in one line."""
+
+    def __init__(self, app: Starlette) -> None:
+        super().__init__()
+        self.app = app
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        refused = getattr(self.app.state, "startup_error", None) is not None
+        return not (refused and str(record.msg).startswith("Traceback"))
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse a port already taken before minutes of loading and fitting are spent."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise RatchetError(f"{host}:{port}: cannot listen there ({exc.strerror or exc}); pick another with "
+                           "--port or --host.") from None
+
+
+def server_for(app: Starlette, host: str, port: int, **options: Any) -> Any:
+    """A uvicorn server for `app` (run it, or start it in a thread and set `should_exit` to stop it)."""
+    import uvicorn
+
+    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, lifespan="on", **options))
+
+
+def serve(path: Path | str, host: str = "127.0.0.1", port: int = 8765) -> None:
+    """Serve the workspace until interrupted (Ctrl-C or SIGTERM close the sandbox); RatchetError if it cannot start."""
+    check_port(host, port)
+    app = make_app(path)
+    server = server_for(app, host, port)
+    quiet = _StartupTraceback(app)
+    logging.getLogger("uvicorn.error").addFilter(quiet)
+    try:
+        server.run()  # uvicorn exits (SystemExit 3) when the lifespan's startup failed
+    except SystemExit:
+        if getattr(app.state, "startup_error", None) is not None:
+            raise app.state.startup_error from None
+        raise
+    finally:
+        logging.getLogger("uvicorn.error").removeFilter(quiet)

@@ -1,0 +1,203 @@
+"""The rows of a `POST /decide` request, read into the frame a policy sees: each column coerced to the dev split's
+type, and every problem a 4xx naming the row and the column (never a crash)."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+
+class Refused(Exception):
+    """A request the server answers with an error status and a one-line message (never a crash)."""
+
+    def __init__(self, status_code: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status_code, self.message, self.extra = status_code, message, extra
+
+
+# --- rows in -----------------------------------------------------------------------------------------------------
+def parse_rows(body: bytes, max_rows: int) -> list[dict]:
+    """The request's rows as a list of objects; Refused (400/413/422) naming what is wrong with the body."""
+    if not body.strip():
+        raise Refused(400, 'empty body: send JSON {"rows": [{column: value, ...}, ...]}')
+    try:
+        data = json.loads(body, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise Refused(400, f"body is not valid JSON: {_one_line(exc)}") from None
+    if not isinstance(data, dict) or "rows" not in data:
+        raise Refused(422, 'expected a JSON object {"rows": [{column: value, ...}, ...]}')
+    extra = sorted(set(data) - {"rows"})
+    if extra:
+        raise Refused(422, f"unknown key {extra[0]!r}: the body holds only \"rows\"")
+    rows = data["rows"]
+    if not isinstance(rows, list):
+        raise Refused(422, f'"rows" must be a list of objects, got {_json_type(rows)}')
+    if not rows:
+        raise Refused(422, '"rows" is empty: send at least one row')
+    if len(rows) > max_rows:
+        raise Refused(413, f'{len(rows):,} rows in one request; at most {max_rows:,}: split it into batches')
+    bad = next((i for i, r in enumerate(rows) if not isinstance(r, dict)), None)
+    if bad is not None:
+        raise Refused(422, f"row {bad}: expected an object of column: value, got {_json_type(rows[bad])}")
+    return rows
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One decision-time column: its name, the dev split's dtype, and whether dev holds empty values in it."""
+
+    name: str
+    dtype: Any
+    nullable: bool
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The columns a policy decides on, as the dev split's policy view has them, and those it must never see."""
+
+    columns: tuple[ColumnSpec, ...]
+    hidden: dict[str, str]  # column -> why it is not known at decision time
+
+    @classmethod
+    def of(cls, ctx: Any) -> "Schema":
+        view = ctx.domain.policy_view(ctx.dev, with_label=False)
+        cols = ctx.domain.columns
+        hidden = {cols.label: "the label", **{c: "outcome-only" for c in cols.outcome_only},
+                  **{c: "train-only" for c in cols.train_only}}
+        specs = tuple(ColumnSpec(c, view[c].dtype, bool(view[c].isna().any())) for c in view.columns)
+        return cls(specs, {k: v for k, v in hidden.items() if k not in view.columns})
+
+    def describe(self) -> dict[str, str]:
+        return {c.name: str(c.dtype) for c in self.columns}
+
+    def frame(self, rows: list[dict]) -> pd.DataFrame:
+        """The rows as a frame of the dev split's columns and dtypes; Refused (422) naming the row and column."""
+        self._check_keys(rows)
+        data = {c.name: coerce(c, [r[c.name] for r in rows]) for c in self.columns}
+        return pd.DataFrame(data, index=pd.RangeIndex(len(rows)))
+
+    def _check_keys(self, rows: list[dict]) -> None:
+        expected = {c.name for c in self.columns}
+        for i, row in enumerate(rows):
+            if row.keys() == expected:
+                continue
+            for name in row:
+                if name in self.hidden:
+                    raise Refused(422, f"row {i}: column {name!r} is {self.hidden[name]}, not known at decision time; "
+                                       "remove it")
+            missing = [c.name for c in self.columns if c.name not in row]
+            if missing:
+                raise Refused(422, f"row {i}: missing column {missing[0]!r} (every row needs "
+                                   f"{', '.join(c.name for c in self.columns)})")
+            unknown = sorted(set(row) - expected)
+            raise Refused(422, f"row {i}: unknown column {unknown[0]!r} (the policy decides on "
+                               f"{', '.join(c.name for c in self.columns)})")
+
+
+def coerce(spec: ColumnSpec, values: list) -> pd.Series:
+    """One column's values in the dev split's dtype; Refused (422) at the first value that does not fit."""
+    dtype = spec.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return _each(spec, values, _boolean, "a boolean")
+    if pd.api.types.is_integer_dtype(dtype):
+        return _each(spec, values, _integer, "an integer")
+    if pd.api.types.is_float_dtype(dtype):
+        return _each(spec, values, _number, "a finite number")
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return _times(spec, values)
+    if isinstance(dtype, pd.CategoricalDtype):
+        return _each(spec, values, _text, "text").astype("category")
+    return _each(spec, values, _text, "text")
+
+
+def _each(spec: ColumnSpec, values: list, one: Callable[[Any], Any], expected: str) -> pd.Series:
+    """Convert value by value, refusing nulls the dev split never has and values `one` rejects."""
+    out = []
+    for i, value in enumerate(values):
+        if value is None:
+            if not spec.nullable:
+                raise Refused(422, f"row {i}, column {spec.name!r}: null, expected {expected} (never empty in dev)")
+            out.append(None)
+            continue
+        try:
+            out.append(one(value))
+        except (TypeError, ValueError, OverflowError):
+            raise Refused(422, f"row {i}, column {spec.name!r}: {_shown(value)} is not {expected}") from None
+    try:
+        return pd.Series(out, dtype=spec.dtype if not isinstance(spec.dtype, pd.CategoricalDtype) else object)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise Refused(422, f"column {spec.name!r}: values do not fit {spec.dtype} ({_one_line(exc)})") from None
+
+
+def _boolean(value: Any) -> bool:
+    if type(value) is not bool:
+        raise TypeError
+    return value
+
+
+def _integer(value: Any) -> int:
+    if type(value) is int:
+        out = value
+    elif type(value) is float and value.is_integer():
+        out = int(value)
+    elif type(value) is str:
+        out = int(value.strip())
+    else:
+        raise TypeError
+    if not -2**63 <= out < 2**63:
+        raise OverflowError
+    return out
+
+
+def _number(value: Any) -> float:
+    if type(value) not in (int, float, str):
+        raise TypeError
+    out = float(value)
+    if not math.isfinite(out):
+        raise ValueError
+    return out
+
+
+def _text(value: Any) -> str:
+    if type(value) not in (str, int):
+        raise TypeError
+    return str(value)
+
+
+def _times(spec: ColumnSpec, values: list) -> pd.Series:
+    """ISO 8601 strings as the dev split's timestamps (a zone is converted to the dev split's, naive is UTC)."""
+    for i, value in enumerate(values):
+        if value is None and not spec.nullable:
+            raise Refused(422, f"row {i}, column {spec.name!r}: null, expected an ISO 8601 time (never empty in dev)")
+        if value is not None and type(value) is not str:
+            raise Refused(422, f"row {i}, column {spec.name!r}: {_shown(value)} is not an ISO 8601 time string")
+    parsed = pd.to_datetime(pd.Series(values, dtype=object), format="ISO8601", utc=True, errors="coerce")
+    bad = parsed.isna().to_numpy() & np.array([v is not None for v in values])
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise Refused(422, f"row {i}, column {spec.name!r}: {_shown(values[i])} is not an ISO 8601 time")
+    zone = getattr(spec.dtype, "tz", None)
+    parsed = parsed.dt.tz_convert(zone) if zone is not None else parsed.dt.tz_convert(None)
+    return parsed.astype(spec.dtype)
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, (dict, list)) else _json_type(value)
+    return text if len(text) <= 60 else text[:57] + "..."
