@@ -3,8 +3,10 @@
 At start the workspace is loaded and verified (read-only: an interrupted keep is refused, never rolled back
 under a running loop). The policy that acts is the registry's champion alias when a promotion moved it, read
 from the ledger (the last promotion or rollback entry names the commit), else the workspace champion. It is
-fitted once on train, exactly as evaluate fits it, in a warm Sandbox that stays open for the server's life;
-each request is one decide in a fresh sandboxed child, so the server never imports or runs policy code.
+fitted once on train, exactly as evaluate fits it, in a warm Sandbox that stays open for the server's life,
+and then decides in a persistent decide worker (optimizer.sandbox.Worker: one contained child that loaded the
+policy and its model once; a worker that ended is replaced on the next request). Policies that may ask a
+language model decide in a fresh child per request instead. The server never imports or runs policy code.
 
 When a shadow trial is running, its challenger is fitted too: after the champion answered, the challenger
 decides the same rows and both are logged to shadow.duckdb (only the champion's acted). Only the champion's
@@ -97,6 +99,10 @@ class Fitted:
     model: Any  # optimizer.sandbox.ModelHandle
     chosen_by: str
 
+    @property
+    def key(self) -> str:
+        return str(self.model.path)  # one per fit
+
     def describe(self) -> dict[str, str]:
         return {"commit": self.ref.commit, "experiment": self.ref.experiment}
 
@@ -123,10 +129,12 @@ class Service:
     challenger: Fitted | None = None
     trial_problem: str | None = None  # why the challenger cannot shadow (its decisions are then not logged)
     counts: dict[str, int] = field(default_factory=lambda: {"requests": 0, "rows": 0, "refused": 0,
-                                                            "sandbox_failures": 0})
+                                                            "sandbox_failures": 0, "worker_restarts": 0})
+    workers: dict[str, Any] = field(default_factory=dict)  # Fitted.key -> its optimizer.sandbox.Worker
     shadow_counts: dict[str, int] = field(default_factory=lambda: {"logged_rows": 0, "challenger_failures": 0,
                                                                    "log_failures": 0})
     _store_lock: threading.Lock = field(default_factory=threading.Lock)
+    _worker_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def shadowing(self) -> bool:
@@ -149,6 +157,10 @@ class Service:
             self.trial = running_trial(self.store().trials(), entries)
             if self.trial is not None:
                 self._fit_challenger(entries)
+            for policy in (self.champion, self.challenger):
+                if policy is not None and self.sandbox.broker is None:  # warm before the first request
+                    self.workers[policy.key] = self.sandbox.worker(policy.ref.source, policy.model,
+                                                                   budget_s=ctx.config.sandbox.budget_s)
         except BaseException:
             self.close()
             raise
@@ -193,20 +205,37 @@ class Service:
         ctx = self.ctx
         t0 = time.perf_counter()
         try:
-            result = self.sandbox.decide(policy.ref.source, policy.model, {"request": frame},
-                                         budget_s=ctx.config.sandbox.budget_s, constants=ctx.domain.constants)
+            result = self._decide(policy, frame)
         except RatchetError as exc:
             raise Refused(503, f"sandbox unavailable: {_one_line(exc)}", status="crash") from None
         latency_ms = (time.perf_counter() - t0) * 1000
         if result.status != "ok":
             raise Refused(503, f"decide {result.status} in the sandbox: {_one_line(result.error)}",
                           status=result.status)
-        values = np.asarray(result.decisions["request"])
+        values = np.asarray(next(iter(result.decisions.values())))
         constants = dict(result.constants)
         problem = ctx.domain.check_decisions(Decisions(values, constants), frame, ctx.config.scoring.model_dump())
         if problem:
             raise Refused(503, f"decisions break the output contract: {problem}", status="output")
         return Decided(values, constants, latency_ms)
+
+    def _decide(self, policy: Fitted, frame: pd.DataFrame) -> Any:
+        """The policy's decide in its warm worker (started on first use, and again after one ended), or in a fresh
+        child per request when the workspace's policies may ask a language model (workers have no broker)."""
+        budget_s, constants = self.ctx.config.sandbox.budget_s, self.ctx.domain.constants
+        if self.sandbox.broker is not None:
+            return self.sandbox.decide(policy.ref.source, policy.model, {"request": frame}, budget_s=budget_s,
+                                       constants=constants)
+        with self._worker_lock:
+            worker = self.workers.get(policy.key)
+            if worker is None or not worker.alive:
+                if worker is not None:
+                    self.counts["worker_restarts"] += 1
+                    log.warning("ratchet serve: the decide worker of %s ended; starting another",
+                                policy.ref.commit[:12])
+                worker = self.workers[policy.key] = self.sandbox.worker(policy.ref.source, policy.model,
+                                                                       budget_s=budget_s)
+        return worker.decide(frame, budget_s=budget_s, constants=constants)
 
     def answer(self, decided: Decided) -> dict[str, Any]:
         """The response body: the champion's decisions, who made them, and blocks where the domain has a threshold."""
@@ -255,7 +284,9 @@ class Service:
         return {"status": "ok", "workspace": str(self.ctx.ws.root), "domain": self.ctx.domain.name,
                 "policy": {**self.champion.describe(), "chosen_by": self.champion.chosen_by,
                            "policy_sha256": self.champion.ref.policy_sha256},
-                "trial": trial, "sandbox": {"layers": list(self.sandbox.layers), "device": self.sandbox.device},
+                "trial": trial, "sandbox": {"layers": list(self.sandbox.layers), "device": self.sandbox.device,
+                            "decide": "fresh child per request" if self.sandbox.broker is not None
+                            else "persistent worker"},
                 "columns": self.schema.describe(), "served": dict(self.counts)}
 
 

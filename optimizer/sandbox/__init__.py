@@ -60,6 +60,11 @@ relays it to the parent, whose broker session for that phase (told the phase and
 answers with text, an error, or a stop that kills the child ("violation"). The time the parent
 takes counts against the phase's budget. The child still has no network of its own.
 
+Decide workers (``Sandbox.worker(source, model, budget_s=...)``, see ``_worker`` and ``_host``): for
+serving, one contained child per fitted policy that loads the policy and unpickles the model once and then
+decides one row file per request, each with its own budget; every layer above applies, and an overrun, a
+denied access or a crash ends it (``Worker.alive``). No model broker, live rows only.
+
 Holdout hygiene: in the decide phase (holdout rows present) the child's stdout and stderr go to
 /dev/null, ``DecideResult.log`` is always "" and errors are phrased by the parent from a closed
 vocabulary (row-set name, lengths, builtin exception names), never from candidate text.
@@ -69,8 +74,9 @@ from __future__ import annotations
 from optimizer.sandbox._isolation import describe_isolation
 from optimizer.sandbox._results import DecideResult, FitResult, ModelHandle, Status
 from optimizer.sandbox._sandbox import DEFAULT_PRELOAD, Sandbox
+from optimizer.sandbox._worker import Worker
 
 __all__ = [
-    "DEFAULT_PRELOAD", "DecideResult", "FitResult", "ModelHandle", "Sandbox", "Status",
+    "DEFAULT_PRELOAD", "DecideResult", "FitResult", "ModelHandle", "Sandbox", "Status", "Worker",
     "describe_isolation",
 ]

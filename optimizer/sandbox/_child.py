@@ -43,11 +43,13 @@ class _Refused(Exception):
 def run(request: dict, record_fd: int, log_fd: int, channel: tuple[int, int] | None = None) -> None:
     """Never returns: the child ends with os._exit, skipping any atexit hook a candidate added.
 
-    `channel` is (request write end, reply read end) of the model broker's pipes, or None."""
+    `channel` is (request write end, reply read end) of the model broker's pipes, or None; for a
+    worker, (answer write end, request read end) of its own pipes, at the same fixed numbers."""
     code = P.EXIT_SETUP
     try:
         _contain(request, record_fd, log_fd, channel)
-        code = _fit(request) if request["phase"] == "fit" else _decide(request)
+        phase = request["phase"]
+        code = _fit(request) if phase == "fit" else _work(request) if phase == "worker" else _decide(request)
     except BaseException:  # noqa: BLE001 - the exit code carries the outcome
         try:
             traceback.print_exc()
@@ -78,7 +80,7 @@ def _contain(request: dict, record_fd: int, log_fd: int, channel: tuple[int, int
     os.closerange(_channel.REPLY_FD + 1, 1 << 16)  # the server's request pipe and anything else it holds
     if not channel:
         os.closerange(RECORD_FD + 1, _channel.REPLY_FD + 1)
-    sys.modules[_channel.MODULE_NAME] = _channel.module(connected=channel is not None)
+    sys.modules[_channel.MODULE_NAME] = _channel.module(connected=bool(channel) and request["phase"] != "worker")
     sys.stdin = open(0, closefd=False)
     sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
     sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False)
@@ -294,3 +296,78 @@ def _decide(request: dict) -> int:
         meta.update(stage=stage, index=index)
     _write_new(P.META_FILE, json.dumps(meta).encode())
     return {"ok": P.EXIT_OK, "memory": P.EXIT_MEMORY}.get(meta["status"], P.EXIT_CRASH)
+
+
+def _send(facts: dict) -> None:
+    line = json.dumps(facts).encode() + b"\n"
+    view = memoryview(line)
+    while view:
+        view = view[os.write(_channel.REQUEST_FD, view):]
+
+
+def _requests():
+    """The worker's requests, one JSON line each, until the server closes the pipe."""
+    pending = bytearray()
+    while True:
+        while b"\n" not in pending:
+            chunk = os.read(_channel.REPLY_FD, 1 << 16)
+            if not chunk:
+                return
+            pending += chunk
+        cut = pending.index(b"\n")
+        line = bytes(pending[:cut])
+        del pending[:cut + 1]
+        yield json.loads(line)
+
+
+def _work(request: dict) -> int:
+    """A persistent decide worker: load the policy and the model once, then decide one row file per request.
+
+    Each answer is one line of facts in the decide vocabulary (see _outcome); the rows arrive as
+    rows.pkl and the decisions leave as out-0.npy, both in the workdir. A failing request is
+    answered and the worker goes on; the server ends it on a violation or an overrun. The rows come pickled
+    (the parent's bytes, loaded here: pickle only ever flows into the sandbox), ten times faster than Parquet."""
+    stage = "load_policy"
+    try:
+        policy = _load_policy()
+        device = _device(policy, request["device"])
+        decide = _function(policy, "decide")
+        stage = "load_model"
+        with open(P.MODEL_FILE, "rb") as handle:
+            model = pickle.load(handle)  # noqa: S301 - candidate bytes, unpickled inside the child
+    except _Refused as exc:
+        _send({"status": "crash", "stage": stage, **exc.facts})
+        return P.EXIT_CRASH
+    except BaseException as exc:  # noqa: BLE001
+        _send({"status": "memory", "reason": "memory", "stage": stage} if _is_memory(exc)
+              else {"status": "crash", "reason": "exception", "exception": _exception_name(exc), "stage": stage})
+        return P.EXIT_CRASH
+    _send({"status": "ready", "device": device})
+    for request in _requests():
+        _send(_work_one(policy, decide, model, request.get("constants") or []))
+    return P.EXIT_OK
+
+
+def _work_one(policy: types.ModuleType, decide, model, constants: list) -> dict:
+    stage = "read_rows"
+    try:
+        with open(P.WORKER_ROWS, "rb") as handle:
+            rows = pickle.load(handle)  # noqa: S301 - written by the parent
+        stage = "decide"
+        start = time.perf_counter()
+        out = decide(model, rows)
+        seconds = time.perf_counter() - start
+        stage = "convert"
+        array = _as_decisions(out, len(rows))
+        stage = "write"
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        _write_new(P.out_file(0), buffer.getvalue())
+        return {"status": "ok", "decide_seconds": seconds, "constants": _constants(policy, constants)}
+    except _Refused as exc:
+        return {"status": "crash", "stage": stage, "index": 0, **exc.facts}
+    except BaseException as exc:  # noqa: BLE001
+        if _is_memory(exc):
+            return {"status": "memory", "reason": "memory", "stage": stage, "index": 0}
+        return {"status": "crash", "reason": "exception", "exception": _exception_name(exc), "stage": stage,
+                "index": 0}

@@ -125,6 +125,8 @@ def decide_status(reply, meta: dict, lost: str, budget_s: float, memory_mb: int,
         return settled
     if reply["exit"] == P.EXIT_OK and meta.get("status") == "ok":
         return "ok", ""
+    if meta.get("status") == "memory":  # a worker answers a MemoryError and lives on
+        return "memory", f"decide ran out of memory (limit {memory_mb} MB above the server's baseline)"
     # The process ran to its end and the policy returned the wrong thing: the output contract's business.
     status = "output" if meta.get("reason") in OUTPUT_REASONS else "crash"
     return status, _decide_error(meta, names)

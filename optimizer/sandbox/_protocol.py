@@ -13,6 +13,9 @@ MODEL_FILE = "model.pkl"
 META_FILE = "meta.json"
 
 
+WORKER_ROWS = "rows.pkl"  # a worker's rows: pickled by the parent, loaded by the worker, never the reverse
+
+
 def rows_file(index: int) -> str:
     return f"rows-{index}.parquet"  # by position: row-set names never become file names
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import secrets
 import select
 import shutil
@@ -26,6 +27,7 @@ from optimizer.sandbox import _isolation, _outcome
 from optimizer.sandbox import _protocol as P
 from optimizer.sandbox._channel import Broker, BrokerSession
 from optimizer.sandbox._results import DecideResult, FitResult, ModelHandle, sha256_of
+from optimizer.sandbox._worker import Worker
 
 DEFAULT_PRELOAD = ("numpy", "pandas", "pyarrow", "sklearn", "xgboost", "scipy")
 _GRACE_S = 15.0  # beyond the budget, how long the parent waits before it declares the server lost
@@ -71,6 +73,7 @@ class Sandbox:
         self._pending = b""
         self._base: Path | None = None
         self._count = 0
+        self._generation = 0  # bumped at each server start: workers of an earlier server are gone
         self._finalizer: weakref.finalize | None = None
         self.preload_errors: dict[str, str] = {}  # library -> why the server could not import it
         self.broker = broker  # answers policies' model requests (see _channel); None: no channel
@@ -105,6 +108,7 @@ class Sandbox:
             if self._finalizer is not None:
                 self._finalizer()  # kills what is left and removes the base folder (models too)
             self._process, self._base, self._finalizer = None, None, None
+            self._generation += 1  # its workers are gone
 
     def _launch(self) -> None:
         base = str(self._base)
@@ -117,6 +121,7 @@ class Sandbox:
                 command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                 env=_isolation.server_env(base), cwd=base, start_new_session=True, close_fds=True)
         self._finalizer = weakref.finalize(self, _stop, self._process, base)
+        self._generation += 1
         self._pending = b""
         config = {"preload": list(self.preload), "memory_mb": self.memory_mb,
                   "uid": self._plan.uid if self._plan.drop_uid else None, "gid": self._plan.gid,
@@ -208,6 +213,20 @@ class Sandbox:
         path.mkdir(mode=0o700)
         return path
 
+    def _write_rows(self, frame: pd.DataFrame, path: Path) -> None:
+        """A worker's rows, pickled into its workdir; whatever the worker left under that name is removed first
+        and never followed (O_EXCL | O_NOFOLLOW): the parent writes only where it means to."""
+        data = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            if self._plan.drop_uid:
+                os.fchown(fd, self._plan.uid, self._plan.gid)
+            handle.write(data)
+
+    def _remove(self, path: Path) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+
     def _hand_over(self, path: Path) -> None:
         if not self._plan.drop_uid:
             return
@@ -293,6 +312,34 @@ class Sandbox:
             constants=_outcome.constants(meta, constants) if status == "ok" else {},
             decide_seconds=_outcome.seconds(meta.get("decide_seconds")),
             device=_outcome.device(meta))
+
+    def worker(self, policy_source: str, model: ModelHandle, *, budget_s: float) -> Worker:
+        """Start a persistent decide worker for this policy and model (see _worker); RatchetError when it
+        cannot load them, with the same closed-vocabulary reasons decide gives."""
+        _check_budget(budget_s)
+        if not isinstance(model, ModelHandle):
+            raise TypeError(f"worker needs the ModelHandle of a successful fit, got {model!r}")
+        if self.broker is not None:
+            raise RatchetError("decide workers have no model broker: use Sandbox.decide for policies that ask "
+                               "a language model (task_agent.enabled)")
+        with self._lock:
+            self.start()
+            work = self._workdir()
+            try:
+                (work / P.POLICY_FILE).write_text(policy_source, encoding="utf-8")
+                self._copy_model(model, work / P.MODEL_FILE)
+                self._hand_over(work)
+                reply, lost = self._run({"phase": "worker", "workdir": str(work), "budget_s": float(budget_s)},
+                                        budget_s)
+            except BaseException:
+                self._remove(work)
+                raise
+            facts = (reply or {}).get("facts") or {}
+            if reply is None or "worker" not in reply:
+                self._remove(work)
+                status, error = _outcome.decide_status(reply, facts, lost, budget_s, self.memory_mb, ["rows"])
+                raise RatchetError(f"the decide worker did not start ({status}): {error}")
+            return Worker(self, reply["worker"], work, self._generation, _outcome.device(facts))
 
     # model files -----------------------------------------------------------------------------
     def _keep_model(self, produced: Path) -> tuple[ModelHandle | None, str]:

@@ -9,6 +9,9 @@ With "broker": true a phase may also relay model requests (see _channel): each l
 writes goes to the parent as {"broker": seq, "line": ...}; the parent answers with
 {"op": "broker_reply", "seq": seq, "reply": {...}, "stop": reason | null}, and a stop kills the
 child. Replies for a request the server no longer waits on (the child was killed) are dropped.
+
+A "worker" phase forks a child that stays (see _host): later {"op": "work", "worker": id, ...} lines are
+relayed to it, one decide each, and {"op": "end", "worker": id} ends it. Live workers survive other phases.
 """
 from __future__ import annotations
 
@@ -24,8 +27,9 @@ import sys
 import time
 import traceback
 
-from optimizer.sandbox import _channel, _child  # imports numpy, pandas and pyarrow once, for every child
+from optimizer.sandbox import _channel, _child, _host  # imports numpy, pandas and pyarrow once, for every child
 from optimizer.sandbox._isolation import SYSTEM_READ, _gpu_visible, gpu_paths, python_roots
+from optimizer.sandbox._procs import Tail, empty, kill_group, read_into, records, sweep
 from optimizer.sandbox._protocol import EXIT_SETUP, LOG_CAP, MAX_VIOLATIONS
 
 _PR_SET_CHILD_SUBREAPER = 36
@@ -59,79 +63,8 @@ def _device() -> str:
         return "cpu"
 
 
-def _children() -> set[int]:
-    found: set[int] = set()
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{task}/children") as handle:
-                found.update(int(pid) for pid in handle.read().split())
-        except OSError:
-            continue
-    return found
-
-
-def _sweep() -> int:
-    """Kill and reap every remaining child: as subreaper, escaped grandchildren land here."""
-    killed = 0
-    for _ in range(100):
-        strays = _children()
-        if not strays:
-            break
-        for pid in strays:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for pid in strays:
-            try:
-                os.waitpid(pid, 0)
-                killed += 1
-            except ChildProcessError:
-                pass
-    return killed
-
-
-def _empty(folder: str) -> None:
-    """Remove everything in the namespace's private /dev/shm: no run leaves data for the next."""
-    for entry in os.scandir(folder):
-        if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path, ignore_errors=True)
-        else:
-            try:
-                os.unlink(entry.path)
-            except OSError:
-                pass
-
-
-def _kill_group(pid: int) -> None:
-    for kill in (os.kill, os.killpg):  # kill first: the child may not have called setsid yet
-        try:
-            kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-class _Tail:
-    """The last `cap` bytes of a stream, plus how many were dropped."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap, self.data, self.dropped = cap, bytearray(), 0
-
-    def add(self, chunk: bytes) -> None:
-        self.data += chunk
-        if len(self.data) > 2 * self.cap:
-            cut = len(self.data) - self.cap
-            self.dropped += cut
-            del self.data[:cut]
-
-    def text(self) -> str:
-        cut = max(len(self.data) - self.cap, 0)
-        body = bytes(self.data[cut:]).decode("utf-8", "replace")
-        dropped = self.dropped + cut
-        return f"[... {dropped} earlier bytes dropped ...]\n{body}" if dropped else body
-
-
-def _serve(request: dict, static: dict, link: "_Link") -> dict:
+def _serve(request: dict, static: dict, link: "_Link", keep: set[int]) -> dict:
+    """One fit or decide in a fresh child; `keep`: live workers, spared by the sweep afterwards."""
     record_r, record_w = os.pipe()
     log_r, log_w = os.pipe() if request["phase"] == "fit" else (-1, -1)
     ask_r, ask_w = os.pipe() if request.get("broker") else (-1, -1)
@@ -148,7 +81,7 @@ def _serve(request: dict, static: dict, link: "_Link") -> dict:
     for fd in (record_w, log_w, ask_w, answer_r):
         if fd >= 0:
             os.close(fd)
-    tails = {record_r: _Tail(1 << 20), **({log_r: _Tail(LOG_CAP)} if log_r >= 0 else {})}
+    tails = {record_r: Tail(1 << 20), **({log_r: Tail(LOG_CAP)} if log_r >= 0 else {})}
     open_fds = set(tails)
     relay = _Relay(ask_r, answer_w, link, pid) if ask_r >= 0 else None
     pidfd = os.pidfd_open(pid)
@@ -158,7 +91,7 @@ def _serve(request: dict, static: dict, link: "_Link") -> dict:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             timed_out = True
-            _kill_group(pid)
+            kill_group(pid)
             _, status = os.waitpid(pid, 0)
             break
         reads, writes = ([*relay.reads()], [*relay.writes()]) if relay else ([], [])
@@ -167,33 +100,33 @@ def _serve(request: dict, static: dict, link: "_Link") -> dict:
             if fd == pidfd:
                 _, status = os.waitpid(pid, 0)
             elif fd in open_fds:
-                _read_into(fd, tails, open_fds)
+                read_into(fd, tails, open_fds)
             else:
                 relay.readable(fd)
         if writable:
             relay.flush()
     seconds = time.monotonic() - start
     os.close(pidfd)
-    _kill_group(pid)  # anything left in its process group
-    strays = _sweep()
+    kill_group(pid)  # anything left in its process group
+    strays = sweep(keep)
     if static["private_shm"]:
-        _empty("/dev/shm")
+        empty("/dev/shm")
     while open_fds:  # every writer is dead now; a bounded wait guards against the unforeseen
         ready, _, _ = select.select(list(open_fds), [], [], 2.0)
         if not ready:
             break
         for fd in ready:
-            _read_into(fd, tails, open_fds)
+            read_into(fd, tails, open_fds)
     for fd in tails:
         os.close(fd)
     if relay:
         relay.close()
-    records = _records(tails[record_r])
+    denied = records(tails[record_r])
     return {
         "exit": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
         "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
         "timed_out": timed_out and not (relay and relay.stop), "seconds": seconds, "strays": strays,
-        "violations": records[:MAX_VIOLATIONS],
+        "violations": denied[:MAX_VIOLATIONS],
         "log": tails[log_r].text() if log_r >= 0 else "",
         "broker_stop": relay.stop if relay else None,
         "broker_requests": relay.seq if relay else 0,
@@ -311,27 +244,11 @@ class _Relay:
     def _halt(self, reason: str) -> None:
         if not self.stop:
             self.stop = reason
-            _kill_group(self.pid)
+            kill_group(self.pid)
 
     def close(self) -> None:
         for fd in (self.ask, self.answer):
             os.close(fd)
-
-
-def _read_into(fd: int, tails: dict, open_fds: set) -> None:
-    chunk = os.read(fd, 1 << 16)
-    if chunk:
-        tails[fd].add(chunk)
-    else:
-        open_fds.discard(fd)
-
-
-def _records(tail: _Tail) -> list[str]:
-    seen: list[str] = []
-    for line in bytes(tail.data).decode("utf-8", "replace").splitlines():
-        if line and line not in seen:
-            seen.append(line)
-    return seen
 
 
 def main() -> None:
@@ -361,20 +278,28 @@ def main() -> None:
     }
     replies.write(json.dumps({"ready": True, "pid": os.getpid(), "device": device,
                               "preload_errors": errors, "subreaper": subreaper}) + "\n")
+    host = _host.Host(static)
     for line in iter(link.readline, b""):
         request = json.loads(line)
-        if request.get("op") == "stop":
+        op = request.get("op")
+        if op == "stop":
             break
-        if request.get("op") == "broker_reply":
+        if op == "broker_reply":
             continue  # the phase it answered has ended
         try:
-            reply = _serve(request, static, link)
+            if op in ("work", "end"):
+                reply = host.work(request) if op == "work" else host.end(request)
+            elif request.get("phase") == "worker":
+                reply = host.start(request)
+            else:
+                reply = _serve(request, static, link, host.pids())
         except Exception:  # noqa: BLE001 - e.g. fork refused: this request fails, the server lives
             traceback.print_exc()
             reply = {"exit": EXIT_SETUP, "signal": None, "timed_out": False, "seconds": 0.0,
                      "strays": 0, "violations": [], "log": ""}
         replies.write(json.dumps(reply) + "\n")
-    _sweep()
+    host.close()
+    sweep()
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def test_health_names_the_acting_policy_and_sandbox(client):
     assert body["status"] == "ok" and body["trial"] is None
     assert body["policy"]["commit"] == champion.commit and body["policy"]["experiment"] == champion.experiment
     assert body["policy"]["chosen_by"] == "workspace champion"
-    assert "audit-hook" in body["sandbox"]["layers"]
+    assert "audit-hook" in body["sandbox"]["layers"] and body["sandbox"]["decide"] == "persistent worker"
     assert "is_fraud" not in body["columns"] and "amount" in body["columns"]
 
 
@@ -108,17 +108,17 @@ def test_too_many_rows_and_unknown_routes(client):
     assert client.get("/decide").status_code == 405
 
 
-def test_a_sandbox_failure_is_a_503_with_its_status(client, monkeypatch):
-    from optimizer.sandbox import DecideResult
-
+def test_a_sandbox_failure_is_a_503_with_its_status_and_the_next_request_gets_a_new_worker(client, monkeypatch):
     service = client.app.state.service
-    failed = DecideResult(status="timeout", seconds=1.0, error="decide ran past its 60 s budget", violations=(),
-                          log="", decisions={}, constants={}, decide_seconds=0.0)
-    monkeypatch.setattr(service.sandbox, "decide", lambda *a, **k: failed)
+    config = service.ctx.config
+    tight = config.model_copy(update={"sandbox": config.sandbox.model_copy(update={"budget_s": 0.001})})
+    monkeypatch.setattr(service.ctx, "config", tight)  # no decide finishes in a millisecond: a real overrun
     r = client.post("/decide", json={"rows": dev_rows(client, 1)})
-    assert r.status_code == 503 and r.json()["status"] == "timeout" and "past its 60 s budget" in r.json()["error"]
+    assert r.status_code == 503 and r.json()["status"] == "timeout" and "0.001 s budget" in r.json()["error"]
     monkeypatch.undo()
     assert client.post("/decide", json={"rows": dev_rows(client, 1)}).status_code == 200
+    served = client.get("/health").json()["served"]
+    assert served["worker_restarts"] == 1 and served["sandbox_failures"] == 1
 
 
 def test_a_running_trial_logs_both_policies_and_returns_the_champions(served_ws, tmp_path):
