@@ -1,12 +1,14 @@
-"""A policy named by a person: a kept experiment id (exp-0003), `champion`, `baseline`, or a commit of the workspace."""
+"""A policy named by a person: a kept experiment id (exp-0003), `champion`, `baseline`, or a commit of the workspace;
+and the policy that acts (the registry champion the ledger's last promotion or rollback names, else the workspace's)."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from holdout.hashing import sha256_bytes
-from holdout.ledger import Kind
+from holdout.ledger import Entry, Kind
 from optimizer.errors import RatchetError
 
 
@@ -63,3 +65,32 @@ def _at(ctx: Any, ref: str, experiment: str, commit: str, expected_sha: str | No
         raise RatchetError(f"{ref}: policy.py at commit {commit[:12]} is not the policy the ledger recorded for "
                            f"{experiment} (sha256 differs): the history was rewritten. Run `ratchet audit {ctx.ws.root}`.")
     return PolicyRef(ref, experiment, commit, digest, source)
+
+
+def registry_move(entries: Sequence[Entry]) -> Entry | None:
+    """The ledger entry that last moved the registry's champion alias (a promotion, or a rollback that restored
+    an earlier version), or None when nothing was ever promoted."""
+    return next((e for e in reversed(entries) if e.kind in (Kind.PROMOTION, Kind.ROLLBACK)), None)
+
+
+def acting(ctx: Any, entries: list[Entry]) -> tuple[PolicyRef, str]:
+    """The policy that acts and why: the registry champion named by the ledger's last move, else the workspace's.
+    Serving decides with it, and a shadow trial holds its challenger against it."""
+    move = registry_move(entries)
+    if move is None:
+        return resolve(ctx, "champion", entries), "workspace champion"
+    commit = move.data.get("commit")
+    if not isinstance(commit, str) or not commit:
+        raise RatchetError(f"{ctx.ws.ledger}: {move.kind} entry {move.seq} names no commit; run `ratchet audit "
+                           f"{ctx.ws.root}`.")
+    version = f", version {move.data['version']}" if move.data.get("version") is not None else ""
+    return named(ctx, commit, entries), f"registry champion ({move.kind}{version}, ledger entry {move.seq})"
+
+
+def named(ctx: Any, commit: str, entries: list[Entry]) -> PolicyRef:
+    """A commit as a PolicyRef, called `baseline` when it is the baseline's commit and no kept experiment."""
+    ref = resolve(ctx, commit, entries)
+    base = next((e for e in entries if e.kind == Kind.BASELINE), None)
+    if not ref.experiment and base is not None and base.data.get("commit") == ref.commit:
+        ref = dataclasses.replace(ref, experiment="baseline")
+    return ref

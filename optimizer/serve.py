@@ -17,7 +17,6 @@ decisions are returned.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import socket
 import threading
@@ -40,6 +39,7 @@ from starlette.routing import Route
 
 from holdout.ledger import Entry, Kind
 from optimizer.errors import RatchetError
+from optimizer.refs import acting, named
 from optimizer.serve_rows import Refused, Schema, _one_line, parse_rows
 
 MAX_ROWS = 10_000  # rows per request
@@ -51,43 +51,11 @@ log = logging.getLogger("uvicorn.error")  # uvicorn configures this logger; test
 
 
 # --- which policies act ---------------------------------------------------------------------------------------
-def registry_move(entries: Sequence[Entry]) -> Entry | None:
-    """The ledger entry that last moved the registry's champion alias (a promotion, or a rollback that restored
-    an earlier version), or None when nothing was ever promoted."""
-    return next((e for e in reversed(entries) if e.kind in (Kind.PROMOTION, Kind.ROLLBACK)), None)
-
-
 def running_trial(trials: Sequence[Any], entries: Sequence[Entry]) -> Any | None:
     """The latest shadow trial without a passed or failed result in the ledger, or None."""
     done = {e.data.get("trial") for e in entries if e.kind == Kind.SHADOW_RESULT and e.data.get("status") in FINISHED}
     open_ = [t for t in trials if t.trial not in done]
     return max(open_, key=lambda t: (t.started_at, t.trial)) if open_ else None
-
-
-def acting_ref(ctx: Any, entries: list[Entry]) -> tuple[Any, str]:
-    """The policy that acts and why it was chosen: the registry champion named by the ledger, else the workspace's."""
-    from optimizer.refs import resolve
-
-    move = registry_move(entries)
-    if move is None:
-        return resolve(ctx, "champion", entries), "workspace champion"
-    commit = move.data.get("commit")
-    if not isinstance(commit, str) or not commit:
-        raise RatchetError(f"{ctx.ws.ledger}: {move.kind} entry {move.seq} names no commit; run `ratchet audit "
-                           f"{ctx.ws.root}`.")
-    version = f", version {move.data['version']}" if move.data.get("version") is not None else ""
-    return named(ctx, commit, entries), f"registry champion ({move.kind}{version}, ledger entry {move.seq})"
-
-
-def named(ctx: Any, commit: str, entries: list[Entry]) -> Any:
-    """A commit as a PolicyRef, called `baseline` when it is the baseline's commit and no kept experiment."""
-    from optimizer.refs import resolve
-
-    ref = resolve(ctx, commit, entries)
-    base = next((e for e in entries if e.kind == Kind.BASELINE), None)
-    if not ref.experiment and base is not None and base.data.get("commit") == ref.commit:
-        ref = dataclasses.replace(ref, experiment="baseline")
-    return ref
 
 
 # --- the service ---------------------------------------------------------------------------------------------
@@ -148,7 +116,7 @@ class Service:
 
         self.ctx = ctx = load_context(self.path, repair=False)
         entries = ctx.ledger.entries()
-        ref, chosen_by = acting_ref(ctx, entries)
+        ref, chosen_by = acting(ctx, entries)
         self.schema = Schema.of(ctx)
         self.sandbox = Sandbox(memory_mb=ctx.config.sandbox.memory_mb, broker=open_broker(ctx))
         try:

@@ -103,7 +103,11 @@ def features(rows, levels=None):
     for col in rows.columns:
         if col not in NOT_FEATURES and col not in out and pd.api.types.is_numeric_dtype(rows[col]):
             out[col] = rows[col].to_numpy(dtype=np.float64, na_value=np.nan)
-    frame = pd.DataFrame(out, index=rows.index).astype(np.float32)
+    # One float32 block: the same values as a frame of float64 columns cast afterwards, built in one step.
+    block = np.empty((n, len(out)), dtype=np.float32)
+    for j, values in enumerate(out.values()):
+        block[:, j] = values
+    frame = pd.DataFrame(block, index=rows.index, columns=list(out))
     for col, known in (levels or {}).items():
         if col in rows.columns:
             values = rows[col].astype(object)
@@ -152,4 +156,8 @@ def decide(model, rows):
         return np.zeros(0, dtype=np.float64)
     # Columns seen in fit but missing here (say, no terminal_id) become missing values.
     X = features(rows, model.text_levels_).reindex(columns=list(model.feature_names_in_))
-    return model.predict_proba(X)[:, 1].astype(np.float64)
+    if model.text_levels_:  # categories need the frame
+        return model.predict_proba(X)[:, 1].astype(np.float64)
+    # All numeric: the booster on the plain array gives the same probabilities, without the frame's overhead
+    # (a few ms per call, which dominates deciding one transaction as it arrives).
+    return model.get_booster().inplace_predict(X.to_numpy(dtype=np.float32)).astype(np.float64)

@@ -21,8 +21,6 @@ import json
 import linecache
 import os
 import select
-import shutil
-import signal
 import sys
 import time
 import traceback

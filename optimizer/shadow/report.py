@@ -198,8 +198,8 @@ def _compare(ctx, events: pd.DataFrame, outcomes: pd.DataFrame, champ: Decisions
     rows = events.assign(**{cols.label: outcomes["label"].to_numpy()})
     for col in cols.outcome_only:
         rows[col] = extra[col].to_numpy() if col in extra.columns else np.nan
-    if pd.api.types.is_numeric_dtype(ctx.dev[cols.label]):
-        rows[cols.label] = rows[cols.label].astype(ctx.dev[cols.label].dtype)
+    if pd.api.types.is_numeric_dtype(ctx.dev[cols.label]):  # stored as text
+        rows[cols.label] = pd.to_numeric(rows[cols.label]).astype(ctx.dev[cols.label].dtype)
     params = ctx.config.scoring.model_dump()
     a, b = ctx.domain.score(rows, champ, params), ctx.domain.score(rows, chall, params)
     sign = 1.0 if ctx.domain.higher_is_better else -1.0

@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS quarantine (
     trial VARCHAR NOT NULL, row_number BIGINT NOT NULL, event_id VARCHAR, reason VARCHAR NOT NULL
 );
 CREATE TABLE IF NOT EXISTS outcomes (
-    trial VARCHAR NOT NULL, batch INTEGER NOT NULL, event_id VARCHAR NOT NULL, label DOUBLE,
+    trial VARCHAR NOT NULL, batch INTEGER NOT NULL, event_id VARCHAR NOT NULL, label VARCHAR,
     known_at TIMESTAMP NOT NULL, reviewed BOOLEAN NOT NULL, extra VARCHAR NOT NULL
 );
 """
@@ -103,7 +103,8 @@ class ShadowStore:
 
     def add_outcomes(self, trial: str, outcomes: pd.DataFrame) -> int:
         """A batch of outcomes (`event_id`, `label`, `known_at`, `reviewed`, `extra`: the outcome-only columns as
-        JSON); returns the batch number."""
+        JSON); returns the batch number. Labels are kept as text (a fraud flag, a team's name); the report reads
+        them back in the dev split's type."""
         with self._connect() as con:
             batch = con.execute("SELECT coalesce(max(batch), 0) + 1 FROM outcomes WHERE trial = ?", [trial]).fetchall()[0][0]
             frame = outcomes.assign(trial=trial, batch=batch)[["trial", "batch", "event_id", "label", "known_at",

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,7 @@ import pandas as pd
 from holdout.hashing import array_sha256, content_hash, sha256_file
 from holdout.ledger import Kind
 from optimizer.errors import RatchetError
-from optimizer.refs import PolicyRef, resolve
+from optimizer.refs import PolicyRef, acting, resolve
 from optimizer.shadow.events import read_frame
 from optimizer.shadow.quarantine import check_events
 from optimizer.shadow.store import ShadowStore, Trial
@@ -50,21 +51,13 @@ def trial_dir(ctx, trial: str) -> Path:
     return ctx.ws.root / "shadow" / trial
 
 
-def acting_champion(ctx, entries: list) -> PolicyRef:
-    """The policy that acts: the last promoted one (a rollback restores the one before), else the workspace's."""
-    moves = [e for e in entries if e.kind in (Kind.PROMOTION, Kind.ROLLBACK)]
-    if moves and moves[-1].data.get("commit"):
-        return resolve(ctx, moves[-1].data["commit"], entries)
-    return resolve(ctx, "champion", entries)
-
-
 def start_trial(path: Path, *, challenger: str, events_file: Path, progress=lambda _: None) -> Started:
     from optimizer.context import load_context
     from optimizer.sandbox import Sandbox
 
     ctx = load_context(path)
     entries = ctx.ledger.entries()
-    champ, chall = acting_champion(ctx, entries), resolve(ctx, challenger, entries)
+    champ, chall = acting(ctx, entries)[0], resolve(ctx, challenger, entries)
     if chall.commit == champ.commit:
         raise RatchetError(f"--challenger {challenger}: is the acting champion ({champ.commit[:12]}); a trial compares "
                            "a different kept policy with it.")
@@ -167,6 +160,15 @@ def _top_reason(quarantined: pd.DataFrame) -> str:
     return max(reasons, key=reasons.get) if reasons else "no rows"
 
 
+def label_text(value: Any) -> str | None:
+    """An outcome's label as stored: text, whole numbers without a decimal point (1.0 and 1 are one label)."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return None
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def add_outcomes(path: Path, trial: str, outcomes_file: Path) -> dict:
     """Join a batch of outcomes to `trial`: only its events' ids, each event's first outcome counts."""
     from optimizer.context import load_context
@@ -183,8 +185,13 @@ def add_outcomes(path: Path, trial: str, outcomes_file: Path) -> dict:
     if missing:
         raise RatchetError(f"--outcomes {outcomes_file}: missing column(s) {', '.join(missing)}; an outcomes file has "
                            f"{', '.join(need)} (and extra, the outcome-only columns as JSON), as `ratchet events` writes.")
-    frame = frame.assign(event_id=frame["event_id"].astype(str), known_at=pd.to_datetime(frame["known_at"]),
-                         reviewed=frame["reviewed"].astype(bool),
+    try:
+        known_at = pd.to_datetime(frame["known_at"])
+    except (ValueError, TypeError) as exc:
+        raise RatchetError(f"--outcomes {outcomes_file}: column known_at holds a value that is not a time ({exc}); "
+                           "write ISO 8601 times, as `ratchet events` does.") from None
+    frame = frame.assign(event_id=frame["event_id"].astype(str), label=frame["label"].map(label_text),
+                         known_at=known_at, reviewed=frame["reviewed"].astype(bool),
                          extra=frame["extra"].astype(str) if "extra" in frame.columns else "{}")
     known = set(store.query("SELECT event_id FROM events WHERE trial = ?", [trial])["event_id"])
     seen = set(store.query("SELECT event_id FROM outcomes WHERE trial = ?", [trial])["event_id"])

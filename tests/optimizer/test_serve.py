@@ -16,7 +16,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from holdout.ledger import Entry, Kind
-from optimizer.serve import make_app, registry_move, running_trial, server_for
+from optimizer.refs import registry_move
+from optimizer.serve import make_app, running_trial, server_for
 from optimizer.shadow.store import ShadowStore, Trial
 
 
@@ -233,6 +234,8 @@ def test_cli_serve_has_help_with_an_example():
     ("string", ["a", 7], ["a", "7"]),
     ("datetime64[ns]", ["2025-01-01T02:00:00+02:00", "2025-01-01T00:00:00"],
      [pd.Timestamp("2025-01-01"), pd.Timestamp("2025-01-01")]),
+    ("datetime64[ns, UTC]", ["2025-01-01T02:00:00+02:00", "2025-01-01T00:00:00"],
+     [pd.Timestamp("2025-01-01", tz="UTC")] * 2),
 ])
 def test_values_are_coerced_to_the_dev_dtype(dtype, values, expected):
     from optimizer.serve_rows import ColumnSpec, coerce

@@ -198,3 +198,50 @@ def test_pricing_says_its_metric_is_not_measurable_in_shadow(tmp_path, monkeypat
 def _report_at(ws, trial: str):
     result = _cli("shadow", "report", ws, trial, "--json")
     return result.exit_code, json.loads(result.stdout)
+
+
+def test_routing_trial_measures_the_queue_simulation_on_both_routings(tmp_path, monkeypatch):
+    """Routing's outcome (who resolved a ticket, and how long it took) is known whoever it was routed to: the report
+    replays both policies' routing of the same tickets, compares them with a paired interval and tables the teams."""
+    from optimizer.context import load_context
+    from optimizer.initialize import init_workspace
+    from optimizer.loop import ensure_baseline
+    from optimizer.sandbox import Sandbox
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    ws = init_workspace("routing", tmp_path / "ws", overrides={"data.rows": 12_000, "seal.canaries": 4,
+                                                               "decision.refits": 0}).workspace.root
+    with Sandbox() as sandbox:
+        ensure_baseline(load_context(ws), sandbox)
+    git = ["git", "-C", str(ws), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    policy = (ws / "policy.py").read_text()
+    assert "C = 1.0 " in policy
+    (ws / "policy.py").write_text(policy.replace("C = 1.0 ", "C = 0.01 "))  # a timid model routes worse
+    subprocess.run([*git, "commit", "-qam", "a timid challenger"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run([*git, "reset", "-q", "--hard", "HEAD~1"], check=True)
+    assert _cli("events", ws, "--days", "3", "--events-out", tmp_path / "ev.parquet", "--outcomes-out",
+                tmp_path / "out.parquet").exit_code == 0
+    started = _cli("shadow", "start", ws, "--challenger", commit, "--events", tmp_path / "ev.parquet", "--json")
+    assert started.exit_code == 0, started.output
+    info = json.loads(started.stdout)
+    code, pending = _report_at(ws, info["trial"])
+    assert code == 3 and pending["status"] == "pending"  # no outcome yet
+    pd.read_parquet(tmp_path / "out.parquet").head(5).assign(known_at="soon").to_csv(tmp_path / "bad.csv")
+    bad = _cli("shadow", "outcomes", ws, info["trial"], "--outcomes", tmp_path / "bad.csv")
+    assert bad.exit_code == 2 and "known_at" in bad.output and "bad.csv" in bad.output
+    assert _cli("shadow", "outcomes", ws, info["trial"], "--outcomes", tmp_path / "out.parquet").exit_code == 0
+    code, report = _report_at(ws, info["trial"])
+    teams = set(load_context(ws).config.scoring.teams)
+    table = report["agreement"]["table"]
+    assert {k.removeprefix("champion ") for k in table} <= teams  # the classes routed, not block/allow
+    assert 0 < report["agreement"]["share"] < 1
+    primary = report["primary"]
+    assert primary["metric"] == "weighted_resolution_hours" and primary["se"] > 0
+    assert primary["gain"] < 0  # the timid challenger's tickets wait longer in the replayed queues
+    assert code == 1 and report["status"] == "failed"
+    assert any("weighted_resolution_hours" in r for r in report["reasons"])
+    with duckdb.connect(str(ws / "shadow.duckdb"), read_only=True) as db:
+        counts = dict(db.execute("SELECT policy, count(*) FROM decisions WHERE trial = ? GROUP BY policy",
+                                 [info["trial"]]).fetchall())
+    assert counts == {"champion": info["events"], "challenger": info["events"]}
