@@ -2,7 +2,8 @@
 approver, and the ledger records every move before the registry makes it.
 
 The ledger's promotions and rollbacks form a stack of versions: a promotion pushes one, a rollback pops it;
-`champion` is the top and `previous` the one below. A move the ledger holds but the registry does not (a stop
+`champion` is the top and `previous` the one below. The baseline acts before any promotion, so it is the bottom:
+the first promotion names it as `previous`, and a rollback can return to it. A move the ledger holds but the registry does not (a stop
 between the two writes) is completed by the next `ratchet promote` or `ratchet rollback`; any other disagreement
 is refused, and `ratchet audit` reports it.
 """
@@ -45,7 +46,10 @@ def promote(path: Path, ref: str, *, approved_by: str, reason: str = "") -> Entr
         raise PromotionRefused(f"{ref}: version {model['version']} of {model['name']} is already the champion; "
                                "nothing to promote.")
     _check_version(client, uri, model, path)
-    payload = {"name": model["name"], "version": model["version"], "previous_version": stack[-1] if stack else None,
+    # Before any promotion the baseline acts (optimizer.refs.acting): the first promotion replaces it, so a rollback
+    # can return to it.
+    below = stack[-1] if stack else _baseline_version(entries, model["version"])
+    payload = {"name": model["name"], "version": model["version"], "previous_version": below,
                "experiment": policy.experiment, "commit": policy.commit, "policy_sha256": policy.policy_sha256,
                "trial": trial, "approved_by": approver, "reason": reason}
     return _move(client, uri, ctx.ledger, Kind.PROMOTION, payload)
@@ -111,14 +115,23 @@ def registered_version(entries: list, policy: PolicyRef) -> dict[str, Any]:
 
 
 def version_stack(moves: list) -> list[int]:
-    """The champion history the ledger's moves leave: each promotion pushes its version, each rollback pops."""
-    stack: list[int] = []
+    """The champion history the ledger's moves leave: the version the first promotion replaced (the baseline's),
+    then each promotion pushes its version and each rollback pops."""
+    first = moves[0].data.get("previous_version") if moves and moves[0].kind == Kind.PROMOTION else None
+    stack: list[int] = [int(first)] if first is not None else []
     for e in moves:
         if e.kind == Kind.PROMOTION:
             stack.append(int(e.data["version"]))
         elif stack:
             stack.pop()
     return stack
+
+
+def _baseline_version(entries: list, promoted: int) -> int | None:
+    """The baseline's registered version, which acts until the first promotion (None when it is the one promoted)."""
+    found = next((int(e.data["version"]) for e in model_entries(entries) if e.data.get("experiment") == "baseline"),
+                 None)
+    return None if found == promoted else found
 
 
 def expected_aliases(moves: list) -> dict[str, int | None]:

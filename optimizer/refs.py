@@ -1,5 +1,5 @@
 """A policy named by a person: a kept experiment id (exp-0003), `champion`, `baseline`, or a commit of the workspace;
-and the policy that acts (the registry champion the ledger's last promotion or rollback names, else the workspace's)."""
+and the policy that acts (the registry champion the ledger's last promotion or rollback names, else the baseline)."""
 from __future__ import annotations
 
 import dataclasses
@@ -74,11 +74,13 @@ def registry_move(entries: Sequence[Entry]) -> Entry | None:
 
 
 def acting(ctx: Any, entries: list[Entry]) -> tuple[PolicyRef, str]:
-    """The policy that acts and why: the registry champion named by the ledger's last move, else the workspace's.
-    Serving decides with it, and a shadow trial holds its challenger against it."""
+    """The policy that acts and why: the registry champion named by the ledger's last promotion or rollback; before
+    any promotion, the baseline, the policy the workspace started from. A kept policy decides nothing real until a
+    shadow trial passed and a person promoted it: serving decides with this one, and a trial holds its challenger
+    against it."""
     move = registry_move(entries)
     if move is None:
-        return resolve(ctx, "champion", entries), "workspace champion"
+        return resolve(ctx, "baseline", entries), "baseline (nothing promoted yet)"
     commit = move.data.get("commit")
     if not isinstance(commit, str) or not commit:
         raise RatchetError(f"{ctx.ws.ledger}: {move.kind} entry {move.seq} names no commit; run `ratchet audit "

@@ -2,7 +2,8 @@
 
 At start the workspace is loaded and verified (read-only: an interrupted keep is refused, never rolled back
 under a running loop). The policy that acts is the registry's champion alias when a promotion moved it, read
-from the ledger (the last promotion or rollback entry names the commit), else the workspace champion. It is
+from the ledger (the last promotion or rollback entry names the commit), else the baseline: a kept policy
+decides nothing real before a shadow trial passed and a person promoted it (optimizer.refs.acting). It is
 fitted once on train, exactly as evaluate fits it, in a warm Sandbox that stays open for the server's life,
 and then decides in a persistent decide worker (optimizer.sandbox.Worker: one contained child that loaded the
 policy and its model once; a worker that ended is replaced on the next request). Policies that may ask a
@@ -117,6 +118,11 @@ class Service:
         self.ctx = ctx = load_context(self.path, repair=False)
         entries = ctx.ledger.entries()
         ref, chosen_by = acting(ctx, entries)
+        kept = ctx.champion()
+        if kept is not None and kept.commit != ref.commit:
+            log.warning("ratchet serve: the workspace champion %s (%s) is not served: it acts once a shadow trial passed "
+                        "and it was promoted (`ratchet shadow start`, `ratchet promote`)", kept.experiment,
+                        kept.commit[:12])
         self.schema = Schema.of(ctx)
         self.sandbox = Sandbox(memory_mb=ctx.config.sandbox.memory_mb, broker=open_broker(ctx))
         try:
@@ -159,6 +165,11 @@ class Service:
 
     def _fit_challenger(self, entries: list[Entry]) -> None:
         """The trial's challenger, fitted beside the champion; a failure keeps the server up, without shadowing."""
+        if self.trial.champion_commit != self.champion.ref.commit:
+            self.trial_problem = (f"trial {self.trial.trial} compares with {self.trial.champion_commit[:12]}, but "
+                                  f"{self.champion.ref.commit[:12]} acts now (a promotion or rollback since it started)")
+            log.warning("ratchet serve: %s; its decisions are not logged", self.trial_problem)
+            return
         try:
             ref = named(self.ctx, self.trial.challenger_commit, entries)
             self.challenger = self._fit(ref, f"trial {self.trial.trial} challenger")

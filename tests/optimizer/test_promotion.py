@@ -164,6 +164,29 @@ def test_promote_and_rollback_move_the_aliases_and_the_audit_follows(ws):
     assert result.exit_code == 1 and "no previous version" in result.output
 
 
+def test_the_first_promotion_replaces_the_baseline_and_a_rollback_returns_to_it(ws):
+    from optimizer.context import load_context
+    from optimizer.refs import acting
+
+    ctx = load_context(ws)
+    assert acting(ctx, ctx.ledger.entries())[0].experiment == "baseline"  # exp-0001 is kept, but nothing promoted
+    _trial(ws, "exp-0001")
+    result = _cli("promote", str(ws), "exp-0001", "--approved-by", "A. Reviewer", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["previous_version"] == 1
+    assert _aliases(ws) == {"champion": 2, "previous": 1}
+    ctx = load_context(ws)
+    ref, why = acting(ctx, ctx.ledger.entries())
+    assert ref.experiment == "exp-0001" and why.startswith("registry champion (promotion, version 2")
+    assert _cli("rollback", str(ws), "--approved-by", "B. Oncall").exit_code == 0
+    assert _aliases(ws) == {"champion": 1}
+    ctx = load_context(ws)
+    assert acting(ctx, ctx.ledger.entries())[0].experiment == "baseline"
+    assert _audit(ws)[1].passed
+    again = _cli("rollback", str(ws), "--approved-by", "B. Oncall")
+    assert again.exit_code == 1 and "no previous version" in again.output
+
+
 def test_an_alias_moved_behind_the_ledger_fails_the_audit_and_blocks_promotion(ws):
     _trial(ws, "exp-0001")
     assert _cli("promote", str(ws), "exp-0001", "--approved-by", "A. Reviewer").exit_code == 0

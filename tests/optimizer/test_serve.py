@@ -57,7 +57,7 @@ def test_health_names_the_acting_policy_and_sandbox(client):
     champion = client.app.state.service.ctx.champion()
     assert body["status"] == "ok" and body["trial"] is None
     assert body["policy"]["commit"] == champion.commit and body["policy"]["experiment"] == champion.experiment
-    assert body["policy"]["chosen_by"] == "workspace champion"
+    assert body["policy"]["chosen_by"] == "baseline (nothing promoted yet)"
     assert "audit-hook" in body["sandbox"]["layers"] and body["sandbox"]["decide"] == "persistent worker"
     assert "is_fraud" not in body["columns"] and "amount" in body["columns"]
 
@@ -150,6 +150,25 @@ def test_a_running_trial_logs_both_policies_and_returns_the_champions(served_ws,
     returned = dict(zip((str(r["tx_id"]) for r in rows), body["decisions"]))
     assert all(float(d) == pytest.approx(returned[e]) for e, d in zip(by["champion"]["event_id"],
                                                                        by["champion"]["decision"]))
+
+
+def test_a_trial_against_another_champion_is_not_shadowed(served_ws, tmp_path):
+    """A promotion or rollback since the trial started: the policy acting now is not the trial's champion, so the
+    server logs nothing under that trial (its champion rows would be another policy's)."""
+    from optimizer.context import load_context
+
+    root = tmp_path / "ws"
+    shutil.copytree(served_ws, root)
+    champion = load_context(root).champion()
+    store = ShadowStore(root / "shadow.duckdb")
+    events = pd.DataFrame({"event_id": ["e1"], "ts": [pd.Timestamp("2025-07-01")]})
+    store.add_trial(Trial("trial-0001", "2025-07-01T00:00:00+00:00", "f" * 40, champion.commit, "champion",
+                          "0" * 64), events)
+    with TestClient(make_app(root)) as c:
+        trial = c.get("/health").json()["trial"]
+        assert not trial["shadowing"] and "acts now" in trial["problem"] and "ffffffffffff" in trial["problem"]
+        assert c.post("/decide", json={"rows": dev_rows(c, 3)}).status_code == 200
+    assert store.query("SELECT count(*) AS n FROM decisions")["n"][0] == 0
 
 
 def _entry(seq: int, kind: str, **data) -> Entry:

@@ -23,7 +23,8 @@ def _cli(*args: str):
 
 @pytest.fixture(scope="module")
 def prepared(weak_workspace, tmp_path_factory):
-    """The weak workspace with the shipped baseline kept as exp-0001, and 20 days of events with outcomes."""
+    """The weak workspace with the shipped baseline kept as exp-0001 and 20 days of events with outcomes; exp-0001
+    then passed trial-0001 against the weak baseline (which acts until a promotion) and was promoted."""
     root = tmp_path_factory.mktemp("shadow")
     ws = root / "ws"
     shutil.copytree(weak_workspace, ws)
@@ -37,6 +38,14 @@ def prepared(weak_workspace, tmp_path_factory):
         made = _cli("events", ws, "--days", "20", "--events-out", root / "ev.parquet", "--outcomes-out",
                     root / "out.parquet")
         assert made.exit_code == 0, made.output
+        blocked = _cli("promote", ws, "exp-0001", "--approved-by", "A. Reviewer")
+        assert blocked.exit_code == 1 and "no shadow trial" in blocked.output  # kept is not enough
+        trial = _start(root, "exp-0001")["trial"]
+        assert _cli("shadow", "outcomes", ws, trial, "--outcomes", root / "out.parquet").exit_code == 0
+        code, report = _report_at(ws, trial)
+        assert code == 0 and report["status"] == "passed", report["reasons"]
+        promoted = _cli("promote", ws, "exp-0001", "--approved-by", "A. Reviewer", "--reason", "trial-0001 passed")
+        assert promoted.exit_code == 0, promoted.output
     finally:
         os.environ.pop("MLFLOW_TRACKING_URI") if before is None else os.environ.update(MLFLOW_TRACKING_URI=before)
     return root
@@ -72,23 +81,42 @@ def test_events_follow_the_holdout_and_hide_the_label(prepared):
     assert 0.1 < outcomes["reviewed"].mean() < 0.3
 
 
+def test_a_passed_trial_lets_a_person_promote_and_then_the_promoted_policy_acts(lab):
+    from optimizer.context import load_context
+    from optimizer.refs import acting
+
+    ledger = Ledger(lab / "ws" / "ledger.duckdb")
+    result = ledger.last(Kind.SHADOW_RESULT).data
+    assert result["trial"] == "trial-0001" and result["status"] == "passed"
+    assert result["champion"]["experiment"] == "baseline" and result["challenger"]["experiment"] == "exp-0001"
+    promotion = ledger.last(Kind.PROMOTION).data
+    assert (promotion["experiment"], promotion["trial"], promotion["approved_by"]) == ("exp-0001", "trial-0001",
+                                                                                      "A. Reviewer")
+    assert promotion["previous_version"] is not None  # the baseline's version: a rollback returns to it
+    ctx = load_context(lab / "ws")
+    ref, why = acting(ctx, ctx.ledger.entries())
+    assert ref.experiment == "exp-0001" and why.startswith("registry champion (promotion")
+    audit = _cli("audit", lab / "ws")
+    assert audit.exit_code == 0, audit.output
+
+
 def test_a_worse_challenger_fails_after_outcomes_arrive_in_two_parts(lab):
-    started = _start(lab, "baseline")  # the weak starting policy against the kept exp-0001
-    assert started["trial"] == "trial-0001" and started["quarantined"] == 0 and started["events"] > 5000
+    started = _start(lab, "baseline")  # the weak starting policy against the promoted exp-0001
+    assert started["trial"] == "trial-0002" and started["quarantined"] == 0 and started["events"] > 5000
     assert started["champion"]["experiment"] == "exp-0001"
-    code, report = _report(lab, "trial-0001")
+    code, report = _report(lab, "trial-0002")
     assert code == 3 and report["status"] == "pending" and report["labeled"] == 0
     outcomes = pd.read_parquet(lab / "out.parquet")
     cut = outcomes["known_at"].quantile(0.5)
     outcomes[outcomes["known_at"] <= cut].to_parquet(lab / "part1.parquet")
     outcomes[outcomes["known_at"] > cut].to_parquet(lab / "part2.parquet")
-    first = _cli("shadow", "outcomes", lab / "ws", "trial-0001", "--outcomes", lab / "part1.parquet")
+    first = _cli("shadow", "outcomes", lab / "ws", "trial-0002", "--outcomes", lab / "part1.parquet")
     assert first.exit_code == 0 and "batch 1" in first.output, first.output
-    _, partial = _report(lab, "trial-0001")
-    again = _cli("shadow", "outcomes", lab / "ws", "trial-0001", "--outcomes", lab / "part1.parquet")
+    _, partial = _report(lab, "trial-0002")
+    again = _cli("shadow", "outcomes", lab / "ws", "trial-0002", "--outcomes", lab / "part1.parquet")
     assert "0 outcomes joined" in again.output  # an event's first outcome counts
-    assert _cli("shadow", "outcomes", lab / "ws", "trial-0001", "--outcomes", lab / "part2.parquet").exit_code == 0
-    code, report = _report(lab, "trial-0001")
+    assert _cli("shadow", "outcomes", lab / "ws", "trial-0002", "--outcomes", lab / "part2.parquet").exit_code == 0
+    code, report = _report(lab, "trial-0002")
     assert partial["labeled"] < report["labeled"]
     assert code == 1 and report["status"] == "failed"
     assert any(r.startswith("net_savings: the challenger is not shown to be not worse") for r in report["reasons"])
@@ -101,7 +129,7 @@ def test_a_worse_challenger_fails_after_outcomes_arrive_in_two_parts(lab):
     assert set(report["latency_ms"]) == {"champion", "challenger"} and "amount" in report["drift"]
     assert report["alerts_per_day"]["limit"] == {"alert_rate": 0.03}
     kinds = [e.kind for e in Ledger(lab / "ws" / "ledger.duckdb").entries()]
-    assert kinds.count(Kind.SHADOW_TRIAL) == 1 and kinds.count(Kind.SHADOW_OUTCOMES) == 3
+    assert kinds.count(Kind.SHADOW_TRIAL) == 2 and kinds.count(Kind.SHADOW_OUTCOMES) == 4
     assert kinds[-1] == Kind.SHADOW_RESULT
     con = duckdb.connect(str(lab / "ws" / "shadow.duckdb"), read_only=True)
     acted = dict(con.execute("SELECT policy, bool_and(acted) FROM decisions GROUP BY policy").fetchall())
@@ -109,7 +137,7 @@ def test_a_worse_challenger_fails_after_outcomes_arrive_in_two_parts(lab):
     audit = _cli("audit", lab / "ws")
     assert audit.exit_code == 0, audit.output
     blocked = _cli("promote", lab / "ws", "baseline", "--approved-by", "A. Reviewer", "--reason", "try it")
-    assert blocked.exit_code == 1 and "trial-0001" in blocked.output, blocked.output  # the failed trial blocks it
+    assert blocked.exit_code == 1 and "trial-0002" in blocked.output, blocked.output  # the failed trial blocks it
 
 
 def test_a_challenger_that_decides_alike_passes(lab):
@@ -143,9 +171,10 @@ def test_bad_rows_are_quarantined_with_their_reason_and_never_decided(lab):
     assert any("wrong type" in r for r in reasons) and any("duplicate id" in r for r in reasons)
     assert any("not_be_null" in r for r in reasons) and any("to_be_between" in r for r in reasons)
     con = duckdb.connect(str(lab / "ws" / "shadow.duckdb"), read_only=True)
-    rows = con.execute("SELECT row_number, reason FROM quarantine ORDER BY row_number").fetchall()
+    trial = [started["trial"]]
+    rows = con.execute("SELECT row_number, reason FROM quarantine WHERE trial = ? ORDER BY row_number", trial).fetchall()
     assert [r[0] for r in rows] == [4, 6, 8, 10] and "'lots'" in rows[2][1]
-    decided = {r[0] for r in con.execute("SELECT DISTINCT event_id FROM decisions").fetchall()}
+    decided = {r[0] for r in con.execute("SELECT DISTINCT event_id FROM decisions WHERE trial = ?", trial).fetchall()}
     assert str(events.loc[7, "tx_id"]) not in decided and len(decided) == 596
 
 
