@@ -16,8 +16,9 @@ def serve(
                              "authentication, so put a proxy in front of anything but localhost)."),
     port: int = typer.Option(8765, min=1, max=65535, help="TCP port to listen on."),
 ) -> None:
-    """Answer POST /decide with the acting policy (the registry champion, else the workspace's), decided in the
-    sandbox; a running shadow trial's challenger decides beside it and both are logged. GET /health reports."""
+    """Answer POST /decide with the acting policy (the registry champion; before any promotion, the baseline),
+    decided in a warm sandboxed worker; a running shadow trial's challenger decides beside it and both are logged.
+    GET /health reports."""
     from optimizer.serve import serve as run_server
 
     err.print(f"loading {workspace} and fitting the acting policy in the sandbox; then listening on "
