@@ -12,3 +12,7 @@ class RatchetError(Exception):
 
 class IntegrityError(RatchetError):
     """The holdout, its seal, the ledger or the scorer does not verify."""
+
+
+class WorkspaceBusy(RatchetError):
+    """Another process holds the workspace's runner lock (one command at a time writes a workspace)."""

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from domains import DEFAULT_DOMAIN, DOMAINS
 from holdout.ledger import Kind
-from optimizer.errors import IntegrityError, RatchetError
+from optimizer.errors import IntegrityError, RatchetError, WorkspaceBusy
 
 app = typer.Typer(
     add_completion=False,
@@ -26,7 +26,7 @@ out = Console(highlight=False, soft_wrap=True)
 
 # Exit codes by error class, most specific first: 1 is kept for "checked, and it failed" (a rejected candidate,
 # a failed audit), so a usage or integrity problem is never mistaken for a verdict.
-EXIT_CODES: tuple[tuple[type[RatchetError], int], ...] = ((IntegrityError, 2), (RatchetError, 2))
+EXIT_CODES: tuple[tuple[type[RatchetError], int], ...] = ((WorkspaceBusy, 75), (IntegrityError, 2), (RatchetError, 2))
 
 
 def _fail(exc: RatchetError) -> None:
@@ -204,8 +204,8 @@ class _LoopDisplay:
 def run(
     workspace: Path = typer.Argument(..., help="The workspace (from `ratchet init`)."),
     experiments: int = typer.Option(20, min=1, help="How many experiments to run."),
-    budget: Optional[float] = typer.Option(None, help="Wall-clock seconds per sandbox phase (default: config)."),
-    total: Optional[float] = typer.Option(None, "--time", help="Stop starting new experiments after this many seconds."),
+    budget: Optional[float] = typer.Option(None, min=0.001, help="Wall-clock seconds per sandbox phase (default: config)."),
+    total: Optional[float] = typer.Option(None, "--time", min=0.001, help="Stop starting new experiments after this many seconds."),
     proposer: Optional[str] = typer.Option(None, help="Where candidates come from: anthropic (the meta-agent), "
                                                      "optuna or patches. Default: anthropic when ANTHROPIC_API_KEY "
                                                      "is set, else optuna."),
@@ -239,7 +239,7 @@ def try_(
     candidate: Path = typer.Argument(..., help="A whole candidate policy.py."),
     as_json: bool = typer.Option(False, "--json", help="Print only the verdict as JSON on stdout."),
     keep: bool = typer.Option(False, "--keep", help="Commit the candidate as the new champion when it passes."),
-    budget: Optional[float] = typer.Option(None, help="Wall-clock seconds per sandbox phase (default: config)."),
+    budget: Optional[float] = typer.Option(None, min=0.001, help="Wall-clock seconds per sandbox phase (default: config)."),
 ) -> None:
     """Push one candidate through exactly the loop's pipeline.
 
@@ -247,26 +247,27 @@ def try_(
     from optimizer.context import load_context
     from optimizer.experiment import run_experiment
     from optimizer.loop import ensure_baseline, open_tracker
-    from optimizer.proposers._patches import hypothesis_of
+    from optimizer.proposers._patches import hypothesis_of, read_candidate
+    from optimizer.runner import runner_lock
     from optimizer.sandbox import Sandbox
+    from optimizer.workspace import Workspace
 
     try:
-        if not candidate.is_file():
-            raise RatchetError(f"{candidate}: candidate file not found.")
-        source = candidate.read_text()
-        ctx = load_context(workspace)
-        from optimizer.task_agent import open_broker
+        source = read_candidate(candidate)
+        with runner_lock(Workspace.open(workspace).root):  # the experiment and its records are one runner's
+            ctx = load_context(workspace)
+            from optimizer.task_agent import open_broker
 
-        broker = open_broker(ctx)  # a task-agent workspace without an API key is refused here
-        if budget is not None:
-            ctx.config = ctx.config.model_copy(
-                update={"sandbox": ctx.config.sandbox.model_copy(update={"budget_s": budget})})
-        tracker = open_tracker(ctx)
-        ctx.ws.revert()
-        with Sandbox(memory_mb=ctx.config.sandbox.memory_mb, broker=broker) as sandbox:
-            ensure_baseline(ctx, sandbox, tracker)
-            record = run_experiment(ctx, sandbox, source, proposer="person",
-                                    hypothesis=hypothesis_of(source, candidate.name), keep=keep, tracker=tracker)
+            broker = open_broker(ctx)  # a task-agent workspace without an API key is refused here
+            if budget is not None:
+                ctx.config = ctx.config.model_copy(
+                    update={"sandbox": ctx.config.sandbox.model_copy(update={"budget_s": budget})})
+            tracker = open_tracker(ctx)
+            ctx.ws.revert()
+            with Sandbox(memory_mb=ctx.config.sandbox.memory_mb, broker=broker) as sandbox:
+                ensure_baseline(ctx, sandbox, tracker)
+                record = run_experiment(ctx, sandbox, source, proposer="person",
+                                        hypothesis=hypothesis_of(source, candidate.name), keep=keep, tracker=tracker)
     except RatchetError as exc:
         _fail(exc)
     if as_json:
@@ -343,7 +344,7 @@ def repair(workspace: Path = typer.Argument(..., help="The workspace.")) -> None
     from optimizer.context import load_context
 
     try:
-        ctx = load_context(workspace)
+        ctx = load_context(workspace)  # repairs under the runner lock
     except RatchetError as exc:
         _fail(exc)
     out.print(ctx.repaired or "nothing to repair: git, champion state and ledger agree", markup=False)

@@ -17,6 +17,7 @@ from holdout import evidence
 from holdout.ledger import Kind, Ledger
 from optimizer.config import dump_config, load_config, parse_config
 from optimizer.errors import IntegrityError, RatchetError
+from optimizer.runner import exclusive
 from optimizer.workspace import Workspace
 
 # What the seal and the verdicts already given depend on: change them with a new workspace (or a reseal).
@@ -56,6 +57,7 @@ def _apply(data: dict[str, Any], key: str, value: Any) -> Any:
     return old
 
 
+@exclusive
 def change_config(path: Path, assignments: dict[str, Any], *, approved_by: str, reason: str) -> dict[str, Any]:
     """Validate, commit and record one change; returns {key: {old, new}}."""
     ws = Workspace.open(path)

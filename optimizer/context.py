@@ -147,8 +147,9 @@ class Context:
 
 
 def load_context(path: Path, *, repair: bool = True) -> Context:
-    """The workspace, verified. `repair`: first complete or roll back a keep a stop interrupted (an auditor's
-    read-only replay passes False and is refused on an interrupted keep instead)."""
+    """The workspace, verified. `repair`: first complete or roll back a keep a stop interrupted, holding the runner
+    lock (WorkspaceBusy while another command writes the workspace); an auditor's read-only replay and the server
+    pass False and are refused on an interrupted keep instead."""
     from optimizer.initialize import source_root
 
     ws = Workspace.open(path)
@@ -170,10 +171,14 @@ def load_context(path: Path, *, repair: bool = True) -> Context:
         canary_mask=canary_mask, ledger=ledger, scorer_root=source_root(),
     )
     from optimizer.keep import reconcile
+    from optimizer.runner import runner_lock
 
-    if repair:
-        ctx.repaired = reconcile(ctx)  # a keep interrupted by a stop is completed or rolled back before anything is verified
-    problems = ctx.verify(full=True)
+    if repair:  # under the runner lock: a keep another process is making now is not an interrupted one
+        with runner_lock(ws.root):
+            ctx.repaired = reconcile(ctx)  # a keep a stop interrupted is completed or rolled back before anything is verified
+            problems = ctx.verify(full=True)
+    else:
+        problems = ctx.verify(full=True)
     if problems:
         raise IntegrityError(f"{path}: integrity check failed: {'; '.join(problems)}. Run `ratchet audit {path}`.")
     return ctx

@@ -20,6 +20,7 @@ from optimizer.context import Context, PolicyState, load_context
 from optimizer.errors import RatchetError
 from optimizer.experiment import ExperimentRecord, baseline_state, run_experiment
 from optimizer.proposers import ProposalContext, Proposer
+from optimizer.runner import exclusive
 from optimizer.stages import refit_spread
 
 
@@ -162,6 +163,7 @@ def make_proposer(ctx: Context, name: str, patches: Path | None) -> Proposer:
     raise RatchetError(f"unknown proposer {name!r}; available: optuna, patches, anthropic.")
 
 
+@exclusive
 def run_loop(path: Path, *, experiments: int, budget: float | None = None, total_time: float | None = None,
              proposer: str | None = "optuna", patches: Path | None = None,
              on_event: Callable[[LoopEvent], None] = lambda event: None) -> LoopSummary:

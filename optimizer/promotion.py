@@ -17,6 +17,7 @@ from holdout.records import CHAMPION, PREVIOUS, Tag
 from optimizer.errors import IntegrityError, RatchetError
 from optimizer.refs import PolicyRef, resolve
 from optimizer.registry import model_entries
+from optimizer.runner import exclusive
 
 MOVES = (Kind.PROMOTION, Kind.ROLLBACK)
 
@@ -25,6 +26,7 @@ class PromotionRefused(RatchetError):
     """The evidence does not allow the move (no passed trial, nothing to roll back to): checked, and refused."""
 
 
+@exclusive
 def promote(path: Path, ref: str, *, approved_by: str, reason: str = "") -> Entry:
     """Point `champion` at REF's registered version (`previous` at the one it replaces), once REF's latest shadow
     trial passed; returns the ledger's promotion entry."""
@@ -55,6 +57,7 @@ def promote(path: Path, ref: str, *, approved_by: str, reason: str = "") -> Entr
     return _move(client, uri, ctx.ledger, Kind.PROMOTION, payload)
 
 
+@exclusive
 def rollback(path: Path, *, approved_by: str, reason: str = "") -> Entry:
     """Move `champion` back to `previous` (and `previous` to the version below it, if any); returns the ledger's
     rollback entry."""

@@ -16,6 +16,7 @@ from holdout.split import split_by_time
 from optimizer import __version__
 from optimizer.context import load_context
 from optimizer.errors import RatchetError
+from optimizer.runner import exclusive
 
 Progress = Callable[[str], None]
 
@@ -66,6 +67,7 @@ def _check_unused(ctx, fresh: pd.DataFrame, retired: list[pd.DataFrame]) -> None
                            "used (train, dev or an earlier holdout). A fresh holdout must be data nobody has seen.")
 
 
+@exclusive
 def reseal(path: Path, *, seed: int | None = None, data: Path | None = None,
            progress: Progress = lambda _: None) -> ResealResult:
     from optimizer.initialize import scorer_files, source_root

@@ -61,6 +61,8 @@ class Workspace:
     @classmethod
     def open(cls, path: Path) -> "Workspace":
         ws = cls(Path(path).resolve())
+        if not ws.root.exists():
+            raise RatchetError(f"{path}: no such folder. Create a workspace there with `ratchet init DOMAIN -w {path}`.")
         if not ws.config.is_file() or not (ws.root / ".git").is_dir():
             raise RatchetError(f"{path}: not a ratchet workspace (no {CONFIG} or git history). Create one with `ratchet init`.")
         return ws

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import ast
+import logging
 from pathlib import Path
 
 from optimizer.errors import RatchetError
 from optimizer.proposers._base import Candidate, ProposalContext, Proposer
+
+log = logging.getLogger("ratchet")
 
 
 def hypothesis_of(source: str, fallback: str) -> str:
@@ -32,8 +35,27 @@ class PatchesProposer(Proposer):
             raise RatchetError(f"{folder}: no *.py candidate files in it.")
 
     def propose(self, context: ProposalContext) -> Candidate | None:
-        if not self._queue:
-            return None
-        path = self._queue.pop(0)
-        source = path.read_text()
-        return Candidate(source, hypothesis_of(source, path.name), {"file": path.name})
+        while self._queue:
+            path = self._queue.pop(0)
+            try:
+                source = read_candidate(path)
+            except RatchetError as exc:  # an unreadable file is skipped, said once, and the loop goes on
+                log.warning("patches: skipped %s", exc)
+                continue
+            return Candidate(source, hypothesis_of(source, path.name), {"file": path.name})
+        return None
+
+
+def read_candidate(path: Path) -> str:
+    """A candidate policy file's text; RatchetError naming the file when it is missing, empty or not UTF-8."""
+    if not path.is_file():
+        raise RatchetError(f"{path}: candidate file not found.")
+    data = path.read_bytes()
+    try:
+        source = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RatchetError(f"{path}: not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r}); save the "
+                           "policy as UTF-8.") from None
+    if not source.strip():
+        raise RatchetError(f"{path}: the candidate file is empty; a policy defines fit(train) and decide(model, rows).")
+    return source

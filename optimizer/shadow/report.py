@@ -19,6 +19,7 @@ from scipy import stats
 from domains import Decisions
 from holdout.ledger import Kind
 from optimizer.errors import RatchetError
+from optimizer.runner import exclusive
 from optimizer.shadow.trial import store_of, trial_dir
 
 EXIT = {"passed": 0, "failed": 1, "pending": 3}
@@ -40,6 +41,7 @@ class Report:
                 "reasons": list(self.reasons), **self.figures}
 
 
+@exclusive
 def build_report(path: Path, trial: str, *, accept_drift: str | None = None, record: bool = True) -> Report:
     from optimizer.context import load_context
 

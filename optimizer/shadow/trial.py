@@ -22,6 +22,7 @@ from holdout.hashing import array_sha256, content_hash, sha256_file
 from holdout.ledger import Kind
 from optimizer.errors import RatchetError
 from optimizer.refs import PolicyRef, acting, resolve
+from optimizer.runner import exclusive
 from optimizer.shadow.events import read_frame
 from optimizer.shadow.quarantine import check_events
 from optimizer.shadow.store import ShadowStore, Trial
@@ -51,6 +52,7 @@ def trial_dir(ctx, trial: str) -> Path:
     return ctx.ws.root / "shadow" / trial
 
 
+@exclusive
 def start_trial(path: Path, *, challenger: str, events_file: Path, progress=lambda _: None) -> Started:
     from optimizer.context import load_context
     from optimizer.sandbox import Sandbox
@@ -169,6 +171,7 @@ def label_text(value: Any) -> str | None:
     return str(value)
 
 
+@exclusive
 def add_outcomes(path: Path, trial: str, outcomes_file: Path) -> dict:
     """Join a batch of outcomes to `trial`: only its events' ids, each event's first outcome counts."""
     from optimizer.context import load_context

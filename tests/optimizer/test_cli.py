@@ -33,11 +33,16 @@ def test_every_command_has_help_with_an_example(command):
     (["demo", "--domain", "weather"], ["--domain 'weather'", "unknown domain"]),
     (["run", "{tmp}"], ["not a ratchet workspace", "ratchet init"]),
     (["audit", "{tmp}"], ["not a ratchet workspace"]),
+    (["run", "{tmp}/nope"], ["nope: no such folder", "ratchet init"]),
+    (["try", "{tmp}", "{tmp}/latin1.py"], ["latin1.py", "not UTF-8", "byte 10"]),
+    (["try", "{tmp}", "{tmp}/empty.py"], ["empty.py", "empty"]),
     (["init", "fraud", "--workspace", "{tmp}/ws", "--config", "{tmp}/bad.yaml"], ["bad.yaml", "sandbox.budget_s"]),
 ])
 def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, words):
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     (tmp_path / "bad.yaml").write_text("sandbox:\n  budget_s: soon\n")
+    (tmp_path / "latin1.py").write_bytes("# prix en \u20ac\n".encode("cp1252"))
+    (tmp_path / "empty.py").write_text("\n")
     proc = subprocess.run([RATCHET, *[a.format(tmp=tmp_path) for a in args]], capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
