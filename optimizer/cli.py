@@ -350,11 +350,21 @@ def repair(workspace: Path = typer.Argument(..., help="The workspace.")) -> None
     out.print(ctx.repaired or "nothing to repair: git, champion state and ledger agree", markup=False)
 
 
-@app.command(epilog="Example: ratchet doctor")
-def doctor() -> None:
-    """Say which sandbox isolation layers are active on this machine, and why."""
+@app.command(epilog="Example: ratchet doctor   |   ratchet doctor --clean")
+def doctor(
+    clean: bool = typer.Option(False, "--clean", help="Remove the sandbox folders killed runs left in the temp dir "
+                               "(train rows with labels, models, holdout rows mid-decide) and say how many."),
+    everything: bool = typer.Option(False, "--all", help="With --clean: also folders without an owner record "
+                                    "(left by an older version); stop every ratchet process first."),
+) -> None:
+    """Say which sandbox isolation layers are active on this machine, and why; --clean removes what killed runs left."""
     from optimizer.sandbox import describe_isolation
+    from optimizer.sandbox._leftovers import clean as clean_leftovers
 
+    if clean:
+        removed, freed = clean_leftovers(everything)
+        out.print(f"removed {removed} left-over sandbox folder(s), {freed / 1e6:.1f} MB", markup=False)
+        return
     info = describe_isolation()
     out.print_json(json.dumps(info, default=str))
 

@@ -10,7 +10,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import tempfile
 import threading
 import time
 import weakref
@@ -23,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from optimizer.errors import RatchetError
-from optimizer.sandbox import _isolation, _outcome
+from optimizer.sandbox import _isolation, _leftovers, _outcome
 from optimizer.sandbox import _protocol as P
 from optimizer.sandbox._channel import Broker, BrokerSession
 from optimizer.sandbox._results import DecideResult, FitResult, ModelHandle, sha256_of
@@ -90,8 +89,10 @@ class Sandbox:
     def start(self) -> None:
         with self._lock:
             if self._base is None:
-                self._base = Path(tempfile.mkdtemp(prefix="ratchet-sandbox-"))
-                os.chmod(self._base, 0o711)  # the child may enter its own workdir, list nothing
+                _leftovers.clean()  # what a killed run left: labelled rows, models, holdout rows mid-decide
+                self._base = _leftovers.make_folder()
+                # With uid-drop the child (nobody) must pass through to its own workdir, and may list nothing.
+                os.chmod(self._base, 0o711 if self._plan.drop_uid else 0o700)
                 (self._base / "models").mkdir(mode=0o700)
             if self._process is None or self._process.poll() is not None:
                 self._launch()

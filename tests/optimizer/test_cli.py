@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -73,3 +74,16 @@ def test_audit_cli_exit_codes(small_workspace, tmp_path, monkeypatch):
 def test_doctor_reports_layers():
     result = CliRunner().invoke(app, ["doctor"])
     assert result.exit_code == 0 and "audit-hook" in result.output
+
+
+def test_doctor_clean_removes_what_a_dead_owner_left(tmp_path):
+    import tempfile
+
+    from optimizer.sandbox._leftovers import OWNER, PREFIX
+
+    folder = Path(tempfile.mkdtemp(prefix=PREFIX))
+    (folder / OWNER).write_text(json.dumps({"pid": os.getpid(), "started": "0"}))  # our pid, another start time
+    (folder / "holdout.parquet").write_bytes(b"x" * 2_000_000)
+    result = CliRunner().invoke(app, ["doctor", "--clean"])
+    assert result.exit_code == 0 and "removed" in result.output and "MB" in result.output
+    assert not folder.exists()

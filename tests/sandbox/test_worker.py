@@ -172,3 +172,34 @@ def test_workers_have_no_model_broker(train):
         fitted = sandbox.fit(POLICY, train, budget_s=30)
         with pytest.raises(RatchetError, match="no model broker"):
             sandbox.worker(POLICY, fitted.model, budget_s=30)
+
+
+def test_a_killed_owners_folder_is_removed_by_the_next_sandbox(tmp_path):
+    """A SIGKILL skips close(): the next Sandbox removes the folder (labelled rows, models) of an owner that is gone."""
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from optimizer.sandbox._leftovers import PREFIX, clean
+
+    script = ("import sys, time\nfrom optimizer.sandbox import Sandbox\nbox = Sandbox(preload=('numpy',))\n"
+              "box.start()\nprint(box._base, flush=True)\ntime.sleep(120)\n")
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE, text=True)
+    left = Path(proc.stdout.readline().strip())
+    assert left.name.startswith(f"{PREFIX}{proc.pid}-") and left.is_dir()
+    clean()
+    assert left.is_dir()  # its owner lives: never touched
+    (left / "train.parquet").write_bytes(b"x" * 1000)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert left.is_dir()  # the kill skipped every cleanup
+    stranger = Path(tempfile.mkdtemp(prefix=PREFIX))  # no owner record: only `doctor --clean --all` removes it
+    try:
+        with Sandbox(preload=LIGHT) as sandbox:
+            assert not left.exists() and stranger.is_dir()
+            assert sandbox._base.stat().st_mode & 0o077 in (0o011, 0)  # others may at most pass through
+    finally:
+        stranger.rmdir()
