@@ -33,11 +33,22 @@ class AuditReport:
     checks: tuple[Check, ...] = field(default_factory=tuple)
 
     @property
+    def unverified(self) -> tuple[Check, ...]:
+        """Checks that could not be made (MLflow unreachable or unreadable): an outage, not a verdict."""
+        return tuple(c for c in self.checks if not c.passed and c.detail.startswith("not verified: "))
+
+    @property
+    def status(self) -> str:
+        """intact, unverified (every failure is a check that could not be made) or failed."""
+        failed = [c for c in self.checks if not c.passed]
+        return "intact" if not failed else ("unverified" if len(failed) == len(self.unverified) else "failed")
+
+    @property
     def ok(self) -> bool:
         return all(c.passed for c in self.checks)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"workspace": self.workspace, "ok": self.ok,
+        return {"workspace": self.workspace, "ok": self.ok, "status": self.status,
                 "checks": [{"check": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks]}
 
 

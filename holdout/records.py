@@ -58,6 +58,33 @@ class TrackingRecords(Protocol):
     def model_aliases(self, name: str) -> dict[str, int] | None: ...
 
 
+PROBE_S = 5.0  # how long a tracking server may take to answer /health before it counts as unreachable
+
+
+def fail_fast() -> None:
+    """MLflow's HTTP client retries for minutes by default; a loop and an audit need to know in seconds (the
+    caller's own MLFLOW_HTTP_REQUEST_* settings win)."""
+    import os
+
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
+def unreachable(uri: str, timeout: float = PROBE_S) -> str | None:
+    """Why the tracking server at an http(s) `uri` does not answer its /health within `timeout`, or None (local
+    stores are not probed)."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    import requests
+
+    try:
+        answer = requests.get(uri.rstrip("/") + "/health", timeout=timeout)
+    except requests.RequestException as exc:
+        return f"unreachable ({type(exc).__name__} within {timeout:g} s)"
+    return None if answer.status_code < 500 else f"answered HTTP {answer.status_code} on /health"
+
+
 class MlflowRecords:
     """One MLflow experiment, read only."""
 
@@ -66,6 +93,10 @@ class MlflowRecords:
         import os
 
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        fail_fast()
+        down = unreachable(uri)
+        if down:
+            raise RecordsUnavailable(down)
         from mlflow.tracking import MlflowClient
 
         logging.getLogger("mlflow").setLevel(logging.ERROR)

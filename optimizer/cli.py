@@ -129,7 +129,8 @@ def audit(
     config, cached decisions and states, experiment records), list every config change with its approver, and
     replay every holdout answer, held to the gate settings in ratchet.yaml.
 
-    Exit 0 when intact, 1 on any integrity failure, 2 when the folder is not a workspace."""
+    Exit 0 when intact, 1 on any integrity failure, 2 when the folder is not a workspace, 4 when the only
+    failures are checks that could not be made because MLflow is unreachable (an outage, not tampering)."""
     from holdout.audit import AuditReport, Check
     from holdout.audit import audit as run_audit
     from optimizer.config import load_config
@@ -155,8 +156,11 @@ def audit(
             mark = "[green]ok  [/green]" if c.passed else "[red]FAIL[/red]"
             out.print(f"{mark} {c.name:<20} ", end="")
             out.print(c.detail, markup=False)
-        out.print("audit: intact" if report.ok else "audit: INTEGRITY FAILURE")
-    raise typer.Exit(0 if report.ok else 1)
+        out.print({"intact": "audit: intact", "failed": "audit: INTEGRITY FAILURE",
+                   "unverified": f"audit: NOT VERIFIED: {len(report.unverified)} check(s) could not be made (MLflow "
+                                 "unreachable or unreadable); every other check is intact. Run it again once MLflow "
+                                 "answers."}[report.status], markup=False)
+    raise typer.Exit({"intact": 0, "failed": 1, "unverified": 4}[report.status])
 
 
 class _LoopDisplay:

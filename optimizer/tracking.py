@@ -19,7 +19,7 @@ import pandas as pd
 
 from optimizer.errors import RatchetError
 
-from holdout.records import SEAL_TAG, Tag  # noqa: F401 (SEAL_TAG re-exported: the tag the audit reads)
+from holdout.records import SEAL_TAG, Tag, fail_fast, unreachable  # noqa: F401 (SEAL_TAG re-exported: the tag the audit reads)
 
 
 def default_store() -> Path:
@@ -52,6 +52,7 @@ def _quiet() -> None:
     os.environ.setdefault("DO_NOT_TRACK", "true")
     # MLflow prints run URLs to stdout for server URIs; stdout belongs to `ratchet try --json`.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    fail_fast()
     import mlflow  # noqa: F401  (its import configures the loggers we then quieten)
 
     for name in ("mlflow", "alembic", "sqlalchemy"):
@@ -67,6 +68,10 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = uri or tracking_uri()
+        down = unreachable(self.uri)
+        if down:
+            raise RatchetError(f"MLflow at {self.uri}: {down}; nothing was recorded. Start the tracking server or "
+                               "point MLFLOW_TRACKING_URI at a reachable one.")
         self.mlflow = mlflow
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(self.uri)

@@ -21,6 +21,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class Server(str):
+    """The server's URL, with its process (a test may stop it)."""
+
+    proc: subprocess.Popen
+
+
 @pytest.fixture
 def server(tmp_path):
     port = _free_port()
@@ -41,7 +47,9 @@ def server(tmp_path):
     else:
         proc.kill()
         pytest.fail("mlflow server did not come up within 90 s")
-    yield url
+    handle = Server(url)
+    handle.proc = proc
+    yield handle
     proc.terminate()
     proc.wait(timeout=30)
 
@@ -75,3 +83,16 @@ def test_seal_experiment_and_audit_through_a_server(server, tmp_path, monkeypatc
     assert {"policy.py", "diff.patch", "trace.json", "record.json"} <= artifacts
     report = audit(res.workspace.root, source_root=source_root())
     assert report.ok, [c for c in report.checks if not c.passed]
+
+    # The server goes away: the next try says so in seconds and records nothing; the audit calls it an outage.
+    from holdout.ledger import Ledger
+
+    server.proc.terminate()
+    server.proc.wait(timeout=30)
+    before = len(Ledger(res.workspace.root / "ledger.duckdb").entries())
+    down = CliRunner().invoke(app, ["try", str(res.workspace.root), str(cand), "--json"])
+    assert down.exit_code == 2 and f"MLflow at {server}: unreachable" in down.output, down.output
+    assert "nothing was recorded" in down.output
+    assert len(Ledger(res.workspace.root / "ledger.duckdb").entries()) == before
+    outage = CliRunner().invoke(app, ["audit", str(res.workspace.root)])
+    assert outage.exit_code == 4 and "NOT VERIFIED" in outage.output and "INTEGRITY" not in outage.output
