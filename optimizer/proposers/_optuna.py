@@ -1,7 +1,8 @@
 """The offline proposer: TPE over the constants marked `# tune:` in policy.py.
 
 The study lives in the workspace (an Optuna journal file), so a stopped run resumes where it
-left off. Guardrail slack is reported as constraints (feasible when <= 0).
+left off, and no point of the search is proposed twice, across restarts too. Guardrail slack is reported
+as constraints (feasible when <= 0).
 """
 from __future__ import annotations
 
@@ -14,6 +15,13 @@ from optimizer.proposers._base import Candidate, ProposalContext, Proposer
 from optimizer.tunables import parse, rewrite, suggest
 
 
+MAX_REPEATS = 50  # asks per proposal before a repeat is accepted (a space with fewer new points than that)
+
+
+def _key(params: dict) -> tuple:
+    return tuple(sorted((k, repr(v)) for k, v in params.items()))
+
+
 class OptunaProposer(Proposer):
     name = "optuna"
 
@@ -24,9 +32,11 @@ class OptunaProposer(Proposer):
         logging.getLogger("optuna").setLevel(logging.WARNING)
         self._optuna = optuna
         storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(study_path)))
-        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=8)
-        self.study = optuna.create_study(study_name="ratchet", storage=storage, sampler=sampler,
-                                         direction=direction, load_if_exists=True)
+        self.study = optuna.create_study(study_name="ratchet", storage=storage, direction=direction,
+                                         load_if_exists=True)
+        # The sampler's random stream continues rather than restarts: seeded by how far the study has got, so a
+        # resumed run does not walk the same startup points again (and stays reproducible).
+        self.study.sampler = optuna.samplers.TPESampler(seed=seed + len(self.study.trials), n_startup_trials=8)
         self.primary = primary
         self._open: dict[int, Any] = {}
         # Trials asked but never told (an interrupted run) would bias TPE as running: close them.
@@ -40,12 +50,24 @@ class OptunaProposer(Proposer):
             raise RatchetError(f"policy.py: bad '# tune:' marker ({exc}). Fix the marker line.") from None
         if not tunables:
             raise RatchetError("policy.py marks no constants with '# tune:'; the optuna proposer has nothing to search.")
-        trial = self.study.ask()
-        values = suggest(trial, tunables)
+        trial, values = self._ask_new(tunables)
         changed = {k: v for k, v in values.items() if next(t for t in tunables if t.name == k).value != v}
         self._open[trial.number] = trial
         hypothesis = "tune " + (", ".join(f"{k}={v!r}" for k, v in changed.items()) or "nothing (same constants)")
         return Candidate(rewrite(context.champion_source, values), hypothesis[:300], {"trial": trial.number})
+
+    def _ask_new(self, tunables: list) -> tuple[Any, dict]:
+        """A trial whose constants no earlier trial of the study tried (across restarts too): a repeat is closed as
+        failed, never proposed, and asked again (a search space too small to offer a new point gives the last)."""
+        state = self._optuna.trial.TrialState
+        seen = {_key(t.params) for t in self.study.get_trials(deepcopy=False) if t.state != state.RUNNING}
+        for _ in range(MAX_REPEATS):
+            trial = self.study.ask()
+            values = suggest(trial, tunables)
+            if _key(trial.params) not in seen:
+                break
+            self.study.tell(trial, state=state.FAIL)
+        return trial, values
 
     def observe(self, candidate: Candidate, record: Any) -> None:
         trial = self._open.pop(candidate.meta.get("trial"), None)
