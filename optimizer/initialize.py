@@ -6,6 +6,7 @@ or a crash leaves nothing half-made behind.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from holdout.split import split_by_time
 from optimizer import __version__
 from optimizer.config import RunConfig, default_config_path, dump_config, parse_config, read_yaml
 from optimizer.errors import RatchetError
+from optimizer.faults import fault
 from optimizer.workspace import Workspace
 
 Progress = Callable[[str], None]
@@ -54,6 +56,24 @@ def scorer_files(domain: Domain) -> list[Path]:
     """The scorer side: the domain's adapter files and everything in SCORER_GLOBS."""
     root = source_root()
     return sorted({*domain.scorer_sources(), *(p for g in SCORER_GLOBS for p in root.glob(g))})
+
+
+def _remove_stale_staging(target: Path) -> None:
+    """Staging folders of inits of `target` whose process is gone (killed before the move)."""
+    for folder in target.parent.glob(f".{target.name}.init-*"):
+        pid = folder.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def experiment_name(workspace: Path, manifest_sha: str) -> str:
@@ -155,7 +175,10 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
              "columns": drift_report(splits.train, splits.holdout, numeric, watch=config.seal.drift_watch,
                                      alarm=config.seal.drift_alarm)}
 
-    staging = target.with_name(f".{target.name}.init-tmp")
+    # Everything is made in a staging folder beside the target and moved into place last: a stopped init leaves
+    # no half workspace, only a staging folder the next init removes.
+    _remove_stale_staging(target)
+    staging = target.with_name(f".{target.name}.init-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir(parents=True)
@@ -192,8 +215,6 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
         shutil.copyfile(domain.program, ws.program)
         shutil.copyfile(policy_file or domain.baseline_policy, ws.policy)
         ws.init_repo()
-        staging.rename(target)
-        ws = Workspace(target)
 
         progress("recording the seal in MLflow and the ledger")
         from optimizer.tracking import Tag, Tracker
@@ -217,18 +238,18 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
         from holdout.evidence import CONFIG, SPLITS, bind
 
         Ledger(ws.ledger).append(Kind.SEAL, {
-            "evidence": bind(target, (*SPLITS, CONFIG, CONTRACT)),
+            "evidence": bind(staging, (*SPLITS, CONFIG, CONTRACT)),
             "manifest_sha256": manifest_sha,
             "content_sha256": manifest["content_sha256"],
             "mlflow": {"uri": tracker.uri, "experiment": experiment, "run_id": run_id},
             "drift": {c: v["verdict"] for c, v in drift["columns"].items()},
         })
         ws.ledger.chmod(0o600)
+        fault("init:before-move")
+        staging.rename(target)  # atomic: the target is a whole workspace or untouched
+        ws = Workspace(target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        # Moved into place but never sealed in the ledger (MLflow failed): not a workspace, remove it.
-        if (target / "holdout").exists() and not (target / "ledger.duckdb").exists():
-            shutil.rmtree(target, ignore_errors=True)
         raise
     rows = {"train": len(splits.train), "dev": len(splits.dev), "holdout": int(manifest["rows"])}
     return InitResult(ws, manifest_sha, rows, run_id, drift, leakage, notes)

@@ -21,13 +21,15 @@ from typing import Any
 from holdout.evidence import bind_state
 from holdout.hashing import sha256_bytes
 from holdout.ledger import Entry, Kind
+from optimizer.faults import fault
 
 INTENT = Kind.KEEP_INTENT
 STEPS = ("intent", "commit", "state", "swap", "complete", "cleanup")
 
 
 def _reached(step: str) -> None:
-    """Called after each step; tests replace it to inject a stop there."""
+    """Called after each step: a fault point (RATCHET_FAULT=keep:<step>), and tests replace it to stop there."""
+    fault(f"keep:{step}")
 
 
 def _dirs(ctx: Any) -> tuple[Path, Path, Path]:
@@ -97,12 +99,21 @@ def reconcile(ctx: Any, reason: str = "") -> str | None:
         shutil.rmtree(nxt, ignore_errors=True)
         if champion.is_dir():
             shutil.rmtree(prev, ignore_errors=True)  # a keep completed; only its cleanup was left
+        orphan = _unrecorded_gate(entries, done)
+        if orphan is not None:
+            return _record_stopped(ctx, orphan)
         last = next((e for e in reversed(entries) if e.kind == Kind.EXPERIMENT), None)
-        intent = next((e for e in reversed(entries) if e.kind == INTENT), None)
-        if last is not None and intent is not None and intent.data["experiment"] == last.data["experiment"] \
-                and not (ws.experiments / last.data["experiment"]).exists():  # stopped after the completion
-            _write_recovered(ws, {**last.data, "ledger_seq": last.seq}, intent.data["source"],
-                             intent.data["parent_commit"])
+        if last is not None and not (ws.experiments / last.data["experiment"]).exists():  # stopped after the entry
+            intent = next((e for e in reversed(entries) if e.kind == INTENT
+                           and e.data["experiment"] == last.data["experiment"]), None)
+            if intent is not None:
+                source, parent = intent.data["source"], intent.data["parent_commit"]
+            else:  # a verdict without a keep: its candidate is still the working copy, unless someone changed it
+                working = ws.policy.read_text() if ws.policy.is_file() else ""
+                source = working if sha256_bytes(working.encode()) == last.data.get("policy_sha256") else ""
+                parent = last.data["parent_commit"]
+                ws.revert()
+            _write_recovered(ws, {**last.data, "ledger_seq": last.seq}, source, parent)
             return f"{last.data['experiment']}: its record folder was rewritten from the ledger"
         return None
     intent = pending[-1].data
@@ -139,6 +150,34 @@ def reconcile(ctx: Any, reason: str = "") -> str | None:
     entry = ledger.append(Kind.EXPERIMENT, crashed)
     _write_recovered(ws, {**crashed, "ledger_seq": entry.seq}, intent["source"], parent)
     return f"{exp}: the interrupted keep was rolled back to {parent[:12]}"
+
+
+def _unrecorded_gate(entries: list, done: set) -> Any:
+    """The last holdout query when its experiment never reached the ledger (the run stopped in between), else None."""
+    last = next((e for e in reversed(entries) if e.kind == Kind.GATE), None)
+    exp = last.data.get("experiment") if last is not None else None
+    if not exp or exp in done or any(e.kind == INTENT and e.data.get("experiment") == exp for e in entries):
+        return None
+    return last
+
+
+def _record_stopped(ctx: Any, gate: Entry) -> str:
+    """Record the experiment of an unrecorded holdout query as crashed: its id is used, its query stays counted."""
+    ws = ctx.ws
+    exp, parent = gate.data["experiment"], ws.head()
+    working = ws.policy.read_text() if ws.policy.is_file() else ""
+    source = working if working != ws.champion_source() else ""
+    detail = (f"the run stopped after this experiment's holdout query (gate query {gate.data.get('query')}) and "
+              "before its verdict was recorded; recorded as crashed on the next load, the query stays counted")
+    payload = {"experiment": exp, "number": int(exp.split("-")[1]), "proposer": "unknown", "hypothesis": "",
+               "status": "crashed", "kept": False, "parent_commit": parent, "commit": None,
+               "policy_sha256": sha256_bytes(source.encode()) if source else "", "dev_metrics": {},
+               "gate": dict(gate.data), "fit": {}, "seconds": {}, "proposal": {}, "decisions_sha256": {},
+               "reasons": [{"guard": "record", "passed": False, "figures": {}, "detail": detail}]}
+    entry = ctx.ledger.append(Kind.EXPERIMENT, payload)
+    ws.revert()
+    _write_recovered(ws, {**payload, "ledger_seq": entry.seq}, source, parent)
+    return f"{exp}: stopped after its holdout query; recorded as crashed"
 
 
 def _write_recovered(ws: Any, record: dict[str, Any], source: str, parent: str) -> None:

@@ -19,6 +19,7 @@ from holdout.records import Tag
 from optimizer.context import Context, PolicyState, load_context
 from optimizer.errors import RatchetError
 from optimizer.experiment import ExperimentRecord, baseline_state, run_experiment
+from optimizer.faults import fault
 from optimizer.proposers import ProposalContext, Proposer
 from optimizer.runner import exclusive
 from optimizer.stages import refit_spread
@@ -88,10 +89,12 @@ def ensure_baseline(ctx: Context, sandbox: Any, tracker: Any = None) -> PolicySt
     # Written first, then bound: a stop in between leaves unbound files that the next load removes.
     state.save(ctx.baseline_dir)
     state.save(ctx.champion_dir)
+    fault("baseline:saved")
     ctx.ledger.append(Kind.BASELINE, {"commit": state.commit, "dev_metrics": state.dev_metrics, "refit_sd": state.refit_sd,
                                    "fit": dict(run.fit), "seconds": dict(run.timings), "decisions_sha256": state.decisions_sha256(),
                                    "evidence": {**bind_state(ctx.ws.root, "baseline"),
                                                 **bind_state(ctx.ws.root, "champion")}})
+    fault("baseline:recorded")
     if tracker is not None:
         nested = tracker.mlflow.active_run() is not None
         with tracker.run("baseline", nested=nested, tags={Tag.KIND: "baseline", Tag.COMMIT: state.commit}) as active:

@@ -14,6 +14,7 @@ import pandas as pd
 
 from domains import Decisions
 from guards import GuardResult
+from optimizer.faults import fault
 
 # Look-ahead is checked at several cuts: each exposes the rows whose "future" crosses it.
 PREFIX_CUTS = (0.3, 0.6)
@@ -91,6 +92,7 @@ def evaluate(ctx: Any, sandbox: PolicyRunner, source: str) -> Evaluation:
     budget, constants = ctx.config.sandbox.budget_s, ctx.domain.constants
     t0 = time.perf_counter()
     fitted = sandbox.fit(source, ctx.domain.policy_view(ctx.train, with_label=True), budget_s=budget)
+    fault("evaluate:fitted")
     timings["fit"] = time.perf_counter() - t0
     fit.update({"device": fitted.device, "fit_seconds": fitted.fit_seconds, "status": fitted.status})
     if fitted.status != "ok":

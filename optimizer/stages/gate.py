@@ -9,6 +9,7 @@ from typing import Any
 
 from guards import GuardResult
 from holdout import gate as holdout_gate
+from optimizer.faults import fault
 from optimizer.stages.judge import Judgement
 from optimizer.stages.scoring import state_scores
 
@@ -69,8 +70,11 @@ def ask_gate(ctx: Any, *, dev_gain: float, holdout_gain: float, se: float, entri
         answer = holdout_gate.thresholdout(dev_gain=dev_gain, holdout_gain=holdout_gain, threshold=threshold,
                                            sigma=sigma, gamma=gamma, budget_left=budget, seed=ctx.config.seed,
                                            query=query)
-    record = {**answer.to_dict(), "se": se, "query": query, "seed": ctx.config.seed, "seal": ctx.manifest_sha256}
+    experiment = f"exp-{sum(e.kind == Kind.EXPERIMENT for e in entries) + 1:04d}"  # as run_experiment numbers it
+    record = {**answer.to_dict(), "se": se, "query": query, "seed": ctx.config.seed, "seal": ctx.manifest_sha256,
+              "experiment": experiment}
     ctx.ledger.append(Kind.GATE, record)
+    fault("gate:answered")  # the query is spent; the experiment is not recorded yet
     return record
 
 

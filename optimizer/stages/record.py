@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from holdout.ledger import Kind
+from optimizer.faults import fault
 from optimizer.stages.evaluate import Evaluation
 from optimizer.stages.judge import Judgement
 
@@ -40,8 +41,10 @@ def record(ctx: Any, rec: Any, source: str, *, evaluation: Evaluation | None = N
     trace.update({"fit_log": (evaluation.log if evaluation else "")[-20_000:],
                   "dev": judgement.trace if judgement else {},
                   "guard_failures": [r.to_dict() for r in rec.verdict.failures]})
+    fault("record:before-folder")
     folder = write_record(ctx.ws, {**payload, "commit": rec.commit, "ledger_seq": rec.ledger_seq}, source, rec.diff,
                           trace)
+    fault("record:before-mlflow")
     if tracker is not None:
         record_experiment(tracker, ctx, rec, folder, nested=nested, evaluation=evaluation)
     return rec

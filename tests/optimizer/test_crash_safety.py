@@ -1,0 +1,107 @@
+"""Real kills (SIGKILL at named fault points, RATCHET_FAULT) of `ratchet try --keep` and `ratchet init`: the next
+command finds the workspace at its last kept commit with an intact audit, every experiment id used once, no folder
+without its ledger entry and no holdout query without its experiment."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from holdout.ledger import Kind, Ledger
+from optimizer.cli import app
+from optimizer.faults import FAULT_POINTS
+from tests.conftest import BASELINE, NOTHING, _sealed
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = BASELINE.replace("N_ESTIMATORS = 300 ", "N_ESTIMATORS = 60 ")  # an honest keep over NOTHING, quickly
+EXPERIMENT_POINTS = [p for p in FAULT_POINTS if p.split(":")[0] in ("evaluate", "gate", "keep", "record")]
+
+
+@pytest.fixture(scope="module")
+def baselined(tmp_path_factory) -> Path:
+    """A fraud workspace whose champion alerts on nothing, with its baseline evaluated (no refits: fast)."""
+    ws = _sealed(tmp_path_factory, "crash", "fraud", {"data.rows": 20_000, "decision.refits": 0}, NOTHING)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{ws.parent / 'mlflow.db'}"
+    try:
+        assert _try(ws, NOTHING + "\n# unchanged\n").exit_code == 1  # evaluates the baseline
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI")
+    return ws
+
+
+def _try(ws: Path, source: str, *args: str):
+    path = ws.parent / "candidate.py"
+    path.write_text(source)
+    return CliRunner().invoke(app, ["try", str(ws), str(path), "--json", *args])
+
+
+def _killed(args: list[str], point: str, env: dict[str, str]) -> None:
+    """Run a ratchet command that kills itself at `point`; fails unless it really died there."""
+    proc = subprocess.run([sys.executable, "-c", "from optimizer.cli import main; main()", *args], cwd=ROOT,
+                          env={**env, "RATCHET_FAULT": point, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, f"{point} never reached (exit {proc.returncode}): {proc.stderr[-1500:]}"
+
+
+def _story(ws: Path) -> None:
+    """Git, champion state, ledger, folders and the audit tell one story."""
+    from holdout.audit import audit
+    from optimizer.context import load_context
+    from optimizer.initialize import source_root
+
+    report = audit(ws, source_root=source_root())
+    assert report.ok, {c.name: c.detail for c in report.checks if not c.passed}
+    entries = Ledger(ws / "ledger.duckdb").entries()
+    ids = [e.data["experiment"] for e in entries if e.kind == Kind.EXPERIMENT]
+    assert ids == [f"exp-{i:04d}" for i in range(1, len(ids) + 1)]  # each id once, none skipped
+    assert sorted(p.name for p in (ws / "experiments").iterdir()) == ids  # no folder without its entry, and back
+    queries = [e.data["query"] for e in entries if e.kind == Kind.GATE]
+    assert queries == list(range(1, len(queries) + 1))  # never double-spent
+    asked = {e.data.get("experiment") for e in entries if e.kind == Kind.GATE}
+    assert asked <= set(ids)  # no holdout query without its experiment
+    ctx = load_context(ws)
+    assert ctx.ws.head() == ctx.champion().commit and ctx.ws.policy.read_text() == ctx.ws.champion_source()
+    assert not (ws / "champion.next").exists() and not (ws / "champion.prev").exists()
+
+
+@pytest.mark.parametrize("point", EXPERIMENT_POINTS)
+def test_a_kill_at_each_point_of_an_experiment_is_recovered_by_the_next_command(baselined, tmp_path, monkeypatch,
+                                                                                point):
+    ws = tmp_path / "ws"
+    shutil.copytree(baselined, ws)
+    shutil.copyfile(baselined.parent / "mlflow.db", tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    candidate = tmp_path / "fast.py"
+    candidate.write_text(FAST)
+    _killed(["try", str(ws), str(candidate), "--keep", "--json"], point, dict(os.environ))
+    after = _try(ws, FAST.replace("SEED = 0", "SEED = 5"), "--keep")  # what the next command finds, and does
+    assert after.exit_code in (0, 1), after.output
+    _story(ws)
+    entries = Ledger(ws / "ledger.duckdb").entries(Kind.EXPERIMENT)
+    first = entries[1].data  # exp-0002: the killed one (exp-0001 evaluated the baseline's copy)
+    if point in ("keep:swap", "keep:complete", "keep:cleanup", "record:before-folder", "record:before-mlflow"):
+        assert first["kept"], first["reasons"][-1]  # the new champion was in place: rolled forward or finished
+    elif point.startswith(("keep:", "gate:")):
+        assert first["status"] == "crashed" and "stays counted" in first["reasons"][-1]["detail"]
+    assert json.loads(after.stdout)["experiment"] == f"exp-{len(entries):04d}"
+
+
+def test_a_killed_init_blocks_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    args = ["init", "fraud", "--workspace", str(tmp_path / "ws"), "--rows", "8000"]
+    _killed(args, "init:before-move", dict(os.environ))
+    assert not (tmp_path / "ws").exists()  # the target is whole or untouched
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".ws.init-")]  # only the staging folder is left
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ws.init-")]  # removed by the next init
+    audit = CliRunner().invoke(app, ["audit", str(tmp_path / "ws")])
+    assert audit.exit_code == 0, audit.output
