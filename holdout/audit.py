@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -11,7 +12,7 @@ from typing import Any, Callable, Mapping
 import pandas as pd
 
 from holdout import evidence
-from holdout.hashing import canonical_json, content_hash, sha256_file, verify_signature
+from holdout.hashing import canonical_json, content_hash, sha256_bytes, sha256_file, verify_signature
 from holdout.ledger import Kind, Ledger, verify_chain
 from holdout.manifest import MANIFEST, SEAL_KEY_ENV, manifest_body, manifest_sha256, read_manifest
 from holdout.records import CHAMPION, PREVIOUS, MlflowRecords, RecordsUnavailable, TrackingRecords
@@ -138,9 +139,13 @@ def _gate_replay(entries: list) -> Check:
     gates = [e for e in entries if e.kind == Kind.GATE]
     for e in gates:
         d = e.data
-        again = replay(d, seed=d["seed"], query=d["query"]).to_dict()
-        if any(again[k] != d[k] for k in again):
-            wrong = sorted(k for k in again if again[k] != d[k])
+        try:
+            again = replay(d, seed=d["seed"], query=d["query"]).to_dict()
+        except (KeyError, TypeError, ValueError) as exc:  # an entry ratchet never wrote: a finding, not a crash
+            return Check("gate_replay", False, f"ledger entry {e.seq} is not a holdout answer ratchet wrote "
+                         f"({type(exc).__name__}: {exc})")
+        if any(again.get(k) != d.get(k) for k in again):
+            wrong = sorted(k for k in again if again.get(k) != d.get(k))
             return Check("gate_replay", False, f"ledger entry {e.seq} (gate query {d['query']}): replay disagrees on "
                          f"{', '.join(wrong)}")
     return Check("gate_replay", True, f"{len(gates)} holdout answers replayed exactly")
@@ -249,6 +254,30 @@ def _records_files(root: Path, entries: list) -> Check:
     return Check("experiment_records", True, f"{len(experiments)} experiment records match the ledger")
 
 
+def _experiment_ids(root: Path, entries: list) -> Check:
+    """Each experiment id once, each folder with its entry, each holdout query with its experiment, and each kept
+    commit holding the policy.py the ledger recorded (what two runs at once, or a kill, would break)."""
+    ids = [str(e.data.get("experiment")) for e in entries if e.kind == Kind.EXPERIMENT]
+    problems = sorted({f"{i} is in the ledger {ids.count(i)} times" for i in ids if ids.count(i) > 1})
+    folder = root / "experiments"
+    extra = sorted(p.name for p in folder.iterdir() if p.name not in ids) if folder.is_dir() else []
+    problems += [f"experiments/{name} has no ledger entry" for name in extra]
+    problems += [f"holdout query {e.data.get('query')} (ledger entry {e.seq}) names {e.data['experiment']}, which "
+                 "the ledger does not hold: run `ratchet repair DIR`" for e in entries
+                 if e.kind == Kind.GATE and e.data.get("experiment") and e.data["experiment"] not in ids]
+    for e in entries:
+        if e.kind == Kind.EXPERIMENT and e.data.get("kept") and e.data.get("commit"):
+            shown = subprocess.run(["git", "show", f"{e.data['commit']}:policy.py"], cwd=root, capture_output=True)
+            if shown.returncode != 0 or sha256_bytes(shown.stdout) != e.data.get("policy_sha256"):
+                problems.append(f"kept commit {str(e.data['commit'])[:12]} of {e.data['experiment']} does not hold "
+                                "the policy.py the ledger recorded")
+    if problems:
+        return Check("experiment_ids", False, "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more"
+                                                                          if len(problems) > 5 else ""))
+    return Check("experiment_ids", True, f"{len(ids)} experiment ids, each once, each folder and holdout query "
+                 "with its entry, each kept commit holding its recorded policy")
+
+
 def _keeps(entries: list) -> Check:
     """A keep intent without its completion is a keep a stop interrupted; the next load repairs it."""
     done = {e.data.get("experiment") for e in entries if e.kind == Kind.EXPERIMENT}
@@ -317,7 +346,8 @@ def audit(root: Path, *, source_root: Path, gate_settings: Mapping[str, float] |
     else:
         checks.append(Check("manifest_vs_ledger", False, "the ledger has no seal entry"))
     if entries:
-        checks += [_verdict_inputs(root, entries), _records_files(root, entries), _keeps(entries),
+        checks += [_verdict_inputs(root, entries), _records_files(root, entries), _experiment_ids(root, entries),
+                   _keeps(entries),
                    _config_changes(entries)]
     checks.append(_gate_replay(entries))
     if gate_settings is not None:

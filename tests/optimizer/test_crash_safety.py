@@ -105,3 +105,17 @@ def test_a_killed_init_blocks_nothing(tmp_path, monkeypatch):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".ws.init-")]  # removed by the next init
     audit = CliRunner().invoke(app, ["audit", str(tmp_path / "ws")])
     assert audit.exit_code == 0, audit.output
+
+
+def test_the_audit_names_a_stray_folder_and_a_query_without_its_experiment(baselined, tmp_path):
+    from holdout.audit import audit
+    from optimizer.initialize import source_root
+
+    ws = tmp_path / "ws"
+    shutil.copytree(baselined, ws)
+    (ws / "experiments" / "exp-0042").mkdir()
+    Ledger(ws / "ledger.duckdb").append(Kind.GATE, {"query": 1, "experiment": "exp-0007", "budget_left": 1})
+    failed = {c.name: c.detail for c in audit(ws, source_root=source_root()).checks if not c.passed}
+    assert "experiments/exp-0042 has no ledger entry" in failed["experiment_ids"]
+    assert "names exp-0007, which the ledger does not hold" in failed["experiment_ids"]
+    assert "not a holdout answer ratchet wrote" in failed["gate_replay"]
