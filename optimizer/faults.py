@@ -18,6 +18,7 @@ FAULT_POINTS = (
     "keep:intent", "keep:commit", "keep:state", "keep:swap", "keep:complete", "keep:cleanup",  # optimizer/keep.py
     "record:before-folder",  # the experiment is in the ledger, its record folder is not written
     "record:before-mlflow",  # the folder is written, the MLflow run is not
+    "mlflow:experiment",  # the experiment's MLflow run is open and half logged
 )
 
 

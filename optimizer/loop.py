@@ -68,7 +68,9 @@ def open_tracker(ctx: Context):
     from optimizer.tracking import Tracker
 
     seal = [e for e in ctx.ledger.entries() if e.kind in (Kind.SEAL, Kind.RESEAL)][-1].data
-    return Tracker(seal["mlflow"]["experiment"])
+    tracker = Tracker(seal["mlflow"]["experiment"])
+    tracker.end_stale_runs()  # a killed run's loop and experiment runs stay RUNNING otherwise
+    return tracker
 
 
 def ensure_baseline(ctx: Context, sandbox: Any, tracker: Any = None) -> PolicyState:

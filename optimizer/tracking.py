@@ -18,6 +18,7 @@ from typing import Any, Iterator, Mapping
 import pandas as pd
 
 from optimizer.errors import RatchetError
+from optimizer.faults import fault
 
 from holdout.records import SEAL_TAG, Tag, fail_fast, unreachable  # noqa: F401 (SEAL_TAG re-exported: the tag the audit reads)
 
@@ -107,6 +108,16 @@ class Tracker:
         self.mlflow.log_input(ds, context=context, tags={"sha256": digest})
         self.mlflow.set_tag(f"ratchet.sha256.{name}", digest)
 
+    def end_stale_runs(self) -> int:
+        """Mark KILLED the runs a killed process left RUNNING (the caller holds the workspace's runner lock, so none
+        of them is live); returns how many."""
+        active = self.mlflow.active_run()
+        stale = [r for r in self.runs("attributes.status = 'RUNNING'")
+                 if active is None or r.info.run_id != active.info.run_id]
+        for r in stale:
+            self.client.set_terminated(r.info.run_id, status="KILLED")
+        return len(stale)
+
     def runs(self, filter_string: str = "") -> list[Any]:
         return self.client.search_runs([self.experiment_id], filter_string=filter_string, max_results=5000)
 
@@ -138,6 +149,7 @@ def record_experiment(tracker: Tracker, ctx: Any, record: Any, folder: Path, *, 
         Tag.LEDGER_SEQ: str(record.ledger_seq), Tag.DEVICE: str(record.fit.get("device", "")),
     }
     with tracker.run(record.experiment, nested=nested, tags=tags) as active:
+        fault("mlflow:experiment")  # its MLflow run is open, half logged
         tracker.mlflow.log_params({"diff": _diff_summary(record.diff), "hypothesis": record.hypothesis[:500] or "-",
                                    "proposer": record.proposer, "device": record.fit.get("device", "-"), **tunables})
         metrics = {f"dev_{k}": v for k, v in record.dev_metrics.items()}

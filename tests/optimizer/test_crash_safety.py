@@ -21,7 +21,7 @@ from tests.conftest import BASELINE, NOTHING, _sealed
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = BASELINE.replace("N_ESTIMATORS = 300 ", "N_ESTIMATORS = 60 ")  # an honest keep over NOTHING, quickly
-EXPERIMENT_POINTS = [p for p in FAULT_POINTS if p.split(":")[0] in ("evaluate", "gate", "keep", "record")]
+EXPERIMENT_POINTS = [p for p in FAULT_POINTS if p.split(":")[0] in ("evaluate", "gate", "keep", "record", "mlflow")]
 
 
 @pytest.fixture(scope="module")
@@ -87,11 +87,17 @@ def test_a_kill_at_each_point_of_an_experiment_is_recovered_by_the_next_command(
     _story(ws)
     entries = Ledger(ws / "ledger.duckdb").entries(Kind.EXPERIMENT)
     first = entries[1].data  # exp-0002: the killed one (exp-0001 evaluated the baseline's copy)
-    if point in ("keep:swap", "keep:complete", "keep:cleanup", "record:before-folder", "record:before-mlflow"):
+    if point in ("keep:swap", "keep:complete", "keep:cleanup", "record:before-folder", "record:before-mlflow",
+                 "mlflow:experiment"):
         assert first["kept"], first["reasons"][-1]  # the new champion was in place: rolled forward or finished
     elif point.startswith(("keep:", "gate:")):
         assert first["status"] == "crashed" and "stays counted" in first["reasons"][-1]["detail"]
     assert json.loads(after.stdout)["experiment"] == f"exp-{len(entries):04d}"
+    from mlflow.tracking import MlflowClient
+
+    running = MlflowClient(uri).search_runs([e.experiment_id for e in MlflowClient(uri).search_experiments()],
+                                            "attributes.status = 'RUNNING'")
+    assert not running  # what the killed process left RUNNING was marked KILLED
 
 
 def test_a_killed_init_blocks_nothing(tmp_path, monkeypatch):
