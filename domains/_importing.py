@@ -85,7 +85,9 @@ def mapped_columns(name: str, mapping: Mapping[str, str], columns: Sequence[str]
     """Every mapped column exists in the file and is mapped once; `roles` lists all roles for the error."""
     for key, col in mapping.items():
         if col not in columns:
-            raise RatchetError(f"{name}: no column {col!r} for {role(key)}; columns are: {listing(columns)}.")
+            hint = next((f" The file looks {d!r}-delimited: ratchet reads comma-separated CSV, so save it with commas."
+                         for d in (";", "\t", "|") if len(columns) == 1 and d in columns[0]), "")
+            raise RatchetError(f"{name}: no column {col!r} for {role(key)}; columns are: {listing(columns)}.{hint}")
     used = list(mapping.values())
     twice = sorted({c for c in used if used.count(c) > 1})
     if twice:

@@ -261,10 +261,21 @@ def read_yaml(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise RatchetError(f"{path}: configuration file not found. Pass an existing YAML file.")
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RatchetError(f"{path}: not UTF-8 text (byte {exc.start}); save the configuration as UTF-8.") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise RatchetError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}). Fix the syntax and retry.") from None
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise RatchetError(f"{path}: not valid YAML{where} ({what}). Fix the syntax and retry.") from None
+    if data is None:
+        raise RatchetError(f"{path}: the file is empty (no settings); write the settings to change, or leave the "
+                           "file out to use the shipped defaults.")
     if not isinstance(data, dict):
         raise RatchetError(f"{path}: the top level must be a mapping of settings, got {type(data).__name__}.")
     return data

@@ -113,7 +113,26 @@ def load_data(domain: Domain, config: RunConfig, progress: Progress) -> pd.DataF
         source = "generated data"
     progress(f"checking the data contract on {len(frame):,} rows")
     domain.check_contract(frame, source=source)
+    _enough(domain, frame, source)
     return frame
+
+
+MIN_ROWS = 100  # below this no split leaves a holdout worth a query
+
+
+def _enough(domain: Domain, frame: pd.DataFrame, source: str) -> None:
+    """Refuse data no holdout can measure anything on: too few rows, or one label value only."""
+    label = domain.columns.label
+    if len(frame) < MIN_ROWS:
+        raise RatchetError(f"{source}: {len(frame)} row(s); at least {MIN_ROWS} are needed to split train, dev and "
+                           "a holdout by time. Import a longer history.")
+    values = frame[label].dropna().unique()
+    if len(values) < 2:
+        first = values[0].item() if hasattr(values[0], "item") else values[0]
+        seen = f"only {first!r}" if len(values) else "no value"
+        raise RatchetError(f"{source}: column {label!r} (the label) holds {seen} in all {len(frame):,} rows; the "
+                           "holdout could not tell a better policy from a worse one. Import a history with both "
+                           "outcomes (check the --label mapping).")
 
 
 def check_leakage(domain: Domain, frame: pd.DataFrame, config: RunConfig) -> dict[str, Any]:

@@ -37,6 +37,12 @@ def test_every_command_has_help_with_an_example(command):
     (["run", "{tmp}/nope"], ["nope: no such folder", "ratchet init"]),
     (["try", "{tmp}", "{tmp}/latin1.py"], ["latin1.py", "not UTF-8", "byte 10"]),
     (["try", "{tmp}", "{tmp}/empty.py"], ["empty.py", "empty"]),
+    (["init", "fraud", "--workspace", "{tmp}/ws", "--data", "{tmp}/one_class.csv", "--label", "y", "--time", "t",
+      "--amount", "a"], ["one_class.csv", "(the label) holds only 0", "both outcomes"]),
+    (["init", "fraud", "--workspace", "{tmp}/ws", "--data", "{tmp}/one_row.csv", "--label", "y", "--time", "t",
+      "--amount", "a"], ["one_row.csv", "1 row(s)", "at least 100"]),
+    (["init", "fraud", "--workspace", "{tmp}/ws", "--data", "{tmp}/semi.csv", "--label", "y", "--time", "t",
+      "--amount", "a"], ["semi.csv", "';'-delimited"]),
     (["init", "fraud", "--workspace", "{tmp}/ws", "--config", "{tmp}/bad.yaml"], ["bad.yaml", "sandbox.budget_s"]),
 ])
 def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, words):
@@ -44,6 +50,10 @@ def test_user_mistakes_are_one_line_and_exit_2(tmp_path, args, words):
     (tmp_path / "bad.yaml").write_text("sandbox:\n  budget_s: soon\n")
     (tmp_path / "latin1.py").write_bytes("# prix en \u20ac\n".encode("cp1252"))
     (tmp_path / "empty.py").write_text("\n")
+    (tmp_path / "one_class.csv").write_text("t,a,y\n" + "".join(f"2025-01-{1 + i % 28:02d}T10:{i % 60:02d}:00,{i},0\n"
+                                                               for i in range(300)))
+    (tmp_path / "one_row.csv").write_text("t,a,y\n2025-01-01T00:00:00,5.0,1\n")
+    (tmp_path / "semi.csv").write_text("t;a;y\n2025-01-01T00:00:00;5,0;1\n")
     proc = subprocess.run([RATCHET, *[a.format(tmp=tmp_path) for a in args]], capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]

@@ -233,7 +233,7 @@ def test_cli_refuses_a_folder_that_is_no_workspace_in_one_line(tmp_path):
         port = s.getsockname()[1]
     result = CliRunner().invoke(app, ["serve", str(tmp_path / "nope"), "--port", str(port)])
     assert result.exit_code == 2
-    assert "error:" in result.output and "not a ratchet workspace" in result.output
+    assert "error:" in result.output and "nope: no such folder" in result.output
     assert "Traceback" not in result.output
 
 
