@@ -354,6 +354,21 @@ def repair(workspace: Path = typer.Argument(..., help="The workspace.")) -> None
     out.print(ctx.repaired or "nothing to repair: git, champion state and ledger agree", markup=False)
 
 
+@app.command(epilog="Example: ratchet sync ws")
+def sync(workspace: Path = typer.Argument(..., help="The workspace.")) -> None:
+    """Write into MLflow the experiments (and the baseline) the ledger holds and MLflow missed: after an outage or
+    a kill mid-run. The ledger is the truth; fitted models are not rebuilt."""
+    from optimizer.sync import sync as do_sync
+
+    try:
+        done = do_sync(workspace)
+    except RatchetError as exc:
+        _fail(exc)
+    written = ", ".join(done.experiments) or "none"
+    out.print(f"MLflow had {done.present} experiment run(s); written now: {written}"
+              + ("; and the baseline run" if done.baseline else ""), markup=False)
+
+
 @app.command(epilog="Example: ratchet doctor   |   ratchet doctor --clean")
 def doctor(
     clean: bool = typer.Option(False, "--clean", help="Remove the sandbox folders killed runs left in the temp dir "

@@ -125,3 +125,32 @@ def test_the_audit_names_a_stray_folder_and_a_query_without_its_experiment(basel
     assert "experiments/exp-0042 has no ledger entry" in failed["experiment_ids"]
     assert "names exp-0007, which the ledger does not hold" in failed["experiment_ids"]
     assert "not a holdout answer ratchet wrote" in failed["gate_replay"]
+
+
+def test_sync_writes_what_mlflow_missed(baselined, tmp_path, monkeypatch):
+    """A kill before the MLflow run: the ledger and the folder hold the experiment, MLflow does not; `ratchet sync`
+    writes it (once: a second sync writes nothing)."""
+    from mlflow.tracking import MlflowClient
+
+    ws = tmp_path / "ws"
+    shutil.copytree(baselined, ws)
+    shutil.copyfile(baselined.parent / "mlflow.db", tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    candidate = tmp_path / "fast.py"
+    candidate.write_text(FAST)
+    _killed(["try", str(ws), str(candidate), "--keep", "--json"], "record:before-mlflow", dict(os.environ))
+
+    def experiment_runs() -> dict:
+        client = MlflowClient(uri)
+        runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                                  "tags.`ratchet.kind` = 'experiment'")
+        return {r.data.tags["ratchet.experiment"]: r.data.tags.get("ratchet.synced") for r in runs}
+
+    assert "exp-0002" not in experiment_runs()
+    first = CliRunner().invoke(app, ["sync", str(ws)])
+    assert first.exit_code == 0 and "written now: exp-0002" in first.output, first.output
+    assert experiment_runs()["exp-0002"] == "true"
+    again = CliRunner().invoke(app, ["sync", str(ws)])
+    assert again.exit_code == 0 and "written now: none" in again.output
+    _story(ws)

@@ -1,0 +1,54 @@
+"""`ratchet sync`: write into MLflow what the ledger holds and MLflow missed (an outage, a kill mid-run).
+
+The ledger is the source of truth; MLflow is a view of it. For every experiment entry without an MLflow run that
+names its ledger sequence number, the run is written from the ledger entry and the experiment's record folder
+(parameters, metrics, guard results, gate answer, policy, diff, record), tagged `ratchet.synced`. A missing
+baseline run is written the same way. Fitted models are not rebuilt: a kept policy whose keep missed MLflow is
+registered only by keeping it again (`ratchet promote` says so).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from holdout.ledger import Kind
+from optimizer.runner import exclusive
+
+
+@dataclass(frozen=True)
+class Synced:
+    experiments: tuple[str, ...]  # experiment runs written now
+    baseline: bool  # the baseline run was written now
+    present: int  # experiment runs MLflow already had
+
+
+@exclusive
+def sync(path: Path) -> Synced:
+    from optimizer.context import load_context
+    from optimizer.experiment import ExperimentRecord
+    from optimizer.loop import open_tracker
+    from optimizer.tracking import Tag, record_experiment
+
+    ctx = load_context(path)
+    tracker = open_tracker(ctx)
+    runs = tracker.runs()
+    have = {r.data.tags.get(Tag.LEDGER_SEQ) for r in runs if r.data.tags.get(Tag.KIND) == "experiment"}
+    written = []
+    for entry in ctx.ledger.entries(Kind.EXPERIMENT):
+        if str(entry.seq) in have:
+            continue
+        folder = ctx.ws.experiments / entry.data["experiment"]
+        diff = (folder / "diff.patch").read_text() if (folder / "diff.patch").is_file() else ""
+        rec = ExperimentRecord.from_payload({**entry.data, "ledger_seq": entry.seq}, diff=diff)
+        run_id = record_experiment(tracker, ctx, rec, folder, nested=False)
+        tracker.client.set_tag(run_id, "ratchet.synced", "true")
+        written.append(rec.experiment)
+    base = ctx.ledger.last(Kind.BASELINE)
+    baseline = False
+    if base is not None and not any(r.data.tags.get(Tag.KIND) == "baseline" for r in runs):
+        with tracker.run("baseline", tags={Tag.KIND: "baseline", Tag.COMMIT: base.data["commit"],
+                                           "ratchet.synced": "true"}):
+            tracker.mlflow.log_metrics({f"dev_{k}": v for k, v in base.data["dev_metrics"].items()})
+            tracker.mlflow.log_text(ctx.ws.git("show", f"{base.data['commit']}:policy.py"), "policy.py")
+        baseline = True
+    return Synced(tuple(written), baseline, len(have))
