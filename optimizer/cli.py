@@ -1,6 +1,7 @@
 """The `ratchet` command line. Every user mistake is one line on stderr and a non-zero exit."""
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from pathlib import Path
@@ -420,12 +421,37 @@ from optimizer import cli_serve  # noqa: E402,F401
 from optimizer import cli_shadow  # noqa: E402,F401
 
 
+STORAGE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exhausted",
+                  errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied"}
+
+
+def storage_problem(exc: BaseException) -> str | None:
+    """One line for a full, read-only or forbidden file system, from an OSError or DuckDB's own error; else None."""
+    if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{STORAGE_ERRNOS[exc.errno]}"
+    text = " ".join(str(exc).split())
+    if type(exc).__module__.startswith(("duckdb", "_duckdb")):
+        for words, what in (("No space left", "no space left on the device"),
+                            ("Read-only file system", "the file system is read-only")):
+            if words in text:
+                return f"{what} ({text[:200]})"
+    return None
+
+
 def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - only storage failures become one line; anything else is a bug
+        problem = storage_problem(exc)
+        if problem is None:
+            raise
+        err.print(f"error: {problem}. Free space or make it writable, then run the command again: an "
+                  "interrupted keep is repaired on the next run, and `ratchet audit` checks the rest.", markup=False)
+        sys.exit(2)
 
 
 if __name__ == "__main__":  # `python -m optimizer.cli`: the command modules register on optimizer.cli, not __main__

@@ -154,3 +154,43 @@ def test_sync_writes_what_mlflow_missed(baselined, tmp_path, monkeypatch):
     again = CliRunner().invoke(app, ["sync", str(ws)])
     assert again.exit_code == 0 and "written now: none" in again.output
     _story(ws)
+
+
+DISK_FULL = """
+import os, shutil, subprocess, sys
+from pathlib import Path
+src, mount, left = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+size = sum(p.stat().st_size for p in src.rglob("*") if p.is_file())
+subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size + 3_000_000}", "tmpfs", str(mount)], check=True)
+shutil.copytree(src, mount / "ws")
+with open(mount / "filler", "wb") as f:
+    f.write(b"\\0" * max(shutil.disk_usage(mount).free - left, 0))
+ratchet = [sys.executable, "-c", "from optimizer.cli import main; main()"]
+full = subprocess.run([*ratchet, "try", str(mount / "ws"), sys.argv[4], "--keep", "--json"], capture_output=True,
+                      text=True)
+(mount / "filler").unlink()
+print(full.returncode)
+print(full.stderr.strip().splitlines()[-1] if full.stderr.strip() else "")
+shutil.copytree(mount / "ws", sys.argv[5])
+"""
+
+
+def test_a_full_disk_is_one_line_and_the_next_command_goes_on(baselined, tmp_path, monkeypatch):
+    """The workspace on a tmpfs with 20 kB left: `try --keep` stops with one line naming the full device (no
+    traceback); once space is back the next keep succeeds and the audit is intact."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"]).returncode != 0:
+        pytest.skip("needs a private mount namespace (unshare -m) to mount a small tmpfs")
+    shutil.copyfile(baselined.parent / "mlflow.db", tmp_path / "mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (tmp_path / "mnt").mkdir()
+    candidate = tmp_path / "fast.py"
+    candidate.write_text(FAST)
+    proc = subprocess.run(["unshare", "-m", sys.executable, "-c", DISK_FULL, str(baselined), str(tmp_path / "mnt"),
+                           "20000", str(candidate), str(tmp_path / "ws")], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    code, line = proc.stdout.strip().splitlines()[-2:]
+    assert code == "2" and line.startswith("error: ") and "no space left on the device" in line, proc.stdout
+    after = _try(tmp_path / "ws", FAST, "--keep")
+    assert after.exit_code == 0, after.output
+    _story(tmp_path / "ws")
