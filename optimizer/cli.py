@@ -343,52 +343,6 @@ def config(
     out.print(f"recorded in the ledger, approved by {approved_by}", markup=False)
 
 
-@app.command(epilog="Example: ratchet repair ws")
-def repair(workspace: Path = typer.Argument(..., help="The workspace.")) -> None:
-    """Complete or roll back a keep that a stop interrupted (every run and try does this first), then verify."""
-    from optimizer.context import load_context
-
-    try:
-        ctx = load_context(workspace)  # repairs under the runner lock
-    except RatchetError as exc:
-        _fail(exc)
-    out.print(ctx.repaired or "nothing to repair: git, champion state and ledger agree", markup=False)
-
-
-@app.command(epilog="Example: ratchet sync ws")
-def sync(workspace: Path = typer.Argument(..., help="The workspace.")) -> None:
-    """Write into MLflow the experiments (and the baseline) the ledger holds and MLflow missed: after an outage or
-    a kill mid-run. The ledger is the truth; fitted models are not rebuilt."""
-    from optimizer.sync import sync as do_sync
-
-    try:
-        done = do_sync(workspace)
-    except RatchetError as exc:
-        _fail(exc)
-    written = ", ".join(done.experiments) or "none"
-    out.print(f"MLflow had {done.present} experiment run(s); written now: {written}"
-              + ("; and the baseline run" if done.baseline else ""), markup=False)
-
-
-@app.command(epilog="Example: ratchet doctor   |   ratchet doctor --clean")
-def doctor(
-    clean: bool = typer.Option(False, "--clean", help="Remove the sandbox folders killed runs left in the temp dir "
-                               "(train rows with labels, models, holdout rows mid-decide) and say how many."),
-    everything: bool = typer.Option(False, "--all", help="With --clean: also folders without an owner record "
-                                    "(left by an older version); stop every ratchet process first."),
-) -> None:
-    """Say which sandbox isolation layers are active on this machine, and why; --clean removes what killed runs left."""
-    from optimizer.sandbox import describe_isolation
-    from optimizer.sandbox._leftovers import clean as clean_leftovers
-
-    if clean:
-        removed, freed = clean_leftovers(everything)
-        out.print(f"removed {removed} left-over sandbox folder(s), {freed / 1e6:.1f} MB", markup=False)
-        return
-    info = describe_isolation()
-    out.print_json(json.dumps(info, default=str))
-
-
 @app.command(epilog="Example: ratchet demo --domain pricing --workspace pricing-demo")
 def demo(
     domain: str = typer.Option(DEFAULT_DOMAIN, help=f"Business domain: {', '.join(DOMAINS)}."),
@@ -419,6 +373,7 @@ def demo(
 from optimizer import cli_promote  # noqa: E402,F401
 from optimizer import cli_serve  # noqa: E402,F401
 from optimizer import cli_shadow  # noqa: E402,F401
+from optimizer import cli_upkeep  # noqa: E402,F401
 
 
 STORAGE_ERRNOS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "the disk quota is exhausted",
