@@ -90,17 +90,21 @@ def main() -> None:
     audits = []
     start, rounds = time.monotonic(), 0
     run = ["run", str(ws), "--experiments", "3", "--proposer", "optuna"]
+
+    def killed_at(point: str, *command: str) -> None:
+        done = ratchet(*command, env={**env, "RATCHET_FAULT": point})
+        if done.returncode == -signal.SIGKILL:
+            faults[f"killed at {point}"] += 1
+        else:
+            outcomes[f"{point} not reached (exit {done.returncode})"] += 1
+
     while time.monotonic() - start < args.minutes * 60:
         rounds += 1
         kind = rng.choice(["kill", "fault", "keep", "second_runner", "crashing", "mlflow_down"])
         if kind == "keep":  # an honest improvement over the weak start, killed at a point of the gate or the keep
             point = rng.choice([p for p in points if p.startswith(("gate:", "keep:", "record:", "mlflow:"))])
             (tmp / "keep.py").write_text(shipped.replace("SEED = 0", f"SEED = {rng.randrange(1, 1000)}", 1))
-            done = ratchet("try", str(ws), str(tmp / "keep.py"), "--keep", env={**env, "RATCHET_FAULT": point})
-            if done.returncode == -signal.SIGKILL:
-                faults[f"killed at {point}"] += 1
-            else:
-                outcomes[f"{point} not reached (exit {done.returncode})"] += 1
+            killed_at(point, "try", str(ws), str(tmp / "keep.py"), "--keep")
         elif kind == "kill":
             proc = subprocess.Popen([*RATCHET, *run], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL, start_new_session=True)
@@ -110,12 +114,7 @@ def main() -> None:
                 faults["sigkill at a random moment"] += 1
             proc.wait()
         elif kind == "fault":
-            point = rng.choice(points)
-            done = ratchet(*run, env={**env, "RATCHET_FAULT": point})
-            if done.returncode == -signal.SIGKILL:
-                faults[f"killed at {point}"] += 1
-            else:
-                outcomes[f"{point} not reached (exit {done.returncode})"] += 1
+            killed_at(rng.choice(points), *run)
         elif kind == "second_runner":
             proc = subprocess.Popen([*RATCHET, *run], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                     stderr=subprocess.DEVNULL)

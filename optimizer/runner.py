@@ -83,12 +83,13 @@ def runner_lock(root: Path | str, command: str | None = None) -> Iterator[Holder
                 handle, depth = _held[path]
                 _held[path] = (handle, depth - 1)
         return
-    handle = _acquire(path, command or command_line())
+    command = command or command_line()
+    handle = _acquire(path, command)
     left = Holder.read(path)
     try:
         handle.seek(0)
         handle.truncate()
-        me = Holder(os.getpid(), command or command_line(), datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        me = Holder(os.getpid(), command, datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     socket.gethostname())
         handle.write(json.dumps(me.__dict__))
         handle.flush()

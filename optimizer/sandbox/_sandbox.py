@@ -276,15 +276,11 @@ class Sandbox:
         """Run decide(model, frame) once per row set in a fresh child; its output is discarded."""
         started = time.perf_counter()
         _check_budget(budget_s)
-        if not isinstance(model, ModelHandle):
-            raise TypeError(f"decide needs the ModelHandle of a successful fit, got {model!r}")
+        _check_model(model, "decide")
         names = list(rows)
         with self._lock:
-            self.start()
-            work = self._workdir()
+            work = self._staged(policy_source, model)
             try:
-                (work / P.POLICY_FILE).write_text(policy_source, encoding="utf-8")
-                self._copy_model(model, work / P.MODEL_FILE)
                 for index, name in enumerate(names):
                     _write_parquet(rows[name], work / P.rows_file(index))
                 self._hand_over(work)
@@ -318,17 +314,13 @@ class Sandbox:
         """Start a persistent decide worker for this policy and model (see _worker); RatchetError when it
         cannot load them, with the same closed-vocabulary reasons decide gives."""
         _check_budget(budget_s)
-        if not isinstance(model, ModelHandle):
-            raise TypeError(f"worker needs the ModelHandle of a successful fit, got {model!r}")
+        _check_model(model, "worker")
         if self.broker is not None:
             raise RatchetError("decide workers have no model broker: use Sandbox.decide for policies that ask "
                                "a language model (task_agent.enabled)")
         with self._lock:
-            self.start()
-            work = self._workdir()
+            work = self._staged(policy_source, model)
             try:
-                (work / P.POLICY_FILE).write_text(policy_source, encoding="utf-8")
-                self._copy_model(model, work / P.MODEL_FILE)
                 self._hand_over(work)
                 reply, lost = self._run({"phase": "worker", "workdir": str(work), "budget_s": float(budget_s)},
                                         budget_s)
@@ -341,6 +333,18 @@ class Sandbox:
                 status, error = _outcome.decide_status(reply, facts, lost, budget_s, self.memory_mb, ["rows"])
                 raise RatchetError(f"the decide worker did not start ({status}): {error}")
             return Worker(self, reply["worker"], work, self._generation, _outcome.device(facts))
+
+    def _staged(self, policy_source: str, model: ModelHandle) -> Path:
+        """A fresh workdir holding the policy source and a verified copy of its model (removed if that fails)."""
+        self.start()
+        work = self._workdir()
+        try:
+            (work / P.POLICY_FILE).write_text(policy_source, encoding="utf-8")
+            self._copy_model(model, work / P.MODEL_FILE)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        return work
 
     # model files -----------------------------------------------------------------------------
     def _keep_model(self, produced: Path) -> tuple[ModelHandle | None, str]:
@@ -360,6 +364,11 @@ class Sandbox:
             from optimizer.errors import IntegrityError
 
             raise IntegrityError(f"model file {model.path} does not match its handle's sha256")
+
+
+def _check_model(model: ModelHandle, phase: str) -> None:
+    if not isinstance(model, ModelHandle):
+        raise TypeError(f"{phase} needs the ModelHandle of a successful fit, got {model!r}")
 
 
 def _check_budget(budget_s: float) -> None:

@@ -50,6 +50,19 @@ def _killed(args: list[str], point: str, env: dict[str, str]) -> None:
     assert proc.returncode == -signal.SIGKILL, f"{point} never reached (exit {proc.returncode}): {proc.stderr[-1500:]}"
 
 
+def _kill_a_keep(baselined: Path, tmp_path: Path, monkeypatch, point: str) -> tuple[Path, str]:
+    """A private copy of the workspace and its MLflow store, where `try --keep` of FAST was killed at `point`."""
+    ws = tmp_path / "ws"
+    shutil.copytree(baselined, ws)
+    shutil.copyfile(baselined.parent / "mlflow.db", tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    candidate = tmp_path / "fast.py"
+    candidate.write_text(FAST)
+    _killed(["try", str(ws), str(candidate), "--keep", "--json"], point, dict(os.environ))
+    return ws, uri
+
+
 def _story(ws: Path) -> None:
     """Git, champion state, ledger, folders and the audit tell one story."""
     from holdout.audit import audit
@@ -74,14 +87,7 @@ def _story(ws: Path) -> None:
 @pytest.mark.parametrize("point", EXPERIMENT_POINTS)
 def test_a_kill_at_each_point_of_an_experiment_is_recovered_by_the_next_command(baselined, tmp_path, monkeypatch,
                                                                                 point):
-    ws = tmp_path / "ws"
-    shutil.copytree(baselined, ws)
-    shutil.copyfile(baselined.parent / "mlflow.db", tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    candidate = tmp_path / "fast.py"
-    candidate.write_text(FAST)
-    _killed(["try", str(ws), str(candidate), "--keep", "--json"], point, dict(os.environ))
+    ws, uri = _kill_a_keep(baselined, tmp_path, monkeypatch, point)
     after = _try(ws, FAST.replace("SEED = 0", "SEED = 5"), "--keep")  # what the next command finds, and does
     assert after.exit_code in (0, 1), after.output
     _story(ws)
@@ -132,14 +138,7 @@ def test_sync_writes_what_mlflow_missed(baselined, tmp_path, monkeypatch):
     writes it (once: a second sync writes nothing)."""
     from mlflow.tracking import MlflowClient
 
-    ws = tmp_path / "ws"
-    shutil.copytree(baselined, ws)
-    shutil.copyfile(baselined.parent / "mlflow.db", tmp_path / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    candidate = tmp_path / "fast.py"
-    candidate.write_text(FAST)
-    _killed(["try", str(ws), str(candidate), "--keep", "--json"], "record:before-mlflow", dict(os.environ))
+    ws, uri = _kill_a_keep(baselined, tmp_path, monkeypatch, "record:before-mlflow")
 
     def experiment_runs() -> dict:
         client = MlflowClient(uri)

@@ -142,12 +142,7 @@ def test_a_worse_challenger_fails_after_outcomes_arrive_in_two_parts(lab):
 
 def test_a_challenger_that_decides_alike_passes(lab):
     ws = lab / "ws"
-    policy = (ws / "policy.py").read_text()
-    git = ["git", "-C", str(ws), "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    (ws / "policy.py").write_text(policy + "\n# the same policy, reformatted\n")
-    subprocess.run([*git, "commit", "-qam", "a refactor"], check=True)
-    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
-    subprocess.run([*git, "reset", "-q", "--hard", "HEAD~1"], check=True)  # the workspace stays at its champion
+    commit = _challenger(ws, lambda policy: policy + "\n# the same policy, reformatted\n", "a refactor")
     started = _start(lab, commit[:12])
     assert started["challenger"]["commit"] == commit and started["challenger"]["experiment"] == ""
     _cli("shadow", "outcomes", ws, started["trial"], "--outcomes", lab / "out.parquet")
@@ -206,11 +201,7 @@ def test_pricing_says_its_metric_is_not_measurable_in_shadow(tmp_path, monkeypat
                                                                "decision.refits": 0}).workspace.root
     with Sandbox() as sandbox:
         ensure_baseline(load_context(ws), sandbox)
-    git = ["git", "-C", str(ws), "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    (ws / "policy.py").write_text((ws / "policy.py").read_text().replace("MAX_MULTIPLIER = 1.3 ", "MAX_MULTIPLIER = 1.1 "))
-    subprocess.run([*git, "commit", "-qam", "a cheaper challenger"], check=True)
-    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
-    subprocess.run([*git, "reset", "-q", "--hard", "HEAD~1"], check=True)
+    commit = _challenger(ws, _swap("MAX_MULTIPLIER = 1.3 ", "MAX_MULTIPLIER = 1.1 "), "a cheaper challenger")
     assert _cli("events", ws, "--days", "5", "--events-out", tmp_path / "ev.csv", "--outcomes-out",
                 tmp_path / "out.csv").exit_code == 0
     started = _cli("shadow", "start", ws, "--challenger", commit, "--events", tmp_path / "ev.csv", "--json")
@@ -222,6 +213,24 @@ def test_pricing_says_its_metric_is_not_measurable_in_shadow(tmp_path, monkeypat
     assert any("not measurable in shadow for pricing" in r for r in report["reasons"])
     assert 0 <= report["agreement"]["share"] < 1 and report["decisions"]["challenger"]["q99"] > 0
     assert "primary" not in report
+
+
+def _swap(old: str, new: str):
+    def swapped(policy: str) -> str:
+        assert old in policy
+        return policy.replace(old, new)
+
+    return swapped
+
+
+def _challenger(ws, change, message: str) -> str:
+    """A commit of the champion's policy.py as `change` rewrites it; the workspace stays at its champion."""
+    git = ["git", "-C", str(ws), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    (ws / "policy.py").write_text(change((ws / "policy.py").read_text()))
+    subprocess.run([*git, "commit", "-qam", message], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run([*git, "reset", "-q", "--hard", "HEAD~1"], check=True)
+    return commit
 
 
 def _report_at(ws, trial: str):
@@ -242,13 +251,7 @@ def test_routing_trial_measures_the_queue_simulation_on_both_routings(tmp_path, 
                                                                "decision.refits": 0}).workspace.root
     with Sandbox() as sandbox:
         ensure_baseline(load_context(ws), sandbox)
-    git = ["git", "-C", str(ws), "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    policy = (ws / "policy.py").read_text()
-    assert "C = 1.0 " in policy
-    (ws / "policy.py").write_text(policy.replace("C = 1.0 ", "C = 0.01 "))  # a timid model routes worse
-    subprocess.run([*git, "commit", "-qam", "a timid challenger"], check=True)
-    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
-    subprocess.run([*git, "reset", "-q", "--hard", "HEAD~1"], check=True)
+    commit = _challenger(ws, _swap("C = 1.0 ", "C = 0.01 "), "a timid challenger")  # a timid model routes worse
     assert _cli("events", ws, "--days", "3", "--events-out", tmp_path / "ev.parquet", "--outcomes-out",
                 tmp_path / "out.parquet").exit_code == 0
     started = _cli("shadow", "start", ws, "--challenger", commit, "--events", tmp_path / "ev.parquet", "--json")
