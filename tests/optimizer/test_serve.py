@@ -112,10 +112,11 @@ def test_too_many_rows_and_unknown_routes(client):
 def test_a_sandbox_failure_is_a_503_with_its_status_and_the_next_request_gets_a_new_worker(client, monkeypatch):
     service = client.app.state.service
     config = service.ctx.config
-    tight = config.model_copy(update={"sandbox": config.sandbox.model_copy(update={"budget_s": 0.001})})
-    monkeypatch.setattr(service.ctx, "config", tight)  # no decide finishes in a millisecond: a real overrun
-    r = client.post("/decide", json={"rows": dev_rows(client, 1)})
-    assert r.status_code == 503 and r.json()["status"] == "timeout" and "0.001 s budget" in r.json()["error"]
+    tight = config.model_copy(update={"sandbox": config.sandbox.model_copy(update={"budget_s": 0.0001})})
+    rows = dev_rows(client, 5000)  # unpickling and scoring 5,000 rows takes milliseconds, not 0.1 ms: a real overrun
+    monkeypatch.setattr(service.ctx, "config", tight)
+    r = client.post("/decide", json={"rows": rows})
+    assert r.status_code == 503 and r.json()["status"] == "timeout" and "0.0001 s budget" in r.json()["error"]
     monkeypatch.undo()
     assert client.post("/decide", json={"rows": dev_rows(client, 1)}).status_code == 200
     served = client.get("/health").json()["served"]
