@@ -1,0 +1,130 @@
+"""The report's plots, drawn with matplotlib (Agg, no display) from optimizer.report.facts; each is PNG bytes of a
+fixed size in pixels (SIZE), so a page and its test know what to expect."""
+from __future__ import annotations
+
+import io
+import textwrap
+from typing import Any, Iterable
+
+DPI = 100
+SIZE = {"trajectory": (1100, 620), "guardrails": (1100, 360), "segments": (1100, 420), "rejections": (1100, 320)}
+STYLE = {  # outcome -> (marker, colour, label)
+    "kept": ("*", "#1b7f3b", "kept"),
+    "rejected": ("x", "#c0392b", "rejected by a guard"),
+    "reverted": ("o", "#7f8c8d", "reverted by the holdout gate"),
+    "crashed": ("v", "#8e44ad", "crashed"),
+}
+
+
+def _figure(name: str, rows: int = 1, cols: int = 1, **kw: Any):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    w, h = SIZE[name]
+    return plt.subplots(rows, cols, figsize=(w / DPI, h / DPI), dpi=DPI, **kw)
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)  # no bbox_inches="tight": the size stays SIZE's
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def trajectory(points: Iterable[Any], *, primary: str, baseline: float | None) -> bytes:
+    """Every experiment's dev value by outcome, the running best of what was kept (kept ones labelled with their
+    hypothesis) and, below, the holdout gate's Ladder-rounded answers."""
+    points = list(points)
+    fig, (top, low) = _figure("trajectory", 2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    for kind, (marker, colour, label) in STYLE.items():
+        mine = [p for p in points if p.outcome == kind and p.value is not None]
+        if mine:
+            top.scatter([p.number for p in mine], [p.value for p in mine], marker=marker, color=colour,
+                        s=110 if kind == "kept" else 36, label=f"{label} ({len(mine)})", zorder=3)
+    crashed = [p for p in points if p.value is None]
+    if crashed:
+        top.scatter([p.number for p in crashed], [baseline or 0.0] * len(crashed), marker="v", color=STYLE["crashed"][1],
+                    s=36, label=f"crashed before scoring ({len(crashed)})", zorder=3)
+    steps = [(0, baseline)] + [(p.number, p.best) for p in points]
+    if baseline is not None:
+        top.step([n for n, _ in steps], [b for _, b in steps], where="post", color="#1b7f3b", lw=1.6,
+                 label="champion (running best of what was kept)")
+    for p in points:
+        if p.outcome == "kept" and p.value is not None:
+            top.annotate(textwrap.shorten(p.hypothesis or p.experiment, 48), (p.number, p.value),
+                         textcoords="offset points", xytext=(6, 8), fontsize=8, color="#1b7f3b")
+    top.set_ylabel(f"dev {primary}")
+    top.set_title(f"{len(points)} experiments: dev {primary} by outcome")
+    top.grid(alpha=0.3)
+    top.legend(fontsize=8, loc="best")
+    asked = [p for p in points if p.gate is not None]
+    if asked:
+        low.bar([p.number for p in asked], [p.gate for p in asked], width=0.6,
+                color=["#1b7f3b" if p.outcome == "kept" else "#7f8c8d" for p in asked])
+    low.axhline(0, color="black", lw=0.8)
+    low.set_ylabel("holdout gate\n(Ladder-rounded)", fontsize=8)
+    low.set_xlabel("experiment")
+    low.grid(alpha=0.3)
+    if not asked:
+        low.text(0.5, 0.5, "the holdout was not asked yet", transform=low.transAxes, ha="center", va="center")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def guardrails(series: Iterable[Any]) -> bytes:
+    series = list(series) or []
+    fig, axes = _figure("guardrails", 1, max(len(series), 1), squeeze=False)
+    for ax, s in zip(axes[0], series):
+        if s.points:
+            ax.plot([n for n, _ in s.points], [v for _, v in s.points], "o-", ms=3, lw=1, color="#2c3e50")
+        if s.limit is not None:
+            ax.axhline(s.limit, color="#c0392b", ls="--", lw=1.2, label=f"limit {s.limit:g}")
+        if s.tolerance_bound is not None:
+            ax.axhline(s.tolerance_bound, color="#e67e22", ls=":", lw=1.2, label="baseline + tolerance")
+        if s.baseline is not None:
+            ax.axhline(s.baseline, color="#7f8c8d", lw=0.8, label="baseline")
+        ax.set_title(f"{s.metric} ({s.kind})", fontsize=9)
+        ax.set_xlabel("experiment", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    if not series:
+        axes[0][0].text(0.5, 0.5, "this domain has no guardrails", ha="center", va="center")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def segments(rows: Iterable[Any], *, primary: str) -> bytes:
+    rows = list(rows)
+    fig, ax = _figure("segments")
+    labels = [f"{r.family}={r.segment} ({r.rows:,})" for r in rows]
+    y = range(len(rows))
+    ax.barh([i + 0.2 for i in y], [r.baseline for r in rows], height=0.4, color="#95a5a6", label="baseline")
+    ax.barh([i - 0.2 for i in y], [r.champion for r in rows], height=0.4, color="#1b7f3b", label="champion")
+    ax.set_yticks(list(y), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"dev {primary} per row")
+    ax.set_title("segments: champion vs baseline (dev)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="x")
+    if not rows:
+        ax.text(0.5, 0.5, "no segment figures", transform=ax.transAxes, ha="center", va="center")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def rejections(rows: Iterable[Any]) -> bytes:
+    rows = list(rows)
+    fig, ax = _figure("rejections")
+    ax.bar([r.guard for r in rows], [r.count for r in rows], color="#c0392b")
+    ax.set_ylabel("experiments refused")
+    ax.set_title("rejections by guard")
+    ax.grid(alpha=0.3, axis="y")
+    if not rows:
+        ax.text(0.5, 0.5, "no guard refused an experiment", transform=ax.transAxes, ha="center", va="center")
+    fig.tight_layout()
+    return _png(fig)
