@@ -1,0 +1,73 @@
+"""`ratchet audit`: every integrity check of a workspace, printed, as JSON, or as a document an auditor can file."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from optimizer.cli import _fail, app, err, out
+from optimizer.errors import RatchetError
+
+
+@app.command(epilog="Example: ratchet audit ws --json   |   ratchet audit ws --replay")
+def audit(
+    workspace: Path = typer.Argument(..., help="The workspace to audit."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON only."),
+    replay: bool = typer.Option(False, "--replay", help="Also re-execute the baseline and every kept policy at "
+                                "its commit in the sandbox and hold their decisions, metrics and gate inputs to "
+                                "the ledger (minutes: one fit and decide per policy)."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write the audit as a self-contained HTML "
+                                        "document: every check, what it compared, the result, the config changes "
+                                        "and promotions with their approvers, the command that reproduces each."),
+    only: Optional[list[str]] = typer.Option(None, "--check", help="Show only this check (repeatable); the exit "
+                                             "code is then that of the checks shown."),
+) -> None:
+    """Re-derive every hash (holdout files, content, HMAC, ledger chain, MLflow seal, scorer sources, splits,
+    config, cached decisions and states, experiment records), list every config change with its approver, and
+    replay every holdout answer, held to the gate settings in ratchet.yaml.
+
+    Exit 0 when intact, 1 on any integrity failure, 2 when the folder is not a workspace, 4 when the only
+    failures are checks that could not be made because MLflow is unreachable (an outage, not tampering)."""
+    from holdout.audit import AuditReport, Check
+    from holdout.audit import audit as run_audit
+    from optimizer.config import load_config
+    from optimizer.initialize import source_root
+
+    if not (workspace / "holdout").is_dir() and not (workspace / "ledger.duckdb").exists():
+        _fail(RatchetError(f"{workspace}: not a ratchet workspace (no holdout/ or ledger.duckdb)."))
+    try:
+        settings: dict | str = load_config(workspace / "ratchet.yaml").gate.model_dump()
+    except RatchetError as exc:
+        settings = str(exc)
+    report = run_audit(workspace, source_root=source_root(), gate_settings=settings)
+    if replay:
+        from optimizer.replay import replay as run_replay
+
+        with err.status("replaying") as status:
+            again = run_replay(workspace, progress=lambda msg: status.update(msg))
+        report = AuditReport(report.workspace, (*report.checks, *(Check(c.name, c.passed, c.detail) for c in again)))
+    if only:
+        unknown = sorted(set(only) - {c.name for c in report.checks})
+        if unknown:
+            _fail(RatchetError(f"--check {unknown[0]}: no such check in this audit; checks: "
+                               f"{', '.join(dict.fromkeys(c.name for c in report.checks))}."))
+        report = AuditReport(report.workspace, tuple(c for c in report.checks if c.name in only))
+    if html is not None:
+        from optimizer.report.audit_doc import write_document
+
+        write_document(report, workspace, html)
+        err.print(f"audit document: {html}", markup=False)
+    if as_json:
+        out.print_json(json.dumps(report.to_dict()))
+    else:
+        for c in report.checks:
+            mark = "[green]ok  [/green]" if c.passed else "[red]FAIL[/red]"
+            out.print(f"{mark} {c.name:<20} ", end="")
+            out.print(c.detail, markup=False)
+        out.print({"intact": "audit: intact", "failed": "audit: INTEGRITY FAILURE",
+                   "unverified": f"audit: NOT VERIFIED: {len(report.unverified)} check(s) could not be made (MLflow "
+                                 "unreachable or unreadable); every other check is intact. Run it again once MLflow "
+                                 "answers."}[report.status], markup=False)
+    raise typer.Exit({"intact": 0, "failed": 1, "unverified": 4}[report.status])

@@ -1,0 +1,92 @@
+"""`ratchet report` (the run as one HTML page) and `ratchet history` (the experiments as a terminal table)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from optimizer.cli import _fail, app, err, out
+from optimizer.errors import RatchetError
+
+VERDICTS = ("kept", "would_keep", "reverted", "crashed")
+
+
+@app.command(epilog="Example: ratchet report ws --out overnight.html --open")
+def report(
+    workspace: Path = typer.Argument(..., help="The workspace to report on."),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="Where to write the HTML (default: "
+                                            "reports/run-report.html in the workspace); the plots go beside it "
+                                            "as PNG files."),
+    open_it: bool = typer.Option(False, "--open", help="Open the page in the default browser afterwards."),
+    no_mlflow: bool = typer.Option(False, "--no-mlflow", help="Do not log the report to the workspace's MLflow "
+                                   "experiment."),
+) -> None:
+    """One self-contained HTML page of the run: every experiment's dev value by outcome with the running best and
+    the holdout gate's Ladder-rounded answers, guardrails with their limits, dev segments of the champion vs the
+    baseline, rejections by guard, the seal and the gate budget, the audit status, kept changes with their diffs,
+    shadow trials and promotions. Also logged to MLflow as a `report` run. Exit 1 when the audit fails."""
+    from optimizer.report.run import write_report
+    from optimizer.workspace import Workspace
+
+    try:
+        Workspace.open(workspace)
+        with err.status("gathering") as status:
+            files = write_report(workspace, out_file, log=not no_mlflow, progress=lambda msg: status.update(msg))
+    except RatchetError as exc:
+        _fail(exc)
+    out.print(f"report: {files.html} (plots: {', '.join(p.name for p in files.images.values())})", markup=False)
+    if files.mlflow_run:
+        out.print(f"logged to MLflow run {files.mlflow_run}", markup=False)
+    if open_it:
+        import webbrowser
+
+        webbrowser.open(files.html.resolve().as_uri())
+    raise typer.Exit(0 if files.audit_status == "intact" else 1)
+
+
+@app.command(epilog="Example: ratchet history ws --verdict reverted --guard significance --last 20")
+def history(
+    workspace: Path = typer.Argument(..., help="The workspace whose experiments to list."),
+    verdict: Optional[str] = typer.Option(None, help=f"Only experiments with this status: {', '.join(VERDICTS)}."),
+    guard: Optional[str] = typer.Option(None, help="Only experiments this guard refused."),
+    last: Optional[int] = typer.Option(None, min=1, help="Only the last N experiments (after the filters)."),
+) -> None:
+    """The experiments as a table: number, id, status, dev value of the primary metric, the gate's Ladder-rounded
+    answer, the guards that refused it, the proposer and the hypothesis. Read-only (works while a run goes on)."""
+    from rich.table import Table
+
+    from domains import get_domain
+    from holdout.ledger import Ledger
+    from optimizer.config import load_config
+    from optimizer.report.facts import gate_answer, outcome, records
+    from optimizer.workspace import Workspace
+
+    try:
+        ws = Workspace.open(workspace)
+        if verdict is not None and verdict not in VERDICTS:
+            raise RatchetError(f"--verdict {verdict!r}: not a status; use one of {', '.join(VERDICTS)}.")
+        primary = get_domain(load_config(ws.config).domain).primary
+        recs = records(Ledger(ws.ledger).entries())
+    except RatchetError as exc:
+        _fail(exc)
+    known = {r.name for rec in recs for r in rec.verdict.results}
+    if guard is not None and recs and guard not in known:
+        _fail(RatchetError(f"--guard {guard!r}: no such guard in this workspace's records; guards: "
+                           f"{', '.join(sorted(known))}."))
+    shown = [r for r in recs if (verdict is None or str(r.status) == verdict)
+             and (guard is None or guard in r.verdict.failed_guards)]
+    shown = shown[-last:] if last else shown
+    table = Table(title=f"{len(shown)} of {len(recs)} experiments (dev {primary}; gate: the holdout's Ladder-rounded answer)")
+    for name, justify in (("#", "right"), ("experiment", "left"), ("status", "left"), (primary, "right"),
+                          ("gate", "right"), ("refused by", "left"), ("proposer", "left"), ("hypothesis", "left")):
+        table.add_column(name, justify=justify, no_wrap=name not in ("refused by", "hypothesis"),
+                         min_width={"#": 3, "hypothesis": 12}.get(name, max(len(name), 8)),
+                         ratio=1 if name == "hypothesis" else None)
+    colour = {"kept": "green", "rejected": "red", "reverted": "white", "crashed": "magenta"}
+    for r in shown:
+        value, answer = r.dev_metrics.get(primary), gate_answer(r.gate)
+        table.add_row(str(r.number), r.experiment, f"[{colour[outcome(r)]}]{r.status}[/]",
+                      "-" if value is None else f"{value:.4f}", "-" if answer is None else f"{answer:+.4f}",
+                      ", ".join(r.verdict.failed_guards) or "-", r.proposer, r.hypothesis[:120] or "-")
+    out.print(table)
