@@ -68,6 +68,9 @@ def trajectory(points: Iterable[Any], *, primary: str, baseline: float | None) -
     low.axhline(0, color="black", lw=0.8)
     low.set_ylabel("holdout gate\n(Ladder-rounded)", fontsize=8)
     low.set_xlabel("experiment")
+    from matplotlib.ticker import MaxNLocator
+
+    low.xaxis.set_major_locator(MaxNLocator(integer=True))
     low.grid(alpha=0.3)
     if not asked:
         low.text(0.5, 0.5, "the holdout was not asked yet", transform=low.transAxes, ha="center", va="center")
@@ -76,7 +79,9 @@ def trajectory(points: Iterable[Any], *, primary: str, baseline: float | None) -
 
 
 def guardrails(series: Iterable[Any]) -> bytes:
-    series = list(series) or []
+    from matplotlib.ticker import MaxNLocator
+
+    series = list(series)
     fig, axes = _figure("guardrails", 1, max(len(series), 1), squeeze=False)
     for ax, s in zip(axes[0], series):
         if s.points:
@@ -89,6 +94,7 @@ def guardrails(series: Iterable[Any]) -> bytes:
             ax.axhline(s.baseline, color="#7f8c8d", lw=0.8, label="baseline")
         ax.set_title(f"{s.metric} ({s.kind})", fontsize=9)
         ax.set_xlabel("experiment", fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
