@@ -124,9 +124,14 @@ class _LoopDisplay:
     def __init__(self, total: int, primary: str) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        import time
+
         self.primary = primary
         self.kept = 0
         self.best: float | None = None
+        self.started, self.done = time.monotonic(), 0
+        self.last_rejection = "-"  # the guard that refused the latest refused experiment
+        self.budget_left: int | str = "-"  # the holdout gate's answers left, as of the last answer
         self.progress = Progress(TextColumn("[bold]experiment"), MofNCompleteColumn(), BarColumn(),
                                  TextColumn("{task.fields[status]}"), TimeRemainingColumn(), console=err,
                                  transient=False)
@@ -146,6 +151,11 @@ class _LoopDisplay:
         elif isinstance(event, Recorded):
             record = event.record
             self.kept += record.kept
+            self.done += 1
+            if record.verdict.failed_guards:
+                self.last_rejection = record.verdict.failed_guards[0]
+            if record.gate and record.gate.get("budget_left") is not None:
+                self.budget_left = record.gate["budget_left"]
             if record.kept:
                 self.best = record.dev_metrics.get(self.primary, self.best)
             failed = record.verdict.failed_guards
@@ -155,8 +165,13 @@ class _LoopDisplay:
             self._status("")
 
     def _status(self, note: str) -> None:
+        import time
+
         best = f"{self.best:.4f}" if self.best is not None else "-"
-        self.progress.update(self.task, status=f"best {self.primary} {best} | kept {self.kept} | {note}")
+        hours = (time.monotonic() - self.started) / 3600
+        rate = f"{self.done / hours:.0f}/h" if self.done and hours > 0 else "-"
+        self.progress.update(self.task, status=f"best {self.primary} {best} | kept {self.kept} | {rate} | last "
+                                               f"refused by {self.last_rejection} | gate left {self.budget_left} | {note}")
 
 
 @app.command(epilog="Example: ratchet run ws --experiments 20 --budget 60")

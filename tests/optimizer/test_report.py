@@ -185,3 +185,15 @@ def test_history_filters_by_verdict_guard_and_last(ran):
     assert "1 of 2" in rows("--last", "1") and "exp-0002" in rows("--last", "1")
     bad = CliRunner().invoke(app, ["history", str(ran), "--verdict", "great"])
     assert bad.exit_code == 2 and "not a status" in bad.output
+
+
+def test_the_progress_line_shows_the_rate_the_last_refusing_guard_and_the_gate_budget(ran):
+    from optimizer.cli import _LoopDisplay
+    from optimizer.loop import Recorded
+    from optimizer.report.facts import records
+
+    view = _LoopDisplay(2, "net_savings")
+    for record in records(Ledger(ran / "ledger.duckdb").entries()):
+        view(Recorded(record))
+    status = view.progress.tasks[0].fields["status"]
+    assert "last refused by sandbox" in status and "gate left 19" in status and "/h |" in status
