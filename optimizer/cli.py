@@ -130,6 +130,7 @@ class _LoopDisplay:
         self.kept = 0
         self.best: float | None = None
         self.started, self.done = time.monotonic(), 0
+        self.clock = time.monotonic
         self.last_rejection = "-"  # the guard that refused the latest refused experiment
         self.budget_left: int | str = "-"  # the holdout gate's answers left, as of the last answer
         self.progress = Progress(TextColumn("[bold]experiment"), MofNCompleteColumn(), BarColumn(),
@@ -165,10 +166,8 @@ class _LoopDisplay:
             self._status("")
 
     def _status(self, note: str) -> None:
-        import time
-
         best = f"{self.best:.4f}" if self.best is not None else "-"
-        hours = (time.monotonic() - self.started) / 3600
+        hours = (self.clock() - self.started) / 3600
         rate = f"{self.done / hours:.0f}/h" if self.done and hours > 0 else "-"
         self.progress.update(self.task, status=f"best {self.primary} {best} | kept {self.kept} | {rate} | last "
                                                f"refused by {self.last_rejection} | gate left {self.budget_left} | {note}")

@@ -156,9 +156,9 @@ class Holdout:
 
 
 def holdout(root: Path, manifest: Mapping[str, Any], entries: list[Entry], gate: Any) -> Holdout:
-    seals = [e for e in entries if e.kind in (Kind.SEAL, Kind.RESEAL)]
-    start = max((i for i, e in enumerate(entries) if e.kind in (Kind.SEAL, Kind.RESEAL)), default=0)
-    used = sum(e.kind == Kind.GATE for e in entries[start:])
+    marks = [i for i, e in enumerate(entries) if e.kind in (Kind.SEAL, Kind.RESEAL)]
+    seals = [entries[i] for i in marks]
+    used = sum(e.kind == Kind.GATE for e in entries[(marks or [0])[-1]:])  # a reseal starts a fresh budget
     drift_file = root / "reports" / "drift.json"
     drift = json.loads(drift_file.read_text()) if drift_file.is_file() else {}
     return Holdout(seals[-1].time if seals else "", len(seals) - 1 if seals else 0, str(manifest.get("domain", "")),

@@ -26,6 +26,14 @@ def _figure(name: str, rows: int = 1, cols: int = 1, **kw: Any):
     return plt.subplots(rows, cols, figsize=(w / DPI, h / DPI), dpi=DPI, **kw)
 
 
+def _done(fig, ax, empty: bool, message: str) -> bytes:
+    """Say `message` on an empty plot, lay the figure out and return its PNG bytes."""
+    if empty:
+        ax.text(0.5, 0.5, message, transform=ax.transAxes, ha="center", va="center")
+    fig.tight_layout()
+    return _png(fig)
+
+
 def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
 
@@ -72,10 +80,7 @@ def trajectory(points: Iterable[Any], *, primary: str, baseline: float | None) -
 
     low.xaxis.set_major_locator(MaxNLocator(integer=True))
     low.grid(alpha=0.3)
-    if not asked:
-        low.text(0.5, 0.5, "the holdout was not asked yet", transform=low.transAxes, ha="center", va="center")
-    fig.tight_layout()
-    return _png(fig)
+    return _done(fig, low, not asked, "the holdout was not asked yet")
 
 
 def guardrails(series: Iterable[Any]) -> bytes:
@@ -98,10 +103,7 @@ def guardrails(series: Iterable[Any]) -> bytes:
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    if not series:
-        axes[0][0].text(0.5, 0.5, "this domain has no guardrails", ha="center", va="center")
-    fig.tight_layout()
-    return _png(fig)
+    return _done(fig, axes[0][0], not series, "this domain has no guardrails")
 
 
 def segments(rows: Iterable[Any], *, primary: str) -> bytes:
@@ -117,10 +119,7 @@ def segments(rows: Iterable[Any], *, primary: str) -> bytes:
     ax.set_title("segments: champion vs baseline (dev)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="x")
-    if not rows:
-        ax.text(0.5, 0.5, "no segment figures", transform=ax.transAxes, ha="center", va="center")
-    fig.tight_layout()
-    return _png(fig)
+    return _done(fig, ax, not rows, "no segment figures")
 
 
 def rejections(rows: Iterable[Any]) -> bytes:
@@ -130,7 +129,4 @@ def rejections(rows: Iterable[Any]) -> bytes:
     ax.set_ylabel("experiments refused")
     ax.set_title("rejections by guard")
     ax.grid(alpha=0.3, axis="y")
-    if not rows:
-        ax.text(0.5, 0.5, "no guard refused an experiment", transform=ax.transAxes, ha="center", va="center")
-    fig.tight_layout()
-    return _png(fig)
+    return _done(fig, ax, not rows, "no guard refused an experiment")
