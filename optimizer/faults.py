@@ -1,7 +1,8 @@
 """Named points where a crash-safety test makes the process kill itself, as a power cut or `kill -9` would.
 
 `RATCHET_FAULT=<point>` in the environment makes `fault(<point>)` SIGKILL this process there (no cleanup, no
-atexit, no finally). Unset, a fault point costs one dictionary lookup. Points are listed in FAULT_POINTS so a test
+atexit, no finally); `RATCHET_FAULT_SIGNAL=INT` sends SIGINT instead, a Ctrl-C at that exact point. Unset, a fault
+point costs one dictionary lookup. Points are listed in FAULT_POINTS so a test
 can walk all of them.
 """
 from __future__ import annotations
@@ -24,4 +25,4 @@ FAULT_POINTS = (
 
 def fault(point: str) -> None:
     if os.environ.get("RATCHET_FAULT") == point:
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.Signals[f"SIG{os.environ.get('RATCHET_FAULT_SIGNAL', 'KILL')}"])

@@ -89,9 +89,22 @@ class Tracker:
 
     @contextmanager
     def run(self, name: str, *, nested: bool = False, tags: Mapping[str, str] | None = None) -> Iterator[Any]:
-        with self.mlflow.start_run(experiment_id=self.experiment_id, run_name=name, nested=nested,
-                                   tags=dict(tags or {})) as active:
+        """An MLflow run around the body. If ending it fails while a Ctrl-C unwinds, the interrupt is what
+        propagates: the run stays RUNNING and the next command's `end_stale_runs` marks it KILLED."""
+        active = self.mlflow.start_run(experiment_id=self.experiment_id, run_name=name, nested=nested,
+                                       tags=dict(tags or {}))
+        try:
             yield active
+        except KeyboardInterrupt as exc:
+            try:
+                active.__exit__(type(exc), exc, exc.__traceback__)
+            except Exception:  # noqa: BLE001 - e.g. "database is locked" by the write the interrupt cut short
+                pass  # MLflow took the run off its active stack before the write that failed
+            raise
+        except BaseException as exc:
+            active.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        active.__exit__(None, None, None)
 
     def log_json(self, data: Any, name: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:

@@ -15,36 +15,38 @@ def record(ctx: Any, rec: Any, source: str, *, evaluation: Evaluation | None = N
            judgement: Judgement | None = None, tracker: Any = None, nested: bool = False,
            state: Any = None) -> Any:
     """Write an ExperimentRecord; `state` is the new champion's PolicyState when it is kept. Returns the record
-    as written (with its commit and ledger sequence number)."""
+    as written (with its commit and ledger sequence number). A Ctrl-C meanwhile is raised once all is written."""
     from optimizer.errors import RatchetError
+    from optimizer.interrupts import deferred
     from optimizer.keep import keep, reconcile, write_record
     from optimizer.tracking import record_experiment
 
-    payload = rec.to_payload()
-    if state is not None:
-        metrics = " ".join(f"{k}={rec.dev_metrics[k]:.4f}" for k in (ctx.domain.primary,
-                                                                     *(g.metric for g in ctx.domain.guardrails)))
-        try:
-            entry = keep(ctx, payload, source, state, f"{rec.experiment}: keep ({rec.hypothesis or 'no hypothesis'}) "
-                                                      f"{metrics}")
-        except RatchetError as exc:  # e.g. the commit failed: roll back now, record it as crashed
-            reconcile(ctx, reason=str(exc))
-            return type(rec).from_payload(ctx.ledger.entries(Kind.EXPERIMENT)[-1].data, diff=rec.diff)
-        rec = replace(rec, commit=entry.data["commit"])
-    else:
-        entry = ctx.ledger.append(Kind.EXPERIMENT, payload)
-    rec = replace(rec, ledger_seq=entry.seq)
-    trace: dict[str, Any] = {"experiment": rec.experiment}
-    if "task_agent" in rec.fit:  # dev-only replies (no holdout row was in that sandbox), first for the reader
-        trace["task_agent"] = {"usage": rec.fit["task_agent"],
-                               "dev_reasoning": list(evaluation.reasoning) if evaluation else []}
-    trace.update({"fit_log": (evaluation.log if evaluation else "")[-20_000:],
-                  "dev": judgement.trace if judgement else {},
-                  "guard_failures": [r.to_dict() for r in rec.verdict.failures]})
-    fault("record:before-folder")
-    folder = write_record(ctx.ws, {**payload, "commit": rec.commit, "ledger_seq": rec.ledger_seq}, source, rec.diff,
-                          trace)
-    fault("record:before-mlflow")
-    if tracker is not None:
-        record_experiment(tracker, ctx, rec, folder, nested=nested, evaluation=evaluation)
-    return rec
+    with deferred():
+        payload = rec.to_payload()
+        if state is not None:
+            metrics = " ".join(f"{k}={rec.dev_metrics[k]:.4f}" for k in (ctx.domain.primary,
+                                                                         *(g.metric for g in ctx.domain.guardrails)))
+            try:
+                entry = keep(ctx, payload, source, state, f"{rec.experiment}: keep ({rec.hypothesis or 'no hypothesis'}) "
+                                                          f"{metrics}")
+            except RatchetError as exc:  # e.g. the commit failed: roll back now, record it as crashed
+                reconcile(ctx, reason=str(exc))
+                return type(rec).from_payload(ctx.ledger.entries(Kind.EXPERIMENT)[-1].data, diff=rec.diff)
+            rec = replace(rec, commit=entry.data["commit"])
+        else:
+            entry = ctx.ledger.append(Kind.EXPERIMENT, payload)
+        rec = replace(rec, ledger_seq=entry.seq)
+        trace: dict[str, Any] = {"experiment": rec.experiment}
+        if "task_agent" in rec.fit:  # dev-only replies (no holdout row was in that sandbox), first for the reader
+            trace["task_agent"] = {"usage": rec.fit["task_agent"],
+                                   "dev_reasoning": list(evaluation.reasoning) if evaluation else []}
+        trace.update({"fit_log": (evaluation.log if evaluation else "")[-20_000:],
+                      "dev": judgement.trace if judgement else {},
+                      "guard_failures": [r.to_dict() for r in rec.verdict.failures]})
+        fault("record:before-folder")
+        folder = write_record(ctx.ws, {**payload, "commit": rec.commit, "ledger_seq": rec.ledger_seq}, source, rec.diff,
+                              trace)
+        fault("record:before-mlflow")
+        if tracker is not None:
+            record_experiment(tracker, ctx, rec, folder, nested=nested, evaluation=evaluation)
+        return rec

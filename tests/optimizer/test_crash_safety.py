@@ -193,3 +193,31 @@ def test_a_full_disk_is_one_line_and_the_next_command_goes_on(baselined, tmp_pat
     after = _try(tmp_path / "ws", FAST, "--keep")
     assert after.exit_code == 0, after.output
     _story(tmp_path / "ws")
+
+
+def test_ctrl_c_while_an_experiment_is_recorded_finishes_the_record_then_exits_130(baselined, tmp_path,
+                                                                                   monkeypatch):
+    """SIGINT inside the experiment's half-logged MLflow run (an interrupt there once left the store locked and
+    exited 1): the record is written whole, then the command stops as interrupted."""
+    ws = tmp_path / "ws"
+    shutil.copytree(baselined, ws)
+    shutil.copyfile(baselined.parent / "mlflow.db", tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    candidate = tmp_path / "fast.py"
+    candidate.write_text(FAST)
+    env = {**os.environ, "RATCHET_FAULT": "mlflow:experiment",
+           "RATCHET_FAULT_SIGNAL": "INT", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", "from optimizer.cli import main; main()", "try", str(ws),
+                           str(candidate), "--keep", "--json"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert "database is locked" not in proc.stderr
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              "tags.`ratchet.experiment` = 'exp-0002'")
+    assert [r.info.status for r in runs] == ["FINISHED"]
+    assert runs[0].data.metrics["kept"] == 1.0 and "guard_significance_passed" in runs[0].data.metrics
+    _story(ws)
