@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,11 +10,35 @@ import pytest
 from optimizer.tunables import rewrite
 
 
+_TEMPLATE: list[Path] = []  # this test process's migrated empty MLflow store, once made
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _mlflow_template(tmp_path_factory) -> Path:
+    """One empty MLflow sqlite store per test process, its schema migrated. Creating a store runs MLflow's alembic
+    migrations (seconds each); a copy of this one is the same empty store, at once."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.getbasetemp() / "mlflow-template" / "mlflow.db"
+    path.parent.mkdir(exist_ok=True)
+    MlflowClient(f"sqlite:///{path}").search_experiments()  # creates and migrates it; no transaction stays open
+    _TEMPLATE.append(path)
+    return path
+
+
+def mlflow_store(path: Path) -> str:
+    """The URI of an MLflow sqlite store at `path`: a copy of the empty template unless a store is there already."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_TEMPLATE[0], path)
+    return f"sqlite:///{path}"
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(tmp_path_factory, monkeypatch):
+def _isolated_env(_mlflow_template, tmp_path_factory, monkeypatch):
     store = tmp_path_factory.getbasetemp() / "mlflow-store"
     store.mkdir(exist_ok=True)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store(store / "mlflow.db"))
     monkeypatch.delenv("RATCHET_SEAL_KEY", raising=False)
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
 
@@ -27,7 +52,7 @@ def _sealed(tmp_path_factory, name: str, domain: str, overrides: dict, start: st
     if start is not None:
         policy = base / "start.py"
         policy.write_text(start)
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{base / 'mlflow.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = mlflow_store(base / "mlflow.db")
     try:
         return init_workspace(domain, base / "ws", policy_file=policy,
                               overrides={"seal.canaries": 4, **overrides}).workspace.root

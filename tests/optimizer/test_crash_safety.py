@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from holdout.ledger import Kind, Ledger
 from optimizer.cli import app
 from optimizer.faults import FAULT_POINTS
-from tests.conftest import BASELINE, NOTHING, _sealed
+from tests.conftest import BASELINE, NOTHING, _sealed, mlflow_store
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = BASELINE.replace("N_ESTIMATORS = 300 ", "N_ESTIMATORS = 60 ")  # an honest keep over NOTHING, quickly
@@ -84,9 +84,19 @@ def _story(ws: Path) -> None:
     assert not (ws / "champion.next").exists() and not (ws / "champion.prev").exists()
 
 
-@pytest.mark.parametrize("point", EXPERIMENT_POINTS)
+# The walk is split in two files (this one and test_crash_safety_walk.py) so two workers share it; together they
+# walk every point of EXPERIMENT_POINTS.
+SPLIT = 5
+
+
+@pytest.mark.parametrize("point", EXPERIMENT_POINTS[:SPLIT])
 def test_a_kill_at_each_point_of_an_experiment_is_recovered_by_the_next_command(baselined, tmp_path, monkeypatch,
                                                                                 point):
+    walk(baselined, tmp_path, monkeypatch, point)
+
+
+def walk(baselined: Path, tmp_path: Path, monkeypatch, point: str) -> None:
+    """A kill at `point`, then the next command: it recovers and the workspace tells one story."""
     ws, uri = _kill_a_keep(baselined, tmp_path, monkeypatch, point)
     after = _try(ws, FAST.replace("SEED = 0", "SEED = 5"), "--keep")  # what the next command finds, and does
     assert after.exit_code in (0, 1), after.output
@@ -107,7 +117,7 @@ def test_a_kill_at_each_point_of_an_experiment_is_recovered_by_the_next_command(
 
 
 def test_a_killed_init_blocks_nothing(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store(tmp_path / "mlflow.db"))
     args = ["init", "fraud", "--workspace", str(tmp_path / "ws"), "--rows", "8000"]
     _killed(args, "init:before-move", dict(os.environ))
     assert not (tmp_path / "ws").exists()  # the target is whole or untouched

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from domains.fraud.data import generate
 from optimizer.cli import app
+from tests.conftest import mlflow_store
 
 
 def _team_file(tmp_path, rows: int = 20_000, **extra) -> "Path":
@@ -37,7 +38,7 @@ ARGS = ["--label", "fraud", "--time", "event_ms", "--amount", "amt", "--entity",
 
 
 def test_team_file_inits_runs_and_audits(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store(tmp_path / "mlflow.db"))
     path = _team_file(tmp_path)
     ws = tmp_path / "ws"
     runner = CliRunner()
@@ -91,7 +92,7 @@ def test_a_tampered_data_contract_is_refused_and_audited(tmp_path, monkeypatch, 
 
 def test_a_column_that_encodes_the_label_is_refused_by_name(tmp_path, monkeypatch):
     """Someone's export carries the fraud scenario code: refused at init, naming the column."""
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store(tmp_path / "mlflow.db"))
     scenario = {"scenario_code": lambda f: np.array(["none", "large_amount", "terminal", "card_theft"])[
         f["fraud_scenario"].to_numpy()]}
     path = _team_file(tmp_path, rows=8000, **scenario)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from optimizer.cli import app
 from optimizer.tunables import rewrite
 
-from tests.conftest import BASELINE, WEAK
+from tests.conftest import BASELINE, WEAK, mlflow_store
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_integrity_error_is_exit_2(ws):
 
 
 def test_run_with_patches_records_everything(ws, tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'own.db'}")  # only this run's records
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store(tmp_path / "own.db"))  # only this run's records
     patches = tmp_path / "patches"
     patches.mkdir()
     (patches / "a_baseline.py").write_text('"""Use the full baseline model."""\n' + BASELINE.split('"""', 2)[2])

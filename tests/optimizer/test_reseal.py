@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from optimizer.errors import RatchetError
-from tests.conftest import BASELINE
+from tests.conftest import BASELINE, mlflow_store
 
 
 @pytest.fixture
@@ -17,7 +17,7 @@ def ws(weak_workspace, tmp_path):
 
 
 def test_reseal_resets_the_gate_and_audits_clean(ws, tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'own.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store(tmp_path / "own.db"))
     from holdout.audit import audit
     from optimizer.context import load_context
     from optimizer.experiment import run_experiment

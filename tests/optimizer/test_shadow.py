@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from holdout.ledger import Kind, Ledger
 from optimizer.cli import app
-from tests.conftest import BASELINE
+from tests.conftest import BASELINE, mlflow_store
 
 
 def _cli(*args: str):
@@ -54,7 +54,7 @@ def prepared(weak_workspace, tmp_path_factory):
 @pytest.fixture()
 def lab(prepared, tmp_path, monkeypatch):
     shutil.copytree(prepared, tmp_path / "lab")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'lab' / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store(tmp_path / "lab" / "mlflow.db"))
     return tmp_path / "lab"
 
 
@@ -196,7 +196,7 @@ def test_pricing_says_its_metric_is_not_measurable_in_shadow(tmp_path, monkeypat
     from optimizer.loop import ensure_baseline
     from optimizer.sandbox import Sandbox
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store(tmp_path / "mlflow.db"))
     ws = init_workspace("pricing", tmp_path / "ws", overrides={"data.rows": 20_000, "seal.canaries": 4,
                                                                "decision.refits": 0}).workspace.root
     with Sandbox() as sandbox:
@@ -246,7 +246,7 @@ def test_routing_trial_measures_the_queue_simulation_on_both_routings(tmp_path, 
     from optimizer.loop import ensure_baseline
     from optimizer.sandbox import Sandbox
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store(tmp_path / "mlflow.db"))
     ws = init_workspace("routing", tmp_path / "ws", overrides={"data.rows": 12_000, "seal.canaries": 4,
                                                                "decision.refits": 0}).workspace.root
     with Sandbox() as sandbox:

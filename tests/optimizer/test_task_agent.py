@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from optimizer.cli import app
 from optimizer.tunables import rewrite
+from tests.conftest import mlflow_store
 from tests.fake_anthropic import FakeAnthropic
 
 LLM_POLICY = (Path(__file__).resolve().parents[2] / "domains" / "routing" / "policy_llm.py").read_text()
@@ -63,7 +64,7 @@ def llm_ws(tmp_path_factory, fake) -> Path:
 
     base = tmp_path_factory.mktemp("llm")
     saved = dict(os.environ)
-    os.environ.update(_env(fake), MLFLOW_TRACKING_URI=f"sqlite:///{base / 'mlflow.db'}")
+    os.environ.update(_env(fake), MLFLOW_TRACKING_URI=mlflow_store(base / "mlflow.db"))
     try:
         root = init_workspace("routing", base / "ws", variant="llm",
                               overrides={"data.rows": 2000, "split.gap_days": 0.05, "seal.canaries": 4, "task_agent.max_requests": 1000,

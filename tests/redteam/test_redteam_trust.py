@@ -200,68 +200,6 @@ def test_a_champion_that_crashes_on_refits_is_refused_by_refit(lab):
     assert "refit 1 of" in failed["refit"] and record.gate is not None  # it got that far: every other guard passed
 
 
-# --- a keep is one transaction --------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def baselined(weak_workspace, tmp_path_factory, _module_env) -> Path:
-    ws = tmp_path_factory.mktemp("baselined") / "ws"
-    _module_env.setenv("MLFLOW_TRACKING_URI", _copy(weak_workspace, ws))
-    assert _try(ws, COMMENTED.replace("THRESHOLD = 0.1 ", "THRESHOLD = 0.9 ")).exit_code in (0, 1)
-    return ws
-
-
-class _Stop(BaseException):
-    """A stop at a step of the keep (what SIGKILL or a power cut does, minus the process)."""
-
-
-@pytest.mark.parametrize("step", ["intent", "commit", "state", "swap", "complete"])
-def test_a_stop_at_each_step_of_the_keep_is_repaired_on_the_next_load(baselined, tmp_path, monkeypatch, step):
-    from optimizer import keep
-    from optimizer.context import load_context
-    from optimizer.experiment import run_experiment
-    from optimizer.sandbox import Sandbox
-
-    ws = tmp_path / "ws"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", _copy(baselined, ws))
-    ctx = load_context(ws)
-    parent = ctx.ws.head()
-
-    def stop(reached):
-        if reached == step:
-            raise _Stop(step)
-
-    original = keep._reached
-    monkeypatch.setattr(keep, "_reached", stop)
-    with Sandbox(memory_mb=ctx.config.sandbox.memory_mb) as sandbox, pytest.raises(_Stop):
-        run_experiment(ctx, sandbox, BASELINE, proposer="redteam", hypothesis="the shipped baseline")
-    monkeypatch.setattr(keep, "_reached", original)
-    again = load_context(ws)  # what the next run or try does first
-    champion, last = again.champion(), again.ledger.entries("experiment")[-1].data
-    if step in ("swap", "complete"):  # the new state was in place: rolled forward
-        assert last["kept"] and champion.experiment == last["experiment"] == "exp-0002"
-        assert champion.commit == again.ws.head() == last["commit"] != parent
-    else:  # rolled back: the old champion, HEAD on the parent, the experiment recorded as crashed
-        assert not last["kept"] and last["status"] == "crashed" and "interrupted" in last["reasons"][-1]["detail"]
-        assert again.ws.head() == parent and champion.experiment == "baseline"
-        assert again.ws.policy.read_text() == again.ws.champion_source()
-    assert not (ws / "champion.prev").exists() and not (ws / "champion.next").exists()
-    assert not _audit_failures(ws)
-    assert _try(ws, COMMENTED).exit_code in (0, 1)  # the next experiment is accepted
-
-
-def test_a_failed_keep_commit_is_rolled_back_and_leaves_no_false_tamper_alarm(baselined, tmp_path, monkeypatch):
-    ws = tmp_path / "ws"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", _copy(baselined, ws))
-    hook = ws / ".git" / "hooks" / "pre-commit"
-    hook.write_text("#!/bin/sh\necho 'refused by a hook' >&2\nexit 1\n")
-    hook.chmod(0o755)
-    result = _try(ws, BASELINE, "--keep")
-    verdict = json.loads(result.stdout)
-    assert result.exit_code == 1 and not verdict["kept"], result.output
-    assert "refused by a hook" in {r["guard"]: r["detail"] for r in verdict["reasons"]}["record"]
-    assert not _audit_failures(ws)
-
-
 # --- ratchet audit --replay -------------------------------------------------------------------------------------
 
 def _replay(ws: Path) -> dict[str, list[str]]:
@@ -311,17 +249,3 @@ def test_replay_passes_on_an_honest_fraud_workspace_and_fails_on_edited_recorded
     assert not _audit_failures(ws)  # every hash agrees with every other
     failed = _replay(ws)["failed"]
     assert any(c.startswith("replay: exp-0001") and "holdout decisions hash" in c for c in failed), failed
-
-
-@pytest.mark.parametrize("fixture, policy", [("pricing_workspace", "PRICING_BASELINE"),
-                                             ("routing_workspace", "ROUTING_BASELINE")])
-def test_replay_passes_on_honest_pricing_and_routing_workspaces(request, tmp_path, monkeypatch, fixture, policy):
-    import tests.conftest as conftest
-
-    ws = tmp_path / "ws"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", _copy(request.getfixturevalue(fixture), ws))
-    result = _try(ws, getattr(conftest, policy), "--keep")
-    assert json.loads(result.stdout)["kept"], result.output
-    honest = _replay(ws)
-    assert "failed" not in honest, honest
-    assert any("exp-0001" in c and "reproduced exactly" in c for c in honest["passed"])
