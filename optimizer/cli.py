@@ -139,7 +139,7 @@ class _LoopDisplay:
         self.task = self.progress.add_task("loop", total=total, status="starting")
 
     def __call__(self, event) -> None:
-        from optimizer.loop import BaselineReady, Proposed, Recorded, Started
+        from optimizer.loop import BaselineReady, Dropped, Proposed, Recorded, Started
 
         if isinstance(event, Started):
             err.print(f"proposer: {event.proposer} ({event.why})", markup=False)
@@ -149,6 +149,8 @@ class _LoopDisplay:
             self._status("baseline evaluated")
         elif isinstance(event, Proposed):
             self._status(event.hypothesis[:60])
+        elif isinstance(event, Dropped):
+            err.print(f"dropped   {event.hypothesis[:70]}  [{event.why}]", markup=False)
         elif isinstance(event, Recorded):
             record = event.record
             self.kept += record.kept
@@ -183,10 +185,15 @@ def run(
                                                      "optuna or patches. Default: anthropic when ANTHROPIC_API_KEY "
                                                      "is set, else optuna."),
     patches: Optional[Path] = typer.Option(None, help="With --proposer patches: a folder of candidate policy files."),
+    parallel: int = typer.Option(1, min=1, help="Candidates evaluated at once per round (judged in proposal order)."),
+    executor: str = typer.Option("local", help="Where evaluations run: local (sandboxes here) or dask (a cluster)."),
+    scheduler: Optional[str] = typer.Option(None, help="With --executor dask: the scheduler's address (tcp://host:"
+                                                       "8786); default: a local cluster of --parallel workers."),
 ) -> None:
     """Run the loop: each candidate is sandboxed, scored on dev, guarded, gated on the holdout, kept or reverted.
 
-    Ctrl-C stops after cleaning up the running experiment; run again to resume."""
+    With --parallel K each round proposes K candidates and evaluates them at once; the verdicts are the same as
+    one at a time in proposal order. Ctrl-C stops after cleaning up the running experiments; run again to resume."""
     from optimizer.loop import run_loop
 
     try:
@@ -198,7 +205,8 @@ def run(
         display = _LoopDisplay(experiments, primary)
         with display.progress:
             summary = run_loop(workspace, experiments=experiments, budget=budget, total_time=total,
-                               proposer=proposer, patches=patches, on_event=display)
+                               proposer=proposer, patches=patches, parallel=parallel, executor=executor,
+                               scheduler=scheduler, on_event=display)
     except RatchetError as exc:
         _fail(exc)
     out.print(f"{len(summary.records)} experiments, {summary.kept} kept; stopped: {summary.stop_reason}", markup=False)

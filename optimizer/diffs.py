@@ -17,3 +17,18 @@ def unified_diff(old: str, new: str, name: str = "policy.py") -> str:
 def changed_lines(diff: str) -> list[str]:
     """The added and removed lines of a unified diff (file headers left out)."""
     return [ln for ln in diff.splitlines() if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
+
+
+def merge(base: str, ours: str, theirs: str) -> str | None:
+    """Three-way merge of two changes of `base` (git merge-file): `ours`' and `theirs'` edits both applied, or None
+    when they touch the same lines."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix="ratchet-merge-") as folder:
+        paths = [Path(folder, name) for name in ("ours.py", "base.py", "theirs.py")]
+        for path, text in zip(paths, (ours, base, theirs)):
+            path.write_text(text, encoding="utf-8")
+        done = subprocess.run(["git", "merge-file", "-p", "-q", *map(str, paths)], capture_output=True)
+    return done.stdout.decode("utf-8") if done.returncode == 0 else None

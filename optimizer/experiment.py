@@ -17,7 +17,7 @@ from holdout.hashing import sha256_bytes
 from holdout.ledger import Kind
 from optimizer.context import Context, PolicyState, decisions_sha256
 from optimizer.diffs import unified_diff
-from optimizer.stages import PolicyRunner, evaluate, gate, judge, record, refit_spread, scores
+from optimizer.stages import Evaluation, PolicyRunner, evaluate, gate, judge, record, refit_spread, scores
 
 
 class ExperimentStatus(StrEnum):
@@ -111,8 +111,9 @@ def baseline_state(ctx: Context, sandbox: PolicyRunner, source: str, commit: str
 
 def run_experiment(ctx: Context, sandbox: PolicyRunner, source: str, *, proposer: str, hypothesis: str,
                    keep: bool = True, tracker: Any = None, parent_run: bool = False,
-                   proposal: dict[str, Any] | None = None) -> ExperimentRecord:
-    """The whole pipeline for one candidate. `keep=False` judges without committing (ratchet try)."""
+                   proposal: dict[str, Any] | None = None, evaluated: Evaluation | None = None) -> ExperimentRecord:
+    """The whole pipeline for one candidate. `keep=False` judges without committing (ratchet try). `evaluated`:
+    the candidate's evaluation made elsewhere (an executor running many at once); the rest runs here, in order."""
     started = time.perf_counter()
     ws = ctx.ws
     entries = ctx.ledger.entries()  # one read: numbering, looks and the gate's state
@@ -132,7 +133,7 @@ def run_experiment(ctx: Context, sandbox: PolicyRunner, source: str, *, proposer
         champion, baseline = ctx.champion(), ctx.baseline()
         assert champion is not None and baseline is not None, "the loop evaluates the baseline first"
         ws.stage(source)
-        evaluation = evaluate(ctx, sandbox, source)
+        evaluation = evaluated if evaluated is not None else evaluate(ctx, sandbox, source)
         results += evaluation.results
         if evaluation.passed:
             looks = 1 + sum(Verdict.from_dicts(e.data.get("reasons", ())).result("significance") is not None
@@ -158,7 +159,7 @@ def run_experiment(ctx: Context, sandbox: PolicyRunner, source: str, *, proposer
     else:
         crashed = any(r.name in CRASH_GUARDS for r in verdict.failures)
         status = ExperimentStatus.CRASHED if crashed else ExperimentStatus.REVERTED
-    timings["total"] = time.perf_counter() - started
+    timings["total"] = time.perf_counter() - started + (timings.get("evaluate", 0.0) if evaluated else 0.0)
     dev_metrics = {k: float(v) for k, v in judgement.dev.metrics.items()} if judgement else {}
     values = evaluation.decisions if evaluation else None
     rec = ExperimentRecord(

@@ -50,7 +50,6 @@ class Recorded:
     record: ExperimentRecord
 
 
-LoopEvent = Started | BaselineReady | Proposed | Recorded  # what `run_loop` tells its `on_event` as it goes
 
 
 @dataclass
@@ -168,15 +167,46 @@ def make_proposer(ctx: Context, name: str, patches: Path | None) -> Proposer:
     raise RatchetError(f"unknown proposer {name!r}; available: optuna, patches, anthropic.")
 
 
+def _gate_spent(ctx: Context, path: Path) -> str:
+    """Why no candidate may be judged now (the thresholdout budget is spent), or ""."""
+    gates = ctx.gates()
+    if ctx.config.gate.kind == "thresholdout" and gates and gates[-1].data["budget_left"] <= 0:
+        return (f"the holdout gate's budget ({ctx.config.gate.budget}) is spent; run `ratchet reseal {path}` to "
+                "seal a fresh holdout")
+    return ""
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A candidate of a round that was not judged: its change does not apply to the champion kept before it."""
+
+    hypothesis: str
+    why: str
+
+
+LoopEvent = Started | BaselineReady | Proposed | Recorded | Dropped
+
+
 @exclusive
 def run_loop(path: Path, *, experiments: int, budget: float | None = None, total_time: float | None = None,
-             proposer: str | None = "optuna", patches: Path | None = None,
+             proposer: str | None = "optuna", patches: Path | None = None, parallel: int = 1,
+             executor: str = "local", scheduler: str | None = None,
              on_event: Callable[[LoopEvent], None] = lambda event: None) -> LoopSummary:
+    """Propose, experiment, keep or revert until `experiments` are recorded, the time or the holdout budget is spent,
+    or the proposer runs out. With `parallel` K > 1 (or a Dask executor) each round proposes K candidates on the
+    same champion and evaluates them at once; judge, gate and record still run here, one at a time, in proposal
+    order, so the verdicts do not depend on which evaluation finished first."""
     from optimizer.sandbox import Sandbox
     from optimizer.task_agent import open_broker
 
+    if parallel < 1:
+        raise RatchetError(f"--parallel must be at least 1, got {parallel}.")
     ctx = load_context(path)
     broker = open_broker(ctx)  # refuses a task-agent workspace without an API key, before any sandbox work
+    rounds = parallel > 1 or executor != "local"
+    if rounds and broker is not None:
+        raise RatchetError(f"{path}: a task-agent workspace runs one experiment at a time (its model broker lives "
+                           "in this process); drop --parallel and --executor.")
     if budget is not None:
         ctx.config = ctx.config.model_copy(update={"sandbox": ctx.config.sandbox.model_copy(update={"budget_s": budget})})
     deadline = time.monotonic() + total_time if total_time else None
@@ -185,36 +215,46 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
     proposer, why = choose_proposer(proposer)
     prop = make_proposer(ctx, proposer, patches)
     ctx.ws.revert()  # whatever an earlier crash left in policy.py is not part of the champion
+    pool = None
     try:
         with Sandbox(memory_mb=ctx.config.sandbox.memory_mb, broker=broker) as sandbox, \
                 tracker.run("loop", tags={Tag.KIND: "loop", Tag.PROPOSER: prop.name}):
             on_event(Started(tuple(sandbox.layers), prop.name, why))
             ensure_baseline(ctx, sandbox, tracker)
             on_event(BaselineReady(ctx.champion()))
-            for i in range(experiments):
+            if rounds:
+                from optimizer.executors import make_executor
+
+                pool = make_executor(executor, sandbox=sandbox, parallel=parallel, scheduler=scheduler,
+                                     memory_mb=ctx.config.sandbox.memory_mb)
+            carried: list = []  # candidates rebased after a keep, evaluated again in the next round
+            while len(summary.records) < experiments:
                 if deadline and time.monotonic() >= deadline:
                     summary.stop_reason = "time budget spent"
                     break
-                entries = ctx.ledger.entries()
-                gates = ctx.gates(entries)
-                if ctx.config.gate.kind == "thresholdout" and gates and gates[-1].data["budget_left"] <= 0:
-                    summary.stop_reason = (f"the holdout gate's budget ({ctx.config.gate.budget}) is spent; run "
-                                           f"`ratchet reseal {path}` to seal a fresh holdout")
+                if spent := _gate_spent(ctx, path):
+                    summary.stop_reason = spent
                     break
-                candidate = prop.propose(ProposalContext(ctx.ws.champion_source(), ctx.ws.program.read_text(),
-                                                         history(entries)))
-                if candidate is None:
+                base = ctx.ws.champion_source()
+                context = ProposalContext(base, ctx.ws.program.read_text(), history(ctx.ledger.entries()))
+                want = min(pool.workers if pool else 1, experiments - len(summary.records))
+                batch = carried + prop.propose_batch(context, want - len(carried)) if want > len(carried) else carried
+                carried = []
+                if not batch:
                     summary.stop_reason = getattr(prop, "stop_reason", "") or "the proposer has no more candidates"
                     break
-                on_event(Proposed(i, candidate.hypothesis))
-                record = run_experiment(ctx, sandbox, candidate.source, proposer=prop.name,
-                                        hypothesis=candidate.hypothesis, tracker=tracker, parent_run=True,
-                                        proposal=dict(candidate.meta))
-                prop.observe(candidate, record)
-                summary.records.append(record)
-                on_event(Recorded(record))
+                for candidate in batch:
+                    on_event(Proposed(len(summary.records) + batch.index(candidate), candidate.hypothesis))
+                evaluations = pool.evaluate_many(ctx, [c.source for c in batch]) if pool else [None]
+                carried, stop = _judge_round(ctx, sandbox, prop, tracker, batch, evaluations, base, summary, path,
+                                             on_event)
+                if stop:
+                    summary.stop_reason = stop
+                    break
             else:
                 summary.stop_reason = f"{experiments} experiments done"
+            for candidate in carried:
+                prop.drop(candidate, "the run ended before it was judged again")
     except KeyboardInterrupt:
         from optimizer.keep import reconcile
 
@@ -222,6 +262,39 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
         summary.interrupted = True
         summary.stop_reason = "interrupted; the workspace is at its last kept commit"
     finally:
+        if pool is not None:
+            pool.close()
         prop.close()
         ctx.ws.revert()
     return summary
+
+
+def _judge_round(ctx: Context, sandbox: Any, prop: Proposer, tracker: Any, batch: list, evaluations: list,
+                 base: str, summary: LoopSummary, path: Path, on_event: Callable) -> tuple[list, str]:
+    """Judge, gate and record a round's candidates in proposal order. After a keep, the rest are rebased on the new
+    champion: unchanged ones are judged on their evaluation (it does not depend on the champion), changed ones go
+    to the next round, ones whose change does not apply are dropped. Returns (carried, why the loop stops)."""
+    carried: list = []
+    kept = False
+    for candidate, evaluation in zip(batch, evaluations):
+        if kept:
+            rebased = prop.rebase(candidate, base, ctx.ws.champion_source())
+            if rebased is None:
+                why = "its change does not apply to the champion kept earlier in its round"
+                prop.drop(candidate, why)
+                on_event(Dropped(candidate.hypothesis, why))
+                continue
+            if rebased.source != candidate.source:
+                carried.append(rebased)
+                continue
+        if spent := _gate_spent(ctx, path):
+            for rest in [candidate, *batch[batch.index(candidate) + 1:]]:
+                prop.drop(rest, spent)
+            return carried, spent
+        record = run_experiment(ctx, sandbox, candidate.source, proposer=prop.name, hypothesis=candidate.hypothesis,
+                                tracker=tracker, parent_run=True, proposal=dict(candidate.meta), evaluated=evaluation)
+        prop.observe(candidate, record)
+        summary.records.append(record)
+        on_event(Recorded(record))
+        kept = kept or record.kept
+    return carried, ""

@@ -51,10 +51,33 @@ class OptunaProposer(Proposer):
         if not tunables:
             raise RatchetError("policy.py marks no constants with '# tune:'; the optuna proposer has nothing to search.")
         trial, values = self._ask_new(tunables)
+        self._open[trial.number] = (trial, values)
+        return self._candidate(context.champion_source, tunables, trial.number, values)
+
+    @staticmethod
+    def _candidate(champion: str, tunables: list, number: int, values: dict) -> Candidate:
         changed = {k: v for k, v in values.items() if next(t for t in tunables if t.name == k).value != v}
-        self._open[trial.number] = trial
         hypothesis = "tune " + (", ".join(f"{k}={v!r}" for k, v in changed.items()) or "nothing (same constants)")
-        return Candidate(rewrite(context.champion_source, values), hypothesis[:300], {"trial": trial.number})
+        return Candidate(rewrite(champion, values), hypothesis[:300], {"trial": number})
+
+    def rebase(self, candidate: Candidate, old: str, new: str) -> Candidate | None:
+        """The trial's constants written into the new champion (None when it no longer marks them)."""
+        number = candidate.meta.get("trial")
+        if number not in self._open:
+            return None
+        values = self._open[number][1]
+        try:
+            tunables = parse(new)
+        except ValueError:
+            return None
+        if {t.name for t in tunables} != set(values):
+            return None
+        return self._candidate(new, tunables, number, values)
+
+    def drop(self, candidate: Candidate, why: str) -> None:
+        held = self._open.pop(candidate.meta.get("trial"), None)
+        if held is not None:
+            self.study.tell(held[0], state=self._optuna.trial.TrialState.FAIL)
 
     def _ask_new(self, tunables: list) -> tuple[Any, dict]:
         """A trial whose constants no earlier trial of the study tried (across restarts too): a repeat is closed as
@@ -70,7 +93,7 @@ class OptunaProposer(Proposer):
         return trial, values
 
     def observe(self, candidate: Candidate, record: Any) -> None:
-        trial = self._open.pop(candidate.meta.get("trial"), None)
+        trial, _ = self._open.pop(candidate.meta.get("trial"), (None, None))
         if trial is None:
             return
         value = record.dev_metrics.get(self.primary)
@@ -83,6 +106,6 @@ class OptunaProposer(Proposer):
         self.study.tell(trial, value)
 
     def close(self) -> None:
-        for trial in list(self._open.values()):
+        for trial, _ in list(self._open.values()):
             self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
         self._open.clear()

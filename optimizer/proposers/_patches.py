@@ -45,6 +45,11 @@ class PatchesProposer(Proposer):
             return Candidate(source, hypothesis_of(source, path.name), {"file": path.name})
         return None
 
+    def rebase(self, candidate: Candidate, old: str, new: str) -> Candidate | None:
+        """Each file is a whole policy, judged as written against whichever champion holds then (as in a run of
+        one at a time)."""
+        return candidate
+
 
 def read_candidate(path: Path) -> str:
     """A candidate policy file's text; RatchetError naming the file when it is missing, empty or not UTF-8."""

@@ -111,6 +111,15 @@ class Sandbox:
             self._process, self._base, self._finalizer = None, None, None
             self._generation += 1  # its workers are gone
 
+    def kill(self) -> None:
+        """End the server and its children now; a request in flight (another thread's) returns as a crash."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
     def _launch(self) -> None:
         base = str(self._base)
         if self._finalizer is not None:
@@ -356,6 +365,17 @@ class Sandbox:
             return None, f"fit wrote no usable {P.MODEL_FILE} ({exc})"
         digest, size = sha256_of(target)
         return ModelHandle(target, digest, size), ""
+
+    def adopt(self, data: bytes) -> ModelHandle:
+        """A model fitted elsewhere (another machine's sandbox) as a handle here: bytes only, never unpickled."""
+        with self._lock:
+            self.start()
+            self._count += 1
+            target = self._base / "models" / f"model-{self._count}-{secrets.token_hex(4)}.pkl"
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            return ModelHandle.from_file(target)
 
     def _copy_model(self, model: ModelHandle, target: Path) -> None:
         _copy_regular(model.path, target)

@@ -1,7 +1,8 @@
 """Evaluate: static scan, fit and decide in the sandbox, output contract and look-ahead.
 
-Reads the context and runs the sandbox; writes nothing (no ledger, no git, no MLflow), so many evaluations may run
-at once and a shadow trial can reuse it.
+Reads only its `Inputs` (config, prepared domain, the policy views of the splits) and runs the sandbox; writes
+nothing (no ledger, no git, no MLflow), so many evaluations may run at once, on other machines too (the inputs
+travel; the labels of dev and holdout are not in them), and a shadow trial can reuse it.
 """
 from __future__ import annotations
 
@@ -32,6 +33,31 @@ class PolicyRunner(Protocol):
 
 
 @dataclass(frozen=True)
+class Inputs:
+    """What evaluate reads: the config, the prepared domain and the rows a policy may see. Train keeps its label
+    (fit learns from it); dev and holdout are the decision-time views, without labels."""
+
+    config: Any
+    domain: Any
+    train: pd.DataFrame
+    dev: pd.DataFrame
+    holdout: pd.DataFrame
+
+    @classmethod
+    def of(cls, ctx: Any) -> "Inputs":
+        """A workspace context's inputs, made once per config (a loop's --budget replaces the config)."""
+        if isinstance(ctx, Inputs):
+            return ctx
+
+        def make() -> Inputs:
+            view = ctx.domain.policy_view
+            return cls(ctx.config, ctx.domain, view(ctx.train, with_label=True), view(ctx.dev, with_label=False),
+                       view(ctx.holdout_all, with_label=False))
+
+        return ctx.memo("inputs", ctx.config, make)
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """What evaluate found. `decisions` (dev, holdout and the dev prefixes) is None when a guard failed."""
 
@@ -59,12 +85,13 @@ def phase_failure(phase: str, result: Any) -> GuardResult:
 
 
 def static_check(ctx: Any, source: str) -> GuardResult:
-    """The static scan with the workspace's allow-list, and the policy contract's top-level names."""
+    """The static scan with the workspace's allow-list, and the policy contract's top-level names (`ctx`: a context
+    or its Inputs)."""
     from guards.static import has_contract, scan
 
-    static = scan(source, allowed_imports=ctx.config.static.allowed_imports,
-                  max_literal_len=ctx.config.static.max_literal_len,
-                  max_collection_items=ctx.config.static.max_collection_items)
+    allowed = ctx.config.static
+    static = scan(source, allowed_imports=allowed.allowed_imports, max_literal_len=allowed.max_literal_len,
+                  max_collection_items=allowed.max_collection_items)
     missing = has_contract(source)
     if static.passed and missing:
         static = GuardResult("static", False, f"policy.py does not define {', '.join(missing)} at top level")
@@ -72,9 +99,11 @@ def static_check(ctx: Any, source: str) -> GuardResult:
 
 
 def evaluate(ctx: Any, sandbox: PolicyRunner, source: str) -> Evaluation:
-    """Static scan, fit and decide in the sandbox, output contract and look-ahead; stops at the first failure."""
+    """Static scan, fit and decide in the sandbox, output contract and look-ahead; stops at the first failure.
+    `ctx`: a workspace context or its Inputs."""
     from guards.lookahead import check_point_in_time, cut_rows
 
+    inputs = Inputs.of(ctx)
     results: list[GuardResult] = []
     fit: dict[str, Any] = {}
     timings: dict[str, float] = {}
@@ -82,16 +111,16 @@ def evaluate(ctx: Any, sandbox: PolicyRunner, source: str) -> Evaluation:
     def stop(result: GuardResult | None = None, **extra: Any) -> Evaluation:
         return Evaluation((*results, *([result] if result else [])), fit=fit, timings=timings, **extra)
 
-    static = static_check(ctx, source)
+    static = static_check(inputs, source)
     if not static.passed:
         return stop(static)
     results.append(static)
     broker = getattr(sandbox, "broker", None)
     if broker is not None:
         broker.take_usage()  # what earlier phases (refits) used is in the ledger, not in this record
-    budget, constants = ctx.config.sandbox.budget_s, ctx.domain.constants
+    budget, constants = inputs.config.sandbox.budget_s, inputs.domain.constants
     t0 = time.perf_counter()
-    fitted = sandbox.fit(source, ctx.domain.policy_view(ctx.train, with_label=True), budget_s=budget)
+    fitted = sandbox.fit(source, inputs.train, budget_s=budget)
     fault("evaluate:fitted")
     timings["fit"] = time.perf_counter() - t0
     fit.update({"device": fitted.device, "fit_seconds": fitted.fit_seconds, "status": fitted.status})
@@ -99,9 +128,9 @@ def evaluate(ctx: Any, sandbox: PolicyRunner, source: str) -> Evaluation:
         return stop(GuardResult("sandbox", False, f"fit phase {fitted.status}: {fitted.error}",
                                 {"phase": "fit", "status": fitted.status, "violations": list(fitted.violations)}),
                     log=fitted.log)
-    dev_view = ctx.domain.policy_view(ctx.dev, with_label=False)
+    dev_view = inputs.dev
     cuts = {f"dev_prefix_{int(f * 100)}": cut_rows(len(dev_view), f) for f in PREFIX_CUTS}
-    rows = {"dev": dev_view, "holdout": ctx.domain.policy_view(ctx.holdout_all, with_label=False),
+    rows = {"dev": dev_view, "holdout": inputs.holdout,
             **{name: dev_view.iloc[:cut].reset_index(drop=True) for name, cut in cuts.items()}}
     reasoning: tuple[dict, ...] = ()
     if broker is not None:  # a policy that asks a model: its reasoning comes from a pass with no holdout row
@@ -131,8 +160,8 @@ def evaluate(ctx: Any, sandbox: PolicyRunner, source: str) -> Evaluation:
                                {"fit_seconds": fitted.seconds, "decide_seconds": decided.seconds + prefixes.seconds}))
     decisions = {**decided.decisions, **prefixes.decisions}
     for name in rows:
-        problem = ctx.domain.check_decisions(Decisions(decisions[name], decided.constants), rows[name],
-                                             ctx.config.scoring.model_dump())
+        problem = inputs.domain.check_decisions(Decisions(decisions[name], decided.constants), rows[name],
+                                                inputs.config.scoring.model_dump())
         if problem:
             return stop(GuardResult("output", False, f"{name} rows: {problem}", {"row_set": name}), **later)
     results.append(GuardResult("output", True, "decisions meet the output contract on every row set"))
@@ -161,7 +190,7 @@ def refit_spread(ctx: Any, sandbox: PolicyRunner, source: str) -> tuple[float, s
     if n < 2:
         return 0.0, None
     budget = ctx.config.sandbox.budget_s
-    dev_view = ctx.domain.policy_view(ctx.dev, with_label=False)
+    dev_view = Inputs.of(ctx).dev
     params = ctx.config.scoring.model_dump()
     values = []
     for k in range(n):
