@@ -167,9 +167,9 @@ def make_proposer(ctx: Context, name: str, patches: Path | None) -> Proposer:
     raise RatchetError(f"unknown proposer {name!r}; available: optuna, patches, anthropic.")
 
 
-def _gate_spent(ctx: Context, path: Path) -> str:
+def _gate_spent(ctx: Context, path: Path, entries: list | None = None) -> str:
     """Why no candidate may be judged now (the thresholdout budget is spent), or ""."""
-    gates = ctx.gates()
+    gates = ctx.gates(entries)
     if ctx.config.gate.kind == "thresholdout" and gates and gates[-1].data["budget_left"] <= 0:
         return (f"the holdout gate's budget ({ctx.config.gate.budget}) is spent; run `ratchet reseal {path}` to "
                 "seal a fresh holdout")
@@ -232,11 +232,12 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
                 if deadline and time.monotonic() >= deadline:
                     summary.stop_reason = "time budget spent"
                     break
-                if spent := _gate_spent(ctx, path):
+                entries = ctx.ledger.entries()  # one read a round: the gate's state and the proposers' history
+                if spent := _gate_spent(ctx, path, entries):
                     summary.stop_reason = spent
                     break
                 base = ctx.ws.champion_source()
-                context = ProposalContext(base, ctx.ws.program.read_text(), history(ctx.ledger.entries()))
+                context = ProposalContext(base, ctx.ws.program.read_text(), history(entries))
                 want = min(pool.workers if pool else 1, experiments - len(summary.records))
                 batch = carried + prop.propose_batch(context, want - len(carried)) if want > len(carried) else carried
                 carried = []
@@ -276,7 +277,7 @@ def _judge_round(ctx: Context, sandbox: Any, prop: Proposer, tracker: Any, batch
     to the next round, ones whose change does not apply are dropped. Returns (carried, why the loop stops)."""
     carried: list = []
     kept = False
-    for candidate, evaluation in zip(batch, evaluations):
+    for i, (candidate, evaluation) in enumerate(zip(batch, evaluations)):
         if kept:
             rebased = prop.rebase(candidate, base, ctx.ws.champion_source())
             if rebased is None:
@@ -287,8 +288,8 @@ def _judge_round(ctx: Context, sandbox: Any, prop: Proposer, tracker: Any, batch
             if rebased.source != candidate.source:
                 carried.append(rebased)
                 continue
-        if spent := _gate_spent(ctx, path):
-            for rest in [candidate, *batch[batch.index(candidate) + 1:]]:
+        if i and (spent := _gate_spent(ctx, path)):  # the loop checked before the round's first
+            for rest in batch[i:]:
                 prop.drop(rest, spent)
             return carried, spent
         record = run_experiment(ctx, sandbox, candidate.source, proposer=prop.name, hypothesis=candidate.hypothesis,
