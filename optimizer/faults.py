@@ -25,4 +25,5 @@ FAULT_POINTS = (
 
 def fault(point: str) -> None:
     if os.environ.get("RATCHET_FAULT") == point:
+        os.environ.pop("RATCHET_FAULT")  # once: one Ctrl-C, even when several threads pass the point
         os.kill(os.getpid(), signal.Signals[f"SIG{os.environ.get('RATCHET_FAULT_SIGNAL', 'KILL')}"])

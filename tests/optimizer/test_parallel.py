@@ -121,3 +121,35 @@ def test_a_killed_dask_worker_is_a_crashed_experiment_and_the_loop_carries_on(st
     assert "Dask worker evaluating this candidate was lost" in lost.verdict.failures[0].detail
     assert str(fast.status) == "kept"
     _intact(ws)
+
+
+def test_ctrl_c_in_a_parallel_round_exits_130_and_the_next_run_records_the_round(start, tmp_path, monkeypatch):
+    """SIGINT while one lane's fit has just returned and the other's candidate is being evaluated: the command stops
+    as interrupted with nothing recorded and no sandbox server left; the next run judges both candidates."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from holdout.ledger import Kind, Ledger
+
+    root = Path(__file__).resolve().parents[2]
+    ws = _copy(start, tmp_path, monkeypatch, "ctrl-c")
+    slow = PATCHES["a_fast.py"].replace("N_ESTIMATORS = 60 ", "N_ESTIMATORS = 400 ")
+    patches = _patches(tmp_path, {"a_fast.py": PATCHES["a_fast.py"], "b_slow.py": slow})
+    args = ["run", str(ws), "--proposer", "patches", "--patches", str(patches), "--parallel", "2", "--experiments", "2"]
+    env = {**os.environ, "RATCHET_FAULT": "evaluate:fitted", "RATCHET_FAULT_SIGNAL": "INT", "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-c", "from optimizer.cli import main; main()", *args], cwd=root, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=600)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    left = [p.pid for p in psutil.process_iter(["cmdline"]) if f"ratchet-sandbox-{proc.pid}-" in " ".join(p.info["cmdline"] or ())]
+    assert not left, "a sandbox server of the interrupted run is still running"
+    assert not [e for e in Ledger(ws / "ledger.duckdb").entries() if e.kind in (Kind.EXPERIMENT, Kind.GATE)]
+    summary = run_loop(ws, experiments=2, proposer="patches", patches=patches, parallel=2)
+    assert [str(r.status) for r in summary.records][0] == "kept" and len(summary.records) == 2
+    _intact(ws)
