@@ -10,6 +10,7 @@ from __future__ import annotations
 import keyword
 import logging
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -65,13 +66,71 @@ def read(file: Path) -> pd.DataFrame:
                            "give a .csv, .parquet or .pq file.")
     if not file.is_file():
         raise RatchetError(f"{file}: no such file; check the path.")
+    if file.stat().st_size == 0:
+        raise RatchetError(f"{file.name}: empty file (0 bytes); export the data with its header row.")
+    if suffix == ".csv":
+        _text(file)
+    fits_in_memory(file)
     try:
         raw = pd.read_csv(file) if suffix == ".csv" else pd.read_parquet(file)
+    except UnicodeDecodeError as exc:  # past the bytes _text looked at
+        raise RatchetError(f"{file.name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} after the first "
+                           f"{TEXT_PROBE // 1024} KiB); {NOT_UTF8}") from None
     except Exception as exc:  # any reader failure is the user's file, not our bug
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise RatchetError(f"{file.name}: cannot be read as {suffix[1:]}: {first}") from exc
     raw.columns = [str(c) for c in raw.columns]
     return raw
+
+
+TEXT_PROBE = 1 << 16
+NOT_UTF8 = "save it as UTF-8 CSV (a spreadsheet's \"CSV UTF-8\"), or convert it, e.g. iconv -f latin1 -t utf-8."
+
+
+def _text(file: Path) -> None:
+    """Refuse a .csv whose first bytes are binary (a NUL byte, or more than 1% control bytes) or not UTF-8."""
+    import codecs
+
+    with open(file, "rb") as fh:
+        head = fh.read(TEXT_PROBE)
+    control = sum(b < 32 and b not in (9, 10, 13) for b in head)
+    if b"\0" in head or control > len(head) // 100:
+        raise RatchetError(f"{file.name}: binary content, not a CSV text file ({control:,} control bytes in the first "
+                           f"{len(head):,}); export the data as comma-separated UTF-8 text, or as Parquet.")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)  # a character cut at the end is fine
+    except UnicodeDecodeError as exc:
+        line = head[:exc.start].count(b"\n") + 1
+        raise RatchetError(f"{file.name}: not UTF-8 text (byte 0x{head[exc.start]:02x} on line {line:,}); "
+                           f"{NOT_UTF8}") from None
+
+
+def fits_in_memory(file: Path, available: int | None = None) -> None:
+    """Refuse a file whose import would need more memory than is free (rather than the kernel killing init).
+
+    The estimate: a CSV's frame and its converted, split copies take about MEMORY_FACTOR times the text; a
+    Parquet file's about MEMORY_FACTOR times rows x columns x 8 bytes (its metadata, not its compressed size)."""
+    import psutil
+
+    available = psutil.virtual_memory().available if available is None else available
+    if file.suffix.lower() == ".csv":
+        raw_bytes = file.stat().st_size
+    else:
+        import pyarrow.parquet as pq
+
+        try:
+            meta = pq.ParquetFile(file).metadata
+        except Exception:  # unreadable: read() says why
+            return
+        raw_bytes = meta.num_rows * meta.num_columns * 8
+    needed = MEMORY_FACTOR * raw_bytes
+    if needed > available:
+        raise RatchetError(f"{file.name}: importing it needs about {needed / 2**30:.1f} GiB of memory and "
+                           f"{available / 2**30:.1f} GiB are free; import a shorter history (e.g. the latest months) "
+                           "or run init on a machine with more memory.")
+
+
+MEMORY_FACTOR = 4
 
 
 def unknown_keys(name: str, mapping: Mapping[str, str], keys: Sequence[str]) -> None:
@@ -95,13 +154,27 @@ def mapped_columns(name: str, mapping: Mapping[str, str], columns: Sequence[str]
                            "map each column once.")
 
 
-def listing(values, limit: int = 12) -> str:
+def listing(values, limit: int = 12, *, total: str = "in all") -> str:
     shown = [str(v) for v in values[:limit]]
-    return ", ".join(shown) + (f", ... ({len(values)} in all)" if len(values) > limit else "")
+    return ", ".join(shown) + (f", ... ({len(values):,} {total})" if len(values) > limit else "")
 
 
 def examples(series: pd.Series, bad: np.ndarray) -> str:
-    return listing(list(dict.fromkeys(repr(v) for v in series[bad].tolist())), 5)
+    """Up to five distinct offending values (the row count is the caller's)."""
+    return listing(list(dict.fromkeys(repr(v) for v in series[bad].tolist())), 5, total="different values")
+
+
+def row_key(raw: pd.DataFrame, name: str, mapping: Mapping[str, str], *, role: str) -> pd.Series:
+    """The mapped id column as ids (one per row, or a refusal naming the repeated ones), else the row numbers."""
+    col = mapping.get("id")
+    if not col:
+        return row_ids(len(raw))
+    twice = (raw[col].duplicated(keep=False) & raw[col].notna()).to_numpy()  # nulls: the contract's
+    if twice.any():
+        raise RatchetError(f"{name}: column {col!r} for {role} must hold one id per row; {int(twice.sum()):,} rows "
+                           f"share an id (e.g. {examples(raw[col], twice)}); fix the export or leave {role} out to "
+                           "number the rows.")
+    return ids(raw[col])
 
 
 def row_ids(n: int) -> pd.Series:
@@ -154,11 +227,19 @@ def times(series: pd.Series, name: str, col: str, *, role: str, reading: TimeRea
     elif pd.api.types.is_datetime64_dtype(series):
         out = series.astype("datetime64[ns]")
     else:
-        parsed = pd.to_datetime(series, errors="coerce", utc=True)
-        bad = (parsed.isna() & series.notna()).to_numpy()
-        if bad.any():  # one inferred format did not fit every row: parse row by row (slow, rare)
-            parsed = pd.to_datetime(series, errors="coerce", format="mixed", utc=True)
-            bad = (parsed.isna() & series.notna()).to_numpy()
+        present = series.notna()
+        numbers = pd.to_numeric(series, errors="coerce")
+        if numbers.notna().sum() > present.sum() // 2:  # numbers with a few words among them: name the words
+            bad = (numbers.isna() & present).to_numpy()
+            raise RatchetError(f"{name}: column {col!r} for {role} holds numbers, but {int(bad.sum()):,} values are "
+                               f"not (e.g. {examples(series, bad)}); fix those rows or map another column.")
+        with warnings.catch_warnings():  # "could not infer format": the row-by-row retry below is the answer
+            warnings.simplefilter("ignore", UserWarning)
+            parsed = pd.to_datetime(series, errors="coerce", utc=True)
+            bad = (parsed.isna() & present).to_numpy()
+            if bad.any():  # one inferred format did not fit every row: parse row by row (slow, rare)
+                parsed = pd.to_datetime(series, errors="coerce", format="mixed", utc=True)
+                bad = (parsed.isna() & present).to_numpy()
         if bad.any():
             raise RatchetError(f"{name}: column {col!r} for {role} has {int(bad.sum())} values that are not "
                                f"dates (e.g. {examples(series, bad)}); fix them or map another column.")
@@ -241,8 +322,12 @@ def amounts(series: pd.Series, name: str, col: str, *, role: str) -> pd.Series:
     values = pd.to_numeric(series, errors="coerce")
     bad = (values.isna() & series.notna()).to_numpy()
     if bad.any():
-        raise RatchetError(f"{name}: column {col!r} for {role} has {int(bad.sum())} non-numeric values "
-                           f"(e.g. {examples(series, bad)}); fix them or map another column.")
+        text = series[bad].astype(str)
+        grouped = int(text.str.fullmatch(r"\s*[-+]?\d{1,3}(,\d{3})+(\.\d+)?\s*").sum())
+        how = (f"; {grouped:,} of them have thousands separators: export amounts as plain numbers (1234.50, not "
+               "1,234.50)") if grouped else "; fix them or map another column"
+        raise RatchetError(f"{name}: column {col!r} for {role} has {int(bad.sum()):,} non-numeric values "
+                           f"(e.g. {examples(series, bad)}){how}.")
     return values.astype(np.float64)
 
 
@@ -318,9 +403,12 @@ def assemble(columns: Mapping[str, pd.Series], dropped: Sequence[str], *, time: 
     """One frame, sorted by time (stable, so file order breaks ties), with the dropped names and the notes on
     how the file was read in attrs."""
     frame = pd.DataFrame({k: v.reset_index(drop=True) for k, v in columns.items()})
+    notes = list(notes)
+    if not frame[time].is_monotonic_increasing:
+        notes.append("rows were not in time order: sorted by time (rows with equal times keep their file order)")
     frame = frame.sort_values(time, kind="stable").reset_index(drop=True)
     frame.attrs["dropped_columns"] = list(dropped)
-    frame.attrs["import_notes"] = list(notes)
+    frame.attrs["import_notes"] = notes
     return frame
 
 

@@ -111,21 +111,21 @@ def load_data(domain: Domain, config: RunConfig, progress: Progress) -> pd.DataF
         progress(f"generating ~{config.data.rows:,} {domain.name} rows (seed {config.data.seed})")
         frame = domain.generate(config.data.seed, config.data.rows)
         source = "generated data"
+    if len(frame) < MIN_ROWS:  # before the contract: "0 rows" says more than a failed row-count expectation
+        raise RatchetError(f"{source}: {len(frame)} row(s); at least {MIN_ROWS} are needed to split train, dev and "
+                           "a holdout by time. Import a longer history.")
     progress(f"checking the data contract on {len(frame):,} rows")
     domain.check_contract(frame, source=source)
-    _enough(domain, frame, source)
+    _both_outcomes(domain, frame, source)
     return frame
 
 
 MIN_ROWS = 100  # below this no split leaves a holdout worth a query
 
 
-def _enough(domain: Domain, frame: pd.DataFrame, source: str) -> None:
-    """Refuse data no holdout can measure anything on: too few rows, or one label value only."""
+def _both_outcomes(domain: Domain, frame: pd.DataFrame, source: str) -> None:
+    """Refuse a label with one value only: no holdout could measure anything on it."""
     label = domain.columns.label
-    if len(frame) < MIN_ROWS:
-        raise RatchetError(f"{source}: {len(frame)} row(s); at least {MIN_ROWS} are needed to split train, dev and "
-                           "a holdout by time. Import a longer history.")
     values = frame[label].dropna().unique()
     if len(values) < 2:
         first = values[0].item() if hasattr(values[0], "item") else values[0]

@@ -166,7 +166,7 @@ def load(file: Path, mapping: Mapping[str, str], reading: imp.TimeReading | None
 
     notes: list[str] = []
     out: dict[str, pd.Series] = {}
-    out["tx_id"] = imp.ids(raw[mapping["id"]]) if mapping.get("id") else imp.row_ids(len(raw))
+    out["tx_id"] = imp.row_key(raw, name, mapping, role="--id")
     out["ts"] = imp.times(raw[mapping["time"]], name, mapping["time"], role="--time",
                           reading=reading or imp.TimeReading(), notes=notes)
     if mapping.get("entity"):

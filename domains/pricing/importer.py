@@ -52,7 +52,7 @@ def _ours(raw: pd.DataFrame, name: str, mapping: Mapping[str, str], ts: pd.Serie
         return raw[mapping[key]], name, mapping[key]
 
     out: dict[str, pd.Series] = {}
-    out["offer_id"] = imp.ids(raw[mapping["id"]]) if "id" in mapping else imp.row_ids(len(raw))
+    out["offer_id"] = imp.row_key(raw, name, mapping, role=imp.map_flag("id"))
     out["ts"] = ts
     if "entity" in mapping:
         out["customer_id"] = imp.ids(raw[mapping["entity"]])

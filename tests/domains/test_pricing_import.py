@@ -109,7 +109,7 @@ def test_bad_propensities(tmp_path, values, count, example):
 def test_propensity_examples_are_at_most_five(tmp_path):
     user = small().assign(p_log=np.arange(40) + 2.0)
     message = refusal(_write(tmp_path, user), REQUIRED)
-    assert "has 40 rows" in message and "(e.g. 2.0, 3.0, 4.0, 5.0, 6.0, ... (40 in all))" in message
+    assert "has 40 rows" in message and "(e.g. 2.0, 3.0, 4.0, 5.0, 6.0, ... (40 different values))" in message
 
 
 def test_outcome_not_zero_one(tmp_path):

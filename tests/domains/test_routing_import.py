@@ -124,7 +124,7 @@ def test_non_numeric_handling_time(tmp_path):
 def test_handling_examples_are_at_most_five(tmp_path):
     user = small().assign(**{"work min": -np.arange(40) - 1.0})
     message = refusal(_write(tmp_path, user), REQUIRED)
-    assert "has 40 values" in message and "(e.g. -1.0, -2.0, -3.0, -4.0, -5.0, ... (40 in all))" in message
+    assert "has 40 values" in message and "(e.g. -1.0, -2.0, -3.0, -4.0, -5.0, ... (40 different values))" in message
 
 
 @pytest.mark.parametrize("values, count, example", [
