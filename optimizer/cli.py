@@ -139,7 +139,7 @@ class _LoopDisplay:
         self.task = self.progress.add_task("loop", total=total, status="starting")
 
     def __call__(self, event) -> None:
-        from optimizer.loop import BaselineReady, Dropped, Proposed, Recorded, Started
+        from optimizer.loop import BaselineReady, Dropped, Proposed, Recorded, Started, TrackingChanged
 
         if isinstance(event, Started):
             err.print(f"proposer: {event.proposer} ({event.why})", markup=False)
@@ -151,6 +151,9 @@ class _LoopDisplay:
             self._status(event.hypothesis[:60])
         elif isinstance(event, Dropped):
             err.print(f"dropped   {event.hypothesis[:70]}  [{event.why}]", markup=False)
+        elif isinstance(event, TrackingChanged):
+            err.print(f"MLflow at {event.uri}: {event.down}; recording to the ledger only until it answers again"
+                      if event.down else f"MLflow at {event.uri} answers again: wrote the runs it missed", markup=False)
         elif isinstance(event, Recorded):
             record = event.record
             self.kept += record.kept
@@ -210,6 +213,9 @@ def run(
     except RatchetError as exc:
         _fail(exc)
     out.print(f"{len(summary.records)} experiments, {summary.kept} kept; stopped: {summary.stop_reason}", markup=False)
+    if summary.untracked:
+        err.print(f"MLflow missed {', '.join(summary.untracked)} (in the ledger and experiments/); run `ratchet sync "
+                  f"{workspace}` once it answers again.", markup=False)
     if summary.interrupted:
         raise typer.Exit(130)
 
@@ -251,6 +257,9 @@ def try_(
                                         hypothesis=hypothesis_of(source, candidate.name), keep=keep, tracker=tracker)
     except RatchetError as exc:
         _fail(exc)
+    if tracker.missed:
+        err.print(f"MLflow at {tracker.uri}: {tracker.down}; {record.experiment} is in the ledger and experiments/ "
+                  f"only: run `ratchet sync {workspace}` once it answers again.", markup=False)
     if as_json:
         sys.stdout.write(json.dumps(record.verdict_json(), default=str) + "\n")
     else:

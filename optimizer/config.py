@@ -203,6 +203,13 @@ class StaticConfig(_Strict):
     max_collection_items: int = Field(200, ge=1)
 
 
+class TrackingConfig(_Strict):
+    """What a run does when MLflow stops answering mid-run: continue (the ledger and experiments/ record everything;
+    the missed runs are written once it answers again, or by `ratchet sync`) or stop (cleanly, after the record)."""
+
+    on_outage: Literal["continue", "stop"] = "continue"
+
+
 class RunConfig(_Strict):
     domain: str = DEFAULT_DOMAIN  # a registered domain (domains/<name>/)
     seed: int = 0
@@ -218,6 +225,7 @@ class RunConfig(_Strict):
     agent: AgentConfig = AgentConfig()
     task_agent: TaskAgentConfig = TaskAgentConfig()
     shadow: ShadowConfig = ShadowConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     @model_validator(mode="before")
     @classmethod

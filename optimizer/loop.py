@@ -50,6 +50,14 @@ class Recorded:
     record: ExperimentRecord
 
 
+@dataclass(frozen=True)
+class TrackingChanged:
+    """MLflow stopped answering (`down` says why) or answers again (`down` is None) during the run."""
+
+    uri: str
+    down: str | None
+
+
 
 
 @dataclass
@@ -57,6 +65,7 @@ class LoopSummary:
     records: list[ExperimentRecord] = field(default_factory=list)
     interrupted: bool = False
     stop_reason: str = ""
+    untracked: tuple[str, ...] = ()  # recorded while MLflow was down and not written there yet (`ratchet sync`)
 
     @property
     def kept(self) -> int:
@@ -97,14 +106,17 @@ def ensure_baseline(ctx: Context, sandbox: Any, tracker: Any = None) -> PolicySt
                                                 **bind_state(ctx.ws.root, "champion")}})
     fault("baseline:recorded")
     if tracker is not None:
-        nested = tracker.mlflow.active_run() is not None
-        with tracker.run("baseline", nested=nested, tags={Tag.KIND: "baseline", Tag.COMMIT: state.commit}) as active:
-            tracker.mlflow.log_metrics({f"dev_{k}": v for k, v in state.dev_metrics.items()})
-            tracker.mlflow.log_text(source, "policy.py")
-            from optimizer.registry import register  # the baseline is version 1 of the workspace's model
+        def write() -> None:
+            nested = tracker.mlflow.active_run() is not None
+            with tracker.run("baseline", nested=nested, tags={Tag.KIND: "baseline", Tag.COMMIT: state.commit}) as active:
+                tracker.mlflow.log_metrics({f"dev_{k}": v for k, v in state.dev_metrics.items()})
+                tracker.mlflow.log_text(source, "policy.py")
+                from optimizer.registry import register  # the baseline is version 1 of the workspace's model
 
-            register(tracker, ctx, experiment="baseline", commit=state.commit, source=source, model=run.model,
-                     run_id=active.info.run_id)
+                register(tracker, ctx, experiment="baseline", commit=state.commit, source=source, model=run.model,
+                         run_id=active.info.run_id)
+
+        tracker.attempt("baseline", write)  # missed: `ratchet sync` writes it from the ledger
     return state
 
 
@@ -267,6 +279,7 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
             pool.close()
         prop.close()
         ctx.ws.revert()
+        summary.untracked = tuple(tracker.missed)
     return summary
 
 
@@ -292,10 +305,13 @@ def _judge_round(ctx: Context, sandbox: Any, prop: Proposer, tracker: Any, batch
             for rest in batch[i:]:
                 prop.drop(rest, spent)
             return carried, spent
+        was = tracker.down
         record = run_experiment(ctx, sandbox, candidate.source, proposer=prop.name, hypothesis=candidate.hypothesis,
                                 tracker=tracker, parent_run=True, proposal=dict(candidate.meta), evaluated=evaluation)
         prop.observe(candidate, record)
         summary.records.append(record)
+        if tracker.down != was:
+            on_event(TrackingChanged(tracker.uri, tracker.down))
         on_event(Recorded(record))
         kept = kept or record.kept
     return carried, ""

@@ -25,29 +25,38 @@ class Synced:
 @exclusive
 def sync(path: Path) -> Synced:
     from optimizer.context import load_context
-    from optimizer.experiment import ExperimentRecord
     from optimizer.loop import open_tracker
-    from optimizer.tracking import Tag, record_experiment
 
     ctx = load_context(path)
-    tracker = open_tracker(ctx)
+    return replay(ctx, open_tracker(ctx))
+
+
+def replay(ctx, tracker, *, skip: frozenset[int] = frozenset()) -> Synced:
+    """Write the experiment runs (and the baseline run) MLflow lacks, except the ledger sequence numbers in `skip`.
+    A run counts as present only when FINISHED: one an outage or a kill cut short is written again, whole."""
+    from optimizer.experiment import ExperimentRecord
+    from optimizer.tracking import Tag, record_experiment
+
     runs = tracker.runs()
-    have = {r.data.tags.get(Tag.LEDGER_SEQ) for r in runs if r.data.tags.get(Tag.KIND) == "experiment"}
+    have = {r.data.tags.get(Tag.LEDGER_SEQ) for r in runs
+            if r.data.tags.get(Tag.KIND) == "experiment" and r.info.status == "FINISHED"}
     written = []
     for entry in ctx.ledger.entries(Kind.EXPERIMENT):
-        if str(entry.seq) in have:
+        if str(entry.seq) in have or entry.seq in skip:
             continue
         folder = ctx.ws.experiments / entry.data["experiment"]
         diff = (folder / "diff.patch").read_text() if (folder / "diff.patch").is_file() else ""
         rec = ExperimentRecord.from_payload({**entry.data, "ledger_seq": entry.seq}, diff=diff)
-        run_id = record_experiment(tracker, ctx, rec, folder, nested=False)
+        nested = tracker.mlflow.active_run() is not None  # under a running loop's parent run
+        run_id = record_experiment(tracker, ctx, rec, folder, nested=nested)
         tracker.client.set_tag(run_id, "ratchet.synced", "true")
         written.append(rec.experiment)
     base = ctx.ledger.last(Kind.BASELINE)
     baseline = False
-    if base is not None and not any(r.data.tags.get(Tag.KIND) == "baseline" for r in runs):
-        with tracker.run("baseline", tags={Tag.KIND: "baseline", Tag.COMMIT: base.data["commit"],
-                                           "ratchet.synced": "true"}):
+    if base is not None and not any(r.data.tags.get(Tag.KIND) == "baseline" and r.info.status == "FINISHED"
+                                    for r in runs):
+        with tracker.run("baseline", nested=tracker.mlflow.active_run() is not None,
+                         tags={Tag.KIND: "baseline", Tag.COMMIT: base.data["commit"], "ratchet.synced": "true"}):
             tracker.mlflow.log_metrics({f"dev_{k}": v for k, v in base.data["dev_metrics"].items()})
             tracker.mlflow.log_text(ctx.ws.git("show", f"{base.data['commit']}:policy.py"), "policy.py")
         baseline = True

@@ -13,7 +13,7 @@ import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import pandas as pd
 
@@ -86,25 +86,54 @@ class Tracker:
             raise RatchetError(f"MLflow at {self.uri}: cannot open experiment {experiment!r} ({exc}). "
                                "Check MLFLOW_TRACKING_URI or that the server is up.") from None
         self.experiment = experiment
+        self.down: str | None = None  # why MLflow stopped answering mid-command (None: it answers)
+        self.missed: list[str] = []  # what was not recorded meanwhile (the ledger holds it; `ratchet sync` writes it)
 
     @contextmanager
     def run(self, name: str, *, nested: bool = False, tags: Mapping[str, str] | None = None) -> Iterator[Any]:
-        """An MLflow run around the body. If ending it fails while a Ctrl-C unwinds, the interrupt is what
-        propagates: the run stays RUNNING and the next command's `end_stale_runs` marks it KILLED."""
+        """An MLflow run around the body. If ending it fails while a Ctrl-C unwinds, or once MLflow is down, the
+        body's own outcome is what propagates: the run stays RUNNING and the next command's `end_stale_runs` marks
+        it KILLED."""
         active = self.mlflow.start_run(experiment_id=self.experiment_id, run_name=name, nested=nested,
                                        tags=dict(tags or {}))
         try:
             yield active
-        except KeyboardInterrupt as exc:
+        except BaseException as exc:
             try:
                 active.__exit__(type(exc), exc, exc.__traceback__)
-            except Exception:  # noqa: BLE001 - e.g. "database is locked" by the write the interrupt cut short
-                pass  # MLflow took the run off its active stack before the write that failed
+            except Exception:  # noqa: BLE001 - e.g. "database is locked" by the write an interrupt cut short
+                if not (isinstance(exc, KeyboardInterrupt) or self.down or unreachable(self.uri)):
+                    raise
+                # MLflow took the run off its active stack before the write that failed
             raise
-        except BaseException as exc:
-            active.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        active.__exit__(None, None, None)
+        try:
+            active.__exit__(None, None, None)
+        except Exception:  # noqa: BLE001
+            if not self.down:
+                raise
+
+    def attempt(self, what: str, write: Callable[[], Any], *, catch_up: Callable[[], Any] | None = None) -> bool:
+        """`write` (records of `what`) unless MLflow is down; False when it is. A failure while the server no longer
+        answers /health marks it down; once it answers again, `catch_up` first writes what it missed meanwhile.
+        Any other failure is raised: a bug, not an outage."""
+        if self.down:
+            if unreachable(self.uri):
+                self.missed.append(what)
+                return False
+            self.down = None
+            if catch_up is not None:
+                catch_up()
+            self.missed.clear()
+        try:
+            write()
+            return True
+        except Exception:
+            why = unreachable(self.uri)
+            if why is None:
+                raise
+            self.down = why
+            self.missed.append(what)
+            return False
 
     def log_json(self, data: Any, name: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:

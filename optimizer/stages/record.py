@@ -48,5 +48,14 @@ def record(ctx: Any, rec: Any, source: str, *, evaluation: Evaluation | None = N
                               trace)
         fault("record:before-mlflow")
         if tracker is not None:
-            record_experiment(tracker, ctx, rec, folder, nested=nested, evaluation=evaluation)
+            from optimizer.sync import replay
+
+            written = tracker.attempt(rec.experiment, lambda: record_experiment(tracker, ctx, rec, folder, nested=nested,
+                                                                                evaluation=evaluation),
+                                      catch_up=lambda: replay(ctx, tracker, skip=frozenset({rec.ledger_seq})))
+            if not written and ctx.config.tracking.on_outage == "stop":
+                raise RatchetError(f"MLflow at {tracker.uri}: {tracker.down} while {rec.experiment} was recorded; the "
+                                   f"ledger and experiments/{rec.experiment} hold it, nothing is lost. Run `ratchet "
+                                   f"sync {ctx.ws.root}` once MLflow is back, then `ratchet run` goes on "
+                                   "(tracking.on_outage: stop).")
         return rec

@@ -22,36 +22,40 @@ def _free_port() -> int:
 
 
 class Server(str):
-    """The server's URL, with its process (a test may stop it)."""
+    """The server's URL; a test may stop it and start it again on the same port and store."""
 
     proc: subprocess.Popen
+    command: list
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{self}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        self.proc.kill()
+        pytest.fail("mlflow server did not come up within 90 s")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
 
 
 @pytest.fixture
 def server(tmp_path):
     port = _free_port()
     mlflow_bin = str(Path(sys.executable).parent / "mlflow")
-    proc = subprocess.Popen([mlflow_bin, "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-                             "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1",
-                             "--port", str(port), "--workers", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("mlflow server did not come up within 90 s")
-    handle = Server(url)
-    handle.proc = proc
+    handle = Server(f"http://127.0.0.1:{port}")
+    handle.command = [mlflow_bin, "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                      "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1",
+                      "--port", str(port), "--workers", "1"]
+    handle.start()
     yield handle
-    proc.terminate()
-    proc.wait(timeout=30)
+    handle.stop()
 
 
 def test_seal_experiment_and_audit_through_a_server(server, tmp_path, monkeypatch):
@@ -87,8 +91,7 @@ def test_seal_experiment_and_audit_through_a_server(server, tmp_path, monkeypatc
     # The server goes away: the next try says so in seconds and records nothing; the audit calls it an outage.
     from holdout.ledger import Ledger
 
-    server.proc.terminate()
-    server.proc.wait(timeout=30)
+    server.stop()
     before = len(Ledger(res.workspace.root / "ledger.duckdb").entries())
     down = CliRunner().invoke(app, ["try", str(res.workspace.root), str(cand), "--json"])
     assert down.exit_code == 2 and f"MLflow at {server}: unreachable" in down.output, down.output
@@ -96,3 +99,83 @@ def test_seal_experiment_and_audit_through_a_server(server, tmp_path, monkeypatc
     assert len(Ledger(res.workspace.root / "ledger.duckdb").entries()) == before
     outage = CliRunner().invoke(app, ["audit", str(res.workspace.root)])
     assert outage.exit_code == 4 and "NOT VERIFIED" in outage.output and "INTEGRITY" not in outage.output
+
+
+def _finished_experiments(server, ws) -> dict[str, str]:
+    from holdout.ledger import Kind, Ledger
+    from optimizer.tracking import Tracker
+
+    name = Ledger(ws / "ledger.duckdb").entries(Kind.SEAL)[-1].data["mlflow"]["experiment"]
+    runs = Tracker(name, uri=server).runs("attributes.status = 'FINISHED'")
+    return {r.data.tags["ratchet.experiment"]: r.data.tags.get("ratchet.synced", "")
+            for r in runs if r.data.tags.get("ratchet.kind") == "experiment"}
+
+
+def test_a_server_stopped_and_restarted_mid_run_misses_nothing(server, tmp_path, monkeypatch):
+    """The server stops after the first experiment and comes back after the second: the run carries on on the
+    ledger, says so both times, writes the missed run once MLflow answers, and the audit is intact."""
+    from holdout.audit import audit
+    from optimizer.initialize import init_workspace, source_root
+    from optimizer.loop import Recorded, TrackingChanged, run_loop
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    ws = init_workspace("fraud", tmp_path / "ws", overrides={"data.rows": 12_000, "seal.canaries": 2,
+                                                               "decision.refits": 0}).workspace.root
+    events = []
+
+    def on_event(event) -> None:
+        events.append(event)
+        if isinstance(event, Recorded) and event.record.experiment == "exp-0001":
+            server.stop()
+        if isinstance(event, Recorded) and event.record.experiment == "exp-0002":
+            server.start()
+
+    summary = run_loop(ws, experiments=4, proposer="optuna", on_event=on_event)
+    assert len(summary.records) == 4 and summary.untracked == ()
+    changes = [e for e in events if isinstance(e, TrackingChanged)]
+    assert [bool(e.down) for e in changes] == [True, False], changes
+    assert "unreachable" in changes[0].down
+    runs = _finished_experiments(server, ws)
+    assert sorted(runs) == ["exp-0001", "exp-0002", "exp-0003", "exp-0004"]
+    assert runs["exp-0002"] == "true" and runs["exp-0003"] == ""  # written on the way back, then as usual
+    report = audit(ws, source_root=source_root())
+    assert report.ok, [c for c in report.checks if not c.passed]
+
+
+def test_a_server_gone_for_the_rest_of_a_run_is_said_and_sync_writes_it_later(server, tmp_path, monkeypatch):
+    """With the server gone for good the run still records every experiment in the ledger and says which ones
+    MLflow missed; with `tracking.on_outage: stop` it stops cleanly after the record; `ratchet sync` writes them."""
+    from typer.testing import CliRunner
+
+    from holdout.ledger import Kind, Ledger
+    from optimizer.cli import app
+    from optimizer.initialize import init_workspace
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    ws = init_workspace("fraud", tmp_path / "ws", overrides={"data.rows": 12_000, "seal.canaries": 2,
+                                                               "decision.refits": 0}).workspace.root
+    runner = CliRunner()
+    first = runner.invoke(app, ["run", str(ws), "--experiments", "1", "--proposer", "optuna"])
+    assert first.exit_code == 0, first.output
+    from optimizer.loop import run_loop
+
+    summary = run_loop(ws, experiments=2, proposer="optuna",
+                       on_event=lambda e: server.stop() if getattr(e, "champion", None) is not None else None)
+    assert [r.experiment for r in summary.records] == ["exp-0002", "exp-0003"]
+    assert summary.untracked == ("exp-0002", "exp-0003")
+    assert len(Ledger(ws / "ledger.duckdb").entries(Kind.EXPERIMENT)) == 3
+    server.start()
+    changed = runner.invoke(app, ["config", str(ws), "set", "tracking.on_outage=stop", "--approved-by", "ops",
+                                  "--reason", "stop on an outage"])
+    assert changed.exit_code == 0, changed.output
+    from optimizer.errors import RatchetError
+
+    with pytest.raises(RatchetError, match=r"while exp-0004 was recorded; the ledger and experiments/exp-0004 hold"):
+        run_loop(ws, experiments=3, proposer="optuna",
+                 on_event=lambda e: server.stop() if getattr(e, "champion", None) is not None else None)
+    assert len(Ledger(ws / "ledger.duckdb").entries(Kind.EXPERIMENT)) == 4
+    server.start()
+    synced = runner.invoke(app, ["sync", str(ws)])
+    assert synced.exit_code == 0 and "written now: exp-0002, exp-0003, exp-0004" in synced.output, synced.output
+    audit = runner.invoke(app, ["audit", str(ws)])
+    assert audit.exit_code == 0 and "audit: intact" in audit.output, audit.output
