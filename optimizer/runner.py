@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Callable, Iterator, TypeVar
 
-from optimizer.errors import WorkspaceBusy
+from optimizer.errors import RatchetError, WorkspaceBusy
 
 LOCK_FILE = "runner.lock"
 log = logging.getLogger("ratchet")
@@ -112,8 +112,8 @@ def _acquire(path: Path, command: str) -> IO[str]:
     try:
         handle = open(path, "a+", encoding="utf-8")
     except OSError as exc:
-        raise WorkspaceBusy(f"{path}: cannot open the runner lock ({exc.strerror or exc}); check that the workspace "
-                            "is writable.") from None
+        raise RatchetError(f"{path}: cannot open the runner lock ({exc.strerror or exc}); nothing was changed. Check "
+                           "that the workspace is writable (a read-only copy can be audited, not run).") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -205,6 +205,43 @@ def test_a_full_disk_is_one_line_and_the_next_command_goes_on(baselined, tmp_pat
     _story(tmp_path / "ws")
 
 
+READ_ONLY = """
+import shutil, subprocess, sys
+from pathlib import Path
+src, mount = Path(sys.argv[1]), Path(sys.argv[2])
+shutil.copytree(src, mount / "ws")
+subprocess.run(["mount", "--bind", str(mount / "ws"), str(mount / "ws")], check=True)
+subprocess.run(["mount", "-o", "remount,ro,bind", str(mount / "ws")], check=True)
+ratchet = [sys.executable, "-c", "from optimizer.cli import main; main()"]
+for args in (["try", str(mount / "ws"), sys.argv[3], "--keep"], ["run", str(mount / "ws"), "--experiments", "1"],
+             ["audit", str(mount / "ws")]):
+    done = subprocess.run([*ratchet, *args], capture_output=True, text=True)
+    print(done.returncode, (done.stdout + done.stderr).strip().splitlines()[-1].replace(chr(10), " "))
+"""
+
+
+def test_a_read_only_workspace_is_one_line_before_anything_and_still_audits(baselined, tmp_path, monkeypatch):
+    """A read-only copy (a bind mount remounted ro): `try --keep` and `run` stop with exit 2 and one line naming
+    the workspace's lock file, before any work; `audit` reads it and says intact."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-m", "true"]).returncode != 0:
+        pytest.skip("needs a private mount namespace (unshare -m) for a read-only bind mount")
+    shutil.copyfile(baselined.parent / "mlflow.db", tmp_path / "mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (tmp_path / "mnt").mkdir()
+    candidate = tmp_path / "fast.py"
+    candidate.write_text(FAST)
+    proc = subprocess.run(["unshare", "-m", sys.executable, "-c", READ_ONLY, str(baselined), str(tmp_path / "mnt"),
+                           str(candidate)], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (try_code, try_line), (run_code, run_line), (audit_code, audit_line) = (
+        line.split(" ", 1) for line in proc.stdout.strip().splitlines()[-3:])
+    for code, line in ((try_code, try_line), (run_code, run_line)):
+        assert code == "2" and line.startswith("error: ") and "runner.lock: cannot open the runner lock (Read-only" \
+            in line and "nothing was changed" in line, proc.stdout
+    assert audit_code == "0" and audit_line == "audit: intact", proc.stdout
+
+
 def test_ctrl_c_while_an_experiment_is_recorded_finishes_the_record_then_exits_130(baselined, tmp_path,
                                                                                    monkeypatch):
     """SIGINT inside the experiment's half-logged MLflow run (an interrupt there once left the store locked and
