@@ -9,7 +9,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from holdout.hashing import content_hash, row_hashes, sha256_file, source_hashes
+from holdout.hashing import content_hash, hashes_in, row_hashes, sha256_file, source_hashes
 from holdout.manifest import write_manifest
 from holdout.split import Splits
 from domains.errors import RatchetError
@@ -32,7 +32,7 @@ def check_contamination(splits: Splits, *, id_col: str, time_col: str, content_c
     """Refuse to seal when holdout rows, ids or times touch train/dev."""
     seen = pd.concat([splits.train, splits.dev], ignore_index=True)
     hold = splits.holdout
-    overlap_rows = int(np.isin(row_hashes(hold, content_cols), row_hashes(seen, content_cols)).sum())
+    overlap_rows = int(hashes_in(row_hashes(hold, content_cols), row_hashes(seen, content_cols)).sum())
     if overlap_rows > max_overlap:
         raise RatchetError(
             f"seal refused: {overlap_rows} holdout rows are exact copies of train/dev rows (row hashes over "

@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from holdout.hashing import row_hashes
+from holdout.hashing import hashes_in, row_hashes
 from holdout.ledger import Kind
 from holdout.seal import plant_canaries, seal_holdout
 from holdout.split import split_by_time
@@ -60,7 +60,7 @@ def _check_unused(ctx, fresh: pd.DataFrame, retired: list[pd.DataFrame]) -> None
     content = [c for c in fresh.columns if c != cols.id]
     used = pd.concat([ctx.train, ctx.dev, ctx.holdout_all, *retired], ignore_index=True)
     common = [c for c in content if c in used.columns]
-    rows = int(np.isin(row_hashes(fresh, common), row_hashes(used, common)).sum())
+    rows = int(hashes_in(row_hashes(fresh, common), row_hashes(used, common)).sum())
     ids = int(fresh[cols.id].astype(str).isin(set(used[cols.id].astype(str))).sum())
     if rows or ids:
         raise RatchetError(f"reseal refused: {rows} new holdout rows and {ids} ids in column '{cols.id}' were already "

@@ -149,3 +149,20 @@ def test_label_leakage_on_datetimes_with_missing_values():
     df["ts"] = ts
     report = label_leakage(df, "is_fraud", ["flagged_at", "ts"])
     assert report["leaking"] == ["flagged_at"] and report["auc"]["ts"] < 0.6
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_leakage_auc_is_sklearns_roc_auc_with_ties_and_either_class_smaller(seed: int):
+    from sklearn.metrics import roc_auc_score
+
+    from guards.contamination import _auc
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 3000))
+    y = (rng.random(n) < rng.uniform(0.01, 0.99)).astype(float)
+    y[0], y[-1] = 0.0, 1.0  # both classes
+    score = np.round(rng.normal(size=n) + y * rng.uniform(-1, 1), int(rng.integers(0, 3)))  # many ties
+    expected = roc_auc_score(y, score)
+    assert _auc(y, score) == pytest.approx(max(expected, 1 - expected), abs=1e-12)
+    with pytest.raises(ValueError, match="both label classes"):
+        _auc(np.ones(n), score)

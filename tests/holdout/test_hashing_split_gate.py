@@ -1,9 +1,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from holdout import gate
-from holdout.hashing import content_hash, row_hashes
+from holdout.hashing import content_hash, hashes_in, row_hashes
 from holdout.split import split_by_time
 from optimizer.errors import RatchetError
 
@@ -79,3 +81,12 @@ def test_gain_se_pools_the_paired_differences_of_both_samples():
 def test_ladder_round():
     assert gate.ladder_round(0.1234, 0.01) == pytest.approx(0.12)
     assert gate.ladder_round(0.5, 0.0) == 0.5
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 40)), st.lists(st.integers(0, 40)), st.booleans())
+def test_hashes_in_answers_as_np_isin(values: list[int], pool: list[int], wide: bool):
+    shift = np.uint64(2**63) if wide else np.uint64(0)  # hashes use the whole uint64 range
+    a = np.array(values, dtype=np.uint64) + shift
+    b = np.array(pool, dtype=np.uint64) + shift
+    assert np.array_equal(hashes_in(a, b), np.isin(a, b))
