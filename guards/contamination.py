@@ -181,18 +181,21 @@ def _raw_score(series: pd.Series) -> np.ndarray | None:
     return np.where(missing, np.nanmin(values) - 1.0, values)
 
 
-def _out_of_fold_encoding(series: pd.Series, y: np.ndarray, fold_of: np.ndarray, folds: int) -> np.ndarray:
-    """Each row's value replaced by the label mean of that value in the OTHER folds (prior if unseen)."""
+def _out_of_fold_encoding(series: pd.Series, y: np.ndarray, fold_rows: Sequence[np.ndarray]) -> np.ndarray:
+    """Each row's value replaced by the label mean of that value in the OTHER folds (prior if unseen).
+
+    The other folds' sums are the whole column's minus the fold's own: exact, since y is 0/1."""
     codes, uniques = pd.factorize(series, use_na_sentinel=False)
     k = len(uniques)
+    all_sums, all_counts = np.bincount(codes, weights=y, minlength=k), np.bincount(codes, minlength=k)
     out = np.empty(len(y), dtype=float)
-    for f in range(folds):
-        test = fold_of == f
-        train = ~test
-        sums = np.bincount(codes[train], weights=y[train], minlength=k)
-        counts = np.bincount(codes[train], minlength=k)
-        c = counts[codes[test]]
-        out[test] = np.where(c > 0, sums[codes[test]] / np.maximum(c, 1), y[train].mean())
+    for rows in fold_rows:
+        held, labels = codes[rows], y[rows]
+        sums = all_sums - np.bincount(held, weights=labels, minlength=k)
+        counts = all_counts - np.bincount(held, minlength=k)
+        prior = (all_sums.sum() - labels.sum()) / (len(y) - len(rows))
+        c = counts[held]
+        out[rows] = np.where(c > 0, sums[held] / np.maximum(c, 1), prior)
     return out
 
 
@@ -219,6 +222,7 @@ def label_leakage(frame: pd.DataFrame, label: str, columns: Sequence[str], *, th
     encoded_auc: dict[str, float] = {}
     auc: dict[str, float] = {}
     fold_of = np.random.default_rng(seed).permutation(len(frame)) % folds  # the same folds for every column
+    fold_rows = [np.flatnonzero(fold_of == f) for f in range(folds)]
     for col in columns:
         if col not in frame.columns:
             raise ValueError(f"label_leakage: column {col!r} is not in the frame")
@@ -226,7 +230,7 @@ def label_leakage(frame: pd.DataFrame, label: str, columns: Sequence[str], *, th
         for target in targets:
             y = (y_raw == target).to_numpy(dtype=float)
             r = _auc(y, raw) if raw is not None else None
-            e = _auc(y, _out_of_fold_encoding(frame[col], y, fold_of, folds))
+            e = _auc(y, _out_of_fold_encoding(frame[col], y, fold_rows))
             if col not in auc or max(e, r or 0.0) > auc[col]:
                 raw_auc[col], encoded_auc[col], auc[col] = r, e, max(e, r or 0.0)
     leaking = sorted((c for c in auc if auc[c] >= threshold), key=lambda c: -auc[c])
