@@ -150,7 +150,8 @@ class Tracker:
     def log_dataset(self, frame: pd.DataFrame, *, name: str, digest: str, context: str, source: str) -> None:
         """MLflow caps a digest at 36 characters: it gets our sha256's prefix, the run tag the whole. MLflow infers a
         schema row by row in Python (about 5 s per million rows): it is inferred from the first SCHEMA_ROWS rows,
-        and the profile still counts every row."""
+        and the profile still counts every row. The digest is always ours: MLflow's own digest code fails on an
+        empty frame with pandas 3 string columns."""
         from mlflow.data.pandas_dataset import PandasDataset
 
         class Counted(PandasDataset):
@@ -159,8 +160,8 @@ class Tracker:
                 return {"num_rows": len(frame), "num_elements": int(frame.size)}
 
         head = frame.head(SCHEMA_ROWS)
-        ds = Counted(head, source=self.mlflow.data.from_pandas(head, source=source).source, name=name,
-                     digest=digest[:36])
+        source_obj = self.mlflow.data.from_pandas(head, source=source, digest=digest[:36]).source
+        ds = Counted(head, source=source_obj, name=name, digest=digest[:36])
         self.mlflow.log_input(ds, context=context, tags={"sha256": digest})
         self.mlflow.set_tag(f"ratchet.sha256.{name}", digest)
 
