@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,10 @@ from optimizer.errors import IntegrityError, RatchetError
 
 ARTIFACT = "policy_model"  # the model's name inside its MLflow run
 POLICY, MODEL = "policy", "model"  # artifact keys: the policy source, the fitted model bytes
+
+
+# MLflow asks, when the class below is created, for predict type hints that are left out on purpose.
+warnings.filterwarnings("ignore", message="Add type hints to the `predict` method", category=UserWarning)
 
 
 class PolicyModel(mlflow.pyfunc.PythonModel):

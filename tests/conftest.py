@@ -3,12 +3,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 
 from optimizer.tunables import rewrite
 
+
+# A suite started in the background of a non-interactive shell inherits SIGINT ignored, and so would every ratchet
+# process a test starts: Ctrl-C tests would see no interrupt at all. With a handler here, children start with the
+# default disposition (exec resets handled signals) and Python's own KeyboardInterrupt handler.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 _TEMPLATE: list[Path] = []  # this test process's migrated empty MLflow store, once made
 
