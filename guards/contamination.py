@@ -21,6 +21,7 @@ import pandas as pd
 
 from guards._columns import datetime_seconds
 from guards._result import GuardResult
+from guards.static import parse_tree
 
 TRIVIAL_BELOW = 1000  # integers this small are ordinary tuning constants, never evidence of an id
 MIN_STRING_LEN = 3  # one- and two-character strings are column suffixes and flags, not ids
@@ -121,7 +122,7 @@ def scan_literals(source: str, *, holdout_ids: set | frozenset, holdout_values: 
                            f"(first, {_mask(hits[0])}, at line {line}): it was built from holdout rows",
                            {"canaries": len(hits), "first_line": line})
     try:
-        tree = ast.parse(source)
+        tree = parse_tree(source)
     except SyntaxError as exc:
         return GuardResult("contamination", False, f"policy source does not parse (line {exc.lineno}); "
                            "literals cannot be checked", {"line": int(exc.lineno or 0)})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+import threading
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -271,11 +272,22 @@ class _Scanner(ast.NodeVisitor):
     visit_List = visit_Tuple = visit_Set = visit_Dict = _display
 
 
+_PARSING = threading.Lock()
+
+
+def parse_tree(source: str) -> ast.Module:
+    """`ast.parse`, one thread at a time. CPython 3.11 keeps the AST constructor's recursion depth in
+    interpreter-wide state, so two threads parsing at once (the lanes of a parallel round) can fail with
+    "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905)."""
+    with _PARSING:
+        return ast.parse(source)
+
+
 def findings(source: str, *, allowed_imports: Sequence[str], max_literal_len: int = 2000,
              max_collection_items: int = 200) -> list[Finding]:
     """Every problem in `source`, sorted by position (empty when the source is acceptable)."""
     try:
-        tree = ast.parse(source)
+        tree = parse_tree(source)
     except SyntaxError as exc:
         return [Finding(exc.lineno or 0, (exc.offset or 1) - 1, "syntax", f"syntax error: {exc.msg}")]
     scanner = _Scanner(allowed_imports, max_literal_len, max_collection_items)
@@ -305,7 +317,7 @@ def scan(source: str, *, allowed_imports: Sequence[str], max_literal_len: int = 
 def has_contract(source: str, required: Iterable[str] = ("fit", "decide")) -> list[str]:
     """The required functions that `source` does not define at top level (all of them if it does not parse)."""
     try:
-        tree = ast.parse(source)
+        tree = parse_tree(source)
     except SyntaxError:
         return list(required)
     defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}

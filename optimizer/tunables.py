@@ -23,6 +23,8 @@ import tokenize
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from guards.static import parse_tree
+
 KINDS = ("int", "float", "choice")
 
 # A near-miss such as "# tune int 1..5" must fail loudly, not leave the constant silently untuned.
@@ -149,7 +151,7 @@ def _spec(spec: str, line: int) -> tuple[str, Any, Any, bool, tuple]:
 
 def parse(source: str) -> list[Tunable]:
     """Every marked constant in `source`, in file order. Malformed markers raise ValueError."""
-    tree = ast.parse(source)
+    tree = parse_tree(source)
     assigns = _assignments(tree)
     found: list[Tunable] = []
     for line, comment in sorted(_comments(source).items()):
@@ -192,7 +194,7 @@ def rewrite(source: str, values: Mapping[str, Any]) -> str:
     unknown = sorted(set(values) - set(by_name))
     if unknown:
         raise KeyError(f"not tunable in this file: {', '.join(unknown)}; tunable: {', '.join(by_name)}")
-    nodes = _assignments(ast.parse(source))
+    nodes = _assignments(parse_tree(source))
     lines = _lines(source)
     for name, value in values.items():
         t = by_name[name]

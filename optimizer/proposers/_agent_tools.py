@@ -5,11 +5,12 @@ scan is returned to the model as a tool error, so it can fix it within the propo
 """
 from __future__ import annotations
 
-import ast
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+from guards.static import parse_tree
 
 TOOLS = [
     {"name": "read_policy", "description": "The current policy.py (the only file you may edit), with line numbers.",
@@ -83,7 +84,7 @@ def parse_edit(args: Any, current: str, check: Callable[[str], str | None]) -> E
     if source == current:
         raise ToolError("the edit changes nothing; propose a real change")
     try:
-        ast.parse(source)
+        parse_tree(source)
     except SyntaxError as exc:
         raise ToolError(f"policy.py does not parse after the edit: line {exc.lineno}: {exc.msg}") from None
     problem = check(source)

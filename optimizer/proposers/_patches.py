@@ -5,6 +5,7 @@ import ast
 import logging
 from pathlib import Path
 
+from guards.static import parse_tree
 from optimizer.errors import RatchetError
 from optimizer.proposers._base import Candidate, ProposalContext, Proposer
 
@@ -17,7 +18,7 @@ def hypothesis_of(source: str, fallback: str) -> str:
         if line.strip().lower().startswith("# hypothesis:"):
             return line.split(":", 1)[1].strip()
     try:
-        doc = ast.get_docstring(ast.parse(source))
+        doc = ast.get_docstring(parse_tree(source))
     except SyntaxError:
         doc = None
     return (doc.strip().splitlines()[0] if doc else fallback)[:300]
