@@ -17,7 +17,7 @@ still fitted and scored). `--runs K` repeats init, import and audit K times and 
 steps run once per size (each spends an experiment on the workspace).
 
     .venv/bin/python benchmarks/scale.py [--rows 1000000,3000000,10000000] [--runs 3] [--steps init,import,...]
-                                         [--budget 3600] [--workdir DIR]
+                                         [--budget 3600] [--memory-mb MB] [--workdir DIR]
 """
 from __future__ import annotations
 
@@ -70,6 +70,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3, help="repeats of init, import and audit (median reported)")
     ap.add_argument("--steps", default=",".join(STEPS), help="comma-separated subset of: " + ", ".join(STEPS))
     ap.add_argument("--budget", type=float, default=3600.0, help="sandbox seconds per phase for the try steps")
+    ap.add_argument("--memory-mb", type=int, default=None,
+                    help="the sandbox's memory limit for the workspaces (sandbox.memory_mb; default: the config's)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--workdir", type=Path, default=None, help="kept after the run (default: a temp dir, removed)")
     args = ap.parse_args()
@@ -88,6 +90,10 @@ def main() -> None:
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}", "PYTHONPATH": str(ROOT)}
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"steps {', '.join(steps)}; init/import/audit median of {args.runs}", flush=True)
+    config = []
+    if args.memory_mb:
+        (workdir / "config.yaml").write_text(f"sandbox:\n  memory_mb: {args.memory_mb}\n")
+        config = ["--config", str(workdir / "config.yaml")]
     timed(["init", "fraud", "--rows", "2000", "-w", str(workdir / "warm")], env, workdir / "warm.log")
     shutil.rmtree(workdir / "warm")
     print(f"{'rows':>11}  {'step':<9} {'seconds':>8} {'peak GiB':>9}  runs (s)", flush=True)
@@ -104,7 +110,7 @@ def main() -> None:
                     if step in ("init", "import"):
                         target = ws if step == "init" else workdir / f"imported-{rows}"
                         shutil.rmtree(target, ignore_errors=True)
-                        cmd = ["init", "fraud", "-w", str(target), "--seed", str(args.seed)]
+                        cmd = ["init", "fraud", "-w", str(target), "--seed", str(args.seed), *config]
                         cmd += ["--rows", str(rows)] if step == "init" else ["--data", str(parquet), *IMPORT_MAP]
                     elif step == "audit":
                         cmd = ["audit", str(ws)]
@@ -115,7 +121,9 @@ def main() -> None:
                 seconds = statistics.median(f[0] for f in figures)
                 peak = max(f[1] for f in figures)
                 runs = ", ".join(f"{f[0]:.1f}" for f in figures)
-                print(f"{rows:>11,}  {step:<9} {seconds:>8.1f} {peak:>9.2f}  {runs}", flush=True)
+                said = (workdir / f"{step}-{rows}-{repeats - 1}.log").read_text().strip().splitlines()
+                status = f"  ({said[-1]})" if step in ("baseline", "try") and said else ""
+                print(f"{rows:>11,}  {step:<9} {seconds:>8.1f} {peak:>9.2f}  {runs}{status}", flush=True)
             shutil.rmtree(workdir / f"imported-{rows}", ignore_errors=True)
             (workdir / f"tx-{rows}.parquet").unlink(missing_ok=True)
     finally:
