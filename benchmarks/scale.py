@@ -48,10 +48,10 @@ def timed(args: list[str], env: dict[str, str], log: Path) -> tuple[float, float
         proc = subprocess.Popen([*RATCHET, *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode not in (0, 1):  # 1: a try whose candidate was rejected is still a measured experiment
+    proc.returncode = code = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
+    if code not in (0, 1):  # 1: a try whose candidate was rejected is still a measured experiment
         tail = "\n".join(log.read_text().splitlines()[-15:])
-        raise SystemExit(f"ratchet {' '.join(args)} exited {proc.returncode}:\n{tail}")
+        raise SystemExit(f"ratchet {' '.join(args)} exited {code}:\n{tail}")
     return seconds, usage.ru_maxrss / 2**20  # KiB on Linux
 
 

@@ -152,6 +152,7 @@ class Tracker:
         schema row by row in Python (about 5 s per million rows): it is inferred from the first SCHEMA_ROWS rows,
         and the profile still counts every row. The digest is always ours: MLflow's own digest code fails on an
         empty frame with pandas 3 string columns."""
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
         from mlflow.data.pandas_dataset import PandasDataset
 
         class Counted(PandasDataset):
@@ -160,8 +161,7 @@ class Tracker:
                 return {"num_rows": len(frame), "num_elements": int(frame.size)}
 
         head = frame.head(SCHEMA_ROWS)
-        source_obj = self.mlflow.data.from_pandas(head, source=source, digest=digest[:36]).source
-        ds = Counted(head, source=source_obj, name=name, digest=digest[:36])
+        ds = Counted(head, source=resolve_dataset_source(source), name=name, digest=digest[:36])
         self.mlflow.log_input(ds, context=context, tags={"sha256": digest})
         self.mlflow.set_tag(f"ratchet.sha256.{name}", digest)
 
