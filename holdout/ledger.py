@@ -3,11 +3,16 @@
 Each entry's hash covers its seq, time, kind, payload and the previous entry's hash, so editing
 or removing any entry breaks the chain from there on. Only the coordinator process appends; an
 exclusive lock file stops two writers from forking the chain.
+
+Opening DuckDB costs about 25 ms, so a Ledger keeps the entries it last read or wrote and reads the file again
+only when the file no longer looks as it did then (inode, size, times, DuckDB's header blocks, which every
+checkpoint rewrites, and the write-ahead log): any other writer's change, a tamper included, is read afresh.
 """
 from __future__ import annotations
 
 import fcntl
 import json
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -21,6 +26,7 @@ from holdout.hashing import canonical_json, sha256_bytes
 from domains.errors import RatchetError
 
 GENESIS = "0" * 64
+_HEADER_BYTES = 3 * 4096  # DuckDB's file header and its two alternating database headers
 
 
 class Kind(StrEnum):
@@ -79,6 +85,19 @@ class Ledger:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._known: tuple[tuple, tuple[Entry, ...]] | None = None  # (file signature, entries) last read or written
+
+    def _signature(self) -> tuple:
+        """What changes whenever the file's content may have: stat figures, the header blocks and the WAL's."""
+        with open(self.path, "rb") as fh:
+            info = os.fstat(fh.fileno())
+            head = fh.read(_HEADER_BYTES)
+        try:
+            wal = os.stat(f"{self.path}.wal")
+            wal_sig = (wal.st_size, wal.st_mtime_ns, wal.st_ctime_ns)
+        except FileNotFoundError:
+            wal_sig = None
+        return info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns, head, wal_sig
 
     @contextmanager
     def _locked(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -101,24 +120,32 @@ class Ledger:
 
     def append(self, kind: str, payload: dict[str, Any]) -> Entry:
         body, kind = canonical_json(payload), str(Kind(kind))  # an unknown kind is refused
+        known = self._known
         with self._locked() as con:
+            before = self._signature()  # under the lock: no other writer between this and the insert
             last = con.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
             seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
             now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
             digest = entry_hash(seq, now, kind, body, prev)
             con.execute("INSERT INTO ledger VALUES (?, ?, ?, ?, ?, ?)", [seq, now, kind, body, prev, digest])
-        return Entry(seq, now, kind, body, prev, digest)
+        entry = Entry(seq, now, kind, body, prev, digest)
+        # The entries known before stay valid only if the file was as they were read and the new one follows them.
+        fresh = known is not None and known[0] == before and (known[1][-1].hash if known[1] else GENESIS) == prev
+        self._known = (self._signature(), (*known[1], entry)) if fresh else None
+        return entry
 
     def entries(self, kind: str | None = None) -> list[Entry]:
         if not self.path.exists():
             raise RatchetError(f"{self.path}: ledger not found. Is this a ratchet workspace (ratchet init)?")
-        con = duckdb.connect(str(self.path), read_only=True)
-        try:
-            rows = con.execute("SELECT seq, time, kind, payload, prev_hash, hash FROM ledger ORDER BY seq").fetchall()
-        finally:
-            con.close()
-        out = [Entry(*r) for r in rows]
-        return [e for e in out if kind is None or e.kind == kind]
+        signature = self._signature()
+        if self._known is None or self._known[0] != signature:
+            con = duckdb.connect(str(self.path), read_only=True)
+            try:
+                rows = con.execute("SELECT seq, time, kind, payload, prev_hash, hash FROM ledger ORDER BY seq").fetchall()
+            finally:
+                con.close()
+            self._known = (signature, tuple(Entry(*r) for r in rows))
+        return [e for e in self._known[1] if kind is None or e.kind == kind]
 
     def last(self, kind: str) -> Entry | None:
         found = self.entries(kind)

@@ -127,39 +127,42 @@ class FraudDomain(Domain):
         blocked = self._blocked(decisions)
         return np.where(blocked & fraud, amount, 0.0) - np.where(blocked & ~fraud, float(params["decline_cost"]), 0.0)
 
-    def _metrics(self, rows: pd.DataFrame, decisions: Decisions, contrib: np.ndarray,
-                 ranking: bool = True) -> dict[str, float]:
-        fraud = rows["is_fraud"].to_numpy() == 1
-        blocked = self._blocked(decisions)
+    def _metrics(self, fraud: np.ndarray, blocked: np.ndarray, contrib: np.ndarray, *, new: np.ndarray | None = None,
+                 scores: np.ndarray | None = None) -> dict[str, float]:
+        """The metrics of one set of rows; `new` (customers' tenure) adds the fairness gap, `scores` the ranking."""
+        caught = int((blocked & fraud).sum())
         out = {
             "net_savings": float(contrib.mean()) if len(contrib) else 0.0,
             "false_decline_rate": _decline_rate(blocked, fraud),
             "alert_rate": float(blocked.mean()) if len(blocked) else 0.0,
-            "fraud_recall": float((blocked & fraud).sum() / max(int(fraud.sum()), 1)),
-            "precision": float((blocked & fraud).sum() / max(int(blocked.sum()), 1)),
+            "fraud_recall": caught / max(int(fraud.sum()), 1),
+            "precision": caught / max(int(blocked.sum()), 1),
         }
-        if ranking and "customer_id" in rows.columns:
-            new = self._tenure(rows) == "new"
+        if new is not None:
             out["false_decline_gap"] = abs(_decline_rate(blocked[new], fraud[new])
                                            - _decline_rate(blocked[~new], fraud[~new]))
-        if ranking and 0 < fraud.sum() < len(fraud):
-            from sklearn.metrics import average_precision_score, roc_auc_score  # slow to import: only when ranked
+        if scores is not None and 0 < fraud.sum() < len(fraud):
+            from domains._ranking import roc_pr_auc
 
-            out["roc_auc"] = float(roc_auc_score(fraud, decisions.values))
-            out["pr_auc"] = float(average_precision_score(fraud, decisions.values))
+            out["roc_auc"], out["pr_auc"] = roc_pr_auc(fraud, scores)
         return out
 
     def score(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any], *,
               detail: bool = True) -> ScoreReport:
         contrib = self.contributions(rows, decisions, params)
-        metrics = self._metrics(rows, decisions, contrib, ranking=detail)
+        fraud = rows["is_fraud"].to_numpy() == 1
+        blocked = self._blocked(decisions)
+        families = self.segment_of(rows) if detail else {}
+        tenure = families.get("customer_tenure")
+        metrics = self._metrics(fraud, blocked, contrib, new=None if tenure is None else tenure == "new",
+                                scores=decisions.values if detail else None)
         segments: dict[str, dict[str, dict[str, float]]] = {}
-        for family, labels in (self.segment_of(rows) if detail else {}).items():
+        for family, labels in families.items():
+            codes, names = pd.factorize(labels, sort=True)
             segments[family] = {}
-            for seg in sorted(set(labels)):
-                mask = labels == seg
-                sub = Decisions(decisions.values[mask], decisions.constants)
-                seg_metrics = self._metrics(rows[mask], sub, contrib[mask], ranking=False)
+            for code, seg in enumerate(names):
+                mask = codes == code
+                seg_metrics = self._metrics(fraud[mask], blocked[mask], contrib[mask])
                 segments[family][str(seg)] = {
                     "n": float(mask.sum()),
                     **{k: v for k, v in seg_metrics.items() if k in ("net_savings", "false_decline_rate", "alert_rate")},

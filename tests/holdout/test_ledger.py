@@ -69,3 +69,45 @@ def test_first_entry_must_be_seal(tmp_path):
     led = Ledger(tmp_path / "l.duckdb")
     led.append("experiment", {"x": 1})
     assert any("expected the seal" in p for p in verify_chain(led.entries()))
+
+
+def _connects(monkeypatch) -> list[bool]:
+    """Every DuckDB connection the ledger opens from now on (read_only flag of each)."""
+    import holdout.ledger as ledger_module
+
+    opened: list[bool] = []
+    real = duckdb.connect
+
+    def counting(*args, **kwargs):
+        opened.append(bool(kwargs.get("read_only")))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ledger_module.duckdb, "connect", counting)
+    return opened
+
+
+def test_entries_it_read_or_wrote_are_served_without_reopening(tmp_path, monkeypatch):
+    led = _ledger(tmp_path)
+    led.entries()  # read once
+    opened = _connects(monkeypatch)
+    led.append("experiment", {"i": 9})
+    got = led.entries()
+    assert opened == [False]  # the append's own connection; the read after it opened nothing
+    assert [e.seq for e in got] == [1, 2, 3, 4, 5] and got[-1].data == {"i": 9}
+    assert got == Ledger(led.path).entries()  # what a fresh reader finds in the file
+    assert verify_chain(got) == []
+
+
+def test_a_change_behind_its_back_is_read_afresh(tmp_path):
+    """Another writer, or a tamper in the same millisecond as the last append: the next read sees it."""
+    led = _ledger(tmp_path)
+    led.entries()
+    led.append("experiment", {"i": 4, "metric": 0.4})
+    con = duckdb.connect(str(led.path))
+    con.execute("UPDATE ledger SET payload = '{\"i\":4,\"metric\":9.9}' WHERE seq = 5")  # same length
+    con.close()
+    assert led.entries()[-1].data == {"i": 4, "metric": 9.9}
+    assert any("entry 5" in p and "recomputed" in p for p in verify_chain(led.entries()))
+    other = Ledger(led.path)
+    other.append("experiment", {"i": 5})
+    assert [e.seq for e in led.entries()] == [1, 2, 3, 4, 5, 6]
