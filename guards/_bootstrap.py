@@ -42,12 +42,24 @@ def _sparse(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.nda
     return out
 
 
+def _grouped(levels: np.ndarray, counts: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Same distribution, drawing how many of the n picks land on each distinct value: a resample's mean depends
+    on nothing else. Per-row contributions take few distinct values (a decline cost, a fraud's amount), so this
+    costs resamples x distinct values instead of resamples x rows (1 s -> 35 ms for 29k changed rows of 58k)."""
+    n = int(counts.sum())
+    return rng.multinomial(n, counts / n, size=n_boot) @ levels / n
+
+
 def bootstrap_means(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """Means of `n_boot` resamples (with replacement) of `values`."""
     values = np.asarray(values, dtype=float)
     n = len(values)
     if n == 0 or n_boot < 1:
         raise ValueError(f"bootstrap needs rows and resamples; got {n} rows, {n_boot} resamples")
-    if np.count_nonzero(values) * 2 < n:
+    nonzero = np.count_nonzero(values)
+    levels, counts = np.unique(values, return_counts=True)
+    if len(levels) * 4 < nonzero:  # measured: a multinomial cell costs about 4 row draws
+        return _grouped(levels, counts, n_boot, rng)
+    if nonzero * 2 < n:
         return _sparse(values, n_boot, rng)
     return _dense(values, n_boot, rng)

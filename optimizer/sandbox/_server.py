@@ -50,6 +50,25 @@ def _preload(names: list[str]) -> dict[str, str]:
     return errors
 
 
+def _warm_up() -> None:
+    """Read rows and write decisions once, here: Arrow and pandas set up their readers, type conversions and
+    memory pools on first use, and a forked child would otherwise pay for that in every request (~10 ms each)."""
+    import io
+
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = pd.DataFrame({"i": np.arange(3), "x": np.ones(3), "t": pd.date_range("2026-01-01", periods=3),
+                          "s": pd.array(["a", "b", "a"], dtype="string")})
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame), buffer)
+    buffer.seek(0)
+    pd.read_parquet(buffer)
+    np.save(io.BytesIO(), frame["x"].to_numpy(), allow_pickle=False)
+
+
 def _device() -> str:
     if not _gpu_visible():
         return "cpu"
@@ -257,6 +276,11 @@ def main() -> None:
     errors = _preload(config["preload"])
     import ctypes.util  # noqa: F401 - the child must not need to import anything of its own
     import pyarrow.parquet  # noqa: F401
+
+    try:
+        _warm_up()
+    except Exception:  # noqa: BLE001 - only a saving: each child then sets these up itself
+        traceback.print_exc()
 
     for module in (_child, _channel, sys.modules["optimizer.sandbox._audit"]):
         linecache.getlines(module.__file__)  # tracebacks in the child must not re-read our source

@@ -132,3 +132,30 @@ def test_refit_noise_widens_the_bound():
     assert rows_only.passed and not with_refits.passed
     assert with_refits.figures["lower"] < rows_only.figures["lower"] and with_refits.figures["model_sd"] == 0.05
     assert "refit noise 0.05" in with_refits.detail
+
+
+def test_the_three_bootstrap_draws_agree_in_distribution(monkeypatch):
+    """Rows resampled one by one, only the nonzero rows drawn, or the counts per distinct value drawn: the same
+    resample means (two-sample KS, and the moments a bootstrap's bounds come from)."""
+    from scipy import stats
+
+    import guards._bootstrap as b
+
+    rng = np.random.default_rng(7)
+    # A fraud-like paired difference: mostly 0, a decline cost of +-5, a few fraud amounts.
+    values = np.where(rng.random(20_000) < 0.3, rng.choice([-5.0, 5.0], 20_000), 0.0)
+    values[rng.choice(20_000, 40, replace=False)] = rng.uniform(20, 900, 40)
+    levels, counts = np.unique(values, return_counts=True)
+    draws = {"dense": b._dense(values, 3000, np.random.default_rng(1)),
+             "sparse": b._sparse(values, 3000, np.random.default_rng(2)),
+             "grouped": b._grouped(levels, counts, 3000, np.random.default_rng(3))}
+    expected_sd = values.std() / np.sqrt(len(values))
+    for name, means in draws.items():
+        assert means.mean() == pytest.approx(values.mean(), abs=4 * expected_sd / np.sqrt(3000)), name
+        assert means.std() == pytest.approx(expected_sd, rel=0.08), name
+    assert stats.ks_2samp(draws["grouped"], draws["dense"]).pvalue > 0.001
+    assert stats.ks_2samp(draws["grouped"], draws["sparse"]).pvalue > 0.001
+    taken = []
+    monkeypatch.setattr(b, "_grouped", lambda *a: taken.append("grouped") or np.zeros(a[2]))
+    b.bootstrap_means(values, 10, np.random.default_rng(0))
+    assert taken == ["grouped"]  # 42 distinct values among 6,000 nonzero rows
