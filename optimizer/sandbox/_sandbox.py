@@ -26,6 +26,7 @@ from optimizer.sandbox import _isolation, _leftovers, _outcome
 from optimizer.sandbox import _protocol as P
 from optimizer.sandbox._channel import Broker, BrokerSession
 from optimizer.sandbox._results import DecideResult, FitResult, ModelHandle, sha256_of
+from optimizer.sandbox._rowfiles import RowFiles
 from optimizer.sandbox._worker import Worker
 
 DEFAULT_PRELOAD = ("numpy", "pandas", "pyarrow", "sklearn", "xgboost", "scipy")
@@ -77,6 +78,7 @@ class Sandbox:
         self.preload_errors: dict[str, str] = {}  # library -> why the server could not import it
         self.broker = broker  # answers policies' model requests (see _channel); None: no channel
         self._session: BrokerSession | None = None
+        self._row_files: RowFiles | None = None  # rows written once, linked per phase (children of another uid)
 
     # lifecycle -------------------------------------------------------------------------------
     def __enter__(self) -> "Sandbox":
@@ -94,6 +96,7 @@ class Sandbox:
                 # With uid-drop the child (nobody) must pass through to its own workdir, and may list nothing.
                 os.chmod(self._base, 0o711 if self._plan.drop_uid else 0o700)
                 (self._base / "models").mkdir(mode=0o700)
+                self._row_files = RowFiles(self._base / "rows", _write_parquet) if self._plan.drop_uid else None
             if self._process is None or self._process.poll() is not None:
                 self._launch()
 
@@ -234,14 +237,28 @@ class Sandbox:
                 os.fchown(fd, self._plan.uid, self._plan.gid)
             handle.write(data)
 
+    def _check_rows(self, linked: list) -> None:
+        if self._row_files is not None and linked:
+            self._row_files.check(linked)
+
     def _remove(self, path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
-    def _hand_over(self, path: Path) -> None:
+    def _hand_over(self, path: Path, linked: tuple[str, ...] = ()) -> None:
+        """The workdir and what the parent wrote in it become the child's; linked row files stay the parent's."""
         if not self._plan.drop_uid:
             return
         for item in (path, *path.iterdir()):
-            os.chown(item, self._plan.uid, self._plan.gid, follow_symlinks=False)
+            if item.name not in linked:
+                os.chown(item, self._plan.uid, self._plan.gid, follow_symlinks=False)
+
+    def _place_rows(self, frames: Mapping[str, pd.DataFrame], work: Path) -> list:
+        """Each frame at its file name in the workdir: linked from the row files when kept, else written."""
+        if self._row_files is None:
+            for name, frame in frames.items():
+                _write_parquet(frame, work / name)
+            return []
+        return self._row_files.snapshot([self._row_files.link(frame, work / name) for name, frame in frames.items()])
 
     # phases ----------------------------------------------------------------------------------
     def fit(self, policy_source: str, train: pd.DataFrame, *, budget_s: float,
@@ -254,8 +271,8 @@ class Sandbox:
             work = self._workdir()
             try:
                 (work / P.POLICY_FILE).write_text(policy_source, encoding="utf-8")
-                _write_parquet(train, work / P.TRAIN_FILE)
-                self._hand_over(work)
+                linked = self._place_rows({P.TRAIN_FILE: train}, work)
+                self._hand_over(work, (P.TRAIN_FILE,))
                 self._phase("fit", ("train",), budget_s)
                 try:
                     reply, lost = self._run({"phase": "fit", "workdir": str(work),
@@ -263,6 +280,7 @@ class Sandbox:
                                              "constants": list(constants)}, budget_s)
                 finally:
                     self._end_phase()
+                    self._check_rows(linked)
                 meta = _outcome.read_meta(work)
                 status, error = _outcome.fit_status(reply, meta, lost, budget_s, self.memory_mb)
                 model = None
@@ -290,9 +308,9 @@ class Sandbox:
         with self._lock:
             work = self._staged(policy_source, model)
             try:
-                for index, name in enumerate(names):
-                    _write_parquet(rows[name], work / P.rows_file(index))
-                self._hand_over(work)
+                files = {P.rows_file(index): rows[name] for index, name in enumerate(names)}
+                linked = self._place_rows(files, work)
+                self._hand_over(work, tuple(files))
                 self._phase("decide", tuple(names), budget_s)
                 try:
                     reply, lost = self._run({"phase": "decide", "workdir": str(work),
@@ -301,6 +319,7 @@ class Sandbox:
                                              "constants": list(constants)}, budget_s)
                 finally:
                     self._end_phase()
+                    self._check_rows(linked)
                 meta = _outcome.read_meta(work)
                 status, error = _outcome.decide_status(reply, meta, lost, budget_s, self.memory_mb,
                                                        names)
