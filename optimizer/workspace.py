@@ -1,6 +1,8 @@
 """A workspace: its files, and git history of the one editable file."""
 from __future__ import annotations
 
+import functools
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,10 +83,21 @@ class Workspace:
         self.git("commit", "-q", "-m", "baseline: initial champion policy")
 
     def head(self) -> str:
+        """HEAD's commit, read from .git as git reads a loose branch ref (a git process costs 7-20 ms here, and the
+        loop asks for it on every experiment); anything else (packed refs, an odd HEAD) is asked of git."""
+        git = self.root / ".git"
+        try:
+            ref = (git / "HEAD").read_text().strip()
+            commit = (git / ref[len("ref: "):]).read_text().strip() if ref.startswith("ref: refs/heads/") else ref
+        except (OSError, UnicodeDecodeError):
+            commit = ""
+        if len(commit) in (40, 64) and all(c in "0123456789abcdef" for c in commit):
+            return commit
         return self.git("rev-parse", "HEAD").strip()
 
     def champion_source(self) -> str:
-        return self.git("show", f"HEAD:{POLICY}")
+        """policy.py at HEAD (newlines as Python reads text)."""
+        return _policy_at(self.root, self.head()).decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
 
     def changed_files(self) -> list[str]:
         """Tracked files that differ from the last kept commit, and untracked files git sees."""
@@ -100,6 +113,21 @@ class Workspace:
         return self.head()
 
     def revert(self) -> None:
-        """Back to the last kept policy. Other files are never silently restored: a change to them
-        is for the integrity guard to report."""
-        self.git("checkout", "-q", "HEAD", "--", POLICY)
+        """Back to the last kept policy: HEAD's bytes replace whatever is at policy.py (a symlink is replaced, not
+        followed). Other files are never silently restored: a change to them is for the integrity guard to report."""
+        kept = _policy_at(self.root, self.head())
+        if not self.policy.is_symlink() and self.policy.is_file() and self.policy.read_bytes() == kept:
+            return
+        staged = self.root / f".{POLICY}.revert"
+        staged.unlink(missing_ok=True)
+        staged.write_bytes(kept)
+        os.replace(staged, self.policy)
+
+
+@functools.lru_cache(maxsize=64)
+def _policy_at(root: Path, commit: str) -> bytes:
+    """policy.py's bytes in a commit: a commit's content never changes, so each is asked of git once."""
+    proc = subprocess.run(["git", "show", f"{commit}:{POLICY}"], cwd=root, capture_output=True)
+    if proc.returncode:
+        raise RatchetError(f"{root}: git show {commit}:{POLICY} failed: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout

@@ -18,8 +18,6 @@ from typing import Mapping
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from optimizer.errors import RatchetError
 from optimizer.sandbox import _isolation, _leftovers, _outcome
@@ -78,7 +76,7 @@ class Sandbox:
         self.preload_errors: dict[str, str] = {}  # library -> why the server could not import it
         self.broker = broker  # answers policies' model requests (see _channel); None: no channel
         self._session: BrokerSession | None = None
-        self._row_files: RowFiles | None = None  # rows written once, linked per phase (children of another uid)
+        self._rows: RowFiles | None = None  # how row sets reach a phase's workdir
 
     # lifecycle -------------------------------------------------------------------------------
     def __enter__(self) -> "Sandbox":
@@ -96,7 +94,7 @@ class Sandbox:
                 # With uid-drop the child (nobody) must pass through to its own workdir, and may list nothing.
                 os.chmod(self._base, 0o711 if self._plan.drop_uid else 0o700)
                 (self._base / "models").mkdir(mode=0o700)
-                self._row_files = RowFiles(self._base / "rows", _write_parquet) if self._plan.drop_uid else None
+                self._rows = RowFiles(self._base / "rows", link=self._plan.drop_uid)
             if self._process is None or self._process.poll() is not None:
                 self._launch()
 
@@ -237,10 +235,6 @@ class Sandbox:
                 os.fchown(fd, self._plan.uid, self._plan.gid)
             handle.write(data)
 
-    def _check_rows(self, linked: list) -> None:
-        if self._row_files is not None and linked:
-            self._row_files.check(linked)
-
     def _remove(self, path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
@@ -251,14 +245,6 @@ class Sandbox:
         for item in (path, *path.iterdir()):
             if item.name not in linked:
                 os.chown(item, self._plan.uid, self._plan.gid, follow_symlinks=False)
-
-    def _place_rows(self, frames: Mapping[str, pd.DataFrame], work: Path) -> list:
-        """Each frame at its file name in the workdir: linked from the row files when kept, else written."""
-        if self._row_files is None:
-            for name, frame in frames.items():
-                _write_parquet(frame, work / name)
-            return []
-        return self._row_files.snapshot([self._row_files.link(frame, work / name) for name, frame in frames.items()])
 
     # phases ----------------------------------------------------------------------------------
     def fit(self, policy_source: str, train: pd.DataFrame, *, budget_s: float,
@@ -271,7 +257,7 @@ class Sandbox:
             work = self._workdir()
             try:
                 (work / P.POLICY_FILE).write_text(policy_source, encoding="utf-8")
-                linked = self._place_rows({P.TRAIN_FILE: train}, work)
+                linked = self._rows.place({P.TRAIN_FILE: train}, work)
                 self._hand_over(work, (P.TRAIN_FILE,))
                 self._phase("fit", ("train",), budget_s)
                 try:
@@ -280,7 +266,7 @@ class Sandbox:
                                              "constants": list(constants)}, budget_s)
                 finally:
                     self._end_phase()
-                    self._check_rows(linked)
+                    self._rows.check(linked)
                 meta = _outcome.read_meta(work)
                 status, error = _outcome.fit_status(reply, meta, lost, budget_s, self.memory_mb)
                 model = None
@@ -309,7 +295,7 @@ class Sandbox:
             work = self._staged(policy_source, model)
             try:
                 files = {P.rows_file(index): rows[name] for index, name in enumerate(names)}
-                linked = self._place_rows(files, work)
+                linked = self._rows.place(files, work)
                 self._hand_over(work, tuple(files))
                 self._phase("decide", tuple(names), budget_s)
                 try:
@@ -319,7 +305,7 @@ class Sandbox:
                                              "constants": list(constants)}, budget_s)
                 finally:
                     self._end_phase()
-                    self._check_rows(linked)
+                    self._rows.check(linked)
                 meta = _outcome.read_meta(work)
                 status, error = _outcome.decide_status(reply, meta, lost, budget_s, self.memory_mb,
                                                        names)
@@ -413,17 +399,6 @@ def _check_model(model: ModelHandle, phase: str) -> None:
 def _check_budget(budget_s: float) -> None:
     if not budget_s > 0:
         raise ValueError(f"budget_s must be a positive number of seconds, got {budget_s!r}")
-
-
-def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    """Parquet via pyarrow, tuned for a local hand-off: no compression, no statistics, and
-    dictionary encoding only where it pays (strings), which keeps the write ~5x faster."""
-    table = pa.Table.from_pandas(frame, preserve_index=None)
-    textual = [f.name for f in table.schema
-               if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-               or pa.types.is_dictionary(f.type)]
-    pq.write_table(table, path, compression="none", use_dictionary=textual or False,
-                   write_statistics=False)
 
 
 def _copy_regular(source: Path, target: Path) -> None:

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import optimizer.sandbox._rowfiles as rowfiles
 from optimizer.sandbox import Sandbox
 from optimizer.sandbox._rowfiles import RowFiles
-from optimizer.sandbox._sandbox import _write_parquet
 
 TAMPER = """
 import os
@@ -33,30 +33,32 @@ def decide(model, rows):
 """
 
 
-def _counting(folder) -> tuple[RowFiles, list]:
+def _counting(folder, monkeypatch) -> tuple[RowFiles, list]:
     written = []
+    real = rowfiles.write_parquet
 
     def write(frame, path):
         written.append(path)
-        _write_parquet(frame, path)
+        real(frame, path)
 
-    return RowFiles(folder, write), written
+    monkeypatch.setattr(rowfiles, "write_parquet", write)
+    return RowFiles(folder, link=True), written
 
 
-def test_a_frame_is_written_once_and_linked_into_each_phase(tmp_path):
-    files, written = _counting(tmp_path / "rows")
+def test_a_frame_is_written_once_and_linked_into_each_phase(tmp_path, monkeypatch):
+    files, written = _counting(tmp_path / "rows", monkeypatch)
     frame = pd.DataFrame({"x": np.arange(10.0)})
     for phase in range(3):
         work = tmp_path / f"w{phase}"
         work.mkdir()
-        taken = files.snapshot([files.link(frame, work / "rows_0.parquet")])
+        taken = files.place({"rows_0.parquet": frame}, work)
         pd.testing.assert_frame_equal(pd.read_parquet(work / "rows_0.parquet"), frame)
         files.check(taken)
     assert len(written) == 1 and oct(written[0].stat().st_mode & 0o777) == "0o444"
 
 
-def test_a_file_changed_through_its_link_is_dropped_and_written_afresh(tmp_path):
-    files, written = _counting(tmp_path / "rows")
+def test_a_file_changed_through_its_link_is_dropped_and_written_afresh(tmp_path, monkeypatch):
+    files, written = _counting(tmp_path / "rows", monkeypatch)
     frame = pd.DataFrame({"x": np.arange(10.0)})
     work = tmp_path / "w1"
     work.mkdir()
@@ -73,8 +75,8 @@ def test_a_file_changed_through_its_link_is_dropped_and_written_afresh(tmp_path)
     pd.testing.assert_frame_equal(pd.read_parquet(again / "rows_0.parquet"), frame)
 
 
-def test_files_of_frames_that_are_gone_are_removed(tmp_path):
-    files, written = _counting(tmp_path / "rows")
+def test_files_of_frames_that_are_gone_are_removed(tmp_path, monkeypatch):
+    files, written = _counting(tmp_path / "rows", monkeypatch)
     work = tmp_path / "w"
     work.mkdir()
     frame = pd.DataFrame({"x": np.arange(5.0)})
@@ -88,7 +90,7 @@ def test_files_of_frames_that_are_gone_are_removed(tmp_path):
 def test_a_child_cannot_change_the_rows_later_phases_read():
     """Children run as another user: the linked file is not theirs to chmod or write. Every decide sees the rows."""
     with Sandbox(preload=("numpy", "pandas", "pyarrow")) as box:
-        if box._row_files is None:
+        if not box._rows.linking:
             pytest.skip("children run as this user here (no uid-drop): rows are written for each phase")
         fitted = box.fit(TAMPER, pd.DataFrame({"x": [1.0], "y": [0]}), budget_s=30)
         assert fitted.status == "ok", fitted.error
