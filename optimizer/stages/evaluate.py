@@ -6,6 +6,7 @@ travel; the labels of dev and holdout are not in them), and a shadow trial can r
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
@@ -56,6 +57,14 @@ class Inputs:
 
         return ctx.memo("inputs", ctx.config, make)
 
+    @functools.cached_property
+    def prefixes(self) -> dict[str, pd.DataFrame]:
+        """The dev prefixes look-ahead is checked on, made once (the sandbox writes a file per frame it is given)."""
+        from guards.lookahead import cut_rows
+
+        cuts = {f"dev_prefix_{int(f * 100)}": cut_rows(len(self.dev), f) for f in PREFIX_CUTS}
+        return {name: self.dev.iloc[:cut].reset_index(drop=True) for name, cut in cuts.items()}
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -101,7 +110,7 @@ def static_check(ctx: Any, source: str) -> GuardResult:
 def evaluate(ctx: Any, sandbox: PolicyRunner, source: str) -> Evaluation:
     """Static scan, fit and decide in the sandbox, output contract and look-ahead; stops at the first failure.
     `ctx`: a workspace context or its Inputs."""
-    from guards.lookahead import check_point_in_time, cut_rows
+    from guards.lookahead import check_point_in_time
 
     inputs = Inputs.of(ctx)
     results: list[GuardResult] = []
@@ -129,9 +138,8 @@ def evaluate(ctx: Any, sandbox: PolicyRunner, source: str) -> Evaluation:
                                 {"phase": "fit", "status": fitted.status, "violations": list(fitted.violations)}),
                     log=fitted.log)
     dev_view = inputs.dev
-    cuts = {f"dev_prefix_{int(f * 100)}": cut_rows(len(dev_view), f) for f in PREFIX_CUTS}
-    rows = {"dev": dev_view, "holdout": inputs.holdout,
-            **{name: dev_view.iloc[:cut].reset_index(drop=True) for name, cut in cuts.items()}}
+    cuts = {name: len(frame) for name, frame in inputs.prefixes.items()}
+    rows = {"dev": dev_view, "holdout": inputs.holdout, **inputs.prefixes}
     reasoning: tuple[dict, ...] = ()
     if broker is not None:  # a policy that asks a model: its reasoning comes from a pass with no holdout row
         explained = sandbox.decide(source, fitted.model, {"dev": dev_view}, budget_s=budget, constants=constants)

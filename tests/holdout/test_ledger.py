@@ -71,28 +71,28 @@ def test_first_entry_must_be_seal(tmp_path):
     assert any("expected the seal" in p for p in verify_chain(led.entries()))
 
 
-def _connects(monkeypatch) -> list[bool]:
-    """Every DuckDB connection the ledger opens from now on (read_only flag of each)."""
+def _opens(monkeypatch) -> list[bool]:
+    """Every time the ledger opens its file from now on (the read_only flag of each)."""
     import holdout.ledger as ledger_module
 
     opened: list[bool] = []
-    real = duckdb.connect
+    real = ledger_module._attached
 
-    def counting(*args, **kwargs):
-        opened.append(bool(kwargs.get("read_only")))
-        return real(*args, **kwargs)
+    def counting(path, *, read_only):
+        opened.append(read_only)
+        return real(path, read_only=read_only)
 
-    monkeypatch.setattr(ledger_module.duckdb, "connect", counting)
+    monkeypatch.setattr(ledger_module, "_attached", counting)
     return opened
 
 
 def test_entries_it_read_or_wrote_are_served_without_reopening(tmp_path, monkeypatch):
     led = _ledger(tmp_path)
     led.entries()  # read once
-    opened = _connects(monkeypatch)
+    opened = _opens(monkeypatch)
     led.append("experiment", {"i": 9})
     got = led.entries()
-    assert opened == [False]  # the append's own connection; the read after it opened nothing
+    assert opened == [False]  # the append's own; the read after it opened nothing
     assert [e.seq for e in got] == [1, 2, 3, 4, 5] and got[-1].data == {"i": 9}
     assert got == Ledger(led.path).entries()  # what a fresh reader finds in the file
     assert verify_chain(got) == []
@@ -111,3 +111,22 @@ def test_a_change_behind_its_back_is_read_afresh(tmp_path):
     other = Ledger(led.path)
     other.append("experiment", {"i": 5})
     assert [e.seq for e in led.entries()] == [1, 2, 3, 4, 5, 6]
+
+
+def test_no_lock_on_the_file_outlives_a_call(tmp_path):
+    """The file is attached for each call only, even one that fails: another process can open it between calls,
+    and the ledger goes on."""
+    import subprocess
+    import sys
+
+    import holdout.ledger as ledger_module
+
+    led = _ledger(tmp_path)
+    with pytest.raises(RuntimeError):
+        with ledger_module._attached(led.path, read_only=False):
+            raise RuntimeError("a statement failed")
+    probe = "import duckdb, sys; print(duckdb.connect(sys.argv[1]).execute('SELECT count(*) FROM ledger').fetchone()[0])"
+    out = subprocess.run([sys.executable, "-c", probe, str(led.path)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "4"
+    led.append("experiment", {"i": 5})
+    assert Ledger(led.path).entries()[-1].data == {"i": 5}
