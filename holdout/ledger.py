@@ -145,14 +145,17 @@ class Ledger:
         known = self._known
         with self._locked() as con:
             before = self._signature()  # under the lock: no other writer between this and the insert
-            last = con.execute("SELECT seq, hash FROM ledger_db.ledger ORDER BY seq DESC LIMIT 1").fetchone()
+            fresh = known is not None and known[0] == before  # the entries known are the file's
+            if fresh and known[1]:
+                last = (known[1][-1].seq, known[1][-1].hash)
+            else:
+                last = con.execute("SELECT seq, hash FROM ledger_db.ledger ORDER BY seq DESC LIMIT 1").fetchone()
             seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
             now = datetime.now(timezone.utc).isoformat(timespec="microseconds")
             digest = entry_hash(seq, now, kind, body, prev)
             con.execute("INSERT INTO ledger_db.ledger VALUES (?, ?, ?, ?, ?, ?)", [seq, now, kind, body, prev, digest])
         entry = Entry(seq, now, kind, body, prev, digest)
-        # The entries known before stay valid only if the file was as they were read and the new one follows them.
-        fresh = known is not None and known[0] == before and (known[1][-1].hash if known[1] else GENESIS) == prev
+        # The entries known before stay valid only if the file was as they were read: the new one follows them.
         self._known = (self._signature(), (*known[1], entry)) if fresh else None
         return entry
 

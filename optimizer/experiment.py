@@ -94,6 +94,16 @@ class ExperimentRecord:
                 "reasons": [{"guard": r.name, "passed": r.passed, "detail": r.detail} for r in self.verdict.results]}
 
 
+_looked: dict[str, bool] = {}  # experiment entry hash -> whether it holds a significance result
+
+
+def _judged(entry: Any) -> bool:
+    """Whether an experiment's ledger entry holds a significance result (a look at dev), parsed once per entry."""
+    if entry.hash not in _looked:
+        _looked[entry.hash] = Verdict.from_dicts(entry.data.get("reasons", ())).result("significance") is not None
+    return _looked[entry.hash]
+
+
 def baseline_state(ctx: Context, sandbox: PolicyRunner, source: str, commit: str) -> tuple[PolicyState, Any]:
     """Evaluate the starting champion; its dev metrics become the harm guardrails' reference."""
     from optimizer.errors import RatchetError
@@ -136,8 +146,7 @@ def run_experiment(ctx: Context, sandbox: PolicyRunner, source: str, *, proposer
         evaluation = evaluated if evaluated is not None else evaluate(ctx, sandbox, source)
         results += evaluation.results
         if evaluation.passed:
-            looks = 1 + sum(Verdict.from_dicts(e.data.get("reasons", ())).result("significance") is not None
-                            for e in done)
+            looks = 1 + sum(map(_judged, done))
             judgement = judge(ctx, evaluation, source, champion=champion, baseline=baseline, looks=looks,
                               number=number)
             results += judgement.results
