@@ -133,13 +133,18 @@ def refresh_champion(ctx: Context, sandbox: Any, champion: PolicyState) -> None:
                                                         **bind_state(ctx.ws.root, "reference")}})
 
 
+_seen: dict[str, dict] = {}  # experiment entry hash -> what a proposer sees of it (parsed once per entry)
+
+
 def history(entries: list, limit: int = 50) -> list[dict]:
     """Earlier experiments as proposers may see them: dev metrics, verdicts, reasons (no holdout)."""
     out = []
     for e in [e for e in entries if e.kind == Kind.EXPERIMENT][-limit:]:
-        d = e.data
-        out.append({**{k: d.get(k) for k in ("experiment", "hypothesis", "status", "dev_metrics", "reasons")},
-                    "failed_guards": list(Verdict.from_dicts(d.get("reasons") or ()).failed_guards)})
+        if e.hash not in _seen:
+            d = e.data
+            _seen[e.hash] = {**{k: d.get(k) for k in ("experiment", "hypothesis", "status", "dev_metrics", "reasons")},
+                             "failed_guards": list(Verdict.from_dicts(d.get("reasons") or ()).failed_guards)}
+        out.append(dict(_seen[e.hash]))
     return out
 
 
