@@ -69,6 +69,9 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
                             cur_s.value_counts().reindex(cats, fill_value=0).to_numpy())
 
 
+ASYMPTOTIC_N = 10_000  # effective sample size n*m/(n+m) from which the KS p-value is the asymptotic one
+
+
 def ks(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
     """Two-sample Kolmogorov-Smirnov statistic and p-value (numeric values, missing dropped)."""
     ref, ref_num = _values(reference)
@@ -78,8 +81,16 @@ def ks(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
     ref, cur = ref[~np.isnan(ref)], cur[~np.isnan(cur)]
     if len(ref) == 0 or len(cur) == 0:
         return float("nan"), float("nan")
-    res = stats.ks_2samp(ref, cur)
-    return float(res.statistic), float(res.pvalue)
+    effective = len(ref) * len(cur) / (len(ref) + len(cur))
+    if effective < ASYMPTOTIC_N:
+        res = stats.ks_2samp(ref, cur)
+        return float(res.statistic), float(res.pvalue)
+    # Large samples: the same statistic, and the p-value from the limiting Kolmogorov distribution (within ~1 % of
+    # scipy's finite-n one there, which costs ~20 ms on 58k rows a side; every experiment records one).
+    a, b = np.sort(ref), np.sort(cur)
+    pooled = np.concatenate([a, b])
+    d = float(np.max(np.abs(np.searchsorted(a, pooled, "right") / len(a) - np.searchsorted(b, pooled, "right") / len(b))))
+    return d, float(stats.kstwobign.sf(d * np.sqrt(effective)))
 
 
 def band(value: float, *, watch: float = 0.1, alarm: float = 0.25) -> str:

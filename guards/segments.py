@@ -13,8 +13,15 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from domains._memo import by_identity
 from guards._bootstrap import bootstrap_means
 from guards._result import GuardResult
+
+
+@by_identity
+def _factorized(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, names) of a segment family's labels: the dev labels are the same array on every experiment."""
+    return pd.factorize(np.asarray(labels, dtype=object), use_na_sentinel=False)
 
 
 def check_segments(candidate_contrib: np.ndarray, champion_contrib: np.ndarray, segments: Mapping[str, np.ndarray],
@@ -41,7 +48,7 @@ def check_segments(candidate_contrib: np.ndarray, champion_contrib: np.ndarray, 
     groups: list[tuple[str, str, np.ndarray]] = []
     skipped = 0
     for family, labels in segments.items():
-        codes, names = pd.factorize(np.asarray(labels, dtype=object), use_na_sentinel=False)
+        codes, names = _factorized(labels)
         for code, name in enumerate(names):
             mask = codes == code
             if mask.sum() >= min_rows:

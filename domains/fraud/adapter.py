@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import Field
 
 from domains._importing import TimeReading
+from domains._memo import by_identity
 from domains.contract import (Columns, Decisions, DemoSettings, Domain, GuardrailSpec, ImportKeys, ScoreReport,
                               ScoringSettings, ShadowSettings)
 from .data import MAPPING_KEYS, REQUIRED_KEYS
@@ -29,6 +30,25 @@ def _decline_rate(blocked: np.ndarray, fraud: np.ndarray) -> float:
     """Legitimate transactions blocked / legitimate transactions (0 when there are none)."""
     legit = ~fraud
     return float((blocked & legit).sum() / max(int(legit.sum()), 1))
+
+
+@by_identity
+def _segments(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Amount band, and customers' tenure where customers are known: fixed for a set of rows, so computed once."""
+    edges = [lo for lo, _ in AMOUNT_BANDS[1:]]
+    names = np.array([name for _, name in AMOUNT_BANDS])
+    out = {"amount_band": names[np.searchsorted(edges, rows["amount"].to_numpy(dtype=float), side="right")]}
+    if "customer_id" in rows.columns:
+        out["customer_tenure"] = _tenure(rows)
+    return out
+
+
+def _tenure(rows: pd.DataFrame) -> np.ndarray:
+    """Point-in-time tenure within the evaluated stream: how many earlier transactions we saw."""
+    order = rows["ts"].argsort(kind="stable")
+    seen = np.empty(len(rows), dtype=np.int64)
+    seen[order] = rows.iloc[order].groupby("customer_id").cumcount().to_numpy()
+    return np.where(seen < ESTABLISHED_AFTER, "new", "established")
 
 
 class FraudScoring(ScoringSettings):
@@ -170,20 +190,7 @@ class FraudDomain(Domain):
         return ScoreReport(self.primary, self.higher_is_better, metrics, contrib, segments)
 
     def segment_of(self, rows: pd.DataFrame) -> Mapping[str, np.ndarray]:
-        edges = [lo for lo, _ in AMOUNT_BANDS[1:]]
-        names = np.array([name for _, name in AMOUNT_BANDS])
-        out = {"amount_band": names[np.searchsorted(edges, rows["amount"].to_numpy(dtype=float), side="right")]}
-        if "customer_id" in rows.columns:
-            out["customer_tenure"] = self._tenure(rows)
-        return out
-
-    @staticmethod
-    def _tenure(rows: pd.DataFrame) -> np.ndarray:
-        """Point-in-time tenure within the evaluated stream: how many earlier transactions we saw."""
-        order = rows["ts"].argsort(kind="stable")
-        seen = np.empty(len(rows), dtype=np.int64)
-        seen[order] = rows.iloc[order].groupby("customer_id").cumcount().to_numpy()
-        return np.where(seen < ESTABLISHED_AFTER, "new", "established")
+        return dict(_segments(rows))
 
     def trace(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any], limit: int = 20,
               report: ScoreReport | None = None) -> dict:

@@ -110,3 +110,21 @@ def test_datetimes_compare_in_seconds_across_units():
     assert psi(ns, with_nat) > 0.25  # missing times form their own bin, not a huge negative number
     later = pd.Series(pd.date_range("2024-06-01", periods=2000, freq="h"))
     assert band(psi(ns, later)) == "alarm"
+
+
+def test_ks_on_large_samples_matches_scipy():
+    """From an effective 10,000 rows the p-value is the limiting distribution's: same statistic as scipy, p-value
+    within a few per cent; below that scipy's own."""
+    from scipy import stats
+
+    from guards.drift import ks
+
+    rng = np.random.default_rng(4)
+    for shift in (0.0, 0.005, 0.02):
+        ref, cur = rng.random(30_000), rng.random(25_000) + shift
+        expected = stats.ks_2samp(ref, cur)
+        statistic, pvalue = ks(ref, cur)
+        assert statistic == pytest.approx(expected.statistic, abs=1e-12)
+        assert pvalue == pytest.approx(expected.pvalue, rel=0.05, abs=1e-12)
+    small = rng.random(500), rng.random(400) + 0.05
+    assert ks(*small) == pytest.approx(tuple(stats.ks_2samp(*small)))
