@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterable
 
 from holdout.hashing import sha256_file
+from holdout.ledger import Entry, per_entry
 
 SPLITS = ("data/train.parquet", "data/dev.parquet")
 CONFIG = "ratchet.yaml"
@@ -50,17 +51,11 @@ def expected(entries: list) -> tuple[dict[str, str | None], dict[str, tuple[int,
     return want, where
 
 
-_parsed: dict[str, tuple[tuple[str, str | None], ...]] = {}  # entry hash -> its bound files
-
-
-def _evidence_of(entry) -> tuple[tuple[str, str | None], ...]:
-    """An entry's bound files, parsed once per entry: every experiment folds the whole ledger, and an entry's hash
-    names its content (a payload edited behind the hash is the chain check's to find)."""
-    found = _parsed.get(entry.hash)
-    if found is None:
-        evidence = entry.data.get("evidence")
-        found = _parsed[entry.hash] = tuple(evidence.items()) if isinstance(evidence, dict) else ()
-    return found
+@per_entry
+def _evidence_of(entry: Entry) -> tuple[tuple[str, str | None], ...]:
+    """An entry's bound files (parsed once per entry)."""
+    evidence = entry.data.get("evidence")
+    return tuple(evidence.items()) if isinstance(evidence, dict) else ()
 
 
 def _todo(rel: str) -> str:

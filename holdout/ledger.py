@@ -13,6 +13,7 @@ other writer's change, a tamper included, is read afresh.
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import threading
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import duckdb
 
@@ -29,6 +30,7 @@ from holdout.hashing import canonical_json, sha256_bytes
 from domains.errors import RatchetError
 
 GENESIS = "0" * 64
+T = TypeVar("T")
 _HEADER_BYTES = 3 * 4096  # DuckDB's file header and its two alternating database headers
 
 
@@ -97,6 +99,20 @@ def _attached(path: Path, *, read_only: bool) -> Iterator[duckdb.DuckDBPyConnect
             yield con
         finally:
             con.execute("DETACH ledger_db")
+
+
+def per_entry(fn: Callable[[Entry], T]) -> Callable[[Entry], T]:
+    """`fn(entry)` computed once per entry, known by its hash (which names its content): every experiment reads the
+    whole ledger, and parsing each payload again made an experiment's cost grow with the ledger."""
+    cache: dict[str, T] = {}
+
+    @functools.wraps(fn)
+    def cached(entry: Entry) -> T:
+        if entry.hash not in cache:
+            cache[entry.hash] = fn(entry)
+        return cache[entry.hash]
+
+    return cached
 
 
 def entry_hash(seq: int, time: str, kind: str, payload: str, prev_hash: str) -> str:

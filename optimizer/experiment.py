@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from guards import GuardResult, Verdict
 from holdout.hashing import sha256_bytes
-from holdout.ledger import Kind
+from holdout.ledger import Kind, per_entry
 from optimizer.context import Context, PolicyState, decisions_sha256
 from optimizer.diffs import unified_diff
 from optimizer.stages import Evaluation, PolicyRunner, evaluate, gate, judge, record, refit_spread, scores
@@ -94,14 +94,10 @@ class ExperimentRecord:
                 "reasons": [{"guard": r.name, "passed": r.passed, "detail": r.detail} for r in self.verdict.results]}
 
 
-_looked: dict[str, bool] = {}  # experiment entry hash -> whether it holds a significance result
-
-
+@per_entry
 def _judged(entry: Any) -> bool:
-    """Whether an experiment's ledger entry holds a significance result (a look at dev), parsed once per entry."""
-    if entry.hash not in _looked:
-        _looked[entry.hash] = Verdict.from_dicts(entry.data.get("reasons", ())).result("significance") is not None
-    return _looked[entry.hash]
+    """Whether an experiment's ledger entry holds a significance result (a look at dev)."""
+    return Verdict.from_dicts(entry.data.get("reasons", ())).result("significance") is not None
 
 
 def baseline_state(ctx: Context, sandbox: PolicyRunner, source: str, commit: str) -> tuple[PolicyState, Any]:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from guards import Verdict
 from holdout.evidence import bind_state
-from holdout.ledger import Kind
+from holdout.ledger import Kind, per_entry
 from holdout.records import Tag
 from optimizer.context import Context, PolicyState, load_context
 from optimizer.errors import RatchetError
@@ -133,19 +133,17 @@ def refresh_champion(ctx: Context, sandbox: Any, champion: PolicyState) -> None:
                                                         **bind_state(ctx.ws.root, "reference")}})
 
 
-_seen: dict[str, dict] = {}  # experiment entry hash -> what a proposer sees of it (parsed once per entry)
+@per_entry
+def _seen(entry: Any) -> dict:
+    """What a proposer sees of one experiment."""
+    d = entry.data
+    return {**{k: d.get(k) for k in ("experiment", "hypothesis", "status", "dev_metrics", "reasons")},
+            "failed_guards": list(Verdict.from_dicts(d.get("reasons") or ()).failed_guards)}
 
 
 def history(entries: list, limit: int = 50) -> list[dict]:
     """Earlier experiments as proposers may see them: dev metrics, verdicts, reasons (no holdout)."""
-    out = []
-    for e in [e for e in entries if e.kind == Kind.EXPERIMENT][-limit:]:
-        if e.hash not in _seen:
-            d = e.data
-            _seen[e.hash] = {**{k: d.get(k) for k in ("experiment", "hypothesis", "status", "dev_metrics", "reasons")},
-                             "failed_guards": list(Verdict.from_dicts(d.get("reasons") or ()).failed_guards)}
-        out.append(dict(_seen[e.hash]))
-    return out
+    return [dict(_seen(e)) for e in [e for e in entries if e.kind == Kind.EXPERIMENT][-limit:]]
 
 
 def choose_proposer(name: str | None) -> tuple[str, str]:

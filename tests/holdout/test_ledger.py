@@ -130,3 +130,23 @@ def test_no_lock_on_the_file_outlives_a_call(tmp_path):
     assert out.stdout.strip() == "4"
     led.append("experiment", {"i": 5})
     assert Ledger(led.path).entries()[-1].data == {"i": 5}
+
+
+def test_per_entry_computes_once_per_entry_content(tmp_path):
+    from holdout.ledger import per_entry
+
+    calls = []
+
+    @per_entry
+    def metric(entry):
+        calls.append(entry.seq)
+        return entry.data.get("metric")
+
+    led = _ledger(tmp_path)
+    first = [metric(e) for e in led.entries()]
+    again = [metric(e) for e in Ledger(led.path).entries()]  # other objects, same entries: not parsed again
+    assert first == again == [None, 0.1, pytest.approx(0.2), pytest.approx(0.3)] and calls == [1, 2, 3, 4]
+    con = duckdb.connect(str(led.path))
+    con.execute("UPDATE ledger SET payload = '{\"i\":3,\"metric\":9.9}', hash = 'forged' WHERE seq = 4")
+    con.close()
+    assert metric(led.entries()[-1]) == 9.9 and calls[-1] == 4  # a changed entry is another entry
