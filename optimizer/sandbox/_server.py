@@ -16,6 +16,7 @@ relayed to it, one decide each, and {"op": "end", "worker": id} ends it. Live wo
 from __future__ import annotations
 
 import ctypes
+import gc
 import importlib
 import json
 import linecache
@@ -301,6 +302,10 @@ def main() -> None:
     replies.write(json.dumps({"ready": True, "pid": os.getpid(), "device": device,
                               "preload_errors": errors, "subreaper": subreaper}) + "\n")
     host = _host.Host(static)
+    # Everything imported so far is kept for the server's life: the collector of a forked child would otherwise walk
+    # those objects and copy every page it touches (a child that collects: 76 ms -> 13 ms from fork to exit).
+    gc.collect()
+    gc.freeze()
     for line in iter(link.readline, b""):
         request = json.loads(line)
         op = request.get("op")
