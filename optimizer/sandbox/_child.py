@@ -126,6 +126,12 @@ def _limit_resources(memory_mb: int, data_limit: bool) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (file_cap, file_cap))
 
 
+def _read_rows(name: str) -> pd.DataFrame:
+    """A row set as the parent pickled it (see _rowfiles)."""
+    with open(name, "rb") as handle:
+        return pickle.load(handle)  # noqa: S301 - the parent's bytes
+
+
 def _load_policy() -> types.ModuleType:
     path = os.path.abspath(P.POLICY_FILE)
     with open(path, "rb") as handle:
@@ -195,7 +201,7 @@ def _fit(request: dict) -> int:
     meta: dict = {"status": "crash"}
     stage = "reading the train rows"
     try:
-        train = pd.read_parquet(P.TRAIN_FILE)
+        train = _read_rows(P.TRAIN_FILE)
         stage = "loading policy.py"
         policy = _load_policy()
         meta["device"] = _device(policy, request["device"])
@@ -270,7 +276,7 @@ def _decide(request: dict) -> int:
             model = pickle.load(handle)  # noqa: S301 - candidate bytes, unpickled inside the child
         for index in range(int(request["count"])):
             stage = "read_rows"
-            rows = pd.read_parquet(P.rows_file(index))
+            rows = _read_rows(P.rows_file(index))
             stage = "decide"
             start = time.perf_counter()
             out = decide(model, rows)
@@ -351,8 +357,7 @@ def _work(request: dict) -> int:
 def _work_one(policy: types.ModuleType, decide, model, constants: list) -> dict:
     stage = "read_rows"
     try:
-        with open(P.WORKER_ROWS, "rb") as handle:
-            rows = pickle.load(handle)  # noqa: S301 - written by the parent
+        rows = _read_rows(P.WORKER_ROWS)
         stage = "decide"
         start = time.perf_counter()
         out = decide(model, rows)

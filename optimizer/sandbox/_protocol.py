@@ -8,7 +8,7 @@ EXIT_UNRECORDED = 72  # the audit record channel was tampered with (see _audit)
 EXIT_SETUP = 73  # containment could not be set up; the policy never ran
 
 POLICY_FILE = "policy.py"
-TRAIN_FILE = "train.parquet"
+TRAIN_FILE = "train.pkl"  # row files are pickled by the parent, loaded by the child (see _rowfiles)
 MODEL_FILE = "model.pkl"
 META_FILE = "meta.json"
 
@@ -17,7 +17,7 @@ WORKER_ROWS = "rows.pkl"  # a worker's rows: pickled by the parent, loaded by th
 
 
 def rows_file(index: int) -> str:
-    return f"rows-{index}.parquet"  # by position: row-set names never become file names
+    return f"rows-{index}.pkl"  # by position: row-set names never become file names
 
 
 def out_file(index: int) -> str:

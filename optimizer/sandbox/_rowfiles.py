@@ -1,7 +1,9 @@
 """Row sets written once per sandbox and hard-linked into each phase's workdir.
 
-A loop hands the same train, dev and holdout views to every experiment; writing them as Parquet for every phase
-cost about 30 ms an experiment at 300k rows. Each frame is written once into the sandbox's private rows/ folder
+A loop hands the same train, dev and holdout views to every experiment; writing them for every phase cost about
+30 ms an experiment at 300k rows. They travel pickled (the parent's bytes, loaded by the trusted runner in the child:
+pickle only ever flows into the sandbox), which a freshly forked child reads about 10 ms faster per row set than
+Parquet (no reader to set up, no conversion), and the policy gets exactly the parent's frame, dtypes included. Each frame is written once into the sandbox's private rows/ folder
 (0700: no child can reach it by that path) as a read-only file, and linked into the workdir of each phase that
 needs it. The sandbox links only when its children run as another user (uid-drop), who can read such a file and
 neither write nor chmod it; a child of the same user could, so then each phase gets a copy written for it. As a
@@ -12,14 +14,13 @@ a caller must not change a frame in place after handing it to the sandbox (the l
 from __future__ import annotations
 
 import os
+import pickle
 import secrets
 import weakref
 from pathlib import Path
 from typing import Mapping
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 _KEEP = 8  # files kept at most (train, dev, holdout, the dev prefixes, a refit sample or two)
 
@@ -42,7 +43,7 @@ class RowFiles:
         """Each frame at its file name in the workdir; returns what `check` compares once the phase is over."""
         if not self.linking:
             for name, frame in frames.items():
-                write_parquet(frame, work / name)
+                write_rows(frame, work / name)
             return []
         return self.snapshot([self.link(frame, work / name) for name, frame in frames.items()])
 
@@ -55,8 +56,8 @@ class RowFiles:
                 known[1].unlink(missing_ok=True)
             self._prune()
             self.folder.mkdir(mode=0o700, exist_ok=True)
-            path = self.folder / f"rows-{secrets.token_hex(8)}.parquet"
-            write_parquet(frame, path)
+            path = self.folder / f"rows-{secrets.token_hex(8)}.pkl"
+            write_rows(frame, path)
             os.chmod(path, 0o444)
             known = (weakref.ref(frame), path)
         self._files[key] = known  # the most recently used last
@@ -88,12 +89,8 @@ class RowFiles:
             self._files.pop(next(iter(self._files)))[1].unlink(missing_ok=True)
 
 
-def write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    """Parquet via pyarrow, tuned for a local hand-off: no compression, no statistics, and
-    dictionary encoding only where it pays (strings), which keeps the write ~5x faster."""
-    table = pa.Table.from_pandas(frame, preserve_index=None)
-    textual = [f.name for f in table.schema
-               if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-               or pa.types.is_dictionary(f.type)]
-    pq.write_table(table, path, compression="none", use_dictionary=textual or False,
-                   write_statistics=False)
+def write_rows(frame: pd.DataFrame, path: Path) -> None:
+    """`frame` pickled into a new file at `path` (never through a link someone left there)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        pickle.dump(frame, handle, protocol=pickle.HIGHEST_PROTOCOL)

@@ -52,21 +52,17 @@ def _preload(names: list[str]) -> dict[str, str]:
 
 
 def _warm_up() -> None:
-    """Read rows and write decisions once, here: Arrow and pandas set up their readers, type conversions and
-    memory pools on first use, and a forked child would otherwise pay for that in every request (~10 ms each)."""
+    """Load rows and write decisions once, here: pandas and Arrow set up their type conversions and memory pools on
+    first use, and a forked child would otherwise pay for that in every request."""
     import io
+    import pickle
 
     import numpy as np
     import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     frame = pd.DataFrame({"i": np.arange(3), "x": np.ones(3), "t": pd.date_range("2026-01-01", periods=3),
-                          "s": pd.array(["a", "b", "a"], dtype="string")})
-    buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pandas(frame), buffer)
-    buffer.seek(0)
-    pd.read_parquet(buffer)
+                          "s": pd.array(["a", "b", "a"], dtype="string"), "c": pd.Categorical(["a", "b", "a"])})
+    pickle.loads(pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL))  # noqa: S301 - our own bytes
     np.save(io.BytesIO(), frame["x"].to_numpy(), allow_pickle=False)
 
 
