@@ -138,6 +138,17 @@ class Tracker:
             self.missed.append(what)
             return False
 
+    def log_batch(self, run_id: str, *, params: Mapping[str, Any], metrics: Mapping[str, float]) -> None:
+        """Parameters and metrics (at step 0, now) in one write: the fluent calls write each kind separately and
+        look up the run's logged models for every metric batch."""
+        import time
+
+        from mlflow.entities import Metric, Param
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                              params=[Param(k, str(v)) for k, v in params.items()])
+
     def log_json(self, data: Any, name: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / name
@@ -207,8 +218,8 @@ def record_experiment(tracker: Tracker, ctx: Any, record: Any, folder: Path, *, 
     }
     with tracker.run(record.experiment, nested=nested, tags=tags) as active:
         fault("mlflow:experiment")  # its MLflow run is open, half logged
-        tracker.mlflow.log_params({"diff": _diff_summary(record.diff), "hypothesis": record.hypothesis[:500] or "-",
-                                   "proposer": record.proposer, "device": record.fit.get("device", "-"), **tunables})
+        params = {"diff": _diff_summary(record.diff), "hypothesis": record.hypothesis[:500] or "-",
+                  "proposer": record.proposer, "device": record.fit.get("device", "-"), **tunables}
         metrics = {f"dev_{k}": v for k, v in record.dev_metrics.items()}
         metrics.update({f"seconds_{k}": v for k, v in record.seconds.items()})
         for key in ("fit_seconds", "decide_seconds"):
@@ -227,8 +238,8 @@ def record_experiment(tracker: Tracker, ctx: Any, record: Any, folder: Path, *, 
         metrics.update({f"task_agent_{k}": float(v) for k, v in record.fit.get("task_agent", {}).items()
                         if isinstance(v, (int, float)) and not isinstance(v, bool)})  # requests, tokens, cost
         metrics["kept"] = float(record.kept)
-        tracker.mlflow.log_metrics(metrics)
-        tracker.mlflow.log_artifacts(str(folder))
+        tracker.log_batch(active.info.run_id, params=params, metrics=metrics)
+        tracker.client.log_artifacts(active.info.run_id, str(folder))
         if record.kept and evaluation is not None and evaluation.model is not None:
             from optimizer.registry import register
 

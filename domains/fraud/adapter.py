@@ -33,6 +33,12 @@ def _decline_rate(blocked: np.ndarray, fraud: np.ndarray) -> float:
 
 
 @by_identity
+def _factorized(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, sorted names) of one segment family's labels, which are the same array on every experiment."""
+    return pd.factorize(labels, sort=True)
+
+
+@by_identity
 def _segments(rows: pd.DataFrame) -> dict[str, np.ndarray]:
     """Amount band, and customers' tenure where customers are known: fixed for a set of rows, so computed once."""
     edges = [lo for lo, _ in AMOUNT_BANDS[1:]]
@@ -178,7 +184,7 @@ class FraudDomain(Domain):
                                 scores=decisions.values if detail else None)
         segments: dict[str, dict[str, dict[str, float]]] = {}
         for family, labels in families.items():
-            codes, names = pd.factorize(labels, sort=True)
+            codes, names = _factorized(labels)
             segments[family] = {}
             for code, seg in enumerate(names):
                 mask = codes == code
