@@ -149,6 +149,13 @@ class Tracker:
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
                               params=[Param(k, str(v)) for k, v in params.items()])
 
+    def log_artifacts(self, artifact_uri: str, folder: Path) -> None:
+        """A folder's files into a run's artifacts, at the run's known artifact URI (the client would read the whole
+        run back first, every metric included, only to learn it)."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        get_artifact_repository(artifact_uri, tracking_uri=self.uri).log_artifacts(str(folder))
+
     def log_json(self, data: Any, name: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / name
@@ -239,7 +246,7 @@ def record_experiment(tracker: Tracker, ctx: Any, record: Any, folder: Path, *, 
                         if isinstance(v, (int, float)) and not isinstance(v, bool)})  # requests, tokens, cost
         metrics["kept"] = float(record.kept)
         tracker.log_batch(active.info.run_id, params=params, metrics=metrics)
-        tracker.client.log_artifacts(active.info.run_id, str(folder))
+        tracker.log_artifacts(active.info.artifact_uri, folder)
         if record.kept and evaluation is not None and evaluation.model is not None:
             from optimizer.registry import register
 
