@@ -90,6 +90,7 @@ class Tracker:
                                "Check MLFLOW_TRACKING_URI or that the server is up.") from None
         self.experiment = experiment
         self.down: str | None = None  # why MLflow stopped answering mid-command (None: it answers)
+        self.recorder: Any = None  # writes runs that keep nothing from a second process (see behind)
         self.missed: list[str] = []  # what was not recorded meanwhile (the ledger holds it; `ratchet sync` writes it)
 
     @contextmanager
@@ -114,6 +115,28 @@ class Tracker:
         except Exception:  # noqa: BLE001
             if not self.down:
                 raise
+
+    @contextmanager
+    def behind(self, parent_run: Any, seal: str) -> Iterator[None]:
+        """Within the block, on a local sqlite store, experiment runs that keep nothing are written by a second
+        process while the loop goes on (optimizer.recorder); the block's end waits for them, Ctrl-C included."""
+        if not self.uri.startswith("sqlite:///"):
+            yield
+            return
+        from optimizer.recorder import Recorder
+
+        recorder = self.recorder = Recorder(self.uri, self.experiment, seal, parent_run.info.run_id)
+        try:
+            yield
+        except BaseException:
+            self.recorder = None
+            try:
+                recorder.close()
+            except RatchetError:
+                pass  # the block's own error is the one to tell; the ledger holds every run for `ratchet sync`
+            raise
+        self.recorder = None
+        recorder.close()
 
     def attempt(self, what: str, write: Callable[[], Any], *, catch_up: Callable[[], Any] | None = None) -> bool:
         """`write` (records of `what`) unless MLflow is down; False when it is. A failure while the server no longer
@@ -207,9 +230,12 @@ def _diff_summary(diff: str, limit: int = 480) -> str:
 
 
 def record_experiment(tracker: Tracker, ctx: Any, record: Any, folder: Path, *, nested: bool,
-                      evaluation: Any = None) -> str:
+                      evaluation: Any = None, parent_run: str | None = None) -> str:
     """One MLflow run per experiment: parameters, dev metrics, guard results, gate answer, artifacts; a kept
-    policy is also logged as a model and registered (`evaluation` holds its fitted model's handle)."""
+    policy is also logged as a model and registered (`evaluation` holds its fitted model's handle). `parent_run`:
+    the loop's run, named by id (from another process, where it is not the active run)."""
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
     from optimizer.tunables import parse
 
     source = (folder / "policy.py").read_text()
@@ -222,6 +248,7 @@ def record_experiment(tracker: Tracker, ctx: Any, record: Any, folder: Path, *, 
         Tag.PROPOSER: record.proposer, Tag.POLICY_SHA256: record.policy_sha256,
         Tag.SEAL: ctx.manifest_sha256, Tag.COMMIT: record.commit or record.parent_commit,
         Tag.LEDGER_SEQ: str(record.ledger_seq), Tag.DEVICE: str(record.fit.get("device", "")),
+        **({MLFLOW_PARENT_RUN_ID: parent_run} if parent_run else {}),
     }
     with tracker.run(record.experiment, nested=nested, tags=tags) as active:
         fault("mlflow:experiment")  # its MLflow run is open, half logged

@@ -47,9 +47,14 @@ def record(ctx: Any, rec: Any, source: str, *, evaluation: Evaluation | None = N
         folder = write_record(ctx.ws, {**payload, "commit": rec.commit, "ledger_seq": rec.ledger_seq}, source, rec.diff,
                               trace)
         fault("record:before-mlflow")
-        if tracker is not None:
+        behind = getattr(tracker, "recorder", None)
+        if behind is not None and state is None:
+            behind.submit(rec, folder)  # written by the recorder process while the loop goes on
+        elif tracker is not None:
             from optimizer.sync import replay
 
+            if behind is not None:
+                behind.drain()  # the runs queued before this one are written first
             written = tracker.attempt(rec.experiment, lambda: record_experiment(tracker, ctx, rec, folder, nested=nested,
                                                                                 evaluation=evaluation),
                                       catch_up=lambda: replay(ctx, tracker, skip=frozenset({rec.ledger_seq})))
