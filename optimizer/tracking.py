@@ -11,7 +11,7 @@ import math
 import os
 import re
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -130,10 +130,8 @@ class Tracker:
             yield
         except BaseException:
             self.recorder = None
-            try:
+            with suppress(RatchetError):  # the block's own error is the one to tell; the ledger holds every run
                 recorder.close()
-            except RatchetError:
-                pass  # the block's own error is the one to tell; the ledger holds every run for `ratchet sync`
             raise
         self.recorder = None
         recorder.close()
