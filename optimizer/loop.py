@@ -234,7 +234,7 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
     try:
         with Sandbox(memory_mb=ctx.config.sandbox.memory_mb, broker=broker) as sandbox, \
                 tracker.run("loop", tags={Tag.KIND: "loop", Tag.PROPOSER: prop.name}) as loop_run, \
-                tracker.behind(loop_run, ctx.manifest_sha256):
+                tracker.behind(loop_run, ctx.manifest_sha256, ctx.ws.root):
             on_event(Started(tuple(sandbox.layers), prop.name, why))
             ensure_baseline(ctx, sandbox, tracker)
             on_event(BaselineReady(ctx.champion()))

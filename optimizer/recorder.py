@@ -32,9 +32,9 @@ from optimizer.errors import RatchetError
 class Recorder:
     """The loop's end: queue a run, collect the answers, wait for all of them."""
 
-    def __init__(self, uri: str, experiment: str, seal: str, parent_run: str) -> None:
+    def __init__(self, uri: str, experiment: str, seal: str, parent_run: str, workspace: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RATCHET_FAULT")}
-        self.uri = uri
+        self.uri, self.workspace = uri, workspace
         self._process = subprocess.Popen(
             [sys.executable, "-m", "optimizer.recorder", uri, experiment, seal, parent_run, str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True)
@@ -68,6 +68,7 @@ class Recorder:
                 self._process.wait(timeout=30)
             except (OSError, subprocess.TimeoutExpired):
                 self._process.kill()
+            self._process.stdout.close()
 
     def _collect(self, *, block: bool) -> None:
         fd = self._process.stdout.fileno()
@@ -86,7 +87,7 @@ class Recorder:
             if answer["error"]:
                 raise RatchetError(f"MLflow at {self.uri}: writing the run of {answer['experiment']} failed "
                                    f"({answer['error']}); the ledger and experiments/{answer['experiment']} hold it. "
-                                   "Run `ratchet sync DIR` once the store is writable.")
+                                   f"Run `ratchet sync {self.workspace}` once the store is writable.")
             if block:
                 return
 
@@ -94,7 +95,7 @@ class Recorder:
         code = self._process.poll()
         raise RatchetError(f"MLflow at {self.uri}: the process writing experiment runs ended (exit code {code}) "
                            f"before {', '.join(experiments)} were written; the ledger and their record folders hold "
-                           "them. Run `ratchet sync DIR` to write them.")
+                           f"them. Run `ratchet sync {self.workspace}` to write them.")
 
 
 def main() -> None:

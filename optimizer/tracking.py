@@ -117,7 +117,7 @@ class Tracker:
                 raise
 
     @contextmanager
-    def behind(self, parent_run: Any, seal: str) -> Iterator[None]:
+    def behind(self, parent_run: Any, seal: str, workspace: Path) -> Iterator[None]:
         """Within the block, on a local sqlite store, experiment runs that keep nothing are written by a second
         process while the loop goes on (optimizer.recorder); the block's end waits for them, Ctrl-C included."""
         if not self.uri.startswith("sqlite:///"):
@@ -125,7 +125,7 @@ class Tracker:
             return
         from optimizer.recorder import Recorder
 
-        recorder = self.recorder = Recorder(self.uri, self.experiment, seal, parent_run.info.run_id)
+        recorder = self.recorder = Recorder(self.uri, self.experiment, seal, parent_run.info.run_id, workspace)
         try:
             yield
         except BaseException:

@@ -30,8 +30,8 @@ def test_a_loop_on_a_sqlite_store_gets_every_run_whole_under_its_loop_run(tmp_pa
     seen = []
     original = Tracker.behind
 
-    def behind(self, parent_run, seal):
-        with original(self, parent_run, seal):
+    def behind(self, parent_run, seal, workspace):
+        with original(self, parent_run, seal, workspace):
             seen.append(self.recorder)  # the recorder process is what writes the runs that keep nothing
             yield
 
@@ -67,10 +67,10 @@ def test_a_run_the_recorder_cannot_write_is_said_with_what_to_do(tmp_path):
         "experiment": "exp-0007", "number": 7, "proposer": "patches", "hypothesis": "", "status": "reverted",
         "reasons": [], "parent_commit": "c0", "commit": None, "policy_sha256": "0" * 64, "dev_metrics": {},
         "gate": None, "fit": {}, "seconds": {}, "proposal": {}, "decisions_sha256": {}, "ledger_seq": 9})
-    recorder = Recorder(uri, "recorder-test", "seal", parent.info.run_id)
+    recorder = Recorder(uri, "recorder-test", "seal", parent.info.run_id, tmp_path / "ws")
     try:
         recorder.submit(record, tmp_path / "experiments" / "exp-0007")  # no such folder: nothing to log
-        with pytest.raises(RatchetError, match=r"writing the run of exp-0007 failed .*ratchet sync"):
+        with pytest.raises(RatchetError, match=r"writing the run of exp-0007 failed .*`ratchet sync .*ws`"):
             recorder.drain()
     finally:
         recorder.close()
@@ -79,7 +79,7 @@ def test_a_run_the_recorder_cannot_write_is_said_with_what_to_do(tmp_path):
 LOOP_STAND_IN = """
 import subprocess, sys, time
 from optimizer.recorder import Recorder
-recorder = Recorder(sys.argv[1], "recorder-test", "seal", sys.argv[2])
+recorder = Recorder(sys.argv[1], "recorder-test", "seal", sys.argv[2], "ws")
 # Another holder of the recorder's input: the loop's death alone must end it, not the end of its input.
 holder = subprocess.Popen(["sleep", "60"], pass_fds=[recorder._process.stdin.fileno()])
 print(recorder._process.pid, holder.pid, flush=True)
