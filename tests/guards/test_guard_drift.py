@@ -128,3 +128,21 @@ def test_ks_on_large_samples_matches_scipy():
         assert pvalue == pytest.approx(expected.pvalue, rel=0.05, abs=1e-12)
     small = rng.random(500), rng.random(400) + 0.05
     assert ks(*small) == pytest.approx(tuple(stats.ks_2samp(*small)))
+
+
+def test_score_drift_reuses_a_reference_only_while_its_content_is_the_same():
+    """The champion's side is kept between experiments by content, never by identity: the same figures as computing
+    both sides afresh, and an array changed in place is a new reference."""
+    rng = np.random.default_rng(5)
+    champion = np.round(rng.random(20_000), 2)
+    champion[:3000] = 0.0  # a spike of its own
+    for candidate in (champion ** 1.3, rng.random(20_000), np.where(rng.random(20_000) < 0.1, np.nan, champion)):
+        result = check_score_drift(champion, candidate)
+        assert result.figures["psi"] == psi(champion, candidate)
+        assert (result.figures["ks"], result.figures["ks_pvalue"]) == ks(champion, candidate)
+    before = check_score_drift(champion, champion).figures["psi"]
+    champion[:10_000] = 1.0  # the same object, other decisions
+    fresh = rng.random(20_000)
+    after = check_score_drift(champion, fresh)
+    assert before == 0.0 and after.figures["psi"] == psi(champion, fresh)
+    assert (after.figures["ks"], after.figures["ks_pvalue"]) == ks(champion, fresh)
