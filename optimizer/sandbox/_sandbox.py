@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import secrets
 import select
 import shutil
@@ -24,7 +23,7 @@ from optimizer.sandbox import _isolation, _leftovers, _outcome
 from optimizer.sandbox import _protocol as P
 from optimizer.sandbox._channel import Broker, BrokerSession
 from optimizer.sandbox._results import DecideResult, FitResult, ModelHandle, sha256_of
-from optimizer.sandbox._rowfiles import RowFiles
+from optimizer.sandbox._rowfiles import RowFiles, write_rows
 from optimizer.sandbox._worker import Worker
 
 DEFAULT_PRELOAD = ("numpy", "pandas", "pyarrow", "sklearn", "xgboost", "scipy")
@@ -227,13 +226,8 @@ class Sandbox:
     def _write_rows(self, frame: pd.DataFrame, path: Path) -> None:
         """A worker's rows, pickled into its workdir; whatever the worker left under that name is removed first
         and never followed (O_EXCL | O_NOFOLLOW): the parent writes only where it means to."""
-        data = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
         path.unlink(missing_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            if self._plan.drop_uid:
-                os.fchown(fd, self._plan.uid, self._plan.gid)
-            handle.write(data)
+        write_rows(frame, path, owner=(self._plan.uid, self._plan.gid) if self._plan.drop_uid else None)
 
     def _remove(self, path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
