@@ -41,17 +41,17 @@ class Recorder:
         self._waiting: list[str] = []  # experiments queued and not answered yet, oldest first
         self._pending = b""
 
-    def submit(self, record: Any, folder: Path) -> None:
-        """Queue `record`'s run (its ledger entry and `folder` are written); RatchetError if an earlier run failed."""
+    def submit(self, record: dict[str, Any], diff: str, folder: Path) -> None:
+        """Queue the run of `record` (as its folder's record.json holds it; the ledger entry and `folder` are
+        written); RatchetError if an earlier run failed."""
         self._collect(block=False)
-        line = {"record": {**record.to_payload(), "commit": record.commit, "ledger_seq": record.ledger_seq},
-                "diff": record.diff, "folder": str(folder)}
+        line = {"record": record, "diff": diff, "folder": str(folder)}
         try:
             self._process.stdin.write(json.dumps(line, default=str).encode() + b"\n")
             self._process.stdin.flush()
         except OSError:
-            self._lost([record.experiment])
-        self._waiting.append(record.experiment)
+            self._lost([record["experiment"]])
+        self._waiting.append(record["experiment"])
 
     def drain(self) -> None:
         """Wait until every queued run is written; RatchetError naming the first that failed."""

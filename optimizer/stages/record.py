@@ -44,12 +44,12 @@ def record(ctx: Any, rec: Any, source: str, *, evaluation: Evaluation | None = N
                       "dev": judgement.trace if judgement else {},
                       "guard_failures": [r.to_dict() for r in rec.verdict.failures]})
         fault("record:before-folder")
-        folder = write_record(ctx.ws, {**payload, "commit": rec.commit, "ledger_seq": rec.ledger_seq}, source, rec.diff,
-                              trace)
+        written = {**payload, "commit": rec.commit, "ledger_seq": rec.ledger_seq}
+        folder = write_record(ctx.ws, written, source, rec.diff, trace)
         fault("record:before-mlflow")
         behind = getattr(tracker, "recorder", None)
         if behind is not None and state is None:
-            behind.submit(rec, folder)  # written by the recorder process while the loop goes on
+            behind.submit(written, rec.diff, folder)  # written by the recorder process while the loop goes on
         elif tracker is not None:
             from optimizer.sync import replay
 

@@ -56,20 +56,18 @@ def test_a_loop_on_a_sqlite_store_gets_every_run_whole_under_its_loop_run(tmp_pa
 
 
 def test_a_run_the_recorder_cannot_write_is_said_with_what_to_do(tmp_path):
-    from optimizer.experiment import ExperimentRecord
     from optimizer.recorder import Recorder
     from optimizer.tracking import Tracker
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = Tracker("recorder-test", uri)
     parent = tracker.client.create_run(tracker.experiment_id)
-    record = ExperimentRecord.from_payload({
-        "experiment": "exp-0007", "number": 7, "proposer": "patches", "hypothesis": "", "status": "reverted",
-        "reasons": [], "parent_commit": "c0", "commit": None, "policy_sha256": "0" * 64, "dev_metrics": {},
-        "gate": None, "fit": {}, "seconds": {}, "proposal": {}, "decisions_sha256": {}, "ledger_seq": 9})
+    record = {"experiment": "exp-0007", "number": 7, "proposer": "patches", "hypothesis": "", "status": "reverted",
+              "reasons": [], "parent_commit": "c0", "commit": None, "policy_sha256": "0" * 64, "dev_metrics": {},
+              "gate": None, "fit": {}, "seconds": {}, "proposal": {}, "decisions_sha256": {}, "ledger_seq": 9}
     recorder = Recorder(uri, "recorder-test", "seal", parent.info.run_id, tmp_path / "ws")
     try:
-        recorder.submit(record, tmp_path / "experiments" / "exp-0007")  # no such folder: nothing to log
+        recorder.submit(record, "", tmp_path / "experiments" / "exp-0007")  # no such folder: nothing to log
         with pytest.raises(RatchetError, match=r"writing the run of exp-0007 failed .*`ratchet sync .*ws`"):
             recorder.drain()
     finally:
