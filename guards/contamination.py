@@ -160,7 +160,8 @@ def _auc(y: np.ndarray, score: np.ndarray) -> float:
     The same figure as sklearn's roc_auc_score, from one sort of one class and a binary search per row of the
     other, without its input checks and threshold curve (the leakage check scores every column twice)."""
     positive = y == 1
-    pos, neg = score[positive], np.sort(score[~positive])
+    pos, neg = score[positive], score[~positive]
+    neg.sort()  # in place: the selection is already a copy
     if not len(pos) or not len(neg):
         raise ValueError("ROC-AUC needs both label classes among the rows")
     below = np.searchsorted(neg, pos, side="left").sum() + np.searchsorted(neg, pos, side="right").sum()
@@ -179,17 +180,23 @@ def _raw_score(series: pd.Series) -> np.ndarray | None:
     missing = np.isnan(values)
     if missing.all():
         return None
-    return np.where(missing, np.nanmin(values) - 1.0, values)
+    return np.where(missing, np.nanmin(values) - 1.0, values) if missing.any() else values
 
 
 def _out_of_fold_encoding(series: pd.Series, y: np.ndarray, fold_rows: Sequence[np.ndarray]) -> np.ndarray:
     """Each row's value replaced by the label mean of that value in the OTHER folds (prior if unseen).
 
-    The other folds' sums are the whole column's minus the fold's own: exact, since y is 0/1."""
+    The other folds' sums are the whole column's minus the fold's own: exact, since y is 0/1. A column with a
+    value per row (an id) is the other folds' prior everywhere, without the per-value tables."""
     codes, uniques = pd.factorize(series, use_na_sentinel=False)
     k = len(uniques)
-    all_sums, all_counts = np.bincount(codes, weights=y, minlength=k), np.bincount(codes, minlength=k)
+    del uniques
     out = np.empty(len(y), dtype=float)
+    if k == len(y):  # every value once: no row's value occurs in another fold
+        for rows in fold_rows:
+            out[rows] = (y.sum() - y[rows].sum()) / (len(y) - len(rows))
+        return out
+    all_sums, all_counts = np.bincount(codes, weights=y, minlength=k), np.bincount(codes, minlength=k)
     for rows in fold_rows:
         held, labels = codes[rows], y[rows]
         sums = all_sums - np.bincount(held, weights=labels, minlength=k)
@@ -223,7 +230,9 @@ def label_leakage(frame: pd.DataFrame, label: str, columns: Sequence[str], *, th
     encoded_auc: dict[str, float] = {}
     auc: dict[str, float] = {}
     fold_of = np.random.default_rng(seed).permutation(len(frame)) % folds  # the same folds for every column
-    fold_rows = [np.flatnonzero(fold_of == f) for f in range(folds)]
+    index = np.int32 if len(frame) < 2**31 else np.int64  # half the memory for the row numbers at 10M rows
+    fold_rows = [np.flatnonzero(fold_of == f).astype(index) for f in range(folds)]
+    del fold_of
     for col in columns:
         if col not in frame.columns:
             raise ValueError(f"label_leakage: column {col!r} is not in the frame")

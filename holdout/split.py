@@ -17,18 +17,26 @@ class Splits:
 
 
 def split_by_time(frame: pd.DataFrame, *, time: str, train: float, dev: float, gap_days: float) -> Splits:
-    """Cut at row quantiles of time; rows inside a gap belong to no split."""
+    """Cut at row quantiles of time; rows inside a gap belong to no split.
+
+    Each split is a contiguous run of the time-ordered rows, so the parts are slices that share the frame's
+    memory (copy-on-write) rather than copies; rows already in time order are not sorted again."""
     if frame.empty:
         raise RatchetError("split: the data has no rows. Provide data with at least a few thousand rows.")
-    ordered = frame.sort_values(time, kind="stable").reset_index(drop=True)
+    ordered = frame if frame[time].is_monotonic_increasing else frame.sort_values(time, kind="stable")
+    ordered = ordered.reset_index(drop=True)
     ts = ordered[time]
+    if ts.isna().any():
+        raise RatchetError(f"split: column '{time}' has {int(ts.isna().sum()):,} missing times; every row needs the "
+                           "time it happened.")
     gap = pd.Timedelta(days=gap_days)
     train_end = ts.iloc[int(len(ts) * train) - 1]
     dev_end = ts.iloc[int(len(ts) * (train + dev)) - 1]
+    after = lambda t: int(ts.searchsorted(t, side="right"))  # noqa: E731 - the first row later than t
     parts = {
-        "train": ordered[ts <= train_end],
-        "dev": ordered[(ts > train_end + gap) & (ts <= dev_end)],
-        "holdout": ordered[ts > dev_end + gap],
+        "train": ordered.iloc[:after(train_end)],
+        "dev": ordered.iloc[after(train_end + gap):after(dev_end)],
+        "holdout": ordered.iloc[after(dev_end + gap):],
     }
     for name, part in parts.items():
         if len(part) < 100:

@@ -166,3 +166,21 @@ def test_leakage_auc_is_sklearns_roc_auc_with_ties_and_either_class_smaller(seed
     assert _auc(y, score) == pytest.approx(max(expected, 1 - expected), abs=1e-12)
     with pytest.raises(ValueError, match="both label classes"):
         _auc(np.ones(n), score)
+
+
+@pytest.mark.parametrize("levels", [None, 40, 3])  # None: a value per row (an id), whose shortcut skips the tables
+def test_out_of_fold_encoding_is_the_other_folds_label_mean(levels):
+    from guards.contamination import _out_of_fold_encoding
+
+    rng = np.random.default_rng(5)
+    n, folds = 400, 5
+    values = pd.Series(rng.permutation(n) if levels is None else rng.integers(0, levels, n))
+    y = (rng.random(n) < 0.3).astype(float)
+    fold_of = rng.permutation(n) % folds
+    fold_rows = [np.flatnonzero(fold_of == f).astype(np.int32) for f in range(folds)]
+    got = _out_of_fold_encoding(values, y, fold_rows)
+    for i in range(n):  # by the definition, row by row
+        other = fold_of != fold_of[i]
+        same = other & (values == values[i]).to_numpy()
+        expected = y[same].mean() if same.any() else y[other].mean()
+        assert got[i] == pytest.approx(expected, abs=1e-12), i

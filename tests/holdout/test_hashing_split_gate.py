@@ -90,3 +90,41 @@ def test_hashes_in_answers_as_np_isin(values: list[int], pool: list[int], wide: 
     a = np.array(values, dtype=np.uint64) + shift
     b = np.array(pool, dtype=np.uint64) + shift
     assert np.array_equal(hashes_in(a, b), np.isin(a, b))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(300, 2000), st.integers(0, 2**16), st.sampled_from([0.0, 0.5, 3.0]), st.booleans())
+def test_split_takes_the_rows_the_time_rules_define(n, seed, gap_days, shuffled):
+    """train: up to the train quantile's time; dev: after it plus the gap, up to the dev quantile's; holdout:
+    after that plus the gap. Times repeat (ties at the cuts) and the rows may come in any order."""
+    rng = np.random.default_rng(seed)
+    f = _frame(n, seed)
+    f["ts"] = pd.Timestamp("2025-01-01") + pd.to_timedelta(np.sort(rng.integers(0, 60 * 24, n)), unit="min")
+    if shuffled:
+        f = f.sample(frac=1, random_state=seed)
+    try:
+        s = split_by_time(f, time="ts", train=0.6, dev=0.2, gap_days=gap_days)
+    except RatchetError:
+        return  # a part below 100 rows: refused, tested above
+    ordered = f.sort_values("ts", kind="stable").reset_index(drop=True)
+    ts, gap = ordered.ts, pd.Timedelta(days=gap_days)
+    train_end, dev_end = ts.iloc[int(n * 0.6) - 1], ts.iloc[int(n * 0.8) - 1]
+    for part, rows in ((s.train, ts <= train_end), (s.dev, (ts > train_end + gap) & (ts <= dev_end)),
+                       (s.holdout, ts > dev_end + gap)):
+        pd.testing.assert_frame_equal(part, ordered[rows].reset_index(drop=True))
+
+
+def test_split_of_ordered_rows_shares_their_memory():
+    f = _frame(20_000)
+    s = split_by_time(f, time="ts", train=0.6, dev=0.2, gap_days=1)
+    assert np.shares_memory(s.train["amount"].to_numpy(), f["amount"].to_numpy())
+    assert np.shares_memory(s.holdout["amount"].to_numpy(), f["amount"].to_numpy())
+    s.holdout.loc[0, "amount"] = -1.0  # copy-on-write: the caller's frame is untouched
+    assert f["amount"].min() > 0
+
+
+def test_split_refuses_missing_times():
+    f = _frame()
+    f.loc[10, "ts"] = pd.NaT
+    with pytest.raises(RatchetError, match="1 missing times"):
+        split_by_time(f, time="ts", train=0.6, dev=0.2, gap_days=1)
