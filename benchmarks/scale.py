@@ -55,12 +55,18 @@ def timed(args: list[str], env: dict[str, str], log: Path) -> tuple[float, float
     return seconds, usage.ru_maxrss / 2**20  # KiB on Linux
 
 
-def candidate(workdir: Path, threshold: float) -> Path:
-    from domains import get_domain
-    from optimizer.tunables import rewrite
+def helper(code: str, env: dict[str, str]) -> None:
+    """Run `code` in a Python child. This process stays small (the standard library only): every command it
+    starts is forked from it, and Linux counts the RSS a child had before exec in its ru_maxrss, so a benchmark
+    holding a 10M-row frame would add its own size to every figure (as an earlier version of this script did)."""
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)
 
+
+def candidate(workdir: Path, threshold: float, env: dict[str, str]) -> Path:
     path = workdir / f"threshold_{threshold}.py"
-    path.write_text(rewrite(get_domain("fraud").baseline_policy.read_text(), {"THRESHOLD": threshold}))
+    helper("from domains import get_domain; from optimizer.tunables import rewrite; import pathlib; "
+           f"pathlib.Path({str(path)!r}).write_text(rewrite(get_domain('fraud').baseline_policy.read_text(), "
+           f"{{'THRESHOLD': {threshold}}}))", env)
     return path
 
 
@@ -83,8 +89,6 @@ def main() -> None:
     if {"audit", "baseline", "try"} & set(steps) and "init" not in steps:
         ap.error("--steps: audit, baseline and try run on the workspace that init makes; include init")
 
-    from domains.fraud.data import generate
-
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ratchet-scale-"))
     workdir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}", "PYTHONPATH": str(ROOT)}
@@ -96,13 +100,19 @@ def main() -> None:
         config = ["--config", str(workdir / "config.yaml")]
     timed(["init", "fraud", "--rows", "2000", "-w", str(workdir / "warm")], env, workdir / "warm.log")
     shutil.rmtree(workdir / "warm")
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+    print(f"this script's own peak: {own:.0f} MiB (each figure's floor: a child starts as a copy of it)", flush=True)
     print(f"{'rows':>11}  {'step':<9} {'seconds':>8} {'peak GiB':>9}  runs (s)", flush=True)
     try:
         for rows in sizes:
             ws = workdir / f"ws-{rows}"
             if "import" in steps:
                 parquet = workdir / f"tx-{rows}.parquet"
-                generate(args.seed, rows).drop(columns=["fraud_scenario"]).to_parquet(parquet, index=False)
+                helper("from domains.fraud.data import generate; generate("
+                       f"{args.seed}, {rows}).drop(columns=['fraud_scenario']).to_parquet({str(parquet)!r}, index=False)",
+                       env)
             for step in steps:
                 repeats = args.runs if step in ("init", "import", "audit") else 1
                 figures = []
@@ -115,7 +125,7 @@ def main() -> None:
                     elif step == "audit":
                         cmd = ["audit", str(ws)]
                     else:
-                        policy = candidate(workdir, 0.12 if step == "baseline" else 0.15)
+                        policy = candidate(workdir, 0.12 if step == "baseline" else 0.15, env)
                         cmd = ["try", str(ws), str(policy), "--budget", str(args.budget)]
                     figures.append(timed(cmd, env, workdir / f"{step}-{rows}-{run}.log"))
                 seconds = statistics.median(f[0] for f in figures)
