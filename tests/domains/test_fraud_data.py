@@ -35,6 +35,24 @@ def test_same_seed_same_data_other_seed_other_data():
     assert not a["amount"].head(100).equals(c["amount"].head(100))
 
 
+def test_customers_asked_in_chunks_get_the_terminals_of_one_query(monkeypatch):
+    """The generator asks the k-d tree for customers' terminals a chunk at a time (memory); the data must be what
+    one query for all of them gives, chunk edges included. Fixed figures: a change of the draws fails too."""
+    from domains.fraud import data
+    from holdout.hashing import content_hash
+
+    whole = generate(5, 30_000)
+    for chunk in (7, 64):  # edges inside the customer list (about 120 customers here)
+        monkeypatch.setattr(data, "REACH_CHUNK", chunk)
+        pd.testing.assert_frame_equal(generate(5, 30_000), whole)
+    monkeypatch.setattr(data, "REACH_CHUNK", 10**9)  # one query, as before chunking
+    pd.testing.assert_frame_equal(generate(5, 30_000), whole)
+    assert content_hash(whole)[:16] == PINNED_30K
+
+
+PINNED_30K = "14021cf31edc2a4b"  # generate(5, 30_000) before the chunked query
+
+
 def test_schema_order_and_ids(frame):
     assert list(frame.columns) == COLUMNS
     assert isinstance(frame.index, pd.RangeIndex) and frame.index[0] == 0

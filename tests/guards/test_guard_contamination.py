@@ -168,19 +168,27 @@ def test_leakage_auc_is_sklearns_roc_auc_with_ties_and_either_class_smaller(seed
         _auc(np.ones(n), score)
 
 
-@pytest.mark.parametrize("levels", [None, 40, 3])  # None: a value per row (an id), whose shortcut skips the tables
-def test_out_of_fold_encoding_is_the_other_folds_label_mean(levels):
+@pytest.mark.parametrize("kind", ["ids", "ids with one missing", "text ids", "40 levels", "3 levels",
+                                  "ids but one repeat"])  # ids: a value per row, which skips the per-value tables
+def test_out_of_fold_encoding_is_the_other_folds_label_mean(kind):
     from guards.contamination import _out_of_fold_encoding
 
     rng = np.random.default_rng(5)
     n, folds = 400, 5
-    values = pd.Series(rng.permutation(n) if levels is None else rng.integers(0, levels, n))
+    ids = rng.permutation(n).astype(float)
+    if kind == "ids with one missing":
+        ids[7] = np.nan
+    if kind == "ids but one repeat":
+        ids[7] = ids[8]
+    values = pd.Series(rng.integers(0, int(kind.split()[0]), n) if "levels" in kind else ids)
+    if kind == "text ids":
+        values = values.astype(int).astype(str)
     y = (rng.random(n) < 0.3).astype(float)
     fold_of = rng.permutation(n) % folds
     fold_rows = [np.flatnonzero(fold_of == f).astype(np.int32) for f in range(folds)]
     got = _out_of_fold_encoding(values, y, fold_rows)
     for i in range(n):  # by the definition, row by row
         other = fold_of != fold_of[i]
-        same = other & (values == values[i]).to_numpy()
+        same = other & (values == values[i]).to_numpy()  # a missing value equals nothing: unseen, as one missing is
         expected = y[same].mean() if same.any() else y[other].mean()
         assert got[i] == pytest.approx(expected, abs=1e-12), i
