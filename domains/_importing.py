@@ -72,9 +72,7 @@ def read(file: Path) -> pd.DataFrame:
         _text(file)
     fits_in_memory(file)
     try:
-        # self_destruct: each Arrow column is freed as it is converted (one copy of the file in memory, not two)
-        raw = pd.read_csv(file) if suffix == ".csv" else \
-            pd.read_parquet(file, to_pandas_kwargs={"self_destruct": True})
+        raw = pd.read_csv(file) if suffix == ".csv" else pd.read_parquet(file, to_pandas_kwargs=FREE_AS_CONVERTED)
     except UnicodeDecodeError as exc:  # past the bytes _text looked at
         raise RatchetError(f"{file.name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} after the first "
                            f"{TEXT_PROBE // 1024} KiB); {NOT_UTF8}") from None
@@ -86,6 +84,7 @@ def read(file: Path) -> pd.DataFrame:
 
 
 TEXT_PROBE = 1 << 16
+FREE_AS_CONVERTED = {"self_destruct": True}  # Arrow frees each column once converted: one copy in memory, not two
 NOT_UTF8 = "save it as UTF-8 CSV (a spreadsheet's \"CSV UTF-8\"), or convert it, e.g. iconv -f latin1 -t utf-8."
 
 
@@ -187,10 +186,8 @@ def ids(series: pd.Series) -> pd.Series:
     """Integer ids stay int64; anything else is kept as text (nulls are left to the contract)."""
     if pd.api.types.is_integer_dtype(series) and not series.isna().any():
         return series.astype(np.int64)
-    if pd.api.types.is_float_dtype(series):
-        whole = series.dropna()
-        if (whole == np.floor(whole)).all() and not series.isna().any():
-            return series.astype(np.int64)
+    if pd.api.types.is_float_dtype(series) and not series.isna().any() and (series == np.floor(series)).all():
+        return series.astype(np.int64)
     return series.astype("string")
 
 
@@ -403,8 +400,7 @@ def _feature(series: pd.Series, text: bool) -> pd.Series | None:
 def assemble(columns: Mapping[str, pd.Series], dropped: Sequence[str], *, time: str = "ts",
              notes: Sequence[str] = ()) -> pd.DataFrame:
     """One frame, sorted by time (stable, so file order breaks ties), with the dropped names and the notes on
-    how the file was read in attrs. The columns are not copied (copy-on-write), and rows already in time order
-    are not sorted: at 10M rows each copy is the size of the data."""
+    how the file was read in attrs. Columns are not copied (copy-on-write) and ordered rows not sorted again."""
     frame = pd.DataFrame({k: v.reset_index(drop=True) for k, v in columns.items()}, copy=False)
     notes = list(notes)
     if not frame[time].is_monotonic_increasing:
