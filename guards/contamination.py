@@ -190,7 +190,7 @@ def _one_per_row(series: pd.Series) -> bool:
         return False
     if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
         values = series.to_numpy(dtype=float, na_value=np.nan) if series.hasnans else series.to_numpy()
-        ordered = np.sort(values)
+        ordered = values if series.is_monotonic_increasing else np.sort(values)  # ids often come in order
         return not (ordered[1:] == ordered[:-1]).any()
     return bool(series.is_unique)
 

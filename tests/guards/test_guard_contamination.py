@@ -168,17 +168,18 @@ def test_leakage_auc_is_sklearns_roc_auc_with_ties_and_either_class_smaller(seed
         _auc(np.ones(n), score)
 
 
+# ids: a value per row, which skips the per-value tables (told by a sort, or by order when the ids are ordered)
 @pytest.mark.parametrize("kind", ["ids", "ids with one missing", "text ids", "40 levels", "3 levels",
-                                  "ids but one repeat"])  # ids: a value per row, which skips the per-value tables
+                                  "ids but one repeat", "ordered ids", "ordered ids but one repeat"])
 def test_out_of_fold_encoding_is_the_other_folds_label_mean(kind):
     from guards.contamination import _out_of_fold_encoding
 
     rng = np.random.default_rng(5)
     n, folds = 400, 5
-    ids = rng.permutation(n).astype(float)
+    ids = (np.arange(n) if kind.startswith("ordered") else rng.permutation(n)).astype(float)
     if kind == "ids with one missing":
         ids[7] = np.nan
-    if kind == "ids but one repeat":
+    if kind.endswith("one repeat"):
         ids[7] = ids[8]
     values = pd.Series(rng.integers(0, int(kind.split()[0]), n) if "levels" in kind else ids)
     if kind == "text ids":
