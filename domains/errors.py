@@ -16,3 +16,15 @@ class IntegrityError(RatchetError):
 
 class WorkspaceBusy(RatchetError):
     """Another process holds the workspace's runner lock (one command at a time writes a workspace)."""
+
+
+def listing(values, limit: int = 12, *, total: str = "in all") -> str:
+    """Up to `limit` values for a message, with how many there are in all."""
+    shown = [str(v) for v in values[:limit]]
+    return ", ".join(shown) + (f", ... ({len(values):,} {total})" if len(values) > limit else "")
+
+
+def examples(series, bad) -> str:
+    """Up to five distinct offending values of a pandas Series under a boolean mask (the row count is the
+    caller's)."""
+    return listing(list(dict.fromkeys(repr(v) for v in series[bad].tolist())), 5, total="different values")
