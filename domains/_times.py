@@ -52,11 +52,12 @@ def times(series: pd.Series, name: str, col: str, *, role: str, reading: TimeRea
         out = series.astype("datetime64[ns]")
     else:
         present = series.notna()
-        numbers = pd.to_numeric(series, errors="coerce") if _some_numbers(series) else None
-        if numbers is not None and numbers.notna().sum() > present.sum() // 2:  # numbers with a few words: name them
-            bad = (numbers.isna() & present).to_numpy()
-            raise RatchetError(f"{name}: column {col!r} for {role} holds numbers, but {int(bad.sum()):,} values are "
-                               f"not (e.g. {examples(series, bad)}); fix those rows or map another column.")
+        if _some_numbers(series):  # then count them: numbers with a few words among them, name the words
+            numbers = pd.to_numeric(series, errors="coerce")
+            if numbers.notna().sum() > present.sum() // 2:
+                bad = (numbers.isna() & present).to_numpy()
+                raise RatchetError(f"{name}: column {col!r} for {role} holds numbers, but {int(bad.sum()):,} values "
+                                   f"are not (e.g. {examples(series, bad)}); fix those rows or map another column.")
         with warnings.catch_warnings():  # "could not infer format": the row-by-row retry below is the answer
             warnings.simplefilter("ignore", UserWarning)
             parsed = pd.to_datetime(series, errors="coerce", utc=True)
