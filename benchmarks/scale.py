@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -100,8 +101,6 @@ def main() -> None:
         config = ["--config", str(workdir / "config.yaml")]
     timed(["init", "fraud", "--rows", "2000", "-w", str(workdir / "warm")], env, workdir / "warm.log")
     shutil.rmtree(workdir / "warm")
-    import resource
-
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
     print(f"this script's own peak: {own:.0f} MiB (each figure's floor: a child starts as a copy of it)", flush=True)
     print(f"{'rows':>11}  {'step':<9} {'seconds':>8} {'peak GiB':>9}  runs (s)", flush=True)

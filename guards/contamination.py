@@ -200,20 +200,22 @@ def _out_of_fold_encoding(series: pd.Series, y: np.ndarray, fold_rows: Sequence[
 
     The other folds' sums are the whole column's minus the fold's own: exact, since y is 0/1. A column with a
     value per row (an id) is the other folds' prior everywhere, without the per-value tables."""
-    out = np.empty(len(y), dtype=float)
-    if _one_per_row(series):  # no row's value occurs in another fold
-        for rows in fold_rows:
-            out[rows] = (y.sum() - y[rows].sum()) / (len(y) - len(rows))
-        return out
-    codes, uniques = pd.factorize(series, use_na_sentinel=False)
-    k = len(uniques)
-    del uniques
-    all_sums, all_counts = np.bincount(codes, weights=y, minlength=k), np.bincount(codes, minlength=k)
+    out, total = np.empty(len(y), dtype=float), y.sum()
+    distinct = _one_per_row(series)  # then no row's value occurs in another fold: the prior everywhere
+    if not distinct:
+        codes, uniques = pd.factorize(series, use_na_sentinel=False)
+        k = len(uniques)
+        del uniques
+        all_sums, all_counts = np.bincount(codes, weights=y, minlength=k), np.bincount(codes, minlength=k)
     for rows in fold_rows:
-        held, labels = codes[rows], y[rows]
+        labels = y[rows]
+        prior = (total - labels.sum()) / (len(y) - len(rows))
+        if distinct:
+            out[rows] = prior
+            continue
+        held = codes[rows]
         sums = all_sums - np.bincount(held, weights=labels, minlength=k)
         counts = all_counts - np.bincount(held, minlength=k)
-        prior = (all_sums.sum() - labels.sum()) / (len(y) - len(rows))
         c = counts[held]
         out[rows] = np.where(c > 0, sums[held] / np.maximum(c, 1), prior)
     return out
