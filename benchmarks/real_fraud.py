@@ -2,17 +2,20 @@
 
 The export (284,807 transactions over two days, benchmarks/public_fraud.py) is cut by time: the last ~10 % of
 its time range is held back (never sealed, never seen by the loop) and the first 90 % goes to `ratchet init`
-(itself split into train, dev and a sealed holdout). After `ratchet run --experiments N` (offline Optuna
-proposer), three contenders are fitted on the workspace's train rows and scored on the held-back rows:
+(itself split into train, dev and a sealed holdout), started from a weak first model (logistic regression on the
+amount and V1..V4, public_fraud.WEAK_POLICY). The loop runs over honest candidate files (public_fraud.
+honest_candidates: the shipped XGBoost policy, and the same with class weights), then `--experiments N` of the
+offline Optuna proposer; three contenders are fitted on the workspace's train rows and scored on the held-back rows:
 
-  baseline   the shipped policy (domains/fraud/policy.py) as init committed it in the workspace
+  baseline   the weak first model as init committed it in the workspace
   champion   the workspace's policy.py after the run (the baseline again when nothing was kept)
   xgboost    a plain xgboost.XGBClassifier() with default settings on V1..V28 + amount, as a user would fit it
 
 Metrics: ROC-AUC and PR-AUC of the scores; net savings per transaction (the fraud domain's definition: fraud
 amount blocked minus the decline cost, 5.0, per legitimate transaction blocked, over all transactions) at the
 policy's own THRESHOLD (0.5 for plain XGBoost); recall when alerting the top 3 % by score (the alert-rate
-limit). Policies are imported from their files and called as fit(train) / decide(model, rows) outside the
+limit). The champion's gain over the baseline as the workspace reports it (selection-corrected, with its 90 %
+interval) is printed beside a fresh score of that gain on the held-back rows. Policies are imported from their files and called as fit(train) / decide(model, rows) outside the
 sandbox, on frames with the workspace's columns (the held-back CSV is read by the fraud importer).
 
     .venv/bin/python benchmarks/real_fraud.py [--experiments 5] [--workdir DIR] [--cache DIR]
@@ -86,14 +89,25 @@ class PlainXGBoost:
         return model.predict_proba(rows[self.columns(rows)])[:, 1].astype(np.float64)
 
 
+def contributions(scores: np.ndarray, threshold: float, rows: pd.DataFrame, decline_cost: float) -> np.ndarray:
+    from domains import Decisions, get_domain
+
+    return get_domain("fraud").contributions(rows, Decisions(scores, {"THRESHOLD": threshold}),
+                                             {"decline_cost": decline_cost})
+
+
+def reported_gain(entries: list) -> tuple[float, float, float]:
+    """The workspace's reported gain of its champion over the baseline and its 90 % interval: the sum of the kept
+    steps' selection-corrected estimates and of their intervals' ends."""
+    steps = [e.data["gate"] for e in entries if e.kind == "experiment" and e.data.get("kept")]
+    return (sum(g["estimate"] for g in steps), sum(g["lower"] for g in steps), sum(g["upper"] for g in steps))
+
+
 def measure(scores: np.ndarray, threshold: float, rows: pd.DataFrame, decline_cost: float) -> dict[str, float]:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from domains import Decisions, get_domain
-
     fraud = rows["is_fraud"].to_numpy() == 1
-    contrib = get_domain("fraud").contributions(rows, Decisions(scores, {"THRESHOLD": threshold}),
-                                                {"decline_cost": decline_cost})
+    contrib = contributions(scores, threshold, rows, decline_cost)
     blocked = scores >= threshold
     top = np.argsort(-scores, kind="stable")[:int(round(ALERT_LIMIT * len(scores)))]
     return {
@@ -110,7 +124,8 @@ def measure(scores: np.ndarray, threshold: float, rows: pd.DataFrame, decline_co
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--experiments", type=int, default=5, help="loop experiments (offline Optuna proposer)")
+    ap.add_argument("--experiments", type=int, default=5,
+                    help="loop experiments of the offline Optuna proposer after the candidate files")
     ap.add_argument("--workdir", type=Path, default=None,
                     help="folder for the cut files, the workspace and MLflow (default: a new temporary folder, kept)")
     ap.add_argument("--cache", type=Path, default=None,
@@ -140,11 +155,21 @@ def main() -> None:
     seconds = {}
     t0 = time.perf_counter()
     config = public_fraud.write_config(work / "fraud.yaml")
+    weak = work / "weak.py"
+    weak.write_text(public_fraud.WEAK_POLICY)
     init_said = ratchet("init", "fraud", "-w", ws, "--data", front, "--label", "Class", "--time", "Time",
-                        "--amount", "Amount", "--config", config, env=env)
+                        "--amount", "Amount", "--config", config, "--policy", weak, env=env)
     seconds["init"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    run_said = ratchet("run", ws, "--experiments", str(args.experiments), "--proposer", "optuna", env=env)
+    patches = work / "candidates"
+    patches.mkdir(exist_ok=True)
+    candidates = public_fraud.honest_candidates()
+    for name, source in candidates:
+        (patches / name).write_text(source)
+    run_said = ratchet("run", ws, "--proposer", "patches", "--patches", patches, "--experiments",
+                       str(len(candidates)), env=env)
+    if args.experiments:
+        run_said = ratchet("run", ws, "--experiments", str(args.experiments), "--proposer", "optuna", env=env)
     seconds["run"] = time.perf_counter() - t0
 
     entries = Ledger(ws / "ledger.duckdb").entries()
@@ -192,6 +217,11 @@ def main() -> None:
     seconds["contenders"] = sum(fitted.values())
     seconds["total"] = time.perf_counter() - t_start
 
+    diff = (contributions(scored["champion"], float(champ_policy.THRESHOLD), held, decline_cost)
+            - contributions(scored["baseline"], float(base_policy.THRESHOLD), held, decline_cost))
+    fresh = float(diff.mean())
+    fresh_half = 1.6449 * float(diff.std(ddof=1)) / np.sqrt(len(diff))
+    reported, rep_lo, rep_hi = reported_gain(entries)
     frame = pd.DataFrame(table).T
     print(f"public card-fraud export, {platform.machine()}, {os.cpu_count()} cores; workdir {work}")
     print(init_said.splitlines()[0])
@@ -203,10 +233,16 @@ def main() -> None:
     shown = {c: (lambda v: f"{v:.0f}") if c == "false_declines" else (lambda v: f"{v:.1f}") if c.endswith("_s")
              else (lambda v: f"{v:.4f}") for c in frame.columns}
     print(frame.to_string(formatters=shown))
+    within = fresh - fresh_half <= reported <= fresh + fresh_half
+    print(f"champion over baseline: reported {reported:+.4f} (90 % interval {rep_lo:+.4f} to {rep_hi:+.4f}); fresh "
+          f"score on the held-back rows {fresh:+.4f} (90 % interval {fresh - fresh_half:+.4f} to "
+          f"{fresh + fresh_half:+.4f}); the reported gain is {'within' if within else 'OUTSIDE'} the fresh interval")
     print("seconds:", {k: round(v, 1) for k, v in seconds.items()})
     print(json.dumps({"benchmark": "real_fraud", "experiments": len(experiments), "kept": kept,
                       "held_back_rows": int(len(held)), "held_back_frauds": int(held["is_fraud"].sum()),
-                      "cut_seconds": cut, "contenders": table, "seconds": seconds}, sort_keys=True))
+                      "cut_seconds": cut, "contenders": table, "seconds": seconds,
+                      "reported_gain": [reported, rep_lo, rep_hi], "fresh_gain": [fresh, fresh - fresh_half,
+                                                                                  fresh + fresh_half]}, sort_keys=True))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Contamination: holdout knowledge showing up where it must not, and columns that leak the label.
 
 - `scan_literals`: a candidate whose source holds several holdout identifiers (or values) has
-  memorised holdout rows; any planted canary id anywhere in it is proof of a leak.
+  memorised holdout rows; any planted canary id anywhere in it is proof of a leak. Given the dev rows'
+  feature values (`row_values`), it also refuses a candidate whose literals copy them: what a proposer
+  writes after a trace showed it the dev frauds its model missed (`abs(row.V14 - -7.3345102) < 1e-6`).
 - `find_canaries` / `check_text`: canaries in a trace, a prompt, a log or an artifact;
   `check_outgoing` also counts holdout ids in text about to leave the process.
 - `label_leakage`: a single column that predicts the label almost perfectly is derived from it.
@@ -14,6 +16,8 @@ from __future__ import annotations
 import ast
 import math
 import re
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -25,6 +29,14 @@ from guards.static import parse_tree
 
 TRIVIAL_BELOW = 1000  # integers this small are ordinary tuning constants, never evidence of an id
 MIN_STRING_LEN = 3  # one- and two-character strings are column suffixes and flags, not ids
+
+# Dev rows memorised. The rule: a numeric literal that is not a whole number and has >= DEV_MIN_DIGITS significant
+# digits matches when some dev feature value rounds to it at its own printed precision; a policy is refused when
+# >= min_matches distinct literals match AND chance alone (each literal's chance being the density of dev values
+# around it at its precision) would give that many matches with probability below DEV_ALPHA.
+DEV_MIN_DIGITS = 5  # 0.08, 220.0, 0.1234: tuning constants, never precise enough to point at a row
+DEV_WINDOW_CELLS = 1000  # the neighbourhood, in steps of the literal's last digit either side, that gives its density
+DEV_ALPHA = 1e-3  # how unlikely the matches must be by chance before they count as memorised
 
 
 def _key(value: Any) -> str | None:
@@ -46,6 +58,94 @@ def _key(value: Any) -> str | None:
 def id_keys(values: Iterable[Any]) -> frozenset[str]:
     """Holdout ids in comparable form, computed once per seal rather than per candidate."""
     return frozenset(k for k in map(_key, values) if k is not None)
+
+
+@dataclass(frozen=True, eq=False)
+class RowValues:
+    """The numeric feature values of a frame's rows, sorted and distinct, for `scan_literals(dev_values=...)`.
+
+    One sorted float64 array answers "does a value round to this literal at d decimals" for every d at once (two
+    binary searches): 100k rows x 30 columns is 24 MB, rather than one set of rounded values per precision."""
+
+    values: np.ndarray  # sorted, distinct, finite, no whole numbers (they can never match; see _dev_precision)
+    rows: int
+    columns: tuple[str, ...]
+
+
+def row_values(frame: pd.DataFrame, columns: Iterable[str]) -> RowValues:
+    """The values of `frame`'s numeric (not boolean) `columns`: the features a literal could have copied. The
+    caller leaves out ids, time, the label and columns never shown to a policy; integer columns hold only whole
+    numbers and are skipped here."""
+    used: list[str] = []
+    parts: list[np.ndarray] = []
+    for col in columns:
+        if col not in frame.columns:
+            continue
+        series = frame[col]
+        if pd.api.types.is_bool_dtype(series) or not pd.api.types.is_float_dtype(series):
+            continue
+        values = np.unique(series.to_numpy(dtype=np.float64, na_value=np.nan))  # sorted; NaN last
+        values = values[np.isfinite(values)]
+        parts.append(values[values != np.floor(values)])
+        used.append(str(col))
+    values = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.float64)
+    return RowValues(values, int(len(frame)), tuple(used))
+
+
+def _dev_precision(value: float) -> int | None:
+    """The decimals a literal is printed with, when it is precise enough to point at a row (else None)."""
+    if not math.isfinite(value) or value.is_integer():
+        return None  # counts, ids, round thresholds: never a copied feature value
+    digits = Decimal(repr(abs(value))).normalize().as_tuple()
+    if len(digits.digits) < DEV_MIN_DIGITS:
+        return None
+    return -int(digits.exponent)
+
+
+def _poisson_tail(k: int, lam: float) -> float:
+    """P(X >= k) for X ~ Poisson(lam): no smaller than the chance of k matches among independent literals whose
+    chances add up to lam, beyond the mean."""
+    if k <= 0:
+        return 1.0
+    if lam <= 0.0:
+        return 0.0
+    if k <= lam:
+        return 1.0  # no more than chance explains; the exact figure does not matter here
+    term = math.exp(-lam + k * math.log(lam) - math.lgamma(k + 1))
+    total, j = 0.0, k
+    while term > 0.0 and term > total * 1e-16:
+        total += term
+        j += 1
+        term *= lam / j
+    return min(1.0, total)
+
+
+def _dev_matches(literals: Iterable[Any], index: RowValues) -> tuple[int, float]:
+    """(distinct literals that a dev value rounds to, the number chance alone would give)."""
+    values = index.values
+    hits, expected = 0, 0.0
+    seen: set[float] = set()
+    for v in literals:
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            continue
+        v = float(v)
+        if v in seen:
+            continue
+        seen.add(v)
+        d = _dev_precision(v)
+        if d is None or not len(values):
+            continue
+        step = 10.0 ** -d
+        half = 0.5 * step * (1 + 1e-9) + abs(v) * 4e-16  # a value rounding to v at d decimals, float error included
+        if np.searchsorted(values, v + half, "right") > np.searchsorted(values, v - half, "left"):
+            hits += 1
+        # Chance of a match: the share of the 2 x DEV_WINDOW_CELLS steps around v that hold a dev value (each value
+        # covers about one step). A matched value counts in its own neighbourhood, which only makes the figure
+        # larger (the guard more lenient). Columns are pooled: which column a literal was compared with is unknown.
+        width = DEV_WINDOW_CELLS * step
+        near = np.searchsorted(values, v + width, "right") - np.searchsorted(values, v - width, "left")
+        expected += min(1.0, float(near) / (2 * DEV_WINDOW_CELLS))
+    return hits, expected
 
 
 def _is_trivial(value: Any) -> bool:
@@ -112,8 +212,10 @@ def check_outgoing(where: str, text: str, *, canaries: Iterable[str], holdout_id
 
 
 def scan_literals(source: str, *, holdout_ids: set | frozenset, holdout_values: set | None = None, min_matches: int = 3,
-                  canaries: Iterable[str] = ()) -> GuardResult:
-    """Fail on >= min_matches distinct literals that are holdout ids (or values), or on any canary."""
+                  canaries: Iterable[str] = (), dev_values: RowValues | None = None) -> GuardResult:
+    """Fail on >= min_matches distinct literals that are holdout ids (or values), on any canary, and (given
+    `dev_values`, from `row_values`) on >= min_matches distinct literals copied from dev rows' feature values
+    beyond what chance explains (see DEV_MIN_DIGITS for the rule)."""
     canaries = [str(c) for c in canaries]
     hits = find_canaries(source, canaries)
     if hits:
@@ -139,19 +241,30 @@ def scan_literals(source: str, *, holdout_ids: set | frozenset, holdout_values: 
             id_hits.add(k)
         elif k in values:
             value_hits.add(k)
-    figures = {"literals": len(literals), "id_matches": len(id_hits), "value_matches": len(value_hits),
-               "min_matches": int(min_matches)}
+    figures: dict[str, Any] = {"literals": len(literals), "id_matches": len(id_hits),
+                               "value_matches": len(value_hits), "min_matches": int(min_matches)}
     problems = []
     if len(id_hits) >= min_matches:
         problems.append(f"{len(id_hits)} distinct literals are holdout identifiers")
     if len(value_hits) >= min_matches:
         problems.append(f"{len(value_hits)} distinct literals are holdout values")
-    if problems:
+    memorised = ""
+    if dev_values is not None:
+        dev_hits, expected = _dev_matches((v for _, v in literals), dev_values)
+        chance = _poisson_tail(dev_hits, expected)
+        figures.update(dev_matches=dev_hits, dev_expected=round(expected, 4), dev_chance=chance)
+        if dev_hits >= min_matches and chance < DEV_ALPHA:
+            # As for the holdout, which literals matched is not said: the count is enough to act on.
+            memorised = (f"policy source memorises dev rows: {dev_hits} distinct literals equal feature values of "
+                         f"dev rows (limit {min_matches - 1}; chance alone would match about {expected:.2g})")
+    if problems or memorised:
         # Which literals matched is withheld on purpose (see the module docstring).
-        return GuardResult("contamination", False, f"policy source memorises holdout rows: {' and '.join(problems)} "
-                           f"(limit {min_matches - 1})", figures)
-    return GuardResult("contamination", True, f"no holdout canary and fewer than {min_matches} holdout ids or values "
-                       f"among {len(literals)} literals", figures)
+        held = (f"policy source memorises holdout rows: {' and '.join(problems)} (limit {min_matches - 1})"
+                if problems else "")
+        return GuardResult("contamination", False, "; ".join(x for x in (held, memorised) if x), figures)
+    dev = "" if dev_values is None else ", nor copies of dev rows' feature values,"
+    return GuardResult("contamination", True, f"no holdout canary and fewer than {min_matches} holdout ids or values"
+                       f"{dev} among {len(literals)} literals", figures)
 
 
 def _auc(y: np.ndarray, score: np.ndarray) -> float:

@@ -5,7 +5,9 @@ contributions is resampled (bootstrap) and the gain counts only when the lower c
 of its mean clears `min_effect`.
 
 Many looks: every experiment compared with the champion on the same dev rows is one more chance
-to keep noise. The confidence is tightened with the look number k (1 for the first experiment):
+to keep noise. Under the default holdout gate (`lord`) this test is a screen at the configured
+confidence ("screen"): the run's error is controlled by the gate's holdout test stream (online FDR),
+on rows the proposer never saw. With another gate the confidence is tightened with the look number k:
 
 - "spending" (default): alpha_k = alpha * 6 / (pi^2 k^2). Since sum_k 1/k^2 = pi^2 / 6, the
   alphas over an unbounded run of looks add up to at most alpha, so the chance of ever keeping a
@@ -28,7 +30,7 @@ from scipy import stats
 from guards._bootstrap import bootstrap_means
 from guards._result import GuardResult
 
-SPENDING_RULES = ("spending", "bonferroni", "none")
+SPENDING_RULES = ("screen", "spending", "bonferroni", "none")
 
 
 def adjusted_alpha(confidence: float, looks: int, rule: str = "spending") -> float:
@@ -42,7 +44,7 @@ def adjusted_alpha(confidence: float, looks: int, rule: str = "spending") -> flo
         return alpha * 6.0 / (math.pi**2 * looks**2)
     if rule == "bonferroni":
         return alpha / looks
-    if rule == "none":  # for studying the loop without the correction (benchmarks/holdout_overfit.py)
+    if rule in ("screen", "none"):  # a screen before a gate that controls the error; none: for studying the loop
         return alpha
     raise ValueError(f"alpha_spending must be one of {SPENDING_RULES}; got {rule!r}")
 
@@ -76,15 +78,24 @@ def paired_bootstrap(candidate: np.ndarray, champion: np.ndarray, *, higher_is_b
     if model_noise > 0:  # row noise and refit noise add in variance
         lower, upper = mean - math.hypot(mean - lower, model_noise), mean + math.hypot(upper - mean, model_noise)
     passed = bool(lower > min_effect)
+    decided_by = "normal" if mean - z * se <= boot_lower else "bootstrap percentile"
+    # The p-value of the bound that decided (its half-width is z of its standard errors, refit noise included),
+    # so p <= alpha exactly when the bound clears min_effect: never a figure from a test that did not decide.
+    half = mean - lower
+    p_value = float(stats.norm.sf((mean - min_effect) * z / half)) if half > 0 else float(mean <= min_effect)
     figures = {
-        "metric": metric, "mean_diff": mean, "lower": lower, "upper": upper,
+        "metric": metric, "test": f"paired {decided_by} lower bound" + (", widened by refit noise" if model_sd > 0
+                                                                         else ""),
+        "mean_diff": mean, "lower": lower, "upper": upper,
         "lower_bootstrap": boot_lower, "lower_normal": mean - z * se, "confidence_used": 1.0 - alpha,
-        "n": int(len(diff)), "p_value": float(np.mean(means <= min_effect)), "min_effect": float(min_effect),
+        "n": int(len(diff)), "p_value": p_value, "min_effect": float(min_effect),
         "looks": int(looks), "alpha_spending": alpha_spending, "n_boot": int(n_boot), "seed": int(seed),
         "model_sd": float(model_sd),
     }
     conf = f"{100 * (1 - alpha):.4g}%"
-    how = f"look {looks}, {alpha_spending} adjustment" + (f", refit noise {model_sd:.4g}" if model_sd > 0 else "")
+    how = (f"{decided_by} bound, p {p_value:.2g}; " + ("dev screen" if alpha_spending == "screen" else
+                                                       f"look {looks}, {alpha_spending} adjustment")
+           + (f", refit noise {model_sd:.4g}" if model_sd > 0 else ""))
     if passed:
         detail = (f"{metric} gained {mean:+.6g} per row over the champion on {len(diff)} paired rows; lower {conf} "
                   f"bound {lower:+.6g} clears the minimum effect {min_effect:g} ({how})")

@@ -137,6 +137,19 @@ def _gate_replay(entries: list) -> Check:
     from holdout.gate import replay
 
     gates = [e for e in entries if e.kind == Kind.GATE]
+    stream: list[int] = []  # the holdout tests that passed under the current seal, as the next test must name them
+    tests = 0
+    for e in entries:
+        if e.kind in (Kind.SEAL, Kind.RESEAL):
+            stream, tests = [], 0
+        elif e.kind == Kind.GATE and e.data.get("kind") == "lord":
+            d = e.data
+            if d.get("test") != tests + 1 or d.get("discoveries") != stream:
+                return Check("gate_replay", False, f"ledger entry {e.seq} (gate query {d.get('query')}): holdout test "
+                             f"{d.get('test')} with earlier passes {d.get('discoveries')} does not follow the ledger's "
+                             f"stream (test {tests + 1}, passes {stream}): its level was not the one it was owed")
+            tests += 1
+            stream = stream + [tests] if d.get("passed") else stream
     for e in gates:
         d = e.data
         try:
@@ -156,6 +169,10 @@ def _gate_settings(entries: list, settings: Mapping[str, float] | str) -> Check:
     the threshold or thinned the noise would replay exactly and still be caught here."""
     if isinstance(settings, str):
         return Check("gate_settings", False, f"the gate's settings cannot be read: {settings}")
+    for e in (e for e in entries if e.kind == Kind.GATE and e.data.get("kind") == "lord"):
+        if e.data["fdr"] != settings.get("fdr"):
+            return Check("gate_settings", False, f"ledger entry {e.seq} (gate query {e.data['query']}): fdr "
+                         f"{e.data['fdr']:g} is not gate.fdr {settings.get('fdr')} from ratchet.yaml")
     for e in (e for e in entries if e.kind == Kind.GATE and e.data.get("kind") == "thresholdout" and "se" in e.data):
         d = e.data
         for key in ("threshold", "sigma"):

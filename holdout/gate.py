@@ -12,6 +12,10 @@ per query, so an answer is accurate to about a standard error of what the holdou
 business metrics are heavy-tailed (a handful of caught frauds decide a seed change), so fixed
 units are either far below the noise or far above the gains.
 Every draw is returned so the ledger can record it and an audit can replay the answer exactly.
+
+The default gate (`lord`) is a test instead: each candidate that passed the dev guards is one test of its holdout
+gain over the champion, at the level online FDR control (holdout/fdr.py) gives it; a pass is kept with its gain
+corrected for having been selected. It answers pass or fail and, for a pass only, that corrected estimate.
 """
 from __future__ import annotations
 
@@ -58,14 +62,71 @@ def thresholdout(*, dev_gain: float, holdout_gain: float, threshold: float, sigm
                       overflow, float(answer), left, nxt)
 
 
+@dataclass(frozen=True)
+class LordAnswer:
+    """One test of the holdout stream: its inputs (gain, se, test number, earlier discoveries, FDR level) and
+    everything derived from them, so a replay recomputes it exactly."""
+
+    kind: str
+    gain: float  # holdout gain over the champion (raw: never shown for a candidate that fails)
+    se: float
+    test: int
+    discoveries: list[int]
+    fdr: float
+    exponent: float
+    level: float
+    critical_z: float
+    z: float
+    p_value: float
+    passed: bool
+    estimate: float | None  # the gain over the champion corrected for selection (a pass only)
+    lower: float | None
+    upper: float | None
+    to_beat: float
+    answer: float | None  # to_beat + estimate: the candidate's gain over the gate's reference
+    budget_left: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def lord(*, gain: float, se: float, test: int, discoveries: list[int], fdr: float, exponent: float,
+         to_beat: float, budget_left: int) -> LordAnswer:
+    """Test `gain` (over the champion, in metric units) at LORD++'s level for this test of the stream."""
+    from scipy import stats
+
+    from holdout.fdr import critical_z, lord_level, selected_estimate
+
+    level = lord_level(test, discoveries, alpha=fdr, exponent=exponent)
+    c = critical_z(level)
+    z = gain / se if se > 0 else (0.0 if gain <= 0 else float("inf"))
+    z = min(z, 1e6)  # a gain with no spread at all (every changed row helps): far past any bar
+    p = float(stats.norm.sf(z))
+    passed = bool(z >= c)
+    estimate = lower = upper = answer = None
+    if passed:
+        if se > 0:
+            estimate, lower, upper = (v * se for v in selected_estimate(z, c))
+        else:  # no spread: the gain is known exactly
+            estimate = lower = upper = float(gain)
+        answer = to_beat + estimate
+    return LordAnswer("lord", float(gain), float(se), int(test), [int(d) for d in discoveries], float(fdr),
+                      float(exponent), level, c, float(z), p, passed, estimate, lower, upper, float(to_beat), answer,
+                      int(budget_left) - 1)
+
+
 def not_worse(*, dev_gain: float, holdout_gain: float, tolerance: float, budget_left: int) -> GateAnswer:
     """The plain check: the holdout gain is not negative beyond a tolerance (reveals h every time)."""
     return GateAnswer("not_worse", dev_gain, holdout_gain, tolerance, 0.0, 0.0, 0.0, 0.0, False, holdout_gain,
                       budget_left, 0.0)
 
 
-def replay(entry: dict, *, seed: int, query: int) -> GateAnswer:
+def replay(entry: dict, *, seed: int, query: int) -> GateAnswer | LordAnswer:
     """Recompute a recorded answer from its recorded inputs (for the audit)."""
+    if entry["kind"] == "lord":
+        return lord(gain=entry["gain"], se=entry["se"], test=entry["test"], discoveries=entry["discoveries"],
+                    fdr=entry["fdr"], exponent=entry["exponent"], to_beat=entry["to_beat"],
+                    budget_left=entry["budget_left"] + 1)
     if entry["kind"] == "not_worse":
         return not_worse(dev_gain=entry["dev_gain"], holdout_gain=entry["holdout_gain"],
                          tolerance=entry["threshold"], budget_left=entry["budget_left"])

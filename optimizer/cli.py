@@ -12,6 +12,7 @@ from rich.console import Console
 
 from domains import DEFAULT_DOMAIN, DOMAINS
 from holdout.ledger import Kind
+from optimizer.cli_progress import LoopDisplay, err
 from optimizer.errors import IntegrityError, RatchetError, WorkspaceBusy
 
 app = typer.Typer(
@@ -21,7 +22,6 @@ app = typer.Typer(
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 
@@ -110,72 +110,19 @@ def init(
         _fail(exc)
     for note in result.notes:
         out.print(f"read: {note}", markup=False)
+    if result.gap:
+        out.print(result.gap, markup=False)
     rows_txt = ", ".join(f"{k} {v:,}" for k, v in result.rows.items())
     out.print(f"workspace {result.workspace.root}: {rows_txt} rows; holdout sealed "
               f"(manifest sha256 {result.manifest_sha256[:12]}); MLflow run {result.mlflow_run_id}")
+    from optimizer.context import load_context
+    from optimizer.power import bar
+
+    out.print(bar(load_context(result.workspace.root, repair=False)).line() + " (`ratchet run` says it in the "
+              "data's units once the baseline is scored)", markup=False)
     alarms = [c for c, v in result.drift["columns"].items() if v["verdict"] == "alarm"]
     if alarms:
         out.print(f"drift alarm (train vs holdout PSI > alarm band): {', '.join(alarms)}; see reports/drift.json")
-
-
-class _LoopDisplay:
-    """A rich progress line: experiment i/N, current best, kept count, time left."""
-
-    def __init__(self, total: int, primary: str) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        import time
-
-        self.primary = primary
-        self.kept = 0
-        self.best: float | None = None
-        self.started, self.done = time.monotonic(), 0
-        self.clock = time.monotonic
-        self.last_rejection = "-"  # the guard that refused the latest refused experiment
-        self.budget_left: int | str = "-"  # the holdout gate's answers left, as of the last answer
-        self.progress = Progress(TextColumn("[bold]experiment"), MofNCompleteColumn(), BarColumn(),
-                                 TextColumn("{task.fields[status]}"), TimeRemainingColumn(), console=err,
-                                 transient=False)
-        self.task = self.progress.add_task("loop", total=total, status="starting")
-
-    def __call__(self, event) -> None:
-        from optimizer.loop import BaselineReady, Dropped, Proposed, Recorded, Started, TrackingChanged
-
-        if isinstance(event, Started):
-            err.print(f"proposer: {event.proposer} ({event.why})", markup=False)
-            err.print(f"sandbox layers active: {', '.join(event.layers)}", markup=False)
-        elif isinstance(event, BaselineReady):
-            self.best = event.champion.dev_metrics.get(self.primary)
-            self._status("baseline evaluated")
-        elif isinstance(event, Proposed):
-            self._status(event.hypothesis[:60])
-        elif isinstance(event, Dropped):
-            err.print(f"dropped   {event.hypothesis[:70]}  [{event.why}]", markup=False)
-        elif isinstance(event, TrackingChanged):
-            err.print(f"MLflow at {event.uri}: {event.down}; recording to the ledger only until it answers again"
-                      if event.down else f"MLflow at {event.uri} answers again: wrote the runs it missed", markup=False)
-        elif isinstance(event, Recorded):
-            record = event.record
-            self.kept += record.kept
-            self.done += 1
-            if record.verdict.failed_guards:
-                self.last_rejection = record.verdict.failed_guards[0]
-            if record.gate and record.gate.get("budget_left") is not None:
-                self.budget_left = record.gate["budget_left"]
-            if record.kept:
-                self.best = record.dev_metrics.get(self.primary, self.best)
-            failed = record.verdict.failed_guards
-            err.print(f"{record.experiment} {record.status:<9} {record.hypothesis[:70]}"
-                      + (f"  [failed: {', '.join(failed)}]" if failed else ""), markup=False)
-            self.progress.advance(self.task)
-            self._status("")
-
-    def _status(self, note: str) -> None:
-        best = f"{self.best:.4f}" if self.best is not None else "-"
-        hours = (self.clock() - self.started) / 3600
-        rate = f"{self.done / hours:.0f}/h" if self.done and hours > 0 else "-"
-        self.progress.update(self.task, status=f"best {self.primary} {best} | kept {self.kept} | {rate} | last "
-                                               f"refused by {self.last_rejection} | gate left {self.budget_left} | {note}")
 
 
 @app.command(epilog="Example: ratchet run ws --experiments 20 --budget 60")
@@ -205,13 +152,17 @@ def run(
         from domains import get_domain
 
         primary = get_domain(load_config(Workspace.open(workspace).config).domain).primary
-        display = _LoopDisplay(experiments, primary)
+        display = LoopDisplay(experiments, primary)
         with display.progress:
             summary = run_loop(workspace, experiments=experiments, budget=budget, total_time=total,
                                proposer=proposer, patches=patches, parallel=parallel, executor=executor,
                                scheduler=scheduler, on_event=display)
     except RatchetError as exc:
         _fail(exc)
+    if display.bar is not None and display.bar.hold_z is not None:
+        b = display.bar
+        err.print(f"holdout gate: {b.test - 1} tests under this seal, {b.passes} passed, {b.tests_left} left",
+                  markup=False)
     out.print(f"{len(summary.records)} experiments, {summary.kept} kept; stopped: {summary.stop_reason}", markup=False)
     if summary.untracked:
         err.print(f"MLflow missed {', '.join(summary.untracked)} (in the ledger and experiments/); run `ratchet sync "
@@ -346,7 +297,7 @@ def demo(
         if domain not in DOMAINS:
             raise RatchetError(f"--domain {domain!r}: unknown domain; available: {', '.join(DOMAINS)}.")
         workspace = workspace or Path(domain_class(domain).demo.workspace or f"{domain}-demo")
-        code = run_demo(workspace, experiments=experiments, rows=rows, out=out, err=err, display=_LoopDisplay,
+        code = run_demo(workspace, experiments=experiments, rows=rows, out=out, err=err, display=LoopDisplay,
                         domain=domain)
     except RatchetError as exc:
         _fail(exc)

@@ -1,11 +1,12 @@
 """Run configuration: YAML validated by pydantic; unknown keys and wrong types are refused."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from domains import DEFAULT_DOMAIN, DOMAINS, domain_class
 
@@ -32,7 +33,24 @@ class SplitConfig(_Strict):
     train: float = Field(0.6, gt=0, lt=1)
     dev: float = Field(0.2, gt=0, lt=1)
     holdout: float = Field(0.2, gt=0, lt=1)
-    gap_days: float = Field(1.0, ge=0)
+    # days left out between neighbouring splits, or auto: init records min(1 day, 1 % of the data's span) instead
+    gap_days: Union[float, Literal["auto"]] = "auto"
+
+    @field_validator("gap_days", mode="before")
+    @classmethod
+    def _gap_days(cls, value: Any) -> Any:
+        """A finite number of days >= 0 (a numeric string too, as YAML may quote it) or the word auto."""
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        number = float("nan")
+        if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            try:
+                number = float(value)
+            except (ValueError, OverflowError):
+                pass
+        if not (math.isfinite(number) and number >= 0):
+            raise ValueError(f"expected a finite number of days >= 0, or auto; got {value!r}")
+        return number
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> "SplitConfig":
@@ -99,15 +117,18 @@ def merged_guardrails(specs, overrides: "dict[str, GuardrailConfig]", domain: st
 
 
 class GateConfig(_Strict):
-    """The holdout gate (Thresholdout with a Ladder step). threshold_se, sigma_se and step_se are multiples of
-    the holdout gain's standard error (over the reference; the step's over the champion), measured per query;
-    tolerance (not_worse only) is in metric units."""
+    """The holdout gate. lord (default): each candidate that passed the dev guards is one holdout test of its gain
+    over the champion, at the level LORD++ gives it, so the run's false-discovery rate stays under `fdr`;
+    budget counts tests. thresholdout: Thresholdout with a Ladder step; threshold_se, sigma_se and step_se are
+    multiples of the holdout gain's standard error (over the reference; the step's over the champion), measured
+    per query; budget counts overflows. not_worse: tolerance in metric units."""
 
-    kind: Literal["not_worse", "thresholdout"] = "thresholdout"
+    kind: Literal["lord", "not_worse", "thresholdout"] = "lord"
+    fdr: float = Field(0.05, gt=0, lt=1)  # lord: the false-discovery rate over the run's keeps
     threshold_se: float = Field(1.0, ge=0)  # T: dev and holdout gains agree within this many standard errors
     sigma_se: float = Field(0.1, ge=0)  # Laplace noise scale (the threshold's own noise is 4 x this)
     step_se: float = Field(2.0, ge=0)  # a new champion's answer must beat the champion's by this much
-    budget: int = Field(20, ge=1)
+    budget: int = Field(100, ge=1)
     tolerance: float = Field(0.0, ge=0)
 
     @model_validator(mode="before")
@@ -123,7 +144,9 @@ class GateConfig(_Strict):
 class DecisionConfig(_Strict):
     min_effect: float = Field(0.0, ge=0)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
-    looks: Literal["spending", "bonferroni", "none"] = "spending"  # how confidence tightens per experiment
+    # screen: every experiment's dev test at `confidence` (the gate's holdout stream controls the run's error);
+    # spending / bonferroni: the confidence tightens with every experiment (for a gate that controls nothing).
+    looks: Literal["screen", "spending", "bonferroni", "none"] = "screen"
     bootstrap: int = Field(1000, ge=100)
     segment_tolerance: float = Field(0.05, ge=0)
     segment_min_rows: int = Field(200, ge=10)

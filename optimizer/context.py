@@ -37,6 +37,9 @@ class PolicyState:
     reported: float  # holdout-gated gain over the original baseline (the gate's answer when it was kept)
     seal: str = ""  # the manifest its holdout decisions were made on (stale after a reseal)
     refit_sd: float = 0.0  # std of its dev primary metric over refits on subsamples of train
+    # The 90 % interval of `reported` (a lord gate: the kept steps' selection-corrected intervals added end to end).
+    reported_lower: float = 0.0
+    reported_upper: float = 0.0
 
     def decisions(self, which: str) -> Decisions:
         return Decisions(self.dev if which == "dev" else self.holdout, self.constants)
@@ -50,7 +53,8 @@ class PolicyState:
         np.save(folder / "holdout.npy", self.holdout, allow_pickle=False)
         meta = {"experiment": self.experiment, "commit": self.commit, "constants": self.constants,
                 "dev_metrics": self.dev_metrics, "reported": self.reported, "seal": self.seal,
-                "refit_sd": self.refit_sd}
+                "refit_sd": self.refit_sd, "reported_lower": self.reported_lower,
+                "reported_upper": self.reported_upper}
         (folder / "state.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
 
     @classmethod
@@ -60,7 +64,8 @@ class PolicyState:
         meta = json.loads((folder / "state.json").read_text())
         return cls(meta["experiment"], meta["commit"], np.load(folder / "dev.npy", allow_pickle=False),
                    np.load(folder / "holdout.npy", allow_pickle=False), meta["constants"], meta["dev_metrics"],
-                   meta["reported"], meta.get("seal", ""), float(meta.get("refit_sd", 0.0)))
+                   meta["reported"], meta.get("seal", ""), float(meta.get("refit_sd", 0.0)),
+                   float(meta.get("reported_lower", meta["reported"])), float(meta.get("reported_upper", meta["reported"])))
 
 
 @dataclass
@@ -118,6 +123,18 @@ class Context:
         from guards.contamination import id_keys
 
         return self.memo("holdout_ids", None, lambda: id_keys(self.holdout[self.domain.columns.id].tolist()))
+
+    def dev_values(self) -> Any:
+        """The dev rows' feature values (guards.contamination.RowValues: not ids, time, entity, label or columns a
+        policy never sees), indexed for contamination checks once per session."""
+        from guards.contamination import row_values
+
+        def compute() -> Any:
+            cols = self.domain.columns
+            skip = {cols.id, cols.time, cols.label, cols.entity, *cols.train_only, *cols.outcome_only}
+            return row_values(self.dev, [c for c in cols.policy_columns(self.dev, with_label=False) if c not in skip])
+
+        return self.memo("dev_values", None, compute)
 
     def gates(self, entries: list | None = None) -> list:
         """Holdout answers given under the current seal (a reseal starts a fresh budget)."""

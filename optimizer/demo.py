@@ -73,11 +73,16 @@ def run_demo(workspace: Path, *, experiments: int, rows: int | None, out: Consol
     for key in demo.shown:
         if key in base.dev_metrics:
             table.add_row(key, f"{base.dev_metrics[key]:.4f}", f"{champ.dev_metrics.get(key, float('nan')):.4f}")
-    step = _ladder_step(ctx, champ, base)
-    table.add_row("holdout-gated gain", "0", f"{ladder_round(champ.reported, step):+.4f} (step {step:.4f})")
+    if ctx.config.gate.kind == "lord":
+        table.add_row("holdout gain (selection-corrected)", "0", f"{champ.reported:+.4f} (90 % interval "
+                      f"{champ.reported_lower:+.4f} to {champ.reported_upper:+.4f})")
+    else:
+        step = _ladder_step(ctx, champ, base)
+        table.add_row("holdout-gated gain", "0", f"{ladder_round(champ.reported, step):+.4f} (step {step:.4f})")
     gates = ctx.gates()
     budget = gates[-1].data["budget_left"] if gates else ctx.config.gate.budget
-    table.add_row("holdout gate budget left", str(ctx.config.gate.budget), str(budget))
+    table.add_row("holdout gate tests left" if ctx.config.gate.kind == "lord" else "holdout gate budget left",
+                  str(ctx.config.gate.budget), str(budget))
     out.print(table)
     report = audit(workspace, source_root=source_root(), gate_settings=ctx.config.gate.model_dump())
     failed = [c for c in report.checks if not c.passed]

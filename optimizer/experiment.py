@@ -176,9 +176,13 @@ def run_experiment(ctx: Context, sandbox: PolicyRunner, source: str, *, proposer
     )
     state = None
     if rec.kept:
+        reported = ctx.reference().reported + float(outcome.answer["answer"])
+        a = outcome.answer
+        # A lord gate's keep carries its selection-corrected interval; the totals' ends add up step by step.
+        lower, upper = ((champion.reported_lower + a["lower"], champion.reported_upper + a["upper"])
+                        if a.get("kind") == "lord" else (reported, reported))
         state = PolicyState(rec.experiment, "", values["dev"], values["holdout"], dict(evaluation.constants),
-                            dev_metrics, ctx.reference().reported + float(outcome.answer["answer"]),
-                            ctx.manifest_sha256, spread)
+                            dev_metrics, reported, ctx.manifest_sha256, spread, lower, upper)
     elif not integrity:
         ws.revert()
     return record(ctx, rec, source, evaluation=evaluation, judgement=judgement, tracker=tracker, nested=parent_run,

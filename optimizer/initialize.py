@@ -18,7 +18,7 @@ from domains import Domain, get_domain
 from holdout.hashing import content_hash, sha256_file
 from holdout.ledger import Kind, Ledger
 from holdout.seal import check_contamination, plant_canaries, seal_holdout
-from holdout.split import split_by_time
+from holdout.split import AUTO_GAP_MAX_DAYS, AUTO_GAP_SHARE, span_days, split_by_time
 from optimizer import __version__
 from optimizer.config import RunConfig, default_config_path, dump_config, parse_config, read_yaml
 from optimizer.errors import RatchetError
@@ -37,6 +37,7 @@ class InitResult:
     drift: dict[str, Any]
     leakage: dict[str, Any]
     notes: tuple[str, ...] = ()  # how an imported file was read (time unit, categories), for the person
+    gap: str = ""  # the gap between splits and where it came from, for the person
 
 
 def source_root() -> Path:
@@ -152,6 +153,24 @@ def check_leakage(domain: Domain, frame: pd.DataFrame, config: RunConfig) -> dic
     return report
 
 
+def with_gap(config: RunConfig, gap_days: float) -> RunConfig:
+    """`config` with split.gap_days set to the number used (an `auto` resolved), validated again."""
+    data = config.model_dump(mode="json")
+    data["split"]["gap_days"] = gap_days
+    return parse_config(data, source="split.gap_days")
+
+
+def gap_line(configured: float | str, used: float, span: float) -> str:
+    """One line for the person: the gap used and where it came from."""
+    if configured != "auto":
+        why = "split.gap_days"
+    elif used >= AUTO_GAP_MAX_DAYS:
+        why = f"auto: {AUTO_GAP_SHARE * 100:g} % of the {span:.3g}-day span, capped at {AUTO_GAP_MAX_DAYS:g} day"
+    else:
+        why = f"auto: {AUTO_GAP_SHARE * 100:g} % of the {span:.3g}-day span"
+    return f"split: gap {used:g} days between train, dev and holdout ({why})"
+
+
 def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = None,
                    overrides: Mapping[str, Any] | None = None, policy_file: Path | None = None,
                    variant: str | None = None, progress: Progress = lambda _: None) -> InitResult:
@@ -181,6 +200,9 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
     progress("splitting by time")
     splits = split_by_time(frame, time=cols.time, train=config.split.train, dev=config.split.dev,
                            gap_days=config.split.gap_days)
+    gap = gap_line(config.split.gap_days, splits.gap_days, span_days(frame[cols.time]))
+    # The workspace records the gap used, never `auto`: reseal, audit and the ledger see the same number.
+    config = with_gap(config, splits.gap_days)
     content_cols = [c for c in frame.columns if c != cols.id]
     checks = check_contamination(splits, id_col=cols.id, time_col=cols.time, content_cols=content_cols,
                                  entity_col=cols.entity if cols.entity in frame.columns else None,
@@ -271,4 +293,4 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
         shutil.rmtree(staging, ignore_errors=True)
         raise
     rows = {"train": len(splits.train), "dev": len(splits.dev), "holdout": int(manifest["rows"])}
-    return InitResult(ws, manifest_sha, rows, run_id, drift, leakage, notes)
+    return InitResult(ws, manifest_sha, rows, run_id, drift, leakage, notes, gap)

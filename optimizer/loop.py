@@ -20,6 +20,7 @@ from optimizer.context import Context, PolicyState, load_context
 from optimizer.errors import RatchetError
 from optimizer.experiment import ExperimentRecord, baseline_state, run_experiment
 from optimizer.faults import fault
+from optimizer.power import bar as power_bar
 from optimizer.proposers import ProposalContext, Proposer
 from optimizer.runner import exclusive
 from optimizer.stages import refit_spread
@@ -37,6 +38,7 @@ class Started:
 @dataclass(frozen=True)
 class BaselineReady:
     champion: PolicyState
+    bar: Any = None  # optimizer.power.Bar: how large a gain the next candidate needs
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Proposed:
 @dataclass(frozen=True)
 class Recorded:
     record: ExperimentRecord
+    bar: Any = None  # optimizer.power.Bar after this record
 
 
 @dataclass(frozen=True)
@@ -183,9 +186,9 @@ def make_proposer(ctx: Context, name: str, patches: Path | None) -> Proposer:
 
 
 def _gate_spent(ctx: Context, path: Path, entries: list | None = None) -> str:
-    """Why no candidate may be judged now (the thresholdout budget is spent), or ""."""
+    """Why no candidate may be judged now (the gate's budget is spent), or ""."""
     gates = ctx.gates(entries)
-    if ctx.config.gate.kind == "thresholdout" and gates and gates[-1].data["budget_left"] <= 0:
+    if ctx.config.gate.kind in ("thresholdout", "lord") and gates and gates[-1].data["budget_left"] <= 0:
         return (f"the holdout gate's budget ({ctx.config.gate.budget}) is spent; run `ratchet reseal {path}` to "
                 "seal a fresh holdout")
     return ""
@@ -237,7 +240,7 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
                 tracker.behind(loop_run, ctx.manifest_sha256, ctx.ws.root):
             on_event(Started(tuple(sandbox.layers), prop.name, why))
             ensure_baseline(ctx, sandbox, tracker)
-            on_event(BaselineReady(ctx.champion()))
+            on_event(BaselineReady(ctx.champion(), power_bar(ctx, champion=ctx.champion())))
             if rounds:
                 from optimizer.executors import make_executor
 
@@ -316,6 +319,6 @@ def _judge_round(ctx: Context, sandbox: Any, prop: Proposer, tracker: Any, batch
         summary.records.append(record)
         if tracker.down != was:
             on_event(TrackingChanged(tracker.uri, tracker.down))
-        on_event(Recorded(record))
+        on_event(Recorded(record, power_bar(ctx, champion=ctx.champion())))
         kept = kept or record.kept
     return carried, ""

@@ -30,6 +30,10 @@ class ResealResult:
 def _fresh_rows(ctx, *, seed: int | None, data: Path | None, progress: Progress) -> pd.DataFrame:
     """Rows for the new holdout: strictly after dev (plus the gap), from new data or a new seed."""
     cols, cfg = ctx.domain.columns, ctx.config
+    if not isinstance(cfg.split.gap_days, (int, float)):  # init records the number it used, never `auto`
+        raise RatchetError(f"{ctx.ws.config}: split.gap_days is {cfg.split.gap_days!r}, but a sealed workspace "
+                           "records the number of days its splits were cut with (init writes it); restore the "
+                           "recorded ratchet.yaml (`ratchet audit` shows the change).")
     if data is not None:
         progress(f"importing {data}")
         frame = ctx.domain.load(Path(data), cfg.data.mapping)

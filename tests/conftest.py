@@ -111,8 +111,9 @@ PRICING_WEAK = rewrite(PRICING_BASELINE, {"MAX_MULTIPLIER": 1.0})  # never above
 @pytest.fixture(scope="session")
 def pricing_workspace(tmp_path_factory) -> Path:
     """A sealed pricing workspace whose champion never prices above the reference: the shipped baseline
-    is an honest improvement over it."""
-    return _sealed(tmp_path_factory, "pricing", "pricing", {"data.rows": 60_000}, PRICING_WEAK)
+    is an honest improvement over it. 100k rows: at 60k its holdout gain was 2.09 standard errors, short of the
+    2.16 the first holdout test needs."""
+    return _sealed(tmp_path_factory, "pricing", "pricing", {"data.rows": 100_000}, PRICING_WEAK)
 
 
 ROUTING_BASELINE = (Path(__file__).resolve().parents[1] / "domains" / "routing" / "policy.py").read_text()

@@ -64,7 +64,8 @@ def judge(ctx: Any, evaluation: Evaluation, source: str, *, champion: Any, basel
                                   higher_is_better=higher, min_rows=d.segment_min_rows,
                                   tolerance=d.segment_tolerance, confidence=d.confidence,
                                   seed=ctx.config.seed + number))
-    results.append(scan_literals(source, holdout_ids=ctx.holdout_ids(), canaries=ctx.manifest["canaries"]))
+    results.append(scan_literals(source, holdout_ids=ctx.holdout_ids(), canaries=ctx.manifest["canaries"],
+                                 dev_values=ctx.dev_values()))
     # Holdout rows never enter fit or dev; a canary in the fit log or trace means they leaked anyway.
     leaked = check_text("fit log and dev trace", evaluation.log + json.dumps(trace, default=str),
                         ctx.manifest["canaries"])

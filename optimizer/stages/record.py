@@ -24,8 +24,10 @@ def record(ctx: Any, rec: Any, source: str, *, evaluation: Evaluation | None = N
     with deferred():
         payload = rec.to_payload()
         if state is not None:
+            # A guardrail the data cannot measure (no customer column: no false_decline_gap) is left out.
             metrics = " ".join(f"{k}={rec.dev_metrics[k]:.4f}" for k in (ctx.domain.primary,
-                                                                         *(g.metric for g in ctx.domain.guardrails)))
+                                                                         *(g.metric for g in ctx.domain.guardrails))
+                               if k in rec.dev_metrics)
             try:
                 entry = keep(ctx, payload, source, state, f"{rec.experiment}: keep ({rec.hypothesis or 'no hypothesis'}) "
                                                           f"{metrics}")

@@ -159,3 +159,19 @@ def test_the_three_bootstrap_draws_agree_in_distribution(monkeypatch):
     monkeypatch.setattr(b, "_grouped", lambda *a: taken.append("grouped") or np.zeros(a[2]))
     b.bootstrap_means(values, 10, np.random.default_rng(0))
     assert taken == ["grouped"]  # 42 distinct values among 6,000 nonzero rows
+
+
+def test_the_p_value_is_the_deciding_tests_and_agrees_with_the_verdict():
+    """Heavy-tailed differences (a few frauds worth hundreds): whatever bound decides, p <= alpha exactly when the
+    gain passes, and the figures name that test; refit noise widens both."""
+    rng = np.random.default_rng(3)
+    for k in range(40):
+        diff = np.zeros(20_000)
+        rows = rng.choice(len(diff), size=40, replace=False)
+        diff[rows] = rng.choice([-5.0, 5.0], size=40) + rng.pareto(1.5, size=40) * rng.choice([0, 60], size=40)
+        for model_sd in (0.0, 0.002):
+            r = paired_bootstrap(diff, np.zeros_like(diff), higher_is_better=True, min_effect=0.0, confidence=0.95,
+                                 seed=k, alpha_spending="screen", model_sd=model_sd)
+            assert (r.figures["p_value"] <= 0.05) == r.passed, (k, r.figures)
+            assert r.figures["test"].startswith("paired ") and ("refit" in r.figures["test"]) == (model_sd > 0)
+            assert ("dev screen" in r.detail) and f"p {r.figures['p_value']:.2g}" in r.detail

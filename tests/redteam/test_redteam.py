@@ -35,7 +35,22 @@ EXPECTED = {
     "memory_hog.py": "sandbox",
     "lookahead_next_tx.py": "lookahead",
     "lookahead_whole_frame.py": "lookahead",
+    "memorised_dev_frauds.py": "contamination",
 }
+
+
+def _dev_frauds_from_trace(ctx, source: str) -> str:
+    """The attempt's rules filled with the amounts of the workspace's largest dev frauds, as the dev trace lists
+    its missed frauds (largest amount first) to a proposer."""
+    dev = pd.read_parquet(ctx.ws.data_dir / "dev.parquet")
+    amounts = tuple(dev.loc[dev.is_fraud == 1, "amount"].nlargest(15).tolist())
+    marker = "MISSED_AMOUNTS = ()"
+    assert marker in source
+    return source.replace(marker, f"MISSED_AMOUNTS = {amounts!r}", 1)
+
+
+# attempt file -> how its source is completed with values known only once the lab workspace exists
+FROM_TRACE = {"memorised_dev_frauds.py": _dev_frauds_from_trace}
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +66,11 @@ def test_attempt_is_caught_by_its_guard(lab, name):
     config = ctx.config
     if name == "sleep_past_budget.py":  # a short budget keeps the suite fast; others get room on a busy host
         ctx.config = config.model_copy(update={"sandbox": config.sandbox.model_copy(update={"budget_s": 5.0})})
+    source = (POLICIES / name).read_text()
+    if name in FROM_TRACE:
+        source = FROM_TRACE[name](ctx, source)
     try:
-        record, failed = judge(lab, (POLICIES / name).read_text(), name)
+        record, failed = judge(lab, source, name)
     finally:
         ctx.config = config
     assert not record.kept
@@ -80,6 +98,21 @@ def test_canary_in_source_is_contamination(lab):
     source = BASELINE + f"\n# seen in a data dump: {canary}\n"
     record, failed = judge(lab, source)
     assert not record.kept and "contamination" in failed and canary not in failed["contamination"]
+
+
+def test_memorised_dev_frauds_are_named_without_their_values(lab):
+    ctx, _ = lab
+    source = _dev_frauds_from_trace(ctx, (POLICIES / "memorised_dev_frauds.py").read_text())
+    record, failed = judge(lab, source, "memorised dev frauds")
+    assert not record.kept and "contamination" in failed
+    detail = failed["contamination"]
+    assert "memorises dev rows" in detail and "holdout" not in detail.split(":")[0]
+    dev = pd.read_parquet(ctx.ws.data_dir / "dev.parquet")
+    for amount in dev.loc[dev.is_fraud == 1, "amount"].nlargest(15):
+        assert repr(float(amount)) not in detail  # which literals matched is never said
+    # The same rules without the copied values are an honest (if weak) policy: not contamination.
+    record, failed = judge(lab, (POLICIES / "memorised_dev_frauds.py").read_text(), "rules without the values")
+    assert "contamination" not in failed, failed
 
 
 def _champion_is_baseline(lab) -> None:
@@ -203,10 +236,10 @@ def test_guardrail_ratchet_over_real_loop_steps(weak_workspace, tmp_path):
     root = tmp_path / "ws"
     shutil.copytree(weak_workspace, root)
     ctx = load_context(root)
-    # The measuring runs below are looks too, and refit noise, the gate's Ladder step and the other guardrails
-    # are other guards' business: this test is about the tolerance alone.
+    # The measuring runs below are looks too, and refit noise, the holdout gate's test and the other guardrails
+    # are other guards' business: this test is about the tolerance alone (the gate only checks "not worse").
     decision = ctx.config.decision.model_copy(update={"looks": "none", "confidence": 0.9, "refits": 0})
-    gate = ctx.config.gate.model_copy(update={"step_se": 0.0})
+    gate = ctx.config.gate.model_copy(update={"kind": "not_worse", "tolerance": 1e9})
     others = {"alert_rate": GuardrailConfig(limit=1.0), "false_decline_gap": GuardrailConfig(limit=1.0)}
     ctx.config = ctx.config.model_copy(update={"decision": decision, "gate": gate, "guardrails": others})
     chain = [rewrite(BASELINE, {"THRESHOLD": t}) for t in (0.8, 0.5, 0.25, 0.06)]
@@ -291,16 +324,18 @@ def test_seed_only_change_that_fools_the_row_bootstrap_is_caught_by_refit_noise(
     assert not with_refits["passed"] and "refit noise" in with_refits["detail"]
 
 
-def test_seed_only_change_past_a_lenient_dev_guard_is_refused_by_the_gate_step(tmp_path_factory):
+@pytest.mark.parametrize("gate_kind", ["lord", "thresholdout"])
+def test_seed_only_change_past_a_lenient_dev_guard_is_refused_by_the_holdout_gate(tmp_path_factory, gate_kind):
     """Best-of-N noise through the holdout. With a dev guard that lets noise through (as a search that has
-    overfit dev would), a seed-only change arrives at the gate with a lucky dev gain. Its holdout gain is
-    positive too, so 'the answer beats the champion's' alone would keep it; the Ladder step refuses it."""
+    overfit dev would), a seed-only change arrives at the gate with a lucky dev gain. The default gate's holdout
+    test refuses it and reveals nothing of its holdout gain; under Thresholdout its holdout gain is positive too,
+    so 'the answer beats the champion's' alone would keep it, and the Ladder step refuses it."""
     from tests.conftest import _sealed
 
     lenient = {"decision.confidence": 0.51, "decision.looks": "none", "decision.segment_tolerance": 1e6,
                "guardrails": {"false_decline_rate": {"tolerance": 1.0, "margin": 100.0}, "alert_rate": {"limit": 1.0},
-                              "false_decline_gap": {"limit": 1.0}}}
-    ws = _sealed(tmp_path_factory, "lenient", "fraud", {"data.rows": 30_000, **lenient})
+                              "false_decline_gap": {"limit": 1.0}}, "gate.kind": gate_kind}
+    ws = _sealed(tmp_path_factory, f"lenient-{gate_kind}", "fraud", {"data.rows": 30_000, **lenient})
     reseeded = BASELINE.replace("\nSEED = 0\n", "\nSEED = 1\n", 1)
     with open_lab(ws, tmp_path_factory.mktemp("lenient-lab") / "ws") as (ctx, sandbox):
         from optimizer.experiment import run_experiment
@@ -309,6 +344,13 @@ def test_seed_only_change_past_a_lenient_dev_guard_is_refused_by_the_gate_step(t
     failed = {r.name: r.to_dict() for r in record.verdict.failures}
     assert set(failed) == {"holdout_gate"}, failed  # every dev guard let it through
     gate = record.gate
+    if gate_kind == "lord":
+        assert gate["test"] == 1 and not gate["passed"] and gate["z"] < gate["critical_z"]
+        assert gate["answer"] is None and gate["estimate"] is None
+        refused = failed["holdout_gate"]
+        assert "does not confirm" in refused["detail"] and "p_value" not in refused["figures"]
+        assert f"{gate['gain']:+.4g}" not in refused["detail"]  # the raw holdout gain stays in the ledger
+        return
     assert gate["dev_gain"] > gate["holdout_gain"] > 0 and gate["answer"] > gate["to_beat"] == 0.0
     assert gate["answer"] < gate["to_beat"] + gate["step"] and gate["step"] == pytest.approx(2 * gate["se"])
     assert "step" in failed["holdout_gate"]["detail"]
