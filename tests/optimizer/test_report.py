@@ -188,12 +188,20 @@ def test_history_filters_by_verdict_guard_and_last(ran):
 
 
 def test_the_progress_line_shows_the_rate_the_last_refusing_guard_and_the_gate_budget(ran):
-    from optimizer.cli import _LoopDisplay
+    from optimizer.cli_progress import LoopDisplay
+    from optimizer.context import load_context
     from optimizer.loop import Recorded
+    from optimizer.power import bar
     from optimizer.report.facts import records
 
-    view = _LoopDisplay(2, "net_savings")
-    for record in records(Ledger(ran / "ledger.duckdb").entries()):
-        view(Recorded(record))
+    ctx = load_context(ran, repair=False)
+    now = bar(ctx, champion=ctx.champion())
+    view = LoopDisplay(2, "net_savings")
+    done = records(Ledger(ran / "ledger.duckdb").entries())
+    for record in done:
+        view(Recorded(record, now))
+    left = [r.gate["budget_left"] for r in done if r.gate][-1]
     status = view.progress.tasks[0].fields["status"]
-    assert "last refused by sandbox" in status and "gate left 19" in status and "/h |" in status
+    assert "last refused by sandbox" in status and f"gate left {left}" in status and "/h |" in status
+    # The bar for the next candidate, in the metric's units (from the champion's spread or measured tests).
+    assert f"keepable >= {now.gain:+.3g}" in status and now.gain > 0 and now.tests_left == left
