@@ -82,7 +82,9 @@ def ask_lord(ctx: Any, *, gain: float, se: float, to_beat: float, entries: list)
         return {"kind": "lord", "exhausted": True, "answer": None, "budget_left": 0}
     answer = holdout_gate.lord(gain=gain, se=se, test=test, discoveries=discoveries, fdr=g.fdr,
                                exponent=GAMMA_EXPONENT, to_beat=to_beat, budget_left=left)
-    query = sum(e.kind == "gate" for e in entries) + 1
+    from holdout.ledger import Kind
+
+    query = sum(e.kind == Kind.GATE for e in entries) + 1
     return _spend(ctx, {**answer.to_dict(), "query": query}, entries)
 
 

@@ -90,3 +90,29 @@ def test_lord_gate_answers_only_a_pass_and_replays_exactly():
     # No spread at all: the gain is past any bar (every changed row helps) and is reported as measured.
     flat = lord(gain=0.05, test=1, **{**common, "se": 0.0, "discoveries": []})
     assert flat.passed and flat.estimate == flat.lower == flat.gain == 0.05
+
+
+def test_the_audit_holds_every_holdout_test_to_the_ledgers_stream(tmp_path):
+    """Each recorded test must be the next of its seal's stream and name exactly the earlier passes: a forged
+    entry that claims a pass it never had (a higher level) is refused even though it replays on its own."""
+    from holdout.audit import _gate_replay
+    from holdout.ledger import Kind, Ledger
+
+    def write(path, discoveries_of_third):
+        ledger = Ledger(path)
+        ledger.append(Kind.SEAL, {"manifest_sha256": "x"})
+        common = dict(se=0.02, fdr=0.05, exponent=fdr.GAMMA_EXPONENT, to_beat=0.0)
+        tests = [(0.09, []), (0.01, [1]), (0.05, discoveries_of_third)]
+        left = 100
+        for t, (gain, passes) in enumerate(tests, start=1):
+            answer = lord(gain=gain, test=t, discoveries=passes, budget_left=left, **common)
+            left = answer.budget_left
+            ledger.append(Kind.GATE, {**answer.to_dict(), "query": t, "seed": 0})
+        return ledger.entries()
+
+    honest = write(tmp_path / "honest.duckdb", [1])
+    assert [e.data["passed"] for e in honest if e.kind == Kind.GATE] == [True, False, False]
+    assert _gate_replay(honest).passed
+    forged = write(tmp_path / "forged.duckdb", [1, 2])  # test 2 failed; claiming it passed raises test 3's level
+    check = _gate_replay(forged)
+    assert not check.passed and "does not follow the ledger's stream" in check.detail
