@@ -27,7 +27,8 @@ own champion (the sum of its kept changes, row by row, so later tests are paired
 Printed per procedure: true gains kept, false keeps, false-discovery proportion (mean over runs), total true
 gain, reported minus true, how often the true total lies in the reported 90 % interval (runs that kept something;
 the keeps' intervals added end to end) and how often one keep's interval holds its true gain.
-Not modelled: the refit widening, the guardrail and segment guards, and a champion's absorbed rows (each change is drawn afresh).
+Not modelled: the refit widening, the guardrail and segment guards, and a champion's absorbed rows (each change
+is drawn afresh).
 
     .venv/bin/python benchmarks/power.py [--runs 100] [--experiments 500] [--data export|generated]
 """

@@ -65,7 +65,8 @@ class PolicyState:
         return cls(meta["experiment"], meta["commit"], np.load(folder / "dev.npy", allow_pickle=False),
                    np.load(folder / "holdout.npy", allow_pickle=False), meta["constants"], meta["dev_metrics"],
                    meta["reported"], meta.get("seal", ""), float(meta.get("refit_sd", 0.0)),
-                   float(meta.get("reported_lower", meta["reported"])), float(meta.get("reported_upper", meta["reported"])))
+                   float(meta.get("reported_lower", meta["reported"])),
+                   float(meta.get("reported_upper", meta["reported"])))
 
 
 @dataclass

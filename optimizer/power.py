@@ -40,7 +40,8 @@ class Bar:
         hold = (f" and {self.hold_z:.2f} on the holdout ({self.hold_rows:,} rows; test {self.test} of the stream, "
                 f"level {self.level:.2g}, {self.passes} passed, {self.tests_left} tests left)"
                 if self.hold_z is not None else "")
-        said = f"power: a gain must clear {self.dev_z:.2f} standard errors on dev ({self.dev_rows:,} rows{positives}){hold}"
+        said = (f"power: a gain must clear {self.dev_z:.2f} standard errors on dev ({self.dev_rows:,} rows{positives})"
+                f"{hold}")
         if self.gain is not None:
             said += f"; for a typical change that is about {self.gain:+.4g} per row"
         return said

@@ -129,7 +129,8 @@ def lord_result(answer: dict) -> GuardResult:
     if a["passed"]:  # a refusal's p-value would reveal its holdout gain: only the ledger holds it, for the audit
         figures.update(p_value=a["p_value"], estimate=a["estimate"], lower=a["lower"], upper=a["upper"],
                        answer=a["answer"])
-        return GuardResult("holdout_gate", True, f"the holdout confirms a gain over the champion at p {a['p_value']:.2g} "
+        return GuardResult("holdout_gate", True, "the holdout confirms a gain over the champion at p "
+                           f"{a['p_value']:.2g} "
                            f"({stream}); corrected for that selection it is {a['estimate']:+.4g} per row (90 % "
                            f"interval {a['lower']:+.4g} to {a['upper']:+.4g}); tests left {a['budget_left']}", figures)
     # The raw holdout gain of a refused candidate is not revealed: only that it fell short of the bar.

@@ -71,7 +71,7 @@ def test_public_export_keeps_an_honest_gain_from_a_weak_start(tmp_path):
     assert run.returncode == 0, _said(run)
     said = run.stdout + run.stderr
     assert "2 experiments, 1 kept" in said or "2 experiments, 2 kept" in said, _said(run)
-    assert "holdout gate: 2 tests under this seal" in said or "holdout gate: 1 tests under this seal" in said, _said(run)
+    assert any(f"holdout gate: {n} tests under this seal" in said for n in (1, 2)), _said(run)
     assert "power: a gain must clear" in said and "per row" in said, _said(run)
 
     record = json.loads((ws / "experiments" / "exp-0001" / "record.json").read_text())

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from optimizer.tunables import rewrite
-from tests.conftest import BASELINE, NOTHING, WEAK
+from tests.conftest import BASELINE, NOTHING
 from tests.redteam._lab import judge, open_lab
 
 POLICIES = Path(__file__).parent / "policies"
