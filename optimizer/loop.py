@@ -240,7 +240,8 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
                 tracker.behind(loop_run, ctx.manifest_sha256, ctx.ws.root):
             on_event(Started(tuple(sandbox.layers), prop.name, why))
             ensure_baseline(ctx, sandbox, tracker)
-            on_event(BaselineReady(ctx.champion(), power_bar(ctx, champion=ctx.champion())))
+            champion = ctx.champion()
+            on_event(BaselineReady(champion, power_bar(ctx, champion=champion)))
             if rounds:
                 from optimizer.executors import make_executor
 

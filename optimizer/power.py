@@ -66,7 +66,8 @@ def bar(ctx: Any, entries: list | None = None, champion: Any = None) -> Bar:
     from optimizer.stages.gate import lord_stream
 
     d, g = ctx.config.decision, ctx.config.gate
-    looks = 1 + sum(1 for e in (entries or ctx.ledger.entries()) if e.kind == "experiment")
+    entries = ctx.ledger.entries() if entries is None else entries  # one read serves every figure below
+    looks = 1 + sum(1 for e in entries if e.kind == "experiment")
     dev_z = critical_z(adjusted_alpha(d.confidence, looks, d.looks))
     test, passes, left = lord_stream(ctx, entries)
     level = hold_z = None
@@ -85,5 +86,5 @@ def bar(ctx: Any, entries: list | None = None, champion: Any = None) -> Bar:
         dev, _ = state_scores(ctx, champion, "champion")
         sd = float(np.std(dev.contributions, ddof=1))
         se_dev, se_hold = sd / math.sqrt(n_dev), sd / math.sqrt(n_hold)
-    return Bar(dev_z, hold_z, level, test, len(passes), left, n_dev, _positives(ctx.dev, ctx.domain.columns.label),
-               n_hold, se_dev, se_hold)
+    positives = ctx.memo("dev_positives", None, lambda: _positives(ctx.dev, ctx.domain.columns.label))
+    return Bar(dev_z, hold_z, level, test, len(passes), left, n_dev, positives, n_hold, se_dev, se_hold)
