@@ -29,6 +29,11 @@ class Columns:
     outcome_only: tuple[str, ...] = ()  # never shown to a policy, not even on train
     entity: str | None = None  # e.g. the customer: used for overlap checks and segments
     train_only: tuple[str, ...] = ()  # shown with the label on train, never at decision time (a logged action)
+    history: tuple[str, ...] = ()  # whose earlier events a decision may read (domains.history); default: the entity
+
+    @property
+    def history_keys(self) -> tuple[str, ...]:
+        return self.history or ((self.entity,) if self.entity else ())
 
     def policy_columns(self, frame: pd.DataFrame, *, with_label: bool) -> list[str]:
         """Columns of `frame` a policy may see, in frame order."""

@@ -15,6 +15,7 @@ GUARD_NAMES = (
     "support",
     "segment",
     "lookahead",
+    "parity",
     "contamination",
     "holdout_gate",
     "drift",

@@ -151,6 +151,7 @@ class DecisionConfig(_Strict):
     segment_tolerance: float = Field(0.05, ge=0)
     segment_min_rows: int = Field(200, ge=10)
     refits: int = Field(3, ge=0, le=20)  # refits of each champion on 90 % of train: its training noise (0: off)
+    parity: int = Field(64, ge=1, le=10_000)  # dev events the parity guard decides one at a time, as serve does
 
 
 def _tagged_scoring(name: str) -> type[BaseModel]:

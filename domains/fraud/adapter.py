@@ -72,6 +72,7 @@ class FraudDomain(Domain):
         decision_time=("tx_id", "ts", "customer_id", "terminal_id", "amount"),
         outcome_only=("fraud_scenario",),
         entity="customer_id",
+        history=("customer_id", "terminal_id"),
     )
     primary = "net_savings"
     higher_is_better = True

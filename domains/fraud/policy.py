@@ -4,13 +4,15 @@ Contract (the sandbox and the scorer enforce it; neither is visible from here):
   fit(train) -> model       train: tx_id, ts, amount, maybe customer_id and terminal_id, maybe
                             extra feature columns: numbers (V1..V28) or text categories (pandas
                             "string": merchant category, channel, country), and the label is_fraud (0/1).
-  decide(model, rows)       the same columns without is_fraud -> one score in [0, 1] per row,
-                            in the order of `rows`.
+  decide(model, rows, history)
+                            rows: the same columns without is_fraud -> one score in [0, 1] per row,
+                            in the order of `rows`. history: the earlier transactions of the rows'
+                            customers and terminals from the HISTORY_DAYS before them (same columns).
   THRESHOLD                 the scorer blocks a transaction when its score >= THRESHOLD.
 
-Features are point-in-time: a row's features come only from rows of the same frame at or
-before its own time, so adding later rows never changes an earlier decision. No labels exist
-at decision time. Imports are limited to numpy, pandas, xgboost and math; no files, no I/O.
+Features are point-in-time: a row's features come only from its customer's and terminal's
+transactions at or before its own time (history, then earlier rows of the call), so a decision is
+the same whether the row comes alone, in a batch, or with later rows. No labels exist at decision time. Imports are limited to numpy, pandas, xgboost and math; no files, no I/O.
 Constants marked `# tune:` are searched by the offline proposer; change anything else by hand.
 """
 import numpy as np
@@ -30,6 +32,9 @@ MIN_CHILD_WEIGHT = 2.0    # tune: float 0.5..20.0 log
 SCALE_POS_WEIGHT = 1.0    # tune: float 1.0..50.0 log
 
 # --- features -----------------------------------------------------------------------------
+# Days of earlier transactions decide() is given: at least the longest window below, or a row decided
+# alone would see less of its past than one decided in a batch (the parity guard refuses that).
+HISTORY_DAYS = 60
 WINDOWS = (1, 7, 30)  # days of customer spending and terminal activity windows
 # Days of history behind "amount vs the customer's usual amount".
 REFERENCE_DAYS = 30       # tune: choice 7, 14, 30, 60
@@ -151,11 +156,14 @@ def fit(train):
     return model
 
 
-def decide(model, rows):
+def decide(model, rows, history):
     if len(rows) == 0:
         return np.zeros(0, dtype=np.float64)
+    # Windows over the customers' and terminals' past and the call's rows; only the rows are scored.
+    both = pd.concat([history, rows], ignore_index=True) if len(history) else rows
+    X = features(both, model.text_levels_).iloc[len(both) - len(rows):]
     # Columns seen in fit but missing here (say, no terminal_id) become missing values.
-    X = features(rows, model.text_levels_).reindex(columns=list(model.feature_names_in_))
+    X = X.reindex(columns=list(model.feature_names_in_))
     if model.text_levels_:  # categories need the frame
         return model.predict_proba(X)[:, 1].astype(np.float64)
     # All numeric: the booster on the plain array gives the same probabilities, without the frame's overhead

@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import ctypes
 import fcntl
+import inspect
 import io
 import json
 import numbers
@@ -130,6 +131,19 @@ def _read_rows(name: str) -> pd.DataFrame:
     """A row set as the parent pickled it (see _rowfiles)."""
     with open(name, "rb") as handle:
         return pickle.load(handle)  # noqa: S301 - the parent's bytes
+
+
+def _with_history(decide):
+    """decide as (model, rows, history): a policy whose decide takes a third argument gets the earlier events it
+    may read (an empty frame of the rows' columns when none were given); a two-argument decide gets none."""
+    try:
+        params = list(inspect.signature(decide).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) < 3 and not any(p.kind == p.VAR_POSITIONAL for p in params):
+        return lambda model, rows, history: decide(model, rows)
+    return lambda model, rows, history: decide(model, rows, rows.iloc[:0].copy() if history is None else history)
 
 
 def _load_policy() -> types.ModuleType:
@@ -270,21 +284,23 @@ def _decide(request: dict) -> int:
     try:
         policy = _load_policy()
         meta["device"] = _device(policy, request["device"])
-        decide = _function(policy, "decide")
+        decide = _with_history(_function(policy, "decide"))
         stage = "load_model"
         with open(P.MODEL_FILE, "rb") as handle:
             model = pickle.load(handle)  # noqa: S301 - candidate bytes, unpickled inside the child
+        histories = set(request.get("history") or ())
         for index in range(int(request["count"])):
             stage = "read_rows"
             rows = _read_rows(P.rows_file(index))
+            history = _read_rows(P.history_file(index)) if index in histories else None
             stage = "decide"
             start = time.perf_counter()
-            out = decide(model, rows)
+            out = decide(model, rows, history)
             total += time.perf_counter() - start
             stage = "convert"
             array = _as_decisions(out, len(rows))
             stage = "write"
-            del rows, out
+            del rows, history, out
             buffer = io.BytesIO()
             np.save(buffer, array, allow_pickle=False)
             _write_new(P.out_file(index), buffer.getvalue())
@@ -337,7 +353,7 @@ def _work(request: dict) -> int:
     try:
         policy = _load_policy()
         device = _device(policy, request["device"])
-        decide = _function(policy, "decide")
+        decide = _with_history(_function(policy, "decide"))
         stage = "load_model"
         with open(P.MODEL_FILE, "rb") as handle:
             model = pickle.load(handle)  # noqa: S301 - candidate bytes, unpickled inside the child
@@ -350,17 +366,18 @@ def _work(request: dict) -> int:
         return P.EXIT_CRASH
     _send({"status": "ready", "device": device})
     for request in _requests():
-        _send(_work_one(policy, decide, model, request.get("constants") or []))
+        _send(_work_one(policy, decide, model, request.get("constants") or [], bool(request.get("history"))))
     return P.EXIT_OK
 
 
-def _work_one(policy: types.ModuleType, decide, model, constants: list) -> dict:
+def _work_one(policy: types.ModuleType, decide, model, constants: list, with_history: bool) -> dict:
     stage = "read_rows"
     try:
         rows = _read_rows(P.WORKER_ROWS)
+        history = _read_rows(P.WORKER_HISTORY) if with_history else None
         stage = "decide"
         start = time.perf_counter()
-        out = decide(model, rows)
+        out = decide(model, rows, history)
         seconds = time.perf_counter() - start
         stage = "convert"
         array = _as_decisions(out, len(rows))

@@ -75,7 +75,8 @@ class Host:
         if worker is None:
             return {"ended": "no such worker (it ended earlier)", "exit": None, "signal": None,
                     "timed_out": False, "violations": []}
-        line = json.dumps({"constants": request.get("constants") or []}).encode() + b"\n"
+        line = json.dumps({"constants": request.get("constants") or [],
+                           "history": bool(request.get("history"))}).encode() + b"\n"
         try:
             os.write(worker.send, line)  # a short line into an empty pipe: written whole
         except OSError:

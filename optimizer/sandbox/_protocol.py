@@ -14,10 +14,15 @@ META_FILE = "meta.json"
 
 
 WORKER_ROWS = "rows.pkl"  # a worker's rows: pickled by the parent, loaded by the worker, never the reverse
+WORKER_HISTORY = "history.pkl"  # the earlier events those rows may read (domains.history), when given
 
 
 def rows_file(index: int) -> str:
     return f"rows-{index}.pkl"  # by position: row-set names never become file names
+
+
+def history_file(index: int) -> str:
+    return f"history-{index}.pkl"  # the earlier events row set `index` may read (domains.history)
 
 
 def out_file(index: int) -> str:

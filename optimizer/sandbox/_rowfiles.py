@@ -22,7 +22,8 @@ from typing import Mapping
 
 import pandas as pd
 
-_KEEP = 8  # files kept at most (train, dev, holdout, the dev prefixes, a refit sample or two)
+_KEEP = 12  # files kept at most (train, dev, holdout, the dev prefixes, their histories, a refit sample or two)
+CACHED_FROM = 5_000  # rows: a smaller frame (one event, its history) is written for its phase, not kept
 
 
 def _figures(path: Path) -> tuple:
@@ -39,13 +40,19 @@ class RowFiles:
         self.linking = link
         self._files: dict[int, tuple[weakref.ref, Path]] = {}  # id(frame) -> (the frame, its file), oldest first
 
-    def place(self, frames: Mapping[str, pd.DataFrame], work: Path) -> list[tuple[int, Path, tuple]]:
-        """Each frame at its file name in the workdir; returns what `check` compares once the phase is over."""
+    def place(self, frames: Mapping[str, pd.DataFrame], work: Path, *, owner: tuple[int, int] | None = None,
+              fresh: frozenset[str] = frozenset()) -> list[tuple[int, Path, tuple]]:
+        """Each frame at its file name in the workdir; those named in `fresh` are written there, owned by `owner`,
+        never kept (a parity check's many single events must not push the splits' files out). Returns what `check`
+        compares once the phase is over."""
         if not self.linking:
             for name, frame in frames.items():
                 write_rows(frame, work / name)
             return []
-        return self.snapshot([self.link(frame, work / name) for name, frame in frames.items()])
+        small = fresh & set(frames)
+        for name in small:
+            write_rows(frames[name], work / name, owner=owner)
+        return self.snapshot([self.link(frame, work / name) for name, frame in frames.items() if name not in small])
 
     def link(self, frame: pd.DataFrame, target: Path) -> tuple[int, Path]:
         """Link `frame`'s file at `target`, writing it first if needed."""

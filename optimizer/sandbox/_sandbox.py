@@ -23,7 +23,7 @@ from optimizer.sandbox import _isolation, _leftovers, _outcome
 from optimizer.sandbox import _protocol as P
 from optimizer.sandbox._channel import Broker, BrokerSession
 from optimizer.sandbox._results import DecideResult, FitResult, ModelHandle, sha256_of
-from optimizer.sandbox._rowfiles import RowFiles, write_rows
+from optimizer.sandbox._rowfiles import CACHED_FROM, RowFiles, write_rows
 from optimizer.sandbox._worker import Worker
 
 DEFAULT_PRELOAD = ("numpy", "pandas", "pyarrow", "sklearn", "xgboost", "scipy")
@@ -279,8 +279,10 @@ class Sandbox:
             constants=_outcome.constants(meta, constants) if status == "ok" else {})
 
     def decide(self, policy_source: str, model: ModelHandle, rows: Mapping[str, pd.DataFrame], *,
-               budget_s: float, constants: tuple[str, ...] = ()) -> DecideResult:
-        """Run decide(model, frame) once per row set in a fresh child; its output is discarded."""
+               budget_s: float, constants: tuple[str, ...] = (),
+               history: Mapping[str, pd.DataFrame] | None = None) -> DecideResult:
+        """Run decide(model, frame[, history]) once per row set in a fresh child; its output is discarded.
+        `history`: per row-set name, the earlier events its rows may read (domains.history)."""
         started = time.perf_counter()
         _check_budget(budget_s)
         _check_model(model, "decide")
@@ -289,14 +291,17 @@ class Sandbox:
             work = self._staged(policy_source, model)
             try:
                 files = {P.rows_file(index): rows[name] for index, name in enumerate(names)}
-                linked = self._rows.place(files, work)
+                given = [index for index, name in enumerate(names) if history and name in history]
+                files.update({P.history_file(index): history[names[index]] for index in given})  # type: ignore[index]
+                small = frozenset(name for name, frame in files.items() if len(frame) < CACHED_FROM)
+                linked = self._rows.place(files, work, owner=(self._plan.uid, self._plan.gid), fresh=small)
                 self._hand_over(work, tuple(files))
                 self._phase("decide", tuple(names), budget_s)
                 try:
                     reply, lost = self._run({"phase": "decide", "workdir": str(work),
                                              "budget_s": float(budget_s), "count": len(names),
                                              "broker": self.broker is not None,
-                                             "constants": list(constants)}, budget_s)
+                                             "constants": list(constants), "history": given}, budget_s)
                 finally:
                     self._end_phase()
                     self._rows.check(linked)

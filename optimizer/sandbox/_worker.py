@@ -51,8 +51,10 @@ class Worker:
     def alive(self) -> bool:
         return not self._ended and self._generation == self._sandbox._generation
 
-    def decide(self, rows: pd.DataFrame, *, budget_s: float, constants: tuple[str, ...] = ()) -> DecideResult:
-        """decide(model, rows) in the worker; the decisions come back under the row-set name "rows"."""
+    def decide(self, rows: pd.DataFrame, *, budget_s: float, constants: tuple[str, ...] = (),
+               history: pd.DataFrame | None = None) -> DecideResult:
+        """decide(model, rows[, history]) in the worker; the decisions come back under the row-set name "rows".
+        `history`: the earlier events the rows may read (domains.history)."""
         started = time.perf_counter()
         box = self._sandbox
         if budget_s <= 0:
@@ -63,8 +65,11 @@ class Worker:
                                         "start a new one", started)
             try:
                 box._write_rows(rows, self._work / P.WORKER_ROWS)
+                if history is not None:
+                    box._write_rows(history, self._work / P.WORKER_HISTORY)
                 reply, lost = box._run({"op": "work", "worker": self._id, "budget_s": float(budget_s),
-                                        "constants": list(constants), "phase": "decide"}, budget_s)
+                                        "constants": list(constants), "phase": "decide",
+                                        "history": history is not None}, budget_s)
                 facts = (reply or {}).get("facts") or {}
                 if reply is None or "ended" in reply:
                     self._ended = lost or _ended_why(reply)
@@ -75,7 +80,7 @@ class Worker:
                     if problem:
                         status, error, decisions = loaded, problem, {}
             finally:
-                for name in (P.WORKER_ROWS, P.out_file(0)):
+                for name in (P.WORKER_ROWS, P.WORKER_HISTORY, P.out_file(0)):
                     (self._work / name).unlink(missing_ok=True)
         return DecideResult(
             status=status, seconds=time.perf_counter() - started, error=error,

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from domains import Decisions
+from domains.history import History, LookbackError, declared
 from guards import GuardResult
 from optimizer.faults import fault
 
@@ -65,6 +66,28 @@ class Inputs:
         cuts = {f"dev_prefix_{int(f * 100)}": cut_rows(len(self.dev), f) for f in PREFIX_CUTS}
         return {name: self.dev.iloc[:cut].reset_index(drop=True) for name, cut in cuts.items()}
 
+    @functools.cached_property
+    def past(self) -> History:
+        """Train's then dev's decision-time events, in time order: what the workspace's event history starts with."""
+        cols = self.domain.columns
+        events = pd.concat([self.train[list(self.dev.columns)], self.dev], ignore_index=True)
+        return History.of(events, time=cols.time, keys=cols.history_keys)
+
+    def histories(self, days: float) -> dict[str, pd.DataFrame]:
+        """What dev (train's events) and holdout (train's and dev's) may read with a lookback of `days`, made once
+        per lookback; the dev prefixes read dev's."""
+        made = self.__dict__.setdefault("_histories", {})
+        if days not in made:
+            dev = self.past.window(self.dev, days, before=len(self.train))
+            made[days] = {"dev": dev, "holdout": self.past.window(self.holdout, days),
+                          **{name: dev for name in self.prefixes}}
+        return made[days]
+
+    def history_of(self, source: str) -> dict[str, pd.DataFrame] | None:
+        """The histories `source`'s decide reads (None: it declares none)."""
+        days, takes = declared(source)
+        return self.histories(days) if takes and days > 0 else None
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -104,6 +127,11 @@ def static_check(ctx: Any, source: str) -> GuardResult:
     missing = has_contract(source)
     if static.passed and missing:
         static = GuardResult("static", False, f"policy.py does not define {', '.join(missing)} at top level")
+    if static.passed:
+        try:
+            declared(source)
+        except LookbackError as exc:
+            static = GuardResult("static", False, str(exc))
     return static
 
 
@@ -138,18 +166,20 @@ def evaluate(ctx: Any, sandbox: PolicyRunner, source: str) -> Evaluation:
                                 {"phase": "fit", "status": fitted.status, "violations": list(fitted.violations)}),
                     log=fitted.log)
     dev_view = inputs.dev
+    history = inputs.history_of(source)
     cuts = {name: len(frame) for name, frame in inputs.prefixes.items()}
     rows = {"dev": dev_view, "holdout": inputs.holdout, **inputs.prefixes}
     reasoning: tuple[dict, ...] = ()
     if broker is not None:  # a policy that asks a model: its reasoning comes from a pass with no holdout row
-        explained = sandbox.decide(source, fitted.model, {"dev": dev_view}, budget_s=budget, constants=constants)
+        explained = sandbox.decide(source, fitted.model, {"dev": dev_view}, budget_s=budget, constants=constants,
+                                   history=history)
         reasoning = tuple(broker.take_reasoning())
         if explained.status != "ok":
             fit["task_agent"] = broker.take_usage()
             return stop(phase_failure("decide phase (dev only)", explained), log=fitted.log, reasoning=reasoning)
     t0 = time.perf_counter()
     decided = sandbox.decide(source, fitted.model, {k: rows[k] for k in ("dev", "holdout")}, budget_s=budget,
-                             constants=constants)
+                             constants=constants, history=history)
     timings["decide"] = time.perf_counter() - t0
     if broker is not None and decided.status != "ok":
         fit["task_agent"] = broker.take_usage()
@@ -158,7 +188,8 @@ def evaluate(ctx: Any, sandbox: PolicyRunner, source: str) -> Evaluation:
         return stop(phase_failure("decide phase", decided), log=fitted.log, reasoning=reasoning)
     # The prefixes are decided in a fresh process: one that had seen the whole of dev could replay its
     # look-ahead decisions from memory and pass the comparison.
-    prefixes = sandbox.decide(source, fitted.model, {k: rows[k] for k in cuts}, budget_s=budget, constants=constants)
+    prefixes = sandbox.decide(source, fitted.model, {k: rows[k] for k in cuts}, budget_s=budget, constants=constants,
+                              history=history)
     if broker is not None:
         fit["task_agent"] = broker.take_usage()
     later = {"log": fitted.log, "reasoning": reasoning}
@@ -187,7 +218,39 @@ def evaluate(ctx: Any, sandbox: PolicyRunner, source: str) -> Evaluation:
         name, c = failed[0]
         return stop(GuardResult("lookahead", False, f"cut at {name[len('dev_prefix_'):]}% of dev: {c.detail}",
                                 c.figures), **later)
-    return stop(checks[-1], decisions=decisions, constants=dict(decided.constants), model=fitted.model, **later)
+    results.append(checks[-1])
+    same = parity(inputs, sandbox, source, fitted.model, decisions["dev"], dict(decided.constants))
+    return stop(same, **({"decisions": decisions, "constants": dict(decided.constants), "model": fitted.model}
+                         if same.passed else {}), **later)
+
+
+def parity(inputs: Inputs, sandbox: PolicyRunner, source: str, model: Any, batch: np.ndarray,
+           constants: Mapping[str, Any]) -> GuardResult:
+    """The parity guard: a seeded sample of dev events decided one at a time, each with the history serve would
+    give it (its entities' events before it, from train and dev), compared with the batch decisions."""
+    from guards.parity import check_parity
+
+    n = min(inputs.config.decision.parity, len(inputs.dev))
+    picked = np.sort(np.random.default_rng(inputs.config.seed).choice(len(inputs.dev), n, replace=False))
+    days, takes = declared(source)
+    rows, history = {}, {}
+    for i in picked.tolist():
+        name = f"event-{i}"
+        rows[name] = inputs.dev.iloc[i:i + 1].reset_index(drop=True)
+        if takes and days > 0:
+            history[name] = inputs.past.window(rows[name], days, before=len(inputs.train) + i)
+    alone = sandbox.decide(source, model, rows, budget_s=inputs.config.sandbox.budget_s,
+                           constants=inputs.domain.constants, history=history or None)
+    if alone.status != "ok":
+        failed = phase_failure("decide phase (parity: one event at a time)", alone)
+        return GuardResult("parity", False, failed.detail, failed.figures)
+    if dict(alone.constants) != dict(constants):
+        changed = sorted(k for k in {*constants, *alone.constants} if constants.get(k) != alone.constants.get(k))
+        return GuardResult("parity", False, f"module constant {', '.join(changed)} differs between deciding dev as a "
+                           "batch and deciding events one at a time: a constant set while deciding depends on the "
+                           "rows of the call", {"constants": changed})
+    ids = inputs.dev[inputs.domain.columns.id].to_numpy()[picked]
+    return check_parity(list(ids), batch[picked], np.concatenate([alone.decisions[k] for k in rows]))
 
 
 def refit_spread(ctx: Any, sandbox: PolicyRunner, source: str) -> tuple[float, str | None]:
@@ -198,7 +261,8 @@ def refit_spread(ctx: Any, sandbox: PolicyRunner, source: str) -> tuple[float, s
     if n < 2:
         return 0.0, None
     budget = ctx.config.sandbox.budget_s
-    dev_view = Inputs.of(ctx).dev
+    inputs = Inputs.of(ctx)
+    dev_view, history = inputs.dev, inputs.history_of(source)
     params = ctx.config.scoring.model_dump()
     values = []
     for k in range(n):
@@ -207,7 +271,7 @@ def refit_spread(ctx: Any, sandbox: PolicyRunner, source: str) -> tuple[float, s
         if fitted.status != "ok":
             return 0.0, f"refit {k + 1} of {n} (90 % of train): fit {fitted.status}: {fitted.error}"
         decided = sandbox.decide(source, fitted.model, {"dev": dev_view}, budget_s=budget,
-                                 constants=ctx.domain.constants)
+                                 constants=ctx.domain.constants, history=history)
         if decided.status != "ok":
             return 0.0, f"refit {k + 1} of {n} (90 % of train): decide {decided.status}: {decided.error}"
         problem = ctx.domain.check_decisions(Decisions(decided.decisions["dev"], decided.constants), dev_view, params)
