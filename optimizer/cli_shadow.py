@@ -26,16 +26,20 @@ def events(
                                     "may see, no label, no outcome-only column."),
     outcomes_out: Path = typer.Option(..., "--outcomes-out", help="Where their outcomes go (.parquet or .csv): "
                                       "event_id, label, known_at, reviewed, extra (outcome-only columns as JSON)."),
+    synthetic: bool = typer.Option(False, "--synthetic", help="On a workspace initialised from your --data: generate "
+                                   "the built-in domain's events anyway (a demo; they are not your data). Without it "
+                                   "such a workspace is refused: send your own events."),
 ) -> None:
     """Generate live events that follow the sealed holdout in time, and their outcomes with the time each becomes
     known (fraud: chargebacks 30 to 90 days later; a legitimate payment is known good after 90 days; a blocked one
-    is labelled only when `reviewed`)."""
+    is labelled only when `reviewed`). A workspace imported from your file is refused unless --synthetic."""
     from optimizer.context import load_context
     from optimizer.shadow.events import generate_events, write_frame
 
     try:
         ctx = load_context(workspace)
-        made = generate_events(ctx, days=days, seed=ctx.config.seed + 1000 if seed is None else seed)
+        made = generate_events(ctx, days=days, seed=ctx.config.seed + 1000 if seed is None else seed,
+                               synthetic=synthetic)
         write_frame(made.events, events_out)
         write_frame(made.outcomes, outcomes_out)
     except RatchetError as exc:

@@ -1,14 +1,17 @@
 """The rows of a `POST /decide` request, read into the frame a policy sees: each column coerced to the dev split's
-type, and every problem a 4xx naming the row and the column (never a crash)."""
+type, and every problem a 4xx naming the row and the column (never a crash). On a workspace imported with
+`--map KEY=COLUMN`, a row may name a mapped column the user's way or ratchet's (not both)."""
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
+
+from optimizer.user_columns import both, renames, shown
 
 
 class Refused(Exception):
@@ -66,6 +69,11 @@ class ColumnSpec:
     name: str
     dtype: Any
     nullable: bool
+    yours: str = ""  # the user's name for it, mapped at init (empty: the same as ours)
+
+    @property
+    def called(self) -> str:
+        return repr(self.name) if not self.yours else f"{self.yours!r} ({self.name!r})"
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,7 @@ class Schema:
 
     columns: tuple[ColumnSpec, ...]
     hidden: dict[str, str]  # column -> why it is not known at decision time
+    renamed: Mapping[str, str] = field(default_factory=dict)  # the user's column -> ours, as mapped at init
 
     @classmethod
     def of(cls, ctx: Any) -> "Schema":
@@ -81,34 +90,59 @@ class Schema:
         cols = ctx.domain.columns
         hidden = {cols.label: "the label", **{c: "outcome-only" for c in cols.outcome_only},
                   **{c: "train-only" for c in cols.train_only}}
-        specs = tuple(ColumnSpec(c, view[c].dtype, bool(view[c].isna().any())) for c in view.columns)
-        return cls(specs, {k: v for k, v in hidden.items() if k not in view.columns})
+        renamed = renames(ctx)
+        yours = {ours: user for user, ours in renamed.items()}
+        specs = tuple(ColumnSpec(c, view[c].dtype, bool(view[c].isna().any()), yours.get(c, ""))
+                      for c in view.columns)
+        return cls(specs, {k: v for k, v in hidden.items() if k not in view.columns}, renamed)
 
     def describe(self) -> dict[str, str]:
         return {c.name: str(c.dtype) for c in self.columns}
 
     def frame(self, rows: list[dict]) -> pd.DataFrame:
         """The rows as a frame of the dev split's columns and dtypes; Refused (422) naming the row and column."""
+        rows = self._ours(rows)
         self._check_keys(rows)
         data = {c.name: coerce(c, [r[c.name] for r in rows]) for c in self.columns}
         return pd.DataFrame(data, index=pd.RangeIndex(len(rows)), copy=False)
 
+    def _ours(self, rows: list[dict]) -> list[dict]:
+        """The rows with the user's mapped names as ours; Refused (422) for a row that names a column both ways."""
+        if not self.renamed:
+            return rows
+        expected = {c.name for c in self.columns}
+        ours_only = not self.renamed.keys() & expected  # else a user's name is also one of ours: it reads as the user's
+        out = []
+        for i, row in enumerate(rows):
+            if (ours_only and row.keys() == expected) or not self.renamed.keys() & row.keys():
+                out.append(row)
+                continue
+            clash = both(row, self.renamed)
+            if clash:
+                raise Refused(422, f"row {i}: columns {clash[0]!r} (yours, mapped at init) and {clash[1]!r} "
+                                   "(ratchet's) are one column; send one of them")
+            out.append({self.renamed.get(k, k): v for k, v in row.items()})
+        return out
+
+    def _called(self, name: str) -> str:
+        user = next((u for u, ours in self.renamed.items() if ours == name), None)
+        return repr(name) if user is None else f"{user!r} ({name!r})"
+
     def _check_keys(self, rows: list[dict]) -> None:
         expected = {c.name for c in self.columns}
+        needed = ", ".join(shown(c.name, self.renamed) for c in self.columns)
         for i, row in enumerate(rows):
             if row.keys() == expected:
                 continue
             for name in row:
                 if name in self.hidden:
-                    raise Refused(422, f"row {i}: column {name!r} is {self.hidden[name]}, not known at decision time; "
-                                       "remove it")
-            missing = [c.name for c in self.columns if c.name not in row]
+                    raise Refused(422, f"row {i}: column {self._called(name)} is {self.hidden[name]}, not known at "
+                                       "decision time; remove it")
+            missing = [c for c in self.columns if c.name not in row]
             if missing:
-                raise Refused(422, f"row {i}: missing column {missing[0]!r} (every row needs "
-                                   f"{', '.join(c.name for c in self.columns)})")
+                raise Refused(422, f"row {i}: missing column {missing[0].called} (every row needs {needed})")
             unknown = sorted(set(row) - expected)
-            raise Refused(422, f"row {i}: unknown column {unknown[0]!r} (the policy decides on "
-                               f"{', '.join(c.name for c in self.columns)})")
+            raise Refused(422, f"row {i}: unknown column {unknown[0]!r} (the policy decides on {needed})")
 
 
 def coerce(spec: ColumnSpec, values: list) -> pd.Series | np.ndarray | pd.api.extensions.ExtensionArray:
@@ -134,19 +168,19 @@ def _each(spec: ColumnSpec, values: list, one: Callable[[Any], Any], expected: s
     for i, value in enumerate(values):
         if value is None:
             if not spec.nullable:
-                raise Refused(422, f"row {i}, column {spec.name!r}: null, expected {expected} (never empty in dev)")
+                raise Refused(422, f"row {i}, column {spec.called}: null, expected {expected} (never empty in dev)")
             out.append(None)
             continue
         try:
             out.append(one(value))
         except (TypeError, ValueError, OverflowError):
-            raise Refused(422, f"row {i}, column {spec.name!r}: {_shown(value)} is not {expected}") from None
+            raise Refused(422, f"row {i}, column {spec.called}: {_shown(value)} is not {expected}") from None
     try:
         if isinstance(spec.dtype, np.dtype) and spec.dtype.kind in "iuf" and None not in out:
             return np.array(out, dtype=spec.dtype)  # what the Series below would hold, without its overhead
         return pd.Series(out, dtype=spec.dtype if not isinstance(spec.dtype, pd.CategoricalDtype) else object)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise Refused(422, f"column {spec.name!r}: values do not fit {spec.dtype} ({_one_line(exc)})") from None
+        raise Refused(422, f"column {spec.called}: values do not fit {spec.dtype} ({_one_line(exc)})") from None
 
 
 def _boolean(value: Any) -> bool:
@@ -188,14 +222,14 @@ def _times(spec: ColumnSpec, values: list) -> pd.Series:
     """ISO 8601 strings as the dev split's timestamps (a zone is converted to the dev split's, naive is UTC)."""
     for i, value in enumerate(values):
         if value is None and not spec.nullable:
-            raise Refused(422, f"row {i}, column {spec.name!r}: null, expected an ISO 8601 time (never empty in dev)")
+            raise Refused(422, f"row {i}, column {spec.called}: null, expected an ISO 8601 time (never empty in dev)")
         if value is not None and type(value) is not str:
-            raise Refused(422, f"row {i}, column {spec.name!r}: {_shown(value)} is not an ISO 8601 time string")
+            raise Refused(422, f"row {i}, column {spec.called}: {_shown(value)} is not an ISO 8601 time string")
     parsed = pd.to_datetime(values, format="ISO8601", utc=True, errors="coerce")
     bad = np.asarray(parsed.isna()) & np.array([v is not None for v in values])
     if bad.any():
         i = int(np.argmax(bad))
-        raise Refused(422, f"row {i}, column {spec.name!r}: {_shown(values[i])} is not an ISO 8601 time")
+        raise Refused(422, f"row {i}, column {spec.called}: {_shown(values[i])} is not an ISO 8601 time")
     return parsed.tz_convert(getattr(spec.dtype, "tz", None)).astype(spec.dtype).array
 
 

@@ -4,6 +4,9 @@ outcomes, each with the time it becomes known.
 The events file holds what a policy may see (the decision-time view: no label, no outcome-only column); the
 outcomes file holds, per event id, the label, the outcome-only columns, `known_at` and `reviewed` (whether a
 review would label it even if the acting policy stopped it).
+
+A workspace imported from the user's file has no generator for its data: its events come from the user, and
+`ratchet events` refuses unless asked for the built-in domain's (`synthetic`).
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from optimizer.errors import RatchetError
+from optimizer.user_columns import renames
 
 DAY = pd.Timedelta(days=1)
 
@@ -27,8 +31,13 @@ class GeneratedEvents:
     end: pd.Timestamp
 
 
-def generate_events(ctx, *, days: float, seed: int) -> GeneratedEvents:
-    """About `days` days of events at the workspace's daily volume, starting just after its holdout ends."""
+def generate_events(ctx, *, days: float, seed: int, synthetic: bool = False) -> GeneratedEvents:
+    """About `days` days of events at the workspace's daily volume, starting just after its holdout ends. An imported
+    workspace is refused unless `synthetic` (the built-in generator knows nothing of the user's data)."""
+    if ctx.config.data.source == "file" and not synthetic:
+        raise RatchetError(f"{ctx.ws.root}: this workspace was initialised from {ctx.config.data.file}; there is no "
+                           "generator for your data: send your own events, or pass --synthetic to generate the "
+                           f"built-in {ctx.domain.name} domain's events.")
     if not days > 0:
         raise RatchetError(f"--days {days!r}: give a positive number of days.")
     cols, shadow = ctx.domain.columns, ctx.domain.shadow
@@ -84,3 +93,14 @@ def read_frame(path: Path, what: str) -> pd.DataFrame:
     except Exception as exc:  # a damaged file: say which and why, in one line
         raise RatchetError(f"--{what} {path}: cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0]}).") from None
     raise RatchetError(f"--{what} {path}: unknown file type {suffix or '(none)'}; pass a .parquet or .csv file.")
+
+
+def outcome_ids(ctx, frame: pd.DataFrame, *, source: str) -> pd.DataFrame:
+    """An outcomes file with its event ids under `event_id`, whether the file names that column so, by ratchet's id
+    column or by the user's (mapped at init); RatchetError naming the file when it holds more than one of them."""
+    cols = ctx.domain.columns
+    names = dict.fromkeys(["event_id", cols.id, *(u for u, ours in renames(ctx).items() if ours == cols.id)])
+    present = [c for c in names if c in frame.columns]
+    if len(present) > 1:
+        raise RatchetError(f"{source}: holds both {present[0]!r} and {present[1]!r} as the event id; keep one of them.")
+    return frame.rename(columns={present[0]: "event_id"}) if present else frame

@@ -3,7 +3,8 @@
 Whole-file problems (a missing column, a label or outcome-only column in the events) refuse the file; row
 problems (a null, a value out of range, a duplicate id, a value of the wrong type) quarantine the row. The
 expectations are the Great Expectations suite the workspace sealed (contract/suite.json), validated with GX on
-the whole batch, every row (COMPLETE result format: the failing rows' indices).
+the whole batch, every row (COMPLETE result format: the failing rows' indices). On a workspace imported with
+`--map KEY=COLUMN` the events may use the user's mapped column names; they are read as ratchet's first.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from optimizer.errors import RatchetError
+from optimizer.user_columns import renames, shown, to_ours
 
 
 @dataclass(frozen=True)
@@ -27,14 +29,18 @@ def check_events(ctx, events: pd.DataFrame, *, source: str) -> Checked:
     """Split `events` into valid rows and quarantined ones; RatchetError for a file that cannot be used at all."""
     cols = ctx.domain.columns
     view = ctx.domain.policy_view(ctx.dev, with_label=False)
+    renamed = renames(ctx)
+    events = to_ours(events, renamed, source=source)
     hidden = sorted(set(events.columns) & {cols.label, *cols.outcome_only, *cols.train_only})
     if hidden:
-        raise RatchetError(f"{source}: holds {', '.join(hidden)}, which a policy must never see at decision time; "
-                           "remove the label and outcome columns (outcomes go to `ratchet shadow outcomes`).")
+        raise RatchetError(f"{source}: holds {', '.join(shown(c, renamed) for c in hidden)}, which a policy must never "
+                           "see at decision time; remove the label and outcome columns (outcomes go to `ratchet "
+                           "shadow outcomes`).")
     missing = [c for c in view.columns if c not in events.columns]
     if missing:
-        raise RatchetError(f"{source}: missing column(s) {', '.join(missing)} that the workspace's policy reads; "
-                           f"the events need {', '.join(view.columns)}.")
+        need = ", ".join(shown(c, renamed) for c in view.columns)
+        raise RatchetError(f"{source}: missing column(s) {', '.join(shown(c, renamed) for c in missing)} that the "
+                           f"workspace's policy reads; the events need {need}.")
     reasons: dict[int, list[str]] = {}
     typed = pd.DataFrame(index=events.index)
     for col in view.columns:
