@@ -19,7 +19,7 @@ def serve(
     """Answer POST /decide with the acting policy (the registry champion; before any promotion, the baseline),
     decided in a warm sandboxed worker; a running shadow trial's challenger decides beside it and both are logged.
     GET /health reports."""
-    from optimizer.serve import serve as run_server
+    from optimizer.serve_run import serve as run_server
 
     err.print(f"loading {workspace} and fitting the acting policy in the sandbox; then listening on "
               f"http://{host}:{port} (Ctrl-C stops)", markup=False)

@@ -286,6 +286,10 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
             "drift": {c: v["verdict"] for c, v in drift["columns"].items()},
         })
         ws.ledger.chmod(0o600)
+        from optimizer.history import EventStore
+
+        progress("writing the event history (train and dev events) that serve and shadow trials read")
+        EventStore.create(staging, domain, splits.train, splits.dev)
         fault("init:before-move")
         staging.rename(target)  # atomic: the target is a whole workspace or untouched
         ws = Workspace(target)

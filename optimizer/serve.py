@@ -9,6 +9,11 @@ and then decides in a persistent decide worker (optimizer.sandbox.Worker: one co
 policy and its model once; a worker that ended is replaced on the next request). Policies that may ask a
 language model decide in a fresh child per request instead. The server never imports or runs policy code.
 
+Each request's events read their history (domains.history) from the workspace's event store (optimizer.history:
+train's and dev's events, then every event served), and are appended to it, durably, before the answer leaves:
+the next request sees them. Requests are decided one after another, so an event's history is every event
+answered before it, and its decision is the one a batch or a shadow trial would give it.
+
 When a shadow trial is running, its challenger is fitted too: after the champion answered, the challenger
 decides the same rows and both are logged to shadow.duckdb (only the champion's acted). Only the champion's
 decisions are returned.
@@ -19,7 +24,6 @@ decisions are returned.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 import uuid
@@ -39,7 +43,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from holdout.ledger import Entry, Kind
+from domains.history import declared
 from optimizer.errors import RatchetError
+from optimizer.history import EventStore
 from optimizer.refs import acting, named
 from optimizer.serve_rows import Refused, Schema, _one_line, parse_rows
 
@@ -83,6 +89,7 @@ class Decided:
     values: np.ndarray
     constants: dict[str, Any]
     latency_ms: float
+    challenger_history: pd.DataFrame | None = None  # what the trial's challenger reads for the same rows
 
 
 @dataclass
@@ -102,8 +109,11 @@ class Service:
     workers: dict[str, Any] = field(default_factory=dict)  # Fitted.key -> its optimizer.sandbox.Worker
     shadow_counts: dict[str, int] = field(default_factory=lambda: {"logged_rows": 0, "challenger_failures": 0,
                                                                    "log_failures": 0})
+    events: Any = None  # optimizer.history.EventStore, open for the server's life
+    past: Any = None  # domains.history.History: the store's events, extended as requests are answered
     _store_lock: threading.Lock = field(default_factory=threading.Lock)
     _worker_lock: threading.Lock = field(default_factory=threading.Lock)
+    _history_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def shadowing(self) -> bool:
@@ -126,6 +136,8 @@ class Service:
         self.schema = Schema.of(ctx)
         self.sandbox = Sandbox(memory_mb=ctx.config.sandbox.memory_mb, broker=open_broker(ctx))
         try:
+            self.events = EventStore(ctx)
+            self.past = self.events.history()
             self.sandbox.start()
             self.champion = self._fit(ref, chosen_by)
             self.trial = running_trial(self.store().trials(), entries)
@@ -142,6 +154,34 @@ class Service:
     def close(self) -> None:
         if self.sandbox is not None:
             self.sandbox.close()
+        if self.events is not None:
+            self.events.close()
+
+    def history(self, policy: Fitted | None, frame: pd.DataFrame) -> pd.DataFrame | None:
+        """What `policy` reads with `frame`: its entities' earlier events held now, less the rows' own (a retry)."""
+        if policy is None:
+            return None
+        days, takes = declared(policy.ref.source)
+        if not takes or days <= 0:
+            return None
+        found = self.past.window(frame, days)
+        key = self.ctx.domain.columns.id
+        return found[~found[key].isin(frame[key])].reset_index(drop=True) if len(found) else found
+
+    def decide_request(self, frame: pd.DataFrame) -> Decided:
+        """The champion decides a request's rows with their history, then the rows join the history (on disk before
+        this returns); one request at a time, so each reads every event answered before it."""
+        with self._history_lock:
+            history = self.history(self.champion, frame)
+            later = self.history(self.challenger, frame) if self.shadowing else None
+            decided = self.decide(self.champion, frame, history)
+            try:
+                new = self.events.append(frame)
+            except Exception as exc:  # noqa: BLE001 - an event not in the history must not be answered
+                raise Refused(503, f"history not written ({self.events.path}): {_one_line(exc)}; retry the request",
+                              status="history") from None
+            self.past.extend(new)
+        return Decided(decided.values, decided.constants, decided.latency_ms, later)
 
     def store(self) -> Any:
         from optimizer.shadow.store import ShadowStore
@@ -177,14 +217,14 @@ class Service:
             self.trial_problem = _one_line(exc)
             log.warning("ratchet serve: %s; its decisions are not logged", self.trial_problem)
 
-    def decide(self, policy: Fitted, frame: pd.DataFrame) -> Decided:
-        """One decide in a fresh sandboxed child, held to the domain's output contract; Refused (503) otherwise."""
+    def decide(self, policy: Fitted, frame: pd.DataFrame, history: pd.DataFrame | None = None) -> Decided:
+        """One decide in the sandbox, held to the domain's output contract; Refused (503) otherwise."""
         from domains import Decisions
 
         ctx = self.ctx
         t0 = time.perf_counter()
         try:
-            result = self._decide(policy, frame)
+            result = self._decide(policy, frame, history)
         except RatchetError as exc:
             raise Refused(503, f"sandbox unavailable: {_one_line(exc)}", status="crash") from None
         latency_ms = (time.perf_counter() - t0) * 1000
@@ -198,13 +238,13 @@ class Service:
             raise Refused(503, f"decisions break the output contract: {problem}", status="output")
         return Decided(values, constants, latency_ms)
 
-    def _decide(self, policy: Fitted, frame: pd.DataFrame) -> Any:
+    def _decide(self, policy: Fitted, frame: pd.DataFrame, history: pd.DataFrame | None) -> Any:
         """The policy's decide in its warm worker (started on first use, and again after one ended), or in a fresh
         child per request when the workspace's policies may ask a language model (workers have no broker)."""
         budget_s, constants = self.ctx.config.sandbox.budget_s, self.ctx.domain.constants
         if self.sandbox.broker is not None:
             return self.sandbox.decide(policy.ref.source, policy.model, {"request": frame}, budget_s=budget_s,
-                                       constants=constants)
+                                       constants=constants, history=None if history is None else {"request": history})
         with self._worker_lock:
             worker = self.workers.get(policy.key)
             if worker is None or not worker.alive:
@@ -214,7 +254,7 @@ class Service:
                                 policy.ref.commit[:12])
                 worker = self.workers[policy.key] = self.sandbox.worker(policy.ref.source, policy.model,
                                                                        budget_s=budget_s)
-        return worker.decide(frame, budget_s=budget_s, constants=constants)
+        return worker.decide(frame, budget_s=budget_s, constants=constants, history=history)
 
     def answer(self, decided: Decided) -> dict[str, Any]:
         """The response body: the champion's decisions, who made them, and blocks where the domain has a threshold."""
@@ -228,7 +268,7 @@ class Service:
         """The challenger decides the same rows; both are logged to shadow.duckdb (only the champion's acted)."""
         ids, ts = self._event_keys(frame)
         try:
-            challenger, problem = self.decide(self.challenger, frame), None
+            challenger, problem = self.decide(self.challenger, frame, champion.challenger_history), None
         except Refused as exc:
             challenger, problem = None, exc.message
             log.warning("ratchet serve: trial %s challenger: %s", self.trial.trial, problem)
@@ -315,7 +355,7 @@ def make_app(path: Path | str, *, max_rows: int = MAX_ROWS, max_bytes: int = MAX
             service.counts["refused"] += 1
             raise
         try:
-            decided = await run_in_threadpool(service.decide, service.champion, frame)
+            decided = await run_in_threadpool(service.decide_request, frame)
         except Refused:
             service.counts["sandbox_failures"] += 1
             raise
@@ -345,50 +385,3 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _crashed(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"error": f"internal error: {type(exc).__name__}: {_one_line(exc)}"}, status_code=500)
-
-
-# --- running it ------------------------------------------------------------------------------------------------
-class _StartupTraceback(logging.Filter):
-    """Drops the traceback uvicorn logs for a startup refused with a RatchetError: `serve` says it in one line."""
-
-    def __init__(self, app: Starlette) -> None:
-        super().__init__()
-        self.app = app
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        refused = getattr(self.app.state, "startup_error", None) is not None
-        return not (refused and str(record.msg).startswith("Traceback"))
-
-
-def check_port(host: str, port: int) -> None:
-    """Refuse a port already taken before minutes of loading and fitting are spent."""
-    try:
-        with socket.create_server((host, port)):
-            pass
-    except OSError as exc:
-        raise RatchetError(f"{host}:{port}: cannot listen there ({exc.strerror or exc}); pick another with "
-                           "--port or --host.") from None
-
-
-def server_for(app: Starlette, host: str, port: int, **options: Any) -> Any:
-    """A uvicorn server for `app` (run it, or start it in a thread and set `should_exit` to stop it)."""
-    import uvicorn
-
-    return uvicorn.Server(uvicorn.Config(app, host=host, port=port, lifespan="on", **options))
-
-
-def serve(path: Path | str, host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Serve the workspace until interrupted (Ctrl-C or SIGTERM close the sandbox); RatchetError if it cannot start."""
-    check_port(host, port)
-    app = make_app(path)
-    server = server_for(app, host, port)
-    quiet = _StartupTraceback(app)
-    logging.getLogger("uvicorn.error").addFilter(quiet)
-    try:
-        server.run()  # uvicorn exits (SystemExit 3) when the lifespan's startup failed
-    except SystemExit:
-        if getattr(app.state, "startup_error", None) is not None:
-            raise app.state.startup_error from None
-        raise
-    finally:
-        logging.getLogger("uvicorn.error").removeFilter(quiet)

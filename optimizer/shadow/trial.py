@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from domains.history import History, declared
 from holdout.hashing import array_sha256, content_hash, sha256_file
 from holdout.ledger import Kind
 from optimizer.errors import RatchetError
+from optimizer.history import EventStore
 from optimizer.refs import PolicyRef, acting, resolve
 from optimizer.runner import exclusive
-from optimizer.shadow.events import read_frame
+from optimizer.shadow.events import outcome_ids, read_frame
 from optimizer.shadow.quarantine import check_events
 from optimizer.shadow.store import ShadowStore, Trial
 
@@ -73,11 +75,13 @@ def start_trial(path: Path, *, challenger: str, events_file: Path, progress=lamb
     trial = f"trial-{sum(e.kind == Kind.SHADOW_TRIAL for e in entries) + 1:04d}"
     store = store_of(ctx)
     decided: dict = {}
-    with Sandbox(memory_mb=ctx.config.sandbox.memory_mb) as sandbox:
+    with EventStore(ctx) as events, Sandbox(memory_mb=ctx.config.sandbox.memory_mb) as sandbox:
+        past, offset = _past(ctx, events, valid)
         for role, ref in (("champion", champ), ("challenger", chall)):
             progress(f"{trial}: fitting the {role} ({ref.experiment or ref.commit[:12]})")
-            decided[role], latency = _decide_all(ctx, sandbox, ref, valid, role, progress)
+            decided[role], latency = _decide_all(ctx, sandbox, ref, valid, role, progress, past, offset)
             decided[role + "_latency"] = latency
+        events.append(valid[events.columns])  # what serve decides next reads these events as history
     folder = trial_dir(ctx, trial)
     # A start a stop cut short left files but no ledger entry (the ledger numbers trials): they are not a trial.
     shutil.rmtree(folder, ignore_errors=True)
@@ -119,18 +123,32 @@ def _track(ctx, data: dict) -> None:
         tracker.log_json(data, "shadow_trial.json")
 
 
-def _decide_all(ctx, sandbox, ref: PolicyRef, events: pd.DataFrame, role: str, progress):
-    """Fit `ref` on train and decide `events` in time-ordered batches: (decisions, constants), latency per event."""
+def _past(ctx, store: EventStore, valid: pd.DataFrame) -> tuple[History, int]:
+    """The workspace's history followed by the trial's events (those it already holds, from an earlier trial or
+    serve, only once, in the trial's place), and where the trial's events start in it."""
+    held = store.events()
+    held = held[~held[store.id].astype(str).isin(valid[store.id].astype(str))]
+    events = pd.concat([held, valid[store.columns]], ignore_index=True)
+    return History.of(events, time=store.time, keys=store.keys), len(held)
+
+
+def _decide_all(ctx, sandbox, ref: PolicyRef, events: pd.DataFrame, role: str, progress, past: History,
+                offset: int):
+    """Fit `ref` on train and decide `events` in time-ordered batches: (decisions, constants), latency per event.
+    Each batch reads the history serve would give it (`past` up to the batch), so its size changes no decision."""
     budget = ctx.config.sandbox.budget_s
     fitted = sandbox.fit(ref.source, ctx.domain.policy_view(ctx.train, with_label=True), budget_s=budget)
     if fitted.status != "ok":
         raise RatchetError(f"the {role} ({ref.ref}) failed to fit in the sandbox: {fitted.status}: {fitted.error}")
     size = ctx.config.shadow.batch
+    days, takes = declared(ref.source)
     values, latency, constants = [], [], {}
     for start in range(0, len(events), size):
         rows = events.iloc[start:start + size].reset_index(drop=True)
+        history = {"events": past.window(rows, days, before=offset + start)} if takes and days > 0 else None
         t0 = time.perf_counter()
-        out = sandbox.decide(ref.source, fitted.model, {"events": rows}, budget_s=budget, constants=ctx.domain.constants)
+        out = sandbox.decide(ref.source, fitted.model, {"events": rows}, budget_s=budget, constants=ctx.domain.constants,
+                             history=history)
         ms = (time.perf_counter() - t0) * 1000 / len(rows)
         if out.status != "ok":
             raise RatchetError(f"the {role} ({ref.ref}) failed to decide events {start + 1}-{start + len(rows)}: "
@@ -182,7 +200,7 @@ def add_outcomes(path: Path, trial: str, outcomes_file: Path) -> dict:
         known_trials = ", ".join(t.trial for t in store.trials()) or "none yet"
         raise RatchetError(f"{trial}: no such trial in {ctx.ws.root} (trials: {known_trials}); start one with "
                            "`ratchet shadow start`.")
-    frame = read_frame(outcomes_file, "outcomes")
+    frame = outcome_ids(ctx, read_frame(outcomes_file, "outcomes"), source=f"--outcomes {outcomes_file}")
     need = ["event_id", "label", "known_at", "reviewed"]
     missing = [c for c in need if c not in frame.columns]
     if missing:

@@ -17,7 +17,8 @@ from starlette.testclient import TestClient
 
 from holdout.ledger import Entry, Kind
 from optimizer.refs import registry_move
-from optimizer.serve import make_app, running_trial, server_for
+from optimizer.serve import make_app, running_trial
+from optimizer.serve_run import server_for
 from optimizer.shadow.store import ShadowStore, Trial
 
 

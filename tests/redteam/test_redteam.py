@@ -36,6 +36,8 @@ EXPECTED = {
     "lookahead_next_tx.py": "lookahead",
     "lookahead_whole_frame.py": "lookahead",
     "memorised_dev_frauds.py": "contamination",
+    "parity_call_quantile.py": "parity",
+    "parity_call_windows.py": "parity",
 }
 
 
@@ -87,7 +89,9 @@ def test_fake_metric_lines_do_not_reach_the_metrics(lab):
 def test_memorised_holdout_ids_are_contamination(lab):
     ctx, _ = lab
     ids = ctx.holdout.loc[ctx.holdout.is_fraud == 1, "tx_id"].head(40).tolist()
-    source = BASELINE.replace("def decide(model, rows):", f"KNOWN = {ids!r}\n\n\ndef decide(model, rows):", 1)
+    source = BASELINE.replace("def decide(model, rows, history):",
+                              f"KNOWN = {ids!r}\n\n\ndef decide(model, rows, history):", 1)
+    assert source != BASELINE
     record, failed = judge(lab, source)
     assert not record.kept and "contamination" in failed
 
@@ -126,10 +130,10 @@ def test_segment_sabotage_is_caught_by_segment(lab):
     """Against a champion that blocks large frauds, a candidate that never blocks them loses that segment
     (here also overall; the segment guard names where)."""
     _champion_is_baseline(lab)
-    sabotage = BASELINE.replace("def decide(model, rows):", "def _honest_decide(model, rows):", 1) + '''
+    sabotage = BASELINE.replace("def decide(model, rows, history):", "def _honest_decide(model, rows, history):", 1) + '''
 
-def decide(model, rows):
-    scores = _honest_decide(model, rows)
+def decide(model, rows, history):
+    scores = _honest_decide(model, rows, history)
     return np.where(rows["amount"].to_numpy() >= 220.0, 0.0, scores)
 '''
     record, failed = judge(lab, sabotage)
@@ -145,6 +149,17 @@ def test_editing_outside_policy_is_integrity(lab):
         assert not record.kept and "integrity" in failed and "ratchet.yaml" in failed["integrity"]
     finally:
         ctx.ws.config.write_text(original)
+
+
+def test_a_lookback_shorter_than_the_windows_is_parity(lab):
+    """The baseline with HISTORY_DAYS cut to a day: a batch of dev rows still sees weeks of its customers' past
+    within the call; one event alone sees a day. The first differing event is named."""
+    short = BASELINE.replace("HISTORY_DAYS = 60", "HISTORY_DAYS = 1")
+    assert short != BASELINE
+    record, failed = judge(lab, short, "short lookback")
+    assert not record.kept and failed == ["parity"]
+    detail = next(r for r in record.results if r.name == "parity").detail
+    assert "alone vs" in detail and "in the batch" in detail and "event " in detail
 
 
 def test_honest_improvement_is_kept_and_seed_only_change_is_not(lab):

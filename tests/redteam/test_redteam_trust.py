@@ -158,8 +158,8 @@ MEMO_LOOKAHEAD = (Path(__file__).parent / "policies" / "lookahead_next_tx.py").r
     "    out = 1.0 / (1.0 + np.exp(-(np.c_[f.to_numpy(), np.ones(len(f))] @ model)))\n"
     "    _MEMO.update(zip(ids, out.tolist()))\n    return out")
 
-ROW_SET_THRESHOLD = BASELINE.replace("def decide(model, rows):", "def _scores(model, rows):") + (
-    "\n\ndef decide(model, rows):\n    global THRESHOLD\n    scores = _scores(model, rows)\n"
+ROW_SET_THRESHOLD = BASELINE.replace("def decide(model, rows, history):", "def _scores(model, rows, history):") + (
+    "\n\ndef decide(model, rows, history):\n    global THRESHOLD\n    scores = _scores(model, rows, history)\n"
     "    if len(scores):  # a threshold fitted to the scores of the rows shown: the holdout's, when it is last\n"
     "        THRESHOLD = float(min(max(np.quantile(scores, 0.995), 0.05), 0.95))\n    return scores\n")
 

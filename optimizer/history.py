@@ -1,0 +1,111 @@
+"""history.duckdb: the workspace's event history, what a policy's `history` argument is read from in production.
+
+It starts with train's and dev's decision-time events (written at init, or on first use by a workspace sealed
+before history existed); holdout events are never in it (they stay on the sealed side). Then every event that
+`ratchet serve` decides or a shadow trial replays is appended, in the order decided, in one transaction per
+call: an event acknowledged to a client is on disk before its answer leaves. No labels are stored: decisions
+read only decision-time columns. An event whose id is already held is not appended again (a client's retry).
+
+The loop reads the same train and dev events from its verified splits (optimizer.stages.evaluate.Inputs.past),
+so it never waits on a running server; a server holds this file for its life (DuckDB lets one process write).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from domains.history import History
+from optimizer.errors import RatchetError
+
+FILE = "history.duckdb"
+
+
+class EventStore:
+    """One workspace's history.duckdb, open for writing while the object lives (close() or a with block)."""
+
+    def __init__(self, ctx: Any) -> None:
+        self._open(ctx.ws.root, ctx.domain, ctx.train, ctx.dev)
+
+    @classmethod
+    def create(cls, root: Path, domain: Any, train: pd.DataFrame, dev: pd.DataFrame) -> None:
+        """Write a new workspace's history (train's then dev's events) at init."""
+        store = cls.__new__(cls)
+        store._open(root, domain, train, dev)
+        store.close()
+
+    def _open(self, root: Path, domain: Any, train: pd.DataFrame, dev: pd.DataFrame) -> None:
+        self.path = Path(root) / FILE
+        cols = domain.columns
+        self.time, self.id, self.keys = cols.time, cols.id, cols.history_keys
+        view = domain.policy_view(dev, with_label=False)
+        self.columns, self.dtypes = list(view.columns), view.dtypes
+        fresh = not self.path.exists()
+        try:
+            self.con = duckdb.connect(str(self.path))
+        except duckdb.Error as exc:
+            raise RatchetError(f"{self.path}: cannot open the workspace's event history ({_first_line(exc)}); a "
+                               "running `ratchet serve` holds it: stop it, or let it shadow the challenger live") from exc
+        if fresh or not self._has_table():
+            train = domain.policy_view(train, with_label=False)[self.columns]
+            self._write(pd.concat([train, view], ignore_index=True), create=True)
+        self._ids: set[str] | None = None
+
+    def __enter__(self) -> "EventStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def _has_table(self) -> bool:
+        return bool(self.con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'events'")
+                    .fetchone()[0])
+
+    def _write(self, frame: pd.DataFrame, *, create: bool = False) -> None:
+        frame = frame[self.columns]
+        categories = [c for c in frame.columns if isinstance(frame[c].dtype, pd.CategoricalDtype)]
+        if categories:  # stored as text, so a later level appends; read back in the dev split's dtype
+            frame = frame.astype({c: "string" for c in categories})
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            if create:
+                self.con.execute("CREATE TABLE events AS SELECT * FROM frame")
+            else:
+                self.con.append("events", frame)
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+
+    def events(self) -> pd.DataFrame:
+        """Every held event, in the order appended, in the dev split's dtypes."""
+        frame = self.con.execute("SELECT * FROM events").df()  # insertion order: DuckDB keeps it for a plain scan
+        return frame.astype({c: t for c, t in self.dtypes.items() if frame[c].dtype != t})
+
+    def history(self) -> History:
+        """The held events as the index a call's history is read from."""
+        return History.of(self.events(), time=self.time, keys=self.keys)
+
+    def held(self, ids: pd.Series) -> pd.Series:
+        """Per id, whether an event with it is already held."""
+        if self._ids is None:
+            self._ids = set(self.con.execute(f'SELECT "{self.id}" FROM events').df()[self.id].astype(str))
+        return ids.astype(str).isin(self._ids)
+
+    def append(self, events: pd.DataFrame) -> pd.DataFrame:
+        """Append the events not held yet (one transaction, durable when it returns); returns them."""
+        new = events[~self.held(events[self.id]).to_numpy()]
+        if len(new):
+            self._write(new)
+            assert self._ids is not None
+            self._ids.update(new[self.id].astype(str))
+        return new
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
