@@ -4,7 +4,12 @@ fraud workspace, called over HTTP with keep-alive from this process. Single even
 The server's own figure (`latency_ms`: the sandbox decide alone, in the policy's warm decide worker) is printed
 beside the client's, and one decide without HTTP is timed in a worker and in a fresh child.
 
-    .venv/bin/python benchmarks/serve.py [--rows 30000] [--singles 200] [--batches 20] [--runs 3]
+Every request carries new events (ids never seen, times after dev), so each reads its customers' and terminals'
+history and is appended to history.duckdb before it is answered. `--history` grows the store first to that many
+events with copies of train and dev under other customer, terminal and transaction ids: the index holds them all,
+and each request's customers keep a realistic history.
+
+    .venv/bin/python benchmarks/serve.py [--rows 30000] [--history 1000000] [--singles 200] [--batches 20] [--runs 3]
 """
 from __future__ import annotations
 
@@ -40,16 +45,39 @@ def build_workspace(root: Path, rows: int) -> Path:
     return ws
 
 
-def request_bodies(ws: Path, size: int, count: int) -> list[bytes]:
-    """`count` JSON bodies of `size` consecutive dev rows each (the policy view, no label; dev is cycled
-    when it holds fewer rows than asked for)."""
+def grow_history(ws: Path, events: int) -> int:
+    """Append copies of train's and dev's events under other ids to history.duckdb until it holds `events`."""
+    import duckdb
+
+    from optimizer.history import FILE
+
+    with duckdb.connect(str(ws / FILE)) as con:
+        base = con.execute("SELECT * FROM events").df()
+        held, copy = len(base), 1
+        while held < events:
+            part = base.head(events - held).copy()
+            for col in ("tx_id", "customer_id", "terminal_id"):
+                part[col] = part[col] + copy * 10**9
+            con.append("events", part)
+            held, copy = held + len(part), copy + 1
+        return held
+
+
+def request_bodies(ws: Path, size: int, count: int, first: int) -> list[bytes]:
+    """`count` JSON bodies of `size` new events each: dev rows (cycled) moved past the end of dev, ids from
+    `first` on (the policy view, no label)."""
+    import pandas as pd
+
     from optimizer.context import load_context
 
     ctx = load_context(ws)
     view = ctx.domain.policy_view(ctx.dev, with_label=False)
-    rows = json.loads(view.to_json(orient="records", date_format="iso"))
-    picked = [rows[i % len(rows)] for i in range(size * count)]
-    return [json.dumps({"rows": picked[i * size:(i + 1) * size]}).encode() for i in range(count)]
+    picked = view.iloc[[i % len(view) for i in range(size * count)]].reset_index(drop=True)
+    span = ctx.dev["ts"].max() - ctx.dev["ts"].min() + pd.Timedelta(days=1)
+    picked["ts"] = picked["ts"] + span * (1 + picked.index // len(view))
+    picked["tx_id"] = first + picked.index
+    rows = json.loads(picked.to_json(orient="records", date_format="iso", date_unit="ns"))
+    return [json.dumps({"rows": rows[i * size:(i + 1) * size]}).encode() for i in range(count)]
 
 
 def sandbox_breakdown(ws: Path, count: int) -> dict[str, float]:
@@ -131,6 +159,7 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=30_000, help="generated transactions in the workspace")
+    ap.add_argument("--history", type=int, default=1_000_000, help="events in history.duckdb when the server starts")
     ap.add_argument("--singles", type=int, default=200, help="single-event requests per run")
     ap.add_argument("--batches", type=int, default=20, help="requests of --batch-size events per run")
     ap.add_argument("--batch-size", type=int, default=1_000)
@@ -141,9 +170,12 @@ def main() -> None:
         tmp = Path(tmp)
         os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
         ws = build_workspace(tmp, args.rows)
-        singles = request_bodies(ws, 1, args.singles)
-        batches = request_bodies(ws, args.batch_size, args.batches)
         bare = sandbox_breakdown(ws, 55)
+        held = grow_history(ws, args.history)
+        # Every run sends new events (later than the last run's): each request reads history and is appended.
+        per_run = [(request_bodies(ws, 1, args.singles + 10, 10**15 + k * 10**7),
+                    request_bodies(ws, args.batch_size, args.batches, 10**15 + k * 10**7 + 10**6))
+                   for k in range(args.runs)]
         port = free_port()
         t0 = time.perf_counter()
         server = start_server(ws, port, tmp / "serve.log")
@@ -151,10 +183,10 @@ def main() -> None:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
             _, health = call(conn, "GET", "/health")
-            timed(conn, singles[:10])  # warm-up: first forks, page cache
             runs = []
-            for _ in range(args.runs):
-                walls, inside = timed(conn, singles)
+            for singles, batches in per_run:
+                timed(conn, singles[:10])  # warm-up: first forks, page cache
+                walls, inside = timed(conn, singles[10:])
                 t0 = time.perf_counter()
                 batch_walls, batch_inside = timed(conn, batches)
                 rate = args.batches * args.batch_size / (time.perf_counter() - t0)
@@ -169,8 +201,8 @@ def main() -> None:
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"sandbox layers: {', '.join(health['sandbox']['layers'])}")
-    print(f"workspace: {args.rows:,} generated transactions; server start (load, verify, fit) {start_s:.1f} s; "
-          f"median of {args.runs} runs")
+    print(f"workspace: {args.rows:,} generated transactions, {held:,} events in history.duckdb at start; server "
+          f"start (load, verify, history index, fit) {start_s:.1f} s; median of {args.runs} runs")
     print(f"single event ({args.singles} requests): p50 {med['p50']:.1f} ms, p99 {med['p99']:.1f} ms "
           f"(sandbox decide alone p50 {med['decide_p50']:.1f} ms); goal p50 <= 10 ms, p99 <= 50 ms")
     print(f"batches of {args.batch_size:,} ({args.batches} requests): {med['rate']:,.0f} events/s, "

@@ -106,9 +106,13 @@ class History:
         self._parts.append(frame)
         self._times.append(_ns(frame[self.time]))
         self._size += len(frame)
-        if len(self._parts) > 64:  # one frame again: taking rows from few parts stays fast
-            self._parts = [pd.concat(self._parts, ignore_index=True)]
-            self._times = [np.concatenate(self._times)]
+        # Merge the newest part into the one before while that one is at most twice its size (like a binary counter):
+        # few parts to take rows from, and each event copied a logarithmic number of times, never the whole store
+        # for every few requests.
+        while len(self._parts) > 1 and len(self._parts[-2]) <= 2 * len(self._parts[-1]):
+            last, times = self._parts.pop(), self._times.pop()
+            self._parts[-1] = pd.concat([self._parts[-1], last], ignore_index=True)
+            self._times[-1] = np.concatenate([self._times[-1], times])
 
     def window(self, rows: pd.DataFrame, days: float, *, before: int | None = None) -> pd.DataFrame:
         """The events a call deciding `rows` may read: those of `rows`' entities, in the `days` before the first

@@ -76,7 +76,7 @@ class EventStore:
             if create:
                 self.con.execute("CREATE TABLE events AS SELECT * FROM frame")
             else:
-                self.con.append("events", frame)
+                self.con.execute("INSERT INTO events SELECT * FROM frame")
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
@@ -95,7 +95,8 @@ class EventStore:
         """Per id, whether an event with it is already held."""
         if self._ids is None:
             self._ids = set(self.con.execute(f'SELECT "{self.id}" FROM events').df()[self.id].astype(str))
-        return ids.astype(str).isin(self._ids)
+        known = self._ids
+        return pd.Series([i in known for i in ids.astype(str)], index=ids.index, dtype=bool)
 
     def append(self, events: pd.DataFrame) -> pd.DataFrame:
         """Append the events not held yet (one transaction, durable when it returns); returns them."""

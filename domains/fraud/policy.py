@@ -44,7 +44,7 @@ REFERENCE_DAYS = 30       # tune: choice 7, 14, 30, 60
 MAX_LEVELS = 50
 
 # --- decision -----------------------------------------------------------------------------
-THRESHOLD = 0.1           # tune: float 0.05..0.95
+THRESHOLD = 0.3           # tune: float 0.05..0.95
 
 NOT_FEATURES = ("tx_id", "ts", "customer_id", "terminal_id", "is_fraud")
 DAY_NS = 86_400 * 10**9

@@ -47,8 +47,8 @@ def test_a_copied_domain_folder_and_yaml_run_init_and_try(tmp_path):
     assert f"domains/{NAME}/adapter.py" in manifest["scorer_sha256"]  # its own scorer is the sealed one
     candidate = tmp_path / "candidate.py"
     policy = (ws / "policy.py").read_text()
-    assert "\nTHRESHOLD = 0.1 " in policy
-    candidate.write_text(policy.replace("\nTHRESHOLD = 0.1 ", "\nTHRESHOLD = 0.12 "))
+    assert "\nTHRESHOLD = 0.3 " in policy
+    candidate.write_text(policy.replace("\nTHRESHOLD = 0.3 ", "\nTHRESHOLD = 0.32 "))
     tried = _ratchet(tree, "try", str(ws), str(candidate), "--json")
     assert tried.returncode in (0, 1), tried.stderr + tried.stdout
     verdict = json.loads(tried.stdout)

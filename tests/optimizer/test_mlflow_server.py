@@ -69,7 +69,7 @@ def test_seal_experiment_and_audit_through_a_server(server, tmp_path, monkeypatc
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
     res = init_workspace("fraud", tmp_path / "ws", overrides={"data.rows": 12_000, "seal.canaries": 2})
     cand = tmp_path / "cand.py"
-    cand.write_text(BASELINE.replace("THRESHOLD = 0.1 ", "THRESHOLD = 0.2 "))
+    cand.write_text(BASELINE.replace("THRESHOLD = 0.3 ", "THRESHOLD = 0.4 "))
     result = CliRunner().invoke(app, ["try", str(res.workspace.root), str(cand), "--json"])
     assert result.exit_code in (0, 1), result.output
     verdict = json.loads(result.stdout)

@@ -20,7 +20,7 @@ PATCHES = {
     "a_fast.py": '"""A small gradient-boosted model."""\n' + FAST.split('"""', 2)[2],
     "b_crash.py": "def fit(train):\n    raise RuntimeError('x')\n\n\ndef decide(m, r):\n    return r\n",
     "c_stricter.py": '"""The same model, alerting less."""\n' + FAST.split('"""', 2)[2].replace(
-        "THRESHOLD = 0.1 ", "THRESHOLD = 0.3 "),
+        "THRESHOLD = 0.3 ", "THRESHOLD = 0.5 "),
 }
 PATCHES["d_same.py"] = PATCHES["a_fast.py"]  # after a_fast is kept: identical to the champion
 
@@ -28,7 +28,7 @@ PATCHES["d_same.py"] = PATCHES["a_fast.py"]  # after a_fast is kept: identical t
 @pytest.fixture(scope="module")
 def start(tmp_path_factory) -> Path:
     """A fraud workspace whose champion alerts on nothing (so FAST is kept), its baseline not yet evaluated."""
-    assert "THRESHOLD = 0.1 " in FAST
+    assert "THRESHOLD = 0.3 " in FAST
     return _sealed(tmp_path_factory, "parallel", "fraud", {"data.rows": 20_000, "decision.refits": 0}, NOTHING)
 
 

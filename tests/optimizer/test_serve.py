@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -278,3 +282,88 @@ def test_values_that_do_not_coerce_name_row_and_column(dtype, value, words):
         coerce(ColumnSpec("c", pd.Series([], dtype=dtype).dtype, False), [first, value])
     assert refused.value.status_code == 422 and refused.value.message.startswith("row 1, column 'c': ")
     assert words in refused.value.message
+
+
+LIVE = 10**9  # ids of live events, above any generated one
+
+
+def _live_rows(ctx, n: int) -> list[dict]:
+    """`n` new events as a client sends them: dev rows moved past the end of dev, with ids never seen."""
+    view = ctx.domain.policy_view(ctx.dev, with_label=False).head(n).copy()
+    view["tx_id"] = LIVE + np.arange(n)
+    view["ts"] = view["ts"] + (ctx.dev["ts"].max() - ctx.dev["ts"].min()) + pd.Timedelta(days=1)
+    return json.loads(view.to_json(orient="records", date_format="iso", date_unit="ns"))
+
+
+def test_served_events_join_the_history_the_next_request_reads(served_ws, tmp_path):
+    """One event per request, each appended before its answer: the same decisions as the whole batch in one
+    request (whose rows read the earlier ones in the call), and every event is in history.duckdb once."""
+    root = tmp_path / "ws"
+    shutil.copytree(served_ws, root)
+    with TestClient(make_app(root)) as c:
+        rows = _live_rows(c.app.state.service.ctx, 40)
+        answers = [c.post("/decide", json={"rows": [row]}) for row in rows]
+        assert all(r.status_code == 200 for r in answers), answers[0].text
+        alone = [r.json()["decisions"][0] for r in answers]
+        again = c.post("/decide", json={"rows": rows[:5]}).json()["decisions"]  # a retry: no event twice
+    np.testing.assert_array_equal(again, alone[:5])
+    (root / "history.duckdb").rename(tmp_path / "first.duckdb")  # a fresh store from train and dev: one batch
+    with TestClient(make_app(root)) as c:
+        batch = c.post("/decide", json={"rows": rows}).json()["decisions"]
+    np.testing.assert_array_equal(alone, batch)
+    import duckdb
+
+    with duckdb.connect(str(tmp_path / "first.duckdb"), read_only=True) as con:
+        held = con.execute(f"SELECT tx_id, count(*) FROM events WHERE tx_id >= {LIVE} GROUP BY tx_id").fetchall()
+    assert sorted(i for i, _ in held) == sorted(r["tx_id"] for r in rows) and {n for _, n in held} == {1}
+
+
+def test_a_kill_minus_9_under_load_loses_no_acknowledged_event(served_ws, tmp_path):
+    import duckdb
+
+    root = tmp_path / "ws"
+    shutil.copytree(served_ws, root)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ratchet = Path(sys.executable).parent / "ratchet"
+    server = subprocess.Popen([str(ratchet), "serve", str(root), "--port", str(port)], start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    acked: list[str] = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5):
+                    break
+            except OSError:
+                assert server.poll() is None, "ratchet serve exited before answering"
+                time.sleep(0.5)
+        from optimizer.context import load_context
+
+        rows = _live_rows(load_context(root), 400)
+
+        def send() -> None:
+            for row in rows:
+                request = urllib.request.Request(f"{url}/decide", data=json.dumps({"rows": [row]}).encode(),
+                                                 headers={"content-type": "application/json"})
+                try:
+                    with urllib.request.urlopen(request, timeout=30) as r:
+                        if r.status == 200:
+                            acked.append(row["tx_id"])
+                except OSError:
+                    return
+
+        sender = threading.Thread(target=send, daemon=True)
+        sender.start()
+        while len(acked) < 60 and sender.is_alive():
+            time.sleep(0.01)
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)  # the server and its sandbox, mid-request
+        server.wait(timeout=60)
+    sender.join(timeout=60)
+    assert len(acked) >= 60
+    with duckdb.connect(str(root / "history.duckdb"), read_only=True) as con:
+        held = {i for (i,) in con.execute(f"SELECT tx_id FROM events WHERE tx_id >= {LIVE}").fetchall()}
+    assert set(acked) <= held, f"acknowledged but lost: {sorted(set(acked) - held)[:5]}"

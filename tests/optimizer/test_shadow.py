@@ -277,3 +277,36 @@ def test_routing_trial_measures_the_queue_simulation_on_both_routings(tmp_path, 
         counts = dict(db.execute("SELECT policy, count(*) FROM decisions WHERE trial = ? GROUP BY policy",
                                  [info["trial"]]).fetchall())
     assert counts == {"champion": info["events"], "challenger": info["events"]}
+
+
+def test_a_trials_decisions_do_not_depend_on_its_batch_size_and_serve_agrees_one_event_at_a_time(lab):
+    """The acting champion decides 120 live events in batches of 500 and of 7 (the same decisions), and
+    `ratchet serve`, sent the same events one per request, answers exactly those decisions."""
+    import numpy as np
+    from starlette.testclient import TestClient
+
+    from optimizer.context import load_context
+    from optimizer.history import EventStore
+    from optimizer.refs import acting
+    from optimizer.sandbox import Sandbox
+    from optimizer.serve import make_app
+    from optimizer.shadow.quarantine import check_events
+    from optimizer.shadow.trial import _decide_all, _past
+
+    ws = lab / "ws"
+    ctx = load_context(ws)
+    champion = acting(ctx, ctx.ledger.entries())[0]
+    valid = check_events(ctx, pd.read_parquet(lab / "ev.parquet").head(120), source="ev").valid
+    decided = {}
+    with EventStore(ctx) as store, Sandbox(memory_mb=ctx.config.sandbox.memory_mb) as sandbox:
+        past, offset = _past(ctx, store, valid)
+        for size in (500, 7):
+            ctx.config = ctx.config.model_copy(update={"shadow": ctx.config.shadow.model_copy(update={"batch": size})})
+            (decided[size], _), _ = _decide_all(ctx, sandbox, champion, valid, "champion", lambda _: None, past,
+                                                offset)
+    np.testing.assert_array_equal(decided[500], decided[7])
+    rows = json.loads(valid.to_json(orient="records", date_format="iso", date_unit="ns"))
+    with TestClient(make_app(ws)) as client:
+        assert client.app.state.service.champion.ref.commit == champion.commit
+        served = [client.post("/decide", json={"rows": [row]}).json()["decisions"][0] for row in rows]
+    np.testing.assert_array_equal(np.asarray(served), decided[500])

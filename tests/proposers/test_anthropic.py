@@ -209,7 +209,7 @@ def test_run_end_to_end_with_memory_across_runs(fake, ws, monkeypatch):
     traces = mlflow.search_traces(locations=[tracker.experiment_id], return_type="list")
     assert len(traces) >= 2 and all(t.info.state.value == "OK" for t in traces)
 
-    fake.reply(tool_use("propose_edit", LOWER | {"edits": [{"search": "THRESHOLD = 0.1", "replace": "THRESHOLD = 0.2"}]}))
+    fake.reply(tool_use("propose_edit", LOWER | {"edits": [{"search": "THRESHOLD = 0.3", "replace": "THRESHOLD = 0.4"}]}))
     result = CliRunner().invoke(app, ["run", str(ws), "--experiments", "1", "--proposer", "anthropic"])
     assert result.exit_code == 0, result.output
     prompt = fake.requests[-1]["body"]["messages"][0]["content"]

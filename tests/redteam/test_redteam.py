@@ -302,7 +302,7 @@ def test_trading_false_declines_for_savings_is_refused_by_the_harm_tolerance(lab
     """A threshold so low that it blocks many legitimate customers to catch more fraud: whatever it does to the
     savings, the false-decline rate rises past its tolerance vs the original baseline."""
     ctx, _ = lab
-    low = BASELINE.replace("\nTHRESHOLD = 0.1 ", "\nTHRESHOLD = 0.01", 1)  # below the search range, by hand
+    low = BASELINE.replace("\nTHRESHOLD = 0.3 ", "\nTHRESHOLD = 0.01", 1)  # below the search range, by hand
     assert low != BASELINE
     record, failed = judge(lab, low, "block more, pay in false declines")
     assert not record.kept and "guardrail" in failed, failed
