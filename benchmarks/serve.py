@@ -9,7 +9,11 @@ history and is appended to history.duckdb before it is answered. `--history` gro
 events with copies of train and dev under other customer, terminal and transaction ids: the index holds them all,
 and each request's customers keep a realistic history.
 
+`--mlflow` also serves the baseline's registered version (its signature, a warm sandboxed worker) with `mlflow
+models serve` and sends it the same events, once, as `dataframe_records` (it passes the policy no history).
+
     .venv/bin/python benchmarks/serve.py [--rows 30000] [--history 1000000] [--singles 200] [--batches 20] [--runs 3]
+                                         [--mlflow]
 """
 from __future__ import annotations
 
@@ -30,18 +34,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def build_workspace(root: Path, rows: int) -> Path:
-    """A sealed fraud workspace with its baseline evaluated (no refits: serving needs only the champion)."""
+def build_workspace(root: Path, rows: int, register: bool = False) -> Path:
+    """A sealed fraud workspace with its baseline evaluated (no refits: serving needs only the champion); `register`:
+    recorded in MLflow too, which registers it as version 1."""
     from optimizer.context import load_context
     from optimizer.initialize import init_workspace
-    from optimizer.loop import ensure_baseline
+    from optimizer.loop import ensure_baseline, open_tracker
     from optimizer.sandbox import Sandbox
 
     ws = init_workspace("fraud", root / "ws", overrides={"data.rows": rows}).workspace.root
     ctx = load_context(ws)
     ctx.config = ctx.config.model_copy(update={"decision": ctx.config.decision.model_copy(update={"refits": 0})})
     with Sandbox(memory_mb=ctx.config.sandbox.memory_mb) as sandbox:
-        ensure_baseline(ctx, sandbox)
+        ensure_baseline(ctx, sandbox, open_tracker(ctx) if register else None)
     return ws
 
 
@@ -151,6 +156,52 @@ def timed(conn: http.client.HTTPConnection, bodies: list[bytes]) -> tuple[list[f
     return walls, inside
 
 
+def mlflow_serving(ws: Path, log: Path, per_run: list, batch_size: int) -> dict[str, float]:
+    """`mlflow models serve` of the registered baseline (local env): the first request (it starts the sandbox and the
+    worker), then the first run's single events and batches, client wall times in ms."""
+    import signal
+
+    from holdout.ledger import Kind, Ledger
+
+    entry = Ledger(ws / "ledger.duckdb").last(Kind.MODEL).data
+    port, scripts = free_port(), Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{scripts}{os.pathsep}{os.environ['PATH']}"}  # it runs the venv's uvicorn
+    command = [str(scripts / "mlflow"), "models", "serve", "-m", f"models:/{entry['name']}/{entry['version']}",
+               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    with open(log, "wb") as out:
+        server = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"mlflow models serve did not answer /ping: {log.read_text()[-2000:]}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                conn.request("GET", "/ping")
+                response = conn.getresponse()
+                response.read()
+                if response.status == 200:
+                    break
+            except OSError:
+                time.sleep(0.5)
+        records = [[json.dumps({"dataframe_records": json.loads(b)["rows"]}).encode() for b in bodies]
+                   for bodies in per_run[0]]
+        walls = []
+        for body in records[0] + records[1]:
+            t0 = time.perf_counter()
+            conn.request("POST", "/invocations", body=body, headers={"content-type": "application/json"})
+            answer = conn.getresponse().read()
+            walls.append((time.perf_counter() - t0) * 1000)
+            if b'"predictions"' not in answer[:20]:
+                raise SystemExit(f"POST /invocations answered: {answer[:500]!r}")
+        singles, batches = walls[1:len(records[0])], walls[len(records[0]):]
+        return {"first_s": walls[0] / 1000, "p50": percentile(singles[9:], 50), "p99": percentile(singles[9:], 99),
+                "rate": len(batches) * batch_size / (sum(batches) / 1000), "batch_p50": percentile(batches, 50)}
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
@@ -164,12 +215,13 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=20, help="requests of --batch-size events per run")
     ap.add_argument("--batch-size", type=int, default=1_000)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--mlflow", action="store_true", help="also time `mlflow models serve` of the registered baseline")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
-        ws = build_workspace(tmp, args.rows)
+        ws = build_workspace(tmp, args.rows, register=args.mlflow)
         bare = sandbox_breakdown(ws, 55)
         held = grow_history(ws, args.history)
         # Every run sends new events (later than the last run's): each request reads history and is appended.
@@ -197,6 +249,7 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(timeout=60)
+        served = mlflow_serving(ws, tmp / "mlflow-serve.log", per_run, args.batch_size) if args.mlflow else None
 
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}; "
@@ -213,6 +266,11 @@ def main() -> None:
           "containment, policy load, model unpickle, Parquet hand-off)")
     for i, r in enumerate(runs, 1):
         print(f"  run {i}: single p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms; batches {r['rate']:,.0f} events/s")
+    if served:
+        print(f"mlflow models serve (the registered baseline, no history; run 1's events): first request "
+              f"{served['first_s']:.1f} s (sandbox and worker start); single event p50 {served['p50']:.1f} ms, p99 "
+              f"{served['p99']:.1f} ms; batches of {args.batch_size:,}: {served['rate']:,.0f} events/s, "
+              f"{served['batch_p50']:.1f} ms per request")
 
 
 if __name__ == "__main__":

@@ -2,15 +2,16 @@
 
 A version's artifacts are the policy source and its fitted model bytes, copied from the sandbox's folder while
 the sandbox is open. Those bytes are the candidate's own pickle: nothing outside ratchet's sandbox ever unpickles
-them, so `PolicyModel.predict` decides in a fresh sandbox (seconds to start; `ratchet serve` keeps one warm for
-live traffic). The registry is for promotion and audit: which version is the champion, and who approved it.
+them, so the model (optimizer.registry_model.PolicyModel) decides in a warm sandboxed worker of its own. Each
+version carries a signature (the dev split's decision-time columns and types; the decisions and the domain's
+constants out) and an input example, so `mlflow models serve` parses times as times. The registry is for
+promotion and audit: which version is the champion, and who approved it.
 """
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,45 +21,10 @@ from holdout.hashing import sha256_bytes
 from holdout.ledger import Entry, Kind
 from holdout.records import Tag
 from optimizer.errors import IntegrityError, RatchetError
+from optimizer.registry_model import MODEL, POLICY, PolicyModel  # noqa: F401 - versions pickled before the move
 
 ARTIFACT = "policy_model"  # the model's name inside its MLflow run
-POLICY, MODEL = "policy", "model"  # artifact keys: the policy source, the fitted model bytes
-
-
-# MLflow asks, when the class below is created, for predict type hints that are left out on purpose.
-warnings.filterwarnings("ignore", message="Add type hints to the `predict` method", category=UserWarning)
-
-
-class PolicyModel(mlflow.pyfunc.PythonModel):
-    """A kept policy as a pyfunc: decides in ratchet's sandbox, so the fitted bytes are never unpickled here."""
-
-    def load_context(self, context: Any) -> None:
-        self._source = Path(context.artifacts[POLICY]).read_text()
-        self._model = Path(context.artifacts[MODEL])
-        self._config = dict(context.model_config or {})
-
-    def predict(self, context, model_input, params=None):  # no type hints: MLflow would read them as a schema
-        """One decision per row of `model_input` (the rows a policy sees, label ignored), from a fresh sandbox."""
-        import pandas as pd
-
-        from domains import get_domain
-        from optimizer.sandbox import ModelHandle, Sandbox
-
-        cfg = self._config
-        if cfg.get("task_agent"):
-            raise RuntimeError("this policy asks a language model through ratchet's model broker, which only "
-                               "`ratchet serve` holds: decide with `ratchet serve`.")
-        handle = ModelHandle.from_file(self._model)
-        if handle.sha256 != cfg.get("model_sha256"):
-            raise RuntimeError(f"{self._model}: sha256 {handle.sha256[:12]} is not the registered model's "
-                               f"{str(cfg.get('model_sha256'))[:12]}; the artifact was altered.")
-        rows = get_domain(cfg["domain"]).policy_view(pd.DataFrame(model_input), with_label=False)
-        with Sandbox(memory_mb=int(cfg["memory_mb"])) as box:
-            result = box.decide(self._source, handle, {"rows": rows.reset_index(drop=True)},
-                                budget_s=float(cfg["budget_s"]), constants=tuple(cfg["constants"]))
-        if result.status != "ok":
-            raise RuntimeError(f"the policy's decide phase in the sandbox: {result.status}: {result.error}")
-        return pd.DataFrame({"decision": result.decisions["rows"], **dict(result.constants)})
+EXAMPLE_ROWS = 2  # dev rows saved as the version's input example
 
 
 def model_name(ctx: Any, entries: list | None = None) -> str:
@@ -87,9 +53,7 @@ def register(tracker: Any, ctx: Any, *, experiment: str, commit: str, source: st
     with tempfile.TemporaryDirectory(prefix="ratchet-model-") as tmp:
         artifacts = _artifacts(Path(tmp), source, model)
         try:
-            info = mlflow.pyfunc.log_model(name=ARTIFACT, python_model=PolicyModel(), artifacts=artifacts,
-                                           pip_requirements=_requirements(),
-                                           model_config=_config(ctx, model.sha256))
+            info = _log_model(ctx, artifacts, model.sha256)
             version = _new_version(tracker.client, name, info, payload)
         except Exception as exc:  # noqa: BLE001 - any backend failure is one line for the user
             raise RatchetError(f"MLflow at {tracker.uri}: cannot register {experiment} (commit {commit[:12]}) as a "
@@ -111,9 +75,68 @@ def _artifacts(folder: Path, source: str, model: Any) -> dict[str, str]:
     return {POLICY: str(policy), MODEL: str(fitted)}
 
 
-def _config(ctx: Any, model_sha256: str) -> dict[str, Any]:
-    """What predict needs to decide as the pipeline did: the domain, its constants and the sandbox's limits."""
+def _log_model(ctx: Any, artifacts: dict[str, str], model_sha256: str) -> Any:
+    """mlflow.pyfunc.log_model with a signature and an input example, without MLflow's serving check of the example
+    (it would load the model and start a sandbox inside the keep; tests/optimizer/test_registry_serving.py serves
+    it for real instead)."""
+    from mlflow.models import Model
+
+    view = ctx.domain.policy_view(ctx.dev, with_label=False)
+    return Model.log(None, name=ARTIFACT, flavor=_PyfuncWithoutServingCheck, flavor_name="pyfunc.CustomPythonModel",
+                     python_model=PolicyModel(), artifacts=artifacts, pip_requirements=_requirements(),
+                     signature=signature(ctx, view), input_example=view.head(EXAMPLE_ROWS).reset_index(drop=True),
+                     model_config=_config(ctx, model_sha256, view), validate_serving_input=False)
+
+
+class _PyfuncWithoutServingCheck:
+    """mlflow.pyfunc as Model.log's flavor; `validate_serving_input` is Model.log's own switch (MLflow's
+    transformers flavor passes it the same way), which pyfunc.save_model does not take."""
+
+    __name__ = "mlflow.pyfunc"
+
+    @staticmethod
+    def save_model(*, validate_serving_input: bool = True, **kwargs: Any) -> Any:
+        return mlflow.pyfunc.save_model(**kwargs)
+
+
+def signature(ctx: Any, view: Any) -> Any:
+    """The decision-time columns with MLflow types (times as datetime, so MLflow parses them) in; the decision and
+    the domain's constants (typed as the champion's, else as numbers) out."""
+    import numpy as np
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, DataType, Schema
+
+    inputs = Schema([ColSpec(_mlflow_type(view[c].dtype), c) for c in view.columns])
+    champion = ctx.champion()
+    decided = DataType.string if champion is not None and np.asarray(champion.dev).dtype.kind in "OUS" \
+        else DataType.double
+    found = dict(champion.constants) if champion is not None else {}
+    kinds = {bool: DataType.boolean, int: DataType.long, str: DataType.string}
+    outputs = Schema([ColSpec(decided, "decision"), *(ColSpec(kinds.get(type(found.get(name)), DataType.double), name)
+                                                       for name in ctx.domain.constants)])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def _mlflow_type(dtype: Any) -> Any:
+    import pandas as pd
+    from mlflow.types import DataType
+
+    if pd.api.types.is_bool_dtype(dtype):
+        return DataType.boolean
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return DataType.datetime
+    if pd.api.types.is_integer_dtype(dtype):
+        return DataType.long if dtype.itemsize >= 8 or dtype.kind == "u" and dtype.itemsize >= 4 else DataType.integer
+    if pd.api.types.is_float_dtype(dtype):
+        return DataType.float if dtype.itemsize <= 4 else DataType.double
+    return DataType.string  # text, categories
+
+
+def _config(ctx: Any, model_sha256: str, view: Any) -> dict[str, Any]:
+    """What predict needs to decide as the pipeline did: the domain, its constants, the decision-time columns and
+    their dev dtypes, the output contract's parameters and the sandbox's limits."""
     return {"domain": ctx.domain.name, "constants": list(ctx.domain.constants), "model_sha256": model_sha256,
+            "columns": [[c, str(view[c].dtype)] for c in view.columns], "scoring": ctx.config.scoring.model_dump(),
             "budget_s": float(ctx.config.sandbox.budget_s), "memory_mb": int(ctx.config.sandbox.memory_mb),
             "task_agent": bool(ctx.config.task_agent.enabled)}
 
