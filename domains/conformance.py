@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from domains.contract import Decisions, Domain, ScoreReport
+from domains.history import History, declared
 
 TRAIN_SHARE = 0.6  # the first 60 % of rows (by time) train the baseline and the scorer; the rest is scored
 MAX_TRACE_BYTES = 200_000  # a trace is read by proposers: it must stay small whatever the row count
@@ -47,6 +48,8 @@ class ConformanceData:
     params: Mapping[str, Any]  # the shipped scoring settings
     scorer: Domain  # domain.prepared(train, params)
     decisions: Decisions | None  # the baseline's on eval; None when policy.py is missing (files_present says so)
+    policy: Any = None  # the baseline's module and its fitted model, for the history check
+    model: Any = None
 
 
 def _load_policy(domain: Domain):
@@ -70,13 +73,31 @@ def conformance_data(domain: Domain, *, seed: int = 0, size: int = 5000) -> Conf
         try:
             policy = _load_policy(domain)
             model = policy.fit(domain.policy_view(train, with_label=True))
-            values = np.asarray(policy.decide(model, domain.policy_view(evaluated, with_label=False)))
+            view = domain.policy_view(evaluated, with_label=False)
+            values = np.asarray(_decide(domain, policy, model, view, _events(domain, train, view), len(train)))
         except Exception as exc:
             raise ConformanceError(f"{domain.name}: conformance_data: the baseline {domain.baseline_policy} failed "
                                    f"on generated data ({type(exc).__name__}: {exc}); fix the policy or the "
                                    "generator so fit and decide run") from exc
         decisions = Decisions(values, {k: getattr(policy, k) for k in domain.constants if hasattr(policy, k)})
+        return ConformanceData(seed, size, frame, train, evaluated, params, domain.prepared(train, params), decisions,
+                               policy, model)
     return ConformanceData(seed, size, frame, train, evaluated, params, domain.prepared(train, params), decisions)
+
+
+def _events(domain: Domain, train: pd.DataFrame, view: pd.DataFrame) -> History:
+    """Train's events then `view`'s, as the workspace's history holds them."""
+    cols = domain.columns
+    events = pd.concat([domain.policy_view(train, with_label=False)[list(view.columns)], view], ignore_index=True)
+    return History.of(events, time=cols.time, keys=cols.history_keys)
+
+
+def _decide(domain: Domain, policy: Any, model: Any, rows: pd.DataFrame, past: History, before: int) -> Any:
+    """The baseline's decide as the sandbox calls it: with the history it declares (the first `before` events)."""
+    days, takes = declared(domain.baseline_policy.read_text())
+    if not takes:
+        return policy.decide(model, rows)
+    return policy.decide(model, rows, past.window(rows, days, before=before) if days > 0 else rows.iloc[:0])
 
 
 CheckFunction = Callable[[Domain, ConformanceData], None]
@@ -175,6 +196,25 @@ def check_baseline_output_contract(domain: Domain, data: ConformanceData) -> Non
     short = domain.check_decisions(Decisions(decisions.values[:-1], decisions.constants), view, data.params)
     _expect(isinstance(short, str) and short, "check_decisions accepted one decision too few; compare the decision "
                                               "count with the row count and return a message")
+
+
+@_check
+def check_baseline_decides_alike_alone_and_in_a_batch(domain: Domain, data: ConformanceData) -> None:
+    """The parity guard's question for the shipped baseline: 20 evaluated rows, each decided alone with the history
+    serve would give it, get their batch decisions (a baseline the loop could not keep a copy of is a broken ship)."""
+    if data.decisions is None:
+        return
+    view = domain.policy_view(data.eval, with_label=False)
+    past = _events(domain, data.train, view)
+    for i in np.linspace(0, len(view) - 1, 20).astype(int).tolist():
+        alone = np.asarray(_decide(domain, data.policy, data.model, view.iloc[i:i + 1].reset_index(drop=True), past,
+                                   len(data.train) + i))
+        batch = np.asarray(data.decisions.values)[i]
+        same = np.isclose(alone[0], batch, rtol=0, atol=1e-9) if np.issubdtype(alone.dtype, np.number) \
+            else alone[0] == batch
+        _expect(same, f"evaluated row {i} is decided {alone[0]!r} alone (with its history) but {batch!r} in the "
+                      "batch; the baseline's decide must read earlier events from `history` (HISTORY_DAYS), not "
+                      "from the other rows of the call")
 
 
 @_check

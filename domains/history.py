@@ -2,7 +2,7 @@
 
 A policy that declares `HISTORY_DAYS = N` and `def decide(model, rows, history)` gets, with each call, the earlier
 events of the entities in `rows` (those sharing a value of one of the domain's history keys with a row, e.g. the
-customer or the terminal) from the N days before the call's first event up to its last, in stream order and in
+customer or the terminal) from the N days before the call's first event up to its last, oldest first, in
 the columns `rows` has (no labels). A row of the call may also use the rows before it in the call: they are
 earlier events too. So a decision for an event depends on the event and its entities' past only, never on what
 else shares the call: a batch of dev rows, a shadow trial's batch and one event sent to `ratchet serve` get the
@@ -116,7 +116,7 @@ class History:
 
     def window(self, rows: pd.DataFrame, days: float, *, before: int | None = None) -> pd.DataFrame:
         """The events a call deciding `rows` may read: those of `rows`' entities, in the `days` before the first
-        row's time up to the last row's, among the first `before` events (all when None), in stream order."""
+        row's time up to the last row's, among the first `before` events (all when None), oldest first."""
         if days <= 0 or not self.keys or len(rows) == 0 or self._size == 0:
             return self.empty()
         found = []
@@ -139,7 +139,9 @@ class History:
             offset += len(part)
         if not out:
             return self.empty()
-        return pd.concat(out, ignore_index=True) if len(out) > 1 else out[0].reset_index(drop=True)
+        found = pd.concat(out, ignore_index=True) if len(out) > 1 else out[0].reset_index(drop=True)
+        # Oldest first, ties in the order held: the holdout's events join the index after the store's.
+        return found.sort_values(self.time, kind="stable", ignore_index=True)
 
 
 def _ns(times: pd.Series) -> np.ndarray:

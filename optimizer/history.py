@@ -11,46 +11,69 @@ so it never waits on a running server; a server holds this file for its life (Du
 """
 from __future__ import annotations
 
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
 
-from domains.history import History
+from domains.history import History, declared
 from optimizer.errors import RatchetError
 
 FILE = "history.duckdb"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What the store holds and how a window is read: the dev split's decision-time columns and dtypes, the time
+    and id columns and the history keys."""
+
+    columns: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    time: str
+    id: str
+    keys: tuple[str, ...]
+
+    @classmethod
+    def of(cls, domain: Any, dev: pd.DataFrame) -> "Layout":
+        view = domain.policy_view(dev.head(0), with_label=False)
+        cols = domain.columns
+        return cls(tuple(view.columns), tuple(str(view[c].dtype) for c in view.columns), cols.time, cols.id,
+                   tuple(cols.history_keys))
+
 
 
 class EventStore:
     """One workspace's history.duckdb, open for writing while the object lives (close() or a with block)."""
 
     def __init__(self, ctx: Any) -> None:
-        self._open(ctx.ws.root, ctx.domain, ctx.train, ctx.dev)
+        self._open(ctx.ws.root / FILE, Layout.of(ctx.domain, ctx.dev), lambda: _first_events(ctx.domain, ctx.train,
+                                                                                             ctx.dev))
 
     @classmethod
     def create(cls, root: Path, domain: Any, train: pd.DataFrame, dev: pd.DataFrame) -> None:
         """Write a new workspace's history (train's then dev's events) at init."""
         store = cls.__new__(cls)
-        store._open(root, domain, train, dev)
+        store._open(Path(root) / FILE, Layout.of(domain, dev), lambda: _first_events(domain, train, dev))
         store.close()
 
-    def _open(self, root: Path, domain: Any, train: pd.DataFrame, dev: pd.DataFrame) -> None:
-        self.path = Path(root) / FILE
-        cols = domain.columns
-        self.time, self.id, self.keys = cols.time, cols.id, cols.history_keys
-        view = domain.policy_view(dev, with_label=False)
-        self.columns, self.dtypes = list(view.columns), view.dtypes
+    def _open(self, path: Path, layout: Layout, first: Any) -> None:
+        self.path, self.layout = path, layout
+        self.time, self.id, self.keys = layout.time, layout.id, layout.keys
+        self.columns = list(layout.columns)
+        self.dtypes = pd.Series(dict(zip(layout.columns, (pd.api.types.pandas_dtype(d) for d in layout.dtypes))),
+                                dtype=object)
         fresh = not self.path.exists()
         try:
             self.con = duckdb.connect(str(self.path))
         except duckdb.Error as exc:
-            raise RatchetError(f"{self.path}: cannot open the workspace's event history ({_first_line(exc)}); a "
-                               "running `ratchet serve` holds it: stop it, or let it shadow the challenger live") from exc
+            raise RatchetError(f"{self.path}: cannot open the workspace's event history ({_first_line(exc)}); "
+                               "another process holds it (a running `ratchet serve` or a served registered model): "
+                               "stop it, or let a running server shadow the challenger live") from exc
         if fresh or not self._has_table():
-            train = domain.policy_view(train, with_label=False)[self.columns]
-            self._write(pd.concat([train, view], ignore_index=True), create=True)
+            self._write(first(), create=True)
         self._ids: set[str] | None = None
 
     def __enter__(self) -> "EventStore":
@@ -106,6 +129,50 @@ class EventStore:
             assert self._ids is not None
             self._ids.update(new[self.id].astype(str))
         return new
+
+
+class LiveHistory:
+    """What `ratchet serve` and a registered model share: the store open for writing, its in-memory index (with the
+    holdout's events, read from the sealed split by this process and never written to the store), and the rule for
+    a call: read the rows' history, decide, then append the rows (on disk before the answer leaves)."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.store = store = EventStore(ctx)
+        try:
+            self.past = store.history()
+            self.past.extend(sealed_events(ctx, store))
+        except BaseException:
+            store.close()
+            raise
+        self.lock = threading.Lock()  # hold it from read to record: each call reads every event answered before it
+
+    def read(self, source: str, rows: pd.DataFrame) -> pd.DataFrame | None:
+        """What a policy with `source` reads with `rows`: its entities' earlier events held now, less the rows' own
+        (a retry); None when its decide takes no history."""
+        days, takes = declared(source)
+        if not takes or days <= 0:
+            return None
+        found = self.past.window(rows, days)
+        key = self.store.id
+        return found[~found[key].isin(rows[key])].reset_index(drop=True) if len(found) else found
+
+    def record(self, rows: pd.DataFrame) -> None:
+        """Append the rows not held yet, durably, and to the index."""
+        self.past.extend(self.store.append(rows))
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def sealed_events(ctx: Any, store: EventStore) -> pd.DataFrame:
+    """The holdout's events (canaries left out) as history holds them: they precede every live event, and a policy
+    deciding one reads them as `ratchet serve` would have, had it served them; they stay out of history.duckdb."""
+    return ctx.domain.policy_view(ctx.holdout, with_label=False)[store.columns]
+
+
+def _first_events(domain: Any, train: pd.DataFrame, dev: pd.DataFrame) -> pd.DataFrame:
+    view = domain.policy_view(dev, with_label=False)
+    return pd.concat([domain.policy_view(train, with_label=False)[list(view.columns)], view], ignore_index=True)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -138,7 +138,8 @@ def _config(ctx: Any, model_sha256: str, view: Any) -> dict[str, Any]:
     return {"domain": ctx.domain.name, "constants": list(ctx.domain.constants), "model_sha256": model_sha256,
             "columns": [[c, str(view[c].dtype)] for c in view.columns], "scoring": ctx.config.scoring.model_dump(),
             "budget_s": float(ctx.config.sandbox.budget_s), "memory_mb": int(ctx.config.sandbox.memory_mb),
-            "task_agent": bool(ctx.config.task_agent.enabled)}
+            "task_agent": bool(ctx.config.task_agent.enabled),
+            "workspace": str(ctx.ws.root)}
 
 
 def _requirements() -> list[str]:

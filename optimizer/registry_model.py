@@ -6,10 +6,14 @@ sandbox as bytes and never imported or unpickled here. The first predict starts 
 worker (optimizer.sandbox.Worker, as `ratchet serve` uses); later predicts reuse it, and a worker that ended (an
 overrun, a denied access, a crash) is replaced on the next call. Incoming columns are coerced to the dev split's
 dtypes recorded at registration (MLflow may hand times as text), and decisions are held to the domain's output
-contract, as `ratchet serve` does. No history is passed yet (see `events_before`).
+contract, as `ratchet serve` does. A policy that reads history gets it as `ratchet serve` gives it: from the
+workspace's history.duckdb and its sealed holdout (the workspace's path is in the model's config), and each call's rows are appended to it before the
+answer leaves (optimizer.history.LiveHistory); the file is one process's at a time, so a registered model and
+`ratchet serve` do not serve one workspace at once.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import threading
@@ -41,6 +45,7 @@ class PolicyModel(mlflow.pyfunc.PythonModel):
         self._handle: Any = None  # the fitted bytes adopted into that sandbox (never unpickled here)
         self.worker: Any = None  # the live optimizer.sandbox.Worker
         self.worker_starts = 0
+        self._history: Any = None  # optimizer.history.LiveHistory, opened on the first predict that needs it
 
     # No type hints (MLflow would read them as a schema; the signature says it). MLflow warns once about that, past
     # any warnings filter (it forces "once" around its check), so the warning is not silenced here.
@@ -53,15 +58,44 @@ class PolicyModel(mlflow.pyfunc.PythonModel):
             raise _error("this policy asks a language model through ratchet's model broker, which only `ratchet "
                          "serve` holds: decide with `ratchet serve`.", code="NOT_IMPLEMENTED")
         rows = coerce(pd.DataFrame(model_input), cfg.get("columns"), cfg["domain"])
-        result = self._live_worker().decide(rows, budget_s=float(cfg["budget_s"]), constants=tuple(cfg["constants"]),
-                                            history=events_before(rows))
-        if result.status != "ok":
-            raise _error(live_error(result), code=FAILED)
-        decisions = next(iter(result.decisions.values()))
-        problem = _contract_problem(cfg, decisions, dict(result.constants), rows)
-        if problem:
-            raise _error(f"the policy's decisions break the output contract: {problem}", code=FAILED)
+        live = self._live_history()
+        with live.lock if live is not None else contextlib.nullcontext():
+            result = self._live_worker().decide(rows, budget_s=float(cfg["budget_s"]),
+                                                constants=tuple(cfg["constants"]),
+                                                history=live.read(self._source, rows) if live is not None else None)
+            if result.status != "ok":
+                raise _error(live_error(result), code=FAILED)
+            decisions = next(iter(result.decisions.values()))
+            problem = _contract_problem(cfg, decisions, dict(result.constants), rows)
+            if problem:
+                raise _error(f"the policy's decisions break the output contract: {problem}", code=FAILED)
+            if live is not None:
+                try:
+                    live.record(rows)
+                except Exception as exc:  # noqa: BLE001 - an event not in the history must not be answered
+                    raise _error(f"history not written ({live.store.path}): {exc}; retry", code=FAILED) from None
         return pd.DataFrame({"decision": decisions, **dict(result.constants)})
+
+    def _live_history(self) -> Any:
+        """The workspace's history, opened once, when the policy reads history (None when it does not, or for a
+        version registered before history existed)."""
+        from domains.history import declared
+        from optimizer.context import load_context
+        from optimizer.errors import RatchetError
+        from optimizer.history import LiveHistory
+
+        workspace = self._config.get("workspace")
+        days, takes = declared(self._source)
+        if not workspace or not takes or days <= 0:
+            return None
+        with self._lock:
+            if self._history is None:
+                try:  # the workspace loaded and verified as `ratchet serve` loads it
+                    self._history = LiveHistory(load_context(Path(workspace), repair=False))
+                except (RatchetError, OSError) as exc:
+                    raise _error(f"the policy reads history, which is not available from the workspace {workspace} "
+                                 f"({exc})", code=FAILED) from None
+            return self._history
 
     def _live_worker(self) -> Any:
         """The warm decide worker: started on first use, and again after one ended."""
@@ -92,15 +126,9 @@ class PolicyModel(mlflow.pyfunc.PythonModel):
         with self._lock:
             if self._sandbox is not None:
                 self._sandbox.close()
-            self._sandbox, self._handle, self.worker = None, None, None
-
-
-def events_before(rows: Any) -> None:
-    """The `history` a registered model's policy reads with `rows`: the earlier events of the rows' customers and
-    terminals within the policy's HISTORY_DAYS (domains.history). Not implemented: a registered version holds no
-    event store, so it passes None and a policy that reads history gets an empty frame; its decisions can then
-    differ from `ratchet serve`'s (which reads the workspace's history.duckdb). This is the place to build it."""
-    return None
+            if self._history is not None:
+                self._history.close()
+            self._sandbox, self._handle, self.worker, self._history = None, None, None, None
 
 
 def live_error(result: Any) -> str:

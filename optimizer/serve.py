@@ -43,9 +43,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from holdout.ledger import Entry, Kind
-from domains.history import declared
 from optimizer.errors import RatchetError
-from optimizer.history import EventStore
+from optimizer.history import LiveHistory
 from optimizer.refs import acting, named
 from optimizer.serve_rows import Refused, Schema, _one_line, parse_rows
 
@@ -109,11 +108,9 @@ class Service:
     workers: dict[str, Any] = field(default_factory=dict)  # Fitted.key -> its optimizer.sandbox.Worker
     shadow_counts: dict[str, int] = field(default_factory=lambda: {"logged_rows": 0, "challenger_failures": 0,
                                                                    "log_failures": 0})
-    events: Any = None  # optimizer.history.EventStore, open for the server's life
-    past: Any = None  # domains.history.History: the store's events, extended as requests are answered
+    history: Any = None  # optimizer.history.LiveHistory: the store open for the server's life, and its index
     _store_lock: threading.Lock = field(default_factory=threading.Lock)
     _worker_lock: threading.Lock = field(default_factory=threading.Lock)
-    _history_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def shadowing(self) -> bool:
@@ -136,8 +133,7 @@ class Service:
         self.schema = Schema.of(ctx)
         self.sandbox = Sandbox(memory_mb=ctx.config.sandbox.memory_mb, broker=open_broker(ctx))
         try:
-            self.events = EventStore(ctx)
-            self.past = self.events.history()
+            self.history = LiveHistory(ctx)
             self.sandbox.start()
             self.champion = self._fit(ref, chosen_by)
             self.trial = running_trial(self.store().trials(), entries)
@@ -154,33 +150,22 @@ class Service:
     def close(self) -> None:
         if self.sandbox is not None:
             self.sandbox.close()
-        if self.events is not None:
-            self.events.close()
-
-    def history(self, policy: Fitted | None, frame: pd.DataFrame) -> pd.DataFrame | None:
-        """What `policy` reads with `frame`: its entities' earlier events held now, less the rows' own (a retry)."""
-        if policy is None:
-            return None
-        days, takes = declared(policy.ref.source)
-        if not takes or days <= 0:
-            return None
-        found = self.past.window(frame, days)
-        key = self.ctx.domain.columns.id
-        return found[~found[key].isin(frame[key])].reset_index(drop=True) if len(found) else found
+        if self.history is not None:
+            self.history.close()
 
     def decide_request(self, frame: pd.DataFrame) -> Decided:
         """The champion decides a request's rows with their history, then the rows join the history (on disk before
         this returns); one request at a time, so each reads every event answered before it."""
-        with self._history_lock:
-            history = self.history(self.champion, frame)
-            later = self.history(self.challenger, frame) if self.shadowing else None
+        live = self.history
+        with live.lock:
+            history = live.read(self.champion.ref.source, frame)
+            later = live.read(self.challenger.ref.source, frame) if self.shadowing else None
             decided = self.decide(self.champion, frame, history)
             try:
-                new = self.events.append(frame)
+                live.record(frame)
             except Exception as exc:  # noqa: BLE001 - an event not in the history must not be answered
-                raise Refused(503, f"history not written ({self.events.path}): {_one_line(exc)}; retry the request",
+                raise Refused(503, f"history not written ({live.store.path}): {_one_line(exc)}; retry the request",
                               status="history") from None
-            self.past.extend(new)
         return Decided(decided.values, decided.constants, decided.latency_ms, later)
 
     def store(self) -> Any:

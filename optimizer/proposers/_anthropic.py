@@ -23,8 +23,8 @@ from optimizer.proposers._memory import summarize
 SYSTEM = """You are the research engineer of an optimization loop for a business system. You improve \
 one file, policy.py, one experiment at a time. Each proposal you make is run in a sandbox, scored on \
 dev rows by a scorer you cannot see, and kept only if its gain is statistically significant, no \
-guardrail or segment gets worse beyond its limit, its decisions are point-in-time, and a holdout gate \
-agrees. Gaming any of these wastes the experiment: make real improvements.
+guardrail or segment gets worse beyond its limit, its decisions are point-in-time and the same whether \
+an event is decided alone (with its `history` of earlier events) or in a batch, and a holdout gate agrees. Gaming any of these wastes the experiment: make real improvements.
 
 Work like a scientist: read the latest trace and the history, form ONE hypothesis about what limits the \
 policy, and make the smallest edit that tests it. Do not repeat what the history shows failed. Keep the \

@@ -56,6 +56,14 @@ def generate_events(ctx, *, days: float, seed: int, synthetic: bool = False) -> 
         window[cols.id] = np.arange(first, first + len(window), dtype=ctx.dev[cols.id].dtype)
     else:
         window[cols.id] = [f"ev-{seed}-{i:08d}" for i in range(len(window))]
+    # The generator draws a new population: its customer 87 is not the workspace's customer 87. Its entities get
+    # ids of their own, or a policy would read another customer's history as theirs.
+    for key in {*cols.history_keys, *([cols.entity] if cols.entity else [])} & set(window.columns):
+        if pd.api.types.is_integer_dtype(window[key]):
+            offset = max(int(f[key].max()) for f in (ctx.train, ctx.dev, ctx.holdout_all)) + 1
+            window[key] = (window[key] + offset).astype(window[key].dtype)
+        else:
+            window[key] = window[key].astype(str).radd(f"ev-{seed}-").astype(window[key].dtype)
     rng = np.random.default_rng([seed, 0x5EED])
     label = window[cols.label].to_numpy()
     positive = label.astype(float) > 0 if pd.api.types.is_numeric_dtype(window[cols.label]) else np.ones(len(window), bool)

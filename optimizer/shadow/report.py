@@ -177,12 +177,14 @@ def _latency(store, trial: str) -> dict:
 
 
 def _drift(ctx, events: pd.DataFrame) -> dict:
-    """PSI (and KS) of each numeric decision-time column, events against the sealed holdout."""
+    """PSI (and KS) of each numeric decision-time column, events against the sealed holdout. Identifiers (the id, the
+    entity and the history keys: new customers and terminals arrive by design) are names, not a distribution."""
     from guards.drift import drift_report
 
     cols = ctx.domain.columns
     reference = ctx.domain.policy_view(ctx.holdout, with_label=False)
-    numeric = [c for c in reference.columns if c not in (cols.id, cols.time) and c in events.columns
+    names = {cols.id, cols.time, cols.entity, *cols.history_keys}
+    numeric = [c for c in reference.columns if c not in names and c in events.columns
                and pd.api.types.is_numeric_dtype(reference[c])]
     return drift_report(reference, events, numeric, watch=ctx.config.seal.drift_watch,
                         alarm=ctx.config.seal.drift_alarm)

@@ -22,7 +22,7 @@ from domains.history import History, declared
 from holdout.hashing import array_sha256, content_hash, sha256_file
 from holdout.ledger import Kind
 from optimizer.errors import RatchetError
-from optimizer.history import EventStore
+from optimizer.history import EventStore, sealed_events
 from optimizer.refs import PolicyRef, acting, resolve
 from optimizer.runner import exclusive
 from optimizer.shadow.events import outcome_ids, read_frame
@@ -124,10 +124,11 @@ def _track(ctx, data: dict) -> None:
 
 
 def _past(ctx, store: EventStore, valid: pd.DataFrame) -> tuple[History, int]:
-    """The workspace's history followed by the trial's events (those it already holds, from an earlier trial or
-    serve, only once, in the trial's place), and where the trial's events start in it."""
-    held = store.events()
-    held = held[~held[store.id].astype(str).isin(valid[store.id].astype(str))]
+    """The workspace's history and the holdout's events, followed by the trial's events (those already held, from
+    an earlier trial or serve, only once, in the trial's place), and where the trial's events start in it."""
+    ids = valid[store.id].astype(str)
+    held = pd.concat([store.events(), sealed_events(ctx, store)], ignore_index=True)
+    held = held[~held[store.id].astype(str).isin(ids)]
     events = pd.concat([held, valid[store.columns]], ignore_index=True)
     return History.of(events, time=store.time, keys=store.keys), len(held)
 

@@ -115,10 +115,10 @@ def test_kept_policies_are_registered_and_predict_decides_in_the_sandbox(ws, mon
     monkeypatch.setattr(pickle, "loads", unpickle)
     monkeypatch.setattr(pickle, "load", unpickle)
     decided = model.predict(rows)  # the label columns are left out by the version's signature
-    # As the sandbox decides the same rows from the version's artifacts. Not yet as the whole of dev did: the kept
-    # fraud policy reads history, which a registered model does not pass (optimizer.registry_model.events_before;
-    # the strict xfail in tests/optimizer/test_registry_serving.py turns when it does).
-    np.testing.assert_array_equal(decided["decision"].to_numpy(), expected)
+    # As the loop decided the same rows within the whole of dev: the model reads the workspace's history as
+    # `ratchet serve` does (without it, the sandbox alone decides otherwise).
+    np.testing.assert_array_equal(decided["decision"].to_numpy(), np.load(ws / "champion" / "dev.npy")[:300])
+    assert not np.array_equal(expected, decided["decision"].to_numpy())
     assert "THRESHOLD" in decided
 
 

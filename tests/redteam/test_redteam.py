@@ -157,8 +157,8 @@ def test_a_lookback_shorter_than_the_windows_is_parity(lab):
     short = BASELINE.replace("HISTORY_DAYS = 60", "HISTORY_DAYS = 1")
     assert short != BASELINE
     record, failed = judge(lab, short, "short lookback")
-    assert not record.kept and failed == ["parity"]
-    detail = next(r for r in record.results if r.name == "parity").detail
+    assert not record.kept and set(failed) == {"parity"}
+    detail = failed["parity"]
     assert "alone vs" in detail and "in the batch" in detail and "event " in detail
 
 
@@ -256,8 +256,13 @@ def test_guardrail_ratchet_over_real_loop_steps(weak_workspace, tmp_path):
     decision = ctx.config.decision.model_copy(update={"looks": "none", "confidence": 0.9, "refits": 0})
     gate = ctx.config.gate.model_copy(update={"kind": "not_worse", "tolerance": 1e9})
     others = {"alert_rate": GuardrailConfig(limit=1.0), "false_decline_gap": GuardrailConfig(limit=1.0)}
-    ctx.config = ctx.config.model_copy(update={"decision": decision, "gate": gate, "guardrails": others})
-    chain = [rewrite(BASELINE, {"THRESHOLD": t}) for t in (0.8, 0.5, 0.25, 0.06)]
+    # A cheap decline (0.50): each lower threshold still pays for its declines, so every step is a real dev gain
+    # (at the shipped 5.00, savings peak near THRESHOLD 0.5 on this data).
+    scoring = ctx.config.scoring.model_copy(update={"decline_cost": 0.5})
+    ctx.config = ctx.config.model_copy(update={"decision": decision, "gate": gate, "guardrails": others,
+                                               "scoring": scoring})
+    chain = [BASELINE.replace("\nTHRESHOLD = 0.3 ", f"\nTHRESHOLD = {t} ", 1) for t in (0.3, 0.08, 0.04, 0.02)]
+    assert len(set(chain)) == 4  # by hand: the last two are below the search range
     with Sandbox(memory_mb=2048) as sandbox:
         ensure_baseline(ctx, sandbox)
         base_rate = ctx.baseline().dev_metrics["false_decline_rate"]
@@ -310,7 +315,7 @@ def test_trading_false_declines_for_savings_is_refused_by_the_harm_tolerance(lab
 
 
 def test_seed_only_change_that_fools_the_row_bootstrap_is_caught_by_refit_noise(tmp_path_factory):
-    """On this workspace (fraud, seed 3) the model seed 3001 scores 'significantly' better on dev rows than
+    """On this workspace (fraud, seed 3) the model seed 3039 scores 'significantly' better on dev rows than
     seed 0: resampling rows cannot see that two fits of one policy differ. The champion's refit spread can."""
     import dataclasses
 
@@ -318,7 +323,7 @@ def test_seed_only_change_that_fools_the_row_bootstrap_is_caught_by_refit_noise(
 
     ws = _sealed(tmp_path_factory, "seed3", "fraud", {"data.rows": 30_000, "seed": 3, "data.seed": 3,
                                                        "decision.looks": "none"})
-    reseeded = BASELINE.replace("SEED = 0", "SEED = 3001")
+    reseeded = BASELINE.replace("SEED = 0", "SEED = 3039")  # dev z +3.4 on rows alone (seeds 3000-3039 searched)
     with open_lab(ws, tmp_path_factory.mktemp("seed3-lab") / "ws") as lab:
         ctx, sandbox = lab
         champion = ctx.champion()
@@ -351,7 +356,8 @@ def test_seed_only_change_past_a_lenient_dev_guard_is_refused_by_the_holdout_gat
                "guardrails": {"false_decline_rate": {"tolerance": 1.0, "margin": 100.0}, "alert_rate": {"limit": 1.0},
                               "false_decline_gap": {"limit": 1.0}}, "gate.kind": gate_kind}
     ws = _sealed(tmp_path_factory, f"lenient-{gate_kind}", "fraud", {"data.rows": 30_000, **lenient})
-    reseeded = BASELINE.replace("\nSEED = 0\n", "\nSEED = 1\n", 1)
+    # Seed 9: dev +0.066 (z 1.1), holdout +0.014 (z 1.1) over seed 0 (seeds 1-40 searched; most lose on dev).
+    reseeded = BASELINE.replace("\nSEED = 0\n", "\nSEED = 9\n", 1)
     with open_lab(ws, tmp_path_factory.mktemp("lenient-lab") / "ws") as (ctx, sandbox):
         from optimizer.experiment import run_experiment
 
