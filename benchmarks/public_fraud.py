@@ -55,7 +55,11 @@ def decide(model, rows):
 # Honest candidate files a data scientist tries first, as (file name, source): the shipped XGBoost policy with
 # point-in-time features, and the same with class weights for the rare frauds.
 def honest_candidates() -> list[tuple[str, str]]:
+    # The shipped model at THRESHOLD 0.1: the export has no customer or terminal, so no history, and its scores run
+    # lower than the generated data's (where the shipped 0.3 suits history-built windows).
     shipped = SHIPPED_POLICY.read_text()
+    assert "\nTHRESHOLD = 0.3 " in shipped
+    shipped = shipped.replace("\nTHRESHOLD = 0.3 ", "\nTHRESHOLD = 0.1 ", 1)
     weighted = shipped.replace("SCALE_POS_WEIGHT = 1.0 ", "SCALE_POS_WEIGHT = 5.0 ", 1)
     weighted = weighted.replace('"""Fraud policy:', '"""Fraud policy (frauds weighted 5 x in training):', 1)
     return [("a_shipped_xgboost.py", shipped), ("b_weighted_xgboost.py", weighted)]

@@ -59,20 +59,20 @@ def declared(source: str) -> tuple[float, bool]:
 
 
 class History:
-    """Events in stream order (the oldest first) with, per history key, where each entity's events are.
+    """Events in stream order (the oldest first), each part of them indexed by history key.
 
     Built once from a frame (`of`), extended in place as events are decided (`extend`); `window` answers what a
     call may read. Positions are stream positions: `window(..., before=k)` sees only the first k events, which is
-    how a batch or one event at position k is decided as if the store held nothing later."""
+    how a batch or one event at position k is decided as if the store held nothing later. Per part and key the
+    index is two arrays (the key's values sorted, and where each sits), so a million events cost 16 bytes each
+    per key and a lookup is a binary search per part."""
 
     def __init__(self, columns: Sequence[str], dtypes: pd.Series, *, time: str, keys: Sequence[str]) -> None:
         self.columns = list(columns)
         self.dtypes = dtypes
         self.time = time
         self.keys = [k for k in keys if k in self.columns]
-        self._parts: list[pd.DataFrame] = []  # frames in stream order, compacted now and then
-        self._times: list[np.ndarray] = []  # their times as int64 ns
-        self._where: dict[str, dict[object, list[int]]] = {k: {} for k in self.keys}
+        self._parts: list[_Part] = []  # in stream order; merged like a binary counter
         self._size = 0
 
     @classmethod
@@ -95,53 +95,70 @@ class History:
         changed = {c: t for c, t in self.dtypes.items() if frame[c].dtype != t}
         if changed:  # the index's own dtypes, so every window has the same columns whatever fed it
             frame = frame.astype(changed)
-        start = self._size
-        for key in self.keys:
-            where = self._where[key]
-            codes, uniques = pd.factorize(frame[key], use_na_sentinel=True)
-            order = np.argsort(codes, kind="stable")
-            bounds = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
-            for j, value in enumerate(uniques):
-                where.setdefault(value, []).extend((order[bounds[j]:bounds[j + 1]] + start).tolist())
-        self._parts.append(frame)
-        self._times.append(_ns(frame[self.time]))
+        self._parts.append(_Part(frame, self.time, self.keys, self._size))
         self._size += len(frame)
-        # Merge the newest part into the one before while that one is at most twice its size (like a binary counter):
-        # few parts to take rows from, and each event copied a logarithmic number of times, never the whole store
-        # for every few requests.
-        while len(self._parts) > 1 and len(self._parts[-2]) <= 2 * len(self._parts[-1]):
-            last, times = self._parts.pop(), self._times.pop()
-            self._parts[-1] = pd.concat([self._parts[-1], last], ignore_index=True)
-            self._times[-1] = np.concatenate([self._times[-1], times])
+        # Merge the newest part into the one before while that one is at most twice its size: few parts to search,
+        # and each event copied a logarithmic number of times, never the whole store every few requests.
+        while len(self._parts) > 1 and len(self._parts[-2].frame) <= 2 * len(self._parts[-1].frame):
+            last, before = self._parts.pop(), self._parts.pop()
+            merged = pd.concat([before.frame, last.frame], ignore_index=True)
+            self._parts.append(_Part(merged, self.time, self.keys, before.start))
 
     def window(self, rows: pd.DataFrame, days: float, *, before: int | None = None) -> pd.DataFrame:
         """The events a call deciding `rows` may read: those of `rows`' entities, in the `days` before the first
         row's time up to the last row's, among the first `before` events (all when None), oldest first."""
         if days <= 0 or not self.keys or len(rows) == 0 or self._size == 0:
             return self.empty()
-        found = []
-        for key in self.keys:
-            if key in rows.columns:
-                where = self._where[key]
-                for value in pd.unique(rows[key].dropna()):
-                    found.extend(where.get(value, ()))
-        positions = np.unique(np.asarray(found, dtype=np.int64))
-        if before is not None:
-            positions = positions[positions < before]
+        values = {key: pd.unique(rows[key].dropna().to_numpy()) for key in self.keys if key in rows.columns}
         times = _ns(rows[self.time])
         lo, hi = int(times.min()) - int(days * 86_400e9), int(times.max())
-        out, offset = [], 0
-        for part, ts in zip(self._parts, self._times):
-            mine = positions[(positions >= offset) & (positions < offset + len(part))] - offset
-            mine = mine[(ts[mine] >= lo) & (ts[mine] <= hi)]
+        out = []
+        for part in self._parts:
+            if before is not None and part.start >= before:
+                break
+            mine = part.find(values)
+            if before is not None:
+                mine = mine[mine < before - part.start]
+            mine = mine[(part.times[mine] >= lo) & (part.times[mine] <= hi)]
             if len(mine):
-                out.append(part.iloc[mine])
-            offset += len(part)
+                out.append(part.frame.iloc[mine])
         if not out:
             return self.empty()
         found = pd.concat(out, ignore_index=True) if len(out) > 1 else out[0].reset_index(drop=True)
         # Oldest first, ties in the order held: the holdout's events join the index after the store's.
         return found.sort_values(self.time, kind="stable", ignore_index=True)
+
+
+class _Part:
+    """One stretch of events and, per key, its values sorted with the rows they sit in."""
+
+    def __init__(self, frame: pd.DataFrame, time: str, keys: Sequence[str], start: int) -> None:
+        self.frame, self.start = frame, start
+        self.times = _ns(frame[time])
+        self.index = {}
+        for key in keys:
+            column = frame[key]
+            present = np.flatnonzero(column.notna().to_numpy())
+            values = column.to_numpy()[present]
+            order = np.argsort(values, kind="stable")
+            self.index[key] = (values[order], present[order])
+
+    def find(self, values: dict[str, np.ndarray]) -> np.ndarray:
+        """Rows (sorted, unique) whose key equals one of `values[key]` for some key."""
+        found = []
+        for key, wanted in values.items():
+            ordered, rows = self.index[key]
+            if len(wanted) == 0 or len(ordered) == 0:
+                continue
+            try:
+                lo = np.searchsorted(ordered, wanted, side="left")
+                hi = np.searchsorted(ordered, wanted, side="right")
+            except TypeError:  # values of another type than the column's (an int sent for a text id): none match
+                continue
+            found.extend(rows[a:b] for a, b in zip(lo.tolist(), hi.tolist()) if b > a)
+        if not found:
+            return np.zeros(0, dtype=np.int64)
+        return np.unique(np.concatenate(found))
 
 
 def _ns(times: pd.Series) -> np.ndarray:

@@ -220,6 +220,9 @@ def evaluate(ctx: Any, sandbox: PolicyRunner, source: str) -> Evaluation:
                                 c.figures), **later)
     results.append(checks[-1])
     same = parity(inputs, sandbox, source, fitted.model, decisions["dev"], dict(decided.constants))
+    if broker is not None:  # the parity phase's requests belong to this experiment too
+        spent = broker.take_usage()
+        fit["task_agent"] = {k: fit["task_agent"].get(k, 0) + spent.get(k, 0) for k in {*fit["task_agent"], *spent}}
     return stop(same, **({"decisions": decisions, "constants": dict(decided.constants), "model": fitted.model}
                          if same.passed else {}), **later)
 

@@ -13,6 +13,11 @@ from domains.fraud import policy
 from guards.static import scan
 
 POLICY_FILE = Path(policy.__file__)
+
+
+def decide(model, rows, history=None):
+    """The policy's decide as the sandbox calls it; no history unless given (an empty frame of the rows' columns)."""
+    return policy.decide(model, rows, rows.iloc[:0] if history is None else history)
 DAY = pd.Timedelta(days=1)
 
 
@@ -55,7 +60,7 @@ def fitted():
 
 def test_scores_are_probabilities_one_per_row(fitted):
     model, rows, labels = fitted
-    scores = policy.decide(model, rows)
+    scores = decide(model, rows)
     assert isinstance(scores, np.ndarray) and scores.dtype == np.float64
     assert scores.shape == (len(rows),)
     assert np.isfinite(scores).all() and (scores >= 0).all() and (scores <= 1).all()
@@ -69,17 +74,17 @@ def test_threshold_is_a_probability():
 
 def test_scores_follow_the_order_of_rows(fitted):
     model, rows, _ = fitted
-    scores = policy.decide(model, rows)
+    scores = decide(model, rows)
     perm = np.random.default_rng(1).permutation(len(rows))
     shuffled = rows.iloc[perm].reset_index(drop=True)
-    np.testing.assert_array_equal(policy.decide(model, shuffled), scores[perm])
+    np.testing.assert_array_equal(decide(model, shuffled), scores[perm])
 
 
 def test_prefix_decisions_equal_full_decisions(fitted):
     model, rows, _ = fitted
-    full = policy.decide(model, rows)
+    full = decide(model, rows)
     for cut in (1, 17, len(rows) // 2, len(rows) - 1):
-        np.testing.assert_array_equal(policy.decide(model, rows.iloc[:cut]), full[:cut], err_msg=f"prefix {cut}")
+        np.testing.assert_array_equal(decide(model, rows.iloc[:cut]), full[:cut], err_msg=f"prefix {cut}")
 
 
 def test_prefix_check_catches_a_whole_frame_statistic(fitted, monkeypatch):
@@ -94,7 +99,7 @@ def test_prefix_check_catches_a_whole_frame_statistic(fitted, monkeypatch):
 
     monkeypatch.setattr(policy, "features", leaky)
     half = len(rows) // 2
-    assert not np.array_equal(policy.decide(model, rows.iloc[:half]), policy.decide(model, rows)[:half])
+    assert not np.array_equal(decide(model, rows.iloc[:half]), decide(model, rows)[:half])
 
 
 def test_windows_count_own_and_earlier_rows_only():
@@ -128,11 +133,11 @@ def test_later_rows_do_not_change_earlier_windows():
 def test_works_without_entity_columns(dropped):
     train, rows, _ = split(synthetic(seed=4))
     model = policy.fit(train.drop(columns=dropped))
-    scores = policy.decide(model, rows.drop(columns=dropped))
+    scores = decide(model, rows.drop(columns=dropped))
     assert scores.shape == (len(rows),) and ((scores >= 0) & (scores <= 1)).all()
     # A model fitted with the ids still decides rows that lack them (imported data).
     full = policy.fit(train)
-    assert policy.decide(full, rows.drop(columns=dropped)).shape == (len(rows),)
+    assert decide(full, rows.drop(columns=dropped)).shape == (len(rows),)
 
 
 def test_extra_numeric_columns_become_features():
@@ -147,13 +152,13 @@ def test_extra_numeric_columns_become_features():
     model = policy.fit(train)
     assert {f"V{i}" for i in range(1, 6)} <= set(model.feature_names_in_)
     assert "tx_id" not in set(model.feature_names_in_)
-    assert roc_auc_score(labels, policy.decide(model, rows)) > 0.9
+    assert roc_auc_score(labels, decide(model, rows)) > 0.9
 
 
 def test_same_seed_gives_identical_scores():
     train, rows, _ = split(synthetic(seed=6))
-    first = policy.decide(policy.fit(train), rows)
-    second = policy.decide(policy.fit(train.copy()), rows.copy())
+    first = decide(policy.fit(train), rows)
+    second = decide(policy.fit(train.copy()), rows.copy())
     np.testing.assert_array_equal(first, second)
 
 
@@ -161,12 +166,24 @@ def test_fit_and_decide_are_quiet():
     train, rows, _ = split(synthetic(seed=7))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        policy.decide(policy.fit(train), rows)
+        decide(policy.fit(train), rows)
+
+
+def test_history_then_rows_decide_as_one_batch(fitted):
+    """Earlier events given as history and the later rows decided alone: the decisions the rows get within the
+    whole batch, one at a time too (what the parity guard checks in the sandbox)."""
+    model, rows, _ = fitted
+    full = decide(model, rows)
+    for cut in (1, len(rows) // 3, len(rows) - 1):
+        np.testing.assert_array_equal(decide(model, rows.iloc[cut:], history=rows.iloc[:cut]), full[cut:])
+    for i in (len(rows) // 2, len(rows) - 1):
+        np.testing.assert_array_equal(decide(model, rows.iloc[i:i + 1], history=rows.iloc[:i]), full[i:i + 1])
+    assert not np.array_equal(decide(model, rows.iloc[-50:]), full[-50:])  # without its history a row differs
 
 
 def test_empty_rows_give_no_scores(fitted):
     model, rows, _ = fitted
-    assert policy.decide(model, rows.iloc[:0]).shape == (0,)
+    assert decide(model, rows.iloc[:0]).shape == (0,)
 
 
 def test_policy_passes_the_static_scan():
@@ -181,7 +198,7 @@ def test_baseline_on_generated_data():
     n = len(frame)
     train = frame.iloc[: int(0.6 * n)]
     held = frame.iloc[int(0.75 * n):]
-    scores = policy.decide(policy.fit(train), held.drop(columns="is_fraud"))
+    scores = decide(policy.fit(train), held.drop(columns="is_fraud"))
     labels = held["is_fraud"].to_numpy()
     blocked = scores >= policy.THRESHOLD
     # Compromised-terminal fraud (about half) is invisible without labels, so AUC stays well below 1.
@@ -223,7 +240,7 @@ def test_text_columns_are_categories_learned_at_fit():
     model = policy.fit(train)
     assert model.text_levels_["channel"] == sorted(model.text_levels_["channel"], key=lambda v: (
         -int((train["channel"] == v).sum()), v))
-    assert roc_auc_score(labels, policy.decide(model, rows)) > 0.9
+    assert roc_auc_score(labels, decide(model, rows)) > 0.9
     unseen = rows.assign(channel=pd.array(["kiosk"] * len(rows), dtype="string"))
-    scores = policy.decide(model, unseen)
+    scores = decide(model, unseen)
     assert scores.shape == (len(rows),) and np.isfinite(scores).all()

@@ -364,6 +364,12 @@ def test_a_kill_minus_9_under_load_loses_no_acknowledged_event(served_ws, tmp_pa
         server.wait(timeout=60)
     sender.join(timeout=60)
     assert len(acked) >= 60
-    with duckdb.connect(str(root / "history.duckdb"), read_only=True) as con:
-        held = {i for (i,) in con.execute(f"SELECT tx_id FROM events WHERE tx_id >= {LIVE}").fetchall()}
+    from optimizer.context import load_context
+    from optimizer.history import EventStore
+
+    with EventStore(load_context(root)) as store:  # opening moves what the log holds into DuckDB
+        held = set(store.events()["tx_id"])
     assert set(acked) <= held, f"acknowledged but lost: {sorted(set(acked) - held)[:5]}"
+    with duckdb.connect(str(root / "history.duckdb"), read_only=True) as con:
+        stored = {i for (i,) in con.execute(f"SELECT tx_id FROM events WHERE tx_id >= {LIVE}").fetchall()}
+    assert set(acked) <= stored and not (root / "history.log").read_bytes()

@@ -138,12 +138,14 @@ def test_the_variant_routes_every_ticket_through_the_broker_and_holdout_reasonin
                           "input_tokens", "output_tokens", "cost_usd", "spent_usd", "stopped"} for u in usage)
     record = [e.data for e in _ledger(llm_ws) if e.kind == "experiment"][-1]
     figures = record["fit"]["task_agent"]
-    mixed, prefixes = usage[-2], usage[-1]
+    mixed, prefixes, alone = usage[-3], usage[-2], usage[-1]
     assert mixed["row_sets"] == ["dev", "holdout"] and mixed["cached"] >= n_dev  # dev: no new request
     assert prefixes["row_sets"][0].startswith("dev_prefix") and prefixes["sent"] == 0  # a fresh process, cached
+    # The parity guard's dev events one at a time: dev tickets, answered from the cache of the dev-only pass.
+    assert all(r.startswith("event-") for r in alone["row_sets"]) and alone["clean"] and alone["sent"] == 0
     assert mixed["sent"] <= n_holdout
-    assert figures["requests"] == sum(u["requests"] for u in usage[-3:])
-    assert figures["cost_usd"] == pytest.approx(sum(u["cost_usd"] for u in usage[-3:]))
+    assert figures["requests"] == sum(u["requests"] for u in usage[-4:])
+    assert figures["cost_usd"] == pytest.approx(sum(u["cost_usd"] for u in usage[-4:]))
     trace = json.loads((llm_ws / "experiments" / record["experiment"] / "trace.json").read_text())
     reasoning = trace["task_agent"]["dev_reasoning"]
     assert len(reasoning) == n_dev and all(DEV_MARK in r["reply"] for r in reasoning)  # every dev reply, no other

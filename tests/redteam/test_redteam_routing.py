@@ -29,7 +29,7 @@ ATTEMPTS = {
     # Priority ignored: urgent and high tickets go to whoever is least busy, by rota.
     "ignore_priority": ('    high = rows["priority"].astype(str).isin(["urgent", "high"]).to_numpy()\n'
                         '    rota = np.array(["billing", "accounts", "logistics", "returns", "technical"])\n'
-                        '    teams = np.where(high, rota[np.arange(len(rows)) % 5], teams)', "guardrail"),
+                        '    teams = np.where(high, rota[rows["ts"].dt.second.to_numpy() % 5], teams)', "guardrail"),
 }
 
 
