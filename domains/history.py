@@ -14,6 +14,7 @@ workspace's event store in production); it never runs policy code.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 from typing import Sequence
 
@@ -24,10 +25,14 @@ CONSTANT = "HISTORY_DAYS"
 MAX_DAYS = 366.0  # a longer lookback is refused: it would ship a year of events with every request
 
 
+TAIL_ROWS = 256  # events kept unindexed (scanned) before they become a part of the index
+
+
 class LookbackError(ValueError):
     """policy.py declares HISTORY_DAYS in a way the parent cannot read (the message says how to fix it)."""
 
 
+@functools.lru_cache(maxsize=64)
 def declared(source: str) -> tuple[float, bool]:
     """(HISTORY_DAYS, whether `decide` takes a third argument) read from the policy source without running it.
 
@@ -73,6 +78,7 @@ class History:
         self.time = time
         self.keys = [k for k in keys if k in self.columns]
         self._parts: list[_Part] = []  # in stream order; merged like a binary counter
+        self._tail: pd.DataFrame | None = None  # the newest events, fewer than TAIL_ROWS, searched by a scan
         self._size = 0
 
     @classmethod
@@ -95,8 +101,15 @@ class History:
         changed = {c: t for c, t in self.dtypes.items() if frame[c].dtype != t}
         if changed:  # the index's own dtypes, so every window has the same columns whatever fed it
             frame = frame.astype(changed)
-        self._parts.append(_Part(frame, self.time, self.keys, self._size))
         self._size += len(frame)
+        # Events a request at a time gather in the tail (one small concat each); a part is indexed once it is full.
+        if self._tail is not None:
+            frame = pd.concat([self._tail, frame], ignore_index=True)
+        if len(frame) < TAIL_ROWS:
+            self._tail = frame
+            return
+        self._tail = None
+        self._parts.append(_Part(frame, self.time, self.keys, self._size - len(frame)))
         # Merge the newest part into the one before while that one is at most twice its size: few parts to search,
         # and each event copied a logarithmic number of times, never the whole store every few requests.
         while len(self._parts) > 1 and len(self._parts[-2].frame) <= 2 * len(self._parts[-1].frame):
@@ -122,6 +135,17 @@ class History:
             mine = mine[(part.times[mine] >= lo) & (part.times[mine] <= hi)]
             if len(mine):
                 out.append(part.frame.iloc[mine])
+        tail = self._tail
+        if tail is not None and (before is None or before > self._size - len(tail)):
+            hit = np.zeros(len(tail), dtype=bool)
+            for key, wanted in values.items():
+                hit |= tail[key].isin(wanted).to_numpy()
+            if before is not None:
+                hit[max(before - (self._size - len(tail)), 0):] = False
+            times = _ns(tail[self.time])
+            hit &= (times >= lo) & (times <= hi)
+            if hit.any():
+                out.append(tail[hit])
         if not out:
             return self.empty()
         found = pd.concat(out, ignore_index=True) if len(out) > 1 else out[0].reset_index(drop=True)

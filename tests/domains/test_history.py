@@ -58,3 +58,29 @@ def test_a_lookback_the_parent_cannot_read_is_refused_by_name(source, words):
     with pytest.raises(LookbackError, match="HISTORY_DAYS") as err:
         declared(source)
     assert words in str(err.value)
+
+
+def test_a_grown_index_answers_every_window_as_one_built_at_once():
+    """Events arriving one or a few at a time (the tail, then indexed parts merged like a binary counter) give the
+    same windows, cut at any stream position, as an index built from all of them."""
+    rng = np.random.default_rng(5)
+    n = 1500
+    events = pd.DataFrame({"tx_id": np.arange(n), "ts": pd.Timestamp("2024-01-01") + pd.to_timedelta(
+        np.sort(rng.uniform(0, 90, n)), unit="D"), "customer_id": rng.integers(0, 40, n),
+        "terminal_id": rng.integers(0, 25, n), "amount": rng.gamma(2.0, 30.0, n)})
+    keys = ("customer_id", "terminal_id")
+    whole = History.of(events, time="ts", keys=keys)
+    grown, at = History.of(events.iloc[:300], time="ts", keys=keys), 300
+    while at < n:
+        step = int(rng.choice([1, 1, 1, 7, 90, 300]))
+        grown.extend(events.iloc[at:at + step])
+        at += step
+    for _ in range(40):
+        i = int(rng.integers(0, n))
+        row, before = events.iloc[[i]], int(rng.integers(0, n + 1))
+        pd.testing.assert_frame_equal(grown.window(row, 30, before=before), whole.window(row, 30, before=before))
+        expected = events.iloc[:before]
+        expected = expected[((expected.customer_id == row.customer_id.iloc[0])
+                             | (expected.terminal_id == row.terminal_id.iloc[0]))
+                            & (expected.ts >= row.ts.iloc[0] - pd.Timedelta(days=30)) & (expected.ts <= row.ts.iloc[0])]
+        assert sorted(whole.window(row, 30, before=before).tx_id) == sorted(expected.tx_id)
