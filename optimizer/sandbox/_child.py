@@ -293,12 +293,23 @@ def _decide(request: dict) -> int:
             stage = "read_rows"
             rows = _read_rows(P.rows_file(index))
             history = _read_rows(P.history_file(index)) if index in histories else None
-            stage = "decide"
-            start = time.perf_counter()
-            out = decide(model, rows, history)
-            total += time.perf_counter() - start
-            stage = "convert"
-            array = _as_decisions(out, len(rows))
+            if isinstance(rows, list):  # events decided one at a time (the parity guard), each with its history
+                parts = []
+                for j, one in enumerate(rows):
+                    stage = "decide"
+                    start = time.perf_counter()
+                    out = decide(model, one, None if history is None else history[j])
+                    total += time.perf_counter() - start
+                    stage = "convert"
+                    parts.append(_as_decisions(out, len(one)))
+                array = np.concatenate(parts) if parts else np.zeros(0)
+            else:
+                stage = "decide"
+                start = time.perf_counter()
+                out = decide(model, rows, history)
+                total += time.perf_counter() - start
+                stage = "convert"
+                array = _as_decisions(out, len(rows))
             stage = "write"
             del rows, history, out
             buffer = io.BytesIO()

@@ -14,10 +14,9 @@ import re
 import signal
 import stat
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
-import pandas as pd
 
 from optimizer.sandbox import _protocol as P
 
@@ -169,13 +168,14 @@ OUTPUT_REASONS = ("type", "shape", "length", "dtype")  # what decide returned, n
 
 
 def load_decisions(work: Path, names: list[str],
-                   rows: Mapping[str, pd.DataFrame]) -> tuple[dict[str, np.ndarray], str, str]:
-    """Load and re-check every decision array: numbers as float64 or fixed-width strings only.
+                   rows: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], str, str]:
+    """Load and re-check every decision array: numbers as float64 or fixed-width strings only (`rows`: per name, its
+    rows or their count).
     Returns (decisions, problem, status): status "output" for a wrong shape or dtype, "crash" for a
     missing or unreadable file."""
     decisions = {}
     for index, name in enumerate(names):
-        expected = len(rows[name])
+        expected = rows[name] if isinstance(rows[name], int) else len(rows[name])
         try:
             with _open_plain(work / P.out_file(index)) as handle:
                 array = np.load(handle, allow_pickle=False)

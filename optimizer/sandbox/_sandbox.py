@@ -13,7 +13,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -278,11 +278,12 @@ class Sandbox:
             device=_outcome.device(meta), fit_seconds=fit_seconds,
             constants=_outcome.constants(meta, constants) if status == "ok" else {})
 
-    def decide(self, policy_source: str, model: ModelHandle, rows: Mapping[str, pd.DataFrame], *,
+    def decide(self, policy_source: str, model: ModelHandle, rows: Mapping[str, Any], *,
                budget_s: float, constants: tuple[str, ...] = (),
-               history: Mapping[str, pd.DataFrame] | None = None) -> DecideResult:
+               history: Mapping[str, Any] | None = None) -> DecideResult:
         """Run decide(model, frame[, history]) once per row set in a fresh child; its output is discarded.
-        `history`: per row-set name, the earlier events its rows may read (domains.history)."""
+        `history`: per row-set name, the earlier events its rows may read (domains.history). A row set given as a
+        list of frames is decided one frame per call (its history a list alike), its decisions concatenated."""
         started = time.perf_counter()
         _check_budget(budget_s)
         _check_model(model, "decide")
@@ -293,7 +294,8 @@ class Sandbox:
                 files = {P.rows_file(index): rows[name] for index, name in enumerate(names)}
                 given = [index for index, name in enumerate(names) if history and name in history]
                 files.update({P.history_file(index): history[names[index]] for index in given})  # type: ignore[index]
-                small = frozenset(name for name, frame in files.items() if len(frame) < CACHED_FROM)
+                small = frozenset(name for name, frame in files.items()
+                                  if isinstance(frame, list) or len(frame) < CACHED_FROM)
                 linked = self._rows.place(files, work, owner=(self._plan.uid, self._plan.gid), fresh=small)
                 self._hand_over(work, tuple(files))
                 self._phase("decide", tuple(names), budget_s)
@@ -310,7 +312,8 @@ class Sandbox:
                                                        names)
                 decisions: dict[str, np.ndarray] = {}
                 if status == "ok":
-                    decisions, problem, loaded = _outcome.load_decisions(work, names, rows)
+                    sizes = {name: sum(map(len, v)) if isinstance(v, list) else len(v) for name, v in rows.items()}
+                    decisions, problem, loaded = _outcome.load_decisions(work, names, sizes)
                     if problem:
                         status, error, decisions = loaded, problem, {}
             finally:

@@ -143,7 +143,7 @@ def test_the_variant_routes_every_ticket_through_the_broker_and_holdout_reasonin
     assert prefixes["row_sets"][0].startswith("dev_prefix") and prefixes["sent"] == 0  # a fresh process, cached
     # The parity guard's dev events one at a time: answered from the cache of the dev-only pass. Their row sets are
     # not named dev, so the broker counts the phase as tainted (its replies reach no trace): the cautious side.
-    assert all(r.startswith("event-") for r in alone["row_sets"]) and not alone["clean"] and alone["sent"] == 0
+    assert alone["row_sets"] == ["parity"] and not alone["clean"] and alone["sent"] == 0
     assert mixed["sent"] <= n_holdout
     assert figures["requests"] == sum(u["requests"] for u in usage[-4:])
     assert figures["cost_usd"] == pytest.approx(sum(u["cost_usd"] for u in usage[-4:]))
