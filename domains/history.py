@@ -63,6 +63,12 @@ def declared(source: str) -> tuple[float, bool]:
     return (days or 0.0), takes
 
 
+def lookback(source: str) -> float:
+    """Days of history the policy's decide reads: 0 when it declares none or takes no `history` argument."""
+    days, takes = declared(source)
+    return days if takes else 0.0
+
+
 class History:
     """Events in stream order (the oldest first), each part of them indexed by history key.
 

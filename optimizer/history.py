@@ -18,14 +18,13 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pandas as pd
 
-from domains.history import History, declared
+from domains.history import History, lookback
 from optimizer.errors import RatchetError
 
 FILE = "history.duckdb"
@@ -33,46 +32,27 @@ LOG = "history.log"
 FLUSH_ROWS = 2_000  # events gathered in the log before one DuckDB transaction takes them
 
 
-@dataclass(frozen=True)
-class Layout:
-    """What the store holds and how a window is read: the dev split's decision-time columns and dtypes, the time
-    and id columns and the history keys."""
-
-    columns: tuple[str, ...]
-    dtypes: tuple[str, ...]
-    time: str
-    id: str
-    keys: tuple[str, ...]
-
-    @classmethod
-    def of(cls, domain: Any, dev: pd.DataFrame) -> "Layout":
-        view = domain.policy_view(dev.head(0), with_label=False)
-        cols = domain.columns
-        return cls(tuple(view.columns), tuple(str(view[c].dtype) for c in view.columns), cols.time, cols.id,
-                   tuple(cols.history_keys))
-
-
-
 class EventStore:
     """One workspace's history.duckdb, open for writing while the object lives (close() or a with block)."""
 
     def __init__(self, ctx: Any) -> None:
-        self._open(ctx.ws.root / FILE, Layout.of(ctx.domain, ctx.dev), lambda: _first_events(ctx.domain, ctx.train,
-                                                                                             ctx.dev))
+        self._open(ctx.ws.root / FILE, ctx.domain, ctx.train, ctx.dev)
 
     @classmethod
     def create(cls, root: Path, domain: Any, train: pd.DataFrame, dev: pd.DataFrame) -> None:
         """Write a new workspace's history (train's then dev's events) at init."""
         store = cls.__new__(cls)
-        store._open(Path(root) / FILE, Layout.of(domain, dev), lambda: _first_events(domain, train, dev))
+        store._open(Path(root) / FILE, domain, train, dev)
         store.close()
 
-    def _open(self, path: Path, layout: Layout, first: Any) -> None:
-        self.path, self.layout = path, layout
-        self.time, self.id, self.keys = layout.time, layout.id, layout.keys
-        self.columns = list(layout.columns)
-        self.dtypes = pd.Series(dict(zip(layout.columns, (pd.api.types.pandas_dtype(d) for d in layout.dtypes))),
-                                dtype=object)
+    def _open(self, path: Path, domain: Any, train: pd.DataFrame, dev: pd.DataFrame) -> None:
+        """Open (or create from train's then dev's events) the store; its columns and dtypes are the dev split's
+        decision-time view."""
+        self.path = path
+        cols = domain.columns
+        self.time, self.id, self.keys = cols.time, cols.id, cols.history_keys
+        view = domain.policy_view(dev, with_label=False)
+        self.columns, self.dtypes = list(view.columns), view.dtypes
         fresh = not self.path.exists()
         try:
             self.con = duckdb.connect(str(self.path))
@@ -81,7 +61,8 @@ class EventStore:
                                "another process holds it (a running `ratchet serve` or a served registered model): "
                                "stop it, or let a running server shadow the challenger live") from exc
         if fresh or not self._has_table():
-            self._write(first(), create=True)
+            self._write(pd.concat([domain.policy_view(train, with_label=False)[self.columns], view],
+                                  ignore_index=True), create=True)
         self._ids: set[str] | None = None
         self._log_path = self.path.with_name(LOG)
         self._pending: list[pd.DataFrame] = []
@@ -217,8 +198,8 @@ class LiveHistory:
     def read(self, source: str, rows: pd.DataFrame) -> pd.DataFrame | None:
         """What a policy with `source` reads with `rows`: its entities' earlier events held now, less the rows' own
         (a retry); None when its decide takes no history."""
-        days, takes = declared(source)
-        if not takes or days <= 0:
+        days = lookback(source)
+        if days <= 0:
             return None
         found = self.past.window(rows, days)
         key = self.store.id
@@ -236,11 +217,6 @@ def sealed_events(ctx: Any, store: EventStore) -> pd.DataFrame:
     """The holdout's events (canaries left out) as history holds them: they precede every live event, and a policy
     deciding one reads them as `ratchet serve` would have, had it served them; they stay out of history.duckdb."""
     return ctx.domain.policy_view(ctx.holdout, with_label=False)[store.columns]
-
-
-def _first_events(domain: Any, train: pd.DataFrame, dev: pd.DataFrame) -> pd.DataFrame:
-    view = domain.policy_view(dev, with_label=False)
-    return pd.concat([domain.policy_view(train, with_label=False)[list(view.columns)], view], ignore_index=True)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -79,14 +79,13 @@ class PolicyModel(mlflow.pyfunc.PythonModel):
     def _live_history(self) -> Any:
         """The workspace's history, opened once, when the policy reads history (None when it does not, or for a
         version registered before history existed)."""
-        from domains.history import declared
+        from domains.history import lookback
         from optimizer.context import load_context
         from optimizer.errors import RatchetError
         from optimizer.history import LiveHistory
 
         workspace = self._config.get("workspace")
-        days, takes = declared(self._source)
-        if not workspace or not takes or days <= 0:
+        if not workspace or lookback(self._source) <= 0:
             return None
         with self._lock:
             if self._history is None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from domains.history import History, declared
+from domains.history import History, lookback
 from holdout.hashing import array_sha256, content_hash, sha256_file
 from holdout.ledger import Kind
 from optimizer.errors import RatchetError
@@ -142,11 +142,11 @@ def _decide_all(ctx, sandbox, ref: PolicyRef, events: pd.DataFrame, role: str, p
     if fitted.status != "ok":
         raise RatchetError(f"the {role} ({ref.ref}) failed to fit in the sandbox: {fitted.status}: {fitted.error}")
     size = ctx.config.shadow.batch
-    days, takes = declared(ref.source)
+    days = lookback(ref.source)
     values, latency, constants = [], [], {}
     for start in range(0, len(events), size):
         rows = events.iloc[start:start + size].reset_index(drop=True)
-        history = {"events": past.window(rows, days, before=offset + start)} if takes and days > 0 else None
+        history = {"events": past.window(rows, days, before=offset + start)} if days > 0 else None
         t0 = time.perf_counter()
         out = sandbox.decide(ref.source, fitted.model, {"events": rows}, budget_s=budget, constants=ctx.domain.constants,
                              history=history)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from domains import Decisions
-from domains.history import History, LookbackError, declared
+from domains.history import History, LookbackError, declared, lookback
 from guards import GuardResult
 from optimizer.faults import fault
 
@@ -85,8 +85,8 @@ class Inputs:
 
     def history_of(self, source: str) -> dict[str, pd.DataFrame] | None:
         """The histories `source`'s decide reads (None: it declares none)."""
-        days, takes = declared(source)
-        return self.histories(days) if takes and days > 0 else None
+        days = lookback(source)
+        return self.histories(days) if days > 0 else None
 
 
 @dataclass(frozen=True)
@@ -235,11 +235,11 @@ def parity(inputs: Inputs, sandbox: PolicyRunner, source: str, model: Any, batch
 
     n = min(inputs.config.decision.parity, len(inputs.dev))
     picked = np.sort(np.random.default_rng(inputs.config.seed).choice(len(inputs.dev), n, replace=False))
-    days, takes = declared(source)
+    days = lookback(source)
     # One row set of single events: the child decides them one call each (a file per event cost 2 ms apiece).
     events = [inputs.dev.iloc[i:i + 1].reset_index(drop=True) for i in picked.tolist()]
     history = ({"parity": [inputs.past.window(row, days, before=len(inputs.train) + i)
-                           for row, i in zip(events, picked.tolist())]} if takes and days > 0 else None)
+                           for row, i in zip(events, picked.tolist())]} if days > 0 else None)
     alone = sandbox.decide(source, model, {"parity": events}, budget_s=inputs.config.sandbox.budget_s,
                            constants=inputs.domain.constants, history=history)
     if alone.status != "ok":
