@@ -86,7 +86,7 @@ def outcomes(
                                        "the command as more arrive."),
 ) -> None:
     """Join outcomes as they arrive: only the trial's events, the first outcome of each event counts."""
-    from optimizer.shadow.trial import add_outcomes
+    from optimizer.shadow.outcomes import add_outcomes
 
     try:
         joined = add_outcomes(workspace, trial, outcomes_file)

@@ -290,8 +290,8 @@ def test_a_trials_decisions_do_not_depend_on_its_batch_size_and_serve_agrees_one
     from optimizer.refs import acting
     from optimizer.sandbox import Sandbox
     from optimizer.serve import make_app
+    from optimizer.shadow.deciding import decide_all, past_of
     from optimizer.shadow.quarantine import check_events
-    from optimizer.shadow.trial import _decide_all, _past
 
     ws = lab / "ws"
     ctx = load_context(ws)
@@ -299,11 +299,11 @@ def test_a_trials_decisions_do_not_depend_on_its_batch_size_and_serve_agrees_one
     valid = check_events(ctx, pd.read_parquet(lab / "ev.parquet").head(120), source="ev").valid
     decided = {}
     with EventStore(ctx) as store, Sandbox(memory_mb=ctx.config.sandbox.memory_mb) as sandbox:
-        past, offset = _past(ctx, store, valid)
+        past, offset = past_of(ctx, store, valid)
         for size in (500, 7):
             ctx.config = ctx.config.model_copy(update={"shadow": ctx.config.shadow.model_copy(update={"batch": size})})
-            (decided[size], _), _ = _decide_all(ctx, sandbox, champion, valid, "champion", lambda _: None, past,
-                                                offset)
+            (decided[size], _), _ = decide_all(ctx, sandbox, champion, valid, "champion", lambda _: None, past,
+                                               offset)
     np.testing.assert_array_equal(decided[500], decided[7])
     rows = json.loads(valid.to_json(orient="records", date_format="iso", date_unit="ns"))
     with TestClient(make_app(ws)) as client:
