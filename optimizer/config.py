@@ -214,6 +214,11 @@ class ShadowConfig(_Strict):
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     max_p99_ms: float = Field(50.0, gt=0)  # decision latency per event, 99th percentile, per policy
     batch: int = Field(500, ge=1)  # events decided per sandbox call, in time order
+    latency_sample: int = Field(200, ge=0)  # events each policy also decides one per call, as serve calls it: latency
+    # The known share of stopped (blocked) events a review labels, or None when unknown (the report then bounds the
+    # unlabelled ones by the worst and the best case and passes only on the worst).
+    review_rate: float | None = Field(None, gt=0, le=1)
+    cost_range: tuple[float, float] = (0.25, 4.0)  # factors of the decline cost the report checks the verdict over
 
 
 class StaticConfig(_Strict):
