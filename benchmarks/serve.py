@@ -12,8 +12,12 @@ and each request's customers keep a realistic history.
 `--mlflow` also serves the baseline's registered version (its signature, a warm sandboxed worker) with `mlflow
 models serve` and sends it the same events, once, as `dataframe_records` (it passes the policy no history).
 
+`--shadow-slow-ms MS` measures instead what a shadow trial costs the acting policy: the same single-event requests,
+first with no trial running, then (a second server, same workspace) with a trial whose challenger sleeps MS in every
+decide; the acting policy's per-request p50/p99 both ways, and what the challenger logged or dropped meanwhile.
+
     .venv/bin/python benchmarks/serve.py [--rows 30000] [--history 1000000] [--singles 200] [--batches 20] [--runs 3]
-                                         [--mlflow]
+                                         [--mlflow] [--shadow-slow-ms 160]
 """
 from __future__ import annotations
 
@@ -202,6 +206,92 @@ def mlflow_serving(ws: Path, log: Path, per_run: list, batch_size: int) -> dict[
         server.wait(timeout=60)
 
 
+def slow_challenger(ws: Path, slow_ms: float) -> str:
+    """A commit of the baseline's policy.py that sleeps `slow_ms` in every decide (a slow dependency), with `time`
+    allowed by a recorded config change; a running trial of it against the acting baseline in shadow.duckdb.
+    The workspace stays at its champion (the commit is not checked out). Returns the challenger's commit."""
+    import pandas as pd
+
+    from optimizer.config_events import change_config
+    from optimizer.context import load_context
+    from optimizer.refs import acting
+    from optimizer.shadow.store import ShadowStore, Trial
+
+    ctx = load_context(ws)
+    allowed = [*ctx.config.static.allowed_imports, "time"]
+    change_config(ws, {"static.allowed_imports": allowed}, approved_by="benchmarks/serve.py",
+                  reason="a challenger that sleeps in decide, to measure shadowing")
+    head = "def decide(model, rows, history):\n"
+    policy = ws / "policy.py"
+    source = policy.read_text()
+    if head not in source or "import numpy as np\n" not in source:
+        raise SystemExit(f"{policy}: no `{head.strip()}` or numpy import to slow down")
+    slow = source.replace("import numpy as np\n", "import time\n\nimport numpy as np\n", 1)
+    policy.write_text(slow.replace(head, f"{head}    time.sleep({slow_ms / 1000!r})\n", 1))
+    ctx.ws.git("commit", "-qam", f"a challenger that sleeps {slow_ms:g} ms per decide")
+    commit = ctx.ws.git("rev-parse", "HEAD").strip()
+    ctx.ws.git("reset", "-q", "--hard", "HEAD~1")
+    champion = acting(ctx, ctx.ledger.entries())[0]
+    ShadowStore(ws / "shadow.duckdb").add_trial(
+        Trial("trial-0001", "2025-07-01T00:00:00+00:00", champion.commit, commit, commit[:12], "0" * 64),
+        pd.DataFrame({"event_id": ["benchmark"], "ts": [pd.Timestamp("2025-07-01")]}))
+    return commit
+
+
+def singles_per_run(ws: Path, port: int, log: Path, bodies: list[list[bytes]]) -> tuple[list[dict], dict, float]:
+    """Serve `ws`, send each run's single-event requests (10 warm-up, then the rest) over one keep-alive connection;
+    per run the client's p50/p99 in ms, then /health after the last run and the seconds the server took to stop."""
+    server = start_server(ws, port, log)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        runs = []
+        for singles in bodies:
+            timed(conn, singles[:10])
+            walls, inside = timed(conn, singles[10:])
+            runs.append({"p50": percentile(walls, 50), "p99": percentile(walls, 99),
+                         "decide_p50": percentile(inside, 50)})
+        _, health = call(conn, "GET", "/health")
+    finally:
+        t0 = time.perf_counter()
+        server.terminate()
+        server.wait(timeout=120)
+    return runs, health, time.perf_counter() - t0
+
+
+def shadow_cost(args: argparse.Namespace) -> None:
+    """The acting policy's single-event latency without and with a slow challenger shadowed, in one invocation."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp / 'mlflow.db'}")
+        ws = build_workspace(tmp, args.rows)
+        held = grow_history(ws, args.history)
+        bodies = {mode: [request_bodies(ws, 1, args.singles + 10, 10**15 + (2 * k + i) * 10**7)
+                         for k in range(args.runs)] for i, mode in enumerate(("alone", "shadowed"))}
+        alone, _, _ = singles_per_run(ws, free_port(), tmp / "serve-alone.log", bodies["alone"])
+        slow_challenger(ws, args.shadow_slow_ms)
+        shadowed, health, stop_s = singles_per_run(ws, free_port(), tmp / "serve-shadowed.log", bodies["shadowed"])
+    trial = health["trial"] or {}
+    if not trial.get("shadowing"):
+        raise SystemExit(f"the trial was not shadowed: {trial}")
+    med = {mode: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+           for mode, runs in (("alone", alone), ("shadowed", shadowed))}
+    print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"sandbox layers: {', '.join(health['sandbox']['layers'])}")
+    print(f"workspace: {args.rows:,} generated transactions, {held:,} events in history.duckdb; {args.singles} "
+          f"single-event requests per run over one keep-alive connection, median of {args.runs} runs")
+    for mode, what in (("alone", "no trial running"),
+                       ("shadowed", f"a trial running, its challenger sleeping {args.shadow_slow_ms:g} ms per decide")):
+        m = med[mode]
+        print(f"{what}: acting policy p50 {m['p50']:.1f} ms, p99 {m['p99']:.1f} ms (sandbox decide alone p50 "
+              f"{m['decide_p50']:.1f} ms)")
+        for i, r in enumerate(alone if mode == "alone" else shadowed, 1):
+            print(f"  run {i}: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms")
+    ratio = med["shadowed"]["p50"] / med["alone"]["p50"]
+    print(f"p50 shadowed / alone: {ratio:.2f} (goal <= 1.20); challenger at the last /health: "
+          + ", ".join(f"{k} {trial[k]}" for k in trial if isinstance(trial[k], int) and not isinstance(trial[k], bool))
+          + f"; server stop {stop_s:.1f} s")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
@@ -216,7 +306,12 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=1_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--mlflow", action="store_true", help="also time `mlflow models serve` of the registered baseline")
+    ap.add_argument("--shadow-slow-ms", type=float, default=0.0,
+                    help="instead: single events without and with a trial whose challenger sleeps this long per decide")
     args = ap.parse_args()
+    if args.shadow_slow_ms > 0:
+        shadow_cost(args)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

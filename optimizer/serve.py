@@ -14,12 +14,13 @@ train's and dev's events, then every event served), and are appended to it, dura
 the next request sees them. Requests are decided one after another, so an event's history is every event
 answered before it, and its decision is the one a batch or a shadow trial would give it.
 
-When a shadow trial is running, its challenger is fitted too: after the champion answered, the challenger
-decides the same rows and both are logged to shadow.duckdb (only the champion's acted). Only the champion's
-decisions are returned.
+When a shadow trial is running, its challenger is fitted too, in a sandbox of its own, and decides off the request
+path (optimizer.serve_shadow): a request only queues its rows with the history the challenger reads (read with the
+champion's, under the same lock), and one thread decides them and logs both policies to shadow.duckdb (only the
+champion's acted). Only the champion's decisions are returned, never after waiting on the challenger.
 
     POST /decide  {"rows": [{column: value, ...}, ...]}  ->  {"decisions", "policy", "latency_ms"[, "blocked"]}
-    GET  /health  ->  {"status": "ok", "policy", "trial", "sandbox"}
+    GET  /health  ->  {"status": "ok", "policy", "trial" (with the shadow counts), "sandbox"}
 """
 from __future__ import annotations
 
@@ -35,18 +36,19 @@ from typing import Any, AsyncIterator, Sequence
 import numpy as np
 import pandas as pd
 from starlette.applications import Starlette
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from domains.history import lookback
 from holdout.ledger import Entry, Kind
 from optimizer.errors import RatchetError
 from optimizer.history import LiveHistory
 from optimizer.refs import acting, named
 from optimizer.serve_rows import Refused, Schema, _one_line, parse_rows
+from optimizer.serve_shadow import STOP_WAIT_S, ShadowLane, Shadowed
 
 MAX_ROWS = 10_000  # rows per request
 MAX_BYTES = 8 * 1024 * 1024  # request body
@@ -67,11 +69,13 @@ def running_trial(trials: Sequence[Any], entries: Sequence[Entry]) -> Any | None
 # --- the service ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Fitted:
-    """A policy version fitted in the sandbox: its source and the opaque model handle decide needs."""
+    """A policy version fitted in a sandbox: its source, the opaque model handle decide needs, and the sandbox that
+    holds the model (the acting policy's, or the challenger's own)."""
 
     ref: Any  # optimizer.refs.PolicyRef
     model: Any  # optimizer.sandbox.ModelHandle
     chosen_by: str
+    sandbox: Any = None  # optimizer.sandbox.Sandbox
 
     @property
     def key(self) -> str:
@@ -97,7 +101,8 @@ class Service:
 
     path: Path
     ctx: Any = None
-    sandbox: Any = None
+    sandbox: Any = None  # the acting policy's
+    shadow_sandbox: Any = None  # the challenger's: a worker's decide holds its sandbox's lock for the whole call
     schema: Schema | None = None
     champion: Fitted | None = None
     trial: Any = None  # optimizer.shadow.store.Trial, when one is running
@@ -106,11 +111,9 @@ class Service:
     counts: dict[str, int] = field(default_factory=lambda: {"requests": 0, "rows": 0, "refused": 0,
                                                             "sandbox_failures": 0, "worker_restarts": 0})
     workers: dict[str, Any] = field(default_factory=dict)  # Fitted.key -> its optimizer.sandbox.Worker
-    shadow_counts: dict[str, int] = field(default_factory=lambda: {"logged_rows": 0, "challenger_failures": 0,
-                                                                   "log_failures": 0})
+    lane: ShadowLane | None = None  # the challenger's queue and thread, while shadowing
     history: Any = None  # optimizer.history.LiveHistory: the store open for the server's life, and its index
-    _store_lock: threading.Lock = field(default_factory=threading.Lock)
-    _worker_lock: threading.Lock = field(default_factory=threading.Lock)
+    _worker_locks: dict[str, threading.Lock] = field(default_factory=dict)  # Fitted.key -> guards its worker
 
     @property
     def shadowing(self) -> bool:
@@ -135,19 +138,30 @@ class Service:
         try:
             self.history = LiveHistory(ctx)
             self.sandbox.start()
-            self.champion = self._fit(ref, chosen_by)
+            self.champion = self._fit(ref, chosen_by, self.sandbox)
             self.trial = running_trial(self.store().trials(), entries)
             if self.trial is not None:
                 self._fit_challenger(entries)
             for policy in (self.champion, self.challenger):
                 if policy is not None and self.sandbox.broker is None:  # warm before the first request
-                    self.workers[policy.key] = self.sandbox.worker(policy.ref.source, policy.model,
-                                                                   budget_s=ctx.config.sandbox.budget_s)
+                    self.workers[policy.key] = policy.sandbox.worker(policy.ref.source, policy.model,
+                                                                     budget_s=ctx.config.sandbox.budget_s)
+            if self.challenger is not None:
+                self.lane = ShadowLane(self.trial.trial, self._challenge, self.store())
         except BaseException:
             self.close()
             raise
 
-    def close(self) -> None:
+    def close(self, wait_s: float = STOP_WAIT_S) -> None:
+        """Stop shadowing (what is queued is decided and logged for up to `wait_s`, the rest dropped and counted),
+        then close both sandboxes and the history."""
+        if self.lane is not None and not self.lane.stop(wait_s):
+            log.warning("ratchet serve: trial %s: the challenger was still deciding at stop; its sandbox is closed",
+                        self.trial.trial)
+        if self.shadow_sandbox is not None:
+            self.shadow_sandbox.close()  # ends a decide still running, so the thread ends too
+        if self.lane is not None:
+            self.lane.join(timeout=5.0)
         if self.sandbox is not None:
             self.sandbox.close()
         if self.history is not None:
@@ -155,11 +169,15 @@ class Service:
 
     def decide_request(self, frame: pd.DataFrame) -> Decided:
         """The champion decides a request's rows with their history, then the rows join the history (on disk before
-        this returns); one request at a time, so each reads every event answered before it."""
+        this returns); one request at a time, so each reads every event answered before it. A trial's challenger
+        gets the history it reads with the rows now (the champion's when both look back as far: the same rows)."""
         live = self.history
         with live.lock:
             history = live.read(self.champion.ref.source, frame)
-            later = live.read(self.challenger.ref.source, frame) if self.shadowing else None
+            later = None
+            if self.shadowing:
+                same = lookback(self.challenger.ref.source) == lookback(self.champion.ref.source)
+                later = history if same else live.read(self.challenger.ref.source, frame)
             decided = self.decide(self.champion, frame, history)
             try:
                 live.record(frame)
@@ -173,8 +191,9 @@ class Service:
 
         return ShadowStore(self.ctx.ws.root / "shadow.duckdb")
 
-    def _fit(self, ref: Any, chosen_by: str) -> Fitted:
-        """Fit as evaluate does: the static scan first, then fit on train's policy view with the label."""
+    def _fit(self, ref: Any, chosen_by: str, sandbox: Any) -> Fitted:
+        """Fit as evaluate does, in `sandbox`: the static scan first, then fit on train's policy view with the
+        label."""
         from optimizer.stages.evaluate import static_check
 
         ctx = self.ctx
@@ -182,14 +201,18 @@ class Service:
         static = static_check(ctx, ref.source)
         if not static.passed:
             raise RatchetError(f"{what}: refused by the static scan: {static.detail}")
-        fitted = self.sandbox.fit(ref.source, ctx.domain.policy_view(ctx.train, with_label=True),
-                                  budget_s=ctx.config.sandbox.budget_s)
+        fitted = sandbox.fit(ref.source, ctx.domain.policy_view(ctx.train, with_label=True),
+                             budget_s=ctx.config.sandbox.budget_s)
         if fitted.status != "ok":
             raise RatchetError(f"{what}: fit {fitted.status} in the sandbox: {fitted.error}")
-        return Fitted(ref, fitted.model, chosen_by)
+        self._worker_locks[str(fitted.model.path)] = threading.Lock()
+        return Fitted(ref, fitted.model, chosen_by, sandbox)
 
     def _fit_challenger(self, entries: list[Entry]) -> None:
-        """The trial's challenger, fitted beside the champion; a failure keeps the server up, without shadowing."""
+        """The trial's challenger, fitted in a sandbox of its own (so the acting policy never waits on its lock); a
+        failure keeps the server up, without shadowing."""
+        from optimizer.sandbox import Sandbox
+
         if self.trial.champion_commit != self.champion.ref.commit:
             self.trial_problem = (f"trial {self.trial.trial} compares with {self.trial.champion_commit[:12]}, but "
                                   f"{self.champion.ref.commit[:12]} acts now (a promotion or rollback since it started)")
@@ -197,8 +220,13 @@ class Service:
             return
         try:
             ref = named(self.ctx, self.trial.challenger_commit, entries)
-            self.challenger = self._fit(ref, f"trial {self.trial.trial} challenger")
+            self.shadow_sandbox = Sandbox(memory_mb=self.ctx.config.sandbox.memory_mb, broker=self.sandbox.broker)
+            self.shadow_sandbox.start()
+            self.challenger = self._fit(ref, f"trial {self.trial.trial} challenger", self.shadow_sandbox)
         except RatchetError as exc:
+            if self.shadow_sandbox is not None:
+                self.shadow_sandbox.close()
+                self.shadow_sandbox = None
             self.trial_problem = _one_line(exc)
             log.warning("ratchet serve: %s; its decisions are not logged", self.trial_problem)
 
@@ -225,20 +253,22 @@ class Service:
 
     def _decide(self, policy: Fitted, frame: pd.DataFrame, history: pd.DataFrame | None) -> Any:
         """The policy's decide in its warm worker (started on first use, and again after one ended), or in a fresh
-        child per request when the workspace's policies may ask a language model (workers have no broker)."""
-        budget_s, constants = self.ctx.config.sandbox.budget_s, self.ctx.domain.constants
-        if self.sandbox.broker is not None:
-            return self.sandbox.decide(policy.ref.source, policy.model, {"request": frame}, budget_s=budget_s,
-                                       constants=constants, history=None if history is None else {"request": history})
-        with self._worker_lock:
+        child per request when the workspace's policies may ask a language model (workers have no broker). Each
+        policy has its own worker lock and sandbox: the challenger's restart or slow decide never holds the acting
+        policy's."""
+        budget_s, constants, sandbox = self.ctx.config.sandbox.budget_s, self.ctx.domain.constants, policy.sandbox
+        if sandbox.broker is not None:
+            return sandbox.decide(policy.ref.source, policy.model, {"request": frame}, budget_s=budget_s,
+                                  constants=constants, history=None if history is None else {"request": history})
+        with self._worker_locks[policy.key]:
             worker = self.workers.get(policy.key)
             if worker is None or not worker.alive:
                 if worker is not None:
                     self.counts["worker_restarts"] += 1
                     log.warning("ratchet serve: the decide worker of %s ended; starting another",
                                 policy.ref.commit[:12])
-                worker = self.workers[policy.key] = self.sandbox.worker(policy.ref.source, policy.model,
-                                                                       budget_s=budget_s)
+                worker = self.workers[policy.key] = sandbox.worker(policy.ref.source, policy.model,
+                                                                  budget_s=budget_s)
         return worker.decide(frame, budget_s=budget_s, constants=constants, history=history)
 
     def answer(self, decided: Decided) -> dict[str, Any]:
@@ -250,27 +280,15 @@ class Service:
         return body
 
     def shadow(self, frame: pd.DataFrame, champion: Decided) -> None:
-        """The challenger decides the same rows; both are logged to shadow.duckdb (only the champion's acted)."""
+        """Queue the request for the trial's challenger (never waits; dropped and counted when the queue is full):
+        its thread decides the rows with the history read at request time and logs both policies' decisions."""
         ids, ts = self._event_keys(frame)
-        try:
-            challenger, problem = self.decide(self.challenger, frame, champion.challenger_history), None
-        except Refused as exc:
-            challenger, problem = None, exc.message
-            log.warning("ratchet serve: trial %s challenger: %s", self.trial.trial, problem)
-        with self._store_lock:
-            self.shadow_counts["challenger_failures"] += problem is not None
-            try:
-                store = self.store()
-                store.log_decisions(self.trial.trial, ids, ts, "champion", champion.values, champion.latency_ms,
-                                    acted=True, source="serve")
-                if challenger is not None:
-                    store.log_decisions(self.trial.trial, ids, ts, "challenger", challenger.values,
-                                        challenger.latency_ms, acted=False, source="serve")
-                self.shadow_counts["logged_rows"] += len(ids)
-            except Exception as exc:  # a busy or broken shadow.duckdb must not take the server down
-                self.shadow_counts["log_failures"] += 1
-                log.warning("ratchet serve: trial %s: shadow.duckdb not written: %s", self.trial.trial,
-                            _one_line(exc))
+        self.lane.submit(Shadowed(ids, ts, frame, champion.values, champion.latency_ms, champion.challenger_history))
+
+    def _challenge(self, frame: pd.DataFrame, history: pd.DataFrame | None) -> tuple[np.ndarray, float]:
+        """The challenger's decide of a queued request, held to the output contract (Refused otherwise)."""
+        decided = self.decide(self.challenger, frame, history)
+        return decided.values, decided.latency_ms
 
     def _event_keys(self, frame: pd.DataFrame) -> tuple[list, Any]:
         cols = self.ctx.domain.columns
@@ -282,9 +300,13 @@ class Service:
         """What an operator checks first: which policy acts and why, the trial, the sandbox's layers, the counts."""
         trial = None
         if self.trial is not None:
+            lane = self.lane
+            counts = ({**lane.counts, "shadow_queued": lane.queued} if lane is not None else
+                      {"logged_rows": 0, "challenger_failures": 0, "log_failures": 0, "shadow_dropped": 0,
+                       "shadow_queued": 0})
             trial = {"trial": self.trial.trial, "champion_commit": self.trial.champion_commit,
                      "challenger_commit": self.trial.challenger_commit, "challenger_ref": self.trial.challenger_ref,
-                     "shadowing": self.shadowing, "problem": self.trial_problem, **self.shadow_counts}
+                     "shadowing": self.shadowing, "problem": self.trial_problem, **counts}
         return {"status": "ok", "workspace": str(self.ctx.ws.root), "domain": self.ctx.domain.name,
                 "policy": {**self.champion.describe(), "chosen_by": self.champion.chosen_by,
                            "policy_sha256": self.champion.ref.policy_sha256},
@@ -345,8 +367,9 @@ def make_app(path: Path | str, *, max_rows: int = MAX_ROWS, max_bytes: int = MAX
             service.counts["sandbox_failures"] += 1
             raise
         service.counts["rows"] += len(frame)
-        background = BackgroundTask(service.shadow, frame, decided) if service.shadowing else None
-        return JSONResponse(service.answer(decided), background=background)
+        if service.lane is not None:
+            service.shadow(frame, decided)  # queued for the challenger's thread: the answer does not wait on it
+        return JSONResponse(service.answer(decided))
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse(service.health())

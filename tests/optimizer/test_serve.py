@@ -373,3 +373,49 @@ def test_a_kill_minus_9_under_load_loses_no_acknowledged_event(served_ws, tmp_pa
     with duckdb.connect(str(root / "history.duckdb"), read_only=True) as con:
         stored = {i for (i,) in con.execute(f"SELECT tx_id FROM events WHERE tx_id >= {LIVE}").fetchall()}
     assert set(acked) <= stored and not (root / "history.log").read_bytes()
+
+
+def test_a_slow_challenger_is_shadowed_off_the_request_path(served_ws, tmp_path):
+    """A challenger that sleeps 1 s per decide, its queue cut to one request: four requests are answered while it
+    still decides the first, so the work that finds the queue full is dropped and counted, never waited for; what
+    it decided is logged for both policies, with its own call's latency."""
+    from optimizer.config_events import change_config
+    from optimizer.context import load_context
+    from tests.optimizer.test_shadow_latency import slowed
+
+    root = tmp_path / "ws"
+    shutil.copytree(served_ws, root)
+    ctx = load_context(root)
+    change_config(root, {"static.allowed_imports": [*ctx.config.static.allowed_imports, "time"]},
+                  approved_by="test", reason="a challenger that sleeps in decide")
+    slow = _commit_aside(root, slowed((root / "policy.py").read_text(), 1.0))
+    store = ShadowStore(root / "shadow.duckdb")
+    store.add_trial(Trial("trial-0001", "2025-07-01T00:00:00+00:00", ctx.champion().commit, slow, slow[:12],
+                          "0" * 64), pd.DataFrame({"event_id": ["e1"], "ts": [pd.Timestamp("2025-07-01")]}))
+    with TestClient(make_app(root)) as c:
+        service = c.app.state.service
+        assert service.shadowing and service.shadow_sandbox is not service.sandbox
+        service.lane.capacity = 1
+        rows = _live_rows(service.ctx, 12)
+        answers = [c.post("/decide", json={"rows": rows[i:i + 3]}) for i in range(0, 12, 3)]
+        assert [r.status_code for r in answers] == [200] * 4
+        trial = c.get("/health").json()["trial"]
+        assert trial["shadow_dropped"] >= 1 and trial["challenger_failures"] == 0
+    dropped = service.lane.counts["shadow_dropped"]
+    logged = store.query("SELECT policy, event_id, latency_ms, source FROM decisions")
+    counts = logged.groupby("policy").size().to_dict()
+    assert counts == {"champion": 3 * (4 - dropped), "challenger": 3 * (4 - dropped)} and dropped < 4
+    assert set(logged["source"]) == {"serve"}
+    assert (logged.loc[logged["policy"] == "challenger", "latency_ms"] >= 1000).all()  # its own call, not the answer's
+    returned = {str(r["tx_id"]) for r in rows}
+    assert set(logged["event_id"]) <= returned
+
+
+def _commit_aside(root: Path, source: str) -> str:
+    """A commit of policy.py as `source`; the workspace stays at its champion (the commit is not checked out)."""
+    git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    (root / "policy.py").write_text(source)
+    subprocess.run([*git, "commit", "-qam", "a slow challenger"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run([*git, "reset", "-q", "--hard", "HEAD~1"], check=True)
+    return commit
