@@ -25,7 +25,7 @@ def audit(
                                              "code is then that of the checks shown."),
 ) -> None:
     """Re-derive every hash (holdout files, content, HMAC, ledger chain, MLflow seal, scorer sources, splits,
-    config, cached decisions and states, experiment records), list every config change with its approver, and
+    config, cached decisions and states, experiment records, shadow trials' rows and files), list every config change with its approver, and
     replay every holdout answer, held to the gate settings in ratchet.yaml.
 
     Exit 0 when intact, 1 on any integrity failure, 2 when the folder is not a workspace, 4 when the only
@@ -42,6 +42,7 @@ def audit(
     except RatchetError as exc:
         settings = str(exc)
     report = run_audit(workspace, source_root=source_root(), gate_settings=settings)
+    report = AuditReport(report.workspace, (*report.checks, _shadow_check(workspace)))
     if replay:
         from optimizer.replay import replay as run_replay
 
@@ -71,3 +72,19 @@ def audit(
                                  "unreachable or unreadable); every other check is intact. Run it again once MLflow "
                                  "answers."}[report.status], markup=False)
     raise typer.Exit({"intact": 0, "failed": 1, "unverified": 4}[report.status])
+
+
+def _shadow_check(workspace: Path):
+    """Every shadow trial's rows in shadow.duckdb and its files against the hashes the ledger bound them to."""
+    from holdout.audit import Check
+    from holdout.ledger import Ledger
+    from optimizer.shadow.integrity import audit_trials
+
+    try:
+        passed, detail = audit_trials(workspace, Ledger(workspace / "ledger.duckdb").entries())
+    except RatchetError as exc:  # shadow.duckdb busy (a server writing): not checked, which is no pass
+        return Check("shadow_trials", False, f"not verified: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a damaged store fails the check, in one line
+        return Check("shadow_trials", False, f"{workspace / 'shadow.duckdb'}: unreadable ({type(exc).__name__}: "
+                     f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''})")
+    return Check("shadow_trials", passed, detail)

@@ -51,14 +51,17 @@ def events(
 @shadow.command("start", epilog="Example: ratchet shadow start ws --challenger exp-0003 --events ev.parquet --json")
 def start(
     workspace: Path = typer.Argument(..., help="The workspace."),
-    challenger: str = typer.Option(..., help="The policy to try: a kept experiment id (exp-0003), baseline or a "
-                                   "commit."),
-    events_file: Path = typer.Option(..., "--events", help="Events to decide (.parquet or .csv), checked against "
-                                     "the workspace's data contract; bad rows are quarantined with their reason."),
+    challenger: str = typer.Option(..., help="The policy to try: a judged one, i.e. a kept experiment (exp-0003, "
+                                   "or its commit), champion or baseline; a commit never kept is refused."),
+    events_file: Path = typer.Option(..., "--events", help="New events to decide (.parquet or .csv), checked against "
+                                     "the workspace's data contract; bad rows are quarantined with their reason. A "
+                                     "file with any event the workspace has seen (id or values of train, dev or a "
+                                     "holdout) or timed before its sealed data ends is refused."),
     as_json: bool = typer.Option(False, "--json", help="Print only the result as JSON on stdout."),
 ) -> None:
     """Start a trial: both policies decide the valid events in the sandbox, in time order; every decision of both is
-    stored in shadow.duckdb with its latency (only the champion's act), and the trial goes to the ledger."""
+    stored in shadow.duckdb with its latency (only the champion's act), and the trial goes to the ledger with the
+    hashes of its rows and files (`shadow report`, `promote` and `audit` verify them)."""
     from optimizer.shadow.trial import start_trial
 
     try:
@@ -82,18 +85,22 @@ def start(
 def outcomes(
     workspace: Path = typer.Argument(..., help="The workspace."),
     trial: str = typer.Argument(..., help="The trial (trial-0001)."),
-    outcomes_file: Path = typer.Option(..., "--outcomes", help="Outcomes that arrived (.parquet or .csv); repeat "
-                                       "the command as more arrive."),
+    outcomes_file: Path = typer.Option(..., "--outcomes", help="Outcomes that arrived (.parquet or .csv): event_id, "
+                                       "label (the domain's values), known_at (ISO 8601 or epoch seconds), reviewed "
+                                       "(true/false), extra; repeat the command as more arrive."),
 ) -> None:
-    """Join outcomes as they arrive: only the trial's events, the first outcome of each event counts."""
+    """Join outcomes as they arrive: only the trial's events. A batch with any bad row is refused whole, naming the
+    row and column. An outcome sent again is ignored; a different one for the same event is a correction (the
+    latest counts). The batch and the hash of its rows go to the ledger."""
     from optimizer.shadow.outcomes import add_outcomes
 
     try:
         joined = add_outcomes(workspace, trial, outcomes_file)
     except RatchetError as exc:
         _fail(exc)
-    out.print(f"{trial}: batch {joined['batch']}: {joined['joined']:,} outcomes joined, {joined['ignored']:,} "
-              "ignored (not this trial's events, or already joined)", markup=False)
+    out.print(f"{trial}: batch {joined['batch']}: {joined['joined']:,} outcomes joined, {joined['corrections']:,} "
+              f"corrections, {joined['ignored']:,} ignored (not this trial's events, or the same as already joined)",
+              markup=False)
 
 
 @shadow.command("report", epilog="Example: ratchet shadow report ws trial-0001 --json")

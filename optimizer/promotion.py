@@ -5,7 +5,8 @@ The ledger's promotions and rollbacks form a stack of versions: a promotion push
 `champion` is the top and `previous` the one below. The baseline acts before any promotion, so it is the bottom:
 the first promotion names it as `previous`, and a rollback can return to it. A move the ledger holds but the registry does not (a stop
 between the two writes) is completed by the next `ratchet promote` or `ratchet rollback`; any other disagreement
-is refused, and `ratchet audit` reports it.
+is refused, and `ratchet audit` reports it. The passed trial a promotion rests on is verified against the ledger
+first (optimizer.shadow.integrity): an edited store or constants file refuses the promotion.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from optimizer.errors import IntegrityError, RatchetError
 from optimizer.refs import PolicyRef, resolve
 from optimizer.registry import model_entries
 from optimizer.runner import exclusive
+from optimizer.shadow.integrity import verify_trial
 
 MOVES = (Kind.PROMOTION, Kind.ROLLBACK)
 
@@ -37,6 +39,7 @@ def promote(path: Path, ref: str, *, approved_by: str, reason: str = "") -> Entr
     entries = ctx.ledger.entries()
     policy = resolve(ctx, ref, entries)
     trial = passed_trial(entries, policy)
+    verify_trial(ctx, trial, entries)  # the passed trial's rows and files are still the ones the ledger bound
     model = registered_version(entries, policy)
     client, uri = _client(ctx.ledger)
     moves = [e for e in entries if e.kind in MOVES]

@@ -5,6 +5,11 @@ problems (a null, a value out of range, a duplicate id, a value of the wrong typ
 expectations are the Great Expectations suite the workspace sealed (contract/suite.json), validated with GX on
 the whole batch, every row (COMPLETE result format: the failing rows' indices). On a workspace imported with
 `--map KEY=COLUMN` the events may use the user's mapped column names; they are read as ratchet's first.
+
+A trial decides new events only (`refuse_seen`): a file holding any event the workspace already has (an id, or the
+same decision-time values under another id, of train, dev, the holdout with its canaries or a retired holdout), or
+timed at or before the end of the sealed data, is refused whole. Otherwise the holdout's own rows, sent as live
+events with its labels as outcomes, would read any policy's holdout metrics with no gate answer spent.
 """
 from __future__ import annotations
 
@@ -12,8 +17,11 @@ import json
 import warnings
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
+from domains.errors import listing
+from holdout.hashing import hashes_in, row_hashes
 from optimizer.errors import RatchetError
 from optimizer.user_columns import renames, shown, to_ours
 
@@ -60,6 +68,29 @@ def check_events(ctx, events: pd.DataFrame, *, source: str) -> Checked:
                                 "reason": ["; ".join(reasons[i]) for i in bad_rows]})
     valid = typed.drop(index=bad_rows).reset_index(drop=True)
     return Checked(valid, quarantined, tuple(c for c in events.columns if c not in view.columns))
+
+
+def refuse_seen(ctx, valid: pd.DataFrame, *, source: str) -> None:
+    """RatchetError, in one line, when any valid event is one the workspace has seen or predates its sealed data."""
+    cols = ctx.domain.columns
+    retired = [pd.read_parquet(p) for p in sorted((ctx.ws.root / "retired").glob("holdout-*/holdout.parquet"))]
+    seen = pd.concat([ctx.train, ctx.dev, ctx.holdout_all, *retired], ignore_index=True)
+    content = [c for c in valid.columns if c != cols.id and c in seen.columns]
+    try:
+        typed = seen[content].astype(valid[content].dtypes.to_dict())
+    except (TypeError, ValueError):  # a retired holdout typed otherwise: compare as text
+        typed, valid = seen[content].astype(str), valid.assign(**{c: valid[c].astype(str) for c in content})
+    end = seen[cols.time].max()
+    why = {"an id the workspace holds": valid[cols.id].astype(str).isin(set(seen[cols.id].astype(str))).to_numpy(),
+           "decision-time values the workspace holds": hashes_in(row_hashes(valid, content), row_hashes(typed, content)),
+           "a time at or before the sealed data's end": (pd.to_datetime(valid[cols.time]) <= end).to_numpy()}
+    bad = np.logical_or.reduce(list(why.values()))
+    if not bad.any():
+        return
+    counts = ", ".join(f"{int(mask.sum()):,} with {what}" for what, mask in why.items() if mask.any())
+    raise RatchetError(f"{source}: {int(bad.sum()):,} of {len(valid):,} events are not new ({counts}; first ids: "
+                       f"{listing(valid.loc[bad, cols.id].astype(str).tolist(), 5)}): a trial decides only events "
+                       f"after {end} that train, dev and the holdouts never held; remove them and start again.")
 
 
 def _coerce(values: pd.Series, dtype) -> tuple[pd.Series, pd.Series]:

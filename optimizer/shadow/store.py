@@ -1,11 +1,17 @@
 """shadow.duckdb: one file per workspace holding every shadow trial's events, decisions and outcomes.
 
-Append-only by use: a trial's rows are written once; outcomes arrive in batches, each batch its own rows (the
-first outcome of an event counts). Decisions are stored as text (a score, a price or a team), with the latency
-of the call that made them and whether they acted (only the champion's do).
+Append-only by use: a trial's rows are written once, in one transaction with its ledger entry; outcomes arrive
+in batches, each batch its own rows (a later batch may correct an event's outcome: the latest batch counts).
+Decisions are stored as text (a score, a price or a team), with the latency of the call that made them and whether
+they acted (only the champion's do).
+
+DuckDB lets one process write a file at a time, and `ratchet serve` writes its shadowed decisions here from its own
+process: a connection that finds the file locked waits, retrying for up to `wait_s` seconds, then says the store
+is busy in one line.
 """
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +20,8 @@ from typing import Iterator, Sequence
 import duckdb
 import numpy as np
 import pandas as pd
+
+from optimizer.errors import RatchetError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS trials (
@@ -25,8 +33,10 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE TABLE IF NOT EXISTS decisions (
     trial VARCHAR NOT NULL, event_id VARCHAR NOT NULL, ts TIMESTAMP, policy VARCHAR NOT NULL,
-    decision VARCHAR NOT NULL, latency_ms DOUBLE NOT NULL, acted BOOLEAN NOT NULL, source VARCHAR NOT NULL
+    decision VARCHAR NOT NULL, latency_ms DOUBLE, acted BOOLEAN NOT NULL, source VARCHAR NOT NULL
 );
+-- latency_ms is NULL for an event decided only in a batch (not timed alone); stores made before that allowed none
+ALTER TABLE decisions ALTER COLUMN latency_ms DROP NOT NULL;
 CREATE TABLE IF NOT EXISTS quarantine (
     trial VARCHAR NOT NULL, row_number BIGINT NOT NULL, event_id VARCHAR, reason VARCHAR NOT NULL
 );
@@ -36,6 +46,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
 );
 """
 POLICIES = ("champion", "challenger")
+WAIT_S = 5.0  # how long a command waits for a running server's write to end before saying the store is busy
 
 
 @dataclass(frozen=True)
@@ -51,17 +62,54 @@ class Trial:
 class ShadowStore:
     """The workspace's shadow.duckdb (created on first write)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, wait_s: float | None = None) -> None:
         self.path = Path(path)
+        self.wait_s = WAIT_S if wait_s is None else wait_s
+        self._con: duckdb.DuckDBPyConnection | None = None  # the open transaction of `writing()`, if any
 
     @contextmanager
     def _connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = duckdb.connect(str(self.path))
+        if self._con is not None:  # inside `writing()`: every write joins its transaction
+            yield self._con
+            return
+        con = self._open()
         try:
             con.execute(_SCHEMA)
             yield con
         finally:
             con.close()
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        """A connection, waiting while another process (a running `ratchet serve`) holds the file's lock."""
+        deadline, pause = time.monotonic() + self.wait_s, 0.05
+        while True:
+            try:
+                return duckdb.connect(str(self.path))
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise RatchetError(f"{self.path}: cannot be opened ({_first_line(exc)}).") from None
+                if time.monotonic() >= deadline:
+                    raise RatchetError(f"{self.path} is busy (held by another ratchet process, e.g. `ratchet serve`); "
+                                       "retry") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
+
+    @contextmanager
+    def writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One transaction for every write inside the block: committed when the block ends, rolled back if it
+        raises (so a trial or an outcomes batch is in the store with its ledger entry, or not at all)."""
+        with self._connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            self._con = con
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            else:
+                con.execute("COMMIT")
+            finally:
+                self._con = None
 
     # --- writes -------------------------------------------------------------------------------
     def add_trial(self, trial: Trial, events: pd.DataFrame) -> None:
@@ -101,17 +149,22 @@ class ShadowStore:
             con.register("new_quarantine", frame)
             con.execute("INSERT INTO quarantine SELECT * FROM new_quarantine")
 
-    def add_outcomes(self, trial: str, outcomes: pd.DataFrame) -> int:
-        """A batch of outcomes (`event_id`, `label`, `known_at`, `reviewed`, `extra`: the outcome-only columns as
-        JSON); returns the batch number. Labels are kept as text (a fraud flag, a team's name); the report reads
-        them back in the dev split's type."""
+    def add_outcomes(self, trial: str, batch: int, outcomes: pd.DataFrame) -> None:
+        """Batch `batch` of outcomes (`event_id`, `label`, `known_at`, `reviewed`, `extra`: the outcome-only columns
+        as JSON). Labels are kept as text (a fraud flag, a team's name); the report reads them back in the dev
+        split's type."""
+        if outcomes.empty:
+            return
+        frame = outcomes.assign(trial=trial, batch=batch)[["trial", "batch", "event_id", "label", "known_at",
+                                                           "reviewed", "extra"]]
         with self._connect() as con:
-            batch = con.execute("SELECT coalesce(max(batch), 0) + 1 FROM outcomes WHERE trial = ?", [trial]).fetchall()[0][0]
-            frame = outcomes.assign(trial=trial, batch=batch)[["trial", "batch", "event_id", "label", "known_at",
-                                                               "reviewed", "extra"]]
             con.register("new_outcomes", frame)
             con.execute("INSERT INTO outcomes SELECT * FROM new_outcomes")
-        return int(batch)
+
+    def latest_outcomes(self, trial: str) -> pd.DataFrame:
+        """Each event's outcome as it stands: the row of its latest batch."""
+        return self.query("SELECT event_id, label, known_at, reviewed, extra FROM outcomes WHERE trial = ? "
+                          "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY batch DESC) = 1", [trial])
 
     def forget(self, trial: str) -> None:
         """Remove every row of a trial the ledger never recorded (a start that was cut short)."""
@@ -132,3 +185,7 @@ class ShadowStore:
     def query(self, sql: str, params: Sequence = ()) -> pd.DataFrame:
         with self._connect() as con:
             return con.execute(sql, list(params)).df()
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__

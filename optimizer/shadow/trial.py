@@ -1,10 +1,14 @@
 """Start a shadow trial.
 
-Both policies are fitted on the workspace's train split and decide the valid events in time order, in batches,
-in the sandbox; every decision of both is stored with its latency, and only the champion's act.
+The challenger is a judged policy (a kept experiment, the workspace champion or the baseline) and the events are new
+(none the workspace has seen, all after its sealed data). Both policies are fitted on the workspace's train split
+and decide the valid events in time order, in batches, in the sandbox; every decision of both is stored with its
+latency, and only the champion's act. The store's rows and the trial's files are written in one transaction with
+the ledger entry that holds their hashes (optimizer.shadow.integrity).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import dataclass
@@ -18,11 +22,12 @@ from holdout.hashing import array_sha256, content_hash, sha256_file
 from holdout.ledger import Kind
 from optimizer.errors import RatchetError
 from optimizer.history import EventStore
-from optimizer.refs import acting, resolve
+from optimizer.refs import PolicyRef, acting, named, resolve
 from optimizer.runner import exclusive
 from optimizer.shadow.deciding import decide_all, past_of
 from optimizer.shadow.events import read_frame
-from optimizer.shadow.quarantine import check_events
+from optimizer.shadow.integrity import file_hashes, table_hashes
+from optimizer.shadow.quarantine import check_events, refuse_seen
 from optimizer.shadow.store import ShadowStore, Trial
 
 
@@ -57,7 +62,7 @@ def start_trial(path: Path, *, challenger: str, events_file: Path, progress=lamb
 
     ctx = load_context(path)
     entries = ctx.ledger.entries()
-    champ, chall = acting(ctx, entries)[0], resolve(ctx, challenger, entries)
+    champ, chall = acting(ctx, entries)[0], judged(ctx, challenger, entries)
     if chall.commit == champ.commit:
         raise RatchetError(f"--challenger {challenger}: is the acting champion ({champ.commit[:12]}); a trial compares "
                            "a different kept policy with it.")
@@ -68,6 +73,7 @@ def start_trial(path: Path, *, challenger: str, events_file: Path, progress=lamb
     if valid.empty:
         raise RatchetError(f"{events_file}: no valid event (all {len(checked.quarantined)} rows quarantined: "
                            f"{_top_reason(checked.quarantined)}); fix the file.")
+    refuse_seen(ctx, valid, source=str(events_file))
     trial = f"trial-{sum(e.kind == Kind.SHADOW_TRIAL for e in entries) + 1:04d}"
     store = store_of(ctx)
     decided: dict = {}
@@ -87,22 +93,35 @@ def start_trial(path: Path, *, challenger: str, events_file: Path, progress=lamb
     ids, ts = valid[cols.id].astype(str).to_numpy(), valid[cols.time]
     record = Trial(trial, datetime.now(timezone.utc).isoformat(timespec="seconds"), champ.commit, chall.commit,
                    challenger, sha256_file(events_file))
-    store.add_trial(record, pd.DataFrame({"event_id": ids, "ts": ts}))
-    store.quarantine(trial, checked.quarantined)
-    for role in ("champion", "challenger"):
-        values, constants = decided[role]
-        store.log_decisions(trial, ids, ts, role, values, decided[role + "_latency"], acted=role == "champion")
-        (folder / f"{role}.json").write_text(json.dumps({"constants": constants}, default=str))
     reasons = _reasons(checked.quarantined)
-    entry = ctx.ledger.append(Kind.SHADOW_TRIAL, {
-        "trial": trial, "champion": champ.to_dict(), "challenger": chall.to_dict(),
-        "events_file_sha256": record.events_sha256, "events_sha256": content_hash(valid),
-        "events": len(valid), "quarantined": len(checked.quarantined), "quarantine_reasons": reasons,
-        "decisions_sha256": {role: array_sha256(np.asarray(decided[role][0])) for role in ("champion", "challenger")},
-        "seal": ctx.manifest_sha256})
+    with store.writing():  # the rows and the ledger entry that binds them: both, or neither
+        store.add_trial(record, pd.DataFrame({"event_id": ids, "ts": ts}))
+        store.quarantine(trial, checked.quarantined)
+        for role in ("champion", "challenger"):
+            values, constants = decided[role]
+            store.log_decisions(trial, ids, ts, role, values, decided[role + "_latency"], acted=role == "champion")
+            (folder / f"{role}.json").write_text(json.dumps({"constants": constants}, default=str))
+        entry = ctx.ledger.append(Kind.SHADOW_TRIAL, {
+            "trial": trial, "champion": champ.to_dict(), "challenger": chall.to_dict(),
+            "events_file_sha256": record.events_sha256, "events_sha256": content_hash(valid),
+            "events": len(valid), "quarantined": len(checked.quarantined), "quarantine_reasons": reasons,
+            "decisions_sha256": {role: array_sha256(np.asarray(decided[role][0])) for role in ("champion", "challenger")},
+            "store_sha256": table_hashes(store, trial), "files_sha256": file_hashes(folder),
+            "seal": ctx.manifest_sha256})
     _track(ctx, entry.data)
     return Started(trial, len(valid), len(checked.quarantined), reasons, champ.to_dict(), chall.to_dict(),
                    checked.dropped_columns)
+
+
+def judged(ctx, challenger: str, entries: list) -> PolicyRef:
+    """The policy `challenger` names, when it was judged: a kept experiment, the workspace champion or the baseline.
+    A commit nobody scanned, scored or kept is refused: its trial would read metrics no gate ever answered."""
+    ref = named(ctx, resolve(ctx, challenger, entries).commit, entries)
+    if not ref.experiment:
+        raise RatchetError(f"--challenger {challenger}: commit {ref.commit[:12]} is no kept experiment and not the "
+                           "baseline; a trial's challenger must be a judged policy: a kept experiment (exp-0003), "
+                           "champion or baseline (keep a candidate first with `ratchet try DIR FILE --keep`).")
+    return dataclasses.replace(ref, ref=challenger)
 
 
 def _track(ctx, data: dict) -> None:
