@@ -121,6 +121,7 @@ class ShadowSettings:
     settle_days: float = 0.0  # a "nothing happened" outcome (e.g. no chargeback) is known this many days after
     blocks: bool = False  # a positive decision stops the event (a blocked payment): its outcome is then not observed
     review_share: float = 1.0  # ... except for this share of stopped events, labelled by a review
+    cost: str = ""  # the scoring setting that is a business assumption (a decline's cost): the report checks a range
 
 
 @dataclass(frozen=True)

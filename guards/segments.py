@@ -4,7 +4,9 @@ For every segment family (e.g. amount_band) and segment (e.g. high) with enough 
 per-row difference is bootstrapped; the segment fails when even the upper confidence bound of its
 mean change is below -tolerance (significantly hurt by more than the tolerance). The confidence
 is split across the segments tested (Bonferroni), so an honest candidate is not failed just
-because one of many segments drew unlucky noise.
+because one of many segments drew unlucky noise. Read repeatedly as data arrives (a shadow
+trial), the bound is the anytime-valid confidence sequence of guards.anytime instead
+(`anytime_for`: where it is tightest), so looking often does not fail more honest candidates.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import pandas as pd
 from domains._memo import by_identity
 from guards._bootstrap import bootstrap_means
 from guards._result import GuardResult
+from guards.anytime import sequence
 
 
 @by_identity
@@ -26,7 +29,8 @@ def _factorized(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def check_segments(candidate_contrib: np.ndarray, champion_contrib: np.ndarray, segments: Mapping[str, np.ndarray],
                    *, higher_is_better: bool, min_rows: int = 200, tolerance: float, confidence: float = 0.95,
-                   seed: int, n_boot: int = 2000, metric: str = "the primary metric") -> GuardResult:
+                   seed: int, n_boot: int = 2000, metric: str = "the primary metric",
+                   anytime_for: int | None = None) -> GuardResult:
     """Fail when some segment with >= min_rows rows is significantly worse by more than `tolerance` per row."""
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must lie in (0, 1); got {confidence!r}")
@@ -65,7 +69,8 @@ def check_segments(candidate_contrib: np.ndarray, champion_contrib: np.ndarray, 
     conf = f"{100 * (1 - alpha):.4g}%"
     for family, name, d in groups:
         mean = float(d.mean())
-        upper = float(np.quantile(bootstrap_means(d, n_boot, rng), 1.0 - alpha))
+        upper = (sequence(d, alpha=alpha, tuned_for=anytime_for).upper if anytime_for
+                 else float(np.quantile(bootstrap_means(d, n_boot, rng), 1.0 - alpha)))
         key = f"{family}={name}"
         figures.update({f"{key}.n": int(len(d)), f"{key}.mean_diff": mean, f"{key}.upper": upper})
         if upper < -tolerance:

@@ -111,11 +111,13 @@ def report(
     accept_drift: Optional[str] = typer.Option(None, "--accept-drift", help="Acknowledge a drift alarm of the "
                                                "events, with the reason (recorded)."),
 ) -> None:
-    """Compare the challenger with the champion on the labelled events: agreement, each one's metrics with a paired
-    confidence interval of the difference, labelled share, alerts per day against capacity, guardrails, segments,
-    drift against the sealed holdout, latency, quarantine. Recorded in the ledger and MLflow.
+    """Compare the challenger with the champion on the settled events: the paired difference of the primary metric
+    with an anytime-valid confidence sequence (read it as often as you like), labels as they arrive (selective:
+    weighted by shadow.review_rate, or worst case), an interim view from the disagreements, the verdict over a range
+    of the decline cost, agreement, alerts per day against capacity, guardrails, segments, drift against the sealed
+    holdout, per-event latency, quarantine. Each look is a ledger entry and a step of the trial's MLflow run.
 
-    Exit 0 passed, 1 failed, 3 pending (not enough labelled events yet), 2 for usage or integrity errors."""
+    Exit 0 passed, 1 failed, 3 pending (not decided yet), 2 for usage or integrity errors."""
     from optimizer.shadow.report import build_report
 
     try:
@@ -126,12 +128,23 @@ def report(
         sys.stdout.write(json.dumps(result.to_json(), default=str) + "\n")
     else:
         f = result.figures
-        out.print(f"{trial}: {result.status.upper()} ({f['labeled']:,} of {f['events']:,} events labelled; "
-                  f"agreement {f['agreement']['share']:.1%})", markup=False)
+        out.print(f"{trial}: {result.status.upper()} ({f['settled']:,} of {f['events']:,} events settled, "
+                  f"{f['labeled']:,} labelled; agreement {f['agreement']['share']:.1%})", markup=False)
         if "primary" in f:
             p = f["primary"]
-            out.print(f"  {p['metric']}: challenger - champion {p['gain']:+.4f} (se {p['se']:.4f}, "
-                      f"{p['confidence']:.0%} lower bound {p['lower_bound']:+.4f})", markup=False)
+            out.print(f"  {p['metric']}: challenger - champion {p['gain']:+.4f} on {p['n']:,} settled events, "
+                      f"anytime {p['confidence']:.0%} bounds {p['lower_bound']:+.4f} to {p['upper_bound']:+.4f} "
+                      f"(valid at every look; labels: {p['labels']})", markup=False)
+        if result.status == "pending" and "gain_bounds" in f["interim"]:
+            lo, hi = f["interim"]["gain_bounds"]
+            out.print(f"  interim, not evidence: {f['interim']['disagreements']:,} disagreements; the mean gain over "
+                      f"these events lies between {lo:+.4f} and {hi:+.4f} whatever the unknown labels", markup=False)
+        if f.get("cost_range"):
+            c = f["cost_range"]
+            held = (f"{c['not_worse_from']:g}x to {c['not_worse_to']:g}x" if c["not_worse_from"] is not None
+                    else "nowhere in the range")
+            out.print(f"  {c['parameter']} {c['configured']:g}: the challenger is shown not worse from {held} it",
+                      markup=False)
         for role, lat in f["latency_ms"].items():
             out.print(f"  {role} latency p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms", markup=False)
         for reason in result.reasons:

@@ -90,7 +90,8 @@ class FraudDomain(Domain):
                                "roc_auc", "pr_auc"))
     # Chargebacks arrive 30 to 90 days after a fraud; a legitimate payment is known good once 90 days pass without
     # one. A blocked payment gets no chargeback: only the share a review team looks at is labelled.
-    shadow = ShadowSettings(True, delay_days=(30.0, 90.0), settle_days=90.0, blocks=True, review_share=0.2)
+    shadow = ShadowSettings(True, delay_days=(30.0, 90.0), settle_days=90.0, blocks=True, review_share=0.2,
+                            cost="decline_cost")
     # Large amounts are a fraud pattern by definition: amount's predictive power is reported, not refused.
     leakage_exempt = ("amount",)
 

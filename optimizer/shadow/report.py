@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from domains import Decisions
 from holdout.ledger import Kind
 from optimizer.errors import RatchetError
 from optimizer.runner import exclusive
+from optimizer.shadow import compare
 from optimizer.shadow.trial import store_of, trial_dir
 
 EXIT = {"passed": 0, "failed": 1, "pending": 3}
@@ -46,29 +46,41 @@ def build_report(path: Path, trial: str, *, accept_drift: str | None = None, rec
     from optimizer.context import load_context
 
     ctx = load_context(path)
-    store = store_of(ctx)
     entries = ctx.ledger.entries()
     started = next((e.data for e in entries if e.kind == Kind.SHADOW_TRIAL and e.data["trial"] == trial), None)
     if started is None:
         known = ", ".join(e.data["trial"] for e in entries if e.kind == Kind.SHADOW_TRIAL) or "none yet"
         raise RatchetError(f"{trial}: no such trial in {ctx.ws.root} (trials: {known}).")
+    from optimizer.shadow.integrity import verify_trial
+
+    verify_trial(ctx, trial, entries)  # the store's rows and the trial's files are the ones the ledger bound
+    result = compute(ctx, trial, started, accept_drift=accept_drift)
+    if record:
+        _record(ctx, result, started, entries)
+    return result
+
+
+def compute(ctx, trial: str, started: dict, *, accept_drift: str | None = None, batches: int | None = None) -> Report:
+    """The report of `trial` on the outcomes of its first `batches` batches (all: None); writes nothing."""
+    store = store_of(ctx)
     cols, shadow, cfg = ctx.domain.columns, ctx.domain.shadow, ctx.config.shadow
     events = pd.read_parquet(trial_dir(ctx, trial) / "events.parquet")
     ids = events[cols.id].astype(str)
     decided = {role: _decisions(ctx, store, trial, role, ids) for role in ("champion", "challenger")}
-    outcomes = _outcomes(store, trial, ids)
+    outcomes = _outcomes(store, trial, ids, batches)
     champ, chall = decided["champion"], decided["challenger"]
-    stopped = ctx.domain.acted(champ) if shadow.blocks else np.zeros(len(ids), bool)
-    arrived = outcomes["label"].notna().to_numpy()
-    labeled = arrived & (~stopped | outcomes["reviewed"].fillna(False).to_numpy(dtype=bool))
-    figures: dict[str, Any] = {"events": int(len(ids)), "labeled": int(labeled.sum()),
-                               "labeled_share": float(labeled.mean()), "outcomes_arrived": int(arrived.sum()),
+    pair = compare.paired(ctx, events, outcomes, champ, chall)
+    figures: dict[str, Any] = {"events": int(len(ids)), "labeled": int(pair.observed.sum()),
+                               "labeled_share": float(pair.observed.mean()),
+                               "outcomes_arrived": int(outcomes["label"].notna().sum()),
+                               "settled": int(pair.settled.sum()), "outcome_batches": _batches(outcomes),
+                               "corrections": int(outcomes["corrected"].sum()),
                                "champion": started["champion"], "challenger": started["challenger"],
                                "agreement": _agreement(ctx, champ, chall), "quarantined": started["quarantine_reasons"],
                                "decisions": {"champion": _distribution(champ), "challenger": _distribution(chall)}}
     hard: list[str] = []
     if shadow.blocks:
-        figures["selective_labels"] = _selective(ctx, champ, chall, labeled)
+        figures["selective_labels"] = _selective(ctx, champ, chall, pair.observed)
         figures["alerts_per_day"], over = _volume(ctx, events, champ, chall)
         if over:
             hard.append(over)
@@ -82,21 +94,44 @@ def build_report(path: Path, trial: str, *, accept_drift: str | None = None, rec
         hard.append(f"events drifted from the sealed holdout (PSI alarm: {', '.join(alarms)}); pass --accept-drift "
                     "REASON to acknowledge it")
     figures["drift_accepted"] = accept_drift or None
-    soft: list[str] = []
+    figures["interim"] = compare.interim(ctx, pair, champ, chall)
     if not shadow.measurable:
         hard.append(f"the primary metric is not measurable in shadow for {ctx.domain.name}: {shadow.why}")
-    elif labeled.sum() >= 2:
-        soft += _compare(ctx, events[labeled].reset_index(drop=True), outcomes[labeled].reset_index(drop=True),
-                         _subset(champ, labeled), _subset(chall, labeled), figures)
-    status = "failed" if hard else ("pending" if labeled.sum() < cfg.min_labeled else ("failed" if soft else "passed"))
-    reasons = tuple(hard + (soft if status == "failed" else []))
-    if status == "pending":
-        reasons += (f"{int(labeled.sum())} of {cfg.min_labeled} labelled events needed (shadow.min_labeled) have "
-                    "arrived; join more outcomes with `ratchet shadow outcomes`",)
-    result = Report(trial, status, reasons, figures)
-    if record:
-        _record(ctx, result, started)
-    return result
+        return _verdict(trial, "failed", hard, figures)
+    alpha, tuned = 1.0 - cfg.confidence, max(cfg.min_labeled, len(ids))  # fixed when the trial started
+    p = figures["primary"] = {"metric": ctx.domain.primary, **compare.primary(pair, review_rate=cfg.review_rate,
+                              alpha=alpha, tuned_for=tuned), "confidence": cfg.confidence, "margin": cfg.margin}
+    figures["cost_range"] = compare.cost_range(ctx, events, outcomes, champ, chall, alpha=alpha, tuned_for=tuned,
+                                               margin=cfg.margin)
+    if hard:
+        return _verdict(trial, "failed", hard, figures)
+    if p["n"] < cfg.min_labeled:
+        return _verdict(trial, "pending", [
+            f"{p['n']} of {cfg.min_labeled} settled events needed (shadow.min_labeled) are in; the interim view "
+            f"bounds what is at stake ({figures['interim']['disagreements']} disagreements); join more outcomes with "
+            "`ratchet shadow outcomes`"], figures)
+    soft = _guards(ctx, events, outcomes, pair, champ, chall, figures)
+    gain = (f"gain {p['gain']:+.4f}, anytime {cfg.confidence:.0%} bounds {p['lower_bound']:+.4f} to "
+            f"{p['upper_bound']:+.4f}")
+    bar = f"{0.0 - cfg.margin:g}"
+    if p["upper_bound"] < -cfg.margin:
+        return _verdict(trial, "failed", [f"{ctx.domain.primary}: the challenger is shown worse ({gain}; even the "
+                                          f"best case's upper bound is below {bar})", *soft], figures)
+    if soft:
+        return _verdict(trial, "failed", soft, figures)
+    if p["lower_bound"] >= -cfg.margin:
+        return _verdict(trial, "passed", [], figures)
+    return _verdict(trial, "pending", [
+        f"{ctx.domain.primary}: not decided yet ({gain}; passes once the lower bound reaches {bar}, fails once the "
+        f"upper bound falls below it); join more outcomes with `ratchet shadow outcomes`"], figures)
+
+
+def _verdict(trial: str, status: str, reasons: list[str], figures: dict) -> Report:
+    return Report(trial, status, tuple(reasons), figures)
+
+
+def _batches(outcomes: pd.DataFrame) -> int:
+    return int(outcomes["batch"].max()) if outcomes["batch"].notna().any() else 0
 
 
 def _decisions(ctx, store, trial: str, role: str, ids: pd.Series) -> Decisions:
@@ -113,10 +148,19 @@ def _subset(d: Decisions, mask: np.ndarray) -> Decisions:
     return Decisions(np.asarray(d.values)[mask], d.constants)
 
 
-def _outcomes(store, trial: str, ids: pd.Series) -> pd.DataFrame:
-    rows = store.query("SELECT event_id, label, known_at, reviewed, extra FROM outcomes WHERE trial = ? "
-                       "ORDER BY batch", [trial]).drop_duplicates("event_id").set_index("event_id")
-    return rows.reindex(ids.to_numpy()).reset_index(drop=True)
+def _outcomes(store, trial: str, ids: pd.Series, batches: int | None = None) -> pd.DataFrame:
+    """Each event's outcome as of batch `batches` (all: None): the latest batch's, a later batch correcting an
+    earlier one; `corrected` marks those an earlier batch had said otherwise."""
+    sql = "SELECT batch, event_id, label, known_at, reviewed, extra FROM outcomes WHERE trial = ?"
+    rows = store.query(sql + ("" if batches is None else " AND batch <= ?") + " ORDER BY batch",
+                       [trial] if batches is None else [trial, batches])
+    firsts = rows.drop_duplicates("event_id", keep="first").set_index("event_id")
+    rows = rows.drop_duplicates("event_id", keep="last").set_index("event_id")
+    firsts = firsts.reindex(rows.index)
+    rows = rows.assign(corrected=(firsts["label"].astype(str) != rows["label"].astype(str))
+                       | (firsts["reviewed"] != rows["reviewed"]))
+    out = rows.reindex(ids.to_numpy()).reset_index(drop=True)
+    return out.assign(corrected=out["corrected"].fillna(False).astype(bool))
 
 
 def _agreement(ctx, champ: Decisions, chall: Decisions) -> dict:
@@ -190,61 +234,72 @@ def _drift(ctx, events: pd.DataFrame) -> dict:
                         alarm=ctx.config.seal.drift_alarm)
 
 
-def _compare(ctx, events: pd.DataFrame, outcomes: pd.DataFrame, champ: Decisions, chall: Decisions,
-             figures: dict) -> list[str]:
-    """Score both on the labelled events; the paired difference of the primary, guardrails, segments."""
+def _guards(ctx, events: pd.DataFrame, outcomes: pd.DataFrame, pair, champ: Decisions, chall: Decisions,
+            figures: dict) -> list[str]:
+    """Guardrails (point limits, on the settled events whose label is observed) and segments (a segment fails only
+    when even its best case is shown hurt by more than the tolerance, with an anytime bound, Bonferroni over the
+    segments) against the acting champion on the same events."""
     from guards.guardrails import check_guardrails
     from guards.segments import check_segments
     from optimizer.stages.judge import guardrail_specs
 
-    cols, cfg, d = ctx.domain.columns, ctx.config.shadow, ctx.config.decision
-    extra = pd.DataFrame([json.loads(x) if isinstance(x, str) else {} for x in outcomes["extra"]])
-    rows = events.assign(**{cols.label: outcomes["label"].to_numpy()})
-    for col in cols.outcome_only:
-        rows[col] = extra[col].to_numpy() if col in extra.columns else np.nan
-    if pd.api.types.is_numeric_dtype(ctx.dev[cols.label]):  # stored as text
-        rows[cols.label] = pd.to_numeric(rows[cols.label]).astype(ctx.dev[cols.label].dtype)
+    cfg, d = ctx.config.shadow, ctx.config.decision
+    seen = pair.settled & pair.observed
+    rows = compare.rows_with(ctx, events[seen].reset_index(drop=True), outcomes[seen].reset_index(drop=True))
     params = ctx.config.scoring.model_dump()
-    a, b = ctx.domain.score(rows, champ, params), ctx.domain.score(rows, chall, params)
-    sign = 1.0 if ctx.domain.higher_is_better else -1.0
-    diff = sign * (b.contributions - a.contributions)
-    se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("inf")
-    low = float(diff.mean() - stats.norm.ppf(cfg.confidence) * se)
-    figures["metrics"] = {"champion": dict(a.metrics), "challenger": dict(b.metrics)}
-    figures["primary"] = {"metric": ctx.domain.primary, "gain": float(diff.mean()), "se": se,
-                          "lower_bound": low, "confidence": cfg.confidence, "margin": cfg.margin}
-    problems = []
-    if not low >= -cfg.margin:
-        problems.append(f"{ctx.domain.primary}: the challenger is not shown to be not worse (gain {diff.mean():+.4f}, "
-                        f"{cfg.confidence:.0%} lower bound {low:+.4f} < -{cfg.margin:g})")
-    # Guardrails hold against the acting champion on the same events (it is the baseline a trial compares with).
+    a, b = ctx.domain.score(rows, _subset(champ, seen), params), ctx.domain.score(rows, _subset(chall, seen), params)
+    figures["metrics"] = {"champion": dict(a.metrics), "challenger": dict(b.metrics), "events": int(seen.sum())}
     rails = check_guardrails(dict(b.metrics), dict(a.metrics), dict(a.metrics), guardrail_specs(ctx))
-    segments = check_segments(b.contributions, a.contributions, ctx.domain.segment_of(rows),
-                              higher_is_better=ctx.domain.higher_is_better, min_rows=d.segment_min_rows,
-                              tolerance=d.segment_tolerance, confidence=d.confidence, seed=ctx.config.seed)
+    _, best, _ = compare.evidence(pair, cfg.review_rate)
+    use = pair.settled if pair.bounded else seen
+    segments = check_segments(best, np.zeros_like(best), {k: np.asarray(v)[use] for k, v in
+                                                          ctx.domain.segment_of(events).items()},
+                              higher_is_better=True, min_rows=d.segment_min_rows, tolerance=d.segment_tolerance,
+                              confidence=cfg.confidence, seed=ctx.config.seed, anytime_for=cfg.min_labeled)
     figures["guards"] = {r.name: {"passed": r.passed, "detail": r.detail} for r in (rails, segments)}
-    return problems + [f"{r.name}: {r.detail}" for r in (rails, segments) if not r.passed]
+    return [f"{r.name}: {r.detail}" for r in (rails, segments) if not r.passed]
 
 
-def _record(ctx, result: Report, started: dict) -> None:
-    """The report in the ledger (the promotion gate reads it) and as an MLflow run."""
+def _record(ctx, result: Report, started: dict, entries: list) -> None:
+    """A look at the trial: a ledger entry (the promotion gate reads the last; the audit replays each) and a step of
+    the trial's one MLflow report run. Reading the same outcomes again with the same verdict records nothing."""
     from holdout.records import Tag
     from optimizer.loop import open_tracker
 
-    ctx.ledger.append(Kind.SHADOW_RESULT, {"trial": result.trial, "status": result.status,
-                                           "passed": result.status == "passed", "reasons": list(result.reasons),
-                                           "champion": started["champion"], "challenger": started["challenger"],
-                                           "labeled": result.figures["labeled"], "events": result.figures["events"],
-                                           "drift_accepted": result.figures["drift_accepted"]})
+    f = result.figures
+    primary = ({k: _finite(f["primary"][k]) for k in ("n", "gain", "lower_bound", "upper_bound")}
+               if "primary" in f else None)
+    look = {"trial": result.trial, "status": result.status, "passed": result.status == "passed",
+            "reasons": list(result.reasons), "champion": started["champion"], "challenger": started["challenger"],
+            "labeled": f["labeled"], "settled": f["settled"], "events": f["events"],
+            "outcome_batches": f["outcome_batches"], "primary": primary, "drift_accepted": f["drift_accepted"]}
+    looks = [e.data for e in entries if e.kind == Kind.SHADOW_RESULT and e.data.get("trial") == result.trial]
+    if looks and all(looks[-1].get(k) == v for k, v in look.items()):
+        return
+    number = len(looks) + 1
+    ctx.ledger.append(Kind.SHADOW_RESULT, {**look, "look": number})
     tracker = open_tracker(ctx)
-    with tracker.run(f"shadow {result.trial}", tags={Tag.KIND: "shadow", Tag.SEAL: ctx.manifest_sha256,
-                                                     Tag.COMMIT: started["challenger"]["commit"]}):
-        metrics = {"events": result.figures["events"], "labeled": result.figures["labeled"],
-                   "agreement": result.figures["agreement"]["share"], "passed": float(result.status == "passed")}
-        if "primary" in result.figures:
-            metrics.update(primary_gain=result.figures["primary"]["gain"],
-                           primary_lower_bound=result.figures["primary"]["lower_bound"])
-        for role, lat in result.figures["latency_ms"].items():
+    found = tracker.client.search_runs([tracker.experiment_id], max_results=1, filter_string=(
+        f"tags.`{Tag.KIND}` = 'shadow_report' AND tags.`{Tag.TRIAL}` = '{result.trial}'"))
+    run = (tracker.mlflow.start_run(run_id=found[0].info.run_id) if found else
+           tracker.mlflow.start_run(experiment_id=tracker.experiment_id, run_name=f"shadow {result.trial} report",
+                                    tags={Tag.KIND: "shadow_report", Tag.TRIAL: result.trial,
+                                          Tag.SEAL: ctx.manifest_sha256, Tag.COMMIT: started["challenger"]["commit"]}))
+    with run:
+        metrics = {"events": f["events"], "labeled": f["labeled"], "settled": f["settled"],
+                   "agreement": f["agreement"]["share"], "passed": float(result.status == "passed")}
+        if primary:
+            metrics.update(primary_gain=primary["gain"], primary_lower_bound=primary["lower_bound"],
+                           primary_upper_bound=primary["upper_bound"])
+        for role, lat in f["latency_ms"].items():
             metrics.update({f"{role}_latency_p50_ms": lat["p50"], f"{role}_latency_p99_ms": lat["p99"]})
-        tracker.mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
+        tracker.mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)},
+                                   step=number)
+        tracker.mlflow.set_tag("ratchet.status", result.status)
         tracker.log_json(result.to_json(), "shadow_report.json")
+        tracker.log_text(json.dumps(result.to_json(), indent=2, sort_keys=True, default=str),
+                         f"looks/look-{number:04d}.json")
+
+
+def _finite(value: Any) -> Any:
+    return float(value) if isinstance(value, (int, float)) and np.isfinite(value) else None
