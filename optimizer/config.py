@@ -209,7 +209,10 @@ class TaskAgentConfig(_Strict):
 class ShadowConfig(_Strict):
     """When a shadow trial passes (`ratchet shadow report`)."""
 
-    min_labeled: int = Field(1000, ge=1)  # labelled events needed before a verdict (fewer: pending)
+    min_labeled: int = Field(1000, ge=1)  # settled events needed before a verdict (fewer: pending)
+    # ... and settled events on which the two differ (a nonzero paired difference): the sequence's variance comes from
+    # them, and a handful of heavy-tailed ones can look like none (benchmarks/shadow_peeking.py)
+    min_changed: int = Field(10, ge=1)
     margin: float = Field(0.0, ge=0)  # "not worse": the challenger's primary may trail by this much, with confidence
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     max_p99_ms: float = Field(50.0, gt=0)  # decision latency per event, 99th percentile, per policy

@@ -123,7 +123,8 @@ def primary(p: Paired, *, review_rate: float | None, alpha: float, tuned_for: in
     """The confidence sequence of the mean gain, worst case (the verdict) and best case, on the settled events."""
     worst, best, how = evidence(p, review_rate)
     lo, hi = sequence(worst, alpha=alpha, tuned_for=tuned_for), sequence(best, alpha=alpha, tuned_for=tuned_for)
-    return {"n": lo.n, "gain": lo.mean, "lower_bound": lo.lower, "upper_bound": hi.upper,
+    return {"n": lo.n, "changed": int(np.count_nonzero(worst)), "gain": lo.mean, "lower_bound": lo.lower,
+            "upper_bound": hi.upper,
             "best_case": {"gain": hi.mean, "lower_bound": hi.lower, "upper_bound": hi.upper},
             "labels": how, "tuned_for": tuned_for, "alpha": alpha,
             "method": "confidence sequence (normal mixture; valid at every look)"}

@@ -110,6 +110,11 @@ def compute(ctx, trial: str, started: dict, *, accept_drift: str | None = None, 
             f"{p['n']} of {cfg.min_labeled} settled events needed (shadow.min_labeled) are in; the interim view "
             f"bounds what is at stake ({figures['interim']['disagreements']} disagreements); join more outcomes with "
             "`ratchet shadow outcomes`"], figures)
+    if p["changed"] < cfg.min_changed:
+        return _verdict(trial, "pending", [
+            f"{p['changed']} of the {p['n']} settled events are decided differently by the two, and a verdict needs "
+            f"{cfg.min_changed} (shadow.min_changed): the variance of the gain comes from them; join more outcomes"],
+            figures)
     soft = _guards(ctx, events, outcomes, pair, champ, chall, figures)
     gain = (f"gain {p['gain']:+.4f}, anytime {cfg.confidence:.0%} bounds {p['lower_bound']:+.4f} to "
             f"{p['upper_bound']:+.4f}")

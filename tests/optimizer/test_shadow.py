@@ -142,6 +142,19 @@ def test_a_worse_challenger_stays_undecided_on_selective_labels_and_fails_once_r
     assert report["alerts_per_day"]["limit"] == {"alert_rate": 0.03}
     kinds = [e.kind for e in Ledger(lab / "ws" / "ledger.duckdb").entries()]
     assert kinds.count(Kind.SHADOW_TRIAL) == 2 and kinds[-1] == Kind.SHADOW_RESULT
+    # Each look is a ledger entry and a step of the trial's one MLflow run; reading the same outcomes adds neither.
+    looks = [e.data for e in Ledger(lab / "ws" / "ledger.duckdb").entries(Kind.SHADOW_RESULT)
+             if e.data["trial"] == "trial-0002"]
+    assert [x["look"] for x in looks] == [1, 2, 3, 4] and [x["outcome_batches"] for x in looks] == [0, 1, 2, 3]
+    assert _report(lab, "trial-0002")[1]["status"] == "failed"
+    assert len(Ledger(lab / "ws" / "ledger.duckdb").entries(Kind.SHADOW_RESULT)) == kinds.count(Kind.SHADOW_RESULT)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                              filter_string="tags.`ratchet.trial` = 'trial-0002'")
+    assert len(runs) == 1 and runs[0].data.tags["ratchet.status"] == "failed"
+    assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "primary_gain")] == [2, 3, 4]
     con = duckdb.connect(str(lab / "ws" / "shadow.duckdb"), read_only=True)
     acted = dict(con.execute("SELECT policy, bool_and(acted) FROM decisions GROUP BY policy").fetchall())
     assert acted == {"champion": True, "challenger": False}  # only the champion's decisions act
