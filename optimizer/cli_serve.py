@@ -17,8 +17,8 @@ def serve(
     port: int = typer.Option(8765, min=1, max=65535, help="TCP port to listen on."),
 ) -> None:
     """Answer POST /decide with the acting policy (the registry champion; before any promotion, the baseline),
-    decided in a warm sandboxed worker; a running shadow trial's challenger decides beside it and both are logged.
-    GET /health reports."""
+    decided in a warm sandboxed worker; a running shadow trial's challenger decides the same rows off the request
+    path, in a sandbox of its own, and both are logged. GET /health reports."""
     from optimizer.serve_run import serve as run_server
 
     err.print(f"loading {workspace} and fitting the acting policy in the sandbox; then listening on "

@@ -92,11 +92,15 @@ class ShadowLane:
         stopping = False
         while not stopping:
             batch, stopping = self._take()
-            if time.monotonic() > self._deadline:
-                self._dropped_at_stop(len(batch))
-                continue
-            if batch:
-                self._write([self._challenge(work) for work in batch])
+            logged, late = [], 0
+            for work in batch:
+                if time.monotonic() > self._deadline:
+                    late += 1  # the stop's wait is over: neither policy's decisions of this request are logged
+                else:
+                    logged.append(self._challenge(work))
+            self._dropped_at_stop(late)
+            if logged:
+                self._write(logged)
 
     def _take(self) -> tuple[list[Shadowed], bool]:
         """The next request's work (waiting for it) and whatever else is queued, up to WRITE_REQUESTS; and whether
