@@ -141,10 +141,12 @@ def report(
                       f"these events lies between {lo:+.4f} and {hi:+.4f} whatever the unknown labels", markup=False)
         if f.get("cost_range"):
             c = f["cost_range"]
-            held = (f"{c['not_worse_from']:g}x to {c['not_worse_to']:g}x" if c["not_worse_from"] is not None
-                    else "nowhere in the range")
-            out.print(f"  {c['parameter']} {c['configured']:g}: the challenger is shown not worse from {held} it",
-                      markup=False)
+            lo, hi, name = c["points"][0]["factor"], c["points"][-1]["factor"], c["parameter"]
+            said = (f"  the challenger stays not worse for {name} from {c['not_worse_from']:g} to "
+                    f"{c['not_worse_to']:g} times the configured {c['configured']:g}" if c["not_worse_from"] is not None
+                    else f"  the challenger is not shown not worse for any {name} from {lo:g} to {hi:g} times the "
+                         f"configured {c['configured']:g}")
+            out.print(said, markup=False)
         for role, lat in f["latency_ms"].items():
             out.print(f"  {role} latency p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms", markup=False)
         for reason in result.reasons:

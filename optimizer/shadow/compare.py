@@ -88,6 +88,8 @@ def paired(ctx, events: pd.DataFrame, outcomes: pd.DataFrame, champ: Decisions, 
     ts = pd.to_datetime(events[cols.time]).reset_index(drop=True)
     settled = (ts + pd.Timedelta(days=shadow.settle_days) <= asof).to_numpy() if pd.notna(asof) else np.zeros(n, bool)
     diff = np.zeros(n)
+    if not shadow.measurable:  # the primary cannot be computed on live outcomes: agreement only
+        return Paired(observed, settled, stopped, reviewed, diff, diff, diff, False)
     if observed.any():
         rows = rows_with(ctx, events[observed].reset_index(drop=True), outcomes[observed].reset_index(drop=True))
         sub = lambda d: Decisions(np.asarray(d.values)[observed], d.constants)  # noqa: E731

@@ -7,6 +7,7 @@ the alarm (or acknowledged), and each policy's decision latency p99 is within `s
 """
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,10 @@ def compute(ctx, trial: str, started: dict, *, accept_drift: str | None = None, 
         if over:
             hard.append(over)
     figures["latency_ms"] = _latency(store, trial)
+    unmeasured = [role for role in ("champion", "challenger") if role not in figures["latency_ms"]]
+    if unmeasured:
+        hard.append(f"no single-event latency was measured for the {' and the '.join(unmeasured)} "
+                    "(shadow.latency_sample was 0 when the trial started): the p99 limit cannot be checked")
     for role, lat in figures["latency_ms"].items():
         if lat["p99"] > cfg.max_p99_ms:
             hard.append(f"{role} decision latency p99 {lat['p99']:.1f} ms exceeds shadow.max_p99_ms {cfg.max_p99_ms:g}")
@@ -220,9 +225,12 @@ def _volume(ctx, events: pd.DataFrame, champ: Decisions, chall: Decisions) -> tu
 
 
 def _latency(store, trial: str) -> dict:
-    lat = store.query("SELECT policy, quantile_cont(latency_ms, 0.5) AS p50, quantile_cont(latency_ms, 0.99) AS p99 "
-                      "FROM decisions WHERE trial = ? AND source = 'trial' GROUP BY policy", [trial])
-    return {r.policy: {"p50": float(r.p50), "p99": float(r.p99)} for r in lat.itertuples()}
+    """Per policy, p50 and p99 of its single-event calls (the events decided only in a batch have no latency)."""
+    lat = store.query("SELECT policy, count(latency_ms) AS n, quantile_cont(latency_ms, 0.5) AS p50, "
+                      "quantile_cont(latency_ms, 0.99) AS p99 FROM decisions WHERE trial = ? AND source = 'trial' "
+                      "GROUP BY policy", [trial])
+    return {r.policy: {"p50": float(r.p50), "p99": float(r.p99), "calls": int(r.n)} for r in lat.itertuples()
+            if r.n > 0}
 
 
 def _drift(ctx, events: pd.DataFrame) -> dict:
@@ -277,7 +285,9 @@ def _record(ctx, result: Report, started: dict, entries: list) -> None:
     look = {"trial": result.trial, "status": result.status, "passed": result.status == "passed",
             "reasons": list(result.reasons), "champion": started["champion"], "challenger": started["challenger"],
             "labeled": f["labeled"], "settled": f["settled"], "events": f["events"],
-            "outcome_batches": f["outcome_batches"], "primary": primary, "drift_accepted": f["drift_accepted"]}
+            "outcome_batches": f["outcome_batches"], "primary": primary, "drift_accepted": f["drift_accepted"],
+            "settings": {"shadow": ctx.config.shadow.model_dump(mode="json"),
+                         "scoring": ctx.config.scoring.model_dump(mode="json")}}
     looks = [e.data for e in entries if e.kind == Kind.SHADOW_RESULT and e.data.get("trial") == result.trial]
     if looks and all(looks[-1].get(k) == v for k, v in look.items()):
         return
@@ -304,6 +314,34 @@ def _record(ctx, result: Report, started: dict, entries: list) -> None:
         tracker.log_json(result.to_json(), "shadow_report.json")
         tracker.log_text(json.dumps(result.to_json(), indent=2, sort_keys=True, default=str),
                          f"looks/look-{number:04d}.json")
+
+
+def replay_looks(ctx, trial: str, entries: list) -> list[str]:
+    """Every recorded look at `trial` recomputed from the store as it stood then (its first `outcome_batches`
+    batches) under the settings it was made with; a line per look whose verdict or bounds differ."""
+    started = next(e.data for e in entries if e.kind == Kind.SHADOW_TRIAL and e.data["trial"] == trial)
+    problems = []
+    for look in (e.data for e in entries if e.kind == Kind.SHADOW_RESULT and e.data.get("trial") == trial):
+        if "settings" not in look:  # recorded before looks carried their settings: nothing to replay them with
+            continue
+        at = copy.copy(ctx)
+        at.config = ctx.config.model_copy(update={
+            "shadow": ctx.config.shadow.model_copy(update=look["settings"]["shadow"]),
+            "scoring": ctx.config.scoring.model_copy(update=look["settings"]["scoring"])})
+        again = compute(at, trial, started, accept_drift=look["drift_accepted"], batches=look["outcome_batches"])
+        bounds = ({k: _finite(again.figures["primary"][k]) for k in ("n", "gain", "lower_bound", "upper_bound")}
+                  if "primary" in again.figures else None)
+        if again.status != look["status"] or not _same(bounds, look["primary"]):
+            problems.append(f"{trial} look {look['look']}: recorded {look['status']} {look['primary']}, replayed "
+                            f"{again.status} {bounds}")
+    return problems
+
+
+def _same(a: dict | None, b: dict | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return all((a[k] is None and b.get(k) is None) or (a[k] is not None and b.get(k) is not None
+                                                       and np.isclose(a[k], b[k], rtol=1e-9, atol=1e-12)) for k in a)
 
 
 def _finite(value: Any) -> Any:
