@@ -211,7 +211,8 @@ def events(entries: Iterable[Entry]) -> tuple[Event, ...]:
             what = (f"{d['trial']}: {_ref(d['challenger'])} shadows {_ref(d['champion'])} on {d['events']:,} events "
                     f"({d['quarantined']:,} quarantined)")
         elif e.kind == Kind.SHADOW_RESULT:
-            what = f"{d['trial']}: {d['status']}" + (f" ({'; '.join(d['reasons'])})" if d.get("reasons") else "")
+            look = f" look {d['look']}" if d.get("look") else ""
+            what = f"{d['trial']}{look}: {d['status']}" + (f" ({'; '.join(d['reasons'])})" if d.get("reasons") else "")
         elif e.kind in (Kind.PROMOTION, Kind.ROLLBACK):
             what = (f"champion -> version {d.get('version')} ({_ref(d)})"
                     + (f", previous version {d['previous_version']}" if d.get("previous_version") else "")
