@@ -48,7 +48,7 @@ def generate_events(ctx, *, days: float, seed: int, synthetic: bool = False) -> 
         raise RatchetError(f"--days {days:g}: the {ctx.domain.name} generator covers {span:.0f} days at most; ask for "
                            "fewer and generate the next period with another --seed.")
     window = frame[frame[cols.time] < span_start + days * DAY].reset_index(drop=True)
-    start = ctx.holdout_all[cols.time].max().ceil("D")
+    start = ctx.holdout_all[cols.time].max().floor("D") + DAY  # the next midnight, strictly after the sealed data
     window[cols.time] = window[cols.time] - span_start + start
     # Ids of the new events must not collide with those the workspace has seen.
     if pd.api.types.is_integer_dtype(ctx.dev[cols.id]):

@@ -70,15 +70,15 @@ def problems(root: Path, trial: str, entries: list[Entry]) -> list[str]:
         return [(f"its start (ledger entry {started.seq}) holds no hashes of its rows and files (a trial started "
                  "before trials were bound to the ledger): it cannot be verified; start a new trial")]
     store = ShadowStore(Path(root) / "shadow.duckdb")
-    found: list[str] = []
     if not store.path.exists():
         return ["shadow.duckdb is missing"]
-    tables = table_hashes(store, trial)
-    found += [f"its {t} rows in shadow.duckdb changed" for t in _COLUMNS if tables[t] != bound[0].get(t)]
+    with store.reading():
+        tables = table_hashes(store, trial)
+        found = [f"its {t} rows in shadow.duckdb changed" for t in _COLUMNS if tables[t] != bound[0].get(t)]
+        found += _batch_problems(store, trial, entries)
     files = file_hashes(Path(root) / "shadow" / trial)
-    found += [f"shadow/{trial}/{name} " + ("is missing" if files[name] is None else "changed")
-              for name in FILES if files[name] != bound[1].get(name)]
-    return found + _batch_problems(store, trial, entries)
+    return found + [f"shadow/{trial}/{name} " + ("is missing" if files[name] is None else "changed")
+                    for name in FILES if files[name] != bound[1].get(name)]
 
 
 def _batch_problems(store: Any, trial: str, entries: list[Entry]) -> list[str]:

@@ -98,6 +98,18 @@ class ShadowStore:
     def writing(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One transaction for every write inside the block: committed when the block ends, rolled back if it
         raises (so a trial or an outcomes batch is in the store with its ledger entry, or not at all)."""
+        with self._session(commit=True) as con:
+            yield con
+
+    @contextmanager
+    def reading(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One connection and one snapshot for every read inside the block (a verification reads each table once,
+        as of one moment, without opening the file per query)."""
+        with self._session(commit=False) as con:
+            yield con
+
+    @contextmanager
+    def _session(self, *, commit: bool) -> Iterator[duckdb.DuckDBPyConnection]:
         with self._connect() as con:
             con.execute("BEGIN TRANSACTION")
             self._con = con
@@ -107,7 +119,7 @@ class ShadowStore:
                 con.execute("ROLLBACK")
                 raise
             else:
-                con.execute("COMMIT")
+                con.execute("COMMIT" if commit else "ROLLBACK")
             finally:
                 self._con = None
 
