@@ -99,13 +99,15 @@ def compute(ctx, trial: str, started: dict, *, accept_drift: str | None = None, 
         hard.append(f"events drifted from the sealed holdout (PSI alarm: {', '.join(alarms)}); pass --accept-drift "
                     "REASON to acknowledge it")
     figures["drift_accepted"] = accept_drift or None
-    figures["interim"] = compare.interim(ctx, pair, champ, chall)
+    figures["interim"] = compare.interim(pair)
     if not shadow.measurable:
         hard.append(f"the primary metric is not measurable in shadow for {ctx.domain.name}: {shadow.why}")
         return _verdict(trial, "failed", hard, figures)
     alpha, tuned = 1.0 - cfg.confidence, max(cfg.min_labeled, len(ids))  # fixed when the trial started
-    p = figures["primary"] = {"metric": ctx.domain.primary, **compare.primary(pair, review_rate=cfg.review_rate,
-                              alpha=alpha, tuned_for=tuned), "confidence": cfg.confidence, "margin": cfg.margin}
+    measured = compare.primary(pair, review_rate=cfg.review_rate, min_reviewed=cfg.min_changed, alpha=alpha,
+                               tuned_for=tuned)
+    p = figures["primary"] = {"metric": ctx.domain.primary, **measured, "confidence": cfg.confidence,
+                              "margin": cfg.margin}
     figures["cost_range"] = compare.cost_range(ctx, events, outcomes, champ, chall, alpha=alpha, tuned_for=tuned,
                                                margin=cfg.margin)
     if hard:
@@ -263,7 +265,7 @@ def _guards(ctx, events: pd.DataFrame, outcomes: pd.DataFrame, pair, champ: Deci
     a, b = ctx.domain.score(rows, _subset(champ, seen), params), ctx.domain.score(rows, _subset(chall, seen), params)
     figures["metrics"] = {"champion": dict(a.metrics), "challenger": dict(b.metrics), "events": int(seen.sum())}
     rails = check_guardrails(dict(b.metrics), dict(a.metrics), dict(a.metrics), guardrail_specs(ctx))
-    _, best, _ = compare.evidence(pair, cfg.review_rate)
+    _, best, _ = compare.evidence(pair, cfg.review_rate, cfg.min_changed)
     use = pair.settled if pair.bounded else seen
     segments = check_segments(best, np.zeros_like(best), {k: np.asarray(v)[use] for k, v in
                                                           ctx.domain.segment_of(events).items()},

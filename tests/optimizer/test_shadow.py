@@ -131,9 +131,15 @@ def test_a_worse_challenger_stays_undecided_on_selective_labels_and_fails_once_r
     assert report["reasons"][0].startswith("net_savings: not decided yet")
     skewed = report["selective_labels"]["champion_blocks_challenger_allows"]
     assert skewed["events"] > 0 and skewed["labeled_share"] < 0.5
-    # With the review rate known, each reviewed blocked payment stands for 1 / rate of them.
+    # With the review rate known, each reviewed blocked payment stands for 1 / rate of them, once enough of them
+    # (shadow.min_changed) were reviewed: 9 of 36 are not enough for 10, 9 are for 5.
     assert _cli("config", lab / "ws", "set", "shadow.review_rate=0.2", "--approved-by", "A. Reviewer",
                 "--reason", "the review team samples a fifth of the blocks").exit_code == 0
+    _, floor = _report(lab, "trial-0002")
+    assert "9 of 36 stopped disagreements reviewed, fewer than the 10" in floor["primary"]["labels"]
+    assert floor["primary"]["gain"] == primary["gain"]
+    assert _cli("config", lab / "ws", "set", "shadow.min_changed=5", "--approved-by", "A. Reviewer",
+                "--reason", "a smaller floor for this trial").exit_code == 0
     _, weighted = _report(lab, "trial-0002")
     assert "inverse review rate" in weighted["primary"]["labels"] and weighted["status"] != "passed"
     assert weighted["primary"]["gain"] != primary["gain"] and weighted["primary"]["n"] == primary["n"]
@@ -151,7 +157,8 @@ def test_a_worse_challenger_stays_undecided_on_selective_labels_and_fails_once_r
     # Each look is a ledger entry and a step of the trial's one MLflow run; reading the same outcomes adds neither.
     looks = [e.data for e in Ledger(lab / "ws" / "ledger.duckdb").entries(Kind.SHADOW_RESULT)
              if e.data["trial"] == "trial-0002"]
-    assert [x["look"] for x in looks] == [1, 2, 3, 4, 5] and [x["outcome_batches"] for x in looks] == [0, 1, 2, 2, 3]
+    assert [x["look"] for x in looks] == [1, 2, 3, 4, 5, 6]
+    assert [x["outcome_batches"] for x in looks] == [0, 1, 2, 2, 2, 3]
     assert [x["settings"]["shadow"]["review_rate"] for x in looks[2:4]] == [None, 0.2]
     assert _report(lab, "trial-0002")[1]["status"] == "failed"
     assert len(Ledger(lab / "ws" / "ledger.duckdb").entries(Kind.SHADOW_RESULT)) == kinds.count(Kind.SHADOW_RESULT)
@@ -161,7 +168,7 @@ def test_a_worse_challenger_stays_undecided_on_selective_labels_and_fails_once_r
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
                               filter_string="tags.`ratchet.trial` = 'trial-0002'")
     assert len(runs) == 1 and runs[0].data.tags["ratchet.status"] == "failed"
-    assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "primary_gain")] == [2, 3, 4, 5]
+    assert [m.step for m in client.get_metric_history(runs[0].info.run_id, "primary_gain")] == [2, 3, 4, 5, 6]
     con = duckdb.connect(str(lab / "ws" / "shadow.duckdb"), read_only=True)
     acted = dict(con.execute("SELECT policy, bool_and(acted) FROM decisions GROUP BY policy").fetchall())
     assert acted == {"champion": True, "challenger": False}  # only the champion's decisions act
