@@ -42,7 +42,9 @@ def audit(
     except RatchetError as exc:
         settings = str(exc)
     report = run_audit(workspace, source_root=source_root(), gate_settings=settings)
-    report = AuditReport(report.workspace, (*report.checks, _shadow_check(workspace)))
+    shadow = _shadow_check(workspace)
+    report = AuditReport(report.workspace, (*report.checks, shadow, *([_looks_check(workspace)] if shadow.passed
+                                                                      else [])))
     if replay:
         from optimizer.replay import replay as run_replay
 
@@ -88,3 +90,22 @@ def _shadow_check(workspace: Path):
         return Check("shadow_trials", False, f"{workspace / 'shadow.duckdb'}: unreadable ({type(exc).__name__}: "
                      f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''})")
     return Check("shadow_trials", passed, detail)
+
+
+def _looks_check(workspace: Path):
+    """Every look at every trial recomputed from the store as it stood then, with the settings it recorded."""
+    from holdout.audit import Check
+    from holdout.ledger import Kind
+    from optimizer.context import load_context
+    from optimizer.shadow.report import replay_looks
+
+    try:
+        ctx = load_context(workspace)
+        entries = ctx.ledger.entries()
+        trials = [e.data["trial"] for e in entries if e.kind == Kind.SHADOW_TRIAL]
+        found = [p for t in trials for p in replay_looks(ctx, t, entries)]
+    except RatchetError as exc:
+        return Check("shadow_looks", False, f"not replayed: {exc}")
+    looks = sum(e.kind == Kind.SHADOW_RESULT for e in entries)
+    return Check("shadow_looks", not found, "; ".join(found) if found else
+                 f"{looks} look(s) at {len(trials)} trial(s) replayed: each verdict and bound as recorded")

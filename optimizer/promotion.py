@@ -41,6 +41,12 @@ def promote(path: Path, ref: str, *, approved_by: str, reason: str = "") -> Entr
     trial = passed_trial(entries, policy)
     if any(e.kind == Kind.SHADOW_TRIAL and e.data.get("trial") == trial for e in entries):
         verify_trial(ctx, trial, entries)  # the passed trial's rows and files are still the ones the ledger bound
+        from optimizer.shadow.report import replay_looks
+
+        forged = replay_looks(ctx, trial, entries, last_only=True)  # and its passing look is what they give
+        if forged:
+            raise IntegrityError(f"{trial}: its last look does not replay ({forged[0]}); run `ratchet audit "
+                                 f"{ctx.ws.root}`.")
     model = registered_version(entries, policy)
     client, uri = _client(ctx.ledger)
     moves = [e for e in entries if e.kind in MOVES]

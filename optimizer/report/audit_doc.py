@@ -51,6 +51,12 @@ CATALOG = {
                             "every answer replays exactly", ""),
     "gate_settings": CheckDoc("each answer's threshold and noise with ratchet.yaml's gate multiples of its standard "
                               "error", "every answer used the configured settings", ""),
+    "shadow_trials": CheckDoc("each shadow trial's rows in shadow.duckdb (events, decisions, quarantine, outcome "
+                              "batches) and its files with the hashes its ledger entries bound them to",
+                              "every table, batch and file matches; no trial or batch the ledger never recorded",
+                              f"duckdb {W}/shadow.duckdb"),
+    "shadow_looks": CheckDoc("every look at every trial recomputed from the store as it stood then, with the "
+                             "settings the look recorded", "each verdict and bound as recorded", ""),
     "scorer_source": CheckDoc("the sha256 of each scorer source file with the digests sealed in the manifest",
                               "no scorer file changed since the seal", ""),
 }

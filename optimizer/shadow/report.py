@@ -318,12 +318,13 @@ def _record(ctx, result: Report, started: dict, entries: list) -> None:
                          f"looks/look-{number:04d}.json")
 
 
-def replay_looks(ctx, trial: str, entries: list) -> list[str]:
-    """Every recorded look at `trial` recomputed from the store as it stood then (its first `outcome_batches`
-    batches) under the settings it was made with; a line per look whose verdict or bounds differ."""
+def replay_looks(ctx, trial: str, entries: list, *, last_only: bool = False) -> list[str]:
+    """Every recorded look at `trial` (or its last) recomputed from the store as it stood then (its first
+    `outcome_batches` batches) under the settings it was made with; a line per look whose verdict or bounds differ."""
     started = next(e.data for e in entries if e.kind == Kind.SHADOW_TRIAL and e.data["trial"] == trial)
+    looks = [e.data for e in entries if e.kind == Kind.SHADOW_RESULT and e.data.get("trial") == trial]
     problems = []
-    for look in (e.data for e in entries if e.kind == Kind.SHADOW_RESULT and e.data.get("trial") == trial):
+    for look in looks[-1:] if last_only else looks:
         if "settings" not in look:  # recorded before looks carried their settings: nothing to replay them with
             continue
         at = copy.copy(ctx)
@@ -334,8 +335,8 @@ def replay_looks(ctx, trial: str, entries: list) -> list[str]:
         bounds = ({k: _finite(again.figures["primary"][k]) for k in ("n", "gain", "lower_bound", "upper_bound")}
                   if "primary" in again.figures else None)
         if again.status != look["status"] or not _same(bounds, look["primary"]):
-            problems.append(f"{trial} look {look['look']}: recorded {look['status']} {look['primary']}, replayed "
-                            f"{again.status} {bounds}")
+            problems.append(f"{trial} look {look.get('look', '?')}: recorded {look['status']} {look['primary']}, "
+                            f"replayed {again.status} {bounds}")
     return problems
 
 

@@ -108,6 +108,22 @@ def test_an_edited_store_or_constants_file_fails_report_promote_and_audit(lab):
     assert code == 0 and report["status"] == "passed"
 
 
+def test_a_look_appended_to_the_ledger_by_hand_does_not_replay_for_promote_or_audit(lab):
+    """Appended with the ledger's own API, a chain-intact "passed" look that the store never gave (here: as of no
+    outcomes at all) is caught where it would act: promote replays the passing look, audit replays them all."""
+    ws = lab / "ws"
+    ledger = Ledger(ws / "ledger.duckdb")
+    last = ledger.entries(Kind.SHADOW_RESULT)[-1].data
+    assert last["trial"] == TRIAL and last["status"] == "passed" and last["outcome_batches"] == 1
+    ledger.append(Kind.SHADOW_RESULT, {**last, "outcome_batches": 0, "look": last["look"] + 1})
+    promote = _cli("promote", ws, "exp-0001", "--approved-by", "A. Reviewer")
+    assert promote.exit_code == 2 and f"{TRIAL}: its last look does not replay" in promote.output, promote.output
+    audit = _cli("audit", ws)
+    assert audit.exit_code == 1 and "FAIL shadow_looks" in audit.output, audit.output
+    assert f"{TRIAL} look {last['look'] + 1}: recorded passed" in " ".join(audit.output.split())
+    assert "replayed pending" in " ".join(audit.output.split())
+
+
 # --- robust outcomes -------------------------------------------------------------------------------------------
 
 def test_outcomes_are_validated_whole_and_corrections_are_recorded(lab):
