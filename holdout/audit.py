@@ -15,7 +15,8 @@ from holdout import evidence
 from holdout.hashing import canonical_json, content_hash, sha256_bytes, sha256_file, verify_signature
 from holdout.ledger import Kind, Ledger, verify_chain
 from holdout.manifest import MANIFEST, SEAL_KEY_ENV, manifest_body, manifest_sha256, read_manifest
-from holdout.records import CHAMPION, PREVIOUS, MlflowRecords, RecordsUnavailable, TrackingRecords
+from holdout import lineage
+from holdout.records import CHAMPION, PREVIOUS, MlflowRecords, RecordsUnavailable, TrackingRecords, recorded_store
 from domains.errors import RatchetError
 
 SEAL_KINDS = ("seal", "reseal")
@@ -105,10 +106,11 @@ def _scorer(manifest: dict[str, Any], root: Path) -> Check:
     return Check("scorer_source", True, f"{len(sealed)} scorer source files unchanged since the seal")
 
 
-def _records(seal_payload: dict[str, Any], open_records: Callable[[str, str], TrackingRecords] | None):
-    """The tracking store the seal names (MLFLOW_TRACKING_URI overrides its location), or why it cannot be read."""
+def _records(root: Path, seal_payload: dict[str, Any], open_records: Callable[[str, str], TrackingRecords] | None):
+    """The tracking store the workspace recorded at init (MLFLOW_TRACKING_URI overrides it), or why it cannot be
+    read."""
     info = seal_payload.get("mlflow", {})
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or info.get("uri", "")
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or recorded_store(root, info)
     try:
         return (open_records or MlflowRecords)(info["experiment"], uri), None
     except KeyError:
@@ -198,7 +200,40 @@ def _mlflow_experiments(records: TrackingRecords | None, why: str | None, entrie
         if entry is None or entry.data.get("experiment") != name:
             return Check("mlflow_experiments", False, f"MLflow run {run.run_id} records {name} at ledger seq "
                          f"{seq}, which the ledger does not hold: entries were removed")
-    return Check("mlflow_experiments", True, f"{len(runs)} MLflow experiment runs all found in the ledger")
+    # A run the ledger holds and MLflow lacks (an outage, a kill, a command that wrote to another store) is not
+    # tampering, but the records are not whole: not verified until `ratchet sync` writes it.
+    finished = {run.ledger_seq for run in runs if run.status == "FINISHED"}
+    lacking = [e.data.get("experiment") for seq, e in by_seq.items() if str(seq) not in finished]
+    if lacking:
+        return Check("mlflow_experiments", False, f"not verified: {len(lacking)} experiment(s) the ledger holds have "
+                     f"no finished MLflow run at {records.uri} ({', '.join(map(str, lacking[:5]))}"
+                     f"{', ...' if len(lacking) > 5 else ''}): run `ratchet sync DIR` to write them")
+    return Check("mlflow_experiments", True, f"{len(runs)} MLflow experiment runs all found in the ledger, and "
+                 f"each of its {len(by_seq)} experiments in MLflow")
+
+
+def _model_entries(records: TrackingRecords | None, why: str | None, entries: list, name: str) -> Check:
+    """Every registered version of the workspace's model has its ledger entry and every entry its version: a keep
+    writes both, so a removed model entry (the version can then never be promoted) fails here."""
+    if records is None:
+        return Check("model_entries", False, f"not verified: {why}")
+    try:
+        versions = records.model_versions(name)
+    except RecordsUnavailable as exc:
+        return Check("model_entries", False, f"not verified: MLflow at {records.uri} cannot be read: {exc}")
+    problems = lineage.model_problems(versions, entries, name)
+    return Check("model_entries", not problems, "; ".join(problems[:5]) or
+                 f"{len(versions)} registered version(s) of {name}, each with its ledger entry")
+
+
+def _sealed_holdouts(root: Path, entries: list) -> Check:
+    problems, summary = lineage.sealed_holdouts(root, entries)
+    return Check("sealed_holdouts", not problems, "; ".join(problems[:5]) or summary)
+
+
+def _head(root: Path, entries: list) -> Check:
+    """HEAD is the last commit the ledger recorded and holds its policy (a pending keep: see keep_transactions)."""
+    return Check("kept_head", *lineage.head_report(root, entries))
 
 
 def _registry_aliases(records: TrackingRecords | None, why: str | None, entries: list) -> Check:
@@ -354,17 +389,21 @@ def audit(root: Path, *, source_root: Path, gate_settings: Mapping[str, float] |
         checks.append(Check("manifest_vs_ledger", ok, f"{MANIFEST} sha256 {current[:12]}" +
                             (" matches the ledger's seal entry" if ok else
                              f" != ledger entry {seals[-1].seq} ({seals[-1].kind}) {sealed[:12]}: the manifest was rewritten")))
-        store, why = _records(seals[-1].data, records)
+        store, why = _records(root, seals[-1].data, records)
         checks.append(_mlflow(store, why, seals[-1].data, sealed))
         if seals[0].data.get("mlflow") != seals[-1].data.get("mlflow"):  # a reseal may record elsewhere
-            store, why = _records(seals[0].data, records)
+            store, why = _records(root, seals[0].data, records)
         checks.append(_mlflow_experiments(store, why, entries))
         checks.append(_registry_aliases(store, why, entries))
+        checks.append(_model_entries(store, why, entries, next(
+            (e.data["name"] for e in entries if e.kind == Kind.MODEL),
+            f"ratchet-{root.name}-{str(seals[0].data.get('manifest_sha256'))[:12]}")))
     else:
         checks.append(Check("manifest_vs_ledger", False, "the ledger has no seal entry"))
     if entries:
+        keeps = _keeps(entries)
         checks += [_verdict_inputs(root, entries), _records_files(root, entries), _experiment_ids(root, entries),
-                   _keeps(entries),
+                   keeps, *([_head(root, entries)] if keeps.passed else []), _sealed_holdouts(root, entries),
                    _config_changes(entries)]
     checks.append(_gate_replay(entries))
     if gate_settings is not None:

@@ -8,6 +8,7 @@ audit reports the real cause.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 class Tag:
@@ -46,6 +47,19 @@ class RunRecord:
     run_id: str
     experiment: str | None  # the ratchet experiment id the run records
     ledger_seq: str | None  # the ledger entry it names
+    status: str = "FINISHED"  # MLflow's run status: only a FINISHED run holds the whole record
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """A registered version of the workspace's model, with what ratchet tagged it with when it registered it."""
+
+    version: int
+    experiment: str | None
+    commit: str | None
+    policy_sha256: str | None
+    model_sha256: str | None
+    run_id: str | None
 
 
 class TrackingRecords(Protocol):
@@ -56,6 +70,8 @@ class TrackingRecords(Protocol):
     def experiment_runs(self) -> list[RunRecord]: ...
 
     def model_aliases(self, name: str) -> dict[str, int] | None: ...
+
+    def model_versions(self, name: str) -> list[VersionRecord]: ...
 
 
 PROBE_S = 5.0  # how long a tracking server may take to answer /health before it counts as unreachable
@@ -123,8 +139,8 @@ class MlflowRecords:
                                            max_results=50_000)
         except Exception as exc:  # noqa: BLE001
             raise RecordsUnavailable.of(exc) from None
-        return [RunRecord(r.info.run_id, r.data.tags.get(Tag.EXPERIMENT), r.data.tags.get(Tag.LEDGER_SEQ))
-                for r in runs]
+        return [RunRecord(r.info.run_id, r.data.tags.get(Tag.EXPERIMENT), r.data.tags.get(Tag.LEDGER_SEQ),
+                          r.info.status) for r in runs]
 
     def model_aliases(self, name: str) -> dict[str, int] | None:
         """Alias -> version of a registered model; None when the registry has no model of that name."""
@@ -135,3 +151,32 @@ class MlflowRecords:
                 return None
             raise RecordsUnavailable.of(exc, f"registered model {name}: ") from None
         return {alias: int(version) for alias, version in (model.aliases or {}).items()}
+
+    def model_versions(self, name: str) -> list[VersionRecord]:
+        """Every registered version of `name` (none when the registry has no such model)."""
+        return versions_of(self.client, name)
+
+
+def versions_of(client, name: str) -> list[VersionRecord]:
+    """Every registered version of `name` with its ratchet tags, read with MLflow's client."""
+    try:
+        found = client.search_model_versions(f"name = '{name}'", max_results=10_000)
+    except Exception as exc:  # noqa: BLE001
+        if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+            return []
+        raise RecordsUnavailable.of(exc, f"registered model {name}: ") from None
+    return sorted((VersionRecord(int(v.version), v.tags.get(Tag.EXPERIMENT), v.tags.get(Tag.COMMIT),
+                                 v.tags.get(Tag.POLICY_SHA256), v.tags.get(Tag.MODEL_SHA256), v.run_id)
+                   for v in found), key=lambda v: v.version)
+
+
+def recorded_store(root: Path, info: dict) -> str:
+    """The tracking store a workspace recorded at init (`info`: its seal entry's `mlflow`): a local store's path
+    relative to the workspace when that file exists there (the workspace and its store were moved together), else
+    the URI as recorded (absolute; a server's URL)."""
+    store = info.get("store")
+    if store:
+        path = (Path(root) / store).resolve()
+        if path.is_file():
+            return f"sqlite:///{path}"
+    return str(info.get("uri", ""))

@@ -13,14 +13,23 @@ from optimizer.errors import RatchetError
 
 @app.command(epilog="Example: ratchet repair ws")
 def repair(workspace: Path = typer.Argument(..., help="The workspace.")) -> None:
-    """Complete or roll back a keep that a stop interrupted (every run and try does this first), then verify."""
+    """Complete or roll back a keep that a stop interrupted, and enter the registered model versions whose ledger
+    entry a stop or a removal lost (every run and try does this first), then verify."""
     from optimizer.context import load_context
+    from optimizer.loop import open_tracker
+    from optimizer.runner import runner_lock
+    from optimizer.workspace import Workspace
 
     try:
-        ctx = load_context(workspace)  # repairs under the runner lock
+        with runner_lock(Workspace.open(workspace).root):
+            ctx = load_context(workspace)  # repairs under the runner lock
+            try:
+                open_tracker(ctx)  # enters what the registry holds and the ledger lost
+            except RatchetError as exc:  # MLflow down: the keep's own files are repaired; say what was not
+                err.print(f"model entries not checked: {exc}", markup=False)
     except RatchetError as exc:
         _fail(exc)
-    out.print(ctx.repaired or "nothing to repair: git, champion state and ledger agree", markup=False)
+    out.print(ctx.repaired or "nothing to repair: git, champion state, ledger and registry agree", markup=False)
 
 
 @app.command(epilog="Example: ratchet sync ws")

@@ -12,11 +12,12 @@ import pandas as pd
 from domains import Decisions, Domain, get_domain
 from holdout import evidence
 from holdout.hashing import array_sha256, sha256_file, source_hashes
-from holdout.ledger import Kind, Ledger
+from holdout.ledger import Kind, Ledger, verify_chain
+from holdout.lineage import head_problem
 from holdout.manifest import manifest_sha256, read_manifest
 from optimizer.config import RunConfig, load_config
 from optimizer.errors import IntegrityError
-from optimizer.workspace import Workspace
+from optimizer.workspace import Workspace, policy_at
 
 
 def decisions_sha256(values: dict[str, np.ndarray]) -> dict[str, str]:
@@ -144,11 +145,15 @@ class Context:
         return [e for e in entries[start:] if e.kind == Kind.GATE]
 
     def verify(self, entries: list | None = None, *, full: bool = False) -> list[str]:
-        """Integrity before scoring: holdout file, manifest vs ledger, scorer sources vs seal, and the verdict
-        inputs bound to the ledger. Splits and config are read once per session, so they are checked with
-        `full` (at load); the cached states are read again by every experiment, so they always are."""
+        """Integrity before scoring: HEAD as the last kept commit, holdout file, manifest
+        vs ledger, scorer sources vs seal, and the verdict inputs bound to the ledger. Splits and config are read
+        once per session, so they are checked with `full` (at load); the cached states are read again by every
+        experiment, so they always are."""
         entries = self.ledger.entries() if entries is None else entries
-        problems = evidence.verify(self.ws.root, entries, only=None if full else tuple(f"{d}/" for d in evidence.STATE_DIRS))
+        head = self.ws.head()
+        wrong = head_problem(self.ws.root, head, entries, policy_at(self.ws.root, head))
+        problems = [wrong] if wrong else []
+        problems += evidence.verify(self.ws.root, entries, only=None if full else tuple(f"{d}/" for d in evidence.STATE_DIRS))
         for name, expected in self.manifest["files"].items():
             actual = sha256_file(self.ws.holdout_dir / name)
             if actual != expected:
@@ -162,6 +167,14 @@ class Context:
             if now.get(rel) != sealed:
                 problems.append(f"scorer source {rel} changed since the seal")
         return problems
+
+
+def chain_problems(ledger: Ledger, entries: list, root: Path) -> list[str]:
+    """The first break in the ledger's hash chain, as one line naming the ledger and the audit; none when intact
+    (appending to a broken chain would hide the break behind valid-looking entries)."""
+    broken = verify_chain(entries)
+    return [f"{ledger.path}: hash chain broken ({broken[0]}); nothing is judged or appended until it is restored: "
+            f"run `ratchet audit {root}`"] if broken else []
 
 
 def load_context(path: Path, *, repair: bool = True) -> Context:
@@ -180,6 +193,9 @@ def load_context(path: Path, *, repair: bool = True) -> Context:
     except (PermissionError, FileNotFoundError) as exc:
         raise IntegrityError(f"{ws.holdout_dir}: holdout unreadable ({exc.strerror}). Run `ratchet audit {path}`.") from None
     ids = domain.columns.id
+    broken = chain_problems(ledger, ledger.entries(), ws.root)  # before a repair appends anything
+    if broken:
+        raise IntegrityError(broken[0])
     canary_mask = holdout_all[ids].astype(str).isin(set(manifest["canaries"])).to_numpy()
     train = pd.read_parquet(ws.data_dir / "train.parquet")
     ctx = Context(

@@ -15,7 +15,8 @@ from typing import Any, Mapping
 from guards import GuardResult, Verdict
 from holdout.hashing import sha256_bytes
 from holdout.ledger import Kind, per_entry
-from optimizer.context import Context, PolicyState, decisions_sha256
+from optimizer.context import Context, PolicyState, chain_problems, decisions_sha256
+from optimizer.errors import IntegrityError
 from optimizer.diffs import unified_diff
 from optimizer.stages import Evaluation, PolicyRunner, evaluate, gate, judge, record, refit_spread, scores
 
@@ -123,6 +124,9 @@ def run_experiment(ctx: Context, sandbox: PolicyRunner, source: str, *, proposer
     started = time.perf_counter()
     ws = ctx.ws
     entries = ctx.ledger.entries()  # one read: numbering, looks and the gate's state
+    broken = chain_problems(ctx.ledger, entries, ws.root)
+    if broken:  # not a verdict to record: nothing is appended to a chain that no longer proves anything
+        raise IntegrityError(broken[0])
     done = [e for e in entries if e.kind == Kind.EXPERIMENT]
     number = len(done) + 1
     parent, old = ws.head(), ws.champion_source()

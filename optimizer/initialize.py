@@ -252,13 +252,17 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
                    "splits_sha256": digests, "entity_overlap": checks.entity_overlap,
                    "contract_sha256": sha256_file(ws.root / CONTRACT)},
         )
+        from holdout import fingerprint
+
+        # Outside holdout/: a reseal refuses these rows again even once the folder is retired, deleted or replaced.
+        sealed_rows = fingerprint.write(staging, holdout, id_col=cols.id, manifest_sha256=manifest_sha)
         ws.config.write_text(dump_config(config))
         shutil.copyfile(domain.program, ws.program)
         shutil.copyfile(policy_file or domain.baseline_policy, ws.policy)
         ws.init_repo()
 
         progress("recording the seal in MLflow and the ledger")
-        from optimizer.tracking import Tag, Tracker
+        from optimizer.tracking import Tag, Tracker, store_fields
 
         experiment = experiment_name(target, manifest_sha)
         tracker = Tracker(experiment)
@@ -282,7 +286,9 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
             "evidence": bind(staging, (*SPLITS, CONFIG, CONTRACT)),
             "manifest_sha256": manifest_sha,
             "content_sha256": manifest["content_sha256"],
-            "mlflow": {"uri": tracker.uri, "experiment": experiment, "run_id": run_id},
+            "fingerprint": sealed_rows,
+            "mlflow": {**store_fields(tracker.uri, target), "experiment": experiment, "run_id": run_id},
+            "commit": ws.head(),  # the commit HEAD must be at until the baseline, a config change or a keep moves it
             "drift": {c: v["verdict"] for c, v in drift["columns"].items()},
         })
         ws.ledger.chmod(0o600)

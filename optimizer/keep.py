@@ -9,6 +9,11 @@ The steps, in order:
 A stop before the swap completed rolls back: HEAD returns to the parent, the old state is restored and the
 experiment is recorded as crashed (the gate query it spent stays spent and counted). A stop after it rolls
 forward: the completion is written from the intent. Either way git, state, ledger and files agree again.
+
+A keep with MLflow up also registers the policy as a model version and records it (a `model` entry). A stop
+between the two, or a removed entry, leaves a registered version the ledger does not hold: `complete_models`
+enters it from the registry (its tags say which kept commit and policy it is) whenever the tracking store is
+opened, so a repaired keep can be promoted like any other.
 """
 from __future__ import annotations
 
@@ -185,3 +190,39 @@ def _write_recovered(ws: Any, record: dict[str, Any], source: str, parent: str) 
 
     if not (ws.experiments / record["experiment"]).exists():
         write_record(ws, record, source, diff(ws.git("show", f"{parent}:policy.py"), source), None)
+
+
+def complete_models(ctx: Any, client: Any) -> str | None:
+    """Enter into the ledger every registered version of the workspace's model that a keep registered and the
+    ledger lost (its tags name a kept experiment or the baseline, with that entry's commit and policy); what was
+    done, or None. A version whose tags match nothing the ledger kept is left for the audit to name."""
+    from holdout.records import RecordsUnavailable, versions_of
+    from optimizer.registry import model_name
+
+    entries = ctx.ledger.entries()
+    name = model_name(ctx, entries)
+    try:
+        versions = versions_of(client, name)
+    except RecordsUnavailable:
+        return None  # the audit says it could not verify; the next command tries again
+    have = {e.data.get("version") for e in entries if e.kind == Kind.MODEL and e.data.get("name") == name}
+    named = {e.data.get("experiment") for e in entries if e.kind == Kind.MODEL and e.data.get("name") == name}
+    kept = {e.data["experiment"]: (e.data["commit"], e.data.get("policy_sha256")) for e in entries
+            if e.kind == Kind.EXPERIMENT and e.data.get("kept") and e.data.get("commit")}
+    base = next((e for e in entries if e.kind == Kind.BASELINE), None)
+    done = []
+    for v in versions:
+        if v.version in have or v.experiment in named:
+            continue
+        if v.experiment == "baseline" and base is not None:
+            ok = v.commit == base.data["commit"]
+        else:
+            ok = v.experiment in kept and (v.commit, v.policy_sha256) == kept[v.experiment]
+        if not ok:
+            continue
+        ctx.ledger.append(Kind.MODEL, {"name": name, "experiment": v.experiment, "commit": v.commit,
+                                       "policy_sha256": v.policy_sha256, "model_sha256": v.model_sha256,
+                                       "run_id": v.run_id, "version": v.version, "recovered": "from the registry"})
+        named.add(v.experiment)
+        done.append(f"{v.experiment}: its registered version {v.version} of {name} was entered in the ledger")
+    return "; ".join(done) or None

@@ -76,11 +76,19 @@ class LoopSummary:
 
 
 def open_tracker(ctx: Context):
-    from optimizer.tracking import Tracker
+    """The workspace's own tracking store (recorded at init; MLFLOW_TRACKING_URI overrides it), with what a stop
+    left there settled: runs left RUNNING marked KILLED, and registered versions whose ledger entry is missing
+    entered from the registry (a keep writes both)."""
+    from optimizer.keep import complete_models
+    from optimizer.tracking import Tracker, workspace_uri
 
-    seal = [e for e in ctx.ledger.entries() if e.kind in (Kind.SEAL, Kind.RESEAL)][-1].data
-    tracker = Tracker(seal["mlflow"]["experiment"])
+    entries = ctx.ledger.entries()
+    seal = [e for e in entries if e.kind in (Kind.SEAL, Kind.RESEAL)][-1].data
+    tracker = Tracker(seal["mlflow"]["experiment"], workspace_uri(ctx.ws.root, entries))
     tracker.end_stale_runs()  # a killed run's loop and experiment runs stay RUNNING otherwise
+    done = complete_models(ctx, tracker.client)
+    if done:
+        ctx.repaired = "; ".join(filter(None, (ctx.repaired, done)))
     return tracker
 
 

@@ -1,8 +1,11 @@
 """MLflow records: the seal, one parent run per loop, a nested run per experiment.
 
-Tracking URI: MLFLOW_TRACKING_URI when set, else sqlite under ./mlflow/ in the current
-directory (artifacts beside it). Dataset digests are our sha256, not MLflow's own (which only
-reads the first rows and cannot prove integrity).
+Tracking URI: the workspace owns its store. `ratchet init` uses MLFLOW_TRACKING_URI when set, else sqlite under
+./mlflow/ in the current directory (artifacts beside it), and the seal entry records it: the URI, and for a local
+store its path relative to the workspace. Every later command uses that store from any folder (the relative path
+first, so a workspace moved together with its store keeps it), unless MLFLOW_TRACKING_URI names another, which is
+said once on stderr. Dataset digests are our sha256, not MLflow's own (which only reads the first rows and cannot
+prove integrity).
 """
 from __future__ import annotations
 
@@ -34,6 +37,65 @@ def tracking_uri() -> str:
     store = default_store()
     store.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{store / 'mlflow.db'}"
+
+
+_NOTICED: set[tuple[str, str]] = set()  # (workspace, MLFLOW_TRACKING_URI) overrides already said
+
+
+def store_fields(uri: str, workspace: Path) -> dict[str, str]:
+    """What the seal records of the store at init: the URI, and a local store's path relative to the workspace."""
+    if uri.startswith("sqlite:///"):
+        return {"uri": uri, "store": os.path.relpath(Path(uri[len("sqlite:///"):]).resolve(), Path(workspace).resolve())}
+    return {"uri": uri}
+
+
+def _same_store(a: str, b: str) -> bool:
+    if a.startswith("sqlite:///") and b.startswith("sqlite:///"):
+        return Path(a[len("sqlite:///"):]).resolve() == Path(b[len("sqlite:///"):]).resolve()
+    return a.rstrip("/") == b.rstrip("/")
+
+
+def workspace_uri(root: Path, entries: list | None = None) -> str:
+    """The store every command of the workspace at `root` records to: MLFLOW_TRACKING_URI when set (said once on
+    stderr when it is not the store the workspace recorded at init), else the recorded store, else (a seal that
+    recorded none) the current folder's default."""
+    import sys
+
+    from holdout.ledger import Kind, Ledger
+    from holdout.records import recorded_store
+
+    if entries is None:
+        try:
+            entries = Ledger(Path(root) / "ledger.duckdb").entries(Kind.SEAL)
+        except Exception:  # noqa: BLE001 - no readable ledger: the integrity checks say why, not this
+            entries = []
+    seal = next((e for e in entries if e.kind == Kind.SEAL), None)
+    info = seal.data.get("mlflow") if seal is not None else None
+    recorded = recorded_store(root, info) if info and info.get("uri") else None
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        if recorded and not _same_store(env, recorded) and (str(root), env) not in _NOTICED:
+            _NOTICED.add((str(root), env))
+            sys.stderr.write(f"ratchet: MLFLOW_TRACKING_URI={env} is used, not the store {root} recorded at init "
+                             f"({recorded}); unset it to record there.\n")
+        return env
+    return recorded or tracking_uri()
+
+
+def _opened_store(experiment: str) -> str | None:
+    """The store of the workspace this process opened whose seal names `experiment` (None if it opened none)."""
+    from holdout.ledger import Kind, Ledger
+
+    from optimizer.workspace import OPENED
+
+    for root in reversed(list(OPENED)):
+        try:
+            seals = Ledger(root / "ledger.duckdb").entries(Kind.SEAL)
+        except Exception:  # noqa: BLE001
+            continue
+        if seals and seals[0].data.get("mlflow", {}).get("experiment") == experiment:
+            return workspace_uri(root, seals)
+    return None
 
 
 def _artifact_root(uri: str) -> str | None:
@@ -71,7 +133,7 @@ class Tracker:
         import mlflow
         from mlflow.tracking import MlflowClient
 
-        self.uri = uri or tracking_uri()
+        self.uri = uri or _opened_store(experiment) or tracking_uri()
         down = unreachable(self.uri)
         if down:
             raise RatchetError(f"MLflow at {self.uri}: {down}; nothing was recorded. Start the tracking server or "

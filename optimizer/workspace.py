@@ -19,6 +19,9 @@ _IGNORE = "# Only the policy, its direction file and the config are versioned he
 )
 
 
+OPENED: dict[Path, None] = {}  # the workspaces this process opened, most recent last (whose MLflow store to use)
+
+
 @dataclass(frozen=True)
 class Workspace:
     root: Path
@@ -67,6 +70,8 @@ class Workspace:
             raise RatchetError(f"{path}: no such folder. Create a workspace there with `ratchet init DOMAIN -w {path}`.")
         if not ws.config.is_file() or not (ws.root / ".git").is_dir():
             raise RatchetError(f"{path}: not a ratchet workspace (no {CONFIG} or git history). Create one with `ratchet init`.")
+        OPENED.pop(ws.root, None)
+        OPENED[ws.root] = None
         return ws
 
     # --- git --------------------------------------------------------------------------------
@@ -122,6 +127,11 @@ class Workspace:
         staged.unlink(missing_ok=True)
         staged.write_bytes(kept)
         os.replace(staged, self.policy)
+
+
+def policy_at(root: Path, commit: str) -> bytes:
+    """policy.py's bytes in a commit of the workspace at `root`."""
+    return _policy_at(root, commit)
 
 
 @functools.lru_cache(maxsize=64)
