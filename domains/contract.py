@@ -88,9 +88,10 @@ class GuardrailSpec:
 
 class ScoringSettings(BaseModel):
     """A domain's `scoring:` section of its config (unknown keys and wrong types refused); a domain subclasses it
-    with its own fields, whose defaults are the shipped behaviour. The scorer reads them as `params`."""
+    with its own fields, whose defaults are the shipped behaviour. The scorer reads them as `params`. Every float
+    is finite (NaN and infinity refused, in lists and mappings too); a subclass bounds each field's range."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)

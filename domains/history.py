@@ -21,6 +21,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from domains import _source
+
 CONSTANT = "HISTORY_DAYS"
 MAX_DAYS = 366.0  # a longer lookback is refused: it would ship a year of events with every request
 
@@ -38,7 +40,7 @@ def declared(source: str) -> tuple[float, bool]:
 
     No HISTORY_DAYS or a two-argument decide: no history. LookbackError when HISTORY_DAYS is not a literal number
     in [0, MAX_DAYS] assigned once at top level."""
-    tree = ast.parse(source)
+    tree = _source.parse(source)  # shared with the static scan and every other reader: parsed once
     days: float | None = None
     takes = False
     for node in tree.body:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import ast
 import re
-import threading
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from domains import _source
 from guards._result import GuardResult
 
 # Builtins that run code, read the process's namespaces or read input.
@@ -272,20 +272,19 @@ class _Scanner(ast.NodeVisitor):
     visit_List = visit_Tuple = visit_Set = visit_Dict = _display
 
 
-_PARSING = threading.Lock()
-
-
 def parse_tree(source: str) -> ast.Module:
-    """`ast.parse`, one thread at a time. CPython 3.11 keeps the AST constructor's recursion depth in
-    interpreter-wide state, so two threads parsing at once (the lanes of a parallel round) can fail with
-    "SystemError: AST constructor recursion depth mismatch" (python/cpython#106905)."""
-    with _PARSING:
-        return ast.parse(source)
+    """The source's shared syntax tree (domains._source: parsed once per candidate, under a size ceiling)."""
+    return _source.parse(source)
 
 
 def findings(source: str, *, allowed_imports: Sequence[str], max_literal_len: int = 2000,
-             max_collection_items: int = 200) -> list[Finding]:
-    """Every problem in `source`, sorted by position (empty when the source is acceptable)."""
+             max_collection_items: int = 200,
+             max_policy_bytes: int = _source.DEFAULT_MAX_BYTES) -> list[Finding]:
+    """Every problem in `source`, sorted by position (empty when the source is acceptable). A source over
+    `max_policy_bytes` is one finding, found before any parse (parsing a huge file costs minutes and gigabytes)."""
+    too_large = _source.size_problem(source, max_policy_bytes)
+    if too_large:
+        return [Finding(0, 0, "size", too_large)]
     try:
         tree = parse_tree(source)
     except SyntaxError as exc:
@@ -298,10 +297,14 @@ def findings(source: str, *, allowed_imports: Sequence[str], max_literal_len: in
 
 
 def scan(source: str, *, allowed_imports: Sequence[str], max_literal_len: int = 2000,
-         max_collection_items: int = 200) -> GuardResult:
+         max_collection_items: int = 200, max_policy_bytes: int = _source.DEFAULT_MAX_BYTES) -> GuardResult:
     """The static guard: passes when `findings` is empty; the detail lists problems line by line."""
     found = findings(source, allowed_imports=allowed_imports, max_literal_len=max_literal_len,
-                     max_collection_items=max_collection_items)
+                     max_collection_items=max_collection_items, max_policy_bytes=max_policy_bytes)
+    if found and found[0].rule == "size":
+        return GuardResult("static", False, found[0].message,
+                           {"findings": 1, "rules": "size", "bytes": _source.size_of(source),
+                            "limit": max_policy_bytes})
     lines = source.count("\n") + 1
     figures: dict[str, int | str] = {"findings": len(found), "lines": lines,
                                      "rules": ",".join(sorted({f.rule for f in found}))}
@@ -318,7 +321,7 @@ def has_contract(source: str, required: Iterable[str] = ("fit", "decide")) -> li
     """The required functions that `source` does not define at top level (all of them if it does not parse)."""
     try:
         tree = parse_tree(source)
-    except SyntaxError:
+    except SyntaxError:  # SourceTooLarge too: nothing over the ceiling is parsed
         return list(required)
     defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
     return [name for name in required if name not in defined]

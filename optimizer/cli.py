@@ -268,8 +268,10 @@ def config(
             return
         if action != "set":
             raise RatchetError(f"config {action!r}: expected set or show.")
+        from optimizer.approvers import approver
         from optimizer.config_events import change_config, parse_assignments
 
+        approved_by = approver(approved_by, "the config change")  # as the ledger records it
         changes = change_config(workspace, parse_assignments(assignments or []), approved_by=approved_by,
                                 reason=reason)
     except RatchetError as exc:

@@ -8,19 +8,26 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from domains import DEFAULT_DOMAIN, DOMAINS, domain_class
+from domains import DEFAULT_DOMAIN, DOMAINS, _source, domain_class
 
 from optimizer.errors import RatchetError
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys refused; every float finite (NaN and infinity refused, so a limit can never be vacuous)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit
+DAY_S = 86_400.0
+BIG = 1e12  # the largest amount in a metric's or a currency's units: finite sums and products stay finite
 
 
 class DataConfig(_Strict):
     source: Literal["generate", "file"] = "generate"
     rows: int = Field(300_000, ge=1_000, le=20_000_000)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     file: str | None = None
     mapping: dict[str, str] = Field(default_factory=dict)
     time_unit: Literal["auto", "s", "ms", "us", "ns"] = "auto"  # a numeric time column's unit (auto: detected)
@@ -48,8 +55,8 @@ class SplitConfig(_Strict):
                 number = float(value)
             except (ValueError, OverflowError):
                 pass
-        if not (math.isfinite(number) and number >= 0):
-            raise ValueError(f"expected a finite number of days >= 0, or auto; got {value!r}")
+        if not (math.isfinite(number) and 0 <= number <= 3650):
+            raise ValueError(f"expected a finite number of days in [0, 3650], or auto; got {value!r}")
         return number
 
     @model_validator(mode="after")
@@ -62,15 +69,15 @@ class SplitConfig(_Strict):
 
 class SealConfig(_Strict):
     canaries: int = Field(8, ge=1, le=1000)
-    drift_watch: float = Field(0.1, gt=0)
-    drift_alarm: float = Field(0.25, gt=0)
+    drift_watch: float = Field(0.1, gt=0, le=100)  # PSI
+    drift_alarm: float = Field(0.25, gt=0, le=100)
     leakage_threshold: float = Field(0.98, gt=0.5, le=1.0)
-    max_overlap_rows: int = Field(0, ge=0)
+    max_overlap_rows: int = Field(0, ge=0, le=1_000_000_000)
 
 
 class SandboxConfig(_Strict):
-    budget_s: float = Field(60.0, gt=0)
-    memory_mb: int = Field(4096, ge=256)
+    budget_s: float = Field(60.0, gt=0, le=DAY_S)  # wall clock per phase: at most a day
+    memory_mb: int = Field(4096, ge=256, le=4_194_304)  # at most 4 TB
 
 
 class GuardrailConfig(_Strict):
@@ -79,9 +86,9 @@ class GuardrailConfig(_Strict):
     original baseline, in the metric's units), a margin (vs the champion, relative) and optionally a limit."""
 
     kind: Literal["capacity", "harm", "fairness"] | None = None
-    limit: float | None = None  # absolute bound
-    tolerance: float | None = Field(None, ge=0)  # harm: worst change vs the original baseline
-    margin: float | None = Field(None, ge=0)  # harm: worst change vs the current champion, relative to its value
+    limit: float | None = Field(None, ge=-BIG, le=BIG)  # absolute bound
+    tolerance: float | None = Field(None, ge=0, le=BIG)  # harm: worst change vs the original baseline
+    margin: float | None = Field(None, ge=0, le=BIG)  # harm: worst change vs the current champion, relative
 
     @model_validator(mode="before")
     @classmethod
@@ -125,11 +132,11 @@ class GateConfig(_Strict):
 
     kind: Literal["lord", "not_worse", "thresholdout"] = "lord"
     fdr: float = Field(0.05, gt=0, lt=1)  # lord: the false-discovery rate over the run's keeps
-    threshold_se: float = Field(1.0, ge=0)  # T: dev and holdout gains agree within this many standard errors
-    sigma_se: float = Field(0.1, ge=0)  # Laplace noise scale (the threshold's own noise is 4 x this)
-    step_se: float = Field(2.0, ge=0)  # a new champion's answer must beat the champion's by this much
-    budget: int = Field(100, ge=1)
-    tolerance: float = Field(0.0, ge=0)
+    threshold_se: float = Field(1.0, ge=0, le=1000)  # T: dev and holdout gains agree within this many standard errors
+    sigma_se: float = Field(0.1, ge=0, le=1000)  # Laplace noise scale (the threshold's own noise is 4 x this)
+    step_se: float = Field(2.0, ge=0, le=1000)  # a new champion's answer must beat the champion's by this much
+    budget: int = Field(100, ge=1, le=1_000_000)
+    tolerance: float = Field(0.0, ge=0, le=BIG)
 
     @model_validator(mode="before")
     @classmethod
@@ -142,14 +149,14 @@ class GateConfig(_Strict):
 
 
 class DecisionConfig(_Strict):
-    min_effect: float = Field(0.0, ge=0)
+    min_effect: float = Field(0.0, ge=0, le=BIG)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     # screen: every experiment's dev test at `confidence` (the gate's holdout stream controls the run's error);
     # spending / bonferroni: the confidence tightens with every experiment (for a gate that controls nothing).
     looks: Literal["screen", "spending", "bonferroni", "none"] = "screen"
-    bootstrap: int = Field(1000, ge=100)
-    segment_tolerance: float = Field(0.05, ge=0)
-    segment_min_rows: int = Field(200, ge=10)
+    bootstrap: int = Field(1000, ge=100, le=1_000_000)
+    segment_tolerance: float = Field(0.05, ge=0, le=BIG)
+    segment_min_rows: int = Field(200, ge=10, le=1_000_000_000)
     refits: int = Field(3, ge=0, le=20)  # refits of each champion on 90 % of train: its training noise (0: off)
     parity: int = Field(64, ge=1, le=10_000)  # dev events the parity guard decides one at a time, as serve does
 
@@ -169,24 +176,24 @@ ScoringConfig = Annotated[Union[_SCORING], Field(discriminator="domain")] if len
 class AgentPrices(_Strict):
     """USD per million tokens, as the provider prices the model (used to turn reported usage into spend)."""
 
-    input: float = Field(3.0, ge=0)
-    output: float = Field(15.0, ge=0)
-    cache_write: float = Field(3.75, ge=0)
-    cache_read: float = Field(0.30, ge=0)
+    input: float = Field(3.0, ge=0, le=1e6)
+    output: float = Field(15.0, ge=0, le=1e6)
+    cache_write: float = Field(3.75, ge=0, le=1e6)
+    cache_read: float = Field(0.30, ge=0, le=1e6)
 
 
 class AgentConfig(_Strict):
     """The meta-agent proposer (`--proposer anthropic`)."""
 
     model: str = "claude-sonnet-5-5"
-    max_tokens: int = Field(4096, ge=256)  # per model response
+    max_tokens: int = Field(4096, ge=256, le=1_000_000)  # per model response
     max_steps: int = Field(8, ge=1, le=50)  # model turns per proposal (tool calls and feedback included)
-    spend_cap_usd: float = Field(5.0, gt=0)  # for the workspace, across runs, from the usage the API reports
+    spend_cap_usd: float = Field(5.0, gt=0, le=1e9)  # for the workspace, across runs, from the usage the API reports
     batch: int = Field(1, ge=1, le=16)  # proposals drafted per round, each with its own hypothesis
     max_retries: int = Field(4, ge=0, le=10)  # on rate limits (429), overload (529) and server errors
-    timeout_s: float = Field(120.0, gt=0)
-    trace_chars: int = Field(12_000, ge=1_000)  # at most this much of one trace goes into a prompt
-    history: int = Field(30, ge=1)  # earlier experiments summarized into each prompt
+    timeout_s: float = Field(120.0, gt=0, le=DAY_S)
+    trace_chars: int = Field(12_000, ge=1_000, le=10_000_000)  # at most this much of one trace goes into a prompt
+    history: int = Field(30, ge=1, le=100_000)  # earlier experiments summarized into each prompt
     prices_per_mtok: AgentPrices = AgentPrices()
 
 
@@ -195,33 +202,44 @@ class TaskAgentConfig(_Strict):
 
     enabled: bool = False  # when true, policy.py may import ratchet_llm; runs need ANTHROPIC_API_KEY
     model: str = "claude-haiku-4-5"
-    max_requests: int = Field(5000, ge=1)  # sent to the model per sandbox phase (cached answers are free)
-    max_tokens: int = Field(1024, ge=16)  # per response; a request may ask for less
-    max_request_chars: int = Field(60_000, ge=1_000)  # system prompt plus messages, per request
-    timeout_s: float = Field(30.0, gt=0)  # per request, and never beyond the phase's budget
+    max_requests: int = Field(5000, ge=1, le=100_000_000)  # sent to the model per sandbox phase (cached: free)
+    max_tokens: int = Field(1024, ge=16, le=1_000_000)  # per response; a request may ask for less
+    max_request_chars: int = Field(60_000, ge=1_000, le=100_000_000)  # system prompt plus messages, per request
+    timeout_s: float = Field(30.0, gt=0, le=DAY_S)  # per request, and never beyond the phase's budget
     max_retries: int = Field(2, ge=0, le=10)  # rate limits, overload, server errors (the SDK's backoff)
-    spend_cap_usd: float = Field(10.0, gt=0)  # for the workspace, across runs, from the usage the API reports
-    trace_exchanges: int = Field(20, ge=0)  # dev-only replies kept in each experiment's trace
-    trace_chars: int = Field(400, ge=50)  # characters kept per reply (and per ticket text beside it)
+    spend_cap_usd: float = Field(10.0, gt=0, le=1e9)  # for the workspace, across runs, from the API's usage
+    trace_exchanges: int = Field(20, ge=0, le=100_000)  # dev-only replies kept in each experiment's trace
+    trace_chars: int = Field(400, ge=50, le=1_000_000)  # characters kept per reply (and per ticket text beside it)
     prices_per_mtok: AgentPrices = AgentPrices(input=1.0, output=5.0, cache_write=1.25, cache_read=0.10)
 
 
 class ShadowConfig(_Strict):
     """When a shadow trial passes (`ratchet shadow report`)."""
 
-    min_labeled: int = Field(1000, ge=1)  # settled events needed before a verdict (fewer: pending)
+    min_labeled: int = Field(1000, ge=1, le=1_000_000_000)  # settled events needed before a verdict (fewer: pending)
     # ... and settled events on which the two differ (a nonzero paired difference): the sequence's variance comes from
     # them, and a handful of heavy-tailed ones can look like none (benchmarks/shadow_peeking.py)
-    min_changed: int = Field(10, ge=1)
-    margin: float = Field(0.0, ge=0)  # "not worse": the challenger's primary may trail by this much, with confidence
+    min_changed: int = Field(10, ge=1, le=1_000_000_000)
+    # "not worse": the challenger's primary may trail by this much, with confidence
+    margin: float = Field(0.0, ge=0, le=BIG)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
-    max_p99_ms: float = Field(50.0, gt=0)  # decision latency per event, 99th percentile, per policy
-    batch: int = Field(500, ge=1)  # events decided per sandbox call, in time order
-    latency_sample: int = Field(200, ge=0)  # events each policy also decides one per call, as serve calls it: latency
+    max_p99_ms: float = Field(50.0, gt=0, le=DAY_S * 1000)  # decision latency per event, 99th percentile
+    batch: int = Field(500, ge=1, le=10_000_000)  # events decided per sandbox call, in time order
+    # events each policy also decides one per call, as serve calls it: latency
+    latency_sample: int = Field(200, ge=0, le=10_000_000)
     # The known share of stopped (blocked) events a review labels, or None when unknown (the report then bounds the
     # unlabelled ones by the worst and the best case and passes only on the worst).
     review_rate: float | None = Field(None, gt=0, le=1)
     cost_range: tuple[float, float] = (0.25, 4.0)  # factors of the decline cost the report checks the verdict over
+
+    @field_validator("cost_range")
+    @classmethod
+    def _cost_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        """Two factors with 0 <= low <= high <= 1e6 (finiteness is the model's)."""
+        low, high = value
+        if not 0 <= low <= high <= 1e6:
+            raise ValueError(f"expected two factors 0 <= low <= high <= 1e6, got {list(value)}")
+        return value
 
 
 class StaticConfig(_Strict):
@@ -231,8 +249,10 @@ class StaticConfig(_Strict):
             "collections", "functools", "itertools", "dataclasses", "typing", "__future__",
         ]
     )
-    max_literal_len: int = Field(2000, ge=10)
-    max_collection_items: int = Field(200, ge=1)
+    max_literal_len: int = Field(2000, ge=10, le=10_000_000)
+    max_collection_items: int = Field(200, ge=1, le=10_000_000)
+    # a larger policy.py is refused before it is parsed (parsing costs time and memory in the parent)
+    max_policy_bytes: int = Field(_source.DEFAULT_MAX_BYTES, ge=10_000, le=_source.MAX_BYTES_CEILING)
 
 
 class TrackingConfig(_Strict):
@@ -244,7 +264,7 @@ class TrackingConfig(_Strict):
 
 class RunConfig(_Strict):
     domain: str = DEFAULT_DOMAIN  # a registered domain (domains/<name>/)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     data: DataConfig = DataConfig()
     split: SplitConfig = SplitConfig()
     seal: SealConfig = SealConfig()

@@ -15,6 +15,7 @@ import yaml
 
 from holdout import evidence
 from holdout.ledger import Kind, Ledger
+from optimizer import approvers
 from optimizer.config import dump_config, load_config, parse_config
 from optimizer.errors import IntegrityError, RatchetError
 from optimizer.runner import exclusive
@@ -59,10 +60,11 @@ def _apply(data: dict[str, Any], key: str, value: Any) -> Any:
 
 @exclusive
 def change_config(path: Path, assignments: dict[str, Any], *, approved_by: str, reason: str) -> dict[str, Any]:
-    """Validate, commit and record one change; returns {key: {old, new}}."""
+    """Validate, commit and record one change; returns {key: {old, new}}. The approver and the reason are recorded
+    as optimizer.approvers reads them (trimmed; refused without a visible character)."""
     ws = Workspace.open(path)
-    if not approved_by.strip() or not reason.strip():
-        raise RatchetError("config set: --approved-by NAME and --reason TEXT are both required and non-empty.")
+    approved_by = approvers.approver(approved_by, "the config change")
+    reason = approvers.reason(reason, required=True)
     if not assignments:
         raise RatchetError("config set: name at least one KEY=VALUE.")
     for key in assignments:

@@ -15,6 +15,7 @@ from typing import Any
 
 from holdout.ledger import Entry, Kind, Ledger, verify_chain
 from holdout.records import CHAMPION, PREVIOUS, Tag
+from optimizer import approvers
 from optimizer.errors import IntegrityError, RatchetError
 from optimizer.refs import PolicyRef, resolve
 from optimizer.registry import model_entries
@@ -34,7 +35,7 @@ def promote(path: Path, ref: str, *, approved_by: str, reason: str = "") -> Entr
     trial passed; returns the ledger's promotion entry."""
     from optimizer.context import load_context
 
-    approver = _approver(approved_by, f"promoting {ref}")
+    approver, reason = _approver(approved_by, f"promoting {ref}"), approvers.reason(reason, required=False)
     ctx = load_context(path)
     entries = ctx.ledger.entries()
     policy = resolve(ctx, ref, entries)
@@ -73,7 +74,7 @@ def rollback(path: Path, *, approved_by: str, reason: str = "") -> Entry:
     rollback entry."""
     from optimizer.workspace import Workspace
 
-    approver = _approver(approved_by, "the rollback")
+    approver, reason = _approver(approved_by, "the rollback"), approvers.reason(reason, required=False)
     ledger = Ledger(Workspace.open(path).ledger)
     entries = ledger.entries()
     broken = verify_chain(entries)
@@ -154,11 +155,8 @@ def expected_aliases(moves: list) -> dict[str, int | None]:
 
 
 def _approver(approved_by: str, what: str) -> str:
-    name = (approved_by or "").strip()
-    if not name:
-        raise RatchetError(f"--approved-by: name who approves {what} (recorded in the ledger and on the model "
-                           "version), e.g. --approved-by 'A. Reviewer'.")
-    return name
+    """The name recorded in the ledger and on the model version: one with a visible character (optimizer.approvers)."""
+    return approvers.approver(approved_by, what)
 
 
 def _client(ledger: Ledger) -> tuple[Any, str]:

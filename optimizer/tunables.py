@@ -15,6 +15,7 @@ exactly as the person (or the meta-agent) wrote it.
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import math
 import numbers
@@ -151,6 +152,13 @@ def _spec(spec: str, line: int) -> tuple[str, Any, Any, bool, tuple]:
 
 def parse(source: str) -> list[Tunable]:
     """Every marked constant in `source`, in file order. Malformed markers raise ValueError."""
+    return list(_parsed(source))
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(source: str) -> tuple[Tunable, ...]:
+    """`parse`, once per distinct source: tracking, the proposer and `rewrite` read the same candidate's tunables,
+    and the shared tree (guards.static.parse_tree) saves the parse but not the tokenizing of comments."""
     tree = parse_tree(source)
     assigns = _assignments(tree)
     found: list[Tunable] = []
@@ -176,7 +184,7 @@ def parse(source: str) -> list[Tunable]:
         except ValueError as exc:
             raise ValueError(f"line {line}: current value does not fit its marker: {exc}") from None
         found.append(tunable)
-    return found
+    return tuple(found)
 
 
 def _format(value: Any) -> str:

@@ -60,7 +60,7 @@ def _tenure(rows: pd.DataFrame) -> np.ndarray:
 class FraudScoring(ScoringSettings):
     """What a blocked legitimate transaction costs (friction, support, churn), per decline."""
 
-    decline_cost: float = Field(5.0, ge=0)
+    decline_cost: float = Field(5.0, ge=0, le=1e9)
 
 
 class FraudDomain(Domain):

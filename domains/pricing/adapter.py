@@ -31,16 +31,16 @@ class PricingScoring(ScoringSettings):
     price_grid: list[float] = Field(default_factory=lambda: [0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5],
                                     min_length=1)  # allowed prices, as multiples of the reference price
     estimator: Literal["dr", "snips"] = "dr"  # doubly robust (default) or self-normalized IPS
-    max_price_deviation: float = Field(0.45, gt=0)  # a price further than this from the reference is extreme
+    max_price_deviation: float = Field(0.45, gt=0, le=100)  # a price further than this from the reference is extreme
     min_ess_share: float = Field(0.05, ge=0, le=1)  # effective sample size / rows, below: untrustworthy
     min_supported_share: float = Field(0.9, ge=0, le=1)  # share of decisions at prices the logs tried
     min_logged_share: float = Field(0.04, ge=0, le=1)  # a price offered on fewer logged rows is unsupported
-    interval_bootstrap: int = Field(200, ge=50)  # resamples for the reported confidence interval
+    interval_bootstrap: int = Field(200, ge=50, le=100_000)  # resamples for the reported confidence interval
 
     @model_validator(mode="after")
     def _grid_positive(self) -> "PricingScoring":
-        if any(not (m > 0) for m in self.price_grid) or len(set(self.price_grid)) != len(self.price_grid):
-            raise ValueError(f"price_grid must hold distinct multipliers > 0, got {self.price_grid}")
+        if any(not (0 < m <= 100) for m in self.price_grid) or len(set(self.price_grid)) != len(self.price_grid):
+            raise ValueError(f"price_grid must hold distinct multipliers in (0, 100], got {self.price_grid}")
         return self
 
 

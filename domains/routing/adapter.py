@@ -34,13 +34,18 @@ class RoutingScoring(ScoringSettings):
                                                                  "low": 72.0})
     priority_weight: dict[str, float] = Field(default_factory=lambda: {"urgent": 4.0, "high": 2.0, "normal": 1.0,
                                                                        "low": 0.5})
-    triage_minutes: float = Field(10.0, ge=0)  # the wrong team's time spent before handing a ticket on
-    reassign_minutes: float = Field(30.0, ge=0)  # delay before a misrouted ticket reaches the right queue
+    # the wrong team's time spent before handing a ticket on, and the delay before it reaches the right queue
+    triage_minutes: float = Field(10.0, ge=0, le=525_600)
+    reassign_minutes: float = Field(30.0, ge=0, le=525_600)
 
     @model_validator(mode="after")
     def _consistent(self) -> "RoutingScoring":
-        if any(a < 1 for a in self.teams.values()):
-            raise ValueError(f"every team needs at least one agent, got {self.teams}")
+        if any(not 1 <= a <= 100_000 for a in self.teams.values()):
+            raise ValueError(f"every team needs 1 to 100000 agents, got {self.teams}")
+        if any(not 0 < h <= 87_600 for h in self.sla_hours.values()):
+            raise ValueError(f"sla_hours must be in (0, 87600] hours, got {self.sla_hours}")
+        if any(not 0 <= w <= 1e6 for w in self.priority_weight.values()):
+            raise ValueError(f"priority_weight must be in [0, 1e6], got {self.priority_weight}")
         if set(self.sla_hours) != set(self.priority_weight):
             raise ValueError("sla_hours and priority_weight must name the same priorities")
         return self

@@ -90,7 +90,7 @@ def _contain(request: dict, record_fd: int, log_fd: int, channel: tuple[int, int
     os.environ.update(HOME=workdir, TMPDIR=workdir)
     tempfile.tempdir = workdir
     os.umask(0o077)
-    _limit_resources(request["memory_mb"], request["data_limit"])
+    _limit_resources(request["memory_mb"], request["data_limit"], request["disk_bytes"])
     if request["uid"] is not None:
         os.setgroups([])
         os.setgid(request["gid"])
@@ -110,7 +110,7 @@ def _contain(request: dict, record_fd: int, log_fd: int, channel: tuple[int, int
                    trusted_code=tuple(request["trusted_code"]), ctypes_dir=request["ctypes_dir"])
 
 
-def _limit_resources(memory_mb: int, data_limit: bool) -> None:
+def _limit_resources(memory_mb: int, data_limit: bool, disk_bytes: int) -> None:
     with open("/proc/self/statm") as handle:
         fields = handle.read().split()
     page = os.sysconf("SC_PAGE_SIZE")
@@ -123,7 +123,7 @@ def _limit_resources(memory_mb: int, data_limit: bool) -> None:
         limit = int(fields[0]) * page + extra
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    file_cap = max(extra, 256 * 1024 * 1024)
+    file_cap = min(max(extra, 256 * 1024 * 1024), disk_bytes + 1)  # no one file passes the phase's write quota
     resource.setrlimit(resource.RLIMIT_FSIZE, (file_cap, file_cap))
 
 

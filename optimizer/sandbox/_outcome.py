@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from optimizer.sandbox import _protocol as P
+from optimizer.sandbox import _protocol as P, _quota
 
 _META_CAP = 1 << 20
 _DTYPE = re.compile(r"^[<>|=]?[A-Za-z]\d*(\[[A-Za-z0-9]+\])?$")
@@ -77,6 +77,8 @@ def _process_status(phase: str, reply: dict | None, lost: str, budget_s: float,
         return "violation", f"{phase} was stopped by the model broker: {stop}"
     if reply.get("exit") == P.EXIT_UNRECORDED:
         return "violation", f"{phase} tampered with the sandbox's audit record channel"
+    if isinstance(reply.get("quota"), dict):  # the server's own measurement: safe with holdout rows present
+        return "disk", _quota.describe(phase, reply["quota"])
     if reply.get("timed_out"):
         return "timeout", f"{phase} exceeded its {budget_s:g} s budget; its process group was killed"
     if reply.get("exit") == P.EXIT_MEMORY:

@@ -11,10 +11,11 @@ from typing import Literal, Mapping, Union
 
 import numpy as np
 
-# "output": the phase ran to its end but decide returned the wrong thing (type, shape, length, dtype)
-Status = Literal["ok", "timeout", "memory", "crash", "violation", "output"]
+# "output": the phase ran to its end but decide returned the wrong thing (type, shape, length, dtype);
+# "disk": it wrote more bytes or files into its sandbox folder than the write quota allows (see _quota)
+Status = Literal["ok", "timeout", "memory", "crash", "violation", "output", "disk"]
 Scalar = Union[bool, int, float, str]
-STATUSES: tuple[str, ...] = ("ok", "timeout", "memory", "crash", "violation", "output")
+STATUSES: tuple[str, ...] = ("ok", "timeout", "memory", "crash", "violation", "output", "disk")
 
 
 def _frozen(mapping: Mapping) -> Mapping:

@@ -22,6 +22,7 @@ from optimizer.errors import RatchetError
 from optimizer.sandbox import _isolation, _leftovers, _outcome
 from optimizer.sandbox import _protocol as P
 from optimizer.sandbox._channel import Broker, BrokerSession
+from optimizer.sandbox._quota import DISK_MB, MAX_FILES
 from optimizer.sandbox._results import DecideResult, FitResult, ModelHandle, sha256_of
 from optimizer.sandbox._rowfiles import CACHED_FROM, RowFiles, write_rows
 from optimizer.sandbox._worker import Worker
@@ -56,11 +57,12 @@ class Sandbox:
     folder and are removed by close(): copy `handle.path` elsewhere to keep a model.
     """
 
-    def __init__(self, *, memory_mb: int = 4096, isolation: str = "auto",
-                 preload: tuple[str, ...] = DEFAULT_PRELOAD, broker: Broker | None = None) -> None:
-        if memory_mb <= 0:
-            raise ValueError("memory_mb must be positive")
+    def __init__(self, *, memory_mb: int = 4096, isolation: str = "auto", preload: tuple[str, ...] = DEFAULT_PRELOAD,
+                 broker: Broker | None = None, disk_mb: float = DISK_MB, max_files: int = MAX_FILES) -> None:
+        if memory_mb <= 0 or not 0 < disk_mb <= 1 << 20 or not 0 < max_files <= 10**7:
+            raise ValueError("memory_mb, disk_mb (at most 1 TiB) and max_files must be positive")
         self.memory_mb = int(memory_mb)
+        self.disk = (int(disk_mb * 2**20), int(max_files))  # the write quota of every phase (see _quota)
         self.preload = tuple(preload)
         self._plan = _isolation.plan(isolation)
         self.layers: tuple[str, ...] = self._plan.layers
@@ -136,7 +138,7 @@ class Sandbox:
         config = {"preload": list(self.preload), "memory_mb": self.memory_mb,
                   "uid": self._plan.uid if self._plan.drop_uid else None, "gid": self._plan.gid,
                   "landlock_abi": self._plan.landlock_abi, "data_limit": "rlimit-data" in self.layers,
-                  "private_shm": self._plan.netns is not None}
+                  "private_shm": self._plan.netns is not None, "disk_bytes": self.disk[0], "disk_files": self.disk[1]}
         ready = self._exchange(config, _START_S)
         if not ready or not ready.get("ready"):
             tail = Path(base, "server.log").read_text(errors="replace")[-2000:]

@@ -26,7 +26,7 @@ import sys
 import time
 import traceback
 
-from optimizer.sandbox import _channel, _child, _host  # imports numpy, pandas and pyarrow once, for every child
+from optimizer.sandbox import _channel, _child, _host, _quota  # imports numpy, pandas, pyarrow once, for every child
 from optimizer.sandbox._isolation import SYSTEM_READ, _gpu_visible, gpu_paths, python_roots
 from optimizer.sandbox._procs import Tail, empty, kill_group, read_into, records, sweep
 from optimizer.sandbox._protocol import EXIT_SETUP, LOG_CAP, MAX_VIOLATIONS
@@ -85,6 +85,8 @@ def _serve(request: dict, static: dict, link: "_Link", keep: set[int]) -> dict:
     answer_r, answer_w = os.pipe() if request.get("broker") else (-1, -1)
     sys.stdout.flush()
     sys.stderr.flush()  # nothing buffered here may be flushed again by the child
+    quota = _quota.Quota((request["workdir"], *(["/dev/shm"] if static["private_shm"] else [])),
+                         static["disk_bytes"], static["disk_files"])
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:
@@ -100,16 +102,17 @@ def _serve(request: dict, static: dict, link: "_Link", keep: set[int]) -> dict:
     relay = _Relay(ask_r, answer_w, link, pid) if ask_r >= 0 else None
     pidfd = os.pidfd_open(pid)
     deadline = start + float(request["budget_s"])
-    timed_out, status = False, None
+    timed_out, status, overrun = False, None, None
     while status is None:
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            timed_out = True
+        overrun = quota.over(pid) if remaining > 0 else None
+        if remaining <= 0 or overrun:
+            timed_out = not overrun
             kill_group(pid)
             _, status = os.waitpid(pid, 0)
             break
         reads, writes = ([*relay.reads()], [*relay.writes()]) if relay else ([], [])
-        ready, writable, _ = select.select([pidfd, *open_fds, *reads], writes, [], remaining)
+        ready, writable, _ = select.select([pidfd, *open_fds, *reads], writes, [], quota.wait_s(remaining))
         for fd in ready:
             if fd == pidfd:
                 _, status = os.waitpid(pid, 0)
@@ -123,6 +126,7 @@ def _serve(request: dict, static: dict, link: "_Link", keep: set[int]) -> dict:
     os.close(pidfd)
     kill_group(pid)  # anything left in its process group
     strays = sweep(keep)
+    overrun = overrun or quota.over(now=True)  # what a writer faster than a tick left behind
     if static["private_shm"]:
         empty("/dev/shm")
     while open_fds:  # every writer is dead now; a bounded wait guards against the unforeseen
@@ -144,6 +148,7 @@ def _serve(request: dict, static: dict, link: "_Link", keep: set[int]) -> dict:
         "log": tails[log_r].text() if log_r >= 0 else "",
         "broker_stop": relay.stop if relay else None,
         "broker_requests": relay.seq if relay else 0,
+        "quota": overrun,
     }
 
 
@@ -290,6 +295,7 @@ def main() -> None:
         "server_pid": os.getpid(), "device": device, "memory_mb": config["memory_mb"],
         "uid": config["uid"], "gid": config["gid"], "landlock_abi": config["landlock_abi"],
         "data_limit": config["data_limit"], "private_shm": config["private_shm"],
+        "disk_bytes": config["disk_bytes"], "disk_files": config["disk_files"],
         "read_roots": list(roots + SYSTEM_READ + extra),
         "device_paths": [p for p in extra if p.startswith("/dev/")],
         "list_roots": [os.path.realpath(p) for p in sys.path if p],

@@ -123,9 +123,11 @@ def static_check(ctx: Any, source: str) -> GuardResult:
 
     allowed = ctx.config.static
     static = scan(source, allowed_imports=allowed.allowed_imports, max_literal_len=allowed.max_literal_len,
-                  max_collection_items=allowed.max_collection_items)
-    missing = has_contract(source)
-    if static.passed and missing:
+                  max_collection_items=allowed.max_collection_items, max_policy_bytes=allowed.max_policy_bytes)
+    if not static.passed:
+        return static  # an oversized source is never parsed; a refused one need not be read further
+    missing = has_contract(source)  # the same shared tree as the scan's (domains._source): no second parse
+    if missing:
         static = GuardResult("static", False, f"policy.py does not define {', '.join(missing)} at top level")
     if static.passed:
         try:
