@@ -56,8 +56,6 @@ FINISHED = ("passed", "failed")  # shadow_result statuses that end a trial
 log = logging.getLogger("uvicorn.error")  # uvicorn configures this logger; tests see it through caplog
 
 
-
-
 # --- which policies act ---------------------------------------------------------------------------------------
 def running_trial(trials: Sequence[Any], entries: Sequence[Entry]) -> Any | None:
     """The latest shadow trial without a passed or failed result in the ledger, or None."""
@@ -253,23 +251,29 @@ class Service:
 
     def _decide(self, policy: Fitted, frame: pd.DataFrame, history: pd.DataFrame | None) -> Any:
         """The policy's decide in its warm worker (started on first use, and again after one ended), or in a fresh
-        child per request when the workspace's policies may ask a language model (workers have no broker). Each
-        policy has its own worker lock and sandbox: the challenger's restart or slow decide never holds the acting
-        policy's."""
+        child per request when the workspace's policies may ask a language model (workers have no broker). The
+        policy's worker lock is held for the whole call, so a call that waited behind one that overran finds that
+        worker ended and starts a fresh one (an alive check outside the lock would send every waiting call to the
+        ended worker). Each policy has its own lock and sandbox: the challenger never holds the acting policy's."""
         budget_s, constants, sandbox = self.ctx.config.sandbox.budget_s, self.ctx.domain.constants, policy.sandbox
         if sandbox.broker is not None:
             return sandbox.decide(policy.ref.source, policy.model, {"request": frame}, budget_s=budget_s,
                                   constants=constants, history=None if history is None else {"request": history})
         with self._worker_locks[policy.key]:
-            worker = self.workers.get(policy.key)
-            if worker is None or not worker.alive:
-                if worker is not None:
-                    self.counts["worker_restarts"] += 1
-                    log.warning("ratchet serve: the decide worker of %s ended; starting another",
-                                policy.ref.commit[:12])
-                worker = self.workers[policy.key] = sandbox.worker(policy.ref.source, policy.model,
-                                                                  budget_s=budget_s)
-        return worker.decide(frame, budget_s=budget_s, constants=constants, history=history)
+            worker = self._live_worker(policy, budget_s)
+            return worker.decide(frame, budget_s=budget_s, constants=constants, history=history)
+
+    def _live_worker(self, policy: Fitted, budget_s: float) -> Any:
+        """The policy's worker, replaced when it ended (the ended one's workdir removed); the caller holds its lock."""
+        worker = self.workers.get(policy.key)
+        if worker is not None and worker.alive:
+            return worker
+        if worker is not None:
+            self.counts["worker_restarts"] += 1
+            log.warning("ratchet serve: the decide worker of %s ended; starting another", policy.ref.commit[:12])
+            worker.close()
+        worker = self.workers[policy.key] = policy.sandbox.worker(policy.ref.source, policy.model, budget_s=budget_s)
+        return worker
 
     def answer(self, decided: Decided) -> dict[str, Any]:
         """The response body: the champion's decisions, who made them, and blocks where the domain has a threshold."""

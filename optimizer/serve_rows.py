@@ -10,8 +10,11 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
+from pandas.errors import OutOfBoundsDatetime
 
 from optimizer.user_columns import both, renames, shown
+
+TIMES = (pd.Timestamp.min.ceil("s"), pd.Timestamp.max.floor("s"))  # what a nanosecond time column holds
 
 
 class Refused(Exception):
@@ -163,7 +166,9 @@ def coerce(spec: ColumnSpec, values: list) -> pd.Series | np.ndarray | pd.api.ex
 
 
 def _each(spec: ColumnSpec, values: list, one: Callable[[Any], Any], expected: str) -> pd.Series | np.ndarray:
-    """Convert value by value, refusing nulls the dev split never has and values `one` rejects."""
+    """Convert value by value, refusing nulls the dev split never has, values `one` rejects and numbers the column's
+    dtype cannot hold (an int32 or float32 column refuses by row what numpy would wrap or make infinite)."""
+    bounds = _bounds(spec.dtype)
     out: list = []
     for i, value in enumerate(values):
         if value is None:
@@ -172,15 +177,32 @@ def _each(spec: ColumnSpec, values: list, one: Callable[[Any], Any], expected: s
             out.append(None)
             continue
         try:
-            out.append(one(value))
+            converted = one(value)
         except (TypeError, ValueError, OverflowError):
             raise Refused(422, f"row {i}, column {spec.called}: {_shown(value)} is not {expected}") from None
+        if bounds is not None and not bounds[0] <= converted <= bounds[1]:
+            raise Refused(422, f"row {i}, column {spec.called}: {_shown(value)} is outside what the column holds "
+                               f"({_dtype_name(spec.dtype)}: {bounds[0]:,} to {bounds[1]:,}); send a value in that range")
+        out.append(converted)
     try:
         if isinstance(spec.dtype, np.dtype) and spec.dtype.kind in "iuf" and None not in out:
             return np.array(out, dtype=spec.dtype)  # what the Series below would hold, without its overhead
         return pd.Series(out, dtype=spec.dtype if not isinstance(spec.dtype, pd.CategoricalDtype) else object)
     except (TypeError, ValueError, OverflowError) as exc:
         raise Refused(422, f"column {spec.called}: values do not fit {spec.dtype} ({_one_line(exc)})") from None
+
+
+def _bounds(dtype: Any) -> tuple[int | float, int | float] | None:
+    """The smallest and largest value a numeric column's dtype holds (None for other columns)."""
+    base = getattr(dtype, "numpy_dtype", dtype)  # a nullable Int32 holds what int32 holds
+    if not isinstance(base, np.dtype) or base.kind not in "iuf":
+        return None
+    info = np.iinfo(base) if base.kind in "iu" else np.finfo(base)
+    return (int(info.min), int(info.max)) if base.kind in "iu" else (float(info.min), float(info.max))
+
+
+def _dtype_name(dtype: Any) -> str:
+    return str(getattr(dtype, "numpy_dtype", dtype))
 
 
 def _boolean(value: Any) -> bool:
@@ -198,9 +220,7 @@ def _integer(value: Any) -> int:
         out = int(value.strip())
     else:
         raise TypeError
-    if not -2**63 <= out < 2**63:
-        raise OverflowError
-    return out
+    return out  # its range is the column's (see _bounds)
 
 
 def _number(value: Any) -> float:
@@ -219,7 +239,8 @@ def _text(value: Any) -> str:
 
 
 def _times(spec: ColumnSpec, values: list) -> pd.Series:
-    """ISO 8601 strings as the dev split's timestamps (a zone is converted to the dev split's, naive is UTC)."""
+    """ISO 8601 strings as the dev split's timestamps (a zone is converted to the dev split's, naive is UTC); a time
+    a nanosecond timestamp cannot hold (before 1677-09-21 or after 2262-04-11) is refused by row, never a crash."""
     for i, value in enumerate(values):
         if value is None and not spec.nullable:
             raise Refused(422, f"row {i}, column {spec.called}: null, expected an ISO 8601 time (never empty in dev)")
@@ -229,8 +250,42 @@ def _times(spec: ColumnSpec, values: list) -> pd.Series:
     bad = np.asarray(parsed.isna()) & np.array([v is not None for v in values])
     if bad.any():
         i = int(np.argmax(bad))
-        raise Refused(422, f"row {i}, column {spec.called}: {_shown(values[i])} is not an ISO 8601 time")
-    return parsed.tz_convert(getattr(spec.dtype, "tz", None)).astype(spec.dtype).array
+        raise _bad_time(spec, i, values[i])
+    zoned = parsed.tz_convert(getattr(spec.dtype, "tz", None))
+    try:
+        return zoned.astype(spec.dtype).array
+    except (OutOfBoundsDatetime, OverflowError, ValueError):
+        i = _out_of_range(zoned, spec.dtype)
+        raise _outside(spec, i, values[i]) from None
+
+
+def _bad_time(spec: ColumnSpec, i: int, value: str) -> Refused:
+    """Why row `i`'s time did not parse with the others: outside what a timestamp holds, or no ISO 8601 time."""
+    try:
+        pd.to_datetime([value], format="ISO8601", utc=True)
+    except OutOfBoundsDatetime:
+        return _outside(spec, i, value)
+    except (ValueError, OverflowError):
+        return Refused(422, f"row {i}, column {spec.called}: {_shown(value)} is not an ISO 8601 time "
+                            "(YYYY-MM-DDTHH:MM:SS[+HH:MM], a year from 1 to 9999)")
+    return _outside(spec, i, value)  # it parses alone, at a coarser unit than the other rows share
+
+
+def _outside(spec: ColumnSpec, i: int, value: str) -> Refused:
+    return Refused(422, f"row {i}, column {spec.called}: {_shown(value)} is outside the times the column holds "
+                        f"({TIMES[0]:%Y-%m-%dT%H:%M:%S} to {TIMES[1]:%Y-%m-%dT%H:%M:%S}); send a time in that range")
+
+
+def _out_of_range(times: pd.DatetimeIndex, dtype: Any) -> int:
+    """The first row whose time the column's unit cannot hold."""
+    unit = getattr(dtype, "unit", None) or np.datetime_data(dtype)[0]
+    for i, ts in enumerate(times):
+        try:
+            if ts is not pd.NaT:
+                ts.as_unit(unit)
+        except (OutOfBoundsDatetime, OverflowError, ValueError):
+            return i
+    return 0  # not reached: the conversion refused some row
 
 
 def _shown(value: Any) -> str:
