@@ -15,9 +15,9 @@ import select
 import time
 from dataclasses import dataclass, field
 
-from optimizer.sandbox import _child
+from optimizer.sandbox import _child, _quota
 from optimizer.sandbox._procs import Tail, empty, kill_group, records, sweep
-from optimizer.sandbox._protocol import MAX_VIOLATIONS
+from optimizer.sandbox._protocol import MAX_VIOLATIONS, WORKER_HISTORY, WORKER_ROWS
 
 MAX_ANSWER_BYTES = 64 * 1024  # one line of facts; a longer one ends the worker
 
@@ -29,6 +29,7 @@ class _Live:
     send: int  # server -> worker: requests
     answers: int  # worker -> server: one line of facts per request
     record: int  # the audit hook's records
+    quota: _quota.Quota  # what it may add to its workdir over its whole life (see _quota)
     record_open: bool = True
     pending: bytearray = field(default_factory=bytearray)
     tail: Tail = field(default_factory=lambda: Tail(1 << 20))
@@ -50,6 +51,7 @@ class Host:
         record_r, record_w = os.pipe()
         answer_r, answer_w = os.pipe()
         send_r, send_w = os.pipe()
+        quota = _quota.Quota((request["workdir"],), self.static["disk_bytes"], self.static["disk_files"])
         pid = os.fork()
         if pid == 0:
             for fd in (record_r, answer_r, send_w):
@@ -57,7 +59,7 @@ class Host:
             _child.run({**self.static, **request}, record_w, -1, (answer_w, send_r))
         for fd in (record_w, answer_w, send_r):
             os.close(fd)
-        worker = _Live(pid, os.pidfd_open(pid), send_w, answer_r, record_r)
+        worker = _Live(pid, os.pidfd_open(pid), send_w, answer_r, record_r, quota)
         facts, reply = self._await(worker, float(request["budget_s"]))
         if reply is not None:
             return reply
@@ -77,6 +79,7 @@ class Host:
                     "timed_out": False, "violations": []}
         line = json.dumps({"constants": request.get("constants") or [],
                            "history": bool(request.get("history"))}).encode() + b"\n"
+        worker.quota.allow(os.path.join(worker.quota.folders[0], name) for name in (WORKER_ROWS, WORKER_HISTORY))
         try:
             os.write(worker.send, line)  # a short line into an empty pipe: written whole
         except OSError:
@@ -112,14 +115,22 @@ class Host:
                     return None, self._finish(worker, timed_out=False, why="an unreadable answer")
                 if worker.tail.data:
                     return None, self._finish(worker, timed_out=False, facts=facts)
+                overrun = worker.quota.over(worker.pid, now=True)  # a writer faster than a tick
+                if overrun:
+                    return None, {**self._finish(worker, timed_out=False, why="it wrote past its folder's quota"),
+                                  "quota": overrun}
                 return facts, None
             if len(worker.pending) > MAX_ANSWER_BYTES:
                 return None, self._finish(worker, timed_out=False, why="an answer over the size limit")
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None, self._finish(worker, timed_out=True)
+            overrun = worker.quota.over(worker.pid)
+            if overrun:
+                return None, {**self._finish(worker, timed_out=False, why="it wrote past its folder's quota"),
+                              "quota": overrun}
             watched = [worker.answers, worker.pidfd] + ([worker.record] if worker.record_open else [])
-            ready, _, _ = select.select(watched, [], [], remaining)
+            ready, _, _ = select.select(watched, [], [], worker.quota.wait_s(remaining))
             if worker.record in ready:
                 self._drain(worker)
                 if worker.tail.data:  # a denied access: the worker ends now, whatever it was doing

@@ -87,6 +87,15 @@ class Quota:
         self.base = snapshot(folders)
         self.due = 0.0
 
+    def allow(self, paths) -> None:
+        """Files the parent just wrote (a worker's rows for its next request): they count as already there."""
+        for path in paths:
+            try:
+                info = os.stat(path, follow_symlinks=False)
+            except OSError:
+                continue
+            self.base[(info.st_dev, info.st_ino)] = _size(info)
+
     def measure(self, pid: int | None = None) -> Usage:
         found: dict[tuple[int, int], int] = {}
         files = _walk(self.folders, found, self.base, cap=self.limit_files)

@@ -260,3 +260,18 @@ with open("scratch.bin", "wb") as f:
     decided = box.decide("def fit(t):\n    return 0\n\ndef decide(m, rows):\n    return rows['x']\n",
                          result.model, {"dev": TRAIN}, budget_s=30)
     assert decided.status == "ok", decided.error
+
+
+def test_a_decide_worker_that_fills_its_folder_is_ended(box):
+    """Serving's persistent workers carry the same quota, over their whole life."""
+    fitted = _fit(box, "pass")
+    assert fitted.status == "ok", fitted.error
+    source = ("import os\n\ndef fit(t):\n    return 0\n\ndef decide(m, rows):\n"
+              "    for i in range(4):\n        with open(f'out{len(os.listdir())}.bin', 'wb') as f:\n"
+              "            f.write(b'x' * (1 << 20))\n    return rows['x']\n")
+    with box.worker(source, fitted.model, budget_s=30) as worker:
+        first = worker.decide(TRAIN, budget_s=30)
+        assert first.status == "ok", first.error  # 4 MiB of 8
+        second = worker.decide(TRAIN, budget_s=30)
+        assert second.status == "disk" and "quota" in second.error, (second.status, second.error)
+        assert not worker.alive
