@@ -36,6 +36,9 @@ def test_scoring_section_follows_the_domain(tmp_path):
     ("guardrails:\n  alert_rate: {limit: high}\n", "guardrails.alert_rate.limit"),
     ("gate:\n  threshold: 0.02\n", "threshold (metric units) is now threshold_se"),  # metric units are gone, not reinterpreted
     ("gate:\n  step_se: -1\n", "gate.step_se"),
+    ("sandbox:\n  budget_s: 1.0e+308\n", "sandbox.budget_s"),  # every `try` died with OverflowError
+    ("guardrails:\n  alert_rate: {limit: .nan}\n", "guardrails.alert_rate.limit"),  # a NaN limit never fails
+    ("static:\n  max_policy_bytes: 100000000\n", "static.max_policy_bytes"),
 ])
 def test_bad_config_names_the_field(tmp_path, text, field):
     p = tmp_path / "c.yaml"

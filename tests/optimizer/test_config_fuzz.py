@@ -19,6 +19,12 @@ ROOT = Path(__file__).resolve().parents[2]
 BASE = load_config(ROOT / "configs" / "fraud.yaml").model_dump(mode="json")
 
 
+def _leaf(data: dict, path: tuple):
+    for key in path:
+        data = data[key]
+    return data
+
+
 def _leaves(data: dict, prefix: tuple = ()) -> list[tuple]:
     out = []
     for key, value in data.items():
@@ -108,3 +114,20 @@ def test_a_config_that_is_not_utf8_is_named():
     path.write_bytes("seed: 1\n# d\u00e9cision\n".encode("latin-1"))
     with pytest.raises(RatchetError, match="not UTF-8"):
         load_config(path)
+
+
+NUMBERS = [path for path in LEAVES if _leaf(BASE, path) is not True and _leaf(BASE, path) is not False
+           and isinstance(_leaf(BASE, path), (int, float))]
+
+
+@pytest.mark.parametrize("path", NUMBERS, ids=".".join)
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), 1e308])
+def test_every_number_refuses_nan_infinity_and_the_absurd_by_name(path, value):
+    """Every numeric setting is finite and bounded: NaN, infinity and 1e308 are refused naming the setting."""
+    data = copy.deepcopy(BASE)
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    message, _ = _check(data)
+    assert message is not None and ".".join(map(str, path)).replace("scoring.", "scoring.fraud.") in message, message
