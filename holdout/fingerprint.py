@@ -71,6 +71,8 @@ def write(root: Path, frame: pd.DataFrame, *, id_col: str, manifest_sha256: str)
 
 def problem(root: Path, bound: dict[str, Any]) -> str | None:
     """Why the fingerprint file a ledger entry bound cannot be trusted (missing, changed), or None."""
+    if not isinstance(bound, dict) or not isinstance(bound.get("file"), str) or not isinstance(bound.get("sha256"), str):
+        return f"fingerprint record {str(bound)[:80]} is not one ratchet wrote"
     path = Path(root) / bound["file"]
     if not path.is_file():
         return f"{bound['file']} is missing"

@@ -33,7 +33,7 @@ def fingerprints(entries: list) -> dict[str, tuple[dict[str, Any], Entry]]:
         if e.kind in SEALS:
             d = e.data
             if d.get("fingerprint"):
-                found[d["manifest_sha256"]] = (d["fingerprint"], e)
+                found[str(d.get("manifest_sha256"))] = (d["fingerprint"], e)
             for sha, bound in (d.get("fingerprints_filled") or {}).items():
                 found.setdefault(sha, (bound, e))
     return found

@@ -83,11 +83,14 @@ def workspace_uri(root: Path, entries: list | None = None) -> str:
 
 
 def _opened_store(experiment: str) -> str | None:
-    """The store of the workspace this process opened whose seal names `experiment` (None if it opened none)."""
+    """The store of the workspace this process opened whose seal names `experiment` (None if it opened none, or
+    when MLFLOW_TRACKING_URI names the store for every command anyway)."""
     from holdout.ledger import Kind, Ledger
 
     from optimizer.workspace import OPENED
 
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return None
     for root in reversed(list(OPENED)):
         try:
             seals = Ledger(root / "ledger.duckdb").entries(Kind.SEAL)
