@@ -40,6 +40,10 @@ Layers (``Sandbox.layers`` says which are active; ``describe_isolation()`` says 
   record makes the status "violation".
 - ``rlimit-as`` (``rlimit-data`` on a GPU host, since CUDA reserves address space it never uses):
   memory beyond the server's baseline plus ``memory_mb`` fails with MemoryError ("memory").
+- write quota (always on, see ``_quota``): a phase may add at most ``disk_mb`` (default 1024 MiB) and
+  ``max_files`` (default 10,000) entries to its workdir and private /dev/shm, deleted files it holds open
+  included; the server measures every 0.1 s and kills the group past it ("disk"), and RLIMIT_FSIZE keeps any one
+  file under it. A decide worker carries one quota over its life.
 - ``scrubbed-env``: the server starts with a minimal environment (PATH, LANG, HOME, thread counts,
   PYTHONHASHSEED=0); no API key, seal key or tracking URI can reach a candidate.
 - ``subreaper``: the server adopts orphaned descendants and kills every one after each request,
