@@ -10,6 +10,7 @@ from optimizer.cli import _fail, app, err, out
 from optimizer.errors import RatchetError
 
 VERDICTS = ("kept", "would_keep", "reverted", "crashed")
+AUDIT_EXIT = {"intact": 0, "failed": 1, "unverified": 4}  # as `ratchet audit` exits: the report says the same
 
 
 @app.command(epilog="Example: ratchet report ws --out overnight.html --open")
@@ -25,7 +26,9 @@ def report(
     """One self-contained HTML page of the run: every experiment's dev value by outcome with the running best and
     the holdout gate's Ladder-rounded answers, guardrails with their limits, dev segments of the champion vs the
     baseline, rejections by guard, the seal and the gate budget, the audit status, kept changes with their diffs,
-    shadow trials and promotions. Also logged to MLflow as a `report` run. Exit 1 when the audit fails."""
+    shadow trials and promotions. Also logged to MLflow as a `report` run. The exit code is the audit's: 0 intact, 1
+    failed, 4 not verified (MLflow unreachable); a plot that cannot be drawn says why in its place, and the rest of
+    the page is written."""
     from optimizer.report.run import write_report
     from optimizer.workspace import Workspace
 
@@ -35,14 +38,17 @@ def report(
             files = write_report(workspace, out_file, log=not no_mlflow, progress=lambda msg: status.update(msg))
     except RatchetError as exc:
         _fail(exc)
-    out.print(f"report: {files.html} (plots: {', '.join(p.name for p in files.images.values())})", markup=False)
+    out.print(f"report: {files.html} (plots: {', '.join(p.name for p in files.images.values()) or 'none'})",
+              markup=False)
+    for problem in files.missing.values():
+        err.print(f"warning: {problem}", markup=False)
     if files.mlflow_run:
         out.print(f"logged to MLflow run {files.mlflow_run}", markup=False)
     if open_it:
         import webbrowser
 
         webbrowser.open(files.html.resolve().as_uri())
-    raise typer.Exit(0 if files.audit_status == "intact" else 1)
+    raise typer.Exit(AUDIT_EXIT.get(files.audit_status, 1))
 
 
 @app.command(epilog="Example: ratchet history ws --verdict reverted --guard significance --last 20")

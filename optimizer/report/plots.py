@@ -1,10 +1,18 @@
 """The report's plots, drawn with matplotlib (Agg, no display) from optimizer.report.facts; each is PNG bytes of a
-fixed size in pixels (SIZE), so a page and its test know what to expect."""
+fixed size in pixels (SIZE), so a page and its test know what to expect.
+
+Text from records (hypotheses, experiment, guard, metric and segment names) is drawn as text: every `$` is escaped,
+so matplotlib never reads it as mathtext (a hypothesis with `$\\sigmoid(x)$` in it raised while drawing), and
+LaTeX is off whatever an operator's matplotlibrc says. `draw` runs one plot and turns a failure into a one-line
+reason for its place on the page: one plot that cannot be drawn never costs the others, or the report.
+"""
 from __future__ import annotations
 
+import functools
 import io
 import textwrap
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
 
 DPI = 100
 SIZE = {"trajectory": (1100, 620), "guardrails": (1100, 360), "segments": (1100, 420), "rejections": (1100, 320)}
@@ -14,6 +22,51 @@ STYLE = {  # outcome -> (marker, colour, label)
     "reverted": ("o", "#7f8c8d", "reverted by the holdout gate"),
     "crashed": ("v", "#8e44ad", "crashed"),
 }
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """One plot: its PNG bytes, or (png None) why it could not be drawn, in one line."""
+
+    name: str
+    png: bytes | None
+    problem: str = ""
+
+
+def draw(name: str, plot: Callable[..., bytes], *args: Any, **kwargs: Any) -> Drawn:
+    """`plot(*args, **kwargs)`; a failure is the plot's problem (its figure closed), not the report's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    before = set(plt.get_fignums())
+    try:
+        return Drawn(name, plot(*args, **kwargs))
+    except Exception as exc:  # noqa: BLE001 - whatever matplotlib raised, the other plots and the page go on
+        for number in set(plt.get_fignums()) - before:
+            plt.close(number)
+        why = " ".join(str(exc).split())[:200] or "no message"
+        return Drawn(name, None, f"the {name} plot could not be drawn ({type(exc).__name__}: {why}); its figures "
+                                 "are in the table below; please report this error")
+
+
+def plain(text: Any) -> str:
+    """Text from a record as matplotlib draws it literally: `$` escaped, so no mathtext is ever parsed."""
+    return str(text).replace("$", r"\$")
+
+
+def _as_text(plot: Callable[..., bytes]) -> Callable[..., bytes]:
+    """The plot drawn with LaTeX off (an operator's matplotlibrc may set text.usetex, and LaTeX reads `_`, `%`, `&`
+    and `#` in names as commands): a text's setting is taken when it is made, so the whole drawing is inside."""
+    @functools.wraps(plot)
+    def drawn(*args: Any, **kwargs: Any) -> bytes:
+        import matplotlib
+
+        with matplotlib.rc_context({"text.usetex": False}):
+            return plot(*args, **kwargs)
+
+    return drawn
 
 
 def _figure(name: str, rows: int = 1, cols: int = 1, **kw: Any):
@@ -43,6 +96,7 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+@_as_text
 def trajectory(points: Iterable[Any], *, primary: str, baseline: float | None) -> bytes:
     """Every experiment's dev value by outcome, the running best of what was kept (kept ones labelled with their
     hypothesis) and, below, the holdout gate's Ladder-rounded answers."""
@@ -63,10 +117,10 @@ def trajectory(points: Iterable[Any], *, primary: str, baseline: float | None) -
                  label="champion (running best of what was kept)")
     for p in points:
         if p.outcome == "kept" and p.value is not None:
-            top.annotate(textwrap.shorten(p.hypothesis or p.experiment, 48), (p.number, p.value),
+            top.annotate(plain(textwrap.shorten(p.hypothesis or p.experiment, 48)), (p.number, p.value),
                          textcoords="offset points", xytext=(6, 8), fontsize=8, color="#1b7f3b")
-    top.set_ylabel(f"dev {primary}")
-    top.set_title(f"{len(points)} experiments: dev {primary} by outcome")
+    top.set_ylabel(plain(f"dev {primary}"))
+    top.set_title(plain(f"{len(points)} experiments: dev {primary} by outcome"))
     top.grid(alpha=0.3)
     top.legend(fontsize=8, loc="best")
     asked = [p for p in points if p.gate is not None]
@@ -83,6 +137,7 @@ def trajectory(points: Iterable[Any], *, primary: str, baseline: float | None) -
     return _done(fig, low, not asked, "the holdout was not asked yet")
 
 
+@_as_text
 def guardrails(series: Iterable[Any]) -> bytes:
     from matplotlib.ticker import MaxNLocator
 
@@ -97,7 +152,7 @@ def guardrails(series: Iterable[Any]) -> bytes:
             ax.axhline(s.tolerance_bound, color="#e67e22", ls=":", lw=1.2, label="baseline + tolerance")
         if s.baseline is not None:
             ax.axhline(s.baseline, color="#7f8c8d", lw=0.8, label="baseline")
-        ax.set_title(f"{s.metric} ({s.kind})", fontsize=9)
+        ax.set_title(plain(f"{s.metric} ({s.kind})"), fontsize=9)
         ax.set_xlabel("experiment", fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=7)
@@ -106,26 +161,28 @@ def guardrails(series: Iterable[Any]) -> bytes:
     return _done(fig, axes[0][0], not series, "this domain has no guardrails")
 
 
+@_as_text
 def segments(rows: Iterable[Any], *, primary: str) -> bytes:
     rows = list(rows)
     fig, ax = _figure("segments")
-    labels = [f"{r.family}={r.segment} ({r.rows:,})" for r in rows]
+    labels = [plain(f"{r.family}={r.segment} ({r.rows:,})") for r in rows]
     y = range(len(rows))
     ax.barh([i + 0.2 for i in y], [r.baseline for r in rows], height=0.4, color="#95a5a6", label="baseline")
     ax.barh([i - 0.2 for i in y], [r.champion for r in rows], height=0.4, color="#1b7f3b", label="champion")
     ax.set_yticks(list(y), labels, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel(f"dev {primary} per row")
+    ax.set_xlabel(plain(f"dev {primary} per row"))
     ax.set_title("segments: champion vs baseline (dev)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="x")
     return _done(fig, ax, not rows, "no segment figures")
 
 
+@_as_text
 def rejections(rows: Iterable[Any]) -> bytes:
     rows = list(rows)
     fig, ax = _figure("rejections")
-    ax.bar([r.guard for r in rows], [r.count for r in rows], color="#c0392b")
+    ax.bar([plain(r.guard) for r in rows], [r.count for r in rows], color="#c0392b")
     ax.set_ylabel("experiments refused")
     ax.set_title("rejections by guard")
     ax.grid(alpha=0.3, axis="y")

@@ -3,7 +3,7 @@ its plots also as PNG files beside it, and the whole logged to the workspace's M
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -36,9 +36,10 @@ class RunFacts:
 @dataclass(frozen=True)
 class ReportFiles:
     html: Path
-    images: Mapping[str, Path]
+    images: Mapping[str, Path]  # the plots drawn, as PNG files beside the page
     mlflow_run: str | None  # the MLflow run the report was logged to (None with log=False)
     audit_status: str
+    missing: Mapping[str, str] = field(default_factory=dict)  # plot -> why it could not be drawn (said in its place)
 
 
 def gather(root: Path, *, progress: Callable[[str], None] = lambda _: None) -> RunFacts:
@@ -92,12 +93,14 @@ def _segments(root: Path, base: Any, champ: Any, primary: str) -> tuple[tuple[F.
     return F.segments(scored[0], scored[1], primary), ""
 
 
-def images(facts: RunFacts) -> dict[str, bytes]:
+def images(facts: RunFacts) -> dict[str, plots.Drawn]:
+    """Every plot, each drawn on its own: one that fails says why in its place and costs no other."""
     return {
-        "trajectory": plots.trajectory(facts.points, primary=facts.primary, baseline=facts.baseline.get(facts.primary)),
-        "guardrails": plots.guardrails(facts.guardrails),
-        "segments": plots.segments(facts.segments, primary=facts.primary),
-        "rejections": plots.rejections(facts.rejections),
+        "trajectory": plots.draw("trajectory", plots.trajectory, facts.points, primary=facts.primary,
+                                 baseline=facts.baseline.get(facts.primary)),
+        "guardrails": plots.draw("guardrails", plots.guardrails, facts.guardrails),
+        "segments": plots.draw("segments", plots.segments, facts.segments, primary=facts.primary),
+        "rejections": plots.draw("rejections", plots.rejections, facts.rejections),
     }
 
 
@@ -105,23 +108,35 @@ def write_report(root: Path, out: Path | None = None, *, log: bool = True,
                  progress: Callable[[str], None] = lambda _: None) -> ReportFiles:
     """Write the report (default: reports/run-report.html in the workspace) and its PNGs beside it; with `log`,
     also to a `report` run of the workspace's MLflow experiment."""
-    from optimizer.report.html import render
-
     root = Path(root)
     out = Path(out) if out is not None else root / "reports" / "run-report.html"
     facts = gather(root, progress=progress)
     progress("drawing the plots")
-    pngs = images(facts)
-    page = render("run.html.j2", f=facts, img={k: base64.b64encode(v).decode() for k, v in pngs.items()},
-                  size=plots.SIZE)
+    files = write_facts(facts, out)
+    return replace(files, mlflow_run=_log(root, out, files.images) if log else None)
+
+
+def write_facts(facts: RunFacts, out: Path) -> ReportFiles:
+    """The page for `facts` at `out` and each drawn plot beside it as `<stem>-<plot>.png` (a plot not drawn leaves
+    no file, not even an earlier report's)."""
+    from optimizer.report.html import render
+
+    drawn = images(facts)
+    page = render("run.html.j2", f=facts, size=plots.SIZE,
+                  img={k: base64.b64encode(d.png).decode() for k, d in drawn.items() if d.png is not None},
+                  missing={k: d.problem for k, d in drawn.items() if d.png is None})
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for name, data in pngs.items():
-        paths[name] = out.with_name(f"{out.stem}-{name}.png")
-        paths[name].write_bytes(data)
+    for name, plot in drawn.items():
+        path = out.with_name(f"{out.stem}-{name}.png")
+        if plot.png is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_bytes(plot.png)
+            paths[name] = path
     out.write_text(page, encoding="utf-8")
-    run_id = _log(root, out, paths) if log else None
-    return ReportFiles(out, paths, run_id, facts.audit.status)
+    return ReportFiles(out, paths, None, facts.audit.status,
+                       {k: d.problem for k, d in drawn.items() if d.png is None})
 
 
 def _log(root: Path, html: Path, pngs: Mapping[str, Path]) -> str:

@@ -27,10 +27,13 @@ def decide(model, rows):
 '''
 
 
+TEX = r"$\sigmoid(x)$ scores: the shipped baseline"  # a hypothesis matplotlib's mathtext cannot parse
+
+
 @pytest.fixture(scope="module")
 def ran(weak_workspace, tmp_path_factory) -> Path:
-    """The weak workspace after two experiments: the shipped baseline (an honest change the gate is asked about)
-    and a policy that crashes in fit."""
+    """The weak workspace after two experiments: the shipped baseline (an honest change the gate is asked about,
+    its hypothesis with TeX in it) and a policy that crashes in fit."""
     from tests.conftest import BASELINE
     from optimizer.loop import run_loop
 
@@ -40,7 +43,8 @@ def ran(weak_workspace, tmp_path_factory) -> Path:
     os.environ["MLFLOW_TRACKING_URI"] = _uri(root)
     patches = root.parent / "patches"
     patches.mkdir()
-    (patches / "01_baseline.py").write_text(BASELINE)
+    assert BASELINE.startswith('"""')
+    (patches / "01_baseline.py").write_text(f'r"""{TEX}\n\n' + BASELINE[3:])
     (patches / "02_crash.py").write_text(CRASH)
     run_loop(root, experiments=2, proposer="patches", patches=patches)
     return root
@@ -142,6 +146,20 @@ def test_the_report_renders_in_chromium_with_its_plots_and_is_logged_to_mlflow(r
     names = {a.path for a in client.list_artifacts(run_id, "report")}
     assert "report/night.html" in names and "report/night-trajectory.png" in names
     assert client.get_run(run_id).data.tags["ratchet.kind"] == "report"
+
+
+def test_a_hypothesis_with_tex_is_drawn_as_text_and_the_exit_code_is_the_audits(ran, tmp_path):
+    """The kept experiment's hypothesis is labelled on the trajectory: drawn as text (before, matplotlib raised while
+    drawing it and `ratchet report` exited 1, the code of a failed audit, with no page)."""
+    from optimizer.report.facts import records
+
+    kept = [r for r in records(Ledger(ran / "ledger.duckdb").entries()) if r.kept]
+    assert [r.hypothesis for r in kept] == [TEX]
+    out = tmp_path / "tex.html"
+    result = CliRunner().invoke(app, ["report", str(ran), "--out", str(out), "--no-mlflow"])
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    assert 'id="plot-trajectory" alt=' in html and "could not be drawn" not in html and TEX in html
 
 
 def test_the_audit_document_lists_every_check_with_its_command(ran, chromium, tmp_path):

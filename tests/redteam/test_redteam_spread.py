@@ -193,3 +193,64 @@ def test_values_outside_a_narrower_dtype_name_their_row(dtype, value):
     message = refused.value.message
     assert refused.value.status_code == 422 and message.startswith("row 1, column 'c': ")
     assert "range" in message or "a year from 1 to 9999" in message
+
+
+# --- text from records reaches plots as text; one plot that cannot be drawn leaves the report whole ------------------
+TEX = r"$\sigmoid(x)$ beats a flat fee, 50% of the time & more_often #1 {x}"
+
+
+def _point(number: int, hypothesis: str, value: float = 0.5, outcome: str = "kept"):
+    from optimizer.report.facts import Point
+
+    return Point(number, f"exp-{number:04d}", outcome, value, value, hypothesis, (), None)
+
+
+def test_record_text_with_tex_is_drawn_as_text():
+    """A kept experiment's hypothesis, a guard's name and a segment's name with TeX in them: every plot draws (before,
+    matplotlib's mathtext raised 'Unknown symbol: \\sigmoid' while drawing the trajectory)."""
+    from optimizer.report import facts as F
+    from optimizer.report import plots
+
+    pngs = [plots.trajectory([_point(1, TEX)], primary="net_savings", baseline=0.4),
+            plots.rejections([F.Rejection(TEX, 2, "exp-0001", "why")]),
+            plots.segments([F.SegmentRow(TEX, TEX, 10, 0.1, 0.2)], primary="net_savings"),
+            plots.guardrails([F.GuardrailSeries(TEX, TEX, True, ((1, 0.2),), 0.1, None, None)])]
+    assert all(png.startswith(b"\x89PNG") for png in pngs)
+
+
+def test_text_stays_text_under_a_usetex_matplotlibrc():
+    """An operator's matplotlibrc with text.usetex (LaTeX for every text) does not reach the report's plots."""
+    import matplotlib
+
+    from optimizer.report import plots
+
+    with matplotlib.rc_context({"text.usetex": True}):
+        png = plots.trajectory([_point(1, TEX)], primary="net_savings", baseline=0.4)
+    assert png.startswith(b"\x89PNG")
+
+
+@pytest.fixture(scope="module")
+def reported(served_ws, tmp_path_factory):  # noqa: F811 - the fixture imported above
+    """The served workspace's report facts, gathered once."""
+    from optimizer.report.run import gather
+
+    return gather(served_ws)
+
+
+def test_a_plot_that_cannot_be_drawn_leaves_the_report_whole(reported, served_ws, tmp_path):
+    """Values matplotlib cannot lay out (an axis from -1.7e308 to 1.7e308) fail the trajectory alone: the page is
+    written with every other plot, and the trajectory's place says why in one line."""
+    import dataclasses
+
+    from optimizer.report.run import write_facts
+
+    facts = dataclasses.replace(reported, points=(_point(1, TEX, -1.7e308), _point(2, "more", 1.7e308)))
+    out = tmp_path / "r" / "night.html"
+    files = write_facts(facts, out)
+    html = out.read_text()
+    assert set(files.missing) == {"trajectory"} and "\n" not in files.missing["trajectory"]
+    assert files.missing["trajectory"].startswith("the trajectory plot could not be drawn (ValueError: ")
+    assert files.missing["trajectory"] in html and 'id="plot-trajectory"' in html
+    assert sorted(files.images) == ["guardrails", "rejections", "segments"]
+    assert all(p.exists() for p in files.images.values()) and not out.with_name("night-trajectory.png").exists()
+    assert TEX.replace("&", "&amp;") in html  # the hypothesis, as text in the table
