@@ -100,7 +100,7 @@ def _looks_check(workspace: Path):
     from optimizer.shadow.report import replay_looks
 
     try:
-        ctx = load_context(workspace)
+        ctx = load_context(workspace, repair=False)  # an audit reads; a read-only copy is audited too
         entries = ctx.ledger.entries()
         trials = [e.data["trial"] for e in entries if e.kind == Kind.SHADOW_TRIAL]
         found = [p for t in trials for p in replay_looks(ctx, t, entries)]
