@@ -21,6 +21,7 @@ import math
 import numbers
 import re
 import tokenize
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -101,9 +102,9 @@ def _comments(source: str) -> dict[int, str]:
 def _assignments(tree: ast.Module) -> dict[int, tuple[str, ast.expr]]:
     """Line -> (name, value node) for top-level single-name, single-line assignments."""
     out = {}
-    starts = [node.lineno for node in tree.body]
+    starts = Counter(node.lineno for node in tree.body)  # counted once: list.count per statement was quadratic
     for node in tree.body:
-        if starts.count(node.lineno) > 1:
+        if starts[node.lineno] > 1:
             continue  # `A = 1; B = 2  # tune: ...` would leave it unclear which one is meant
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
             target = node.targets[0]
