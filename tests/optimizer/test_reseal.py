@@ -33,7 +33,8 @@ def test_reseal_resets_the_gate_and_audits_clean(ws, tmp_path, monkeypatch):
         assert first.kept and len(ctx.gates()) == 1
         old_sha = ctx.manifest_sha256
 
-        with pytest.raises(RatchetError, match="already used"):
+        seen = r"reseal refused: (\d+) of \1 new holdout rows .* repeat the holdout sealed by ledger entry 1 \(seal"
+        with pytest.raises(RatchetError, match=seen):
             reseal(ws, seed=ctx.config.data.seed)  # the same world again: every row was seen
         result = reseal(ws, seed=11)
         assert result.manifest_sha256 != old_sha and (ws / "retired" / "holdout-1" / "holdout.parquet").is_file()
