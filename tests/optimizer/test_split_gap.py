@@ -35,7 +35,7 @@ def test_gap_days_refuses_anything_else_by_name(value):
     with pytest.raises(RatchetError) as info:
         parse_config({"split": {"gap_days": value}}, source="c.yaml")
     message = str(info.value)
-    assert message.startswith("c.yaml: invalid configuration: split.gap_days: expected a finite number of days >= 0, "
+    assert message.startswith("c.yaml: invalid configuration: split.gap_days: expected a finite number of days in [0, 3650], "
                               "or auto; got "), message
     assert "\n" not in message
 

@@ -84,6 +84,11 @@ def test_a_failed_keep_commit_is_rolled_back_and_leaves_no_false_tamper_alarm(ba
     verdict = json.loads(result.stdout)
     assert result.exit_code == 1 and not verdict["kept"], result.output
     assert "refused by a hook" in {r["guard"]: r["detail"] for r in verdict["reasons"]}["record"]
+    from typer.testing import CliRunner
+
+    from optimizer.cli import app
+
+    assert CliRunner().invoke(app, ["sync", str(ws)]).exit_code == 0  # the run the failed keep left unfinished
     assert not _audit_failures(ws)
 
 
