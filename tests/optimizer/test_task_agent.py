@@ -118,7 +118,7 @@ def test_the_variant_routes_every_ticket_through_the_broker_and_holdout_reasonin
     candidate = rewrite(LLM_POLICY, {"MAX_TOKENS": 40})
     result = _try(llm_ws, candidate, tmp_path)
     assert result.exit_code in (0, 1), result.output
-    verdict = json.loads(result.output.strip().splitlines()[-1])
+    verdict = json.loads(result.stdout.strip().splitlines()[-1])
     ctx = load_context(llm_ws)
     n_dev, n_holdout = len(ctx.dev), len(ctx.holdout_all)
     # The model's answers decided: it names the resolving team, and the local fallback alone does far worse.
