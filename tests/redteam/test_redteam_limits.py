@@ -272,6 +272,10 @@ def test_a_decide_worker_that_fills_its_folder_is_ended(box):
     with box.worker(source, fitted.model, budget_s=30) as worker:
         first = worker.decide(TRAIN, budget_s=30)
         assert first.status == "ok", first.error  # 4 MiB of 8
-        second = worker.decide(TRAIN, budget_s=30)
-        assert second.status == "disk" and "quota" in second.error, (second.status, second.error)
+        # The quota is measured every 0.1 s: a call that ends between two measurements may return first, and the
+        # next finds the worker ended for its writes (a loaded machine delays the measurement, not the verdict).
+        later = [worker.decide(TRAIN, budget_s=30) for _ in range(3)]
+        ended = next((r for r in later if r.status != "ok"), None)
+        assert ended is not None and ended.status in ("disk", "crash") and "quota" in ended.error, [
+            (r.status, r.error) for r in later]
         assert not worker.alive
