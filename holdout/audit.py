@@ -15,7 +15,7 @@ from holdout import evidence
 from holdout.hashing import canonical_json, content_hash, sha256_bytes, sha256_file, verify_signature
 from holdout.ledger import Kind, Ledger, verify_chain
 from holdout.manifest import MANIFEST, SEAL_KEY_ENV, manifest_body, manifest_sha256, read_manifest
-from holdout import lineage
+from holdout import lineage, upgrades
 from holdout.records import CHAMPION, PREVIOUS, MlflowRecords, RecordsUnavailable, TrackingRecords, recorded_store
 from domains.errors import RatchetError
 
@@ -93,17 +93,9 @@ def _signature(manifest: dict[str, Any]) -> Check:
     return Check("hmac", ok, "manifest signature valid" if ok else f"{MANIFEST}: HMAC signature does not match its content")
 
 
-def _scorer(manifest: dict[str, Any], root: Path) -> Check:
-    sealed = manifest.get("scorer_sha256", {})
-    changed = []
-    for rel, expected in sorted(sealed.items()):
-        path = root / rel
-        actual = sha256_file(path) if path.is_file() else None
-        if actual != expected:
-            changed.append(f"{rel} " + ("missing" if actual is None else f"sha256 {actual[:12]} != sealed {expected[:12]}"))
-    if changed:
-        return Check("scorer_source", False, "scorer changed since the seal: " + "; ".join(changed))
-    return Check("scorer_source", True, f"{len(sealed)} scorer source files unchanged since the seal")
+def _scorer(root: Path, entries: list, manifest: dict[str, Any], source_root: Path) -> Check:
+    """Each span of the ledger against the scorer sources in force then, the installed code against the last."""
+    return Check("scorer_source", *upgrades.report(root, entries, manifest, source_root))
 
 
 def _records(root: Path, seal_payload: dict[str, Any], open_records: Callable[[str, str], TrackingRecords] | None):
@@ -408,5 +400,5 @@ def audit(root: Path, *, source_root: Path, gate_settings: Mapping[str, float] |
     checks.append(_gate_replay(entries))
     if gate_settings is not None:
         checks.append(_gate_settings(entries, gate_settings))
-    checks.append(_scorer(manifest, source_root))
+    checks.append(_scorer(root, entries, manifest, Path(source_root)))
     return AuditReport(str(root), tuple(checks))

@@ -54,6 +54,7 @@ class Kind(StrEnum):
     MODEL = "model"  # a kept policy logged as an MLflow model and registered (name, version)
     PROMOTION = "promotion"  # the registry's champion alias moved to a policy with a passed trial, by a named approver
     ROLLBACK = "rollback"  # the champion alias moved back to the previous version, by a named approver
+    UPGRADE = "upgrade"  # the installed scorer put in force after a replay of the kept policies, by a named approver
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger_db.ledger (

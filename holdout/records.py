@@ -28,6 +28,7 @@ class Tag:
     APPROVED_BY = "ratchet.approved_by"  # on a promoted model version: who approved it
     REASON = "ratchet.reason"
     TRIAL = "ratchet.trial"  # the passed shadow trial it was promoted on
+    VERSION = "ratchet.version"  # the ratchet release that wrote the run
 
 
 SEAL_TAG = Tag.SEAL

@@ -2,7 +2,7 @@
 import os as _os
 import sys as _sys
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # also the package version (pyproject.toml reads it)
 
 # Arrow's default allocator (mimalloc) keeps the pages it frees: after reading a 10M-row Parquet file a process
 # held about 1 GiB more than its data, and every later step peaked that much higher. The system allocator gives

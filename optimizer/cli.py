@@ -25,6 +25,20 @@ app = typer.Typer(
 out = Console(highlight=False, soft_wrap=True)
 
 
+def _version(shown: bool) -> None:
+    if shown:
+        from optimizer import __version__
+
+        out.print(f"ratchet {__version__}", markup=False)
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the installed ratchet version and exit.")) -> None:
+    """ratchet: an optimization loop for business systems that cannot be fooled by its own search."""
+
+
 # Exit codes by error class, most specific first: 1 is kept for "checked, and it failed" (a rejected candidate,
 # a failed audit), so a usage or integrity problem is never mistaken for a verdict.
 EXIT_CODES: tuple[tuple[type[RatchetError], int], ...] = ((WorkspaceBusy, 75), (IntegrityError, 2), (RatchetError, 2))

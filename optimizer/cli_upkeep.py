@@ -64,3 +64,42 @@ def doctor(
         return
     info = describe_isolation()
     out.print_json(json.dumps(info, default=str))
+
+
+@app.command(epilog="Example: ratchet upgrade ws --approved-by 'A. Reviewer' --reason 'ratchet 0.2.0 release'")
+def upgrade(
+    workspace: Path = typer.Argument(..., help="The workspace sealed or last upgraded under another ratchet."),
+    approved_by: str = typer.Option(..., "--approved-by", help="Who approves putting the installed code in force."),
+    reason: str = typer.Option("", "--reason", help="Why (recorded with the upgrade)."),
+    accept_changes: bool = typer.Option(False, "--accept-changes", help="Go on when the installed code decides or "
+                                        "scores the kept policies differently: the new figures become the reference "
+                                        "for later verdicts, each change recorded."),
+) -> None:
+    """Put the installed ratchet's scorer in force on a workspace sealed under another: replays the baseline, every
+    kept policy and the reference under the installed code (minutes: one fit and decide each), compares decisions,
+    dev metrics and gate gains with the ledger, and records an `upgrade` entry with both versions, the changed
+    modules, the figures, the approver and the reason.
+
+    Exit 0 when recorded (or nothing to upgrade), 1 when the replay differs and --accept-changes was not given
+    (nothing is changed), 2 when the workspace does not verify."""
+    from optimizer.upgrade import ChangesFound
+    from optimizer.upgrade import upgrade as do_upgrade
+
+    try:
+        with err.status("upgrading") as status:
+            result = do_upgrade(workspace, approved_by=approved_by, reason=reason, accept_changes=accept_changes,
+                                progress=lambda msg: status.update(msg))
+    except ChangesFound as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1)
+    except RatchetError as exc:
+        _fail(exc)
+    if result.seq is None:
+        out.print(f"nothing to upgrade: {workspace} is judged by the scorer of ratchet {result.to_version} "
+                  "already installed", markup=False)
+        return
+    err.print(f"scorer: {result.modules}", markup=False)
+    how = ("decisions, dev metrics and gate gains identical" if result.identical else
+           f"changes accepted ({len(result.changes)}): " + "; ".join(result.changes[:3]))
+    out.print(f"upgrade recorded (ledger entry {result.seq}): ratchet {result.from_version} -> {result.to_version}, "
+              f"{result.replayed} policies replayed, {how}. Next: `ratchet run {workspace}`", markup=False)

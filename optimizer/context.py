@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 
 from domains import Decisions, Domain, get_domain
-from holdout import evidence
-from holdout.hashing import array_sha256, sha256_file, source_hashes
+from holdout import evidence, scorer, upgrades
+from holdout.hashing import array_sha256, sha256_file
 from holdout.ledger import Kind, Ledger, verify_chain
 from holdout.lineage import head_problem
 from holdout.manifest import manifest_sha256, read_manifest
+from optimizer import __version__
 from optimizer.config import RunConfig, load_config
 from optimizer.errors import IntegrityError
 from optimizer.workspace import Workspace, policy_at
@@ -144,11 +145,11 @@ class Context:
         start = max((i for i, e in enumerate(entries) if e.kind in (Kind.SEAL, Kind.RESEAL)), default=0)
         return [e for e in entries[start:] if e.kind == Kind.GATE]
 
-    def verify(self, entries: list | None = None, *, full: bool = False) -> list[str]:
+    def verify(self, entries: list | None = None, *, full: bool = False, sources: bool = True) -> list[str]:
         """Integrity before scoring: HEAD as the last kept commit, holdout file, manifest
-        vs ledger, scorer sources vs seal, and the verdict inputs bound to the ledger. Splits and config are read
-        once per session, so they are checked with `full` (at load); the cached states are read again by every
-        experiment, so they always are."""
+        vs ledger, the installed scorer vs the one in force (`sources`), and the verdict inputs bound to the ledger.
+        Splits and config are read once per session, so they are checked with `full` (at load); the cached states
+        are read again by every experiment, so they always are."""
         entries = self.ledger.entries() if entries is None else entries
         head = self.ws.head()
         wrong = head_problem(self.ws.root, head, entries, policy_at(self.ws.root, head))
@@ -162,11 +163,24 @@ class Context:
         current = manifest_sha256(read_manifest(self.ws.holdout_dir))
         if not seal or seal[-1].data.get("manifest_sha256") != current:
             problems.append(f"holdout/MANIFEST.json sha256 {current[:12]} does not match the ledger's seal entry")
-        now = source_hashes([self.scorer_root / p for p in self.manifest["scorer_sha256"]], self.scorer_root)
-        for rel, sealed in self.manifest["scorer_sha256"].items():
-            if now.get(rel) != sealed:
-                problems.append(f"scorer source {rel} changed since the seal")
+        if sources:
+            problems += self.scorer_problems(entries)
         return problems
+
+    def in_force(self, entries: list | None = None) -> upgrades.Span:
+        """The scorer sources in force: the seal's, or the last upgrade's since."""
+        return upgrades.in_force(self.ledger.entries() if entries is None else entries, self.manifest)
+
+    def scorer_problems(self, entries: list | None = None) -> list[str]:
+        """The installed scorer against the one in force, with what to do when they differ."""
+        span = self.in_force(entries)
+        installed = scorer.hashes(self.domain, self.scorer_root)
+        if installed == dict(span.sources or {}):
+            return []
+        return [f"the installed scorer (ratchet {__version__}) is not the one in force since {span.name}: "
+                f"{scorer.describe(span.sources or {}, installed)}. Run `ratchet upgrade {self.ws.root} --approved-by "
+                f"NAME --reason TEXT` to replay the kept policies under the installed code and record the upgrade, "
+                f"or install ratchet {span.version} again"]
 
 
 def chain_problems(ledger: Ledger, entries: list, root: Path) -> list[str]:
@@ -177,12 +191,11 @@ def chain_problems(ledger: Ledger, entries: list, root: Path) -> list[str]:
             f"run `ratchet audit {root}`"] if broken else []
 
 
-def load_context(path: Path, *, repair: bool = True) -> Context:
+def load_context(path: Path, *, repair: bool = True, sources: bool = True) -> Context:
     """The workspace, verified. `repair`: first complete or roll back a keep a stop interrupted, holding the runner
     lock (WorkspaceBusy while another command writes the workspace); an auditor's read-only replay and the server
-    pass False and are refused on an interrupted keep instead."""
-    from optimizer.initialize import source_root
-
+    pass False and are refused on an interrupted keep instead. `sources`: hold the installed scorer to the one in
+    force (only `ratchet upgrade`, which replays under the installed code before it records it, passes False)."""
     ws = Workspace.open(path)
     config = load_config(ws.config)
     domain = get_domain(config.domain)
@@ -202,7 +215,7 @@ def load_context(path: Path, *, repair: bool = True) -> Context:
         ws=ws, config=config, domain=domain.prepared(train, config.scoring.model_dump()), manifest=manifest,
         manifest_sha256=manifest_sha256(manifest), train=train, dev=pd.read_parquet(ws.data_dir / "dev.parquet"),
         holdout=holdout_all[~canary_mask].reset_index(drop=True), holdout_all=holdout_all,
-        canary_mask=canary_mask, ledger=ledger, scorer_root=source_root(),
+        canary_mask=canary_mask, ledger=ledger, scorer_root=scorer.root(),
     )
     from optimizer.keep import reconcile
     from optimizer.runner import runner_lock
@@ -210,9 +223,9 @@ def load_context(path: Path, *, repair: bool = True) -> Context:
     if repair:  # under the runner lock: a keep another process is making now is not an interrupted one
         with runner_lock(ws.root):
             ctx.repaired = reconcile(ctx)  # a keep a stop interrupted is completed or rolled back before anything is verified
-            problems = ctx.verify(full=True)
+            problems = ctx.verify(full=True, sources=sources)
     else:
-        problems = ctx.verify(full=True)
+        problems = ctx.verify(full=True, sources=sources)
     if problems:
         raise IntegrityError(f"{path}: integrity check failed: {'; '.join(problems)}. Run `ratchet audit {path}`.")
     return ctx

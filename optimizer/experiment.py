@@ -15,6 +15,7 @@ from typing import Any, Mapping
 from guards import GuardResult, Verdict
 from holdout.hashing import sha256_bytes
 from holdout.ledger import Kind, per_entry
+from optimizer import __version__
 from optimizer.context import Context, PolicyState, chain_problems, decisions_sha256
 from optimizer.errors import IntegrityError
 from optimizer.diffs import unified_diff
@@ -55,6 +56,7 @@ class ExperimentRecord:
     ledger_seq: int | None = None
     proposal: dict[str, Any] = field(default_factory=dict)  # what the proposer reported (e.g. tokens, cost)
     decisions_sha256: dict[str, str] = field(default_factory=dict)  # per row set, for `ratchet audit --replay`
+    scorer: dict[str, str] = field(default_factory=dict)  # what judged it: ratchet version, the sources' digest
 
     def __post_init__(self) -> None:
         status = ExperimentStatus(self.status)
@@ -177,6 +179,7 @@ def run_experiment(ctx: Context, sandbox: PolicyRunner, source: str, *, proposer
         diff=unified_diff(old, source), dev_metrics=dev_metrics, gate=outcome.answer if outcome else None,
         fit=dict(evaluation.fit) if evaluation else {}, seconds={k: round(v, 4) for k, v in timings.items()},
         proposal=dict(proposal or {}), decisions_sha256=decisions_sha256(values) if values is not None else {},
+        scorer={"version": __version__, "sources_sha256": str(ctx.in_force(entries).digest)},
     )
     state = None
     if rec.kept:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 import pandas as pd
 
 from domains import Domain, get_domain
+from holdout import scorer
 from holdout.hashing import content_hash, sha256_file
 from holdout.ledger import Kind, Ledger
 from holdout.seal import check_contamination, plant_canaries, seal_holdout
@@ -41,22 +42,13 @@ class InitResult:
 
 
 def source_root() -> Path:
-    import guards
-
-    return Path(guards.__file__).resolve().parent.parent
-
-
-# Everything that computes a verdict besides the domain's own package: the domain contract and its helpers,
-# the guards, the holdout code, and the experiment pipeline with the config defaults and the sandbox that
-# turns a policy's output into decisions.
-SCORER_GLOBS = ("domains/*.py", "guards/*.py", "holdout/*.py", "optimizer/experiment.py", "optimizer/stages/*.py",
-                "optimizer/context.py", "optimizer/config.py", "optimizer/keep.py", "optimizer/sandbox/*.py")
+    """The folder the installed packages are in (scorer paths are relative to it)."""
+    return scorer.root()
 
 
 def scorer_files(domain: Domain) -> list[Path]:
-    """The scorer side: the domain's adapter files and everything in SCORER_GLOBS."""
-    root = source_root()
-    return sorted({*domain.scorer_sources(), *(p for g in SCORER_GLOBS for p in root.glob(g))})
+    """The scorer's files: the modules holdout.scorer declares and the domain's adapter files."""
+    return scorer.files(domain)
 
 
 def _remove_stale_staging(target: Path) -> None:

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import pandas as pd
 
+from optimizer import __version__
 from optimizer.errors import RatchetError
 from optimizer.faults import fault
 
@@ -164,7 +165,7 @@ class Tracker:
         body's own outcome is what propagates: the run stays RUNNING and the next command's `end_stale_runs` marks
         it KILLED."""
         active = self.mlflow.start_run(experiment_id=self.experiment_id, run_name=name, nested=nested,
-                                       tags=dict(tags or {}))
+                                       tags={Tag.VERSION: __version__, **(tags or {})})
         try:
             yield active
         except BaseException as exc:

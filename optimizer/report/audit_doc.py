@@ -1,6 +1,6 @@
 """`ratchet audit --html`: the audit as a document an auditor can file. For every check: what it compared, what
 an intact workspace shows, what was found, and the command that reproduces it; then the config changes,
-promotions and rollbacks with their approvers (from the ledger)."""
+upgrades, promotions and rollbacks with their approvers (from the ledger)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -57,8 +57,11 @@ CATALOG = {
                               f"duckdb {W}/shadow.duckdb"),
     "shadow_looks": CheckDoc("every look at every trial recomputed from the store as it stood then, with the "
                              "settings the look recorded", "each verdict and bound as recorded", ""),
-    "scorer_source": CheckDoc("the sha256 of each scorer source file with the digests sealed in the manifest",
-                              "no scorer file changed since the seal", ""),
+    "scorer_source": CheckDoc("the sha256 of each installed scorer file (holdout/scorer.py declares them) with the "
+                              "sources in force: the seal's manifest, then each `ratchet upgrade`; each upgrade "
+                              "with the span before it and the ledger's figures", "the installed code is the last "
+                              "span's; every upgrade starts where the span before it ended and reproduced what it "
+                              "says", ""),
 }
 CATALOG["replay"] = CheckDoc("the baseline and every kept policy re-executed at its commit in the sandbox, held "
                              "to the ledger", "the decisions, metrics and gate inputs replay", "")

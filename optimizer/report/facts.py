@@ -219,6 +219,14 @@ def events(entries: Iterable[Entry]) -> tuple[Event, ...]:
                     + (f", on {d['trial']}" if d.get("trial") else "") + (f": {d['reason']}" if d.get("reason") else ""))
         elif e.kind == Kind.CONFIG:
             what = describe_change(e)
+        elif e.kind == Kind.UPGRADE:
+            modules = d.get("modules") or {}
+            what = (f"ratchet {d.get('from_version')} -> {d.get('to_version')}: "
+                    + ", ".join(f"{len(v)} module(s) {k}" for k, v in modules.items() if v)
+                    + f"; {len(d.get('replayed', ()))} policies replayed, "
+                    + ("identical" if d.get("identical") else f"{len(d.get('changes', ()))} change(s) accepted: "
+                       + "; ".join(d.get("changes", ())[:3]))
+                    + (f": {d['reason']}" if d.get("reason") else ""))
         else:
             continue
         out.append(Event(e.seq, e.time, str(e.kind), what, str(d.get("approved_by", ""))))

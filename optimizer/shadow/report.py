@@ -18,6 +18,7 @@ import pandas as pd
 
 from domains import Decisions
 from holdout.ledger import Kind
+from optimizer import __version__ as VERSION
 from optimizer.errors import RatchetError
 from optimizer.runner import exclusive
 from optimizer.shadow import compare
@@ -300,7 +301,7 @@ def _record(ctx, result: Report, started: dict, entries: list) -> None:
         f"tags.`{Tag.KIND}` = 'shadow_report' AND tags.`{Tag.TRIAL}` = '{result.trial}'"))
     run = (tracker.mlflow.start_run(run_id=found[0].info.run_id) if found else
            tracker.mlflow.start_run(experiment_id=tracker.experiment_id, run_name=f"shadow {result.trial} report",
-                                    tags={Tag.KIND: "shadow_report", Tag.TRIAL: result.trial,
+                                    tags={Tag.KIND: "shadow_report", Tag.TRIAL: result.trial, Tag.VERSION: VERSION,
                                           Tag.SEAL: ctx.manifest_sha256, Tag.COMMIT: started["challenger"]["commit"]}))
     with run:
         metrics = {"events": f["events"], "labeled": f["labeled"], "settled": f["settled"],

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from optimizer.cli import app
 
 RATCHET = str(Path(sys.executable).parent / "ratchet")
-COMMANDS = ("init", "run", "try", "audit", "reseal", "demo", "doctor", "config", "repair", "sync")
+COMMANDS = ("init", "run", "try", "audit", "reseal", "demo", "doctor", "config", "repair", "sync", "upgrade")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
