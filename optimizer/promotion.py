@@ -47,7 +47,8 @@ def promote(path: Path, ref: str, *, approved_by: str, reason: str = "") -> Entr
         forged = replay_looks(ctx, trial, entries, last_only=True)  # and its passing look is what they give
         if forged:
             raise IntegrityError(f"{trial}: its last look does not replay ({forged[0]}); run `ratchet audit "
-                                 f"{ctx.ws.root}`.")
+                                 f"{ctx.ws.root}` (after an upgrade that changed looks, `ratchet shadow report "
+                                 f"{ctx.ws.root} {trial}` looks again under the installed code).")
     model = registered_version(entries, policy)
     client, uri = _client(ctx.ledger)
     moves = [e for e in entries if e.kind in MOVES]

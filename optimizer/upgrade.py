@@ -61,7 +61,8 @@ def upgrade(path: Path, *, approved_by: str, reason: str, accept_changes: bool =
     modules = scorer.describe(old, new, limit=10)
     progress(f"replaying the kept policies under ratchet {__version__} ({modules})")
     checks, done = replay_all(ctx, progress=progress)
-    changes = tuple(c.detail for c in checks if not c.passed)
+    looks = _looks(ctx, entries, progress)
+    changes = tuple(c.detail for c in checks if not c.passed) + tuple(looks)
     if changes and not accept_changes:
         raise ChangesFound(
             f"upgrade of {ctx.ws.root} from ratchet {span.version} to {__version__} refused: the installed code "
@@ -72,12 +73,24 @@ def upgrade(path: Path, *, approved_by: str, reason: str, accept_changes: bool =
     payload = {"from_version": span.version, "to_version": __version__, "approved_by": who, "reason": why,
                "after": {"kind": str(span.start.kind), "seq": span.start.seq},
                "identical": not changes, "accepted_changes": bool(changes), "changes": list(changes),
+               "looks_changed": bool(looks),
                "modules": dict(zip(("changed", "added", "removed"), scorer.compare(old, new))),
                "replayed": [r.to_payload() for r in done], "sources": {"old": old, "new": new},
                **({"evidence": bound} if bound else {})}
     entry = ctx.ledger.append(Kind.UPGRADE, payload)
     _record(ctx, entry.seq, payload)
     return UpgradeResult(span.version, __version__, modules, entry.seq, len(done), changes)
+
+
+def _looks(ctx: Context, entries: list, progress: Progress) -> list[str]:
+    """Every recorded look at every shadow trial recomputed under the installed code; a line per look that moved."""
+    from optimizer.shadow.report import replay_looks
+
+    trials = [e.data["trial"] for e in entries if e.kind == Kind.SHADOW_TRIAL]
+    after = max((e.seq for e in entries if e.kind == Kind.UPGRADE and e.data.get("looks_changed")), default=0)
+    if trials:
+        progress(f"replaying the looks at {len(trials)} shadow trial(s)")
+    return [f"shadow {p}" for t in trials for p in replay_looks(ctx, t, entries, after=after)]
 
 
 def _restate(ctx: Context, done: list[Replayed]) -> dict[str, str | None]:

@@ -319,11 +319,13 @@ def _record(ctx, result: Report, started: dict, entries: list) -> None:
                          f"looks/look-{number:04d}.json")
 
 
-def replay_looks(ctx, trial: str, entries: list, *, last_only: bool = False) -> list[str]:
+def replay_looks(ctx, trial: str, entries: list, *, last_only: bool = False, after: int = 0) -> list[str]:
     """Every recorded look at `trial` (or its last) recomputed from the store as it stood then (its first
-    `outcome_batches` batches) under the settings it was made with; a line per look whose verdict or bounds differ."""
+    `outcome_batches` batches) under the settings it was made with; a line per look whose verdict or bounds differ.
+    `after`: only looks recorded after that ledger entry (an upgrade that accepted changed looks)."""
     started = next(e.data for e in entries if e.kind == Kind.SHADOW_TRIAL and e.data["trial"] == trial)
-    looks = [e.data for e in entries if e.kind == Kind.SHADOW_RESULT and e.data.get("trial") == trial]
+    looks = [e.data for e in entries if e.kind == Kind.SHADOW_RESULT and e.data.get("trial") == trial
+             and e.seq > after]
     problems = []
     for look in looks[-1:] if last_only else looks:
         if "settings" not in look:  # recorded before looks carried their settings: nothing to replay them with
