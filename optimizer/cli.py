@@ -327,6 +327,7 @@ from optimizer import cli_promote  # noqa: E402,F401
 from optimizer import cli_report  # noqa: E402,F401
 from optimizer import cli_serve  # noqa: E402,F401
 from optimizer import cli_shadow  # noqa: E402,F401
+from optimizer import cli_show  # noqa: E402,F401
 from optimizer import cli_upkeep  # noqa: E402,F401
 
 
