@@ -58,13 +58,17 @@ def history(
     guard: Optional[str] = typer.Option(None, help="Only experiments this guard refused."),
     last: Optional[int] = typer.Option(None, min=1, help="Only the last N experiments (after the filters)."),
 ) -> None:
-    """The experiments as a table: number, id, status, dev value of the primary metric, the gate's Ladder-rounded
-    answer, the guards that refused it, the proposer and the hypothesis. Read-only (works while a run goes on)."""
+    """The experiments as a table: id, status, dev value of the primary metric, the gate's Ladder-rounded answer,
+    the first refusing guard's reason in one line, the proposer and the hypothesis, each on one line cut to fit the
+    terminal. Read-only (works while a run goes on); `ratchet show DIR EXP` tells one experiment in full."""
+    from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     from domains import get_domain
     from holdout.ledger import Ledger
     from optimizer.config import load_config
+    from optimizer.report.explain import reason
     from optimizer.report.facts import gate_answer, outcome, records
     from optimizer.workspace import Workspace
 
@@ -83,16 +87,27 @@ def history(
     shown = [r for r in recs if (verdict is None or str(r.status) == verdict)
              and (guard is None or guard in r.verdict.failed_guards)]
     shown = shown[-last:] if last else shown
-    table = Table(title=f"{len(shown)} of {len(recs)} experiments (dev {primary}; gate: the holdout's Ladder-rounded answer)")
-    for name, justify in (("#", "right"), ("experiment", "left"), ("status", "left"), (primary, "right"),
-                          ("gate", "right"), ("refused by", "left"), ("proposer", "left"), ("hypothesis", "left")):
-        table.add_column(name, justify=justify, no_wrap=name not in ("refused by", "hypothesis"),
-                         min_width={"#": 3, "hypothesis": 12}.get(name, max(len(name), 8)),
-                         ratio=1 if name == "hypothesis" else None)
+    # Every cell on one line, cut with an ellipsis, so the table fits the terminal (100 columns) however long a
+    # hypothesis or a reason is; the id carries the number. Cells are Text: [brackets] are not read as markup.
+    table = Table(title=f"{len(shown)} of {len(recs)} experiments (dev {primary}; gate: the holdout's Ladder-rounded "
+                        "answer)", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1, 0, 0))
+    why = {r.experiment: reason(r) for r in shown}
+    hypothesis = {r.experiment: " ".join(r.hypothesis.split())[:300] or "-" for r in shown}
+    fixed = {"id": 8, "status": max([len(str(r.status)) for r in shown] + [6]), primary: 8, "gate": 7,
+             "proposer": min(max([len(r.proposer) for r in shown] + [8]), 9)}
+    # What the other columns leave (2 characters between columns, 1 at the end) goes to the reason first (it is
+    # what a person acts on), then to the hypothesis (at least 10).
+    free = max(out.width - sum(fixed.values()) - 2 * 6 - 1, 24)
+    reason_width = min(max([len(w) for w in why.values()] + [10]), free - 10)
+    widths = {**fixed, "refused because": reason_width,
+              "hypothesis": min(free - reason_width, max([len(h) for h in hypothesis.values()] + [10]))}
+    for name, justify in (("id", "left"), ("status", "left"), (primary, "right"), ("gate", "right"),
+                          ("refused because", "left"), ("proposer", "left"), ("hypothesis", "left")):
+        table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis", width=widths[name])
     colour = {"kept": "green", "rejected": "red", "reverted": "white", "crashed": "magenta"}
     for r in shown:
         value, answer = r.dev_metrics.get(primary), gate_answer(r.gate)
-        table.add_row(str(r.number), r.experiment, f"[{colour[outcome(r)]}]{r.status}[/]",
+        table.add_row(r.experiment, Text(str(r.status), style=colour[outcome(r)]),
                       "-" if value is None else f"{value:.4f}", "-" if answer is None else f"{answer:+.4f}",
-                      ", ".join(r.verdict.failed_guards) or "-", r.proposer, r.hypothesis[:120] or "-")
+                      Text(why[r.experiment]), Text(r.proposer), Text(hypothesis[r.experiment]))
     out.print(table)

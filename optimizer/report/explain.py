@@ -183,7 +183,7 @@ def reason(rec: Any) -> str:
     if first.name == "significance":
         s = significance_figures(f)
         if s is not None:
-            return f"significance: gain {_num(s['gain'])} < needed {_num(s['needed_gain'])}"
+            return f"significance: gain {s['gain']:+.2g}, needs {s['needed_gain']:+.2g}"
     if first.name == "guardrail":
         broken = [g for g in _guardrails(f, first.detail) if g["failed"]]
         if broken:
@@ -258,7 +258,10 @@ def explain(rec: Any, *, diff: str, workspace: str, primary: str = "the primary 
         elif r.name == "holdout_gate":
             gate = gate_figures(r, rec.gate)
             gate["sentence"] = gate_sentence(gate)
-            row.update(words=gate["sentence"], figures={k: v for k, v in gate.items() if k != "sentence"})
+            short = (f"test {gate.get('test_number')}, level {float(gate.get('level', 0)):.3g}"
+                     if gate["kind"] == "lord" and not gate.get("exhausted") else gate["kind"])
+            row.update(words=f"{'passed' if r.passed else 'refused'} ({short}): the gate's answer is below",
+                       figures={k: v for k, v in gate.items() if k != "sentence"})
         guards.append(row)
     return Explanation(rec.experiment, rec.number, str(rec.status), _status_words(rec), rec.hypothesis,
                        rec.proposer, rec.commit, rec.parent_commit, dict(rec.dev_metrics), guards, gate,
