@@ -74,6 +74,10 @@ def init(
                                             "printed)."),
     epoch: Optional[str] = typer.Option(None, help="With --data: the date a numeric time column counts from, "
                                         "e.g. 2024-01-01 (default: the Unix epoch, or detected)."),
+    time_format: Optional[str] = typer.Option(None, "--time-format", help="With --data: how a text time column "
+                                              "is written, in strptime codes, e.g. '%d/%m/%Y %H:%M', or ISO8601 "
+                                              "(default: the one format that reads the whole column, printed; a "
+                                              "column that reads both day first and month first is refused)."),
     map_: Optional[list[str]] = typer.Option(None, "--map", help="With --data: KEY=COLUMN, repeatable; maps a "
                                              "field of the domain onto your column. Every domain takes time, id and "
                                              "entity; its other keys are listed in the README, and an unknown key "
@@ -114,9 +118,11 @@ def init(
                 overrides["data.time_unit"] = time_unit
             if epoch is not None:
                 overrides["data.epoch"] = epoch
-        elif mapped or time_unit is not None or epoch is not None:
-            raise RatchetError("--label/--time/--amount/--id/--entity/--terminal/--map/--time-unit/--epoch only "
-                               "apply with --data FILE.")
+            if time_format is not None:
+                overrides["data.time_format"] = time_format
+        elif mapped or time_unit is not None or epoch is not None or time_format is not None:
+            raise RatchetError("--label/--time/--amount/--id/--entity/--terminal/--map/--time-unit/--epoch/"
+                               "--time-format only apply with --data FILE.")
         with err.status("initialising") as status:
             result = init_workspace(domain, workspace, config_file=config, overrides=overrides, policy_file=policy,
                                     variant=variant, progress=lambda msg: status.update(msg))
@@ -181,6 +187,10 @@ def run(
     if summary.untracked:
         err.print(f"MLflow missed {', '.join(summary.untracked)} (in the ledger and experiments/); run `ratchet sync "
                   f"{workspace}` once it answers again.", markup=False)
+    kept = [r for r in summary.records if r.kept]
+    last = kept[-1] if kept else (summary.records[-1] if summary.records else None)
+    shown = f"`ratchet show {workspace} {last.experiment}` (the last {'kept' if kept else 'refused'}) / " if last else ""
+    out.print(f"Next: {shown}`ratchet report {workspace}`", markup=False)
     if summary.interrupted:
         raise typer.Exit(130)
 
@@ -192,6 +202,10 @@ def try_(
     as_json: bool = typer.Option(False, "--json", help="Print only the verdict as JSON on stdout."),
     keep: bool = typer.Option(False, "--keep", help="Commit the candidate as the new champion when it passes."),
     budget: Optional[float] = typer.Option(None, min=0.001, help="Wall-clock seconds per sandbox phase (default: config)."),
+    hypothesis: Optional[str] = typer.Option(None, help="What the change should do (recorded). Default: a "
+                                             "`# hypothesis:` line in the file, else drawn from the change against "
+                                             "the champion, e.g. 'THRESHOLD 0.3 -> 0.35' or '+12 -3 lines in "
+                                             "decide()'."),
 ) -> None:
     """Push one candidate through exactly the loop's pipeline.
 
@@ -199,7 +213,8 @@ def try_(
     from optimizer.context import load_context
     from optimizer.experiment import run_experiment
     from optimizer.loop import ensure_baseline, open_tracker
-    from optimizer.proposers._patches import hypothesis_of, read_candidate
+    from optimizer.proposers._patches import read_candidate
+    from optimizer.report.change import describe
     from optimizer.runner import runner_lock
     from optimizer.sandbox import Sandbox
     from optimizer.workspace import Workspace
@@ -218,8 +233,11 @@ def try_(
             ctx.ws.revert()
             with Sandbox(memory_mb=ctx.config.sandbox.memory_mb, broker=broker) as sandbox:
                 ensure_baseline(ctx, sandbox, tracker)
-                record = run_experiment(ctx, sandbox, source, proposer="person",
-                                        hypothesis=hypothesis_of(source, candidate.name), keep=keep, tracker=tracker)
+                said = hypothesis or next((ln.split(":", 1)[1].strip() for ln in source.splitlines()
+                                           if ln.strip().lower().startswith("# hypothesis:")), "")
+                said = " ".join(said.split()) or describe(ctx.ws.champion_source(), source)  # not the docstring
+                record = run_experiment(ctx, sandbox, source, proposer="person", hypothesis=said, keep=keep,
+                                        tracker=tracker)
     except RatchetError as exc:
         _fail(exc)
     if tracker.missed:
@@ -233,6 +251,7 @@ def try_(
             out.print(f"{mark} {r.name:<14} ", end="")
             out.print(r.detail, markup=False)
         out.print(f"{record.experiment}: {record.status}", markup=False)
+    (err if as_json else out).print(f"Next: `ratchet show {workspace} {record.experiment}`", markup=False)
     integrity = record.verdict.result("integrity")
     if integrity is not None and not integrity.passed:
         err.print(f"error: integrity: {integrity.detail}", markup=False)
