@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import pandas as pd
+import yaml
 
 from domains import Domain, get_domain
 from holdout import scorer
@@ -73,8 +74,23 @@ def experiment_name(workspace: Path, manifest_sha: str) -> str:
     return f"ratchet-{workspace.name}-{manifest_sha[:12]}"
 
 
+# The `ratchet init` (and `ratchet demo`) flag each dotted override comes from: a refused value names the flag and
+# what it allows, not the YAML file.
+FLAGS = {"seed": "--seed", "data.seed": "--seed", "data.rows": "--rows", "data.file": "--data", "data.mapping": "--map",
+         "data.time_unit": "--time-unit", "data.epoch": "--epoch", "data.time_format": "--time-format"}
+
+
+def _flag(dotted: str, value: Any) -> str:
+    """How a person gave an override: `--rows 50`; a setting no flag sets (a --variant's) as `KEY=VALUE`."""
+    shown = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip()
+    shown = shown.removesuffix("\n...").strip()
+    return f"{FLAGS[dotted]} {shown}" if dotted in FLAGS else f"{dotted}={shown}"
+
+
 def resolve_config(domain: str, *, config_file: Path | None, overrides: Mapping[str, Any]) -> RunConfig:
-    """The domain's shipped config (or `config_file`, which may leave the domain out) with dotted overrides."""
+    """The domain's shipped config (or `config_file`, which may leave the domain out) with dotted overrides. A problem
+    in the file is the file's ("Fix the YAML"); one with an override names its flag, what it allows and the closest
+    allowed value."""
     source = str(config_file or f"configs/{domain}.yaml")
     raw = read_yaml(config_file or default_config_path(domain))
     if raw.setdefault("domain", domain) != domain:
@@ -87,7 +103,7 @@ def resolve_config(domain: str, *, config_file: Path | None, overrides: Mapping[
         for p in parents:
             node = node[p]
         node[leaf] = value
-    return parse_config(data, source=source)
+    return parse_config(data, source=source, given={k: _flag(k, v) for k, v in overrides.items()})
 
 
 def load_data(domain: Domain, config: RunConfig, progress: Progress) -> pd.DataFrame:
