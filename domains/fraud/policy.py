@@ -12,7 +12,9 @@ Contract (the sandbox and the scorer enforce it; neither is visible from here):
 
 Features are point-in-time: a row's features come only from its customer's and terminal's
 transactions at or before its own time (history, then earlier rows of the call), so a decision is
-the same whether the row comes alone, in a batch, or with later rows. No labels exist at decision time. Imports are limited to numpy, pandas, xgboost and math; no files, no I/O.
+the same whether the row comes alone, in a batch, or with later rows. No labels exist at decision time.
+Imports are limited to numpy, pandas, scipy, scikit-learn, xgboost, math, statistics, collections,
+functools, itertools, dataclasses and typing; no files, no I/O.
 Constants marked `# tune:` are searched by the offline proposer; change anything else by hand.
 """
 import numpy as np

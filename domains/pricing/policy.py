@@ -12,7 +12,8 @@ Contract (the sandbox and the scorer enforce it; neither is visible from here):
 The baseline fits a demand model P(buy | features, price / ref_price) with XGBoost, price
 sensitivity constrained to be monotone (a higher price never sells more), and offers each row
 the multiplier with the highest expected profit (price - unit_cost) x P(buy).
-Imports are limited to numpy, pandas, xgboost and math; no files, no I/O.
+Imports are limited to numpy, pandas, scipy, scikit-learn,
+xgboost, math, statistics, collections, functools, itertools, dataclasses and typing; no files, no I/O.
 Constants marked `# tune:` are searched by the offline proposer; change anything else by hand.
 """
 import numpy as np

@@ -387,12 +387,15 @@ def test_loop_runs_on_after_the_upgrade_and_audits_intact(upgraded, old_version,
     verdict = json.loads(proc.stdout)
     assert {r["guard"]: r["passed"] for r in verdict["reasons"]}.get("integrity") is True, verdict
 
-    proc, report = _audit(CURRENT, site)
+    proc, report = _audit(CURRENT, site, "--html", tmp_path / "audit.html")
     assert proc.returncode == 0, f"{_failing(report)}\n{_show(proc)}"
     scorer = [c for c in report["checks"] if c["check"] == "scorer_source"]
     assert len(scorer) == 1 and scorer[0]["passed"], scorer
     for word in (old_version, optimizer.__version__, APPROVER):
         assert word in scorer[0]["detail"], f"{word!r} not in {scorer[0]['detail']!r}"
+    page = (tmp_path / "audit.html").read_text()  # the upgrade among the approved events, with its approver
+    row = next((r for r in page.split("<tr>") if "<td>upgrade</td>" in r), "")
+    assert APPROVER in row and f"ratchet {old_version} -&gt; {optimizer.__version__}" in row, row or page[-3000:]
 
     proc, report = _audit(CURRENT, site, "--replay")
     assert proc.returncode == 0, f"{_failing(report)}\n{_show(proc)}"
