@@ -27,6 +27,17 @@ class Check:
     name: str
     passed: bool
     detail: str
+    checked: bool = True  # False: the check was not made here (hmac without RATCHET_SEAL_KEY); it fails nothing
+
+    @property
+    def status(self) -> str:
+        """pass, fail, not checked (not made here, by design: fails nothing) or not verified (could not be made:
+        MLflow unreachable or unreadable)."""
+        if not self.checked:
+            return "not checked"
+        if self.passed:
+            return "pass"
+        return "not verified" if self.detail.startswith("not verified: ") else "fail"
 
 
 @dataclass(frozen=True)
@@ -37,7 +48,12 @@ class AuditReport:
     @property
     def unverified(self) -> tuple[Check, ...]:
         """Checks that could not be made (MLflow unreachable or unreadable): an outage, not a verdict."""
-        return tuple(c for c in self.checks if not c.passed and c.detail.startswith("not verified: "))
+        return tuple(c for c in self.checks if c.status == "not verified")
+
+    @property
+    def not_checked(self) -> tuple[Check, ...]:
+        """Checks not made here by design (hmac without RATCHET_SEAL_KEY): shown as such, never as a pass."""
+        return tuple(c for c in self.checks if c.status == "not checked")
 
     @property
     def status(self) -> str:
@@ -51,7 +67,8 @@ class AuditReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"workspace": self.workspace, "ok": self.ok, "status": self.status,
-                "checks": [{"check": c.name, "passed": c.passed, "detail": c.detail} for c in self.checks]}
+                "checks": [{"check": c.name, "status": c.status, "passed": c.passed, "detail": c.detail}
+                           for c in self.checks]}
 
 
 def _files(holdout_dir: Path, manifest: dict[str, Any]) -> list[Check]:
@@ -86,7 +103,8 @@ def _signature(manifest: dict[str, Any]) -> Check:
     key = os.environ.get(SEAL_KEY_ENV)
     sig = manifest.get("hmac")
     if not key:
-        return Check("hmac", True, f"not checked: {SEAL_KEY_ENV} is not set" + (" (manifest is signed)" if sig else ""))
+        return Check("hmac", True, f"not checked: {SEAL_KEY_ENV} is not set" + (" (manifest is signed)" if sig else ""),
+                     checked=False)
     if not sig:
         return Check("hmac", False, f"{MANIFEST} carries no signature, but {SEAL_KEY_ENV} is set: it was not sealed with it")
     ok = verify_signature(manifest_body(manifest), key, sig)

@@ -148,7 +148,7 @@ def init(
 @app.command(epilog="Example: ratchet run ws --experiments 20 --budget 60")
 def run(
     workspace: Path = typer.Argument(..., help="The workspace (from `ratchet init`)."),
-    experiments: int = typer.Option(20, min=1, help="How many experiments to run."),
+    experiments: int = typer.Option(20, min=0, help="How many experiments to run (0: evaluate the baseline only)."),
     budget: Optional[float] = typer.Option(None, min=0.001, help="Wall-clock seconds per sandbox phase (default: config)."),
     total: Optional[float] = typer.Option(None, "--time", min=0.001, help="Stop starting new experiments after this many seconds."),
     proposer: Optional[str] = typer.Option(None, help="Where candidates come from: anthropic (the meta-agent), "
@@ -181,7 +181,7 @@ def run(
         _fail(exc)
     if display.bar is not None and display.bar.hold_z is not None:
         b = display.bar
-        err.print(f"holdout gate: {b.test - 1} tests under this seal, {b.passes} passed, {b.tests_left} left",
+        out.print(f"holdout gate: {b.test - 1} tests under this seal, {b.passes} passed, {b.tests_left} left",
                   markup=False)
     out.print(f"{len(summary.records)} experiments, {summary.kept} kept; stopped: {summary.stop_reason}", markup=False)
     if summary.untracked:
@@ -278,29 +278,51 @@ def reseal(
 
 
 @app.command(epilog="Example: ratchet config ws set guardrails.alert_rate.limit=0.02 --approved-by 'A. Reviewer' "
-                     "--reason 'review team doubled'\n\nExample: ratchet config ws show")
+                     "--reason 'review team doubled'\n\nExample: ratchet config ws show   |   ratchet config ws show "
+                     "--changes")
 def config(
     workspace: Path = typer.Argument(..., help="The workspace."),
-    action: str = typer.Argument(..., help="set (change settings) or show (the recorded changes)."),
+    action: str = typer.Argument(..., help="set (change settings) or show (the workspace's config, as YAML)."),
     assignments: Optional[list[str]] = typer.Argument(None, help="With set: KEY=VALUE pairs (VALUE read as YAML)."),
     approved_by: str = typer.Option("", "--approved-by", help="With set: who approved the change (recorded)."),
     reason: str = typer.Option("", help="With set: why (recorded)."),
+    changes_only: bool = typer.Option(False, "--changes", help="With show: the recorded changes since the seal "
+                                      "(time, keys, old and new values, approver, reason) instead of the config."),
 ) -> None:
     """Change ratchet.yaml as a recorded event: validated, committed, and written to the ledger with the old and
-    new values, the approver and the reason. A config edited any other way is refused by try, run and audit."""
+    new values, the approver and the reason. A config edited any other way is refused by try, run and audit.
+    `show` prints the workspace's whole config (every setting, defaults included) as YAML; `show --changes` the
+    recorded changes."""
     from holdout.audit import describe_change
     from holdout.ledger import Ledger
 
     try:
         if action == "show":
-            changes = Ledger(Path(workspace) / "ledger.duckdb").entries(Kind.CONFIG)
+            if assignments:
+                raise RatchetError(f"config show: takes no KEY=VALUE ({assignments[0]}); to change a setting: "
+                                   f"ratchet config {workspace} set KEY=VALUE --approved-by NAME --reason TEXT.")
+            from optimizer.workspace import Workspace
+
+            ws = Workspace.open(workspace)
+            if not changes_only:
+                from optimizer.config import dump_config, load_config
+
+                sys.stdout.write(dump_config(load_config(ws.config)))
+                return
+            changes = Ledger(ws.ledger).entries(Kind.CONFIG)
             for e in changes:
                 out.print(f"{e.time} {describe_change(e)}", markup=False)
             if not changes:
                 out.print("no config change since the seal")
             return
+        if changes_only:
+            raise RatchetError(f"--changes: only with show (ratchet config {workspace} show --changes).")
         if action != "set":
-            raise RatchetError(f"config {action!r}: expected set or show.")
+            from optimizer.config import closest
+
+            meant = closest(action, ("set", "show"))
+            raise RatchetError(f"config {action}: expected set or show" + (f"; did you mean {meant!r}?" if meant
+                                                                            else "."))
         from optimizer.approvers import approver
         from optimizer.config_events import change_config, parse_assignments
 

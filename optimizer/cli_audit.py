@@ -65,8 +65,10 @@ def audit(
     if as_json:
         out.print_json(json.dumps(report.to_dict()))
     else:
+        marks = {"pass": "[green]ok  [/green]", "fail": "[red]FAIL[/red]", "not verified": "[red]FAIL[/red]",
+                 "not checked": "[yellow]skip[/yellow]"}  # skip: not made here (its detail says why); fails nothing
         for c in report.checks:
-            mark = "[green]ok  [/green]" if c.passed else "[red]FAIL[/red]"
+            mark = marks[c.status]
             out.print(f"{mark} {c.name:<20} ", end="")
             out.print(c.detail, markup=False)
         out.print({"intact": "audit: intact", "failed": "audit: INTEGRITY FAILURE",

@@ -16,7 +16,7 @@ import yaml
 from holdout import evidence
 from holdout.ledger import Kind, Ledger
 from optimizer import approvers
-from optimizer.config import dump_config, load_config, parse_config
+from optimizer.config import closest, dump_config, load_config, parse_config
 from optimizer.errors import IntegrityError, RatchetError
 from optimizer.runner import exclusive
 from optimizer.workspace import Workspace
@@ -43,16 +43,39 @@ def parse_assignments(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _settings(data: Any, prefix: str = "") -> list[str]:
+    """Every dotted setting of a config mapping, sections and leaves (a list's items are one setting)."""
+    if not isinstance(data, dict):
+        return []
+    out = []
+    for name, value in data.items():
+        out += [f"{prefix}{name}", *_settings(value, f"{prefix}{name}.")]
+    return out
+
+
+def _shown(value: Any) -> str:
+    """A value as it was written on the command line (YAML)."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def _unknown(data: dict[str, Any], key: str) -> RatchetError:
+    """`config set KEY`: no such setting, with the closest one (`did you mean ...?`) when one is close."""
+    settings = _settings(data)
+    meant = closest(key, [k for k in settings if k.count(".") == key.count(".")]) or closest(key, settings)
+    return RatchetError(f"config set {key}: no such setting" + (f"; did you mean {meant}?" if meant else
+                                                                 "; `ratchet config DIR show` prints every setting."))
+
+
 def _apply(data: dict[str, Any], key: str, value: Any) -> Any:
     """Set a dotted key; returns the old value. Only guardrails may gain keys (a metric's first override)."""
     node = data
     *parents, leaf = key.split(".")
-    for i, part in enumerate(parents):
+    for part in parents:
         if not isinstance(node, dict) or (part not in node and parents[0] != "guardrails"):
-            raise RatchetError(f"config set {key}: no setting '{'.'.join(parents[:i + 1])}' in ratchet.yaml.")
+            raise _unknown(data, key)
         node = node.setdefault(part, {})
     if not isinstance(node, dict) or (leaf not in node and parents[:1] != ["guardrails"]):
-        raise RatchetError(f"config set {key}: no setting '{key}' in ratchet.yaml.")
+        raise _unknown(data, key)
     old = node.get(leaf)
     node[leaf] = value
     return old
@@ -84,7 +107,8 @@ def change_config(path: Path, assignments: dict[str, Any], *, approved_by: str, 
             changes[key] = {"old": old, "new": value}
     if not changes:
         raise RatchetError("config set: every value is already set; nothing changes.")
-    new = parse_config(data, source="ratchet config set")
+    new = parse_config(data, source="config set", hint="",  # a problem names the KEY=VALUE, never the YAML
+                       given={k: f"config set {k}={_shown(v)}" for k, v in assignments.items()})
     ws.config.write_text(dump_config(new))
     summary = ", ".join(f"{k}={v['new']!r}" for k, v in changes.items())
     ws.git("add", evidence.CONFIG)

@@ -281,7 +281,8 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
                     summary.stop_reason = stop
                     break
             else:
-                summary.stop_reason = f"{experiments} experiments done"
+                summary.stop_reason = (f"{experiments} experiments done" if experiments else
+                                       "the baseline is evaluated (--experiments 0: nothing else was run)")
             for candidate in carried:
                 prop.drop(candidate, "the run ended before it was judged again")
     except KeyboardInterrupt:

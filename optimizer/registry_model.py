@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
+import pandas as pd
 
 POLICY, MODEL = "policy", "model"  # artifact keys: the policy source, the fitted model bytes
 FAILED = "TEMPORARILY_UNAVAILABLE"  # the sandbox or the policy failed: 503, as `ratchet serve` answers
@@ -47,12 +48,11 @@ class PolicyModel(mlflow.pyfunc.PythonModel):
         self.worker_starts = 0
         self._history: Any = None  # optimizer.history.LiveHistory, opened on the first predict that needs it
 
-    # No type hints (MLflow would read them as a schema; the signature says it). MLflow warns once about that, past
-    # any warnings filter (it forces "once" around its check), so the warning is not silenced here.
-    def predict(self, context, model_input, params=None):
+    # `model_input: pd.DataFrame` is a hint MLflow reads no schema from (the logged signature says it) and converts
+    # nothing for; without a hint MLflow warns, past any warnings filter (it forces "once" around its check), when this
+    # class is defined: on every demo, promote, rollback and upgrade.
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         """One decision per row of `model_input` (the columns of the model's signature; others are ignored)."""
-        import pandas as pd
-
         cfg = self._config
         if cfg.get("task_agent"):
             raise _error("this policy asks a language model through ratchet's model broker, which only `ratchet "

@@ -125,6 +125,10 @@ class Service:
 
         self.ctx = ctx = load_context(self.path, repair=False)
         entries = ctx.ledger.entries()
+        if not any(e.kind == Kind.BASELINE for e in entries):  # the baseline acts until a promotion
+            raise RatchetError(f"{self.path}: the baseline has not been evaluated yet, and it is the policy that "
+                               f"answers until a promotion; evaluate it with `ratchet run {self.path} --experiments 0` "
+                               f"(the baseline only; `ratchet run {self.path}` also searches), then serve again.")
         ref, chosen_by = acting(ctx, entries)
         kept = ctx.champion()
         if kept is not None and kept.commit != ref.commit:

@@ -73,6 +73,9 @@ def doc(name: str) -> CheckDoc:
     return CATALOG.get(name, GENERIC)
 
 
+CSS = {"not verified": "unverified", "not checked": "unchecked"}  # a status's class in the page's style
+
+
 def write_document(report: Any, workspace: Path, path: Path) -> Path:
     from holdout.ledger import Ledger
     from optimizer.report.facts import events
@@ -86,7 +89,7 @@ def write_document(report: Any, workspace: Path, path: Path) -> Path:
         why = ""
     ws = str(workspace)
     rows = [{"check": c, "doc": doc(c.name), "command": doc(c.name).command.replace(W, ws),
-             "status": "pass" if c.passed else ("unverified" if c in report.unverified else "fail")}
+             "status": c.status, "css": CSS.get(c.status, c.status)}
             for c in report.checks]
     page = render("audit.html.j2", report=report, rows=rows, events=moves, events_note=why, workspace=ws,
                   made_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -62,6 +62,10 @@ def start_trial(path: Path, *, challenger: str, events_file: Path, progress=lamb
 
     ctx = load_context(path)
     entries = ctx.ledger.entries()
+    if not any(e.kind == Kind.BASELINE for e in entries):  # the baseline acts until a promotion: the trial's champion
+        raise RatchetError(f"{path}: the baseline has not been evaluated yet, and a trial holds its challenger against "
+                           f"it; `ratchet run {path}` evaluates it and searches for a challenger to keep "
+                           f"(`--experiments 0`: the baseline only).")
     champ, chall = acting(ctx, entries)[0], judged(ctx, challenger, entries)
     if chall.commit == champ.commit:
         raise RatchetError(f"--challenger {challenger}: is the acting champion ({champ.commit[:12]}); a trial compares "
