@@ -34,7 +34,8 @@ def load_mapped(file: Path, mapping: Mapping[str, str], *, keys: Sequence[str], 
                 refusals: Mapping[str, str] | None = None, reading: TimeReading | None = None) -> pd.DataFrame:
     """A user's file under a `--map` mapping: check the mapping, read the time column as `reading` says,
     convert our columns with `convert`, keep every other numeric or text column as a feature, sort by time.
-    `refusals`: a required key's own message. How the times were read is in `frame.attrs["import_notes"]`."""
+    `refusals`: a required key's own message. How the times were read is in `frame.attrs["import_notes"]`, the
+    format a text time column was read with in `frame.attrs["time_format"]`."""
     file = Path(file)
     mapping = {k: v for k, v in mapping.items() if v}  # an option left unset arrives as None or ""
     raw = read(file)
@@ -46,11 +47,12 @@ def load_mapped(file: Path, mapping: Mapping[str, str], *, keys: Sequence[str], 
                                               f"no column given for {key} ({meaning[key]}); pass --map {key}=COLUMN."))
     mapped_columns(name, mapping, list(raw.columns), role=map_flag, roles="--map " + "/".join(keys))
     notes: list[str] = []
+    formats: dict[str, str] = {}
     ts = times(raw[mapping["time"]], name, mapping["time"], role=map_flag("time"), reading=reading or TimeReading(),
-               notes=notes)
+               notes=notes, formats=formats)
     out = convert(raw, name, mapping, ts)
     extra, dropped = features(raw, name, used=list(mapping.values()), ours=ours, text=True, notes=notes)
-    frame = assemble({**out, **extra}, dropped, notes=notes)
+    frame = assemble({**out, **extra}, dropped, notes=notes, time_format=formats.get(mapping["time"]))
     if dropped:
         log.info("%s: dropped columns that are neither numbers nor text: %s", name, ", ".join(dropped))
     return frame
@@ -263,9 +265,10 @@ def _feature(series: pd.Series, text: bool) -> pd.Series | None:
 
 
 def assemble(columns: Mapping[str, pd.Series], dropped: Sequence[str], *, time: str = "ts",
-             notes: Sequence[str] = ()) -> pd.DataFrame:
-    """One frame, sorted by time (stable, so file order breaks ties), with the dropped names and the notes on
-    how the file was read in attrs. Columns are not copied (copy-on-write) and ordered rows not sorted again."""
+             notes: Sequence[str] = (), time_format: str | None = None) -> pd.DataFrame:
+    """One frame, sorted by time (stable, so file order breaks ties), with the dropped names, the notes on how the
+    file was read and the format text times were read with (None: not text) in attrs. Columns are not copied
+    (copy-on-write) and ordered rows not sorted again."""
     frame = pd.DataFrame({k: v.reset_index(drop=True) for k, v in columns.items()}, copy=False)
     notes = list(notes)
     if not frame[time].is_monotonic_increasing:
@@ -273,6 +276,7 @@ def assemble(columns: Mapping[str, pd.Series], dropped: Sequence[str], *, time: 
         frame = frame.sort_values(time, kind="stable").reset_index(drop=True)
     frame.attrs["dropped_columns"] = list(dropped)
     frame.attrs["import_notes"] = notes
+    frame.attrs["time_format"] = time_format
     return frame
 
 

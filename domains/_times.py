@@ -1,32 +1,36 @@
-"""Reading a user's time column: datetimes, date strings, or numbers in a unit and from an epoch.
+"""Reading a user's time column: datetimes, text in one format, or numbers in a unit and from an epoch.
 
-What `ratchet init --time-unit/--epoch` controls; how numbers were read goes into the import notes. Every refusal
-is a one-line RatchetError naming the file, the column and the fix.
+What `ratchet init --time-format/--time-unit/--epoch` controls; how the column was read (the format, or the unit and
+start, and the first and last time) goes into the import notes. Every refusal is a one-line RatchetError naming the
+file, the column and the fix.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from domains.errors import RatchetError, examples
+from domains.errors import RatchetError, examples, listing
 
 UNIX_EPOCH = pd.Timestamp("1970-01-01")
 
 
 @dataclass(frozen=True)
 class TimeReading:
-    """How a numeric time column is read (`ratchet init --time-unit/--epoch`).
+    """How a time column is read (`ratchet init --time-unit/--epoch/--time-format`).
 
-    unit: "auto" (from the values: seconds, milliseconds, microseconds or nanoseconds since the Unix epoch,
-    or seconds from the start of the file), or one of UNITS. epoch: None, or the date the count starts from
-    (a count from the start of the file; the unit defaults to seconds).
+    Numbers: unit "auto" (from the values: seconds, milliseconds, microseconds or nanoseconds since the Unix
+    epoch, or seconds from the start of the file), or one of UNITS; epoch None, or the date the count starts from
+    (a count from the start of the file; the unit defaults to seconds). Text: format None (the one format of
+    FORMATS that reads every value), or strptime codes such as "%d/%m/%Y %H:%M" (or ISO8601) for every row.
+    recorded: the format is the workspace's, recorded at init (reseal reads new data with it), not a flag's.
     """
 
     unit: str = "auto"
     epoch: str | None = None
+    format: str | None = None
+    recorded: bool = False
 
 
 UNITS = {"s": ("seconds", 1.0), "ms": ("milliseconds", 1e3), "us": ("microseconds", 1e6), "ns": ("nanoseconds", 1e9)}
@@ -38,37 +42,32 @@ PLAUSIBLE_FROM = pd.Timestamp("1990-01-01")
 
 
 def times(series: pd.Series, name: str, col: str, *, role: str, reading: TimeReading = TimeReading(),
-          notes: list[str] | None = None) -> pd.Series:
-    """Datetimes (tz-aware ones in UTC), date strings, or numbers read as `reading` says; tz-naive ns.
+          notes: list[str] | None = None, formats: dict[str, str] | None = None) -> pd.Series:
+    """Datetimes (tz-aware ones in UTC), text or numbers read as `reading` says; tz-naive ns.
 
-    How numbers were read goes into `notes`. A time range that ends in the future is refused."""
+    How the column was read goes into `notes`; the format text was read with into `formats` under the column's
+    name (init records it: reseal reads new data the same way). A time range that ends in the future is refused."""
     if pd.api.types.is_bool_dtype(series):
         raise RatchetError(f"{name}: column {col!r} for {role} holds booleans; give datetimes or seconds.")
-    if pd.api.types.is_numeric_dtype(series):
+    if pd.api.types.is_integer_dtype(series) and reading.format not in (None, ISO):  # e.g. 20240304 as %Y%m%d
+        out = _text_times(series.astype("str"), name, col, role=role, reading=reading, notes=notes, formats=formats)
+    elif pd.api.types.is_numeric_dtype(series):
         out = _numeric_times(series, name, col, role=role, reading=reading, notes=notes)
-    elif isinstance(series.dtype, pd.DatetimeTZDtype):
-        out = series.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
-    elif pd.api.types.is_datetime64_dtype(series):
-        out = series.astype("datetime64[ns]")
+    elif isinstance(series.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(series):
+        aware = isinstance(series.dtype, pd.DatetimeTZDtype)
+        out = (series.dt.tz_convert("UTC").dt.tz_localize(None) if aware else series).astype("datetime64[ns]")
+        if notes is not None and out.notna().any():
+            notes.append(f"{col}: datetimes as stored{' (in UTC)' if aware else ''}: {out.min():%Y-%m-%d %H:%M} to "
+                         f"{out.max():%Y-%m-%d %H:%M}")
     else:
-        present = series.notna()
-        if _some_numbers(series):  # then count them: numbers with a few words among them, name the words
+        if reading.format is None and _some_numbers(series):  # then count them: numbers with a few words among them, name the words
+            present = series.notna()
             numbers = pd.to_numeric(series, errors="coerce")
             if numbers.notna().sum() > present.sum() // 2:
                 bad = (numbers.isna() & present).to_numpy()
                 raise RatchetError(f"{name}: column {col!r} for {role} holds numbers, but {int(bad.sum()):,} values "
                                    f"are not (e.g. {examples(series, bad)}); fix those rows or map another column.")
-        with warnings.catch_warnings():  # "could not infer format": the row-by-row retry below is the answer
-            warnings.simplefilter("ignore", UserWarning)
-            parsed = pd.to_datetime(series, errors="coerce", utc=True)
-            bad = (parsed.isna() & present).to_numpy()
-            if bad.any():  # one inferred format did not fit every row: parse row by row (slow, rare)
-                parsed = pd.to_datetime(series, errors="coerce", format="mixed", utc=True)
-                bad = (parsed.isna() & present).to_numpy()
-        if bad.any():
-            raise RatchetError(f"{name}: column {col!r} for {role} has {int(bad.sum())} values that are not "
-                               f"dates (e.g. {examples(series, bad)}); fix them or map another column.")
-        out = parsed.dt.tz_localize(None).astype("datetime64[ns]")
+        out = _text_times(series, name, col, role=role, reading=reading, notes=notes, formats=formats)
     now = pd.Timestamp.now(tz="UTC").tz_localize(None)
     last = out.max()
     if pd.notna(last) and last > now + pd.Timedelta(days=1):
@@ -141,6 +140,7 @@ def _detect(lo: float, hi: float, name: str, col: str, role: str) -> tuple[str, 
 
 
 SAMPLE = 4096
+PROBE = 64  # a format is tried on this many values of the sample first
 
 
 def _some_numbers(series: pd.Series) -> bool:
@@ -152,3 +152,136 @@ def _some_numbers(series: pd.Series) -> bool:
         return True
     rows = np.random.default_rng(0).choice(len(series), SAMPLE, replace=False)
     return bool(pd.to_numeric(series.iloc[rows], errors="coerce").notna().any())
+
+
+ISO = "ISO8601"  # pandas' ISO 8601 reader: dates, times, fractions of a second, Z and offsets
+_DATES = ("%Y-%m-%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%m-%d-%Y", "%Y/%m/%d")
+_CLOCKS = ("", " %H:%M", " %H:%M:%S", " %H:%M:%S.%f", " %I:%M %p", " %I:%M:%S %p")
+# What a text time column is tried with, ISO 8601 first; a format is kept when it reads every value.
+FORMATS = (ISO, *(d + c for d in _DATES for c in _CLOCKS), "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
+EXAMPLE_FORMAT = "'%d/%m/%Y %H:%M'"
+
+
+def _text_times(series: pd.Series, name: str, col: str, *, role: str, reading: TimeReading,
+                notes: list[str] | None, formats: dict[str, str] | None) -> pd.Series:
+    """A text column read with one format for every row: the one given, or the one of FORMATS that reads every
+    value (day first and month first both reading it, differently, is refused)."""
+    present = series.notna().to_numpy()
+    if reading.format is not None:
+        fmt = _given(reading)
+        parsed = _parse(series, fmt, reading)
+        bad = parsed.isna().to_numpy() & present
+        if bad.any():
+            fix = (f"write the new file's times that way (data.time_format in ratchet.yaml, recorded at init)"
+                   if reading.recorded else "fix those rows, or pass the --time-format that reads them")
+            raise RatchetError(f"{name}: column {col!r} for {role} has {int(bad.sum()):,} values that do not match "
+                               f"{_said(fmt, reading)} ({_rows(name, bad)}: {examples(series, bad)}); {fix}.")
+        how = "given" if not reading.recorded else "recorded at init"
+    else:
+        fmt, parsed, how = _detect_format(series, present, name, col, role)
+    out = parsed.dt.tz_localize(None).astype("datetime64[ns]")
+    if formats is not None:
+        formats[col] = fmt
+    if notes is not None and present.any():
+        notes.append(f"{col}: text read as {'ISO 8601' if fmt == ISO else fmt} ({how}): {out.min():%Y-%m-%d %H:%M} "
+                     f"to {out.max():%Y-%m-%d %H:%M}")
+    return out
+
+
+def _given(reading: TimeReading) -> str:
+    fmt = reading.format or ""
+    if fmt.replace(" ", "").upper() == ISO:
+        return ISO
+    if "%" not in fmt:
+        raise RatchetError(f"--time-format {fmt!r}: give it in strptime codes, e.g. '%d/%m/%Y' for dd/mm/yyyy or "
+                           f"'%m/%d/%Y %H:%M' for mm/dd/yyyy hh:mm (or ISO8601).")
+    return fmt
+
+
+def _said(fmt: str, reading: TimeReading) -> str:
+    if reading.recorded:
+        return f"{'ISO 8601' if fmt == ISO else repr(fmt)}, the format this workspace reads times in"
+    return f"--time-format {fmt!r}"
+
+
+def _parse(values: pd.Series, fmt: str, reading: TimeReading | None = None) -> pd.Series:
+    try:
+        return pd.to_datetime(values, format=fmt, errors="coerce", utc=True)
+    except ValueError as exc:  # a bad directive (only a given format can have one)
+        raise RatchetError(f"--time-format {fmt!r}: {exc}; give strptime codes, e.g. {EXAMPLE_FORMAT}.") from None
+
+
+def _rows(name: str, bad: np.ndarray) -> str:
+    """Where the bad values are: CSV lines (the header is line 1), else rows counted from 1."""
+    where = np.flatnonzero(bad)
+    line = name.lower().endswith(".csv")
+    numbers = [int(i) + (2 if line else 1) for i in where]
+    word = ("line" if line else "row") + ("s" if len(numbers) > 1 else "")
+    return f"{word} {listing(numbers, 5)}"
+
+
+def _detect_format(series: pd.Series, present: np.ndarray, name: str, col: str,
+                   role: str) -> tuple[str, pd.Series, str]:
+    """(format, times, how) for a text column: the one format of FORMATS that reads every value. Each is tried on
+    few values, then on a sample (a failed conversion is slow: 4 s per million values), and those that read all of
+    it, on all."""
+    values = series[present]
+    sample = values if len(values) <= SAMPLE else \
+        values.iloc[np.random.default_rng(0).choice(len(values), SAMPLE, replace=False)]
+    tried = {fmt: _parse(sample.iloc[:PROBE], fmt) for fmt in FORMATS}  # fmt -> the values it was tried on, read
+    fits: list[tuple[str, pd.Series]] = []
+    for fmt in [f for f, got in tried.items() if got.notna().all()]:
+        for values in (sample, series):
+            tried[fmt] = _parse(values, fmt)
+            if (tried[fmt].isna().to_numpy() & values.notna().to_numpy()).any():
+                break
+        else:
+            fits.append((fmt, tried[fmt]))
+            if fmt == ISO:  # unambiguous, and what most files hold
+                return ISO, tried[fmt], "detected"
+    if not fits:
+        counts = {f: int(_parse(sample, f).notna().sum()) for f in FORMATS}
+        best = max(counts, key=counts.__getitem__)  # the first of the best: ISO 8601 on a tie
+        if not counts[best]:
+            raise RatchetError(f"{name}: column {col!r} for {role} has {int(present.sum()):,} values that are not "
+                               f"dates (e.g. {examples(series, present)}) in any format ratchet tries; pass "
+                               f"--time-format with the format they are in (strptime codes, e.g. {EXAMPLE_FORMAT}), "
+                               "or map another column.")
+        bad = _parse(series, best).isna().to_numpy() & present
+        said = "ISO 8601" if best == ISO else repr(best)
+        raise RatchetError(f"{name}: column {col!r} for {role} has {int(bad.sum()):,} values that are not dates "
+                           f"(e.g. {examples(series, bad)}) read as {said}, the format that reads most of it "
+                           f"({_rows(name, bad)}); fix them or map another column, or pass --time-format with the "
+                           f"format they are in (strptime codes, e.g. {EXAMPLE_FORMAT}).")
+    (fmt, parsed), *others = fits
+    differ = [(f, p) for f, p in others if not p.equals(parsed)]
+    if differ:
+        _ambiguous(series, name, col, role, (fmt, parsed), differ[0])
+    twin = _twin(fmt)
+    if twin in tried:  # said why day first (or month first): a value the other way round cannot be
+        got = tried[twin]
+        proof = got.index[got.isna().to_numpy() & series[got.index].notna().to_numpy()]
+        if len(proof):
+            first = "day" if _day_first(fmt) else "month"
+            return fmt, parsed, f"detected; {first} first, as {series[proof[0]]!r} can only be"
+    return fmt, parsed, "detected"
+
+
+def _twin(fmt: str) -> str:
+    return fmt.replace("%d", "\0").replace("%m", "%d").replace("\0", "%m")
+
+
+def _day_first(fmt: str) -> bool:
+    return fmt.index("%d") < fmt.index("%m")
+
+
+def _ambiguous(series: pd.Series, name: str, col: str, role: str, one: tuple[str, pd.Series],
+               other: tuple[str, pd.Series]) -> None:
+    (day, by_day), (month, by_month) = (one, other) if _day_first(one[0]) else (other, one)
+    differ = (by_day != by_month).to_numpy() & series.notna().to_numpy()
+    shown = list(dict.fromkeys(series[differ].tolist()))[:2]
+    ways = ", ".join(f"{v!r} is {a.day} {a:%B} or {b:%B} {b.day}" for v in shown
+                     for a, b in [(by_day[series == v].iloc[0], by_month[series == v].iloc[0])])
+    raise RatchetError(f"{name}: column {col!r} for {role} reads day first ({day}) and month first ({month}) with "
+                       f"different times, as no day is after the 12th: {ways}; pass --time-format '{day}' or "
+                       f"--time-format '{month}'.")

@@ -32,6 +32,9 @@ class DataConfig(_Strict):
     mapping: dict[str, str] = Field(default_factory=dict)
     time_unit: Literal["auto", "s", "ms", "us", "ns"] = "auto"  # a numeric time column's unit (auto: detected)
     epoch: str | None = None  # the date a numeric time counts from (None: the Unix epoch, or detected)
+    # how a text time column is written, in strptime codes ("%d/%m/%Y %H:%M") or ISO8601; None: detected from the
+    # whole column. init records the format it read with, and reseal reads new data with it.
+    time_format: str | None = None
 
 
 class SplitConfig(_Strict):

@@ -112,7 +112,7 @@ def load_data(domain: Domain, config: RunConfig, progress: Progress) -> pd.DataF
 
         progress(f"importing {config.data.file}")
         frame = domain.load(Path(config.data.file), config.data.mapping,
-                            TimeReading(config.data.time_unit, config.data.epoch))
+                            TimeReading(config.data.time_unit, config.data.epoch, config.data.time_format))
         source = str(config.data.file)
         for note in frame.attrs.get("import_notes", ()):
             progress(note)
@@ -130,6 +130,17 @@ def load_data(domain: Domain, config: RunConfig, progress: Progress) -> pd.DataF
 
 
 MIN_ROWS = 100  # below this no split leaves a holdout worth a query
+
+
+def with_time_format(config: RunConfig, frame: pd.DataFrame) -> RunConfig:
+    """`config` with data.time_format set to the format a text time column was read with (detected or given), so
+    that reseal reads new data the same way."""
+    found = frame.attrs.get("time_format")
+    if config.data.source != "file" or not found or found == config.data.time_format:
+        return config
+    data = config.model_dump(mode="json")
+    data["data"]["time_format"] = found
+    return parse_config(data, source="data.time_format")
 
 
 def _both_outcomes(domain: Domain, frame: pd.DataFrame, source: str) -> None:
@@ -203,6 +214,7 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
     cols = domain.columns
 
     frame = load_data(domain, config, progress)
+    config = with_time_format(config, frame)  # the workspace records how its times were read
     progress("checking feature-label leakage")
     leakage = check_leakage(domain, frame, config)
     progress("splitting by time")

@@ -36,8 +36,12 @@ def _fresh_rows(ctx, *, seed: int | None, data: Path | None, progress: Progress)
                            "records the number of days its splits were cut with (init writes it); restore the "
                            "recorded ratchet.yaml (`ratchet audit` shows the change).")
     if data is not None:
+        from domains._importing import TimeReading
+
         progress(f"importing {data}")
-        frame = ctx.domain.load(Path(data), cfg.data.mapping)
+        # read as init read the workspace's data: its unit and epoch, the format it recorded for text times
+        reading = TimeReading(cfg.data.time_unit, cfg.data.epoch, cfg.data.time_format, recorded=True)
+        frame = ctx.domain.load(Path(data), cfg.data.mapping, reading)
         source = str(data)
     else:
         progress(f"generating ~{cfg.data.rows:,} rows with seed {seed}")

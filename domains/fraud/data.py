@@ -164,10 +164,10 @@ def load(file: Path, mapping: Mapping[str, str], reading: imp.TimeReading | None
     """Read a user's CSV/Parquet and rename mapped columns to ours; keep the other columns as features.
 
     `mapping`: our key -> the user's column; keys `label`, `time`, `amount` are required, `id`,
-    `entity` (customer) and `terminal` optional. A numeric time column is read as `reading` says; by
-    default its unit is detected from the values (seconds or milliseconds since the Unix epoch, or
-    seconds from the start of the file, as in the public creditcard.csv export), and how is noted in
-    `frame.attrs["import_notes"]`. Numeric unmapped columns are kept as numbers, text and categorical
+    `entity` (customer) and `terminal` optional. A time column is read as `reading` says: text with one
+    format for every row (given, or detected from the whole column); numbers with their unit detected
+    from the values by default (seconds or milliseconds since the Unix epoch, or seconds from the start
+    of the file, as in the public creditcard.csv export). How is noted in `frame.attrs["import_notes"]`. Numeric unmapped columns are kept as numbers, text and categorical
     ones as pandas "string" features (merchant category, channel, country); other kinds are dropped and
     named in `frame.attrs["dropped_columns"]`.
     """
@@ -183,10 +183,11 @@ def load(file: Path, mapping: Mapping[str, str], reading: imp.TimeReading | None
                        roles="/".join(_flag(k) for k in MAPPING_KEYS))
 
     notes: list[str] = []
+    formats: dict[str, str] = {}
     out: dict[str, pd.Series] = {}
     out["tx_id"] = imp.row_key(raw, name, mapping, role="--id")
     out["ts"] = imp.times(raw[mapping["time"]], name, mapping["time"], role="--time",
-                          reading=reading or imp.TimeReading(), notes=notes)
+                          reading=reading or imp.TimeReading(), notes=notes, formats=formats)
     if mapping.get("entity"):
         out["customer_id"] = imp.ids(raw[mapping["entity"]])
     if mapping.get("terminal"):
@@ -199,7 +200,7 @@ def load(file: Path, mapping: Mapping[str, str], reading: imp.TimeReading | None
                            "reversals (amounts of 0, such as card verifications, are fine).")
     out["is_fraud"] = imp.labels(raw[mapping["label"]], name, mapping["label"], role="--label")
     extra, dropped = imp.features(raw, name, used=list(mapping.values()), ours=OURS, text=True, notes=notes)
-    frame = imp.assemble({**out, **extra}, dropped, notes=notes)
+    frame = imp.assemble({**out, **extra}, dropped, notes=notes, time_format=formats.get(mapping["time"]))
     if dropped:
         log.info("%s: dropped columns that are neither numbers nor text: %s", name, ", ".join(dropped))
     return frame
