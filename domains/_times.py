@@ -169,7 +169,7 @@ def _text_times(series: pd.Series, name: str, col: str, *, role: str, reading: T
     present = series.notna().to_numpy()
     if reading.format is not None:
         fmt = _given(reading)
-        parsed = _parse(series, fmt, reading)
+        parsed = _parse(series, fmt)
         bad = parsed.isna().to_numpy() & present
         if bad.any():
             fix = (f"write the new file's times that way (data.time_format in ratchet.yaml, recorded at init)"
@@ -204,7 +204,7 @@ def _said(fmt: str, reading: TimeReading) -> str:
     return f"--time-format {fmt!r}"
 
 
-def _parse(values: pd.Series, fmt: str, reading: TimeReading | None = None) -> pd.Series:
+def _parse(values: pd.Series, fmt: str) -> pd.Series:
     try:
         return pd.to_datetime(values, format=fmt, errors="coerce", utc=True)
     except ValueError as exc:  # a bad directive (only a given format can have one)
