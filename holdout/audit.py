@@ -33,10 +33,8 @@ class Check:
     def status(self) -> str:
         """pass, fail, not checked (not made here, by design: fails nothing) or not verified (could not be made:
         MLflow unreachable or unreadable)."""
-        if not self.checked:
-            return "not checked"
-        if self.passed:
-            return "pass"
+        if not self.checked or self.passed:
+            return "pass" if self.checked else "not checked"
         return "not verified" if self.detail.startswith("not verified: ") else "fail"
 
 

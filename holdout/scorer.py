@@ -35,6 +35,7 @@ SCORER: tuple[str, ...] = (
 OUTSIDE: dict[str, str] = {
     "optimizer": "the version string and the Arrow allocator choice",
     "optimizer.errors": "exception types",
+    "optimizer.config_words": "how a refused setting is worded; what is accepted is decided in optimizer.config",
     "optimizer.diffs": "the diff text shown in records; no guard reads it",
     "optimizer.interrupts": "when a Ctrl-C is delivered, never what is decided",
     "optimizer.runner": "the workspace lock",

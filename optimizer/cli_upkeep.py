@@ -103,3 +103,30 @@ def upgrade(
            f"changes accepted ({len(result.changes)}): " + "; ".join(result.changes[:3]))
     out.print(f"upgrade recorded (ledger entry {result.seq}): ratchet {result.from_version} -> {result.to_version}, "
               f"{result.replayed} policies replayed, {how}. Next: `ratchet run {workspace}`", markup=False)
+
+
+@app.command(epilog="Example: ratchet sample fraud transactions.csv --rows 40000")
+def sample(
+    domain: str = typer.Argument(..., help="The domain whose data to write: fraud, pricing or routing."),
+    file: Path = typer.Argument(..., help="Where to write: .csv or .parquet."),
+    rows: int = typer.Option(40_000, "--rows", min=1_000, max=5_000_000, help="About how many rows."),
+    seed: int = typer.Option(1, "--seed", help="Generator seed."),
+) -> None:
+    """Write generated rows in the shape `ratchet init DOMAIN --data FILE` reads (decision-time columns and the label,
+    no generator internals): a stand-in for your own file in a first try. Prints the init command that reads it."""
+    from domains import DOMAINS, get_domain
+    from optimizer.user_columns import key_columns
+
+    if domain not in DOMAINS:
+        _fail(RatchetError(f"{domain}: unknown domain; one of {', '.join(DOMAINS)}."))
+    if file.suffix.lower() not in (".csv", ".parquet"):
+        _fail(RatchetError(f"{file}: write .csv or .parquet (named by the extension)."))
+    d = get_domain(domain)
+    keys = key_columns(d)
+    internal = [c for c in d.columns.outcome_only if c not in keys.values()]  # the generator's, not an importer's
+    frame = d.generate(seed, rows).drop(columns=internal, errors="ignore")
+    file.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(file, index=False) if file.suffix.lower() == ".csv" else frame.to_parquet(file, index=False)
+    maps = " ".join(f"--map {k}={c}" for k, c in keys.items() if c in frame.columns)
+    err.print(f"{file}: {len(frame):,} {domain} rows, columns {', '.join(map(str, frame.columns))}", markup=False)
+    out.print(f"Next: ratchet init {domain} --workspace ws --data {file} {maps}", markup=False)
