@@ -177,10 +177,12 @@ class Context:
         installed = scorer.hashes(self.domain, self.scorer_root)
         if installed == dict(span.sources or {}):
             return []
+        back = (f"or install ratchet {span.version} again" if span.version != __version__ else
+                f"or restore the installed ratchet {__version__}'s files (same version: they were edited in place)")
         return [f"the installed scorer (ratchet {__version__}) is not the one in force since {span.name}: "
                 f"{scorer.describe(span.sources or {}, installed)}. Run `ratchet upgrade {self.ws.root} --approved-by "
                 f"NAME --reason TEXT` to replay the kept policies under the installed code and record the upgrade, "
-                f"or install ratchet {span.version} again"]
+                f"{back}"]
 
 
 def chain_problems(ledger: Ledger, entries: list, root: Path) -> list[str]:
