@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional
@@ -10,6 +11,17 @@ import typer
 
 from optimizer.cli import _fail, app, err, out
 from optimizer.errors import RatchetError
+
+def _next(step: str, as_json: bool = False) -> None:
+    """A command's last line, its next step: on stderr under --json (stdout stays pure JSON), else on stdout."""
+    (err if as_json else out).print(f"Next: {step}", markup=False, soft_wrap=True)
+
+
+def _ref(policy: dict | None) -> str:
+    """How a trial's policy is named on a command line: its experiment, else its commit."""
+    policy = policy or {}
+    return policy.get("experiment") or (policy.get("commit") or "")[:12] or "REF"
+
 
 shadow = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                      help="Shadow trials: a kept challenger decides live events beside the acting champion; only the "
@@ -70,8 +82,12 @@ def start(
                                   progress=lambda msg: status.update(msg))
     except RatchetError as exc:
         _fail(exc)
+    ws = shlex.quote(str(workspace))
+    step = (f"`ratchet shadow outcomes {ws} {started.trial} --outcomes FILE` as outcomes arrive, then "
+            f"`ratchet shadow report {ws} {started.trial}`")
     if as_json:
         sys.stdout.write(json.dumps(started.to_json()) + "\n")
+        _next(step, as_json=True)
         return
     out.print(f"{started.trial}: {started.events:,} events decided by the champion "
               f"({started.champion['experiment'] or started.champion['commit'][:12]}) and the challenger "
@@ -79,6 +95,7 @@ def start(
               f"{started.quarantined:,} quarantined", markup=False)
     for reason, rows in started.reasons.items():
         out.print(f"  quarantined {rows:,}: {reason}", markup=False)
+    _next(step)
 
 
 @shadow.command("outcomes", epilog="Example: ratchet shadow outcomes ws trial-0001 --outcomes out-week1.parquet")
@@ -101,6 +118,7 @@ def outcomes(
     out.print(f"{trial}: batch {joined['batch']}: {joined['joined']:,} outcomes joined, {joined['corrections']:,} "
               f"corrections, {joined['ignored']:,} ignored (not this trial's events, or the same as already joined)",
               markup=False)
+    _next(f"`ratchet shadow report {shlex.quote(str(workspace))} {trial}`")
 
 
 @shadow.command("report", epilog="Example: ratchet shadow report ws trial-0001 --json")
@@ -151,4 +169,18 @@ def report(
             out.print(f"  {role} latency p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms", markup=False)
         for reason in result.reasons:
             out.print(f"  - {reason}", markup=False)
+    _next(report_next(str(workspace), trial, result.status, result.figures), as_json)
     raise typer.Exit(result.exit_code)
+
+
+def report_next(workspace: str, trial: str, status: str, figures: dict) -> str:
+    """What to do after `shadow report`, by its verdict."""
+    ws = shlex.quote(workspace)
+    if status == "passed":
+        return (f"`ratchet promote {ws} {_ref(figures.get('challenger'))} --approved-by NAME` (a named person makes "
+                "it the acting policy)")
+    if status == "pending":
+        return (f"join more outcomes and look again: `ratchet shadow outcomes {ws} {trial} --outcomes FILE`, then "
+                f"`ratchet shadow report {ws} {trial}` (the bounds are valid at every look)")
+    return (f"the challenger is not promoted; the reasons above say why, and `ratchet run {ws}` searches on for "
+            "another challenger to try")

@@ -108,3 +108,25 @@ def test_table_rows_keep_the_readme_shape():
     for row in rows:
         assert any(pattern(row).search(line) for line in printed), row
     assert any(re.search(r"│ net_savings\s+│ currency per transaction, higher is better", line) for line in printed)
+
+
+def test_shadow_commands_end_with_their_next_step(monkeypatch):
+    import optimizer.cli_shadow as cli_shadow
+
+    figures = {"challenger": {"experiment": "exp-0004", "commit": "a" * 40}}
+    assert cli_shadow.report_next("ws", "trial-0001", "passed", figures) \
+        .startswith("`ratchet promote ws exp-0004 --approved-by NAME`")
+    assert cli_shadow.report_next("ws", "trial-0001", "pending", figures).startswith("join more outcomes and look again")
+    assert "`ratchet shadow report ws trial-0001`" in cli_shadow.report_next("ws", "trial-0001", "pending", figures)
+    assert cli_shadow.report_next("my ws", "trial-0001", "failed", {}).startswith("the challenger is not promoted; ")
+    assert "`ratchet run 'my ws'`" in cli_shadow.report_next("my ws", "trial-0001", "failed", {})
+    assert "promote ws 0123456789ab " in cli_shadow.report_next("ws", "t", "passed", {"challenger": {
+        "experiment": None, "commit": "0123456789abcdef"}})
+    out, err = Console(file=io.StringIO(), width=40), Console(file=io.StringIO(), width=40)
+    monkeypatch.setattr(cli_shadow, "out", out)
+    monkeypatch.setattr(cli_shadow, "err", err)
+    long_step = "`ratchet shadow report a-rather-long-workspace-name trial-0001`"
+    cli_shadow._next(long_step, as_json=True)  # under --json stdout stays pure JSON
+    assert out.file.getvalue() == "" and err.file.getvalue() == f"Next: {long_step}\n"
+    cli_shadow._next(long_step)
+    assert out.file.getvalue() == f"Next: {long_step}\n"  # one line, never wrapped: a command to copy
