@@ -161,9 +161,20 @@ def guardrails(series: Iterable[Any]) -> bytes:
     return _done(fig, axes[0][0], not series, "this domain has no guardrails")
 
 
-@_as_text
-def segments(rows: Iterable[Any], *, primary: str) -> bytes:
+def charted(rows: Iterable[Any], min_rows: int) -> tuple[list[Any], list[Any], str]:
+    """The segments the chart draws (those of at least `min_rows` rows: the segment guard judges no smaller one, and
+    a six-row segment's mean would dominate the axis), those it leaves out, and the note that says so ("" if none).
+    The report's table keeps them all."""
     rows = list(rows)
+    drawn, small = [r for r in rows if r.rows >= min_rows], [r for r in rows if r.rows < min_rows]
+    note = (f"{len(small)} segment{'s' if len(small) != 1 else ''} under {min_rows:,} rows not drawn (in the table)"
+            if small else "")
+    return drawn, small, note
+
+
+@_as_text
+def segments(rows: Iterable[Any], *, primary: str, min_rows: int = 200) -> bytes:
+    rows, _, note = charted(rows, min_rows)
     fig, ax = _figure("segments")
     labels = [plain(f"{r.family}={r.segment} ({r.rows:,})") for r in rows]
     y = range(len(rows))
@@ -172,10 +183,11 @@ def segments(rows: Iterable[Any], *, primary: str) -> bytes:
     ax.set_yticks(list(y), labels, fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(plain(f"dev {primary} per row"))
-    ax.set_title("segments: champion vs baseline (dev)")
-    ax.legend(fontsize=8)
+    ax.set_title("segments: champion vs baseline (dev)" + (f"; {note}" if note else ""))
+    if rows:
+        ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="x")
-    return _done(fig, ax, not rows, "no segment figures")
+    return _done(fig, ax, not rows, f"no segment of {min_rows:,} rows or more" if note else "no segment figures")
 
 
 @_as_text

@@ -31,6 +31,7 @@ class RunFacts:
     kept: tuple[F.Kept, ...]
     events: tuple[F.Event, ...]
     audit: Any  # holdout.audit.AuditReport
+    segment_min_rows: int = 200  # decision.segment_min_rows: smaller segments are left out of the segment chart
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def gather(root: Path, *, progress: Callable[[str], None] = lambda _: None) -> R
         champion_experiment=champ_state.experiment if champ_state else "baseline",
         points=F.trajectory(recs, primary=domain.primary, baseline=base.get(domain.primary)),
         rejections=F.rejections(recs), guardrails=F.guardrails(recs, domain.guardrails, base), segments=rows,
-        segments_note=note, holdout=F.holdout(ws.root, read_manifest(ws.holdout_dir), entries, config.gate),
+        segments_note=note, segment_min_rows=config.decision.segment_min_rows, holdout=F.holdout(ws.root, read_manifest(ws.holdout_dir), entries, config.gate),
         kept=F.kept_changes(ws.root, recs), events=F.events(entries), audit=report)
 
 
@@ -99,7 +100,8 @@ def images(facts: RunFacts) -> dict[str, plots.Drawn]:
         "trajectory": plots.draw("trajectory", plots.trajectory, facts.points, primary=facts.primary,
                                  baseline=facts.baseline.get(facts.primary)),
         "guardrails": plots.draw("guardrails", plots.guardrails, facts.guardrails),
-        "segments": plots.draw("segments", plots.segments, facts.segments, primary=facts.primary),
+        "segments": plots.draw("segments", plots.segments, facts.segments, primary=facts.primary,
+                               min_rows=facts.segment_min_rows),
         "rejections": plots.draw("rejections", plots.rejections, facts.rejections),
     }
 

@@ -130,3 +130,40 @@ def test_shadow_commands_end_with_their_next_step(monkeypatch):
     assert out.file.getvalue() == "" and err.file.getvalue() == f"Next: {long_step}\n"
     cli_shadow._next(long_step)
     assert out.file.getvalue() == f"Next: {long_step}\n"  # one line, never wrapped: a command to copy
+
+
+def test_segment_chart_leaves_out_segments_under_min_rows():
+    from optimizer.report import plots
+    from optimizer.report.facts import SegmentRow
+
+    rows = [SegmentRow("amount_band", "high", 5_000, 1.0, 1.1), SegmentRow("amount_band", "tiny", 6, 40.0, -30.0),
+            SegmentRow("hour", "night", 199, 2.0, 2.5), SegmentRow("hour", "day", 200, 0.9, 1.0)]
+    drawn, small, note = plots.charted(rows, 200)
+    assert [r.segment for r in drawn] == ["high", "day"]
+    assert [r.segment for r in small] == ["tiny", "night"]
+    assert note == "2 segments under 200 rows not drawn (in the table)"
+    assert plots.charted(rows, 10)[2] == "1 segment under 10 rows not drawn (in the table)"
+    assert plots.charted(rows[:1], 200)[1:] == ([], "")
+    titles = []
+    import matplotlib.axes
+
+    real = matplotlib.axes.Axes.set_title
+    ticks = []
+    real_ticks = matplotlib.axes.Axes.set_yticks
+
+    def spy_title(ax, title, *a, **k):
+        titles.append(title)
+        return real(ax, title, *a, **k)
+
+    def spy_ticks(ax, positions, labels=None, *a, **k):
+        ticks.append(list(labels or []))
+        return real_ticks(ax, positions, labels, *a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(matplotlib.axes.Axes, "set_title", spy_title)
+        mp.setattr(matplotlib.axes.Axes, "set_yticks", spy_ticks)
+        png = plots.segments(rows, primary="net_savings", min_rows=200)
+        assert plots.segments(rows[1:2], primary="net_savings").startswith(b"\x89PNG")  # nothing large enough
+    assert png.startswith(b"\x89PNG")
+    assert titles[0].endswith("; 2 segments under 200 rows not drawn (in the table)")
+    assert ticks[0] == ["amount_band=high (5,000)", "hour=day (200)"]
