@@ -110,7 +110,7 @@ def demo_summary(domain: str, base: Any, champ: Any, config: Any, report: Any, r
     lines: list = [table, gain_sentence(domain, adapter.primary, primary, champ, base, config, run)]
     lines += trade or ["no shown metric got worse from the baseline to the champion"]
     lines.append(audit_line(report))
-    lines.append(next_line(workspace, champ, base, run))
+    lines.append(next_line(workspace, champ, base, run, shadow=adapter.shadow.measurable))
     return lines
 
 
@@ -145,12 +145,16 @@ def audit_line(report: Any) -> str:
             + (f"; failed: {', '.join(c.name for c in failed)}" if failed else "") + ")")
 
 
-def next_line(workspace: str, champ: Any, base: Any, run: DemoRun) -> str:
+def next_line(workspace: str, champ: Any, base: Any, run: DemoRun, *, shadow: bool = True) -> str:
+    """The commands to run next: why the champion was kept, the run as a page, and (where the domain's shadow trial
+    can measure its primary metric) a trial on live events."""
     ws = shlex.quote(workspace)
     if champ.experiment != base.experiment:
+        trial = (f", `ratchet shadow start {ws} --challenger {champ.experiment} --events FILE` (try it on live events; "
+                 f"`ratchet events {ws} --days 30 --events-out FILE --outcomes-out OUTCOMES` makes some)"
+                 if shadow else "")
         return (f"Next: `ratchet show {ws} {champ.experiment}` (why it was kept), `ratchet report {ws}` (the run as a "
-                f"page), `ratchet shadow start {ws} --challenger {champ.experiment} --events FILE` (try it on live "
-                f"events; `ratchet events {ws} --days 30 --events-out FILE --outcomes-out OUTCOMES` makes some)")
+                f"page){trial}")
     show = f"`ratchet show {ws} {run.last}` (why it was not kept), " if run.last else ""
     return (f"Next: {show}`ratchet report {ws}` (the run as a page), `ratchet run {ws} --experiments 20` "
             "(search on)")

@@ -72,7 +72,8 @@ def gather(root: Path, *, progress: Callable[[str], None] = lambda _: None) -> R
         champion_experiment=champ_state.experiment if champ_state else "baseline",
         points=F.trajectory(recs, primary=domain.primary, baseline=base.get(domain.primary)),
         rejections=F.rejections(recs), guardrails=F.guardrails(recs, domain.guardrails, base), segments=rows,
-        segments_note=note, segment_min_rows=config.decision.segment_min_rows, holdout=F.holdout(ws.root, read_manifest(ws.holdout_dir), entries, config.gate),
+        segments_note=note, segment_min_rows=config.decision.segment_min_rows,
+        holdout=F.holdout(ws.root, read_manifest(ws.holdout_dir), entries, config.gate),
         kept=F.kept_changes(ws.root, recs), events=F.events(entries), audit=report)
 
 

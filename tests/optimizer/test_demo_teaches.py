@@ -90,6 +90,16 @@ def test_the_gated_gain_is_one_sentence_with_its_numbers():
     assert not any("shadow start" in p for p in unkept)
 
 
+def test_pricing_next_step_offers_no_shadow_trial():
+    """A pricing trial cannot measure profit (a price never shown has no outcome): no shadow start is suggested."""
+    from optimizer.demo import next_line
+
+    champ, base = state("exp-0002", {}), state("baseline", {})
+    run = DemoRun(20, 1, 20, 1, 99)
+    assert "shadow start" in next_line("ws", champ, base, run, shadow=get_domain("fraud").shadow.measurable)
+    assert "shadow start" not in next_line("ws", champ, base, run, shadow=get_domain("pricing").shadow.measurable)
+
+
 def test_audit_line_names_what_was_not_checked_and_next_names_the_commands():
     lines = [p for p in summary() if isinstance(p, str)]
     assert "audit: intact (19 checks, 1 not checked: hmac)" in lines
@@ -104,7 +114,8 @@ def test_table_rows_keep_the_readme_shape():
     printed = render(summary())
     assert any(line.startswith("fraud demo: 20 experiments, 1 kept (dev metrics)") for line in
                (p.strip() for p in printed))
-    rows = {"│ net_savings          …   0.9475 │   1.0605 │", "│ false_decline_rate   …   0.0004 │   0.0028 │"}
+    rows = {"│ net_savings          …   0.9475 │   1.0605 │",
+            "│ false_decline_rate   …   0.0004 │   0.0028 │"}
     for row in rows:
         assert any(pattern(row).search(line) for line in printed), row
     assert any(re.search(r"│ net_savings\s+│ currency per transaction, higher is better", line) for line in printed)
@@ -116,8 +127,9 @@ def test_shadow_commands_end_with_their_next_step(monkeypatch):
     figures = {"challenger": {"experiment": "exp-0004", "commit": "a" * 40}}
     assert cli_shadow.report_next("ws", "trial-0001", "passed", figures) \
         .startswith("`ratchet promote ws exp-0004 --approved-by NAME`")
-    assert cli_shadow.report_next("ws", "trial-0001", "pending", figures).startswith("join more outcomes and look again")
-    assert "`ratchet shadow report ws trial-0001`" in cli_shadow.report_next("ws", "trial-0001", "pending", figures)
+    pending = cli_shadow.report_next("ws", "trial-0001", "pending", figures)
+    assert pending.startswith("join more outcomes and look again")
+    assert "`ratchet shadow report ws trial-0001`" in pending
     assert cli_shadow.report_next("my ws", "trial-0001", "failed", {}).startswith("the challenger is not promoted; ")
     assert "`ratchet run 'my ws'`" in cli_shadow.report_next("my ws", "trial-0001", "failed", {})
     assert "promote ws 0123456789ab " in cli_shadow.report_next("ws", "t", "passed", {"challenger": {
