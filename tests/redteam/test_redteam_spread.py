@@ -213,7 +213,7 @@ def test_record_text_with_tex_is_drawn_as_text():
 
     pngs = [plots.trajectory([_point(1, TEX)], primary="net_savings", baseline=0.4),
             plots.rejections([F.Rejection(TEX, 2, "exp-0001", "why")]),
-            plots.segments([F.SegmentRow(TEX, TEX, 10, 0.1, 0.2)], primary="net_savings"),
+            plots.segments([F.SegmentRow(TEX, TEX, 10, 0.1, 0.2)], primary="net_savings", min_rows=1),
             plots.guardrails([F.GuardrailSeries(TEX, TEX, True, ((1, 0.2),), 0.1, None, None)])]
     assert all(png.startswith(b"\x89PNG") for png in pngs)
 
