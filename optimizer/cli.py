@@ -143,6 +143,8 @@ def init(
     alarms = [c for c, v in result.drift["columns"].items() if v["verdict"] == "alarm"]
     if alarms:
         out.print(f"drift alarm (train vs holdout PSI > alarm band): {', '.join(alarms)}; see reports/drift.json")
+    out.print(f"Next: `ratchet run {workspace}` (the search; Ctrl-C stops it cleanly), or `ratchet try {workspace} "
+              f"CANDIDATE.py` for one policy of your own; {workspace / 'program.md'} directs the search", markup=False)
 
 
 @app.command(epilog="Example: ratchet run ws --experiments 20 --budget 60")
