@@ -1,10 +1,12 @@
 """`ratchet report` (the run as one HTML page) and `ratchet history` (the experiments as a terminal table)."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.console import Console
 
 from optimizer.cli import _fail, app, err, out
 from optimizer.errors import RatchetError
@@ -97,7 +99,9 @@ def history(
              "proposer": min(max([len(r.proposer) for r in shown] + [8]), 9)}
     # What the other columns leave (2 characters between columns, 1 at the end) goes to the reason first (it is
     # what a person acts on), then to the hypothesis (at least 10).
-    free = max(out.width - sum(fixed.values()) - 2 * 6 - 1, 24)
+    # The terminal's width as COLUMNS or the terminal says it now (a Console may hold the width it was made with).
+    width = shutil.get_terminal_size((out.width, 24)).columns
+    free = max(width - sum(fixed.values()) - 2 * 6 - 1, 24)
     reason_width = min(max([len(w) for w in why.values()] + [10]), free - 10)
     widths = {**fixed, "refused because": reason_width,
               "hypothesis": min(free - reason_width, max([len(h) for h in hypothesis.values()] + [10]))}
@@ -110,4 +114,4 @@ def history(
         table.add_row(r.experiment, Text(str(r.status), style=colour[outcome(r)]),
                       "-" if value is None else f"{value:.4f}", "-" if answer is None else f"{answer:+.4f}",
                       Text(why[r.experiment]), Text(r.proposer), Text(hypothesis[r.experiment]))
-    out.print(table)
+    Console(width=width, highlight=False).print(table)  # at that width, whatever width `out` was made with

@@ -175,3 +175,15 @@ def test_history_carries_the_reason_within_100_columns(ran):
     assert "…" in kept and "[b]" in kept  # the long hypothesis cut on its line, its brackets not markup
     wide = _invoke("history", str(root), columns=160).output
     assert f"needs {needed:+.2g}" in next(line for line in wide.splitlines() if "exp-0003" in line)
+
+
+def test_history_is_as_wide_as_the_terminal_whatever_width_the_console_was_made_with(ran, monkeypatch):
+    """The shared console keeps a width it was made with (COLUMNS set then); the table follows the terminal now."""
+    import optimizer.cli as cli
+
+    monkeypatch.setattr(cli.out, "_width", 80)
+    lines = _invoke("history", str(ran["root"]), columns=100).output.splitlines()
+    assert max(len(line) for line in lines) == 100, lines
+    row = next(line for line in lines if "exp-0003" in line)
+    f = _figures(_record(ran["root"], "exp-0003"), "significance")
+    assert f"significance: gain {f['mean_diff']:+.2g}" in row, row
