@@ -16,7 +16,7 @@ from __future__ import annotations
 import ast
 import functools
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,8 +26,6 @@ from domains import _source
 CONSTANT = "HISTORY_DAYS"
 MAX_DAYS = 366.0  # a longer lookback is refused: it would ship a year of events with every request
 
-
-TAIL_ROWS = 256  # events kept unindexed (scanned) before they become a part of the index
 
 
 class LookbackError(ValueError):
@@ -72,21 +70,24 @@ def lookback(source: str) -> float:
 
 
 class History:
-    """Events in stream order (the oldest first), each part of them indexed by history key.
+    """Events in stream order (the oldest first), held as columns, each history key indexed.
 
     Built once from a frame (`of`), extended in place as events are decided (`extend`); `window` answers what a
     call may read. Positions are stream positions: `window(..., before=k)` sees only the first k events, which is
-    how a batch or one event at position k is decided as if the store held nothing later. Per part and key the
-    index is two arrays (the key's values sorted, and where each sits), so a million events cost 16 bytes each
-    per key and a lookup is a binary search per part."""
+    how a batch or one event at position k is decided as if the store held nothing later. Each column is one
+    growable numpy array (an extension dtype's values in a numpy form that rebuilds them exactly), so a window is a
+    take per column, never a frame sliced and concatenated; per key, each value maps to the ascending positions of
+    its events (a dict lookup per entity, whatever the store's size)."""
 
     def __init__(self, columns: Sequence[str], dtypes: pd.Series, *, time: str, keys: Sequence[str]) -> None:
         self.columns = list(columns)
         self.dtypes = dtypes
         self.time = time
         self.keys = [k for k in keys if k in self.columns]
-        self._parts: list[_Part] = []  # in stream order; merged like a binary counter
-        self._tail: pd.DataFrame | None = None  # the newest events, fewer than TAIL_ROWS, searched by a scan
+        self._dtypes = {c: dtypes[c] for c in self.columns}  # a Series' lookups cost microseconds each
+        self._values = {c: _Column(self._dtypes[c]) for c in self.columns}
+        self._times = _Buffer(np.dtype(np.int64))  # the time column in ns, what windows are cut on
+        self._index = {k: _KeyIndex() for k in self.keys}
         self._size = 0
 
     @classmethod
@@ -105,93 +106,208 @@ class History:
         """Append `events` (the same columns) after everything held."""
         if len(events) == 0:
             return
-        frame = events[self.columns].reset_index(drop=True)
-        changed = {c: t for c, t in self.dtypes.items() if frame[c].dtype != t}
+        arrays = columns_of(events, self.columns)
+        changed = {c: t for c, t in self._dtypes.items() if arrays[c].dtype != t}
         if changed:  # the index's own dtypes, so every window has the same columns whatever fed it
-            frame = frame.astype(changed)
-        self._size += len(frame)
-        # Events a request at a time gather in the tail (one small concat each); a part is indexed once it is full.
-        if self._tail is not None:
-            frame = pd.concat([self._tail, frame], ignore_index=True)
-        if len(frame) < TAIL_ROWS:
-            self._tail = frame
-            return
-        self._tail = None
-        self._parts.append(_Part(frame, self.time, self.keys, self._size - len(frame)))
-        # Merge the newest part into the one before while that one is at most twice its size: few parts to search,
-        # and each event copied a logarithmic number of times, never the whole store every few requests.
-        while len(self._parts) > 1 and len(self._parts[-2].frame) <= 2 * len(self._parts[-1].frame):
-            last, before = self._parts.pop(), self._parts.pop()
-            merged = pd.concat([before.frame, last.frame], ignore_index=True)
-            self._parts.append(_Part(merged, self.time, self.keys, before.start))
+            arrays.update(columns_of(events[list(changed)].astype(changed), list(changed)))
+        start = self._size
+        for c in self.columns:
+            self._values[c].add(arrays[c])
+        self._times.add(_ns(arrays[self.time]))
+        for key in self.keys:
+            values = np.asarray(arrays[key])
+            present = np.flatnonzero(pd.notna(values))
+            self._index[key].add(values[present], present + start)
+        self._size += len(events)
 
     def window(self, rows: pd.DataFrame, days: float, *, before: int | None = None) -> pd.DataFrame:
         """The events a call deciding `rows` may read: those of `rows`' entities, in the `days` before the first
         row's time up to the last row's, among the first `before` events (all when None), oldest first."""
+        found = self.positions(rows, days, before=before)
+        return self.take(found) if len(found) else self.empty()
+
+    def positions(self, rows: pd.DataFrame, days: float, *, before: int | None = None) -> np.ndarray:
+        """The stream positions of `window(rows, days, before=before)`'s events, in its order."""
         if days <= 0 or not self.keys or len(rows) == 0 or self._size == 0:
-            return self.empty()
-        values = {key: pd.unique(rows[key].dropna().to_numpy()) for key in self.keys if key in rows.columns}
-        times = _ns(rows[self.time])
+            return _NONE
+        arrays = columns_of(rows, [self.time, *(k for k in self.keys if k in rows.columns)])
+        times = _ns(arrays[self.time])
         lo, hi = int(times.min()) - int(days * 86_400e9), int(times.max())
-        out = []
-        for part in self._parts:
-            if before is not None and part.start >= before:
-                break
-            mine = part.find(values)
-            if before is not None:
-                mine = mine[mine < before - part.start]
-            mine = mine[(part.times[mine] >= lo) & (part.times[mine] <= hi)]
-            if len(mine):
-                out.append(part.frame.iloc[mine])
-        tail = self._tail
-        if tail is not None and (before is None or before > self._size - len(tail)):
-            hit = np.zeros(len(tail), dtype=bool)
-            for key, wanted in values.items():
-                hit |= tail[key].isin(wanted).to_numpy()
-            if before is not None:
-                hit[max(before - (self._size - len(tail)), 0):] = False
-            times = _ns(tail[self.time])
-            hit &= (times >= lo) & (times <= hi)
-            if hit.any():
-                out.append(tail[hit])
-        if not out:
-            return self.empty()
-        found = pd.concat(out, ignore_index=True) if len(out) > 1 else out[0].reset_index(drop=True)
-        # Oldest first, ties in the order held: the holdout's events join the index after the store's.
-        return found.sort_values(self.time, kind="stable", ignore_index=True)
-
-
-class _Part:
-    """One stretch of events and, per key, its values sorted with the rows they sit in."""
-
-    def __init__(self, frame: pd.DataFrame, time: str, keys: Sequence[str], start: int) -> None:
-        self.frame, self.start = frame, start
-        self.times = _ns(frame[time])
-        self.index = {}
-        for key in keys:
-            column = frame[key]
-            present = np.flatnonzero(column.notna().to_numpy())
-            values = column.to_numpy()[present]
-            order = np.argsort(values, kind="stable")
-            self.index[key] = (values[order], present[order])
-
-    def find(self, values: dict[str, np.ndarray]) -> np.ndarray:
-        """Rows (sorted, unique) whose key equals one of `values[key]` for some key."""
-        found = []
-        for key, wanted in values.items():
-            ordered, rows = self.index[key]
-            if len(wanted) == 0 or len(ordered) == 0:
-                continue
-            try:
-                lo = np.searchsorted(ordered, wanted, side="left")
-                hi = np.searchsorted(ordered, wanted, side="right")
-            except TypeError:  # values of another type than the column's (an int sent for a text id): none match
-                continue
-            found.extend(rows[a:b] for a, b in zip(lo.tolist(), hi.tolist()) if b > a)
+        found: list[np.ndarray] = []
+        for key in self.keys:
+            if key in arrays:
+                values = np.asarray(arrays[key])
+                found += self._index[key].find(values[pd.notna(values)])
         if not found:
-            return np.zeros(0, dtype=np.int64)
-        return np.unique(np.concatenate(found))
+            return _NONE
+        mine = found[0] if len(found) == 1 else np.unique(np.concatenate(found))  # ascending, each once
+        if before is not None:
+            mine = mine[:np.searchsorted(mine, before)]
+        at = self._times.data[mine]
+        keep = (at >= lo) & (at <= hi)
+        mine, at = mine[keep], at[keep]
+        # Oldest first, ties in the order held (positions ascend): the holdout's events join after the store's.
+        return mine[np.argsort(at, kind="stable")]
+
+    def take(self, positions: np.ndarray) -> pd.DataFrame:
+        """The events at `positions` (in that order), as a frame of the index's columns and dtypes."""
+        return pd.DataFrame({c: self._values[c].take(positions) for c in self.columns}, copy=False)
+
+    def column(self, name: str, positions: np.ndarray) -> Any:
+        """Column `name`'s values at `positions` (a numpy or pandas array of its dtype)."""
+        return self._values[name].take(positions)
 
 
-def _ns(times: pd.Series) -> np.ndarray:
-    return times.to_numpy().astype("datetime64[ns]").astype(np.int64)
+class _Buffer:
+    """A numpy array that grows by doubling: appends cost what they add, amortized."""
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.data = np.empty(0, dtype=dtype)
+        self.size = 0
+
+    def add(self, values: np.ndarray) -> None:
+        end = self.size + len(values)
+        if end > len(self.data):
+            grown = np.empty(max(end, 2 * len(self.data), 1024), dtype=self.data.dtype)
+            grown[:self.size] = self.data[:self.size]
+            self.data = grown
+        self.data[self.size:end] = values
+        self.size = end
+
+
+class _Column:
+    """One column's values: a numpy dtype's as they are; a categorical's codes; a masked array's (nullable integer,
+    float or boolean) values and mask; any other extension dtype's as objects, rebuilt with `pd.array`."""
+
+    def __init__(self, dtype: Any) -> None:
+        self.dtype = dtype
+        if isinstance(dtype, np.dtype):
+            self.form, parts = "numpy", [dtype]
+        elif isinstance(dtype, pd.CategoricalDtype):
+            self.form, parts = "codes", [np.dtype(np.int64)]
+        elif isinstance(dtype.construct_array_type(), type) and issubclass(dtype.construct_array_type(), _MASKED):
+            self.form, parts = "masked", [dtype.numpy_dtype, np.dtype(bool)]
+        else:
+            self.form, parts = "objects", [np.dtype(object)]
+        self.parts = [_Buffer(p) for p in parts]
+
+    def add(self, values: Any) -> None:
+        if self.form == "numpy":
+            self.parts[0].add(np.asarray(values, dtype=self.dtype))
+        elif self.form == "codes":
+            if not values.dtype.categories.equals(self.dtype.categories):  # equal dtypes, categories in another order
+                values = pd.Categorical(np.asarray(values, dtype=object), dtype=self.dtype)
+            self.parts[0].add(values.codes)
+        elif self.form == "masked":
+            self.parts[0].add(values._data)
+            self.parts[1].add(values._mask)
+        else:
+            self.parts[0].add(np.asarray(values, dtype=object))
+
+    def take(self, positions: np.ndarray) -> Any:
+        taken = [p.data[positions] for p in self.parts]
+        if self.form == "numpy":
+            return taken[0]
+        if self.form == "codes":
+            return pd.Categorical.from_codes(taken[0], dtype=self.dtype)
+        if self.form == "masked":
+            return self.dtype.construct_array_type()(taken[0], taken[1])
+        return pd.array(taken[0], dtype=self.dtype)
+
+
+_MASKED = (pd.arrays.IntegerArray, pd.arrays.FloatingArray, pd.arrays.BooleanArray)
+
+
+class _KeyIndex:
+    """One history key: each value (as a plain Python value, so an equal value of another type finds it) mapped to
+    the ascending stream positions of its events. Positions added a few at a time gather in a list per value and
+    join the value's array once the list is a quarter of it, so each is copied a bounded number of times."""
+
+    def __init__(self) -> None:
+        self.held: dict[Any, np.ndarray] = {}
+        self.recent: dict[Any, list[int]] = {}
+
+    def add(self, values: np.ndarray, positions: np.ndarray) -> None:
+        if len(values) < 64:
+            held, recent = self.held, self.recent
+            for value, at in zip(_plain(values), positions.tolist()):
+                try:
+                    pending = recent.setdefault(value, [])
+                except TypeError:  # an unhashable value (a list in an object column) matches nothing
+                    continue
+                pending.append(at)
+                if len(pending) >= 32:
+                    base = held.get(value)
+                    if base is None or len(pending) * 4 >= len(base):
+                        self._settle(value)
+            return
+        try:
+            order = np.argsort(values, kind="stable")
+        except TypeError:  # values that do not sort together: one at a time
+            for lo in range(0, len(values), 32):
+                self.add(values[lo:lo + 32], positions[lo:lo + 32])
+            return
+        ordered, at = values[order], positions[order]
+        cuts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
+        held, recent = self.held, self.recent
+        for value, group in zip(_plain(ordered[np.concatenate([[0], cuts]).astype(np.int64)]), np.split(at, cuts)):
+            try:
+                base, pending = held.get(value), recent.pop(value, None)
+            except TypeError:
+                continue
+            parts = [p for p in (base, None if pending is None else np.array(pending, dtype=np.int64)) if p is not None]
+            held[value] = np.concatenate([*parts, group]) if parts else group
+
+    def _settle(self, value: Any) -> None:
+        pending = np.array(self.recent.pop(value), dtype=np.int64)
+        base = self.held.get(value)
+        self.held[value] = pending if base is None else np.concatenate([base, pending])
+
+    def find(self, wanted: np.ndarray) -> list[np.ndarray]:
+        """Per value of `wanted` that is held, the arrays of its positions (each ascending)."""
+        out, values = [], _plain(wanted)
+        try:
+            values = list(dict.fromkeys(values))  # each value once
+        except TypeError:
+            pass
+        for value in values:
+            try:
+                base, pending = self.held.get(value), self.recent.get(value)
+            except TypeError:
+                continue
+            if base is not None:
+                out.append(base)
+            if pending:
+                out.append(np.array(pending, dtype=np.int64))
+        return out
+
+
+def _plain(values: np.ndarray) -> list:
+    """Key values as Python values (times as integer ns, whatever their unit), the form the index is keyed by."""
+    values = np.asarray(values)
+    if values.dtype.kind in "mM":
+        values = values.astype(f"{values.dtype.kind}8[ns]").view(np.int64)
+    return values.tolist()
+
+
+_NONE = np.zeros(0, dtype=np.int64)
+
+
+def _ns(times: Any) -> np.ndarray:
+    """A time column (Series or array) as integer ns."""
+    return np.asarray(times).astype("datetime64[ns]").astype(np.int64)
+
+
+def columns_of(frame: pd.DataFrame, names: Sequence[str]) -> dict[str, Any]:
+    """Columns `names` of `frame` as arrays (numpy where numpy holds the dtype, else the pandas array): what
+    `frame[name].array` holds, taken in one step (each `frame[name]` builds a Series, tens of microseconds)."""
+    try:
+        where = [frame.columns.get_loc(name) for name in names]
+        if all(type(i) is int for i in where):  # unique names
+            arrays = [frame._mgr.iget_values(i) for i in where]  # pandas' internals: the public way otherwise
+            if all(len(a) == len(frame) for a in arrays):
+                return dict(zip(names, arrays))
+    except (AttributeError, TypeError):
+        pass
+    out = {name: frame[name].array for name in names}
+    return {name: a.to_numpy() if isinstance(a, pd.arrays.NumpyExtensionArray) else a for name, a in out.items()}

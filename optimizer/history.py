@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
-from domains.history import History, lookback
+from domains.history import History, columns_of, lookback
 from optimizer.errors import RatchetError
 
 FILE = "history.duckdb"
@@ -66,6 +67,7 @@ class EventStore:
         self._ids: set[str] | None = None
         self._log_path = self.path.with_name(LOG)
         self._pending: list[pd.DataFrame] = []
+        self._pending_rows = 0
         self._log_fd = -1
         try:
             self._recover()
@@ -93,7 +95,7 @@ class EventStore:
         """Move the logged events into DuckDB (one transaction), then empty the log."""
         if self._pending:
             self._write(pd.concat(self._pending, ignore_index=True))
-            self._pending = []
+            self._pending, self._pending_rows = [], 0
             os.ftruncate(self._log_fd, 0)
 
     def _recover(self) -> None:
@@ -158,24 +160,31 @@ class EventStore:
 
     def held(self, ids: pd.Series) -> pd.Series:
         """Per id, whether an event with it is already held."""
+        return pd.Series(self._held(ids.array), index=ids.index, dtype=bool)
+
+    def _held(self, ids: Any) -> np.ndarray:
         if self._ids is None:
             self._ids = set(self.con.execute(f'SELECT "{self.id}" FROM events').df()[self.id].astype(str))
         known = self._ids
-        return pd.Series([i in known for i in ids.astype(str)], index=ids.index, dtype=bool)
+        return np.fromiter((i in known for i in _texts(ids)), dtype=bool, count=len(ids))
 
     def append(self, events: pd.DataFrame) -> pd.DataFrame:
         """Append the events not held yet (on disk when it returns: logged, then in DuckDB by the batch); returns
         them."""
-        new = events[~self.held(events[self.id]).to_numpy()][self.columns]
+        held = self._held(columns_of(events, [self.id])[self.id])
+        new = events[~held] if held.any() else events
+        if list(new.columns) != self.columns:
+            new = new[self.columns]
         if len(new):
             line = new.to_json(orient="records", date_format="iso", date_unit="ns").encode() + b"\n"
             view = memoryview(line)
             while view:
                 view = view[os.write(self._log_fd, view):]
             assert self._ids is not None
-            self._ids.update(new[self.id].astype(str))
+            self._ids.update(_texts(columns_of(new, [self.id])[self.id]))
             self._pending.append(new)
-            if sum(len(p) for p in self._pending) >= FLUSH_ROWS:
+            self._pending_rows += len(new)
+            if self._pending_rows >= FLUSH_ROWS:
                 self.flush()
         return new
 
@@ -201,9 +210,11 @@ class LiveHistory:
         days = lookback(source)
         if days <= 0:
             return None
-        found = self.past.window(rows, days)
-        key = self.store.id
-        return found[~found[key].isin(rows[key])].reset_index(drop=True) if len(found) else found
+        past, key = self.past, self.store.id
+        found = past.positions(rows, days)
+        if len(found):  # a retry's event is held: it does not read itself
+            found = found[~_isin(past.column(key, found), columns_of(rows, [key])[key], past.dtypes[key])]
+        return past.take(found) if len(found) else past.empty()
 
     def record(self, rows: pd.DataFrame) -> None:
         """Append the rows not held yet, durably, and to the index."""
@@ -217,6 +228,21 @@ def sealed_events(ctx: Any, store: EventStore) -> pd.DataFrame:
     """The holdout's events (canaries left out) as history holds them: they precede every live event, and a policy
     deciding one reads them as `ratchet serve` would have, had it served them; they stay out of history.duckdb."""
     return ctx.domain.policy_view(ctx.holdout, with_label=False)[store.columns]
+
+
+def _texts(ids: Any) -> list[str]:
+    """The ids (an array) as the held set knows them, `Series.astype(str)`; plain integers' text directly."""
+    if isinstance(ids, np.ndarray) and ids.dtype.kind in "iu":
+        return [str(i) for i in ids.tolist()]
+    return pd.Series(ids, copy=False).astype(str).tolist()
+
+
+def _isin(held: Any, ids: Any, dtype: Any) -> np.ndarray:
+    """`Series(held).isin(ids)` as a boolean array; numpy's own for integers on both sides (the same answer)."""
+    if isinstance(held, np.ndarray) and isinstance(ids, np.ndarray) and held.dtype.kind in "iu" \
+            and ids.dtype.kind in "iu":
+        return np.isin(held, ids)
+    return pd.Series(held, dtype=dtype, copy=False).isin(pd.Series(ids, copy=False)).to_numpy()
 
 
 def _first_line(exc: BaseException) -> str:
