@@ -20,6 +20,7 @@ from domains.contract import Decisions, Domain, ScoreReport
 from domains.history import History, declared
 
 TRAIN_SHARE = 0.6  # the first 60 % of rows (by time) train the baseline and the scorer; the rest is scored
+MAX_NEWCOMERS = 0.1  # share of a continued world's events by entities the generated frame never had
 MAX_TRACE_BYTES = 200_000  # a trace is read by proposers: it must stay small whatever the row count
 
 
@@ -157,6 +158,34 @@ def check_generate_deterministic(domain: Domain, data: ConformanceData) -> None:
     _expect(not missing, f"generated data lacks declared column(s) {missing}; generate them or fix `columns`")
     _expect(frame[cols.id].is_unique, f"ids in {cols.id!r} are not unique; number the rows")
     _expect(frame[cols.time].is_monotonic_increasing, f"generated data is not sorted by {cols.time!r}; sort it")
+
+
+@_check
+def check_world_continues(domain: Domain, data: ConformanceData) -> None:
+    """`continue_population`, where a domain has it, gives later events of the same world: reproducible from its
+    seeds, in the window asked for, sorted, with the generated frame's columns and types, and nearly all of its
+    events by entities (the history keys) the generated frame has, so a policy's history of them carries on."""
+    cols, frame = domain.columns, data.frame
+    start = frame[cols.time].max().floor("D") + pd.Timedelta(days=1)
+    later = domain.continue_population(data.seed, data.size, start=start, days=7, live_seed=1)
+    if later is None:
+        return  # `ratchet events` draws a new world, with entity ids of its own
+    _expect(len(later) > 0, "continue_population gave no event in 7 days; draw at the generated daily volume")
+    again = domain.continue_population(data.seed, data.size, start=start, days=7, live_seed=1)
+    _expect(again.equals(later), "continue_population gave different frames for the same seeds; draw every random "
+                                 "number from seed and live_seed")
+    other = domain.continue_population(data.seed, data.size, start=start, days=7, live_seed=2)
+    _expect(not other.equals(later), "continue_population gave the same frame for another live_seed; use it")
+    times = later[cols.time]
+    _expect(times.is_monotonic_increasing and times.min() >= start and times.max() < start + pd.Timedelta(days=7),
+            f"continue_population's times are not sorted within [{start}, +7 days); draw them from `start`")
+    _expect(list(later.columns) == list(frame.columns) and later.dtypes.equals(frame.dtypes),
+            "continue_population's columns or dtypes differ from generate()'s; build both with the same code")
+    # A few newcomers are a world going on; mostly strangers under the generated ids would be another world.
+    strangers = {k: f"{share:.0%}" for k in cols.history_keys
+                 if (share := float((~later[k].isin(frame[k])).mean())) > MAX_NEWCOMERS}
+    _expect(not strangers, f"continue_population's events are mostly by entities generate() never drew ({strangers} "
+                           "of them); continue its population, or return None to let `ratchet events` draw a new world")
 
 
 @_check

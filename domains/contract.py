@@ -173,6 +173,13 @@ class Domain(abc.ABC):
     def generate(self, seed: int, size: int) -> pd.DataFrame:
         """Seeded synthetic data of about `size` rows, sorted by time."""
 
+    def continue_population(self, seed: int, size: int, *, start: pd.Timestamp, days: float,
+                            live_seed: int) -> pd.DataFrame | None:
+        """Later events of the world `generate(seed, size)` drew: the same entities (ids, profiles), `days` days from
+        `start`, drawn with `live_seed`, sorted by time; their ids may repeat the generated ones (the caller renumbers
+        them). None (the default) when the domain cannot continue its world: `ratchet events` then draws a new one."""
+        return None
+
     @abc.abstractmethod
     def load(self, file: Path, mapping: Mapping[str, str], reading: Any = None) -> pd.DataFrame:
         """Read a user's CSV/Parquet and map its columns onto the domain's names; `reading` (a

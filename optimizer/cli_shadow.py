@@ -165,12 +165,33 @@ def report(
                     else f"  the challenger is not shown not worse for any {name} from {lo:g} to {hi:g} times the "
                          f"configured {c['configured']:g}")
             out.print(said, markup=False)
+        _live(f.get("live_metrics"))
         for role, lat in f["latency_ms"].items():
             out.print(f"  {role} latency p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms", markup=False)
         for reason in result.reasons:
             out.print(f"  - {reason}", markup=False)
     _next(report_next(str(workspace), trial, result.status, result.figures), as_json)
     raise typer.Exit(result.exit_code)
+
+
+def _live(live: dict | None) -> None:
+    """Each policy's metrics on the live events (the unbiased sample, with its interval) beside its dev figure."""
+    if not live:
+        return
+    if not live.get("sample"):
+        out.print(f"  live metrics {live['note']}", markup=False)
+        return
+    out.print(f"  live metrics on {live['events']:,} events ({live['sample']}), {live['confidence']:.0%} bootstrap "
+              "interval, beside each policy's dev figure:", markup=False)
+    number = lambda v: "n/a" if v is None else f"{v:.4g}"  # noqa: E731
+    for name in live.get("champion", {}):
+        said = []
+        for role in ("champion", "challenger"):
+            m = live.get(role, {}).get(name)
+            if m is not None:
+                interval = f" ({number(m['low'])} to {number(m['high'])})" if m["low"] is not None else ""
+                said.append(f"{role} {number(m['value'])}{interval}, dev {number(m['dev'])}")
+        out.print(f"    {name}: " + "; ".join(said), markup=False)
 
 
 def report_next(workspace: str, trial: str, status: str, figures: dict) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -46,41 +47,73 @@ REQUIRED_KEYS = ("label", "time", "amount")
 
 
 # --- generator --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Population:
+    """Who transacts where: customer profiles and the terminals within reach of each (CSR lists)."""
+
+    mean_amount: np.ndarray
+    rate: np.ndarray  # transactions per day
+    n_terminals: int
+    starts: np.ndarray
+    flat: np.ndarray
+
+
 def generate(seed: int, size: int = 300_000) -> pd.DataFrame:
     """About `size` transactions over DAYS days from START, sorted by time; deterministic in `seed`."""
     if size < 1:
         raise RatchetError(f"generate: size must be a positive row count; got {size!r}.")
     rng = np.random.default_rng(seed)
+    return _transactions(rng, _population(rng, size), START, DAYS)
+
+
+def continue_population(seed: int, size: int, *, start: pd.Timestamp, days: float, live_seed: int) -> pd.DataFrame:
+    """Later transactions of the population `generate(seed, size)` drew: the same customers (profiles, ids) and
+    terminals, `days` days from `start`, drawn with `live_seed`. Compromises run as in steady state from the first
+    day (some began before `start`), so the fraud rate does not ramp up."""
+    population = _population(np.random.default_rng(seed), size)
+    rng = np.random.default_rng([seed, live_seed, 0xC0])
+    frame = _transactions(rng, population, np.datetime64(pd.Timestamp(start).to_datetime64(), "ns"),
+                          int(np.ceil(days)), warm=True)
+    return frame[frame["ts"] < pd.Timestamp(start) + pd.Timedelta(days=days)].reset_index(drop=True)
+
+
+def _population(rng: np.random.Generator, size: int) -> Population:
     mean_amount, rate, cust_xy = _customers(rng, size)
-    n_cust = len(rate)
-    n_term = max(TERMINALS_PER_CUSTOMER * n_cust, MIN_TERMINALS)
+    n_term = max(TERMINALS_PER_CUSTOMER * len(rate), MIN_TERMINALS)
     term_xy = rng.uniform(0.0, GRID, size=(n_term, 2))
     starts, flat = _reachable_terminals(cust_xy, term_xy)
+    return Population(mean_amount, rate, n_term, starts, flat)
 
-    counts = rng.poisson(np.repeat(rate, DAYS)).reshape(n_cust, DAYS)
+
+def _transactions(rng: np.random.Generator, pop: Population, start: np.datetime64, days: int, *,
+                  warm: bool = False) -> pd.DataFrame:
+    """The population's transactions over `days` days from `start`; `warm`: compromises may have begun before."""
+    mean_amount, rate, n_term = pop.mean_amount, pop.rate, pop.n_terminals
+    n_cust = len(rate)
+    counts = rng.poisson(np.repeat(rate, days)).reshape(n_cust, days)
     cust = np.repeat(np.arange(n_cust), counts.sum(axis=1))
-    day = np.repeat(np.tile(np.arange(DAYS), n_cust), counts.ravel())
+    day = np.repeat(np.tile(np.arange(days), n_cust), counts.ravel())
     n = len(cust)
     seconds = _seconds_of_day(rng, n)
     amount = rng.normal(mean_amount[cust], mean_amount[cust] / 2)
     negative = amount < 0
     # The handbook redraws a negative amount uniformly on (0, 2 x mean).
     amount[negative] = rng.uniform(0.0, 2 * mean_amount[cust[negative]])
-    n_reach = np.diff(starts)
-    term = flat[starts[cust] + (rng.random(n) * n_reach[cust]).astype(np.int64)]
+    n_reach = np.diff(pop.starts)
+    term = pop.flat[pop.starts[cust] + (rng.random(n) * n_reach[cust]).astype(np.int64)]
 
     scenario = np.zeros(n, dtype=np.int8)
     scenario[amount > LARGE_AMOUNT] = 1
-    hit_terminal = _compromised(rng, n_term, TERMINAL_COMPROMISE_RATE, TERMINAL_WINDOW)[term, day]
+    hit_terminal = _compromised(rng, n_term, TERMINAL_COMPROMISE_RATE, TERMINAL_WINDOW, days, warm)[term, day]
     scenario[hit_terminal] = 2
-    hit_customer = _compromised(rng, n_cust, CUSTOMER_COMPROMISE_RATE, CUSTOMER_WINDOW)[cust, day]
+    hit_customer = _compromised(rng, n_cust, CUSTOMER_COMPROMISE_RATE, CUSTOMER_WINDOW, days, warm)[cust, day]
     stolen = hit_customer & (rng.random(n) < CUSTOMER_FRAUD_SHARE)
     scenario[stolen] = 3
     amount[stolen] *= AMOUNT_FACTOR
     # Cents, and never zero (the handbook's amounts are purchases; imported data may hold 0.00 verifications).
     amount = np.maximum(np.round(amount, 2), 0.01)
 
-    ts = START + (day.astype(np.int64) * DAY_SECONDS + seconds) * np.timedelta64(1, "s")
+    ts = start + (day.astype(np.int64) * DAY_SECONDS + seconds) * np.timedelta64(1, "s")
     del day, seconds, negative, hit_terminal, hit_customer, stolen
     order = np.lexsort((np.arange(n), ts))  # time first; generation order breaks ties
     # Each column is put in time order and its unordered source dropped at once, and the frame takes the arrays
@@ -148,15 +181,18 @@ def _seconds_of_day(rng: np.random.Generator, n: int) -> np.ndarray:
     return seconds.astype(np.int64)
 
 
-def _compromised(rng: np.random.Generator, n_entities: int, rate: float, window: int) -> np.ndarray:
-    """Entity x day mask: compromised on day d means every day in [d, d + window) is hit."""
-    events = rng.poisson(rate * n_entities * DAYS)
+def _compromised(rng: np.random.Generator, n_entities: int, rate: float, window: int, days: int,
+                 warm: bool = False) -> np.ndarray:
+    """Entity x day mask: compromised on day d means every day in [d, d + window) is hit. `warm`: compromises also
+    begin in the `window` days before day 0, as they would have in a stream that started earlier."""
+    before = window if warm else 0
+    events = rng.poisson(rate * n_entities * (days + before))
     who = rng.integers(0, n_entities, size=events)
-    when = rng.integers(0, DAYS, size=events)
-    delta = np.zeros((n_entities, DAYS + window), dtype=np.int32)
+    when = rng.integers(0, days + before, size=events)  # day `when - before`
+    delta = np.zeros((n_entities, days + before + window), dtype=np.int32)
     np.add.at(delta, (who, when), 1)
     np.add.at(delta, (who, when + window), -1)
-    return np.cumsum(delta, axis=1)[:, :DAYS] > 0
+    return np.cumsum(delta, axis=1)[:, before:before + days] > 0
 
 
 # --- importer ---------------------------------------------------------------------------------

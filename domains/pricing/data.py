@@ -50,7 +50,20 @@ def generate(seed: int, size: int = 100_000) -> pd.DataFrame:
     if size < 1:
         raise RatchetError(f"generate: size must be a positive row count; got {size!r}.")
     rng = np.random.default_rng(seed)
-    n = int(size)
+    return _offers(rng, _population(rng, int(size)), int(size), START, DAYS)
+
+
+def continue_population(seed: int, size: int, *, start: pd.Timestamp, days: float, live_seed: int) -> pd.DataFrame:
+    """Later offers to the population `generate(seed, size)` drew (the same customers and products), at its daily
+    volume, `days` days from `start`, drawn with `live_seed`."""
+    population = _population(np.random.default_rng(seed), int(size))
+    n = int(np.random.default_rng([seed, live_seed, 0xD0]).poisson(size / DAYS * days))
+    return _offers(np.random.default_rng([seed, live_seed, 0xC0]), population, max(n, 1),
+                   np.datetime64(pd.Timestamp(start).to_datetime64(), "ns"), days)
+
+
+def _population(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Customers (segment, region, loyalty, protected group) and products (reference price, cost share)."""
     n_cust = max(50, n // 8)
     cust_segment = rng.choice(len(SEGMENTS), size=n_cust, p=SEGMENT_SHARE)
     cust_region = rng.integers(0, len(REGIONS), size=n_cust)
@@ -60,11 +73,18 @@ def generate(seed: int, size: int = 100_000) -> pd.DataFrame:
     cust_group = np.where(rng.random(n_cust) < p_protected, "B", "A")
     ref = np.round(rng.lognormal(np.log(40.0), 0.7, size=N_PRODUCTS), 2) + 1.0
     cost_share = rng.uniform(0.45, 0.7, size=N_PRODUCTS)
+    return {"segment": cust_segment, "region": cust_region, "loyalty": cust_loyalty, "group": cust_group,
+            "ref": ref, "cost_share": cost_share}
 
-    cust = rng.integers(0, n_cust, size=n)
+
+def _offers(rng: np.random.Generator, pop: dict[str, np.ndarray], n: int, start: np.datetime64,
+            days: float) -> pd.DataFrame:
+    cust_segment, cust_region, cust_loyalty, cust_group = pop["segment"], pop["region"], pop["loyalty"], pop["group"]
+    ref, cost_share = pop["ref"], pop["cost_share"]
+    cust = rng.integers(0, len(cust_segment), size=n)
     product = rng.integers(0, N_PRODUCTS, size=n)
-    seconds = rng.integers(0, DAYS * DAY_SECONDS, size=n)
-    ts = START + seconds * np.timedelta64(1, "s")
+    seconds = rng.integers(0, int(days * DAY_SECONDS), size=n)
+    ts = start + seconds * np.timedelta64(1, "s")
     order = np.lexsort((np.arange(n), ts))
     cust, product, ts = cust[order], product[order], ts[order]
     channel = rng.choice(len(CHANNELS), size=n, p=CHANNEL_SHARE)

@@ -86,6 +86,12 @@ class RoutingDomain(Domain):
 
         return generate(seed, size)
 
+    def continue_population(self, seed: int, size: int, *, start: pd.Timestamp, days: float,
+                            live_seed: int) -> pd.DataFrame:
+        from .data import continue_population
+
+        return continue_population(seed, size, start=start, days=days, live_seed=live_seed)
+
     def load(self, file: Path, mapping: Mapping[str, str], reading: TimeReading | None = None) -> pd.DataFrame:
         from .importer import load
 

@@ -42,16 +42,29 @@ def generate(seed: int, size: int = 20_000) -> pd.DataFrame:
     """About `size` tickets at TICKETS_PER_DAY from START, sorted by time; deterministic in `seed`."""
     if size < 1:
         raise RatchetError(f"generate: size must be a positive row count; got {size!r}.")
-    rng = np.random.default_rng(seed)
-    n = int(size)
-    ts = _arrivals(rng, n)
+    return _tickets(np.random.default_rng(seed), int(size), customers=max(50, int(size) // 4), start=START)
+
+
+def continue_population(seed: int, size: int, *, start: pd.Timestamp, days: float, live_seed: int) -> pd.DataFrame:
+    """Later tickets from the customers who wrote in `generate(seed, size)`, at TICKETS_PER_DAY, `days` days from
+    `start` (a whole number of days, so the daily rhythm holds), drawn with `live_seed`."""
+    n = max(1, int(round(TICKETS_PER_DAY * days)))
+    customers = np.unique(generate(seed, size)["customer_id"].to_numpy())  # those who wrote in before
+    frame = _tickets(np.random.default_rng([seed, live_seed, 0xC0]), n, customers=customers,
+                     start=np.datetime64(pd.Timestamp(start).to_datetime64(), "ns"))
+    return frame[frame["ts"] < pd.Timestamp(start) + pd.Timedelta(days=days)].reset_index(drop=True)
+
+
+def _tickets(rng: np.random.Generator, n: int, *, customers: int | np.ndarray, start: np.datetime64) -> pd.DataFrame:
+    """`n` tickets from `start`; `customers`: how many ids to draw from (0 up), or the ids themselves."""
+    ts = _arrivals(rng, n, start)
     names = list(ISSUES)
     share = np.array([ISSUES[k][1] for k in names])
     issue = rng.choice(len(names), size=n, p=share / share.sum())
     # An outage burst: a few windows where outage tickets crowd in.
     days = max(1, int(np.ceil(n / TICKETS_PER_DAY)))
-    for start in rng.uniform(0, days, size=max(1, days // 10)):
-        hit = (np.abs((ts - START) / np.timedelta64(1, "D") - start) < 0.08) & (rng.random(n) < 0.6)
+    for burst in rng.uniform(0, days, size=max(1, days // 10)):
+        hit = (np.abs((ts - start) / np.timedelta64(1, "D") - burst) < 0.08) & (rng.random(n) < 0.6)
         issue[hit] = names.index("outage")
     tier = rng.choice(3, size=n, p=(0.6, 0.3, 0.1))
     is_outage = issue == names.index("outage")
@@ -63,7 +76,8 @@ def generate(seed: int, size: int = 20_000) -> pd.DataFrame:
     return pd.DataFrame({
         "ticket_id": np.arange(n, dtype=np.int64),
         "ts": ts,
-        "customer_id": rng.integers(0, max(50, n // 4), size=n).astype(np.int64),
+        "customer_id": (rng.integers(0, customers, size=n) if isinstance(customers, int) else
+                        rng.choice(customers, size=n)).astype(np.int64),
         "channel": pd.array(np.array(CHANNELS)[rng.choice(4, size=n, p=(0.4, 0.3, 0.1, 0.2))], dtype="string"),
         "tier": pd.array(np.array(TIERS)[tier], dtype="string"),
         "product": pd.array(np.array(PRODUCTS)[rng.integers(0, 3, size=n)], dtype="string"),
@@ -76,16 +90,17 @@ def generate(seed: int, size: int = 20_000) -> pd.DataFrame:
     })
 
 
-def _arrivals(rng: np.random.Generator, n: int) -> np.ndarray:
+def _arrivals(rng: np.random.Generator, n: int, start: np.datetime64) -> np.ndarray:
     """Arrival times with a daily peak around midday and quieter weekends."""
     days = max(1, int(np.ceil(n / TICKETS_PER_DAY)))
     hours = np.arange(days * 24)
     daily = 0.35 + np.exp(-0.5 * ((hours % 24 - 13.0) / 3.5) ** 2) * 1.6
-    weekly = np.where((hours // 24) % 7 >= 5, 0.5, 1.0)
+    monday = pd.Timestamp(start).dayofweek  # 0 from START, a Monday
+    weekly = np.where((hours // 24 + monday) % 7 >= 5, 0.5, 1.0)
     weight = daily * weekly
     hour = rng.choice(len(hours), size=n, p=weight / weight.sum())
     seconds = hour * 3600 + rng.integers(0, 3600, size=n)
-    return np.sort(START + seconds * np.timedelta64(1, "s"))
+    return np.sort(start + seconds * np.timedelta64(1, "s"))
 
 
 def _texts(rng: np.random.Generator, issue: np.ndarray, names: list[str]) -> tuple[list[str], list[str]]:

@@ -1,5 +1,7 @@
 """`ratchet events`: live events that follow the sealed holdout in time, from the domain's generator, and their
-outcomes, each with the time it becomes known.
+outcomes, each with the time it becomes known. A generated workspace's events continue its own world: the same
+customers and terminals with the same habits, days later, so the history a policy reads carries on as it would in
+production (a policy's live metrics then estimate its holdout metrics, which a test holds it to).
 
 The events file holds what a policy may see (the decision-time view: no label, no outcome-only column); the
 outcomes file holds, per event id, the label, the outcome-only columns, `known_at` and `reviewed` (whether a
@@ -21,6 +23,7 @@ from optimizer.errors import RatchetError
 from optimizer.user_columns import renames
 
 DAY = pd.Timedelta(days=1)
+MAX_DAYS = 366  # a year of live events per file at most; generate the next period with another --seed
 
 
 @dataclass(frozen=True)
@@ -32,38 +35,32 @@ class GeneratedEvents:
 
 
 def generate_events(ctx, *, days: float, seed: int, synthetic: bool = False) -> GeneratedEvents:
-    """About `days` days of events at the workspace's daily volume, starting just after its holdout ends. An imported
-    workspace is refused unless `synthetic` (the built-in generator knows nothing of the user's data)."""
+    """About `days` days of events starting just after the workspace's holdout ends. A generated workspace's events
+    continue its own world (the same customers, terminals and profiles, so their history carries on); an imported
+    workspace is refused unless `synthetic` (the built-in generator knows nothing of the user's data: its events
+    then come from a new world whose entities get ids of their own)."""
     if ctx.config.data.source == "file" and not synthetic:
         raise RatchetError(f"{ctx.ws.root}: this workspace was initialised from {ctx.config.data.file}; there is no "
                            "generator for your data: send your own events, or pass --synthetic to generate the "
                            f"built-in {ctx.domain.name} domain's events.")
-    if not days > 0:
-        raise RatchetError(f"--days {days!r}: give a positive number of days.")
+    if not days > 0 or days > MAX_DAYS:
+        raise RatchetError(f"--days {days!r}: give a positive number of days, at most {MAX_DAYS}.")
     cols, shadow = ctx.domain.columns, ctx.domain.shadow
-    seen = pd.concat([ctx.train[cols.time], ctx.dev[cols.time], ctx.holdout[cols.time]])
-    frame = ctx.domain.generate(seed, len(seen))  # the workspace's volume over the generator's own span
-    span_start, span = frame[cols.time].min(), (frame[cols.time].max() - frame[cols.time].min()) / DAY
-    if days > span:
-        raise RatchetError(f"--days {days:g}: the {ctx.domain.name} generator covers {span:.0f} days at most; ask for "
-                           "fewer and generate the next period with another --seed.")
-    window = frame[frame[cols.time] < span_start + days * DAY].reset_index(drop=True)
     start = ctx.holdout_all[cols.time].max().floor("D") + DAY  # the next midnight, strictly after the sealed data
-    window[cols.time] = window[cols.time] - span_start + start
+    window = None
+    if ctx.config.data.source != "file":
+        window = ctx.domain.continue_population(ctx.config.data.seed, ctx.config.data.rows, start=start, days=days,
+                                                live_seed=seed)
+    if window is None:
+        window = _new_world(ctx, days=days, seed=seed, start=start)
+    if not len(window):
+        raise RatchetError(f"--days {days:g}: no {ctx.domain.name} event falls in that time; ask for more days.")
     # Ids of the new events must not collide with those the workspace has seen.
     if pd.api.types.is_integer_dtype(ctx.dev[cols.id]):
         first = max(int(f[cols.id].max()) for f in (ctx.train, ctx.dev, ctx.holdout_all)) + 1
         window[cols.id] = np.arange(first, first + len(window), dtype=ctx.dev[cols.id].dtype)
     else:
         window[cols.id] = [f"ev-{seed}-{i:08d}" for i in range(len(window))]
-    # The generator draws a new population: its customer 87 is not the workspace's customer 87. Its entities get
-    # ids of their own, or a policy would read another customer's history as theirs.
-    for key in {*cols.history_keys, *([cols.entity] if cols.entity else [])} & set(window.columns):
-        if pd.api.types.is_integer_dtype(window[key]):
-            offset = max(int(f[key].max()) for f in (ctx.train, ctx.dev, ctx.holdout_all)) + 1
-            window[key] = (window[key] + offset).astype(window[key].dtype)
-        else:
-            window[key] = window[key].astype(str).radd(f"ev-{seed}-").astype(window[key].dtype)
     rng = np.random.default_rng([seed, 0x5EED])
     label = window[cols.label].to_numpy()
     positive = label.astype(float) > 0 if pd.api.types.is_numeric_dtype(window[cols.label]) else np.ones(len(window), bool)
@@ -75,6 +72,28 @@ def generate_events(ctx, *, days: float, seed: int, synthetic: bool = False) -> 
                              "reviewed": rng.random(len(window)) < shadow.review_share, "extra": extra})
     events = ctx.domain.policy_view(window, with_label=False).reset_index(drop=True)
     return GeneratedEvents(events, outcomes, start, window[cols.time].max())
+
+
+def _new_world(ctx, *, days: float, seed: int, start: pd.Timestamp) -> pd.DataFrame:
+    """`days` days of a world the generator draws anew (seed `seed`) at the workspace's volume, moved to `start`. Its
+    customer 87 is not the workspace's customer 87: its entities get ids of their own, or a policy would read another
+    customer's history as theirs."""
+    cols = ctx.domain.columns
+    seen = len(ctx.train) + len(ctx.dev) + len(ctx.holdout)
+    frame = ctx.domain.generate(seed, seen)  # the workspace's volume over the generator's own span
+    span_start, span = frame[cols.time].min(), (frame[cols.time].max() - frame[cols.time].min()) / DAY
+    if days > span:
+        raise RatchetError(f"--days {days:g}: the {ctx.domain.name} generator covers {span:.0f} days at most; ask for "
+                           "fewer and generate the next period with another --seed.")
+    window = frame[frame[cols.time] < span_start + days * DAY].reset_index(drop=True)
+    window[cols.time] = window[cols.time] - span_start + start
+    for key in {*cols.history_keys, *([cols.entity] if cols.entity else [])} & set(window.columns):
+        if pd.api.types.is_integer_dtype(window[key]):
+            offset = max(int(f[key].max()) for f in (ctx.train, ctx.dev, ctx.holdout_all)) + 1
+            window[key] = (window[key] + offset).astype(window[key].dtype)
+        else:
+            window[key] = window[key].astype(str).radd(f"ev-{seed}-").astype(window[key].dtype)
+    return window
 
 
 def write_frame(frame: pd.DataFrame, path: Path) -> None:

@@ -22,6 +22,7 @@ from optimizer import __version__ as VERSION
 from optimizer.errors import RatchetError
 from optimizer.runner import exclusive
 from optimizer.shadow import compare
+from optimizer.shadow.live import live_metrics
 from optimizer.shadow.trial import store_of, trial_dir
 
 EXIT = {"passed": 0, "failed": 1, "pending": 3}
@@ -62,8 +63,10 @@ def build_report(path: Path, trial: str, *, accept_drift: str | None = None, rec
     return result
 
 
-def compute(ctx, trial: str, started: dict, *, accept_drift: str | None = None, batches: int | None = None) -> Report:
-    """The report of `trial` on the outcomes of its first `batches` batches (all: None); writes nothing."""
+def compute(ctx, trial: str, started: dict, *, accept_drift: str | None = None, batches: int | None = None,
+            live: bool = True) -> Report:
+    """The report of `trial` on the outcomes of its first `batches` batches (all: None); writes nothing. `live`:
+    with each policy's live metrics (a bootstrap; a replay of the verdict leaves them out)."""
     store = store_of(ctx)
     cols, shadow, cfg = ctx.domain.columns, ctx.domain.shadow, ctx.config.shadow
     events = pd.read_parquet(trial_dir(ctx, trial) / "events.parquet")
@@ -101,6 +104,9 @@ def compute(ctx, trial: str, started: dict, *, accept_drift: str | None = None, 
                     "REASON to acknowledge it")
     figures["drift_accepted"] = accept_drift or None
     figures["interim"] = compare.interim(pair)
+    if live and shadow.measurable:  # beside each policy's offline figures; not read by the verdict
+        figures["live_metrics"] = live_metrics(ctx, events, outcomes, pair, decided,
+                                                {role: started[role] for role in decided})
     if not shadow.measurable:
         hard.append(f"the primary metric is not measurable in shadow for {ctx.domain.name}: {shadow.why}")
         return _verdict(trial, "failed", hard, figures)
@@ -311,6 +317,9 @@ def _record(ctx, result: Report, started: dict, entries: list) -> None:
                            primary_upper_bound=primary["upper_bound"])
         for role, lat in f["latency_ms"].items():
             metrics.update({f"{role}_latency_p50_ms": lat["p50"], f"{role}_latency_p99_ms": lat["p99"]})
+        for role in ("champion", "challenger"):
+            metrics.update({f"{role}_live_{name}": m["value"]
+                            for name, m in f.get("live_metrics", {}).get(role, {}).items()})
         tracker.mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)},
                                    step=number)
         tracker.mlflow.set_tag("ratchet.status", result.status)
@@ -334,7 +343,8 @@ def replay_looks(ctx, trial: str, entries: list, *, last_only: bool = False, aft
         at.config = ctx.config.model_copy(update={
             "shadow": ctx.config.shadow.model_copy(update=look["settings"]["shadow"]),
             "scoring": ctx.config.scoring.model_copy(update=look["settings"]["scoring"])})
-        again = compute(at, trial, started, accept_drift=look["drift_accepted"], batches=look["outcome_batches"])
+        again = compute(at, trial, started, accept_drift=look["drift_accepted"], batches=look["outcome_batches"],
+                        live=False)
         bounds = ({k: _finite(again.figures["primary"][k]) for k in ("n", "gain", "lower_bound", "upper_bound")}
                   if "primary" in again.figures else None)
         if again.status != look["status"] or not _same(bounds, look["primary"]):

@@ -23,8 +23,9 @@ def _cli(*args: str):
 
 @pytest.fixture(scope="module")
 def prepared(weak_workspace, tmp_path_factory):
-    """The weak workspace with the shipped baseline kept as exp-0001 and 20 days of events with outcomes; exp-0001
-    then passed trial-0001 against the weak baseline (which acts until a promotion) and was promoted."""
+    """The weak workspace with the shipped baseline kept as exp-0001 and 50 days of events with outcomes (the
+    workspace's own customers and terminals, days later; at 20 and 30 days the anytime bound had not cleared yet);
+    exp-0001 then passed trial-0001 against the weak baseline (which acts until a promotion) and was promoted."""
     root = tmp_path_factory.mktemp("shadow")
     ws = root / "ws"
     shutil.copytree(weak_workspace, ws)
@@ -35,7 +36,7 @@ def prepared(weak_workspace, tmp_path_factory):
     try:
         kept = _cli("try", ws, root / "strong.py", "--keep")
         assert kept.exit_code == 0, kept.output
-        made = _cli("events", ws, "--days", "20", "--events-out", root / "ev.parquet", "--outcomes-out",
+        made = _cli("events", ws, "--days", "50", "--events-out", root / "ev.parquet", "--outcomes-out",
                     root / "out.parquet")
         assert made.exit_code == 0, made.output
         blocked = _cli("promote", ws, "exp-0001", "--approved-by", "A. Reviewer")
@@ -136,14 +137,15 @@ def test_a_worse_challenger_stays_undecided_on_selective_labels_and_fails_once_r
     skewed = report["selective_labels"]["champion_blocks_challenger_allows"]
     assert skewed["events"] > 0 and skewed["labeled_share"] < 0.5
     # With the review rate known, each reviewed blocked payment stands for 1 / rate of them, once enough of them
-    # (shadow.min_changed) were reviewed: 9 of 36 are not enough for 10, 9 are for 5.
-    assert _cli("config", lab / "ws", "set", "shadow.review_rate=0.2", "--approved-by", "A. Reviewer",
-                "--reason", "the review team samples a fifth of the blocks").exit_code == 0
+    # (shadow.min_changed) were reviewed: 17 of 71 are not enough for 30, they are for the default 10.
+    for setting in ("shadow.min_changed=30", "shadow.review_rate=0.2"):
+        assert _cli("config", lab / "ws", "set", setting, "--approved-by", "A. Reviewer",
+                    "--reason", "the review team samples a fifth of the blocks").exit_code == 0
     _, floor = _report(lab, "trial-0002")
-    assert "9 of 36 stopped disagreements reviewed, fewer than the 10" in floor["primary"]["labels"]
+    assert "17 of 71 stopped disagreements reviewed, fewer than the 30" in floor["primary"]["labels"]
     assert floor["primary"]["gain"] == primary["gain"]
-    assert _cli("config", lab / "ws", "set", "shadow.min_changed=5", "--approved-by", "A. Reviewer",
-                "--reason", "a smaller floor for this trial").exit_code == 0
+    assert _cli("config", lab / "ws", "set", "shadow.min_changed=10", "--approved-by", "A. Reviewer",
+                "--reason", "the default floor").exit_code == 0
     _, weighted = _report(lab, "trial-0002")
     assert "inverse review rate" in weighted["primary"]["labels"] and weighted["status"] != "passed"
     assert weighted["primary"]["gain"] != primary["gain"] and weighted["primary"]["n"] == primary["n"]
@@ -327,3 +329,35 @@ def test_a_trials_decisions_do_not_depend_on_its_batch_size_and_serve_agrees_one
         assert client.app.state.service.champion.ref.commit == champion.commit
         served = [client.post("/decide", json={"rows": [row]}).json()["decisions"][0] for row in rows]
     np.testing.assert_array_equal(np.asarray(served), decided[500])
+
+
+def test_live_metrics_on_the_review_share_estimate_each_policys_holdout_metrics(lab):
+    """The events continue the workspace's own customers and terminals, so each policy reads the history it would
+    in production; with the review team's share known, each policy's live metrics (on the events every label reaches
+    with the same chance, with a bootstrap interval) hold its holdout figures. The figures over the labelled events
+    alone do not: what the champion blocked is mostly unlabelled, so its recall reads low there."""
+    from domains import Decisions
+    from optimizer.context import PolicyState, load_context
+
+    ws = lab / "ws"
+    assert _cli("config", ws, "set", "shadow.review_rate=0.2", "--approved-by", "A. Reviewer", "--reason",
+                "the review team looks at a fifth of the blocked payments").exit_code == 0
+    code, report = _report(lab, "trial-0001")
+    live = report["live_metrics"]
+    assert live["events"] > 1000 and "review" in live["sample"]
+    ctx = load_context(ws)
+    params = ctx.config.scoring.model_dump()
+    trial = {"champion": PolicyState.load(ctx.baseline_dir), "challenger": PolicyState.load(ctx.champion_dir)}
+    assert (trial["champion"].commit, trial["challenger"].commit) == (report["champion"]["commit"],
+                                                                      report["challenger"]["commit"])
+    for role, state in trial.items():
+        on_holdout = Decisions(state.holdout[~ctx.canary_mask], state.constants)  # the canaries left out
+        holdout = ctx.domain.score(ctx.holdout, on_holdout, params).metrics
+        for name in ("net_savings", "fraud_recall", "alert_rate"):
+            m = live[role][name]
+            assert m["low"] <= holdout[name] <= m["high"], (role, name, m, holdout[name])
+        assert live[role]["fraud_recall"]["dev"] == pytest.approx(state.dev_metrics["fraud_recall"])
+    labelled_only = report["metrics"]["champion"]["fraud_recall"]  # what the guardrails read
+    assert labelled_only < live["champion"]["fraud_recall"]["low"]
+    shown = _cli("shadow", "report", ws, "trial-0001")
+    assert "live metrics on" in shown.output and "fraud_recall: champion" in shown.output
