@@ -384,8 +384,7 @@ def _work(request: dict) -> int:
 def _work_one(policy: types.ModuleType, decide, model, constants: list, with_history: bool) -> dict:
     stage = "read_rows"
     try:
-        rows = _read_rows(P.WORKER_ROWS)
-        history = _read_rows(P.WORKER_HISTORY) if with_history else None
+        rows, history = _read_rows(P.WORKER_ROWS) if with_history else (_read_rows(P.WORKER_ROWS), None)
         stage = "decide"
         start = time.perf_counter()
         out = decide(model, rows, history)

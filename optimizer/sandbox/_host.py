@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from optimizer.sandbox import _child, _quota
 from optimizer.sandbox._procs import Tail, empty, kill_group, records, sweep
-from optimizer.sandbox._protocol import MAX_VIOLATIONS, WORKER_HISTORY, WORKER_ROWS
+from optimizer.sandbox._protocol import MAX_VIOLATIONS, WORKER_ROWS
 
 MAX_ANSWER_BYTES = 64 * 1024  # one line of facts; a longer one ends the worker
 
@@ -79,7 +79,7 @@ class Host:
                     "timed_out": False, "violations": []}
         line = json.dumps({"constants": request.get("constants") or [],
                            "history": bool(request.get("history"))}).encode() + b"\n"
-        worker.quota.allow(os.path.join(worker.quota.folders[0], name) for name in (WORKER_ROWS, WORKER_HISTORY))
+        worker.quota.allow([os.path.join(worker.quota.folders[0], WORKER_ROWS)])
         try:
             os.write(worker.send, line)  # a short line into an empty pipe: written whole
         except OSError:

@@ -13,8 +13,9 @@ MODEL_FILE = "model.pkl"
 META_FILE = "meta.json"
 
 
-WORKER_ROWS = "rows.pkl"  # a worker's rows: pickled by the parent, loaded by the worker, never the reverse
-WORKER_HISTORY = "history.pkl"  # the earlier events those rows may read (domains.history), when given
+# A worker's rows, pickled by the parent and loaded by the worker (never the reverse); with the earlier events they
+# may read (domains.history), when the request says so, as one (rows, history) pair: one file to write and read.
+WORKER_ROWS = "rows.pkl"
 
 
 def rows_file(index: int) -> str:

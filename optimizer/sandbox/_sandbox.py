@@ -225,8 +225,8 @@ class Sandbox:
         path.mkdir(mode=0o700)
         return path
 
-    def _write_rows(self, frame: pd.DataFrame, path: Path) -> None:
-        """A worker's rows, pickled into its workdir; whatever the worker left under that name is removed first
+    def _write_rows(self, frame: pd.DataFrame | tuple, path: Path) -> None:
+        """A worker's rows (or rows and history), pickled into its workdir; what the worker left there is removed first
         and never followed (O_EXCL | O_NOFOLLOW): the parent writes only where it means to."""
         path.unlink(missing_ok=True)
         write_rows(frame, path, owner=(self._plan.uid, self._plan.gid) if self._plan.drop_uid else None)

@@ -64,9 +64,7 @@ class Worker:
                 return _failed("crash", f"the decide worker has ended ({self._ended or 'the sandbox restarted'}); "
                                         "start a new one", started)
             try:
-                box._write_rows(rows, self._work / P.WORKER_ROWS)
-                if history is not None:
-                    box._write_rows(history, self._work / P.WORKER_HISTORY)
+                box._write_rows(rows if history is None else (rows, history), self._work / P.WORKER_ROWS)
                 reply, lost = box._run({"op": "work", "worker": self._id, "budget_s": float(budget_s),
                                         "constants": list(constants), "phase": "decide",
                                         "history": history is not None}, budget_s)
@@ -80,7 +78,7 @@ class Worker:
                     if problem:
                         status, error, decisions = loaded, problem, {}
             finally:
-                for name in (P.WORKER_ROWS, P.WORKER_HISTORY, P.out_file(0)):
+                for name in (P.WORKER_ROWS, P.out_file(0)):
                     (self._work / name).unlink(missing_ok=True)
         return DecideResult(
             status=status, seconds=time.perf_counter() - started, error=error,
