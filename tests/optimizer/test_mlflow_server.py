@@ -1,8 +1,11 @@
 """Against a real `mlflow server`: the seal, an experiment and the audit all go through HTTP."""
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -12,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import BASELINE
+from tests.conftest import BASELINE, mlflow_store
 
 
 def _free_port() -> int:
@@ -26,9 +29,12 @@ class Server(str):
 
     proc: subprocess.Popen
     command: list
+    env: dict
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Its own process group: `mlflow server` starts uvicorn as a child, and stop() ends the whole group.
+        self.proc = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env=self.env, start_new_session=True)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
@@ -36,26 +42,79 @@ class Server(str):
                     if r.status == 200:
                         return
             except OSError:
-                time.sleep(0.5)
-        self.proc.kill()
+                time.sleep(0.2)
+        self.stop()
         pytest.fail("mlflow server did not come up within 90 s")
 
     def stop(self) -> None:
-        self.proc.terminate()
+        """The server and every process it started (uvicorn's worker) are gone when this returns: the port is free
+        for a restart, and nothing is left running after the test."""
+        import psutil
+
+        group = self.proc.pid  # the group's id: start_new_session made the server its leader
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        deadline = time.monotonic() + 30
+        while True:
+            left = [p for p in psutil.process_iter(["status"])
+                    if p.info["status"] != psutil.STATUS_ZOMBIE and _group(p.pid) == group]
+            if not left:
+                break
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(group, signal.SIGKILL)
+                deadline = time.monotonic() + 30
+            time.sleep(0.1)
         self.proc.wait(timeout=30)
 
 
+def _group(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except (ProcessLookupError, PermissionError):
+        return None
+
+
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path, monkeypatch):
+    # The client's retries stay ratchet's (fail_fast: 2), without the back-off sleeps between them: against a
+    # stopped local server every retry is refused at once, and the sleeps were most of each outage's seconds.
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0")
     port = _free_port()
     mlflow_bin = str(Path(sys.executable).parent / "mlflow")
     handle = Server(f"http://127.0.0.1:{port}")
-    handle.command = [mlflow_bin, "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+    # The server's store starts as a copy of the migrated empty store (no alembic migrations at its first start);
+    # MLflow's job runner (huey consumers for GenAI jobs, which ratchet never submits) stays off: seven processes
+    # each importing mlflow on every start competed with the test for the CPUs.
+    handle.env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    handle.command = [mlflow_bin, "server", "--backend-store-uri", mlflow_store(tmp_path / "server.db"),
                       "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1",
                       "--port", str(port), "--workers", "1"]
     handle.start()
     yield handle
     handle.stop()
+
+
+def test_ratchet_caps_the_mlflow_clients_retries_unless_the_caller_set_them(monkeypatch):
+    """What the server fixture overrides (the back-off) is ratchet's own setting otherwise: MLflow's defaults
+    retry for minutes; fail_fast makes an outage known in seconds, and a caller's own settings win."""
+    from holdout.records import fail_fast
+
+    for name in ("MAX_RETRIES", "BACKOFF_FACTOR", "TIMEOUT"):
+        monkeypatch.delenv(f"MLFLOW_HTTP_REQUEST_{name}", raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    fail_fast()
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "20"
+    assert os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] == "0"  # the caller's
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR")
+    fail_fast()
+    assert os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] == "1"
 
 
 def test_seal_experiment_and_audit_through_a_server(server, tmp_path, monkeypatch):
