@@ -259,7 +259,14 @@ class _KeyIndex:
         ordered, at = values[order], positions[order]
         cuts = np.flatnonzero(ordered[1:] != ordered[:-1]) + 1
         held, recent = self.held, self.recent
-        for value, group in zip(_plain(ordered[np.concatenate([[0], cuts]).astype(np.int64)]), np.split(at, cuts)):
+        firsts, groups = _plain(ordered[np.concatenate([[0], cuts]).astype(np.int64)]), np.split(at, cuts)
+        if not held and not recent:  # the first events (a store loaded at start): no value to merge with
+            try:
+                self.held = dict(zip(firsts, groups))
+                return
+            except TypeError:
+                pass
+        for value, group in zip(firsts, groups):
             try:
                 base, pending = held.get(value), recent.pop(value, None)
             except TypeError:

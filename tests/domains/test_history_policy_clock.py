@@ -29,8 +29,9 @@ def test_the_numeric_decide_equals_the_booster_on_the_reindexed_frame():
         "terminal_id": rng.integers(0, 12, n), "amount": np.round(rng.gamma(2.0, 30.0, n), 2)})
     train = frame.iloc[:400].assign(is_fraud=(rng.random(400) < 0.1).astype(int))
     model = policy.fit(train)
+    no_terminal = frame.drop(columns="terminal_id")  # a column fit saw, missing here
     for rows, history in ((frame.iloc[[450]], frame.iloc[:450]), (frame.iloc[400:], frame.iloc[:400]),
-                          (frame.iloc[[500]].drop(columns="terminal_id"), frame.iloc[:500].drop(columns="terminal_id"))):
+                          (no_terminal.iloc[[500]], no_terminal.iloc[:500])):
         both = pd.concat([history, rows], ignore_index=True)
         X = policy.features(both).iloc[len(history):].reindex(columns=list(model.feature_names_in_))
         expected = model.get_booster().inplace_predict(X.to_numpy(dtype=np.float32)).astype(np.float64)
