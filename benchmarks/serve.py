@@ -43,7 +43,8 @@ def build_workspace(root: Path, rows: int, register: bool = False) -> Path:
     recorded in MLflow too, which registers it as version 1."""
     from optimizer.context import load_context
     from optimizer.initialize import init_workspace
-    from optimizer.loop import ensure_baseline, open_tracker
+    from optimizer.loop import ensure_baseline
+    from optimizer.tracking import open_tracker
     from optimizer.sandbox import Sandbox
 
     ws = init_workspace("fraud", root / "ws", overrides={"data.rows": rows}).workspace.root
@@ -123,7 +124,6 @@ def free_port() -> int:
 
 def start_server(ws: Path, port: int, log: Path) -> subprocess.Popen:
     """`ratchet serve` in its own process; returns once /health answers."""
-    # Not `python -m optimizer.cli`: as __main__ it is a second copy of the module, without the command modules.
     command = [sys.executable, "-c", "from optimizer.cli import main; main()", "serve", str(ws), "--port", str(port)]
     with open(log, "wb") as out:
         server = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())

@@ -19,7 +19,9 @@ SCORER: tuple[str, ...] = (
     "holdout",  # the seal, the gate, the ledger, the audit, this list
     "optimizer.config",  # the settings' defaults and limits
     "optimizer.context",  # the workspace as verified before anything is judged
-    "optimizer.experiment",  # one experiment: stages in order, the record
+    "optimizer.policy_state",  # the champion's, the baseline's and the reference's stored decisions and figures
+    "optimizer.experiment",  # one experiment: stages in order
+    "optimizer.experiment_record",  # what became of a candidate: its status, verdict and figures
     "optimizer.stages",  # evaluate, judge, gate, record
     "optimizer.keep",  # the keep transaction and its repair
     "optimizer.loop",  # the baseline's state and the champion's refresh after a reseal
@@ -41,6 +43,7 @@ OUTSIDE: dict[str, str] = {
     "optimizer.runner": "the workspace lock",
     "optimizer.tracking": "MLflow records of verdicts already in the ledger (the audit compares the two)",
     "optimizer.sync": "writes missed MLflow records from the ledger",
+    "optimizer.recorder": "writes MLflow runs of records already in the ledger, from a second process",
     "optimizer.registry": "registers kept policies as MLflow models",
     "optimizer.refs": "names a policy a person asked for",
     "optimizer.proposers": "proposes candidates; every candidate is judged by the scorer",

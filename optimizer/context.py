@@ -1,7 +1,6 @@
 """Everything an experiment needs from the workspace, loaded and verified once per session."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -9,66 +8,17 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
-from domains import Decisions, Domain, get_domain
-from holdout import evidence, scorer, upgrades
-from holdout.hashing import array_sha256, sha256_file
+from domains import Domain, get_domain
+from holdout import evidence, queries, scorer, upgrades
+from holdout.hashing import sha256_file
 from holdout.ledger import Kind, Ledger, verify_chain
 from holdout.lineage import head_problem
 from holdout.manifest import manifest_sha256, read_manifest
 from optimizer import __version__
 from optimizer.config import RunConfig, load_config
 from optimizer.errors import IntegrityError
+from optimizer.policy_state import PolicyState
 from optimizer.workspace import Workspace, policy_at
-
-
-def decisions_sha256(values: dict[str, np.ndarray]) -> dict[str, str]:
-    """What an experiment's decisions hash to, per row set (recorded in the ledger, checked by a replay)."""
-    return {name: array_sha256(values[name]) for name in ("dev", "holdout")}
-
-
-@dataclass(frozen=True)
-class PolicyState:
-    """A policy's decisions on dev and holdout and what they scored (the champion or the baseline)."""
-
-    experiment: str
-    commit: str
-    dev: np.ndarray
-    holdout: np.ndarray
-    constants: dict[str, Any]
-    dev_metrics: dict[str, float]
-    reported: float  # holdout-gated gain over the original baseline (the gate's answer when it was kept)
-    seal: str = ""  # the manifest its holdout decisions were made on (stale after a reseal)
-    refit_sd: float = 0.0  # std of its dev primary metric over refits on subsamples of train
-    # The 90 % interval of `reported` (a lord gate: the kept steps' selection-corrected intervals added end to end).
-    reported_lower: float = 0.0
-    reported_upper: float = 0.0
-
-    def decisions(self, which: str) -> Decisions:
-        return Decisions(self.dev if which == "dev" else self.holdout, self.constants)
-
-    def decisions_sha256(self) -> dict[str, str]:
-        return decisions_sha256({"dev": self.dev, "holdout": self.holdout})
-
-    def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / "dev.npy", self.dev, allow_pickle=False)
-        np.save(folder / "holdout.npy", self.holdout, allow_pickle=False)
-        meta = {"experiment": self.experiment, "commit": self.commit, "constants": self.constants,
-                "dev_metrics": self.dev_metrics, "reported": self.reported, "seal": self.seal,
-                "refit_sd": self.refit_sd, "reported_lower": self.reported_lower,
-                "reported_upper": self.reported_upper}
-        (folder / "state.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-
-    @classmethod
-    def load(cls, folder: Path) -> "PolicyState | None":
-        if not (folder / "state.json").is_file():
-            return None
-        meta = json.loads((folder / "state.json").read_text())
-        return cls(meta["experiment"], meta["commit"], np.load(folder / "dev.npy", allow_pickle=False),
-                   np.load(folder / "holdout.npy", allow_pickle=False), meta["constants"], meta["dev_metrics"],
-                   meta["reported"], meta.get("seal", ""), float(meta.get("refit_sd", 0.0)),
-                   float(meta.get("reported_lower", meta["reported"])),
-                   float(meta.get("reported_upper", meta["reported"])))
 
 
 @dataclass
@@ -142,8 +92,7 @@ class Context:
     def gates(self, entries: list | None = None) -> list:
         """Holdout answers given under the current seal (a reseal starts a fresh budget)."""
         entries = self.ledger.entries() if entries is None else entries
-        start = max((i for i, e in enumerate(entries) if e.kind in (Kind.SEAL, Kind.RESEAL)), default=0)
-        return [e for e in entries[start:] if e.kind == Kind.GATE]
+        return [e for e in queries.since_latest_seal(entries) if e.kind == Kind.GATE]
 
     def verify(self, entries: list | None = None, *, full: bool = False, sources: bool = True) -> list[str]:
         """Integrity before scoring: HEAD as the last kept commit, holdout file, manifest
@@ -159,7 +108,7 @@ class Context:
             actual = sha256_file(self.ws.holdout_dir / name)
             if actual != expected:
                 problems.append(f"holdout/{name}: sha256 {actual[:12]} != sealed {expected[:12]}")
-        seal = [e for e in entries if e.kind in (Kind.SEAL, Kind.RESEAL)]
+        seal = queries.seals(entries)
         current = manifest_sha256(read_manifest(self.ws.holdout_dir))
         if not seal or seal[-1].data.get("manifest_sha256") != current:
             problems.append(f"holdout/MANIFEST.json sha256 {current[:12]} does not match the ledger's seal entry")

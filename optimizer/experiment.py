@@ -6,95 +6,20 @@ themselves live in optimizer/stages/.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, Mapping
+from typing import Any
 
 from guards import GuardResult, Verdict
+from holdout import queries
 from holdout.hashing import sha256_bytes
 from holdout.ledger import Kind, per_entry
 from optimizer import __version__
-from optimizer.context import Context, PolicyState, chain_problems, decisions_sha256
+from optimizer.context import Context, chain_problems
 from optimizer.errors import IntegrityError
+from optimizer.experiment_record import CRASH_GUARDS, ExperimentRecord, ExperimentStatus
 from optimizer.diffs import unified_diff
+from optimizer.policy_state import PolicyState, decisions_sha256
 from optimizer.stages import Evaluation, PolicyRunner, evaluate, gate, judge, record, refit_spread, scores
-
-
-class ExperimentStatus(StrEnum):
-    """What became of a candidate (stored as its text)."""
-
-    KEPT = "kept"  # every guard and the gate passed; committed as the new champion
-    WOULD_KEEP = "would_keep"  # the same, judged without committing (`ratchet try` without --keep)
-    REVERTED = "reverted"  # a guard or the gate refused it
-    CRASHED = "crashed"  # it could not be evaluated: static scan, sandbox, output contract, or an interrupted keep
-
-
-CRASH_GUARDS = ("static", "sandbox", "output", "record")  # a failure of one of these is a crash, not a verdict
-
-
-@dataclass(frozen=True)
-class ExperimentRecord:
-    """Immutable once written and validated like Optuna's FrozenTrial: the status must agree with the verdict.
-    Corrections are new records."""
-
-    experiment: str
-    number: int
-    proposer: str
-    hypothesis: str
-    status: ExperimentStatus
-    verdict: Verdict
-    parent_commit: str
-    commit: str | None
-    policy_sha256: str
-    diff: str
-    dev_metrics: Mapping[str, float]
-    gate: dict[str, Any] | None
-    fit: dict[str, Any]
-    seconds: dict[str, float]
-    ledger_seq: int | None = None
-    proposal: dict[str, Any] = field(default_factory=dict)  # what the proposer reported (e.g. tokens, cost)
-    decisions_sha256: dict[str, str] = field(default_factory=dict)  # per row set, for `ratchet audit --replay`
-    scorer: dict[str, str] = field(default_factory=dict)  # what judged it: ratchet version, the sources' digest
-
-    def __post_init__(self) -> None:
-        status = ExperimentStatus(self.status)
-        object.__setattr__(self, "status", status)
-        if not isinstance(self.verdict, Verdict):
-            raise TypeError(f"{self.experiment}: verdict must be a guards.Verdict, got {type(self.verdict).__name__}")
-        passed = self.verdict.kept
-        if passed != (status in (ExperimentStatus.KEPT, ExperimentStatus.WOULD_KEEP)):
-            raise ValueError(f"{self.experiment}: status {status} contradicts the verdict ({self.verdict.summary})")
-        crashed = any(r.name in CRASH_GUARDS for r in self.verdict.failures)
-        if not passed and crashed != (status is ExperimentStatus.CRASHED):
-            raise ValueError(f"{self.experiment}: status {status} but failed guards {self.verdict.failed_guards}")
-        if passed and not (self.gate and self.verdict.result("holdout_gate")):
-            raise ValueError(f"{self.experiment}: a candidate is kept only on a holdout gate answer")
-
-    @property
-    def kept(self) -> bool:
-        return self.status is ExperimentStatus.KEPT
-
-    def to_payload(self) -> dict[str, Any]:
-        """The ledger's form of the record (the diff is in the record folder; the sequence number is the entry's)."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("diff", "ledger_seq")}
-        out.update(status=str(self.status), kept=self.kept, dev_metrics=dict(self.dev_metrics),
-                   reasons=[r.to_dict() for r in out.pop("verdict").results])
-        return out
-
-    @classmethod
-    def from_payload(cls, data: Mapping[str, Any], *, diff: str = "") -> "ExperimentRecord":
-        """A record read back from its ledger entry (or record.json)."""
-        names = {f.name for f in dataclasses.fields(cls)} - {"verdict", "diff"}
-        return cls(**{k: v for k, v in data.items() if k in names}, verdict=Verdict.from_dicts(data["reasons"]),
-                   diff=diff)
-
-    def verdict_json(self) -> dict[str, Any]:
-        """The stable verdict format printed by `ratchet try --json`."""
-        return {"experiment": self.experiment, "kept": self.kept,
-                "metrics": {"dev": dict(self.dev_metrics), "holdout_gate": self.gate or {}},
-                "reasons": [{"guard": r.name, "passed": r.passed, "detail": r.detail} for r in self.verdict.results]}
 
 
 @per_entry
@@ -129,8 +54,7 @@ def run_experiment(ctx: Context, sandbox: PolicyRunner, source: str, *, proposer
     broken = chain_problems(ctx.ledger, entries, ws.root)
     if broken:  # not a verdict to record: nothing is appended to a chain that no longer proves anything
         raise IntegrityError(broken[0])
-    done = [e for e in entries if e.kind == Kind.EXPERIMENT]
-    number = len(done) + 1
+    number = queries.next_number(entries)
     parent, old = ws.head(), ws.champion_source()
     # program.md is the person's direction file: editing it between experiments is allowed.
     foreign = [f for f in ws.changed_files() if f not in ("policy.py", "program.md")]
@@ -148,7 +72,7 @@ def run_experiment(ctx: Context, sandbox: PolicyRunner, source: str, *, proposer
         evaluation = evaluated if evaluated is not None else evaluate(ctx, sandbox, source)
         results += evaluation.results
         if evaluation.passed:
-            looks = 1 + sum(map(_judged, done))
+            looks = 1 + sum(_judged(e) for e in entries if e.kind == Kind.EXPERIMENT)
             judgement = judge(ctx, evaluation, source, champion=champion, baseline=baseline, looks=looks,
                               number=number)
             results += judgement.results
@@ -174,7 +98,7 @@ def run_experiment(ctx: Context, sandbox: PolicyRunner, source: str, *, proposer
     dev_metrics = {k: float(v) for k, v in judgement.dev.metrics.items()} if judgement else {}
     values = evaluation.decisions if evaluation else None
     rec = ExperimentRecord(
-        experiment=f"exp-{number:04d}", number=number, proposer=proposer, hypothesis=hypothesis, status=status,
+        experiment=queries.experiment_id(number), number=number, proposer=proposer, hypothesis=hypothesis, status=status,
         verdict=verdict, parent_commit=parent, commit=None, policy_sha256=sha256_bytes(source.encode()),
         diff=unified_diff(old, source), dev_metrics=dev_metrics, gate=outcome.answer if outcome else None,
         fit=dict(evaluation.fit) if evaluation else {}, seconds={k: round(v, 4) for k, v in timings.items()},

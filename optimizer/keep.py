@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from holdout import queries
 from holdout.evidence import bind_state
 from holdout.hashing import sha256_bytes
 from holdout.ledger import Entry, Kind
@@ -126,7 +127,7 @@ def reconcile(ctx: Any, reason: str = "") -> str | None:
     if not champion.exists() and prev.is_dir():
         prev.rename(champion)  # stopped between the two renames of the swap
     head = ws.head()
-    from optimizer.context import PolicyState
+    from optimizer.policy_state import PolicyState
 
     state = PolicyState.load(champion)
     moved = head != parent
@@ -197,19 +198,17 @@ def complete_models(ctx: Any, client: Any) -> str | None:
     ledger lost (its tags name a kept experiment or the baseline, with that entry's commit and policy); what was
     done, or None. A version whose tags match nothing the ledger kept is left for the audit to name."""
     from holdout.records import RecordsUnavailable, versions_of
-    from optimizer.registry import model_name
-
     entries = ctx.ledger.entries()
-    name = model_name(ctx, entries)
+    name = queries.model_name(entries, ctx.ws.root.name)
     try:
         versions = versions_of(client, name)
     except RecordsUnavailable:
         return None  # the audit says it could not verify; the next command tries again
     have = {e.data.get("version") for e in entries if e.kind == Kind.MODEL and e.data.get("name") == name}
     named = {e.data.get("experiment") for e in entries if e.kind == Kind.MODEL and e.data.get("name") == name}
-    kept = {e.data["experiment"]: (e.data["commit"], e.data.get("policy_sha256")) for e in entries
-            if e.kind == Kind.EXPERIMENT and e.data.get("kept") and e.data.get("commit")}
-    base = next((e for e in entries if e.kind == Kind.BASELINE), None)
+    kept = {e.data["experiment"]: (e.data["commit"], e.data.get("policy_sha256")) for e in queries.kept(entries)
+            if e.data.get("commit")}
+    base = queries.baseline(entries)
     done = []
     for v in versions:
         if v.version in have or v.experiment in named:

@@ -16,14 +16,17 @@ from guards import Verdict
 from holdout.evidence import bind_state
 from holdout.ledger import Kind, per_entry
 from holdout.records import Tag
-from optimizer.context import Context, PolicyState, load_context
+from optimizer import recorder
+from optimizer.context import Context, load_context
 from optimizer.errors import RatchetError
 from optimizer.experiment import ExperimentRecord, baseline_state, run_experiment
 from optimizer.faults import fault
+from optimizer.policy_state import PolicyState
 from optimizer.power import bar as power_bar
 from optimizer.proposers import ProposalContext, Proposer
 from optimizer.runner import exclusive
 from optimizer.stages import refit_spread
+from optimizer.tracking import open_tracker
 
 
 @dataclass(frozen=True)
@@ -73,23 +76,6 @@ class LoopSummary:
     @property
     def kept(self) -> int:
         return sum(r.kept for r in self.records)
-
-
-def open_tracker(ctx: Context):
-    """The workspace's own tracking store (recorded at init; MLFLOW_TRACKING_URI overrides it), with what a stop
-    left there settled: runs left RUNNING marked KILLED, and registered versions whose ledger entry is missing
-    entered from the registry (a keep writes both)."""
-    from optimizer.keep import complete_models
-    from optimizer.tracking import Tracker, workspace_uri
-
-    entries = ctx.ledger.entries()
-    seal = [e for e in entries if e.kind in (Kind.SEAL, Kind.RESEAL)][-1].data
-    tracker = Tracker(seal["mlflow"]["experiment"], workspace_uri(ctx.ws.root, entries))
-    tracker.end_stale_runs()  # a killed run's loop and experiment runs stay RUNNING otherwise
-    done = complete_models(ctx, tracker.client)
-    if done:
-        ctx.repaired = "; ".join(filter(None, (ctx.repaired, done)))
-    return tracker
 
 
 def ensure_baseline(ctx: Context, sandbox: Any, tracker: Any = None) -> PolicyState:
@@ -245,7 +231,7 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
     try:
         with Sandbox(memory_mb=ctx.config.sandbox.memory_mb, broker=broker) as sandbox, \
                 tracker.run("loop", tags={Tag.KIND: "loop", Tag.PROPOSER: prop.name}) as loop_run, \
-                tracker.behind(loop_run, ctx.manifest_sha256, ctx.ws.root):
+                recorder.behind(tracker, loop_run, ctx.manifest_sha256, ctx.ws.root):
             on_event(Started(tuple(sandbox.layers), prop.name, why))
             ensure_baseline(ctx, sandbox, tracker)
             champion = ctx.champion()

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from holdout import queries
 from holdout.ledger import Entry, Kind, Ledger, verify_chain
 from holdout.records import CHAMPION, PREVIOUS, Tag
 from optimizer import approvers
@@ -164,7 +165,7 @@ def _client(ledger: Ledger) -> tuple[Any, str]:
     """The registry beside the workspace's MLflow runs (MLFLOW_TRACKING_URI, else ./mlflow, as `ratchet run`)."""
     from optimizer.tracking import Tracker
 
-    seal = [e for e in ledger.entries() if e.kind in (Kind.SEAL, Kind.RESEAL)][-1].data
+    seal = queries.latest_seal(ledger.entries()).data
     tracker = Tracker(seal["mlflow"]["experiment"])
     return tracker.client, tracker.uri
 

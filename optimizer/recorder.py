@@ -23,10 +23,30 @@ import select
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from optimizer.errors import RatchetError
+
+
+@contextmanager
+def behind(tracker: Any, parent_run: Any, seal: str, workspace: Path) -> Iterator[None]:
+    """Within the block, on a local sqlite store, experiment runs that keep nothing are written by a second process
+    while the loop goes on (`tracker.recorder` is it meanwhile); the block's end waits for them, Ctrl-C included."""
+    if not tracker.uri.startswith("sqlite:///"):
+        yield
+        return
+    recorder = tracker.recorder = Recorder(tracker.uri, tracker.experiment, seal, parent_run.info.run_id, workspace)
+    try:
+        yield
+    except BaseException:
+        tracker.recorder = None
+        with suppress(RatchetError):  # the block's own error is the one to tell; the ledger holds every run
+            recorder.close()
+        raise
+    tracker.recorder = None
+    recorder.close()
 
 
 class Recorder:
@@ -109,7 +129,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     answers = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # what a library prints goes to stderr, never into the answers
-    from optimizer.experiment import ExperimentRecord
+    from optimizer.experiment_record import ExperimentRecord
     from optimizer.tracking import Tracker, record_experiment
 
     tracker = Tracker(experiment, uri)

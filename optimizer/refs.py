@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from holdout import queries
 from holdout.hashing import sha256_bytes
 from holdout.ledger import Entry, Kind
 from optimizer.errors import RatchetError
@@ -30,7 +31,7 @@ class PolicyRef:
 def resolve(ctx: Any, ref: str, entries: list | None = None) -> PolicyRef:
     """The policy `ref` names; RatchetError saying what was looked for and how to name one otherwise."""
     entries = ctx.ledger.entries() if entries is None else entries
-    kept = {e.data["experiment"]: e.data for e in entries if e.kind == Kind.EXPERIMENT and e.data.get("kept")}
+    kept = {e.data["experiment"]: e.data for e in queries.kept(entries)}
     ref = ref.strip()
     if ref == "champion":
         state = ctx.champion()
@@ -38,7 +39,7 @@ def resolve(ctx: Any, ref: str, entries: list | None = None) -> PolicyRef:
             raise RatchetError(f"{ctx.ws.root}: no champion yet; run `ratchet run` or `ratchet try` first.")
         return _at(ctx, ref, state.experiment, state.commit)
     if ref == "baseline":
-        base = next((e for e in entries if e.kind == Kind.BASELINE), None)
+        base = queries.baseline(entries)
         if base is None:
             raise RatchetError(f"{ctx.ws.root}: the baseline has not been evaluated yet; run `ratchet run` first.")
         return _at(ctx, ref, "baseline", base.data["commit"])
@@ -92,7 +93,7 @@ def acting(ctx: Any, entries: list[Entry]) -> tuple[PolicyRef, str]:
 def named(ctx: Any, commit: str, entries: list[Entry]) -> PolicyRef:
     """A commit as a PolicyRef, called `baseline` when it is the baseline's commit and no kept experiment."""
     ref = resolve(ctx, commit, entries)
-    base = next((e for e in entries if e.kind == Kind.BASELINE), None)
+    base = queries.baseline(entries)
     if not ref.experiment and base is not None and base.data.get("commit") == ref.commit:
         ref = dataclasses.replace(ref, experiment="baseline")
     return ref

@@ -17,6 +17,7 @@ from typing import Any
 
 import mlflow.pyfunc
 
+from holdout import queries
 from holdout.hashing import sha256_bytes
 from holdout.ledger import Entry, Kind
 from holdout.records import Tag
@@ -29,12 +30,7 @@ EXAMPLE_ROWS = 2  # dev rows saved as the version's input example
 
 def model_name(ctx: Any, entries: list | None = None) -> str:
     """The workspace's one registered model: the name its first version got, else `ratchet-<folder>-<seal sha12>`."""
-    entries = ctx.ledger.entries() if entries is None else entries
-    named = next((e.data["name"] for e in entries if e.kind == Kind.MODEL), None)
-    if named:
-        return named
-    seal = next(e for e in entries if e.kind == Kind.SEAL).data
-    return f"ratchet-{ctx.ws.root.name}-{seal['manifest_sha256'][:12]}"
+    return queries.model_name(ctx.ledger.entries() if entries is None else entries, ctx.ws.root.name)
 
 
 def model_entries(entries: list) -> list[Entry]:

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from holdout import upgrades
+from holdout import queries, upgrades
 from holdout.hashing import sha256_bytes
 from holdout.ledger import Kind
 from optimizer import __version__
@@ -71,7 +71,7 @@ def replay(path: Path, *, progress: Callable[[str], None] = lambda _: None) -> l
 def replay_all(ctx: Any, *, progress: Callable[[str], None] = lambda _: None
                ) -> tuple[list[ReplayCheck], list[Replayed]]:
     """Every check, and each policy's figures under the installed code."""
-    from optimizer.context import PolicyState, decisions_sha256
+    from optimizer.policy_state import PolicyState, decisions_sha256
     from optimizer.stages import evaluate, scores
     from optimizer.sandbox import Sandbox
 
@@ -79,10 +79,10 @@ def replay_all(ctx: Any, *, progress: Callable[[str], None] = lambda _: None
         return [ReplayCheck("replay", False, "not replayed: the policy asks a language model (task agent), whose "
                             "answers a replay cannot reproduce")], []
     entries = ctx.ledger.entries()
-    baseline = next((e for e in entries if e.kind == Kind.BASELINE), None)
+    baseline = queries.baseline(entries)
     if baseline is None:
         return [ReplayCheck("replay", True, "nothing to replay: no experiment has run")], []
-    kept = [e for e in entries if e.kind == Kind.EXPERIMENT and e.data.get("kept")]
+    kept = queries.kept(entries)
     reference = PolicyState.load(ctx.reference_dir)
     spans = upgrades.spans(ctx.ws.root, entries, ctx.manifest)
     checks: list[ReplayCheck] = []

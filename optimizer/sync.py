@@ -25,7 +25,7 @@ class Synced:
 @exclusive
 def sync(path: Path) -> Synced:
     from optimizer.context import load_context
-    from optimizer.loop import open_tracker
+    from optimizer.tracking import open_tracker
 
     ctx = load_context(path)
     return replay(ctx, open_tracker(ctx))
@@ -34,7 +34,7 @@ def sync(path: Path) -> Synced:
 def replay(ctx, tracker, *, skip: frozenset[int] = frozenset()) -> Synced:
     """Write the experiment runs (and the baseline run) MLflow lacks, except the ledger sequence numbers in `skip`.
     A run counts as present only when FINISHED: one an outage or a kill cut short is written again, whole."""
-    from optimizer.experiment import ExperimentRecord
+    from optimizer.experiment_record import ExperimentRecord
     from optimizer.tracking import Tag, record_experiment
 
     runs = tracker.runs()

@@ -14,12 +14,13 @@ import math
 import os
 import re
 import tempfile
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import pandas as pd
 
+from holdout import queries
 from optimizer import __version__
 from optimizer.errors import RatchetError
 from optimizer.faults import fault
@@ -156,7 +157,7 @@ class Tracker:
                                "Check MLFLOW_TRACKING_URI or that the server is up.") from None
         self.experiment = experiment
         self.down: str | None = None  # why MLflow stopped answering mid-command (None: it answers)
-        self.recorder: Any = None  # writes runs that keep nothing from a second process (see behind)
+        self.recorder: Any = None  # writes runs that keep nothing from a second process (optimizer.recorder.behind)
         self.missed: list[str] = []  # what was not recorded meanwhile (the ledger holds it; `ratchet sync` writes it)
 
     @contextmanager
@@ -181,26 +182,6 @@ class Tracker:
         except Exception:  # noqa: BLE001
             if not self.down:
                 raise
-
-    @contextmanager
-    def behind(self, parent_run: Any, seal: str, workspace: Path) -> Iterator[None]:
-        """Within the block, on a local sqlite store, experiment runs that keep nothing are written by a second
-        process while the loop goes on (optimizer.recorder); the block's end waits for them, Ctrl-C included."""
-        if not self.uri.startswith("sqlite:///"):
-            yield
-            return
-        from optimizer.recorder import Recorder
-
-        recorder = self.recorder = Recorder(self.uri, self.experiment, seal, parent_run.info.run_id, workspace)
-        try:
-            yield
-        except BaseException:
-            self.recorder = None
-            with suppress(RatchetError):  # the block's own error is the one to tell; the ledger holds every run
-                recorder.close()
-            raise
-        self.recorder = None
-        recorder.close()
 
     def attempt(self, what: str, write: Callable[[], Any], *, catch_up: Callable[[], Any] | None = None) -> bool:
         """`write` (records of `what`) unless MLflow is down; False when it is. A failure while the server no longer
@@ -344,3 +325,19 @@ def record_experiment(tracker: Tracker, ctx: Any, record: Any, folder: Path, *, 
             register(tracker, ctx, experiment=record.experiment, commit=record.commit, source=source,
                      model=evaluation.model, run_id=active.info.run_id)
         return active.info.run_id
+
+
+def open_tracker(ctx: Any) -> "Tracker":
+    """The workspace's own tracking store (recorded at init; MLFLOW_TRACKING_URI overrides it), with what a stop
+    left there settled: runs left RUNNING marked KILLED, and registered versions whose ledger entry is missing
+    entered from the registry (a keep writes both)."""
+    from optimizer.keep import complete_models
+
+    entries = ctx.ledger.entries()
+    seal = queries.latest_seal(entries).data
+    tracker = Tracker(seal["mlflow"]["experiment"], workspace_uri(ctx.ws.root, entries))
+    tracker.end_stale_runs()  # a killed run's loop and experiment runs stay RUNNING otherwise
+    done = complete_models(ctx, tracker.client)
+    if done:
+        ctx.repaired = "; ".join(filter(None, (ctx.repaired, done)))
+    return tracker

@@ -21,8 +21,9 @@ from holdout.ledger import Kind
 from optimizer import __version__
 from optimizer.approvers import approver
 from optimizer.approvers import reason as reason_text
-from optimizer.context import Context, PolicyState, load_context
+from optimizer.context import Context, load_context
 from optimizer.errors import RatchetError
+from optimizer.policy_state import PolicyState
 from optimizer.replay import Replayed, replay_all
 from optimizer.runner import exclusive
 
@@ -113,7 +114,7 @@ def _restate(ctx: Context, done: list[Replayed]) -> dict[str, str | None]:
 def _record(ctx: Context, seq: int, payload: dict[str, Any]) -> None:
     """The upgrade as an MLflow run (a missed write is reported, not fatal: the ledger entry is the record)."""
     from holdout.records import Tag
-    from optimizer.loop import open_tracker
+    from optimizer.tracking import open_tracker
 
     tracker = open_tracker(ctx)
 

@@ -28,7 +28,7 @@ PACKAGES = ("optimizer", "domains", "holdout", "guards", "configs")
 REQUIRED = ("configs/__init__.py", "configs/fraud.yaml", "configs/pricing.yaml", "configs/routing.yaml",
             "domains/fraud/policy.py", "domains/fraud/program.md", "domains/pricing/policy.py",
             "domains/pricing/program.md", "domains/routing/policy.py", "domains/routing/policy_llm.py",
-            "domains/routing/program.md", "optimizer/cli.py", "optimizer/sandbox/_child.py",
+            "domains/routing/program.md", "optimizer/cli/__init__.py", "optimizer/sandbox/_child.py",
             "optimizer/sandbox/_server.py", "guards/__init__.py", "holdout/__init__.py")
 # Files read at run time besides the modules.
 DATA_GLOBS = ("configs/*.yaml", "domains/*/program.md", "domains/*/policy*.py")

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from optimizer.cli import _fail, app, err, out
+from optimizer.cli.app import app, err, fail, out
 from optimizer.errors import RatchetError
 
 
@@ -36,7 +36,7 @@ def audit(
     from optimizer.initialize import source_root
 
     if not (workspace / "holdout").is_dir() and not (workspace / "ledger.duckdb").exists():
-        _fail(RatchetError(f"{workspace}: not a ratchet workspace (no holdout/ or ledger.duckdb)."))
+        fail(RatchetError(f"{workspace}: not a ratchet workspace (no holdout/ or ledger.duckdb)."))
     try:
         settings: dict | str = load_config(workspace / "ratchet.yaml").gate.model_dump()
     except RatchetError as exc:
@@ -54,7 +54,7 @@ def audit(
     if only:
         unknown = sorted(set(only) - {c.name for c in report.checks})
         if unknown:
-            _fail(RatchetError(f"--check {unknown[0]}: no such check in this audit; checks: "
+            fail(RatchetError(f"--check {unknown[0]}: no such check in this audit; checks: "
                                f"{', '.join(dict.fromkeys(c.name for c in report.checks))}."))
         report = AuditReport(report.workspace, tuple(c for c in report.checks if c.name in only))
     if html is not None:

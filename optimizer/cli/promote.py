@@ -9,18 +9,18 @@ from pathlib import Path
 
 import typer
 
-from optimizer.cli import _fail, app, err, out
+from optimizer.cli.app import app, err, fail, out
 from optimizer.errors import RatchetError
 
 
 def _refuse(exc: RatchetError) -> None:
-    """A refusal is a verdict (exit 1); anything else is a usage or integrity error (`_fail`'s exit 2)."""
+    """A refusal is a verdict (exit 1); anything else is a usage or integrity error (`fail`'s exit 2)."""
     from optimizer.promotion import PromotionRefused
 
     if isinstance(exc, PromotionRefused):
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1)
-    _fail(exc)
+    fail(exc)
 
 
 @app.command(epilog="Example: ratchet promote ws exp-0003 --approved-by 'A. Reviewer' --reason 'trial-0002 passed, "

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from optimizer.cli import _fail, app, err, out
+from optimizer.cli.app import app, err, fail, out
 from optimizer.errors import RatchetError
 
 VERDICTS = ("kept", "would_keep", "reverted", "crashed")
@@ -39,7 +39,7 @@ def report(
         with err.status("gathering") as status:
             files = write_report(workspace, out_file, log=not no_mlflow, progress=lambda msg: status.update(msg))
     except RatchetError as exc:
-        _fail(exc)
+        fail(exc)
     out.print(f"report: {files.html} (plots: {', '.join(p.name for p in files.images.values()) or 'none'})",
               markup=False)
     for problem in files.missing.values():
@@ -71,7 +71,7 @@ def history(
     from holdout.ledger import Ledger
     from optimizer.config import load_config
     from optimizer.report.explain import reason
-    from optimizer.report.facts import gate_answer, outcome, records
+    from optimizer.report.facts import at_gate, gate_answer, records
     from optimizer.workspace import Workspace
 
     try:
@@ -81,10 +81,10 @@ def history(
         primary = get_domain(load_config(ws.config).domain).primary
         recs = records(Ledger(ws.ledger).entries())
     except RatchetError as exc:
-        _fail(exc)
+        fail(exc)
     known = {r.name for rec in recs for r in rec.verdict.results}
     if guard is not None and recs and guard not in known:
-        _fail(RatchetError(f"--guard {guard!r}: no such guard in this workspace's records; guards: "
+        fail(RatchetError(f"--guard {guard!r}: no such guard in this workspace's records; guards: "
                            f"{', '.join(sorted(known))}."))
     shown = [r for r in recs if (verdict is None or str(r.status) == verdict)
              and (guard is None or guard in r.verdict.failed_guards)]
@@ -108,10 +108,10 @@ def history(
     for name, justify in (("id", "left"), ("status", "left"), (primary, "right"), ("gate", "right"),
                           ("refused because", "left"), ("proposer", "left"), ("hypothesis", "left")):
         table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis", width=widths[name])
-    colour = {"kept": "green", "rejected": "red", "reverted": "white", "crashed": "magenta"}
+    colour = {"kept": "green", "would_keep": "green", "reverted": "red", "crashed": "magenta"}
     for r in shown:
         value, answer = r.dev_metrics.get(primary), gate_answer(r.gate)
-        table.add_row(r.experiment, Text(str(r.status), style=colour[outcome(r)]),
+        table.add_row(r.experiment, Text(str(r.status), style="white" if at_gate(r) else colour[str(r.status)]),
                       "-" if value is None else f"{value:.4f}", "-" if answer is None else f"{answer:+.4f}",
                       Text(why[r.experiment]), Text(r.proposer), Text(hypothesis[r.experiment]))
     Console(width=width, highlight=False).print(table)  # at that width, whatever width `out` was made with

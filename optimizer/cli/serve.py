@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from optimizer.cli import _fail, app, err, out  # noqa: F401  (out: the command module convention)
+from optimizer.cli.app import app, err, fail
 from optimizer.errors import RatchetError
 
 
@@ -26,4 +26,4 @@ def serve(
     try:
         run_server(workspace, host, port)
     except RatchetError as exc:
-        _fail(exc)
+        fail(exc)

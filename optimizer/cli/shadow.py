@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from optimizer.cli import _fail, app, err, out
+from optimizer.cli.app import app, err, fail, out
 from optimizer.errors import RatchetError
 
 def _next(step: str, as_json: bool = False) -> None:
@@ -55,7 +55,7 @@ def events(
         write_frame(made.events, events_out)
         write_frame(made.outcomes, outcomes_out)
     except RatchetError as exc:
-        _fail(exc)
+        fail(exc)
     out.print(f"{len(made.events):,} events from {made.start} to {made.end} -> {events_out}; outcomes -> "
               f"{outcomes_out}", markup=False)
 
@@ -81,7 +81,7 @@ def start(
             started = start_trial(workspace, challenger=challenger, events_file=events_file,
                                   progress=lambda msg: status.update(msg))
     except RatchetError as exc:
-        _fail(exc)
+        fail(exc)
     ws = shlex.quote(str(workspace))
     step = (f"`ratchet shadow outcomes {ws} {started.trial} --outcomes FILE` as outcomes arrive, then "
             f"`ratchet shadow report {ws} {started.trial}`")
@@ -114,7 +114,7 @@ def outcomes(
     try:
         joined = add_outcomes(workspace, trial, outcomes_file)
     except RatchetError as exc:
-        _fail(exc)
+        fail(exc)
     out.print(f"{trial}: batch {joined['batch']}: {joined['joined']:,} outcomes joined, {joined['corrections']:,} "
               f"corrections, {joined['ignored']:,} ignored (not this trial's events, or the same as already joined)",
               markup=False)
@@ -141,7 +141,7 @@ def report(
     try:
         result = build_report(workspace, trial, accept_drift=accept_drift)
     except RatchetError as exc:
-        _fail(exc)
+        fail(exc)
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), default=str) + "\n")
     else:

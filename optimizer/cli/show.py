@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from optimizer.cli import _fail, app, err, out  # noqa: F401  (err: the command module convention)
+from optimizer.cli.app import app, fail, out
 from optimizer.errors import RatchetError
 
 
@@ -26,7 +26,7 @@ def show(
     try:
         shown = load(workspace, experiment)
     except RatchetError as exc:
-        _fail(exc)
+        fail(exc)
     if as_json:
         sys.stdout.write(json.dumps(shown.to_json(), default=str) + "\n")
         return

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from optimizer.cli import _fail, app, err, out  # noqa: F401  (err: the command module convention)
+from optimizer.cli.app import app, err, fail, out
 from optimizer.errors import RatchetError
 
 
@@ -16,7 +16,7 @@ def repair(workspace: Path = typer.Argument(..., help="The workspace.")) -> None
     """Complete or roll back a keep that a stop interrupted, and enter the registered model versions whose ledger
     entry a stop or a removal lost (every run and try does this first), then verify."""
     from optimizer.context import load_context
-    from optimizer.loop import open_tracker
+    from optimizer.tracking import open_tracker
     from optimizer.runner import runner_lock
     from optimizer.workspace import Workspace
 
@@ -28,7 +28,7 @@ def repair(workspace: Path = typer.Argument(..., help="The workspace.")) -> None
             except RatchetError as exc:  # MLflow down: the keep's own files are repaired; say what was not
                 err.print(f"model entries not checked: {exc}", markup=False)
     except RatchetError as exc:
-        _fail(exc)
+        fail(exc)
     out.print(ctx.repaired or "nothing to repair: git, champion state, ledger and registry agree", markup=False)
 
 
@@ -41,7 +41,7 @@ def sync(workspace: Path = typer.Argument(..., help="The workspace.")) -> None:
     try:
         done = do_sync(workspace)
     except RatchetError as exc:
-        _fail(exc)
+        fail(exc)
     written = ", ".join(done.experiments) or "none"
     out.print(f"MLflow had {done.present} experiment run(s); written now: {written}"
               + ("; and the baseline run" if done.baseline else ""), markup=False)
@@ -93,7 +93,7 @@ def upgrade(
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1)
     except RatchetError as exc:
-        _fail(exc)
+        fail(exc)
     if result.seq is None:
         out.print(f"nothing to upgrade: {workspace} is judged by the scorer of ratchet {result.to_version} "
                   "already installed", markup=False)
@@ -118,9 +118,9 @@ def sample(
     from optimizer.user_columns import key_columns
 
     if domain not in DOMAINS:
-        _fail(RatchetError(f"{domain}: unknown domain; one of {', '.join(DOMAINS)}."))
+        fail(RatchetError(f"{domain}: unknown domain; one of {', '.join(DOMAINS)}."))
     if file.suffix.lower() not in (".csv", ".parquet"):
-        _fail(RatchetError(f"{file}: write .csv or .parquet (named by the extension)."))
+        fail(RatchetError(f"{file}: write .csv or .parquet (named by the extension)."))
     d = get_domain(domain)
     keys = key_columns(d)
     internal = [c for c in d.columns.outcome_only if c not in keys.values()]  # the generator's, not an importer's

@@ -241,7 +241,7 @@ def _status_words(rec: Any) -> str:
         return f"{STATUS_WORDS['crashed']} ({', '.join(failed)})"
     if failed == ("holdout_gate",):
         return "reverted: it passed every dev guard, and the holdout gate did not confirm the gain"
-    return f"rejected by {failed[0]} before the holdout was asked" + (
+    return f"reverted by {failed[0]} before the holdout was asked" + (
         f" (also failed: {', '.join(failed[1:])})" if len(failed) > 1 else "")
 
 
@@ -271,7 +271,7 @@ def explain(rec: Any, *, diff: str, workspace: str, primary: str = "the primary 
 def load(workspace: Path, wanted: str) -> Explanation:
     """Read one experiment of `workspace` (read-only) and explain it; RatchetError names what could not be read."""
     from holdout.ledger import Ledger
-    from optimizer.experiment import ExperimentRecord
+    from optimizer.experiment_record import ExperimentRecord
     from optimizer.report.facts import records
     from optimizer.workspace import Workspace
 

@@ -13,18 +13,9 @@ from typing import Any, Iterable, Mapping
 from holdout.gate import ladder_round
 from holdout.ledger import Entry, Kind
 
-# How an experiment ended, as the report tells it apart: a guard refused it before the holdout was asked
-# (rejected), the holdout gate refused it (reverted), it could not be evaluated (crashed), or it was kept.
-OUTCOMES = ("kept", "rejected", "reverted", "crashed")
-
-
-def outcome(record: Any) -> str:
-    status = str(record.status)
-    if status in ("kept", "would_keep"):
-        return "kept"
-    if status == "crashed":
-        return "crashed"
-    return "reverted" if record.verdict.failed_guards == ("holdout_gate",) else "rejected"
+def at_gate(record: Any) -> bool:
+    """A reverted experiment that passed every dev guard and was stopped by the holdout gate."""
+    return str(record.status) == "reverted" and record.verdict.failed_guards == ("holdout_gate",)
 
 
 def gate_answer(gate: Mapping[str, Any] | None) -> float | None:
@@ -36,7 +27,7 @@ def gate_answer(gate: Mapping[str, Any] | None) -> float | None:
 
 def records(entries: Iterable[Entry]) -> list[Any]:
     """Every experiment the ledger holds, in ledger order, as validated ExperimentRecords."""
-    from optimizer.experiment import ExperimentRecord
+    from optimizer.experiment_record import ExperimentRecord
 
     return [ExperimentRecord.from_payload({**e.data, "ledger_seq": e.seq}) for e in entries
             if e.kind == Kind.EXPERIMENT]
@@ -48,7 +39,8 @@ class Point:
 
     number: int
     experiment: str
-    outcome: str
+    outcome: str  # its status: kept, would_keep, reverted or crashed (optimizer.experiment_record.ExperimentStatus)
+    at_gate: bool  # reverted by the holdout gate after every dev guard passed
     value: float | None  # its dev value of the primary metric (None when it crashed before scoring)
     best: float | None  # the champion's dev value after it: the running best of what was kept
     hypothesis: str
@@ -62,8 +54,8 @@ def trajectory(recs: Iterable[Any], *, primary: str, baseline: float | None) -> 
         value = r.dev_metrics.get(primary)
         if r.kept and value is not None:
             best = float(value)
-        out.append(Point(r.number, r.experiment, outcome(r), None if value is None else float(value), best,
-                         r.hypothesis, r.verdict.failed_guards, gate_answer(r.gate)))
+        out.append(Point(r.number, r.experiment, str(r.status), at_gate(r), None if value is None else float(value),
+                         best, r.hypothesis, r.verdict.failed_guards, gate_answer(r.gate)))
     return tuple(out)
 
 

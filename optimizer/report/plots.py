@@ -16,12 +16,19 @@ from typing import Any, Callable, Iterable
 
 DPI = 100
 SIZE = {"trajectory": (1100, 620), "guardrails": (1100, 360), "segments": (1100, 420), "rejections": (1100, 320)}
-STYLE = {  # outcome -> (marker, colour, label)
+STYLE = {  # how an experiment is marked -> (marker, colour, label); the words are its status
     "kept": ("*", "#1b7f3b", "kept"),
-    "rejected": ("x", "#c0392b", "rejected by a guard"),
-    "reverted": ("o", "#7f8c8d", "reverted by the holdout gate"),
+    "reverted": ("x", "#c0392b", "reverted by a dev guard"),
+    "gate": ("o", "#7f8c8d", "reverted at the holdout gate"),
     "crashed": ("v", "#8e44ad", "crashed"),
 }
+
+
+def mark(point: Any) -> str:
+    """The STYLE of a trajectory point: a would-be keep (`ratchet try`) is drawn as kept."""
+    if point.outcome in ("kept", "would_keep"):
+        return "kept"
+    return "gate" if point.at_gate else point.outcome
 
 
 @dataclass(frozen=True)
@@ -103,7 +110,7 @@ def trajectory(points: Iterable[Any], *, primary: str, baseline: float | None) -
     points = list(points)
     fig, (top, low) = _figure("trajectory", 2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     for kind, (marker, colour, label) in STYLE.items():
-        mine = [p for p in points if p.outcome == kind and p.value is not None]
+        mine = [p for p in points if mark(p) == kind and p.value is not None]
         if mine:
             top.scatter([p.number for p in mine], [p.value for p in mine], marker=marker, color=colour,
                         s=110 if kind == "kept" else 36, label=f"{label} ({len(mine)})", zorder=3)
@@ -116,7 +123,7 @@ def trajectory(points: Iterable[Any], *, primary: str, baseline: float | None) -
         top.step([n for n, _ in steps], [b for _, b in steps], where="post", color="#1b7f3b", lw=1.6,
                  label="champion (running best of what was kept)")
     for p in points:
-        if p.outcome == "kept" and p.value is not None:
+        if mark(p) == "kept" and p.value is not None:
             top.annotate(plain(textwrap.shorten(p.hypothesis or p.experiment, 48)), (p.number, p.value),
                          textcoords="offset points", xytext=(6, 8), fontsize=8, color="#1b7f3b")
     top.set_ylabel(plain(f"dev {primary}"))
@@ -126,7 +133,7 @@ def trajectory(points: Iterable[Any], *, primary: str, baseline: float | None) -
     asked = [p for p in points if p.gate is not None]
     if asked:
         low.bar([p.number for p in asked], [p.gate for p in asked], width=0.6,
-                color=["#1b7f3b" if p.outcome == "kept" else "#7f8c8d" for p in asked])
+                color=["#1b7f3b" if mark(p) == "kept" else "#7f8c8d" for p in asked])
     low.axhline(0, color="black", lw=0.8)
     low.set_ylabel("holdout gate\n(Ladder-rounded)", fontsize=8)
     low.set_xlabel("experiment")

@@ -50,7 +50,7 @@ def gather(root: Path, *, progress: Callable[[str], None] = lambda _: None) -> R
     from holdout.ledger import Ledger
     from holdout.manifest import read_manifest
     from optimizer.config import load_config
-    from optimizer.context import PolicyState
+    from optimizer.policy_state import PolicyState
     from optimizer.initialize import source_root
     from optimizer.workspace import Workspace
 
@@ -144,11 +144,12 @@ def write_facts(facts: RunFacts, out: Path) -> ReportFiles:
 
 def _log(root: Path, html: Path, pngs: Mapping[str, Path]) -> str:
     """A `report` run in the experiment the seal names (never ending another run: a loop may be running now)."""
-    from holdout.ledger import Kind, Ledger
+    from holdout import queries
+    from holdout.ledger import Ledger
     from holdout.records import Tag
     from optimizer.tracking import Tracker
 
-    seal = [e for e in Ledger(root / "ledger.duckdb").entries() if e.kind in (Kind.SEAL, Kind.RESEAL)][-1].data
+    seal = queries.latest_seal(Ledger(root / "ledger.duckdb").entries()).data
     tracker = Tracker(seal["mlflow"]["experiment"])
     with tracker.run("report", tags={Tag.KIND: "report", Tag.SEAL: seal["manifest_sha256"]}) as active:
         tracker.mlflow.log_artifact(str(html), "report")

@@ -286,7 +286,7 @@ def _record(ctx, result: Report, started: dict, entries: list) -> None:
     """A look at the trial: a ledger entry (the promotion gate reads the last; the audit replays each) and a step of
     the trial's one MLflow report run. Reading the same outcomes again with the same verdict records nothing."""
     from holdout.records import Tag
-    from optimizer.loop import open_tracker
+    from optimizer.tracking import open_tracker
 
     f = result.figures
     primary = ({k: _finite(f["primary"][k]) for k in ("n", "gain", "lower_bound", "upper_bound")}

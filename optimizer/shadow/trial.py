@@ -131,7 +131,7 @@ def judged(ctx, challenger: str, entries: list) -> PolicyRef:
 def _track(ctx, data: dict) -> None:
     """The trial's start as an MLflow run: who decided what, on how many events."""
     from holdout.records import Tag
-    from optimizer.loop import open_tracker
+    from optimizer.tracking import open_tracker
 
     tracker = open_tracker(ctx)
     with tracker.run(f"shadow {data['trial']} start", tags={Tag.KIND: "shadow", Tag.SEAL: ctx.manifest_sha256,

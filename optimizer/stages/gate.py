@@ -9,6 +9,7 @@ from typing import Any
 
 from guards import GuardResult
 from holdout import gate as holdout_gate
+from holdout import queries
 from optimizer.faults import fault
 from optimizer.stages.judge import Judgement
 from optimizer.stages.scoring import state_scores
@@ -57,7 +58,7 @@ def _spend(ctx: Any, record: dict, entries: list) -> dict:
     """Write one holdout answer to the ledger before anyone acts on it."""
     from holdout.ledger import Kind
 
-    experiment = f"exp-{sum(e.kind == Kind.EXPERIMENT for e in entries) + 1:04d}"  # as run_experiment numbers it
+    experiment = queries.experiment_id(queries.next_number(entries))  # as run_experiment numbers it
     record = {**record, "seed": ctx.config.seed, "seal": ctx.manifest_sha256, "experiment": experiment}
     ctx.ledger.append(Kind.GATE, record)
     fault("gate:answered")  # the query is spent; the experiment is not recorded yet

@@ -13,7 +13,7 @@ from rich.console import Console
 from domains import DOMAINS, get_domain
 from holdout.audit import AuditReport, Check
 from optimizer.config import RunConfig
-from optimizer.context import PolicyState
+from optimizer.policy_state import PolicyState
 from optimizer.demo import DemoRun, demo_summary
 from optimizer.report.metrics import describe
 from tests._readme import pattern
@@ -122,7 +122,7 @@ def test_table_rows_keep_the_readme_shape():
 
 
 def test_shadow_commands_end_with_their_next_step(monkeypatch):
-    import optimizer.cli_shadow as cli_shadow
+    import optimizer.cli.shadow as cli_shadow
 
     figures = {"challenger": {"experiment": "exp-0004", "commit": "a" * 40}}
     assert cli_shadow.report_next("ws", "trial-0001", "passed", figures) \

@@ -123,7 +123,7 @@ def test_run_with_patches_records_everything(ws, tmp_path, monkeypatch):
 
     kinds = [e.kind for e in Ledger(ws / "ledger.duckdb").entries()]
     assert kinds[:2] == ["seal", "baseline"] and kinds.count("experiment") == 2 and "gate" in kinds
-    from optimizer.loop import open_tracker
+    from optimizer.tracking import open_tracker
     from optimizer.context import load_context
 
     runs = open_tracker(load_context(ws)).runs("tags.`ratchet.kind` = 'experiment'")

@@ -20,22 +20,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_loop_on_a_sqlite_store_gets_every_run_whole_under_its_loop_run(tmp_path, monkeypatch):
+    from optimizer import recorder
     from optimizer.loop import run_loop
-    from optimizer.tracking import Tracker
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     ws = init_workspace("fraud", tmp_path / "ws", overrides={"data.rows": 12_000, "seal.canaries": 2,
                                                                "decision.refits": 0}).workspace.root
     seen = []
-    original = Tracker.behind
+    original = recorder.behind
 
-    def behind(self, parent_run, seal, workspace):
-        with original(self, parent_run, seal, workspace):
-            seen.append(self.recorder)  # the recorder process is what writes the runs that keep nothing
+    def behind(tracker, parent_run, seal, workspace):
+        with original(tracker, parent_run, seal, workspace):
+            seen.append(tracker.recorder)  # the recorder process is what writes the runs that keep nothing
             yield
 
-    monkeypatch.setattr(Tracker, "behind", __import__("contextlib").contextmanager(behind))
+    monkeypatch.setattr(recorder, "behind", __import__("contextlib").contextmanager(behind))
     summary = run_loop(ws, experiments=5, proposer="optuna")
     assert len(summary.records) == 5 and seen and seen[0] is not None
     ledger = {e.data["experiment"]: e for e in Ledger(ws / "ledger.duckdb").entries(Kind.EXPERIMENT)}

@@ -61,7 +61,8 @@ def registered(small_workspace, tmp_path_factory) -> Registered:
     from mlflow.tracking import MlflowClient
 
     from optimizer.context import load_context
-    from optimizer.loop import ensure_baseline, open_tracker
+    from optimizer.loop import ensure_baseline
+    from optimizer.tracking import open_tracker
     from optimizer.sandbox import Sandbox
 
     base = tmp_path_factory.mktemp("registry-serving")

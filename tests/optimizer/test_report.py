@@ -69,6 +69,7 @@ def test_the_numbers_behind_the_plots_follow_the_ledger(ran):
     honest, crashed = facts.points
     assert crashed.outcome == "crashed" and crashed.gate is None
     assert honest.outcome in ("kept", "reverted") and honest.gate is not None
+    assert honest.at_gate == (honest.outcome == "reverted") and not crashed.at_gate
     if honest.outcome == "reverted":
         assert honest.failed_guards == ("holdout_gate",)
     gate = recs[0].gate
@@ -206,7 +207,7 @@ def test_history_filters_by_verdict_guard_and_last(ran):
 
 
 def test_the_progress_line_shows_the_rate_the_last_refusing_guard_and_the_gate_budget(ran):
-    from optimizer.cli_progress import LoopDisplay
+    from optimizer.cli.progress import LoopDisplay
     from optimizer.context import load_context
     from optimizer.loop import Recorded
     from optimizer.power import bar

@@ -337,7 +337,8 @@ def test_live_metrics_on_the_review_share_estimate_each_policys_holdout_metrics(
     with the same chance, with a bootstrap interval) hold its holdout figures. The figures over the labelled events
     alone do not: what the champion blocked is mostly unlabelled, so its recall reads low there."""
     from domains import Decisions
-    from optimizer.context import PolicyState, load_context
+    from optimizer.context import load_context
+    from optimizer.policy_state import PolicyState
 
     ws = lab / "ws"
     assert _cli("config", ws, "set", "shadow.review_rate=0.2", "--approved-by", "A. Reviewer", "--reason",

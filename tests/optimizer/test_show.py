@@ -96,7 +96,7 @@ def test_show_of_a_significance_refusal_prints_the_records_figures(ran):
         result = _invoke("show", str(root), ref)
         assert result.exit_code == 0, result.output
         text = result.output
-        assert "rejected by significance before the holdout was asked" in text
+        assert "reverted by significance before the holdout was asked" in text
         for value in (f["mean_diff"], f["lower"], f["upper"], f["min_effect"], needed):
             assert f"{value:+.6g}" in text, (value, text)
         assert (f"what to try next: the gain was {f['mean_diff']:+.6g}, it needed {needed:+.6g}: a bigger change or "

@@ -158,7 +158,7 @@ def test_the_variant_routes_every_ticket_through_the_broker_and_holdout_reasonin
                 assert HOLDOUT_MARK.encode() not in path.read_bytes(), path
     assert HOLDOUT_MARK not in json.dumps([e.data for e in _ledger(llm_ws)])  # the ledger's text, uncompressed
     assert DEV_MARK.encode() in (llm_ws / "experiments" / record["experiment"] / "trace.json").read_bytes()
-    from optimizer.loop import open_tracker
+    from optimizer.tracking import open_tracker
 
     run = [r for r in open_tracker(ctx).runs() if r.data.tags.get("ratchet.experiment") == record["experiment"]][0]
     assert run.data.metrics["task_agent_requests"] == figures["requests"]

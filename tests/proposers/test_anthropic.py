@@ -188,7 +188,7 @@ def test_run_end_to_end_with_memory_across_runs(fake, ws, monkeypatch):
 
     from optimizer.cli import app
     from optimizer.context import load_context
-    from optimizer.loop import open_tracker
+    from optimizer.tracking import open_tracker
 
     fake.reply(tool_use("read_trace", {"experiment": "latest"}, "t1"))
     fake.reply(tool_use("propose_edit", {"hypothesis": "restore the full model", "new_file": BASELINE}, "t2"))
