@@ -18,6 +18,8 @@ demo: $(STAMP)
 	$(BIN)/ratchet demo --workspace demo-workspace
 
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)

@@ -15,8 +15,6 @@ import platform
 import time
 import types
 
-import numpy as np
-
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as in the sandbox: spinning threads collapse a busy host
 
 

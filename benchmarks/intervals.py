@@ -123,6 +123,7 @@ def population(name, rows, champ, cand, note, n, refit_sd=0.0):
 
 def export_populations(refits: int, timings: dict) -> tuple[list[dict], dict]:
     import public_fraud
+
     from domains.fraud.data import load
 
     try:

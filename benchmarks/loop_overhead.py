@@ -19,9 +19,9 @@ import cProfile
 import os
 import platform
 import statistics
-from collections import Counter
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 TRIVIAL = '''"""Trivial {i}: block by amount alone."""

@@ -31,8 +31,8 @@ def policies(rows: pd.DataFrame) -> dict[str, np.ndarray]:
 def main() -> None:
     from domains import Decisions, get_domain
     from domains.pricing import data
-    from holdout.split import split_by_time
     from domains.pricing.adapter import PricingScoring
+    from holdout.split import split_by_time
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=20)

@@ -44,8 +44,8 @@ def build_workspace(root: Path, rows: int, register: bool = False) -> Path:
     from optimizer.context import load_context
     from optimizer.initialize import init_workspace
     from optimizer.loop import ensure_baseline
-    from optimizer.tracking import open_tracker
     from optimizer.sandbox import Sandbox
+    from optimizer.tracking import open_tracker
 
     ws = init_workspace("fraud", root / "ws", overrides={"data.rows": rows}).workspace.root
     ctx = load_context(ws)

@@ -10,9 +10,17 @@ import importlib
 import inspect
 from pathlib import Path
 
-from domains.contract import (Columns, Decisions, DemoSettings, Domain, GuardrailSpec, ImportKeys, ScoreReport,
-                              ScoringSettings)
 from domains.conformance import check_domain
+from domains.contract import (
+    Columns,
+    Decisions,
+    DemoSettings,
+    Domain,
+    GuardrailSpec,
+    ImportKeys,
+    ScoreReport,
+    ScoringSettings,
+)
 from domains.errors import RatchetError
 
 DOMAINS: tuple[str, ...] = tuple(sorted(p.parent.name for p in Path(__file__).parent.glob("*/adapter.py")

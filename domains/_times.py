@@ -172,7 +172,7 @@ def _text_times(series: pd.Series, name: str, col: str, *, role: str, reading: T
         parsed = _parse(series, fmt)
         bad = parsed.isna().to_numpy() & present
         if bad.any():
-            fix = (f"write the new file's times that way (data.time_format in ratchet.yaml, recorded at init)"
+            fix = ("write the new file's times that way (data.time_format in ratchet.yaml, recorded at init)"
                    if reading.recorded else "fix those rows, or pass the --time-format that reads them")
             raise RatchetError(f"{name}: column {col!r} for {role} has {int(bad.sum()):,} values that do not match "
                                f"{_said(fmt, reading)} ({_rows(name, bad)}: {examples(series, bad)}); {fix}.")

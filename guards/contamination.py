@@ -237,6 +237,8 @@ def scan_literals(source: str, *, holdout_ids: set | frozenset, holdout_values: 
         if _is_trivial(v):
             continue
         k = _key(v)
+        if k is None:
+            continue
         if k in ids:
             id_hits.add(k)
         elif k in values:

@@ -78,7 +78,7 @@ def _sample(values: np.ndarray, bins: int, *, remember: bool = False) -> _Sample
     """`values` as a reference sample; `remember`: kept by content (digest), so a reference used again is free."""
     if not remember:
         return _Sample.of(values, bins)
-    key = (hashlib.sha256(np.ascontiguousarray(values).view(np.uint8)).hexdigest(), bins)
+    key = (hashlib.sha256(np.ascontiguousarray(values).data).hexdigest(), bins)
     if key not in _SAMPLES:
         while len(_SAMPLES) >= 4:
             del _SAMPLES[next(iter(_SAMPLES))]

@@ -11,31 +11,15 @@ from typing import Any, Callable, Mapping
 
 import pandas as pd
 
-from holdout import evidence
+from domains.errors import RatchetError
+from holdout import audit_mlflow, evidence, lineage, upgrades
+from holdout.checks import Check, CheckStatus
 from holdout.hashing import canonical_json, content_hash, sha256_bytes, sha256_file, verify_signature
 from holdout.ledger import Kind, Ledger, verify_chain
 from holdout.manifest import MANIFEST, SEAL_KEY_ENV, manifest_body, manifest_sha256, read_manifest
-from holdout import lineage, upgrades
-from holdout.records import CHAMPION, PREVIOUS, MlflowRecords, RecordsUnavailable, TrackingRecords, recorded_store
-from domains.errors import RatchetError
+from holdout.records import TrackingRecords
 
 SEAL_KINDS = ("seal", "reseal")
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    passed: bool
-    detail: str
-    checked: bool = True  # False: the check was not made here (hmac without RATCHET_SEAL_KEY); it fails nothing
-
-    @property
-    def status(self) -> str:
-        """pass, fail, not checked (not made here, by design: fails nothing) or not verified (could not be made:
-        MLflow unreachable or unreadable)."""
-        if not self.checked or self.passed:
-            return "pass" if self.checked else "not checked"
-        return "not verified" if self.detail.startswith("not verified: ") else "fail"
 
 
 @dataclass(frozen=True)
@@ -46,12 +30,12 @@ class AuditReport:
     @property
     def unverified(self) -> tuple[Check, ...]:
         """Checks that could not be made (MLflow unreachable or unreadable): an outage, not a verdict."""
-        return tuple(c for c in self.checks if c.status == "not verified")
+        return tuple(c for c in self.checks if c.status == CheckStatus.NOT_VERIFIED)
 
     @property
     def not_checked(self) -> tuple[Check, ...]:
         """Checks not made here by design (hmac without RATCHET_SEAL_KEY): shown as such, never as a pass."""
-        return tuple(c for c in self.checks if c.status == "not checked")
+        return tuple(c for c in self.checks if c.status == CheckStatus.NOT_CHECKED)
 
     @property
     def status(self) -> str:
@@ -86,7 +70,7 @@ def _files(holdout_dir: Path, manifest: dict[str, Any]) -> list[Check]:
 
 
 def _content(holdout_dir: Path, manifest: dict[str, Any]) -> Check:
-    name = next(iter(manifest.get("files", {})), None)
+    name = next(iter(manifest.get("files", {})), "")  # none named: the folder itself, which is no Parquet file
     try:
         frame = pd.read_parquet(holdout_dir / name)
     except Exception as exc:
@@ -112,34 +96,6 @@ def _signature(manifest: dict[str, Any]) -> Check:
 def _scorer(root: Path, entries: list, manifest: dict[str, Any], source_root: Path) -> Check:
     """Each span of the ledger against the scorer sources in force then, the installed code against the last."""
     return Check("scorer_source", *upgrades.report(root, entries, manifest, source_root))
-
-
-def _records(root: Path, seal_payload: dict[str, Any], open_records: Callable[[str, str], TrackingRecords] | None):
-    """The tracking store the workspace recorded at init (MLFLOW_TRACKING_URI overrides it), or why it cannot be
-    read."""
-    info = seal_payload.get("mlflow", {})
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or recorded_store(root, info)
-    try:
-        return (open_records or MlflowRecords)(info["experiment"], uri), None
-    except KeyError:
-        return None, f"the ledger's seal entry names no MLflow experiment (uri {uri})"
-    except RecordsUnavailable as exc:
-        return None, f"MLflow at {uri} cannot be read: {exc}"
-
-
-def _mlflow(records: TrackingRecords | None, why: str | None, seal_payload: dict[str, Any], expected: str) -> Check:
-    run_id = seal_payload.get("mlflow", {}).get("run_id")
-    if records is None:
-        return Check("mlflow_seal", False, f"not verified: {why}")
-    try:
-        recorded = records.seal_hash(run_id)
-    except RecordsUnavailable as exc:
-        return Check("mlflow_seal", False, f"not verified: MLflow at {records.uri} cannot be read: {exc}")
-    if recorded is None:
-        return Check("mlflow_seal", False, f"MLflow run {run_id} at {records.uri}: no seal hash recorded")
-    ok = recorded == expected
-    return Check("mlflow_seal", ok, f"MLflow run {run_id}: seal {recorded[:12]}" +
-                 ("" if ok else f" != ledger {expected[:12]}"))
 
 
 def _gate_replay(entries: list) -> Check:
@@ -193,47 +149,6 @@ def _gate_settings(entries: list, settings: Mapping[str, float] | str) -> Check:
     return Check("gate_settings", True, "every holdout answer used the configured threshold and noise")
 
 
-def _mlflow_experiments(records: TrackingRecords | None, why: str | None, entries: list) -> Check:
-    """Each experiment MLflow knows of must be in the ledger under the same id (no truncation)."""
-    if records is None:
-        return Check("mlflow_experiments", False, f"not verified: {why}")
-    try:
-        runs = records.experiment_runs()
-    except RecordsUnavailable as exc:
-        return Check("mlflow_experiments", False, f"not verified: MLflow at {records.uri} cannot be read: {exc}")
-    by_seq = {e.seq: e for e in entries if e.kind == Kind.EXPERIMENT}
-    for run in runs:
-        seq, name = run.ledger_seq, run.experiment
-        entry = by_seq.get(int(seq)) if seq and seq.isdigit() else None
-        if entry is None or entry.data.get("experiment") != name:
-            return Check("mlflow_experiments", False, f"MLflow run {run.run_id} records {name} at ledger seq "
-                         f"{seq}, which the ledger does not hold: entries were removed")
-    # A run the ledger holds and MLflow lacks (an outage, a kill, a command that wrote to another store) is not
-    # tampering, but the records are not whole: not verified until `ratchet sync` writes it.
-    finished = {run.ledger_seq for run in runs if run.status == "FINISHED"}
-    lacking = [e.data.get("experiment") for seq, e in by_seq.items() if str(seq) not in finished]
-    if lacking:
-        return Check("mlflow_experiments", False, f"not verified: {len(lacking)} experiment(s) the ledger holds have "
-                     f"no finished MLflow run at {records.uri} ({', '.join(map(str, lacking[:5]))}"
-                     f"{', ...' if len(lacking) > 5 else ''}): run `ratchet sync DIR` to write them")
-    return Check("mlflow_experiments", True, f"{len(runs)} MLflow experiment runs all found in the ledger, and "
-                 f"each of its {len(by_seq)} experiments in MLflow")
-
-
-def _model_entries(records: TrackingRecords | None, why: str | None, entries: list, name: str) -> Check:
-    """Every registered version of the workspace's model has its ledger entry and every entry its version: a keep
-    writes both, so a removed model entry (the version can then never be promoted) fails here."""
-    if records is None:
-        return Check("model_entries", False, f"not verified: {why}")
-    try:
-        versions = records.model_versions(name)
-    except RecordsUnavailable as exc:
-        return Check("model_entries", False, f"not verified: MLflow at {records.uri} cannot be read: {exc}")
-    problems = lineage.model_problems(versions, entries, name)
-    return Check("model_entries", not problems, "; ".join(problems[:5]) or
-                 f"{len(versions)} registered version(s) of {name}, each with its ledger entry")
-
-
 def _sealed_holdouts(root: Path, entries: list) -> Check:
     problems, summary = lineage.sealed_holdouts(root, entries)
     return Check("sealed_holdouts", not problems, "; ".join(problems[:5]) or summary)
@@ -242,42 +157,6 @@ def _sealed_holdouts(root: Path, entries: list) -> Check:
 def _head(root: Path, entries: list) -> Check:
     """HEAD is the last commit the ledger recorded and holds its policy (a pending keep: see keep_transactions)."""
     return Check("kept_head", *lineage.head_report(root, entries))
-
-
-def _registry_aliases(records: TrackingRecords | None, why: str | None, entries: list) -> Check:
-    """The registry's champion and previous aliases are where the ledger's last promotion or rollback put them
-    (with nothing promoted, neither is set): an alias moved behind the ledger's back fails here."""
-    moves = [e for e in entries if e.kind in (Kind.PROMOTION, Kind.ROLLBACK)]
-    named = moves or [e for e in entries if e.kind == Kind.MODEL]
-    if not named:
-        return Check("registry_aliases", True, "nothing promoted")
-    if records is None:
-        return Check("registry_aliases", False, f"not verified: {why}")
-    name = named[-1].data["name"]
-    try:
-        aliases = records.model_aliases(name)
-    except RecordsUnavailable as exc:
-        return Check("registry_aliases", False, f"not verified: MLflow at {records.uri} cannot be read: {exc}")
-    last = moves[-1].data if moves else {}
-    want = {CHAMPION: last.get("version"), PREVIOUS: last.get("previous_version")}
-    if aliases is None:
-        return (Check("registry_aliases", True, "nothing promoted") if not moves else
-                Check("registry_aliases", False, f"registered model {name} not found at {records.uri}; ledger entry "
-                      f"{moves[-1].seq} ({moves[-1].kind}) set champion to version {want[CHAMPION]}"))
-    have = {alias: aliases.get(alias) for alias in want}
-    since = f"ledger entry {moves[-1].seq} ({moves[-1].kind})" if moves else "the ledger (nothing promoted)"
-    wrong = [f"alias {a} is {_version(have[a])}, {since} says {_version(want[a])}" for a in want if have[a] != want[a]]
-    if wrong:
-        return Check("registry_aliases", False, f"registered model {name} at {records.uri}: " + "; ".join(wrong) +
-                     ": moved outside `ratchet promote`/`ratchet rollback`")
-    if not moves:
-        return Check("registry_aliases", True, f"nothing promoted; {name} has no champion alias")
-    return Check("registry_aliases", True, f"{name}: champion {_version(want[CHAMPION])}, previous "
-                 f"{_version(want[PREVIOUS])}, as {since} set them (approved by {last.get('approved_by')})")
-
-
-def _version(version: int | None) -> str:
-    return "unset" if version is None else f"version {version}"
 
 
 def _verdict_inputs(root: Path, entries: list) -> Check:
@@ -397,13 +276,13 @@ def audit(root: Path, *, source_root: Path, gate_settings: Mapping[str, float] |
         checks.append(Check("manifest_vs_ledger", ok, f"{MANIFEST} sha256 {current[:12]}" +
                             (" matches the ledger's seal entry" if ok else
                              f" != ledger entry {seals[-1].seq} ({seals[-1].kind}) {sealed[:12]}: the manifest was rewritten")))
-        store, why = _records(root, seals[-1].data, records)
-        checks.append(_mlflow(store, why, seals[-1].data, sealed))
+        store, why = audit_mlflow.open_records(root, seals[-1].data, records)
+        checks.append(audit_mlflow.seal_run(store, why, seals[-1].data, sealed))
         if seals[0].data.get("mlflow") != seals[-1].data.get("mlflow"):  # a reseal may record elsewhere
-            store, why = _records(root, seals[0].data, records)
-        checks.append(_mlflow_experiments(store, why, entries))
-        checks.append(_registry_aliases(store, why, entries))
-        checks.append(_model_entries(store, why, entries, next(
+            store, why = audit_mlflow.open_records(root, seals[0].data, records)
+        checks.append(audit_mlflow.experiment_runs(store, why, entries))
+        checks.append(audit_mlflow.registry_aliases(store, why, entries))
+        checks.append(audit_mlflow.model_entries(store, why, entries, next(
             (e.data["name"] for e in entries if e.kind == Kind.MODEL),
             f"ratchet-{root.name}-{str(seals[0].data.get('manifest_sha256'))[:12]}")))
     else:

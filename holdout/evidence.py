@@ -79,12 +79,13 @@ def verify(root: Path, entries: list, *, only: tuple[str, ...] | None = None) ->
         if digest == want[rel]:
             continue
         seq, kind = where[rel]
+        recorded = want[rel]
         if digest is None:
             found = "is missing"
-        elif want[rel] is None:
+        elif recorded is None:
             found = f"exists (sha256 {digest[:12]}) but ledger entry {seq} ({kind}) records it as removed"
         else:
-            found = f"sha256 {digest[:12]} != ledger entry {seq} ({kind}) {want[rel][:12]}"
+            found = f"sha256 {digest[:12]} != ledger entry {seq} ({kind}) {recorded[:12]}"
         problems.append(f"{rel} {found}: {_todo(rel)}")
     for folder in STATE_DIRS:
         if only is not None and not f"{folder}/".startswith(only):

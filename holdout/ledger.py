@@ -26,8 +26,8 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import duckdb
 
-from holdout.hashing import canonical_json, sha256_bytes
 from domains.errors import RatchetError
+from holdout.hashing import canonical_json, sha256_bytes
 
 GENESIS = "0" * 64
 T = TypeVar("T")
@@ -163,7 +163,8 @@ class Ledger:
         with self._locked() as con:
             before = self._signature()  # under the lock: no other writer between this and the insert
             fresh = known is not None and known[0] == before  # the entries known are the file's
-            if fresh and known[1]:
+            last: tuple[Any, ...] | None
+            if fresh and known is not None and known[1]:
                 last = (known[1][-1].seq, known[1][-1].hash)
             else:
                 last = con.execute("SELECT seq, hash FROM ledger_db.ledger ORDER BY seq DESC LIMIT 1").fetchone()
@@ -173,7 +174,7 @@ class Ledger:
             con.execute("INSERT INTO ledger_db.ledger VALUES (?, ?, ?, ?, ?, ?)", [seq, now, kind, body, prev, digest])
         entry = Entry(seq, now, kind, body, prev, digest)
         # The entries known before stay valid only if the file was as they were read: the new one follows them.
-        self._known = (self._signature(), (*known[1], entry)) if fresh else None
+        self._known = (self._signature(), (*known[1], entry)) if fresh and known is not None else None
         return entry
 
     def entries(self, kind: str | None = None) -> list[Entry]:

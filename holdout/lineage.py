@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from holdout import fingerprint
-from holdout.queries import SEALS
 from holdout.hashing import sha256_bytes, sha256_file
 from holdout.ledger import Entry, Kind
 from holdout.manifest import MANIFEST, manifest_sha256, read_manifest
+from holdout.queries import SEALS
 
 RETIRED = "retired"
 

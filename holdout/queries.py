@@ -50,10 +50,16 @@ def experiment_id(number: int) -> str:
     return f"exp-{number:04d}"
 
 
+def looks_redone_after(entries: Sequence[Entry]) -> int:
+    """The ledger entry of the last upgrade that accepted changed shadow-trial looks (0: none): the looks recorded
+    before it are held to nothing the installed code can recompute."""
+    return max((e.seq for e in entries if e.kind == Kind.UPGRADE and e.data.get("looks_changed")), default=0)
+
+
 def model_name(entries: Sequence[Entry], folder: str) -> str:
     """The workspace's one registered model: the name its first version got, else `ratchet-<folder>-<seal sha12>`
     (`folder`: the workspace folder's name)."""
-    named = next((e.data["name"] for e in entries if e.kind == Kind.MODEL), None)
+    named = next((str(e.data["name"]) for e in entries if e.kind == Kind.MODEL), None)
     if named:
         return named
     return f"ratchet-{folder}-{first_seal(entries).data['manifest_sha256'][:12]}"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+
 class Tag:
     """The MLflow tags ratchet writes on its runs (plain strings: MLflow's keys), in one place."""
 

@@ -9,10 +9,10 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from domains.errors import RatchetError
 from holdout.hashing import content_hash, hashes_in, row_hashes, sha256_file, source_hashes
 from holdout.manifest import write_manifest
 from holdout.split import Splits
-from domains.errors import RatchetError
 
 HOLDOUT_FILE = "holdout.parquet"
 CANARY_BASE = 9_100_000_000_000_000_000  # far above any real id: a hit is unambiguous

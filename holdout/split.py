@@ -50,8 +50,7 @@ def split_by_time(frame: pd.DataFrame, *, time: str, train: float, dev: float,
                            "time it happened.")
     span = span_days(ts)
     auto = gap_days == "auto"
-    if auto:
-        gap_days = auto_gap_days(span)
+    gap_days = auto_gap_days(span) if auto else float(gap_days)
     gap = pd.Timedelta(days=gap_days)
     train_end = ts.iloc[int(len(ts) * train) - 1]
     dev_end = ts.iloc[int(len(ts) * (train + dev)) - 1]
@@ -74,4 +73,5 @@ def split_by_time(frame: pd.DataFrame, *, time: str, train: float, dev: float,
                 "Use more data, a smaller gap or other split fractions in the config."
             )
     bounds = {f"{n}_{edge}": str(getattr(p[time], edge)()) for n, p in parts.items() for edge in ("min", "max")}
-    return Splits(*(p.reset_index(drop=True) for p in parts.values()), boundaries=bounds, gap_days=float(gap_days))
+    train_rows, dev_rows, holdout_rows = (p.reset_index(drop=True) for p in parts.values())
+    return Splits(train_rows, dev_rows, holdout_rows, boundaries=bounds, gap_days=float(gap_days))

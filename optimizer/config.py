@@ -9,7 +9,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from domains import DEFAULT_DOMAIN, DOMAINS, _source, domain_class
-
 from optimizer.config_words import closest, friendly, given_as, problem  # noqa: F401 (closest: used by config set)
 from optimizer.errors import RatchetError
 

@@ -6,7 +6,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-
 # Words people write for a closed set's values (`--time-unit seconds`), read only to suggest the value meant.
 _SYNONYMS = {"sec": "s", "secs": "s", "second": "s", "seconds": "s", "milli": "ms", "millis": "ms", "msec": "ms",
              "millisecond": "ms", "milliseconds": "ms", "micro": "us", "micros": "us", "usec": "us", "µs": "us",

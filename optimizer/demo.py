@@ -11,6 +11,7 @@ from rich.table import Table
 
 from optimizer.errors import RatchetError
 
+
 def starting_policy(domain: str) -> str:
     """The domain's baseline policy with the demo's starting tunables (under-tuned, so the loop has a gain to find)."""
     from domains import get_domain
@@ -162,11 +163,11 @@ def next_line(workspace: str, champ: Any, base: Any, run: DemoRun, *, shadow: bo
 
 def run_demo(workspace: Path, *, experiments: int, rows: int | None, out: Console, err: Console,
              display: Callable[[int, str], Any], domain: str) -> int:
+    from domains import get_domain
     from holdout.audit import audit
     from optimizer.context import load_context
     from optimizer.initialize import init_workspace, source_root
     from optimizer.loop import run_loop
-    from domains import get_domain
     from optimizer.tracking import tracking_uri
 
     demo = get_domain(domain).demo

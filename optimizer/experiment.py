@@ -15,9 +15,9 @@ from holdout.hashing import sha256_bytes
 from holdout.ledger import Kind, per_entry
 from optimizer import __version__
 from optimizer.context import Context, chain_problems
+from optimizer.diffs import unified_diff
 from optimizer.errors import IntegrityError
 from optimizer.experiment_record import CRASH_GUARDS, ExperimentRecord, ExperimentStatus
-from optimizer.diffs import unified_diff
 from optimizer.policy_state import PolicyState, decisions_sha256
 from optimizer.stages import Evaluation, PolicyRunner, evaluate, gate, judge, record, refit_spread, scores
 

@@ -156,8 +156,8 @@ def make_proposer(ctx: Context, name: str, patches: Path | None) -> Proposer:
     from optimizer.proposers import OptunaProposer, PatchesProposer
 
     if name == "anthropic":
-        from optimizer.stages import static_check
         from optimizer.proposers._anthropic import AnthropicProposer
+        from optimizer.stages import static_check
 
         def check(source: str) -> str | None:
             result = static_check(ctx, source)

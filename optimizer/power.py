@@ -61,8 +61,8 @@ def _positives(frame: Any, label: str) -> int | None:
 def bar(ctx: Any, entries: list | None = None, champion: Any = None) -> Bar:
     """The bar for the next candidate. `champion`: the policy it will be compared with (its dev contributions
     give the typical standard error until holdout tests have recorded real ones)."""
-    from holdout.fdr import critical_z, lord_level
     from guards.significance import adjusted_alpha
+    from holdout.fdr import critical_z, lord_level
     from optimizer.stages.gate import lord_stream
 
     d, g = ctx.config.decision, ctx.config.gate

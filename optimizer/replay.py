@@ -72,8 +72,8 @@ def replay_all(ctx: Any, *, progress: Callable[[str], None] = lambda _: None
                ) -> tuple[list[ReplayCheck], list[Replayed]]:
     """Every check, and each policy's figures under the installed code."""
     from optimizer.policy_state import PolicyState, decisions_sha256
-    from optimizer.stages import evaluate, scores
     from optimizer.sandbox import Sandbox
+    from optimizer.stages import evaluate, scores
 
     if ctx.config.task_agent.enabled:
         return [ReplayCheck("replay", False, "not replayed: the policy asks a language model (task agent), whose "

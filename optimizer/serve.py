@@ -48,7 +48,7 @@ from optimizer.errors import RatchetError
 from optimizer.history import LiveHistory
 from optimizer.refs import acting, named
 from optimizer.serve_rows import Refused, Schema, _one_line, parse_rows
-from optimizer.serve_shadow import STOP_WAIT_S, ShadowLane, Shadowed
+from optimizer.serve_shadow import STOP_WAIT_S, Shadowed, ShadowLane
 
 MAX_ROWS = 10_000  # rows per request
 MAX_BYTES = 8 * 1024 * 1024  # request body

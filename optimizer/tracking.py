@@ -21,11 +21,15 @@ from typing import Any, Callable, Iterator, Mapping
 import pandas as pd
 
 from holdout import queries
+from holdout.records import (  # noqa: F401 (SEAL_TAG re-exported: the tag the audit reads)
+    SEAL_TAG,
+    Tag,
+    fail_fast,
+    unreachable,
+)
 from optimizer import __version__
 from optimizer.errors import RatchetError
 from optimizer.faults import fault
-
-from holdout.records import SEAL_TAG, Tag, fail_fast, unreachable  # noqa: F401 (SEAL_TAG re-exported: the tag the audit reads)
 
 
 def default_store() -> Path:
@@ -88,7 +92,6 @@ def _opened_store(experiment: str) -> str | None:
     """The store of the workspace this process opened whose seal names `experiment` (None if it opened none, or
     when MLFLOW_TRACKING_URI names the store for every command anyway)."""
     from holdout.ledger import Kind, Ledger
-
     from optimizer.workspace import OPENED
 
     if os.environ.get("MLFLOW_TRACKING_URI"):
@@ -135,8 +138,9 @@ class Tracker:
 
     def __init__(self, experiment: str, uri: str | None = None) -> None:
         _quiet()
-        import mlflow
         from mlflow.tracking import MlflowClient
+
+        import mlflow
 
         self.uri = uri or _opened_store(experiment) or tracking_uri()
         down = unreachable(self.uri)

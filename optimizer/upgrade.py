@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from holdout import scorer
+from holdout import queries, scorer
 from holdout.evidence import bind_state
 from holdout.ledger import Kind
 from optimizer import __version__
@@ -88,7 +88,7 @@ def _looks(ctx: Context, entries: list, progress: Progress) -> list[str]:
     from optimizer.shadow.report import replay_looks
 
     trials = [e.data["trial"] for e in entries if e.kind == Kind.SHADOW_TRIAL]
-    after = max((e.seq for e in entries if e.kind == Kind.UPGRADE and e.data.get("looks_changed")), default=0)
+    after = queries.looks_redone_after(entries)
     if trials:
         progress(f"replaying the looks at {len(trials)} shadow trial(s)")
     return [f"shadow {p}" for t in trials for p in replay_looks(ctx, t, entries, after=after)]

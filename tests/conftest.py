@@ -10,7 +10,6 @@ import pytest
 
 from optimizer.tunables import rewrite
 
-
 # A suite started in the background of a non-interactive shell inherits SIGINT ignored, and so would every ratchet
 # process a test starts: Ctrl-C tests would see no interrupt at all. With a handler here, children start with the
 # default disposition (exec resets handled signals) and Python's own KeyboardInterrupt handler.

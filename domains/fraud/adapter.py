@@ -18,8 +18,18 @@ from pydantic import Field
 
 from domains._importing import TimeReading
 from domains._memo import by_identity
-from domains.contract import (Columns, Decisions, DemoSettings, Domain, GuardrailSpec, ImportKeys, ScoreReport,
-                              ScoringSettings, ShadowSettings)
+from domains.contract import (
+    Columns,
+    Decisions,
+    DemoSettings,
+    Domain,
+    GuardrailSpec,
+    ImportKeys,
+    ScoreReport,
+    ScoringSettings,
+    ShadowSettings,
+)
+
 from .data import MAPPING_KEYS, REQUIRED_KEYS
 
 AMOUNT_BANDS = ((0.0, "low"), (20.0, "mid"), (100.0, "high"), (500.0, "very_high"))

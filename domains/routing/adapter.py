@@ -16,8 +16,18 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from domains._importing import TimeReading
-from domains.contract import (Columns, Decisions, DemoSettings, Domain, GuardrailSpec, ImportKeys, ScoreReport,
-                              ScoringSettings, ShadowSettings)
+from domains.contract import (
+    Columns,
+    Decisions,
+    DemoSettings,
+    Domain,
+    GuardrailSpec,
+    ImportKeys,
+    ScoreReport,
+    ScoringSettings,
+    ShadowSettings,
+)
+
 from .importer import MAPPING_KEYS, REQUIRED_KEYS
 from .queue import simulate
 

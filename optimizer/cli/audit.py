@@ -30,8 +30,9 @@ def audit(
 
     Exit 0 when intact, 1 on any integrity failure, 2 when the folder is not a workspace, 4 when the only
     failures are checks that could not be made because MLflow is unreachable (an outage, not tampering)."""
-    from holdout.audit import AuditReport, Check
+    from holdout.audit import AuditReport
     from holdout.audit import audit as run_audit
+    from holdout.checks import Check
     from optimizer.config import load_config
     from optimizer.initialize import source_root
 
@@ -80,14 +81,14 @@ def audit(
 
 def _shadow_check(workspace: Path):
     """Every shadow trial's rows in shadow.duckdb and its files against the hashes the ledger bound them to."""
-    from holdout.audit import Check
+    from holdout.checks import Check, unverified
     from holdout.ledger import Ledger
     from optimizer.shadow.integrity import audit_trials
 
     try:
         passed, detail = audit_trials(workspace, Ledger(workspace / "ledger.duckdb").entries())
     except RatchetError as exc:  # shadow.duckdb busy (a server writing): not checked, which is no pass
-        return Check("shadow_trials", False, f"not verified: {exc}")
+        return unverified("shadow_trials", str(exc))
     except Exception as exc:  # noqa: BLE001 - a damaged store fails the check, in one line
         return Check("shadow_trials", False, f"{workspace / 'shadow.duckdb'}: unreadable ({type(exc).__name__}: "
                      f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''})")
@@ -96,7 +97,8 @@ def _shadow_check(workspace: Path):
 
 def _looks_check(workspace: Path):
     """Every look at every trial recomputed from the store as it stood then, with the settings it recorded."""
-    from holdout.audit import Check
+    from holdout import queries
+    from holdout.checks import Check
     from holdout.ledger import Kind, Ledger
     from optimizer.context import load_context
     from optimizer.shadow.report import replay_looks
@@ -105,8 +107,7 @@ def _looks_check(workspace: Path):
     trials = [e.data["trial"] for e in entries if e.kind == Kind.SHADOW_TRIAL]
     if not trials:
         return Check("shadow_looks", True, "no shadow trial")
-    # looks recorded before an upgrade that accepted changed looks are held to nothing the installed code can redo
-    after = max((e.seq for e in entries if e.kind == Kind.UPGRADE and e.data.get("looks_changed")), default=0)
+    after = queries.looks_redone_after(entries)
     try:
         ctx = load_context(workspace, repair=False)  # an audit reads; a read-only copy is audited too
         found = [p for t in trials for p in replay_looks(ctx, t, entries, after=after)]

@@ -11,9 +11,9 @@ class LoopDisplay:
     """A rich progress line: experiment i/N, current best, kept count, time left."""
 
     def __init__(self, total: int, primary: str) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
         import time
+
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.primary = primary
         self.kept = 0

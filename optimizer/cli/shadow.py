@@ -12,6 +12,7 @@ import typer
 from optimizer.cli.app import app, err, fail, out
 from optimizer.errors import RatchetError
 
+
 def _next(step: str, as_json: bool = False) -> None:
     """A command's last line, its next step: on stderr under --json (stdout stays pure JSON), else on stdout."""
     (err if as_json else out).print(f"Next: {step}", markup=False, soft_wrap=True)

@@ -16,8 +16,8 @@ def repair(workspace: Path = typer.Argument(..., help="The workspace.")) -> None
     """Complete or roll back a keep that a stop interrupted, and enter the registered model versions whose ledger
     entry a stop or a removal lost (every run and try does this first), then verify."""
     from optimizer.context import load_context
-    from optimizer.tracking import open_tracker
     from optimizer.runner import runner_lock
+    from optimizer.tracking import open_tracker
     from optimizer.workspace import Workspace
 
     try:

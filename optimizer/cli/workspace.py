@@ -135,9 +135,9 @@ def run(
     from optimizer.loop import run_loop
 
     try:
+        from domains import get_domain
         from optimizer.config import load_config
         from optimizer.workspace import Workspace
-        from domains import get_domain
 
         primary = get_domain(load_config(Workspace.open(workspace).config).domain).primary
         display = LoopDisplay(experiments, primary)
@@ -181,11 +181,11 @@ def try_(
     from optimizer.context import load_context
     from optimizer.experiment import run_experiment
     from optimizer.loop import ensure_baseline
-    from optimizer.tracking import open_tracker
     from optimizer.proposers._patches import read_candidate
     from optimizer.report.change import describe
     from optimizer.runner import runner_lock
     from optimizer.sandbox import Sandbox
+    from optimizer.tracking import open_tracker
     from optimizer.workspace import Workspace
 
     try:

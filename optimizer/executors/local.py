@@ -7,8 +7,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
-from optimizer.stages import Evaluation
 from optimizer.executors.timing import timed
+from optimizer.stages import Evaluation
 
 
 class LocalExecutor:

@@ -15,9 +15,9 @@ from typing import Any, Callable, Mapping
 from holdout.ledger import Kind
 from optimizer.config import AgentConfig
 from optimizer.errors import IntegrityError, RatchetError
+from optimizer.model_usage import Usage
 from optimizer.proposers._agent_tools import TOOLS, Edit, ToolError, apply_edits, numbered, parse_edit, read_trace
 from optimizer.proposers._base import Candidate, ProposalContext, Proposer
-from optimizer.model_usage import Usage
 from optimizer.proposers._memory import summarize
 
 SYSTEM = """You are the research engineer of an optimization loop for a business system. You improve \
@@ -167,9 +167,9 @@ class AnthropicProposer(Proposer):
 
     # --- one request --------------------------------------------------------------------------
     def _request(self, context: ProposalContext, messages: list[dict]) -> tuple[Any, Usage]:
-        import mlflow
         from mlflow.entities import SpanType
 
+        import mlflow
         from guards.contamination import check_outgoing
 
         cap = self.config.spend_cap_usd

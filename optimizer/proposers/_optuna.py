@@ -14,7 +14,6 @@ from optimizer.errors import RatchetError
 from optimizer.proposers._base import Candidate, ProposalContext, Proposer
 from optimizer.tunables import parse, rewrite, suggest
 
-
 MAX_REPEATS = 50  # asks per proposal before a repeat is accepted (a space with fewer new points than that)
 
 

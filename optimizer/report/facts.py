@@ -13,6 +13,7 @@ from typing import Any, Iterable, Mapping
 from holdout.gate import ladder_round
 from holdout.ledger import Entry, Kind
 
+
 def at_gate(record: Any) -> bool:
     """A reverted experiment that passed every dev guard and was stopped by the holdout gate."""
     return str(record.status) == "reverted" and record.verdict.failed_guards == ("holdout_gate",)

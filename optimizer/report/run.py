@@ -50,8 +50,8 @@ def gather(root: Path, *, progress: Callable[[str], None] = lambda _: None) -> R
     from holdout.ledger import Ledger
     from holdout.manifest import read_manifest
     from optimizer.config import load_config
-    from optimizer.policy_state import PolicyState
     from optimizer.initialize import source_root
+    from optimizer.policy_state import PolicyState
     from optimizer.workspace import Workspace
 
     ws = Workspace.open(root)

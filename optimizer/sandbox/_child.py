@@ -26,7 +26,8 @@ import types
 import numpy as np
 import pandas as pd
 
-from optimizer.sandbox import _audit, _channel, _landlock, _protocol as P
+from optimizer.sandbox import _audit, _channel, _landlock
+from optimizer.sandbox import _protocol as P
 
 RECORD_FD = 3  # the audit pipe's fixed number in the child
 _PR_SET_PDEATHSIG = 1

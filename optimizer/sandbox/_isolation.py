@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import functools
 import glob
+import grp
 import os
 import pwd
-import grp
 import shlex
 import shutil
 import site

@@ -18,7 +18,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from optimizer.sandbox import _protocol as P, _quota
+from optimizer.sandbox import _protocol as P
+from optimizer.sandbox import _quota
 
 _META_CAP = 1 << 20
 _DTYPE = re.compile(r"^[<>|=]?[A-Za-z]\d*(\[[A-Za-z0-9]+\])?$")

@@ -15,7 +15,6 @@ relayed to it, one decide each, and {"op": "end", "worker": id} ends it. Live wo
 """
 from __future__ import annotations
 
-import ctypes
 import gc
 import importlib
 import json
@@ -277,6 +276,7 @@ def main() -> None:
     config = json.loads(link.readline())
     errors = _preload(config["preload"])
     import ctypes.util  # noqa: F401 - the child must not need to import anything of its own
+
     import pyarrow.parquet  # noqa: F401
 
     try:

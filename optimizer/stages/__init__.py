@@ -8,7 +8,15 @@ record   (keep transaction or ledger entry, immutable record files, MLflow run)
 Evaluate is the expensive stage and touches no shared state (a coordinator may run many at once, a shadow trial
 reuses it); judge, gate and record run in the coordinator, in proposal order.
 """
-from optimizer.stages.evaluate import Evaluation, Inputs, PolicyRunner, evaluate, phase_failure, refit_spread, static_check
+from optimizer.stages.evaluate import (
+    Evaluation,
+    Inputs,
+    PolicyRunner,
+    evaluate,
+    phase_failure,
+    refit_spread,
+    static_check,
+)
 from optimizer.stages.gate import GateOutcome, ask_gate, gate, gate_result
 from optimizer.stages.judge import Judgement, judge
 from optimizer.stages.record import record

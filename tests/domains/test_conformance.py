@@ -7,9 +7,16 @@ import functools
 import pytest
 
 from domains import DOMAINS, get_domain
-from domains.conformance import (CHECKS, ConformanceError, check_columns_hidden,
-                                 check_contributions_average_to_primary, check_domain, check_segments_cover_every_row,
-                                 check_trace_bounded_and_dev_only, conformance_data)
+from domains.conformance import (
+    CHECKS,
+    ConformanceError,
+    check_columns_hidden,
+    check_contributions_average_to_primary,
+    check_domain,
+    check_segments_cover_every_row,
+    check_trace_bounded_and_dev_only,
+    conformance_data,
+)
 from domains.contract import ScoreReport
 from domains.fraud.adapter import FraudDomain
 

@@ -13,7 +13,6 @@ from domains.fraud.expectations import check_contract, suite_json
 from optimizer.errors import RatchetError
 
 
-
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
     return generate(11, 20_000)

@@ -2,6 +2,8 @@
 leaks the label. Each is read as it is meant, or refused with the column named."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest

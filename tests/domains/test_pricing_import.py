@@ -7,7 +7,6 @@ import pytest
 
 from domains.pricing.data import generate
 from domains.pricing.importer import load
-from optimizer.errors import RatchetError
 from tests._files import refusal_of, write_file
 
 RENAMED = {"offer_id": "Offer ID", "ts": "offered at", "customer_id": "cust", "product_id": "sku",

@@ -1,7 +1,8 @@
 """The scorer's ranking metrics equal scikit-learn's on any scores, ties included."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from domains._ranking import roc_pr_auc

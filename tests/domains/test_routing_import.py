@@ -7,7 +7,6 @@ import pytest
 
 from domains.routing.data import generate
 from domains.routing.importer import load
-from optimizer.errors import RatchetError
 from tests._files import refusal_of, write_file
 
 RENAMED = {"ticket_id": "Ticket #", "ts": "opened at", "customer_id": "cust", "priority": "Prio",

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from domains import Decisions, get_domain
+from domains.routing.adapter import RoutingScoring
 from domains.routing.data import generate
 from domains.routing.queue import simulate
-from domains.routing.adapter import RoutingScoring
 from optimizer.errors import RatchetError
 
 PARAMS = RoutingScoring().model_dump()

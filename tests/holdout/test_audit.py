@@ -9,7 +9,7 @@ import pytest
 
 from holdout.audit import audit
 from holdout.hashing import content_hash, sha256_file
-from holdout.manifest import MANIFEST, manifest_sha256
+from holdout.manifest import MANIFEST
 from optimizer.initialize import source_root
 from tests.conftest import mlflow_store
 

@@ -13,8 +13,8 @@ from rich.console import Console
 from domains import DOMAINS, get_domain
 from holdout.audit import AuditReport, Check
 from optimizer.config import RunConfig
-from optimizer.policy_state import PolicyState
 from optimizer.demo import DemoRun, demo_summary
+from optimizer.policy_state import PolicyState
 from optimizer.report.metrics import describe
 from tests._readme import pattern
 

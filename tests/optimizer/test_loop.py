@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from optimizer.cli import app
 from optimizer.tunables import rewrite
-
 from tests.conftest import BASELINE, WEAK, mlflow_store
 
 
@@ -123,8 +122,8 @@ def test_run_with_patches_records_everything(ws, tmp_path, monkeypatch):
 
     kinds = [e.kind for e in Ledger(ws / "ledger.duckdb").entries()]
     assert kinds[:2] == ["seal", "baseline"] and kinds.count("experiment") == 2 and "gate" in kinds
-    from optimizer.tracking import open_tracker
     from optimizer.context import load_context
+    from optimizer.tracking import open_tracker
 
     runs = open_tracker(load_context(ws)).runs("tags.`ratchet.kind` = 'experiment'")
     assert sorted(r.data.tags["ratchet.verdict"] for r in runs) == ["crashed", "kept"]

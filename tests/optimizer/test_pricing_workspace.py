@@ -7,7 +7,6 @@ import shutil
 from typer.testing import CliRunner
 
 from optimizer.cli import app
-
 from tests.conftest import PRICING_BASELINE
 
 

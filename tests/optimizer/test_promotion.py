@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 
 from holdout.ledger import Kind, Ledger
 from optimizer.cli import app
-
 from tests.conftest import BASELINE, NOTHING, _sealed
 from tests.optimizer.test_mlflow_server import server  # noqa: F401 (a real `mlflow server`, per test)
 

@@ -62,8 +62,8 @@ def registered(small_workspace, tmp_path_factory) -> Registered:
 
     from optimizer.context import load_context
     from optimizer.loop import ensure_baseline
-    from optimizer.tracking import open_tracker
     from optimizer.sandbox import Sandbox
+    from optimizer.tracking import open_tracker
 
     base = tmp_path_factory.mktemp("registry-serving")
     shutil.copytree(small_workspace, base / "ws")

@@ -34,8 +34,8 @@ TEX = r"$\sigmoid(x)$ scores: the shipped baseline"  # a hypothesis matplotlib's
 def ran(weak_workspace, tmp_path_factory) -> Path:
     """The weak workspace after two experiments: the shipped baseline (an honest change the gate is asked about,
     its hypothesis with TeX in it) and a policy that crashes in fit."""
-    from tests.conftest import BASELINE
     from optimizer.loop import run_loop
+    from tests.conftest import BASELINE
 
     root = tmp_path_factory.mktemp("report") / "ws"
     shutil.copytree(weak_workspace, root)

@@ -11,7 +11,6 @@ from optimizer.config import AgentConfig
 from optimizer.errors import RatchetError
 from optimizer.proposers import ProposalContext
 from optimizer.proposers._anthropic import AnthropicProposer, ContaminationAlarm
-
 from tests.conftest import BASELINE, WEAK
 from tests.fake_anthropic import FakeAnthropic, text, tool_use
 
@@ -183,9 +182,9 @@ def ws(weak_workspace, tmp_path) -> Path:
 def test_run_end_to_end_with_memory_across_runs(fake, ws, monkeypatch):
     """`ratchet run --proposer anthropic`: the edit is evaluated and kept, usage lands in the ledger and MLflow,
     the request is traced; a second run's prompt remembers what the first tried."""
-    import mlflow
     from typer.testing import CliRunner
 
+    import mlflow
     from optimizer.cli import app
     from optimizer.context import load_context
     from optimizer.tracking import open_tracker

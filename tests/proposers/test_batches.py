@@ -4,7 +4,7 @@ dropped."""
 from __future__ import annotations
 
 from optimizer.diffs import merge
-from optimizer.proposers import Candidate, OptunaProposer, ProposalContext, PatchesProposer
+from optimizer.proposers import Candidate, OptunaProposer, PatchesProposer, ProposalContext
 from optimizer.proposers._base import Proposer
 from optimizer.tunables import parse
 

@@ -332,9 +332,8 @@ def test_seed_only_change_that_fools_the_row_bootstrap_is_caught_by_refit_noise(
         ctx, sandbox = lab
         champion = ctx.champion()
         assert champion.refit_sd > 0
-        from optimizer.experiment import run_experiment
-
         from holdout.evidence import bind_state
+        from optimizer.experiment import run_experiment
 
         def significance(state):
             state.save(ctx.champion_dir)  # the lab rebinds what it wrote, as ratchet itself would

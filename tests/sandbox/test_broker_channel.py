@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from optimizer.sandbox import Sandbox
 from optimizer.sandbox._channel import RequestError, parse_request
