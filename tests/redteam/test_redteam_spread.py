@@ -202,7 +202,7 @@ TEX = r"$\sigmoid(x)$ beats a flat fee, 50% of the time & more_often #1 {x}"
 def _point(number: int, hypothesis: str, value: float = 0.5, outcome: str = "kept"):
     from optimizer.report.facts import Point
 
-    return Point(number, f"exp-{number:04d}", outcome, value, value, hypothesis, (), None)
+    return Point(number, f"exp-{number:04d}", outcome, False, value, value, hypothesis, (), None)
 
 
 def test_record_text_with_tex_is_drawn_as_text():
