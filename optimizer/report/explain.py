@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from holdout import queries
 from optimizer.errors import RatchetError
 
 STATUS_WORDS = {
@@ -31,7 +32,7 @@ def _num(v: Any) -> str:
 def experiment_id(text: str) -> str | None:
     """`exp-0003`, `3` and `0003` name the same experiment; None when `text` names none."""
     m = re.fullmatch(r"\s*(?:exp-?)?0*(\d+)\s*", str(text), flags=re.IGNORECASE)
-    return f"exp-{int(m.group(1)):04d}" if m and int(m.group(1)) > 0 else None
+    return queries.experiment_id(int(m.group(1))) if m and int(m.group(1)) > 0 else None
 
 
 def nearest(wanted: str, ids: Sequence[str], n: int = 3) -> list[str]:

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from domains import Decisions
-from holdout.ledger import Kind
+from holdout import queries
 from optimizer.shadow import compare
 
 RESAMPLES = 200
@@ -79,9 +79,9 @@ def bootstrap(domain: Any, rows: pd.DataFrame, decisions: Decisions, params: dic
 def recorded_dev(entries: list, commit: str) -> dict[str, float]:
     """The dev metrics the ledger recorded for the policy at `commit` (the baseline, or the experiment that kept it;
     a kept policy's are biased upward: the loop chose it on dev)."""
-    for e in reversed(entries):
-        if e.data.get("commit") == commit and (e.kind == Kind.BASELINE or (e.kind == Kind.EXPERIMENT
-                                                                            and e.data.get("kept"))):
+    base = queries.baseline(entries)
+    for e in reversed([*([base] if base else []), *queries.kept(entries)]):  # the latest record of that commit
+        if e.data.get("commit") == commit:
             return dict(e.data.get("dev_metrics") or {})
     return {}
 
