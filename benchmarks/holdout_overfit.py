@@ -87,10 +87,10 @@ def noise_candidates(folder: Path, n: int, seed: int) -> Path:
 
 def run_arm(root: Path, arm: str, seed: int, args) -> dict:
     from holdout.gate import ladder_round
-    from optimizer.context import load_context
-    from optimizer.demo import _ladder_step
-    from optimizer.initialize import init_workspace
-    from optimizer.loop import run_loop
+    from optimizer.cli.demo import _ladder_step
+    from optimizer.lifecycle.initialize import init_workspace
+    from optimizer.loop.run import run_loop
+    from optimizer.records.context import load_context
 
     ws = root / f"{arm}-{seed}"
     overrides = {"data.rows": args.rows, "seed": seed, "data.seed": seed, "gate.budget": 10_000,

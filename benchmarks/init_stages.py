@@ -70,7 +70,7 @@ def main() -> None:
     print(f"{'seconds':>8}  {'peak GiB':>8}  {'after GiB':>9}  stage", flush=True)
     sampler = Sampler()
     import optimizer  # noqa: F401 - the Arrow pool ratchet's processes use
-    from optimizer.initialize import init_workspace
+    from optimizer.lifecycle.initialize import init_workspace
 
     overrides = ({"data.source": "file", "data.file": str(args.data), "data.mapping": MAPPING} if args.data
                  else {"data.rows": args.rows, "data.seed": args.seed})

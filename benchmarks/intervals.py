@@ -25,7 +25,7 @@ with lower <= mu), two-sided 90 % coverage, mean width (mean - lower) in true SE
 mu > 0, a false keep when mu <= 0). Monte Carlo error of a coverage near 95 % over R reps: sqrt(.95 .05 / R).
 
 The refit section measures the champion's dev-score spread over refits on 90 % subsamples of train (what
-optimizer/stages/evaluate.py's refit_spread feeds into the guard) against the row-resampling SE of the paired
+optimizer/loop/stages/evaluate.py's refit_spread feeds into the guard) against the row-resampling SE of the paired
 difference between two refits, and checks whether dev differences between refits carry over to the holdout.
 
     .venv/bin/python benchmarks/intervals.py [--reps 1000] [--boot 2000] [--refits 5] [--no-generated]

@@ -1,5 +1,5 @@
-"""Coverage of a shadow trial's live metrics (`optimizer/shadow/live.py`): how often the bootstrap interval on the
-review's share of a trial's events holds the metric over all of the trial's events, on generated trials (the fraud
+"""Coverage of a shadow trial's live metrics (`optimizer/release/shadow/live.py`): how often the bootstrap interval
+on the review's share of a trial's events holds the metric over all of the trial's events, on generated trials (the fraud
 generator's world continued, as `ratchet events` draws it) and on trials resampled from the public card-fraud
 export's real rows (skipped offline).
 
@@ -23,7 +23,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from domains import Decisions, get_domain  # noqa: E402
-from optimizer.shadow.live import bootstrap  # noqa: E402
+from optimizer.release.shadow.live import bootstrap  # noqa: E402
 
 METRICS = ("net_savings", "fraud_recall", "false_decline_rate", "alert_rate", "precision")
 THRESHOLD = 0.3

@@ -43,7 +43,7 @@ def candidates(kind: str, count: int, n_estimators: int) -> list[str]:
     if kind == "trivial":  # thresholds 0.87, 0.84, ... 0.15: every amount above 220 is fraud, so some gains are real
         return [TRIVIAL.format(i=i, threshold=round(0.87 - 0.03 * (i % 25), 2)) for i in range(count)]
     from domains import get_domain
-    from optimizer.tunables import rewrite
+    from optimizer.base.tunables import rewrite
 
     baseline = get_domain("fraud").baseline_policy.read_text()
     out = []
@@ -54,8 +54,8 @@ def candidates(kind: str, count: int, n_estimators: int) -> list[str]:
 
 
 def one_run(args, tmp: Path, profile: cProfile.Profile | None) -> dict:
-    from optimizer.initialize import init_workspace
-    from optimizer.loop import BaselineReady, Recorded, run_loop
+    from optimizer.lifecycle.initialize import init_workspace
+    from optimizer.loop.run import BaselineReady, Recorded, run_loop
 
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
     start = None

@@ -24,9 +24,9 @@ from types import SimpleNamespace
 sys.path.insert(0, {root!r})
 from domains.history import lookback
 from guards.contamination import scan_literals
-from optimizer.config import parse_config
-from optimizer.stages.evaluate import static_check
-from optimizer.tunables import parse as tunables
+from optimizer.workspace.config import parse_config
+from optimizer.loop.stages.evaluate import static_check
+from optimizer.base.tunables import parse as tunables
 
 base = open({root!r} + "/domains/fraud/policy.py").read()
 target = int({size!r})

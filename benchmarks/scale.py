@@ -65,7 +65,7 @@ def helper(code: str, env: dict[str, str]) -> None:
 
 def candidate(workdir: Path, threshold: float, env: dict[str, str]) -> Path:
     path = workdir / f"threshold_{threshold}.py"
-    helper("from domains import get_domain; from optimizer.tunables import rewrite; import pathlib; "
+    helper("from domains import get_domain; from optimizer.base.tunables import rewrite; import pathlib; "
            f"pathlib.Path({str(path)!r}).write_text(rewrite(get_domain('fraud').baseline_policy.read_text(), "
            f"{{'THRESHOLD': {threshold}}}))", env)
     return path

@@ -41,11 +41,11 @@ sys.path.insert(0, str(ROOT))
 def build_workspace(root: Path, rows: int, register: bool = False) -> Path:
     """A sealed fraud workspace with its baseline evaluated (no refits: serving needs only the champion); `register`:
     recorded in MLflow too, which registers it as version 1."""
-    from optimizer.context import load_context
-    from optimizer.initialize import init_workspace
-    from optimizer.loop import ensure_baseline
+    from optimizer.lifecycle.initialize import init_workspace
+    from optimizer.loop.run import ensure_baseline
+    from optimizer.records.context import load_context
     from optimizer.sandbox import Sandbox
-    from optimizer.tracking import open_tracker
+    from optimizer.tracking.runs import open_tracker
 
     ws = init_workspace("fraud", root / "ws", overrides={"data.rows": rows}).workspace.root
     ctx = load_context(ws)
@@ -59,7 +59,7 @@ def grow_history(ws: Path, events: int) -> int:
     """Append copies of train's and dev's events under other ids to history.duckdb until it holds `events`."""
     import duckdb
 
-    from optimizer.history import FILE
+    from optimizer.workspace.history import FILE
 
     with duckdb.connect(str(ws / FILE)) as con:
         base = con.execute("SELECT * FROM events").df()
@@ -78,7 +78,7 @@ def request_bodies(ws: Path, size: int, count: int, first: int) -> list[bytes]:
     `first` on (the policy view, no label)."""
     import pandas as pd
 
-    from optimizer.context import load_context
+    from optimizer.records.context import load_context
 
     ctx = load_context(ws)
     view = ctx.domain.policy_view(ctx.dev, with_label=False)
@@ -93,7 +93,7 @@ def request_bodies(ws: Path, size: int, count: int, first: int) -> list[bytes]:
 def sandbox_breakdown(ws: Path, count: int) -> dict[str, float]:
     """Median ms of one decide of 1 row without HTTP: in a fresh sandboxed child per call (what the trial and the
     loop use), in a persistent worker (what serve uses), and of the policy's own decide inside the worker."""
-    from optimizer.context import load_context
+    from optimizer.records.context import load_context
     from optimizer.sandbox import Sandbox
 
     ctx = load_context(ws)
@@ -209,8 +209,8 @@ def mlflow_serving(ws: Path, log: Path, per_run: list, batch_size: int) -> dict[
 def slow_challenger(ws: Path, slow_ms: float) -> str:
     """A commit of the baseline's policy.py that sleeps `slow_ms` in every decide (a slow dependency), with `time`
     allowed by a recorded config change; the workspace stays at its champion (the commit is not checked out)."""
-    from optimizer.config_events import change_config
-    from optimizer.context import load_context
+    from optimizer.lifecycle.config_events import change_config
+    from optimizer.records.context import load_context
 
     ctx = load_context(ws)
     allowed = [*ctx.config.static.allowed_imports, "time"]
@@ -233,9 +233,9 @@ def set_trial(ws: Path, challenger: str | None) -> None:
     """A running trial of `challenger` against the acting policy in shadow.duckdb, or (None) no trial."""
     import pandas as pd
 
-    from optimizer.context import load_context
-    from optimizer.refs import acting
-    from optimizer.shadow.store import ShadowStore, Trial
+    from optimizer.records.context import load_context
+    from optimizer.records.refs import acting
+    from optimizer.release.shadow.store import ShadowStore, Trial
 
     store = ShadowStore(ws / "shadow.duckdb")
     store.forget("trial-0001")

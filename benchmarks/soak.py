@@ -37,7 +37,7 @@ def ratchet(*args: str, env: dict, timeout: float = 900) -> subprocess.Completed
 def story(ws: Path) -> list[str]:
     """What is inconsistent in the workspace now (nothing, when all is well)."""
     from holdout.ledger import Kind, Ledger
-    from optimizer.workspace import Workspace
+    from optimizer.workspace.layout import Workspace
 
     entries = Ledger(ws / "ledger.duckdb").entries()
     ids = [e.data["experiment"] for e in entries if e.kind == Kind.EXPERIMENT]
@@ -69,14 +69,14 @@ def main() -> None:
     args = ap.parse_args()
     rng = random.Random(args.seed)
 
-    from optimizer.faults import FAULT_POINTS
-    from optimizer.initialize import init_workspace
+    from optimizer.base.faults import FAULT_POINTS
+    from optimizer.lifecycle.initialize import init_workspace
 
     points = [p for p in FAULT_POINTS if not p.startswith(("init:", "baseline:"))]
     tmp = Path(tempfile.mkdtemp(prefix="ratchet-soak-"))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}"}
     os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
-    from optimizer.tunables import parse, rewrite
+    from optimizer.base.tunables import parse, rewrite
 
     shipped = (ROOT / "domains" / "fraud" / "policy.py").read_text()
     assert {"N_ESTIMATORS", "MAX_DEPTH", "THRESHOLD"} <= {t.name for t in parse(shipped)}

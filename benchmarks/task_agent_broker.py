@@ -25,9 +25,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from domains.routing.data import generate
-    from optimizer.config import TaskAgentConfig
+    from optimizer.llm.task_agent import TaskAgentBroker
     from optimizer.sandbox import Sandbox
-    from optimizer.task_agent import TaskAgentBroker
+    from optimizer.workspace.config import TaskAgentConfig
     from tests.fake_anthropic import FakeAnthropic
 
     frame = generate(0, max(2_000, args.tickets * 3))

@@ -30,7 +30,7 @@ def trees_for(seconds: float, baseline: str, ws: Path) -> int:
     import pandas as pd
 
     from domains import get_domain
-    from optimizer.tunables import rewrite
+    from optimizer.base.tunables import rewrite
 
     train = get_domain("fraud").policy_view(pd.read_parquet(ws / "data" / "train.parquet"), with_label=True)
     took = {}
@@ -53,9 +53,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from domains import get_domain
-    from optimizer.initialize import init_workspace
-    from optimizer.loop import BaselineReady, Recorded, run_loop
-    from optimizer.tunables import rewrite
+    from optimizer.base.tunables import rewrite
+    from optimizer.lifecycle.initialize import init_workspace
+    from optimizer.loop.run import BaselineReady, Recorded, run_loop
 
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"rows {args.rows:,}; {args.experiments} experiments per mode", flush=True)

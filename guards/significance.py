@@ -17,7 +17,7 @@ on rows the proposer never saw. With another gate the confidence is tightened wi
 
 Training randomness: resampling rows treats both models as fixed, so a change of random seed can
 look significant on one dev sample. `model_sd` (how much the champion's dev score moves when it is
-refitted, see optimizer/experiment.py) widens the bound: a difference of two fits carries
+refitted, see optimizer/loop/experiment.py) widens the bound: a difference of two fits carries
 sqrt(2) x model_sd of noise the rows cannot show.
 """
 from __future__ import annotations

@@ -7,7 +7,7 @@ from typing import Callable
 import pandas as pd
 import pytest
 
-from optimizer.errors import RatchetError
+from optimizer.base.errors import RatchetError
 
 
 def write_file(tmp_path: Path, user: pd.DataFrame, name: str) -> Path:

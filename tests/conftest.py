@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from optimizer.tunables import rewrite
+from optimizer.base.tunables import rewrite
 
 # A suite started in the background of a non-interactive shell inherits SIGINT ignored, and so would every ratchet
 # process a test starts: Ctrl-C tests would see no interrupt at all. With a handler here, children start with the
@@ -51,7 +51,7 @@ def _isolated_env(_mlflow_template, tmp_path_factory, monkeypatch):
 
 def _sealed(tmp_path_factory, name: str, domain: str, overrides: dict, start: str | None = None) -> Path:
     """A workspace sealed once per test process, with its own MLflow store, from `start` if given."""
-    from optimizer.initialize import init_workspace
+    from optimizer.lifecycle.initialize import init_workspace
 
     base = tmp_path_factory.mktemp(name)
     policy = None

@@ -130,8 +130,8 @@ def _env(tmp: Path) -> dict[str, str]:
 def test_installed_packages_come_from_the_wheel(installed, tmp_path):
     python = installed / "bin" / "python"
     probe = ("import json, sysconfig, numpy, optimizer, domains, configs\n"
-             "from optimizer.config import default_config_path\n"
-             "from optimizer.initialize import source_root\n"
+             "from optimizer.workspace.config import default_config_path\n"
+             "from optimizer.lifecycle.initialize import source_root\n"
              "from domains import get_domain\n"
              "d = get_domain('fraud')\n"
              "print(json.dumps({'site': sysconfig.get_paths()['purelib'], 'modules': [optimizer.__file__, "
@@ -164,7 +164,7 @@ def test_installed_ratchet_inits_and_tries_outside_the_repo(installed, tmp_path)
 
     # A real change (an identical candidate stops at the change guard), so the installed sandbox fits and runs the
     # baseline and the candidate, and the guards and the gate judge it.
-    from optimizer.tunables import rewrite
+    from optimizer.base.tunables import rewrite
 
     candidate = tmp_path / "candidate.py"
     candidate.write_text(rewrite((ws / "policy.py").read_text(), {"N_ESTIMATORS": 150}))

@@ -1,8 +1,10 @@
-"""The layers point one way: domains <- holdout, guards <- optimizer. An import that points up (even one inside a
-function) fails here, naming the file and line; so does a module that has grown past one concept's size."""
+"""The layers point one way: domains <- holdout, guards <- optimizer, and inside optimizer its packages by rank. An
+import that points up (even one inside a function) fails here, naming the file and line; so does a module that has
+grown past one concept's size, and any import cycle."""
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # What each lower layer may import from the project (besides itself).
 ALLOWED = {"domains": set(), "holdout": {"domains"}, "guards": {"domains"}}
 PROJECT = {"domains", "holdout", "guards", "optimizer", "configs"}
-MAX_LINES = 420  # "a file that grows past ~400 lines is usually two concepts"
+MAX_LINES = 400  # "a file that grows past ~400 lines is usually two concepts"
+# optimizer's packages, lowest first: each imports only from packages ranked below it (CONTRIBUTING.md has the map).
+# Packages of one rank do not import each other.
+RANKS = {"base": 0, "workspace": 1, "sandbox": 2, "llm": 3, "records": 4, "tracking": 5, "proposers": 6, "loop": 7,
+         "audit": 8, "release": 8, "lifecycle": 9, "report": 10, "cli": 11}
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:
@@ -120,6 +126,37 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
                 if len(component) > 1:
                     found.append(sorted(component))
     return found
+
+
+def _package(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "optimizer" and len(parts) > 1 else None
+
+
+def test_every_optimizer_module_lives_in_a_ranked_package():
+    loose = [m for m in _graph() if m.startswith("optimizer.") and _package(m) not in RANKS]
+    assert not loose, f"not in a package of tests/test_layers.py RANKS: {loose}"
+
+
+def test_optimizer_packages_import_only_lower_ranks():
+    graph = _graph()
+    upward = [f"{m} imports {t}" for m in sorted(graph) if _package(m) in RANKS for t in sorted(graph[m])
+              if _package(t) in RANKS and _package(t) != _package(m) and RANKS[_package(t)] >= RANKS[_package(m)]]
+    assert not upward, "; ".join(upward)
+
+
+def test_the_rank_check_sees_an_upward_import_inside_a_function(tmp_path, monkeypatch):
+    """A workspace module asking the loop for something, even lazily, is refused."""
+    fake = tmp_path / "optimizer"
+    lazy = "def f():\n    from optimizer.loop.run import X\n"
+    for rel, text in (("__init__.py", ""), ("workspace/__init__.py", ""), ("loop/__init__.py", ""),
+                      ("loop/run.py", "X = 1\n"), ("workspace/layout.py", lazy)):
+        (fake / rel).parent.mkdir(parents=True, exist_ok=True)
+        (fake / rel).write_text(text)
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    monkeypatch.setattr(sys.modules[__name__], "PROJECT", {"optimizer"})
+    with pytest.raises(AssertionError, match="optimizer.workspace.layout imports optimizer.loop.run"):
+        test_optimizer_packages_import_only_lower_ranks()
 
 
 def test_no_import_cycle():

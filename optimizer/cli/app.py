@@ -8,8 +8,8 @@ import sys
 import typer
 from rich.console import Console
 
+from optimizer.base.errors import IntegrityError, RatchetError, WorkspaceBusy
 from optimizer.cli.progress import err
-from optimizer.errors import IntegrityError, RatchetError, WorkspaceBusy
 
 app = typer.Typer(
     add_completion=False,

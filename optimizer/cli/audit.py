@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
+from optimizer.base.errors import RatchetError
 from optimizer.cli.app import app, err, fail, out
-from optimizer.errors import RatchetError
 
 
 @app.command(epilog="Example: ratchet audit ws --json   |   ratchet audit ws --replay")
@@ -33,8 +33,8 @@ def audit(
     from holdout.audit import AuditReport
     from holdout.audit import audit as run_audit
     from holdout.checks import Check
-    from optimizer.config import load_config
-    from optimizer.initialize import source_root
+    from optimizer.lifecycle.initialize import source_root
+    from optimizer.workspace.config import load_config
 
     if not (workspace / "holdout").is_dir() and not (workspace / "ledger.duckdb").exists():
         fail(RatchetError(f"{workspace}: not a ratchet workspace (no holdout/ or ledger.duckdb)."))
@@ -47,7 +47,7 @@ def audit(
     report = AuditReport(report.workspace, (*report.checks, shadow, *([_looks_check(workspace)] if shadow.passed
                                                                       else [])))
     if replay:
-        from optimizer.replay import replay as run_replay
+        from optimizer.audit.replay import replay as run_replay
 
         with err.status("replaying") as status:
             again = run_replay(workspace, progress=lambda msg: status.update(msg))
@@ -83,7 +83,7 @@ def _shadow_check(workspace: Path):
     """Every shadow trial's rows in shadow.duckdb and its files against the hashes the ledger bound them to."""
     from holdout.checks import Check, unverified
     from holdout.ledger import Ledger
-    from optimizer.shadow.integrity import audit_trials
+    from optimizer.release.shadow.integrity import audit_trials
 
     try:
         passed, detail = audit_trials(workspace, Ledger(workspace / "ledger.duckdb").entries())
@@ -100,8 +100,8 @@ def _looks_check(workspace: Path):
     from holdout import queries
     from holdout.checks import Check
     from holdout.ledger import Kind, Ledger
-    from optimizer.context import load_context
-    from optimizer.shadow.report import replay_looks
+    from optimizer.records.context import load_context
+    from optimizer.release.shadow.report import replay_looks
 
     entries = Ledger(workspace / "ledger.duckdb").entries()
     trials = [e.data["trial"] for e in entries if e.kind == Kind.SHADOW_TRIAL]

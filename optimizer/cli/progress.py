@@ -22,14 +22,14 @@ class LoopDisplay:
         self.clock = time.monotonic
         self.last_rejection = "-"  # the guard that refused the latest refused experiment
         self.budget_left: int | str = "-"  # the holdout gate's answers left, as of the last answer
-        self.bar = None  # optimizer.power.Bar: what the next candidate must clear
+        self.bar = None  # optimizer.loop.power.Bar: what the next candidate must clear
         self.progress = Progress(TextColumn("[bold]experiment"), MofNCompleteColumn(), BarColumn(),
                                  TextColumn("{task.fields[status]}"), TimeRemainingColumn(), console=err,
                                  transient=False)
         self.task = self.progress.add_task("loop", total=total, status="starting")
 
     def __call__(self, event) -> None:
-        from optimizer.loop import BaselineReady, Dropped, Proposed, Recorded, Started, TrackingChanged
+        from optimizer.loop.run import BaselineReady, Dropped, Proposed, Recorded, Started, TrackingChanged
 
         if isinstance(event, Started):
             err.print(f"proposer: {event.proposer} ({event.why})", markup=False)

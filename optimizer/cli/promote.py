@@ -9,13 +9,13 @@ from pathlib import Path
 
 import typer
 
+from optimizer.base.errors import RatchetError
 from optimizer.cli.app import app, err, fail, out
-from optimizer.errors import RatchetError
 
 
 def _refuse(exc: RatchetError) -> None:
     """A refusal is a verdict (exit 1); anything else is a usage or integrity error (`fail`'s exit 2)."""
-    from optimizer.promotion import PromotionRefused
+    from optimizer.release.promotion import PromotionRefused
 
     if isinstance(exc, PromotionRefused):
         err.print(f"error: {exc}", markup=False)
@@ -37,7 +37,7 @@ def promote(
     """Point the registry's `champion` alias at REF's model version and `previous` at the one it replaces.
 
     Refused (exit 1) unless REF's latest shadow trial passed and REF has a registered model version."""
-    from optimizer.promotion import promote as do_promote
+    from optimizer.release.promotion import promote as do_promote
 
     try:
         entry = do_promote(workspace, ref, approved_by=approved_by, reason=reason)
@@ -64,7 +64,7 @@ def rollback(
     """Move the registry's `champion` alias back to `previous` (and `previous` to the version before it, if any).
 
     Refused (exit 1) when nothing was promoted before the current champion."""
-    from optimizer.promotion import rollback as do_rollback
+    from optimizer.release.promotion import rollback as do_rollback
 
     try:
         entry = do_rollback(workspace, approved_by=approved_by, reason=reason)

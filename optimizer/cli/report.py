@@ -8,8 +8,8 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from optimizer.base.errors import RatchetError
 from optimizer.cli.app import app, err, fail, out
-from optimizer.errors import RatchetError
 
 VERDICTS = ("kept", "would_keep", "reverted", "crashed")
 AUDIT_EXIT = {"intact": 0, "failed": 1, "unverified": 4}  # as `ratchet audit` exits: the report says the same
@@ -32,7 +32,7 @@ def report(
     failed, 4 not verified (MLflow unreachable); a plot that cannot be drawn says why in its place, and the rest of
     the page is written."""
     from optimizer.report.run import write_report
-    from optimizer.workspace import Workspace
+    from optimizer.workspace.layout import Workspace
 
     try:
         Workspace.open(workspace)
@@ -69,10 +69,10 @@ def history(
 
     from domains import get_domain
     from holdout.ledger import Ledger
-    from optimizer.config import load_config
     from optimizer.report.explain import reason
     from optimizer.report.facts import at_gate, gate_answer, records
-    from optimizer.workspace import Workspace
+    from optimizer.workspace.config import load_config
+    from optimizer.workspace.layout import Workspace
 
     try:
         ws = Workspace.open(workspace)

@@ -1,12 +1,12 @@
-"""`ratchet serve`: the acting policy answers decisions over HTTP (optimizer/serve.py), inside the sandbox."""
+"""`ratchet serve`: the acting policy answers decisions over HTTP (optimizer/release/serve.py), inside the sandbox."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
 
+from optimizer.base.errors import RatchetError
 from optimizer.cli.app import app, err, fail
-from optimizer.errors import RatchetError
 
 
 @app.command(epilog="Example: ratchet serve ws --port 8765")
@@ -19,7 +19,7 @@ def serve(
     """Answer POST /decide with the acting policy (the registry champion; before any promotion, the baseline),
     decided in a warm sandboxed worker; a running shadow trial's challenger decides the same rows off the request
     path, in a sandbox of its own, and both are logged. GET /health reports."""
-    from optimizer.serve_run import serve as run_server
+    from optimizer.release.serve_run import serve as run_server
 
     err.print(f"loading {workspace} and fitting the acting policy in the sandbox; then listening on "
               f"http://{host}:{port} (Ctrl-C stops)", markup=False)

@@ -9,8 +9,8 @@ from typing import Optional
 
 import typer
 
+from optimizer.base.errors import RatchetError
 from optimizer.cli.app import app, err, fail, out
-from optimizer.errors import RatchetError
 
 
 def _next(step: str, as_json: bool = False) -> None:
@@ -46,8 +46,8 @@ def events(
     """Generate live events that follow the sealed holdout in time, and their outcomes with the time each becomes
     known (fraud: chargebacks 30 to 90 days later; a legitimate payment is known good after 90 days; a blocked one
     is labelled only when `reviewed`). A workspace imported from your file is refused unless --synthetic."""
-    from optimizer.context import load_context
-    from optimizer.shadow.events import generate_events, write_frame
+    from optimizer.records.context import load_context
+    from optimizer.release.shadow.events import generate_events, write_frame
 
     try:
         ctx = load_context(workspace)
@@ -75,7 +75,7 @@ def start(
     """Start a trial: both policies decide the valid events in the sandbox, in time order; every decision of both is
     stored in shadow.duckdb with its latency (only the champion's act), and the trial goes to the ledger with the
     hashes of its rows and files (`shadow report`, `promote` and `audit` verify them)."""
-    from optimizer.shadow.trial import start_trial
+    from optimizer.release.shadow.trial import start_trial
 
     try:
         with err.status("starting the trial") as status:
@@ -110,7 +110,7 @@ def outcomes(
     """Join outcomes as they arrive: only the trial's events. A batch with any bad row is refused whole, naming the
     row and column. An outcome sent again is ignored; a different one for the same event is a correction (the
     latest counts). The batch and the hash of its rows go to the ledger."""
-    from optimizer.shadow.outcomes import add_outcomes
+    from optimizer.release.shadow.outcomes import add_outcomes
 
     try:
         joined = add_outcomes(workspace, trial, outcomes_file)
@@ -137,7 +137,7 @@ def report(
     holdout, per-event latency, quarantine. Each look is a ledger entry and a step of the trial's MLflow run.
 
     Exit 0 passed, 1 failed, 3 pending (not decided yet), 2 for usage or integrity errors."""
-    from optimizer.shadow.report import build_report
+    from optimizer.release.shadow.report import build_report
 
     try:
         result = build_report(workspace, trial, accept_drift=accept_drift)

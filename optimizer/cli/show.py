@@ -8,8 +8,8 @@ from pathlib import Path
 
 import typer
 
+from optimizer.base.errors import RatchetError
 from optimizer.cli.app import app, fail, out
-from optimizer.errors import RatchetError
 
 
 @app.command(epilog="Example: ratchet show ws exp-0003   |   ratchet show ws 3 --json")

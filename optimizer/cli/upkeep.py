@@ -7,18 +7,18 @@ from pathlib import Path
 
 import typer
 
+from optimizer.base.errors import RatchetError
 from optimizer.cli.app import app, err, fail, out
-from optimizer.errors import RatchetError
 
 
 @app.command(epilog="Example: ratchet repair ws")
 def repair(workspace: Path = typer.Argument(..., help="The workspace.")) -> None:
     """Complete or roll back a keep that a stop interrupted, and enter the registered model versions whose ledger
     entry a stop or a removal lost (every run and try does this first), then verify."""
-    from optimizer.context import load_context
-    from optimizer.runner import runner_lock
-    from optimizer.tracking import open_tracker
-    from optimizer.workspace import Workspace
+    from optimizer.records.context import load_context
+    from optimizer.tracking.runs import open_tracker
+    from optimizer.workspace.layout import Workspace
+    from optimizer.workspace.runner import runner_lock
 
     try:
         with runner_lock(Workspace.open(workspace).root):
@@ -36,7 +36,7 @@ def repair(workspace: Path = typer.Argument(..., help="The workspace.")) -> None
 def sync(workspace: Path = typer.Argument(..., help="The workspace.")) -> None:
     """Write into MLflow the experiments (and the baseline) the ledger holds and MLflow missed: after an outage or
     a kill mid-run. The ledger is the truth; fitted models are not rebuilt."""
-    from optimizer.sync import sync as do_sync
+    from optimizer.tracking.sync import sync as do_sync
 
     try:
         done = do_sync(workspace)
@@ -82,8 +82,8 @@ def upgrade(
 
     Exit 0 when recorded (or nothing to upgrade), 1 when the replay differs and --accept-changes was not given
     (nothing is changed), 2 when the workspace does not verify."""
-    from optimizer.upgrade import ChangesFound
-    from optimizer.upgrade import upgrade as do_upgrade
+    from optimizer.lifecycle.upgrade import ChangesFound
+    from optimizer.lifecycle.upgrade import upgrade as do_upgrade
 
     try:
         with err.status("upgrading") as status:
@@ -115,7 +115,7 @@ def sample(
     """Write generated rows in the shape `ratchet init DOMAIN --data FILE` reads (decision-time columns and the label,
     no generator internals): a stand-in for your own file in a first try. Prints the init command that reads it."""
     from domains import DOMAINS, get_domain
-    from optimizer.user_columns import key_columns
+    from optimizer.workspace.user_columns import key_columns
 
     if domain not in DOMAINS:
         fail(RatchetError(f"{domain}: unknown domain; one of {', '.join(DOMAINS)}."))

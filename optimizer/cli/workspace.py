@@ -10,9 +10,9 @@ import typer
 
 from domains import DEFAULT_DOMAIN, DOMAINS
 from holdout.ledger import Kind
+from optimizer.base.errors import RatchetError
 from optimizer.cli.app import app, fail, out
 from optimizer.cli.progress import LoopDisplay, err
-from optimizer.errors import RatchetError
 
 
 @app.command(epilog="Example: ratchet init fraud --workspace ws --seed 7 --rows 100000\n\n"
@@ -55,7 +55,7 @@ def init(
     config: Optional[Path] = typer.Option(None, help="Configuration YAML (default: configs/<domain>.yaml)."),
 ) -> None:
     """Create a workspace: data, contract check, time split, sealed holdout, ledger and MLflow seal run."""
-    from optimizer.initialize import init_workspace
+    from optimizer.lifecycle.initialize import init_workspace
 
     overrides: dict = {}
     if seed is not None:
@@ -101,8 +101,8 @@ def init(
     rows_txt = ", ".join(f"{k} {v:,}" for k, v in result.rows.items())
     out.print(f"workspace {result.workspace.root}: {rows_txt} rows; holdout sealed "
               f"(manifest sha256 {result.manifest_sha256[:12]}); MLflow run {result.mlflow_run_id}")
-    from optimizer.context import load_context
-    from optimizer.power import bar
+    from optimizer.loop.power import bar
+    from optimizer.records.context import load_context
 
     out.print(bar(load_context(result.workspace.root, repair=False)).line() + " (`ratchet run` says it in the "
               "data's units once the baseline is scored)", markup=False)
@@ -132,12 +132,12 @@ def run(
 
     With --parallel K each round proposes K candidates and evaluates them at once; the verdicts are the same as
     one at a time in proposal order. Ctrl-C stops after cleaning up the running experiments; run again to resume."""
-    from optimizer.loop import run_loop
+    from optimizer.loop.run import run_loop
 
     try:
         from domains import get_domain
-        from optimizer.config import load_config
-        from optimizer.workspace import Workspace
+        from optimizer.workspace.config import load_config
+        from optimizer.workspace.layout import Workspace
 
         primary = get_domain(load_config(Workspace.open(workspace).config).domain).primary
         display = LoopDisplay(experiments, primary)
@@ -178,21 +178,21 @@ def try_(
     """Push one candidate through exactly the loop's pipeline.
 
     Exit 0 if it would be kept (kept with --keep), 1 if rejected, 2 for usage or integrity errors."""
-    from optimizer.context import load_context
-    from optimizer.experiment import run_experiment
-    from optimizer.loop import ensure_baseline
+    from optimizer.loop.experiment import run_experiment
+    from optimizer.loop.run import ensure_baseline
     from optimizer.proposers._patches import read_candidate
+    from optimizer.records.context import load_context
     from optimizer.report.change import describe
-    from optimizer.runner import runner_lock
     from optimizer.sandbox import Sandbox
-    from optimizer.tracking import open_tracker
-    from optimizer.workspace import Workspace
+    from optimizer.tracking.runs import open_tracker
+    from optimizer.workspace.layout import Workspace
+    from optimizer.workspace.runner import runner_lock
 
     try:
         source = read_candidate(candidate)
         with runner_lock(Workspace.open(workspace).root):  # the experiment and its records are one runner's
             ctx = load_context(workspace)
-            from optimizer.task_agent import open_broker
+            from optimizer.llm.task_agent import open_broker
 
             broker = open_broker(ctx)  # a task-agent workspace without an API key is refused here
             if budget is not None:
@@ -235,7 +235,7 @@ def reseal(
     data: Optional[Path] = typer.Option(None, help="A file with newer rows (same column mapping as init)."),
 ) -> None:
     """Retire the holdout and seal a fresh one (refused if any row or id was used before); resets the gate budget."""
-    from optimizer.reseal import reseal as do_reseal
+    from optimizer.lifecycle.reseal import reseal as do_reseal
 
     try:
         with err.status("resealing") as status:
@@ -270,11 +270,11 @@ def config(
             if assignments:
                 raise RatchetError(f"config show: takes no KEY=VALUE ({assignments[0]}); to change a setting: "
                                    f"ratchet config {workspace} set KEY=VALUE --approved-by NAME --reason TEXT.")
-            from optimizer.workspace import Workspace
+            from optimizer.workspace.layout import Workspace
 
             ws = Workspace.open(workspace)
             if not changes_only:
-                from optimizer.config import dump_config, load_config
+                from optimizer.workspace.config import dump_config, load_config
 
                 sys.stdout.write(dump_config(load_config(ws.config)))
                 return
@@ -287,13 +287,13 @@ def config(
         if changes_only:
             raise RatchetError(f"--changes: only with show (ratchet config {workspace} show --changes).")
         if action != "set":
-            from optimizer.config import closest
+            from optimizer.workspace.config import closest
 
             meant = closest(action, ("set", "show"))
             raise RatchetError(f"config {action}: expected set or show" + (f"; did you mean {meant!r}?" if meant
                                                                             else "."))
-        from optimizer.approvers import approver
-        from optimizer.config_events import change_config, parse_assignments
+        from optimizer.lifecycle.config_events import change_config, parse_assignments
+        from optimizer.workspace.approvers import approver
 
         approved_by = approver(approved_by, "the config change")  # as the ledger records it
         changes = change_config(workspace, parse_assignments(assignments or []), approved_by=approved_by,
@@ -317,7 +317,7 @@ def demo(
 ) -> None:
     """Init a workspace on generated data, run a short loop, show baseline vs best and the audit."""
     from domains import domain_class
-    from optimizer.demo import run_demo
+    from optimizer.cli.demo import run_demo
 
     try:
         if domain not in DOMAINS:

@@ -13,12 +13,12 @@ import os
 from typing import Any, Callable, Mapping
 
 from holdout.ledger import Kind
-from optimizer.config import AgentConfig
-from optimizer.errors import IntegrityError, RatchetError
-from optimizer.model_usage import Usage
+from optimizer.base.errors import IntegrityError, RatchetError
+from optimizer.llm.model_usage import Usage
 from optimizer.proposers._agent_tools import TOOLS, Edit, ToolError, apply_edits, numbered, parse_edit, read_trace
 from optimizer.proposers._base import Candidate, ProposalContext, Proposer
 from optimizer.proposers._memory import summarize
+from optimizer.workspace.config import AgentConfig
 
 SYSTEM = """You are the research engineer of an optimization loop for a business system. You improve \
 one file, policy.py, one experiment at a time. Each proposal you make is run in a sandbox, scored on \

@@ -42,7 +42,7 @@ class Proposer(abc.ABC):
     def rebase(self, candidate: Candidate, old: str, new: str) -> Candidate | None:
         """`candidate`, drafted on champion `old`, after `new` was kept in its round: the same change applied to
         `new` (default: a three-way merge of the files), or None when it does not apply; it is then dropped."""
-        from optimizer.diffs import merge
+        from optimizer.base.diffs import merge
 
         merged = merge(old, new, candidate.source)
         return None if merged is None else dataclasses.replace(candidate, source=merged)

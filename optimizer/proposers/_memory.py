@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from optimizer.diffs import changed_lines
+from optimizer.base.diffs import changed_lines
 
 
 def diff_summary(diff: str, limit: int = 4) -> str:

@@ -10,9 +10,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from optimizer.errors import RatchetError
+from optimizer.base.errors import RatchetError
+from optimizer.base.tunables import parse, rewrite, suggest
 from optimizer.proposers._base import Candidate, ProposalContext, Proposer
-from optimizer.tunables import parse, rewrite, suggest
 
 MAX_REPEATS = 50  # asks per proposal before a repeat is accepted (a space with fewer new points than that)
 

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from guards.static import parse_tree
-from optimizer.errors import RatchetError
+from optimizer.base.errors import RatchetError
 from optimizer.proposers._base import Candidate, ProposalContext, Proposer
 
 log = logging.getLogger("ratchet")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from holdout import queries
-from optimizer.errors import RatchetError
+from optimizer.base.errors import RatchetError
 
 STATUS_WORDS = {
     "kept": "kept: every guard passed and the holdout confirmed the gain; committed as the champion",
@@ -272,9 +272,9 @@ def explain(rec: Any, *, diff: str, workspace: str, primary: str = "the primary 
 def load(workspace: Path, wanted: str) -> Explanation:
     """Read one experiment of `workspace` (read-only) and explain it; RatchetError names what could not be read."""
     from holdout.ledger import Ledger
-    from optimizer.experiment_record import ExperimentRecord
+    from optimizer.records.experiment_record import ExperimentRecord
     from optimizer.report.facts import records
-    from optimizer.workspace import Workspace
+    from optimizer.workspace.layout import Workspace
 
     root = Path(workspace)
     audit = f"run `ratchet audit {workspace}`"
@@ -314,7 +314,7 @@ def load(workspace: Path, wanted: str) -> Explanation:
     primary = "the primary metric"
     try:
         from domains import get_domain
-        from optimizer.config import load_config
+        from optimizer.workspace.config import load_config
 
         primary = get_domain(load_config(ws.config).domain).primary
     except Exception:  # noqa: BLE001 - the metric's name is a label; the figures are shown without it

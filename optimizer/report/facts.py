@@ -28,7 +28,7 @@ def gate_answer(gate: Mapping[str, Any] | None) -> float | None:
 
 def records(entries: Iterable[Entry]) -> list[Any]:
     """Every experiment the ledger holds, in ledger order, as validated ExperimentRecords."""
-    from optimizer.experiment_record import ExperimentRecord
+    from optimizer.records.experiment_record import ExperimentRecord
 
     return [ExperimentRecord.from_payload({**e.data, "ledger_seq": e.seq}) for e in entries
             if e.kind == Kind.EXPERIMENT]
@@ -40,7 +40,7 @@ class Point:
 
     number: int
     experiment: str
-    outcome: str  # its status: kept, would_keep, reverted or crashed (optimizer.experiment_record.ExperimentStatus)
+    outcome: str  # its status: kept, would_keep, reverted or crashed (records.experiment_record.ExperimentStatus)
     at_gate: bool  # reverted by the holdout gate after every dev guard passed
     value: float | None  # its dev value of the primary metric (None when it crashed before scoring)
     best: float | None  # the champion's dev value after it: the running best of what was kept

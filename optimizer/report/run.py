@@ -49,10 +49,10 @@ def gather(root: Path, *, progress: Callable[[str], None] = lambda _: None) -> R
     from holdout.audit import audit
     from holdout.ledger import Ledger
     from holdout.manifest import read_manifest
-    from optimizer.config import load_config
-    from optimizer.initialize import source_root
-    from optimizer.policy_state import PolicyState
-    from optimizer.workspace import Workspace
+    from optimizer.lifecycle.initialize import source_root
+    from optimizer.records.policy_state import PolicyState
+    from optimizer.workspace.config import load_config
+    from optimizer.workspace.layout import Workspace
 
     ws = Workspace.open(root)
     config = load_config(ws.config)
@@ -81,8 +81,8 @@ def _segments(root: Path, base: Any, champ: Any, primary: str) -> tuple[tuple[F.
     """Dev segment figures of both policies, scored as the loop scores them; none (with why) when the workspace
     cannot be loaded as verified."""
     from domains import Decisions
-    from optimizer.context import load_context
-    from optimizer.errors import RatchetError
+    from optimizer.base.errors import RatchetError
+    from optimizer.records.context import load_context
 
     if base is None or champ is None:
         return (), "no baseline has been evaluated yet (run `ratchet run`)"
@@ -147,7 +147,7 @@ def _log(root: Path, html: Path, pngs: Mapping[str, Path]) -> str:
     from holdout import queries
     from holdout.ledger import Ledger
     from holdout.records import Tag
-    from optimizer.tracking import Tracker
+    from optimizer.tracking.runs import Tracker
 
     seal = queries.latest_seal(Ledger(root / "ledger.duckdb").entries()).data
     tracker = Tracker(seal["mlflow"]["experiment"])

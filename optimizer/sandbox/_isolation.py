@@ -199,7 +199,7 @@ def plan(isolation: str) -> Plan:
         if not abi:
             skipped["landlock"] = "kernel has no Landlock"
     if isolation == "strict" and skipped:
-        from optimizer.errors import RatchetError
+        from optimizer.base.errors import RatchetError
 
         missing = "; ".join(f"{k}: {v}" for k, v in skipped.items())
         raise RatchetError(f"sandbox isolation 'strict' needs every OS layer ({missing})")

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from optimizer.errors import RatchetError
+from optimizer.base.errors import RatchetError
 from optimizer.sandbox import _isolation, _leftovers, _outcome
 from optimizer.sandbox import _protocol as P
 from optimizer.sandbox._channel import Broker, BrokerSession
@@ -390,7 +390,7 @@ class Sandbox:
         _copy_regular(model.path, target)
         digest, _ = sha256_of(target)
         if digest != model.sha256:
-            from optimizer.errors import IntegrityError
+            from optimizer.base.errors import IntegrityError
 
             raise IntegrityError(f"model file {model.path} does not match its handle's sha256")
 

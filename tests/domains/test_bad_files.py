@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 
 from domains._importing import fits_in_memory
 from domains.fraud.data import generate
+from optimizer.base.errors import RatchetError
 from optimizer.cli import app
-from optimizer.errors import RatchetError
 from tests.conftest import mlflow_store
 
 ARGS = ["--label", "fraud", "--time", "event_ms", "--amount", "amt", "--entity", "card"]

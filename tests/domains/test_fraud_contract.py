@@ -10,7 +10,7 @@ import pytest
 
 from domains.fraud.data import generate, load
 from domains.fraud.expectations import check_contract, suite_json
-from optimizer.errors import RatchetError
+from optimizer.base.errors import RatchetError
 
 
 @pytest.fixture(scope="module")

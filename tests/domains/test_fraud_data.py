@@ -7,7 +7,7 @@ import pytest
 
 from domains._importing import START_EPOCH
 from domains.fraud.data import DAYS, START, generate, load
-from optimizer.errors import RatchetError
+from optimizer.base.errors import RatchetError
 
 COLUMNS = ["tx_id", "ts", "customer_id", "terminal_id", "amount", "is_fraud", "fraud_scenario"]
 

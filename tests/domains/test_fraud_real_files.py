@@ -10,7 +10,7 @@ import pytest
 
 from domains._importing import TimeReading
 from domains.fraud.data import generate, load
-from optimizer.errors import RatchetError
+from optimizer.base.errors import RatchetError
 
 MAPPING = {"label": "y", "time": "t", "amount": "a"}
 

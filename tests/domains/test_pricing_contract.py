@@ -11,7 +11,7 @@ import pytest
 from domains.pricing.data import generate
 from domains.pricing.expectations import OURS, check_contract, suite_json
 from domains.pricing.importer import load
-from optimizer.errors import RatchetError
+from optimizer.base.errors import RatchetError
 
 FEATURES = ["segment", "channel", "loyalty_tier", "basket_value", "region", "day_of_week", "season"]
 

@@ -9,7 +9,7 @@ from domains import Decisions, get_domain
 from domains.pricing import data
 from domains.pricing.adapter import PricingScoring
 from holdout.split import split_by_time
-from optimizer.errors import RatchetError
+from optimizer.base.errors import RatchetError
 
 PARAMS = PricingScoring().model_dump()
 

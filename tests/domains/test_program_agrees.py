@@ -8,7 +8,7 @@ import re
 import pytest
 
 from domains import DOMAINS, get_domain
-from optimizer.config import default_config_path, merged_guardrails, parse_config, read_yaml
+from optimizer.workspace.config import default_config_path, merged_guardrails, parse_config, read_yaml
 
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
 NAMES = {"scikit-learn": "sklearn"}  # how the texts name an importable module

@@ -121,7 +121,7 @@ def test_an_unreachable_registry_is_unavailable_with_pips_reason(tmp_path, monke
 def test_config_keeps_the_auto_gap_and_the_overrides(tmp_path):
     import yaml
 
-    from optimizer.config import load_config
+    from optimizer.workspace.config import load_config
 
     path = public_fraud.write_config(tmp_path / "fraud.yaml", OVERRIDES)
     raw = yaml.safe_load(path.read_text())

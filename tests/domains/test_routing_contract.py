@@ -11,7 +11,7 @@ import pytest
 from domains.routing.data import generate
 from domains.routing.expectations import OURS, check_contract, suite_json
 from domains.routing.importer import load
-from optimizer.errors import RatchetError
+from optimizer.base.errors import RatchetError
 
 FEATURES = ["channel", "tier", "product"]
 

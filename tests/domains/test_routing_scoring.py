@@ -9,7 +9,7 @@ from domains import Decisions, get_domain
 from domains.routing.adapter import RoutingScoring
 from domains.routing.data import generate
 from domains.routing.queue import simulate
-from optimizer.errors import RatchetError
+from optimizer.base.errors import RatchetError
 
 PARAMS = RoutingScoring().model_dump()
 

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 from domains import get_domain
 from domains._importing import TimeReading
 from domains.fraud.data import generate, load
+from optimizer.base.errors import RatchetError
 from optimizer.cli import app
-from optimizer.errors import RatchetError
 from tests.conftest import mlflow_store
 
 MAPPING = {"label": "y", "time": "t", "amount": "a"}
@@ -193,7 +193,7 @@ def test_init_with_a_time_format_seals_says_it_and_reseal_reads_new_data_with_it
 
 
 def test_init_records_a_detected_format_and_time_format_needs_data(tmp_path):
-    from optimizer.initialize import resolve_config, with_time_format
+    from optimizer.lifecycle.initialize import resolve_config, with_time_format
 
     config = resolve_config("fraud", config_file=None, overrides={"data.source": "file", "data.file": "tx.csv"})
     frame = pd.DataFrame({"ts": STAMPS})

@@ -10,7 +10,7 @@ import pytest
 from holdout.audit import audit
 from holdout.hashing import content_hash, sha256_file
 from holdout.manifest import MANIFEST
-from optimizer.initialize import source_root
+from optimizer.lifecycle.initialize import source_root
 from tests.conftest import mlflow_store
 
 
@@ -110,7 +110,7 @@ def test_mlflow_record_disagrees(ws, monkeypatch, tmp_path):
 
 
 def test_hmac(small_workspace, tmp_path, monkeypatch):
-    from optimizer.initialize import init_workspace
+    from optimizer.lifecycle.initialize import init_workspace
 
     monkeypatch.setenv("RATCHET_SEAL_KEY", "s3cret")
     res = init_workspace("fraud", tmp_path / "signed", overrides={"data.rows": 8000, "seal.canaries": 2})

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from holdout import gate
 from holdout.hashing import content_hash, hashes_in, row_hashes
 from holdout.split import split_by_time
-from optimizer.errors import RatchetError
+from optimizer.base.errors import RatchetError
 
 
 def _frame(n=3000, seed=0):

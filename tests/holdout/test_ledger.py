@@ -2,7 +2,7 @@ import duckdb
 import pytest
 
 from holdout.ledger import Ledger, verify_chain
-from optimizer.errors import RatchetError
+from optimizer.base.errors import RatchetError
 
 
 def _ledger(tmp_path, n=4):

@@ -6,7 +6,7 @@ from holdout.hashing import canonical_json
 from holdout.ledger import Entry, Kind
 
 OLD = {"guards/significance.py": "a" * 64, "holdout/gate.py": "b" * 64}
-NEW = {"guards/significance.py": "c" * 64, "holdout/gate.py": "b" * 64, "optimizer/workspace.py": "d" * 64}
+NEW = {"guards/significance.py": "c" * 64, "holdout/gate.py": "b" * 64, "optimizer/workspace/layout.py": "d" * 64}
 MANIFEST = {"tool_version": "0.1.0", "scorer_sha256": OLD}
 DEV = {"net_savings": 1.25, "recall": 0.5}
 

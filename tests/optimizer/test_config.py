@@ -1,7 +1,7 @@
 import pytest
 
-from optimizer.config import default_config_path, load_config
-from optimizer.errors import RatchetError
+from optimizer.base.errors import RatchetError
+from optimizer.workspace.config import default_config_path, load_config
 
 
 @pytest.mark.parametrize("domain", ["fraud", "pricing", "routing"])

@@ -12,8 +12,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optimizer.config import load_config
-from optimizer.errors import RatchetError
+from optimizer.base.errors import RatchetError
+from optimizer.workspace.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = load_config(ROOT / "configs" / "fraud.yaml").model_dump(mode="json")

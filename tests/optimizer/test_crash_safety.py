@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from holdout.ledger import Kind, Ledger
+from optimizer.base.faults import FAULT_POINTS
 from optimizer.cli import app
-from optimizer.faults import FAULT_POINTS
 from tests.conftest import BASELINE, NOTHING, _sealed, mlflow_store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,8 +66,8 @@ def _kill_a_keep(baselined: Path, tmp_path: Path, monkeypatch, point: str) -> tu
 def _story(ws: Path) -> None:
     """Git, champion state, ledger, folders and the audit tell one story."""
     from holdout.audit import audit
-    from optimizer.context import load_context
-    from optimizer.initialize import source_root
+    from optimizer.lifecycle.initialize import source_root
+    from optimizer.records.context import load_context
 
     report = audit(ws, source_root=source_root())
     if report.status == "unverified":  # a kill before the run was whole in MLflow: the ledger holds it, sync writes it
@@ -136,7 +136,7 @@ def test_a_killed_init_blocks_nothing(tmp_path, monkeypatch):
 
 def test_the_audit_names_a_stray_folder_and_a_query_without_its_experiment(baselined, tmp_path):
     from holdout.audit import audit
-    from optimizer.initialize import source_root
+    from optimizer.lifecycle.initialize import source_root
 
     ws = tmp_path / "ws"
     shutil.copytree(baselined, ws)

@@ -12,10 +12,10 @@ from rich.console import Console
 
 from domains import DOMAINS, get_domain
 from holdout.audit import AuditReport, Check
-from optimizer.config import RunConfig
-from optimizer.demo import DemoRun, demo_summary
-from optimizer.policy_state import PolicyState
+from optimizer.cli.demo import DemoRun, demo_summary
+from optimizer.records.policy_state import PolicyState
 from optimizer.report.metrics import describe
+from optimizer.workspace.config import RunConfig
 from tests._readme import pattern
 
 BASE = dict(net_savings=0.9475, false_decline_rate=0.000412, alert_rate=0.004, fraud_recall=0.5, precision=0.96,
@@ -92,7 +92,7 @@ def test_the_gated_gain_is_one_sentence_with_its_numbers():
 
 def test_pricing_next_step_offers_no_shadow_trial():
     """A pricing trial cannot measure profit (a price never shown has no outcome): no shadow start is suggested."""
-    from optimizer.demo import next_line
+    from optimizer.cli.demo import next_line
 
     champ, base = state("exp-0002", {}), state("baseline", {})
     run = DemoRun(20, 1, 20, 1, 99)

@@ -74,9 +74,9 @@ def test_a_tampered_data_contract_is_refused_and_audited(tmp_path, monkeypatch, 
     import shutil
 
     from holdout.audit import audit
-    from optimizer.context import load_context
-    from optimizer.errors import RatchetError
-    from optimizer.initialize import source_root
+    from optimizer.base.errors import RatchetError
+    from optimizer.lifecycle.initialize import source_root
+    from optimizer.records.context import load_context
 
     ws = tmp_path / "ws"
     shutil.copytree(small_workspace, ws)
@@ -105,7 +105,7 @@ def test_a_column_that_encodes_the_label_is_refused_by_name(tmp_path, monkeypatc
 
 def test_checked_suite_applies_to_a_later_batch(small_workspace):
     from domains._gx import check_suite
-    from optimizer.errors import RatchetError
+    from optimizer.base.errors import RatchetError
 
     suite = json.loads((small_workspace / "contract" / "suite.json").read_text())
     dev = pd.read_parquet(small_workspace / "data" / "dev.parquet")

@@ -1,7 +1,7 @@
 """The loop keeps a candidate only when the gate's answer beats the answer kept with the champion."""
 from __future__ import annotations
 
-from optimizer.stages import gate_result
+from optimizer.loop.stages import gate_result
 
 
 def _answer(value: float, to_beat: float, kind: str = "thresholdout", overflow: bool = False,

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from domains.history import History
-from optimizer.history import LiveHistory
+from optimizer.workspace.history import LiveHistory
 
 KEYS = ("customer_id", "terminal_id")
 SOURCE = "HISTORY_DAYS = 30\ndef decide(model, rows, history):\n    pass\n"

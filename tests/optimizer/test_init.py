@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from optimizer.errors import RatchetError
-from optimizer.initialize import init_workspace
+from optimizer.base.errors import RatchetError
+from optimizer.lifecycle.initialize import init_workspace
 
 
 def test_workspace_layout_and_seal(small_workspace):

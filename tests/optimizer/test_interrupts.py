@@ -1,4 +1,4 @@
-"""optimizer.interrupts.deferred: a SIGINT inside the body is held until the body is done."""
+"""optimizer.base.interrupts.deferred: a SIGINT inside the body is held until the body is done."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from optimizer.interrupts import deferred
+from optimizer.base.interrupts import deferred
 
 
 def test_an_interrupt_inside_is_raised_after_the_body_finishes():

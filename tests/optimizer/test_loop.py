@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from optimizer.base.tunables import rewrite
 from optimizer.cli import app
-from optimizer.tunables import rewrite
 from tests.conftest import BASELINE, WEAK, mlflow_store
 
 
@@ -122,8 +122,8 @@ def test_run_with_patches_records_everything(ws, tmp_path, monkeypatch):
 
     kinds = [e.kind for e in Ledger(ws / "ledger.duckdb").entries()]
     assert kinds[:2] == ["seal", "baseline"] and kinds.count("experiment") == 2 and "gate" in kinds
-    from optimizer.context import load_context
-    from optimizer.tracking import open_tracker
+    from optimizer.records.context import load_context
+    from optimizer.tracking.runs import open_tracker
 
     runs = open_tracker(load_context(ws)).runs("tags.`ratchet.kind` = 'experiment'")
     assert sorted(r.data.tags["ratchet.verdict"] for r in runs) == ["crashed", "kept"]
@@ -133,7 +133,7 @@ def test_run_with_patches_records_everything(ws, tmp_path, monkeypatch):
     assert kept.data.tags["ratchet.holdout.manifest_sha256"]
     # The audit holds every answer to the config's false-discovery rate and to the ledger's test stream.
     from holdout.audit import audit
-    from optimizer.initialize import source_root
+    from optimizer.lifecycle.initialize import source_root
 
     def gate_check(settings):  # this test's own MLflow store lacks the seal run: look at the gate checks only
         checks = audit(ws, source_root=source_root(), gate_settings=settings).checks

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from optimizer.base.errors import RatchetError
 from optimizer.cli import app
-from optimizer.config import load_config, parse_config
-from optimizer.errors import RatchetError
+from optimizer.workspace.config import load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "first-hour-key"
@@ -145,7 +145,7 @@ def test_an_hmac_not_checked_says_so_and_fails_nothing(fresh, monkeypatch, tmp_p
 
 
 def test_serving_an_unevaluated_baseline_names_the_command_that_evaluates_it(fresh):
-    from optimizer.serve import Service
+    from optimizer.release.serve import Service
 
     with pytest.raises(RatchetError) as caught:
         Service(fresh).start()
@@ -171,7 +171,7 @@ warnings.simplefilter("default")
 import mlflow.pyfunc
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
-from optimizer.registry_model import PolicyModel
+from optimizer.tracking.registry_model import PolicyModel
 mlflow.pyfunc.save_model(tempfile.mkdtemp() + "/m", python_model=PolicyModel(),
                          signature=ModelSignature(Schema([ColSpec("double", "amount")])))
 print("--- a PythonModel without hints", file=sys.stderr, flush=True)

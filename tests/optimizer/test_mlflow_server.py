@@ -121,8 +121,8 @@ def test_seal_experiment_and_audit_through_a_server(server, tmp_path, monkeypatc
 
     from holdout.audit import audit
     from optimizer.cli import app
-    from optimizer.initialize import init_workspace, source_root
-    from optimizer.tracking import SEAL_TAG, Tracker
+    from optimizer.lifecycle.initialize import init_workspace, source_root
+    from optimizer.tracking.runs import SEAL_TAG, Tracker
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
     res = init_workspace("fraud", tmp_path / "ws", overrides={"data.rows": 12_000, "seal.canaries": 2})
@@ -161,7 +161,7 @@ def test_seal_experiment_and_audit_through_a_server(server, tmp_path, monkeypatc
 
 def _finished_experiments(server, ws) -> dict[str, str]:
     from holdout.ledger import Kind, Ledger
-    from optimizer.tracking import Tracker
+    from optimizer.tracking.runs import Tracker
 
     name = Ledger(ws / "ledger.duckdb").entries(Kind.SEAL)[-1].data["mlflow"]["experiment"]
     runs = Tracker(name, uri=server).runs("attributes.status = 'FINISHED'")
@@ -173,8 +173,8 @@ def test_a_server_stopped_and_restarted_mid_run_misses_nothing(server, tmp_path,
     """The server stops after the first experiment and comes back after the second: the run carries on on the
     ledger, says so both times, writes the missed run once MLflow answers, and the audit is intact."""
     from holdout.audit import audit
-    from optimizer.initialize import init_workspace, source_root
-    from optimizer.loop import Recorded, TrackingChanged, run_loop
+    from optimizer.lifecycle.initialize import init_workspace, source_root
+    from optimizer.loop.run import Recorded, TrackingChanged, run_loop
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
     ws = init_workspace("fraud", tmp_path / "ws", overrides={"data.rows": 12_000, "seal.canaries": 2,
@@ -207,7 +207,7 @@ def test_a_server_gone_for_the_rest_of_a_run_is_said_and_sync_writes_it_later(se
 
     from holdout.ledger import Kind, Ledger
     from optimizer.cli import app
-    from optimizer.initialize import init_workspace
+    from optimizer.lifecycle.initialize import init_workspace
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
     ws = init_workspace("fraud", tmp_path / "ws", overrides={"data.rows": 12_000, "seal.canaries": 2,
@@ -215,7 +215,7 @@ def test_a_server_gone_for_the_rest_of_a_run_is_said_and_sync_writes_it_later(se
     runner = CliRunner()
     first = runner.invoke(app, ["run", str(ws), "--experiments", "1", "--proposer", "optuna"])
     assert first.exit_code == 0, first.output
-    from optimizer.loop import run_loop
+    from optimizer.loop.run import run_loop
 
     summary = run_loop(ws, experiments=2, proposer="optuna",
                        on_event=lambda e: server.stop() if getattr(e, "champion", None) is not None else None)
@@ -226,7 +226,7 @@ def test_a_server_gone_for_the_rest_of_a_run_is_said_and_sync_writes_it_later(se
     changed = runner.invoke(app, ["config", str(ws), "set", "tracking.on_outage=stop", "--approved-by", "ops",
                                   "--reason", "stop on an outage"])
     assert changed.exit_code == 0, changed.output
-    from optimizer.errors import RatchetError
+    from optimizer.base.errors import RatchetError
 
     with pytest.raises(RatchetError, match=r"while exp-0004 was recorded; the ledger and experiments/exp-0004 hold"):
         run_loop(ws, experiments=3, proposer="optuna",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from optimizer.loop import run_loop
+from optimizer.loop.run import run_loop
 from tests.conftest import BASELINE, NOTHING, _sealed
 
 FAST = BASELINE.replace("N_ESTIMATORS = 300 ", "N_ESTIMATORS = 60 ")  # an honest keep over NOTHING, quickly
@@ -56,7 +56,7 @@ def _verdicts(summary) -> list[tuple]:
 
 def _intact(ws: Path) -> None:
     from holdout.audit import audit
-    from optimizer.initialize import source_root
+    from optimizer.lifecycle.initialize import source_root
 
     report = audit(ws, source_root=source_root())
     assert report.status == "intact", [(c.name, c.detail) for c in report.checks if not c.passed]

@@ -56,8 +56,8 @@ def ws(kept, tmp_path, monkeypatch) -> Path:
 
 def _trial(ws: Path, ref: str, status: str = "passed", trial: str = "trial-0001") -> None:
     """Stands for a shadow trial's report: the SHADOW_RESULT entry a trial writes, with REF as its challenger."""
-    from optimizer.context import load_context
-    from optimizer.refs import resolve
+    from optimizer.records.context import load_context
+    from optimizer.records.refs import resolve
 
     ctx = load_context(ws)
     ctx.ledger.append(Kind.SHADOW_RESULT, {"trial": trial, "status": status, "challenger": resolve(ctx, ref).to_dict()})
@@ -85,7 +85,7 @@ def _aliases(ws: Path) -> dict:
 
 def _audit(ws: Path):
     from holdout.audit import audit
-    from optimizer.initialize import source_root
+    from optimizer.lifecycle.initialize import source_root
 
     report = audit(ws, source_root=source_root())
     return report, next(c for c in report.checks if c.name == "registry_aliases")
@@ -180,8 +180,8 @@ def test_promote_and_rollback_move_the_aliases_and_the_audit_follows(ws):
 
 
 def test_the_first_promotion_replaces_the_baseline_and_a_rollback_returns_to_it(ws):
-    from optimizer.context import load_context
-    from optimizer.refs import acting
+    from optimizer.records.context import load_context
+    from optimizer.records.refs import acting
 
     ctx = load_context(ws)
     assert acting(ctx, ctx.ledger.entries())[0].experiment == "baseline"  # exp-0001 is kept, but nothing promoted
@@ -218,7 +218,7 @@ def test_an_alias_moved_behind_the_ledger_fails_the_audit_and_blocks_promotion(w
 def test_an_unreadable_registry_is_not_verified(ws):
     from holdout.audit import audit
     from holdout.records import MlflowRecords, RecordsUnavailable
-    from optimizer.initialize import source_root
+    from optimizer.lifecycle.initialize import source_root
 
     class RegistryDown(MlflowRecords):
         def model_aliases(self, name):

@@ -13,15 +13,15 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from holdout.ledger import Kind, Ledger
-from optimizer.errors import RatchetError
-from optimizer.initialize import init_workspace
+from optimizer.base.errors import RatchetError
+from optimizer.lifecycle.initialize import init_workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_loop_on_a_sqlite_store_gets_every_run_whole_under_its_loop_run(tmp_path, monkeypatch):
-    from optimizer import recorder
-    from optimizer.loop import run_loop
+    from optimizer.loop.run import run_loop
+    from optimizer.tracking import recorder
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -56,8 +56,8 @@ def test_a_loop_on_a_sqlite_store_gets_every_run_whole_under_its_loop_run(tmp_pa
 
 
 def test_a_run_the_recorder_cannot_write_is_said_with_what_to_do(tmp_path):
-    from optimizer.recorder import Recorder
-    from optimizer.tracking import Tracker
+    from optimizer.tracking.recorder import Recorder
+    from optimizer.tracking.runs import Tracker
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = Tracker("recorder-test", uri)
@@ -76,7 +76,7 @@ def test_a_run_the_recorder_cannot_write_is_said_with_what_to_do(tmp_path):
 
 LOOP_STAND_IN = """
 import subprocess, sys, time
-from optimizer.recorder import Recorder
+from optimizer.tracking.recorder import Recorder
 recorder = Recorder(sys.argv[1], "recorder-test", "seal", sys.argv[2], "ws")
 # Another holder of the recorder's input: the loop's death alone must end it, not the end of its input.
 holder = subprocess.Popen(["sleep", "60"], pass_fds=[recorder._process.stdin.fileno()])
@@ -88,7 +88,7 @@ time.sleep(120)
 def test_the_recorder_ends_with_the_loop_that_started_it(tmp_path):
     """A loop killed outright takes its recorder with it: no process goes on writing into the store that the next
     command's recovery reads (what was queued is in the ledger, for `ratchet sync`)."""
-    from optimizer.tracking import Tracker
+    from optimizer.tracking.runs import Tracker
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = Tracker("recorder-test", uri)

@@ -60,10 +60,10 @@ def registered(small_workspace, tmp_path_factory) -> Registered:
     MLflow store."""
     from mlflow.tracking import MlflowClient
 
-    from optimizer.context import load_context
-    from optimizer.loop import ensure_baseline
+    from optimizer.loop.run import ensure_baseline
+    from optimizer.records.context import load_context
     from optimizer.sandbox import Sandbox
-    from optimizer.tracking import open_tracker
+    from optimizer.tracking.runs import open_tracker
 
     base = tmp_path_factory.mktemp("registry-serving")
     shutil.copytree(small_workspace, base / "ws")
@@ -267,8 +267,8 @@ def test_a_failed_decide_on_live_rows_says_what_failed_not_that_holdout_rows_wer
     """A policy that raises in decide: the pyfunc's error names the status and the stage, and no holdout."""
     from mlflow.exceptions import MlflowException
 
-    from optimizer.registry_model import PolicyModel
     from optimizer.sandbox import Sandbox
+    from optimizer.tracking.registry_model import PolicyModel
 
     source = "def fit(train):\n    return {'n': len(train)}\n\n\ndef decide(model, rows):\n    raise ValueError('no')\n"
     view, folder = registered.view, tmp_path
@@ -296,7 +296,7 @@ def test_a_failed_decide_on_live_rows_says_what_failed_not_that_holdout_rows_wer
     assert "holdout" not in message, message
     assert failed.value.get_http_status_code() == 503
 
-    from optimizer.errors import IntegrityError
+    from optimizer.base.errors import IntegrityError
 
     (folder / "model.bin").write_bytes(b"altered")
     with pytest.raises(IntegrityError, match="the artifact was altered"):
@@ -307,7 +307,7 @@ def test_incoming_columns_are_coerced_to_the_dev_dtypes():
     """Times as text (MLflow hands them so without a signature) or with a zone, narrower integers, extra columns."""
     from mlflow.exceptions import MlflowException
 
-    from optimizer.registry_model import coerce
+    from optimizer.tracking.registry_model import coerce
 
     columns = [["tx_id", "int64"], ["ts", "datetime64[ns]"], ["amount", "float64"]]
     frame = pd.DataFrame({"amount": ["12.5", "3"], "is_fraud": [0, 1], "tx_id": np.array([7, 8], dtype="int32"),

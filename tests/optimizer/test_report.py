@@ -34,7 +34,7 @@ TEX = r"$\sigmoid(x)$ scores: the shipped baseline"  # a hypothesis matplotlib's
 def ran(weak_workspace, tmp_path_factory) -> Path:
     """The weak workspace after two experiments: the shipped baseline (an honest change the gate is asked about,
     its hypothesis with TeX in it) and a policy that crashes in fit."""
-    from optimizer.loop import run_loop
+    from optimizer.loop.run import run_loop
     from tests.conftest import BASELINE
 
     root = tmp_path_factory.mktemp("report") / "ws"
@@ -208,9 +208,9 @@ def test_history_filters_by_verdict_guard_and_last(ran):
 
 def test_the_progress_line_shows_the_rate_the_last_refusing_guard_and_the_gate_budget(ran):
     from optimizer.cli.progress import LoopDisplay
-    from optimizer.context import load_context
-    from optimizer.loop import Recorded
-    from optimizer.power import bar
+    from optimizer.loop.power import bar
+    from optimizer.loop.run import Recorded
+    from optimizer.records.context import load_context
     from optimizer.report.facts import records
 
     ctx = load_context(ran, repair=False)

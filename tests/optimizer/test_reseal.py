@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from optimizer.errors import RatchetError
+from optimizer.base.errors import RatchetError
 from tests.conftest import BASELINE, mlflow_store
 
 
@@ -19,11 +19,11 @@ def ws(weak_workspace, tmp_path):
 def test_reseal_resets_the_gate_and_audits_clean(ws, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store(tmp_path / "own.db"))
     from holdout.audit import audit
-    from optimizer.context import load_context
-    from optimizer.experiment import run_experiment
-    from optimizer.initialize import source_root
-    from optimizer.loop import ensure_baseline
-    from optimizer.reseal import reseal
+    from optimizer.lifecycle.initialize import source_root
+    from optimizer.lifecycle.reseal import reseal
+    from optimizer.loop.experiment import run_experiment
+    from optimizer.loop.run import ensure_baseline
+    from optimizer.records.context import load_context
     from optimizer.sandbox import Sandbox
 
     ctx = load_context(ws)
@@ -47,7 +47,7 @@ def test_reseal_resets_the_gate_and_audits_clean(ws, tmp_path, monkeypatch):
         second = run_experiment(ctx, sandbox, BASELINE.replace("SEED = 0", "SEED = 3"), proposer="test",
                                 hypothesis="seed")
         assert not second.kept
-    from optimizer.sync import sync
+    from optimizer.tracking.sync import sync
 
     sync(ws)  # the experiments ran without a tracker: MLflow gets them from the ledger, else the audit is unverified
     report = audit(ws, source_root=source_root())
@@ -55,7 +55,7 @@ def test_reseal_resets_the_gate_and_audits_clean(ws, tmp_path, monkeypatch):
 
 
 def test_reseal_needs_exactly_one_source(ws):
-    from optimizer.reseal import reseal
+    from optimizer.lifecycle.reseal import reseal
 
     with pytest.raises(RatchetError, match="exactly one"):
         reseal(ws)

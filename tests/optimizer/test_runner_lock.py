@@ -15,14 +15,14 @@ import pytest
 from typer.testing import CliRunner
 
 from holdout.ledger import Kind, Ledger
+from optimizer.base.errors import WorkspaceBusy
 from optimizer.cli import app
-from optimizer.errors import WorkspaceBusy
-from optimizer.runner import Holder, runner_lock
+from optimizer.workspace.runner import Holder, runner_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 HOLD = """
 import sys, time
-from optimizer.runner import runner_lock
+from optimizer.workspace.runner import runner_lock
 with runner_lock(sys.argv[1], "ratchet run ws --experiments 50"):
     print("held", flush=True)
     time.sleep(120)

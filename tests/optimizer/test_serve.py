@@ -20,17 +20,18 @@ import pytest
 from starlette.testclient import TestClient
 
 from holdout.ledger import Entry, Kind
-from optimizer.refs import registry_move
-from optimizer.serve import make_app, running_trial
-from optimizer.serve_run import server_for
-from optimizer.shadow.store import ShadowStore, Trial
+from optimizer.records.refs import registry_move
+from optimizer.release.serve import running_trial
+from optimizer.release.serve_http import make_app
+from optimizer.release.serve_run import server_for
+from optimizer.release.shadow.store import ShadowStore, Trial
 
 
 @pytest.fixture(scope="module")
 def served_ws(small_workspace, tmp_path_factory) -> Path:
     """A copy of the small fraud workspace with its baseline evaluated (the champion the server fits)."""
-    from optimizer.context import load_context
-    from optimizer.loop import ensure_baseline
+    from optimizer.loop.run import ensure_baseline
+    from optimizer.records.context import load_context
     from optimizer.sandbox import Sandbox
 
     root = tmp_path_factory.mktemp("serve") / "ws"
@@ -129,7 +130,7 @@ def test_a_sandbox_failure_is_a_503_with_its_status_and_the_next_request_gets_a_
 
 
 def test_a_running_trial_logs_both_policies_and_returns_the_champions(served_ws, tmp_path):
-    from optimizer.context import load_context
+    from optimizer.records.context import load_context
 
     root = tmp_path / "ws"
     shutil.copytree(served_ws, root)
@@ -161,7 +162,7 @@ def test_a_running_trial_logs_both_policies_and_returns_the_champions(served_ws,
 def test_a_trial_against_another_champion_is_not_shadowed(served_ws, tmp_path):
     """A promotion or rollback since the trial started: the policy acting now is not the trial's champion, so the
     server logs nothing under that trial (its champion rows would be another policy's)."""
-    from optimizer.context import load_context
+    from optimizer.records.context import load_context
 
     root = tmp_path / "ws"
     shutil.copytree(served_ws, root)
@@ -263,7 +264,7 @@ def test_cli_serve_has_help_with_an_example():
      [pd.Timestamp("2025-01-01", tz="UTC")] * 2),
 ])
 def test_values_are_coerced_to_the_dev_dtype(dtype, values, expected):
-    from optimizer.serve_rows import ColumnSpec, coerce
+    from optimizer.release.serve_rows import ColumnSpec, coerce
 
     out = coerce(ColumnSpec("c", pd.Series([], dtype=dtype).dtype, False), values)
     assert str(out.dtype) == dtype and out.tolist() == expected
@@ -275,7 +276,7 @@ def test_values_are_coerced_to_the_dev_dtype(dtype, values, expected):
     ("datetime64[ns]", 1_700_000_000, "not an ISO 8601 time string"), ("string", {"a": 1}, "an object is not text"),
 ])
 def test_values_that_do_not_coerce_name_row_and_column(dtype, value, words):
-    from optimizer.serve_rows import ColumnSpec, Refused, coerce
+    from optimizer.release.serve_rows import ColumnSpec, Refused, coerce
 
     with pytest.raises(Refused) as refused:
         first = {"string": "x", "datetime64[ns]": "2025-01-01T00:00:00"}.get(dtype, 0)
@@ -340,7 +341,7 @@ def test_a_kill_minus_9_under_load_loses_no_acknowledged_event(served_ws, tmp_pa
             except OSError:
                 assert server.poll() is None, "ratchet serve exited before answering"
                 time.sleep(0.5)
-        from optimizer.context import load_context
+        from optimizer.records.context import load_context
 
         rows = _live_rows(load_context(root), 400)
 
@@ -364,8 +365,8 @@ def test_a_kill_minus_9_under_load_loses_no_acknowledged_event(served_ws, tmp_pa
         server.wait(timeout=60)
     sender.join(timeout=60)
     assert len(acked) >= 60
-    from optimizer.context import load_context
-    from optimizer.history import EventStore
+    from optimizer.records.context import load_context
+    from optimizer.workspace.history import EventStore
 
     with EventStore(load_context(root)) as store:  # opening moves what the log holds into DuckDB
         held = set(store.events()["tx_id"])
@@ -379,8 +380,8 @@ def test_a_slow_challenger_is_shadowed_off_the_request_path(served_ws, tmp_path)
     """A challenger that sleeps 1 s per decide, its queue cut to one request: four requests are answered while it
     still decides the first, so the work that finds the queue full is dropped and counted, never waited for; what
     it decided is logged for both policies, with its own call's latency."""
-    from optimizer.config_events import change_config
-    from optimizer.context import load_context
+    from optimizer.lifecycle.config_events import change_config
+    from optimizer.records.context import load_context
     from tests.optimizer.test_shadow_latency import slowed
 
     root = tmp_path / "ws"

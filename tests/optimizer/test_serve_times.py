@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from optimizer.serve_rows import ColumnSpec, Refused, _plain_times, coerce
+from optimizer.release.serve_rows import ColumnSpec, Refused, _plain_times, coerce
 
 NAIVE = ColumnSpec("ts", np.dtype("datetime64[ns]"), False)
 

@@ -87,8 +87,8 @@ def test_events_follow_the_holdout_and_hide_the_label(prepared):
 
 
 def test_a_passed_trial_lets_a_person_promote_and_then_the_promoted_policy_acts(lab):
-    from optimizer.context import load_context
-    from optimizer.refs import acting
+    from optimizer.records.context import load_context
+    from optimizer.records.refs import acting
 
     ledger = Ledger(lab / "ws" / "ledger.duckdb")
     result = ledger.last(Kind.SHADOW_RESULT).data
@@ -269,7 +269,7 @@ def _report_at(ws, trial: str):
 def test_routing_trial_measures_the_queue_simulation_on_both_routings(routing_workspace, tmp_path, monkeypatch):
     """Routing's outcome (who resolved a ticket, and how long it took) is known whoever it was routed to: the report
     replays both policies' routing of the same tickets, compares them with a paired interval and tables the teams."""
-    from optimizer.context import load_context
+    from optimizer.records.context import load_context
 
     ws = _kept(routing_workspace, ROUTING_BASELINE, tmp_path, monkeypatch)  # the shipped model against a timid one
     assert _cli("events", ws, "--days", "3", "--events-out", tmp_path / "ev.parquet", "--outcomes-out",
@@ -304,13 +304,13 @@ def test_a_trials_decisions_do_not_depend_on_its_batch_size_and_serve_agrees_one
     import numpy as np
     from starlette.testclient import TestClient
 
-    from optimizer.context import load_context
-    from optimizer.history import EventStore
-    from optimizer.refs import acting
+    from optimizer.records.context import load_context
+    from optimizer.records.refs import acting
+    from optimizer.release.serve_http import make_app
+    from optimizer.release.shadow.deciding import decide_all, past_of
+    from optimizer.release.shadow.quarantine import check_events
     from optimizer.sandbox import Sandbox
-    from optimizer.serve import make_app
-    from optimizer.shadow.deciding import decide_all, past_of
-    from optimizer.shadow.quarantine import check_events
+    from optimizer.workspace.history import EventStore
 
     ws = lab / "ws"
     ctx = load_context(ws)
@@ -337,8 +337,8 @@ def test_live_metrics_on_the_review_share_estimate_each_policys_holdout_metrics(
     with the same chance, with a bootstrap interval) hold its holdout figures. The figures over the labelled events
     alone do not: what the champion blocked is mostly unlabelled, so its recall reads low there."""
     from domains import Decisions
-    from optimizer.context import load_context
-    from optimizer.policy_state import PolicyState
+    from optimizer.records.context import load_context
+    from optimizer.records.policy_state import PolicyState
 
     ws = lab / "ws"
     assert _cli("config", ws, "set", "shadow.review_rate=0.2", "--approved-by", "A. Reviewer", "--reason",

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from holdout.hashing import sha256_bytes
-from optimizer.errors import RatchetError
-from optimizer.refs import PolicyRef
+from optimizer.base.errors import RatchetError
+from optimizer.records.refs import PolicyRef
 
 SLOW_S = 0.15  # the slow challenger's sleep per call: three times the default shadow.max_p99_ms
 
@@ -30,7 +30,7 @@ def _ref(name: str, source: str) -> PolicyRef:
 @pytest.fixture(scope="module")
 def trial_inputs(small_workspace, tmp_path_factory):
     """A copy of the small fraud workspace and 120 live events (dev rows moved past the holdout, new ids)."""
-    from optimizer.context import load_context
+    from optimizer.records.context import load_context
 
     root = tmp_path_factory.mktemp("latency") / "ws"
     shutil.copytree(small_workspace, root)
@@ -42,10 +42,10 @@ def trial_inputs(small_workspace, tmp_path_factory):
 
 
 def _decide(root, events, ref: PolicyRef, sample: int):
-    from optimizer.context import load_context
-    from optimizer.history import EventStore
+    from optimizer.records.context import load_context
+    from optimizer.release.shadow.deciding import decide_all, past_of
     from optimizer.sandbox import Sandbox
-    from optimizer.shadow.deciding import decide_all, past_of
+    from optimizer.workspace.history import EventStore
 
     ctx = load_context(root)
     ctx.config = ctx.config.model_copy(update={"shadow": ctx.config.shadow.model_copy(
@@ -56,7 +56,7 @@ def _decide(root, events, ref: PolicyRef, sample: int):
 
 
 def test_sampled_events_are_timed_one_call_each_and_decide_as_in_their_batch(trial_inputs):
-    from optimizer.shadow.deciding import latency_sample
+    from optimizer.release.shadow.deciding import latency_sample
 
     root, events = trial_inputs
     source = (root / "policy.py").read_text()
@@ -74,7 +74,7 @@ def test_sampled_events_are_timed_one_call_each_and_decide_as_in_their_batch(tri
 
 def test_a_slow_challenger_reports_its_per_call_latency_not_the_batch_share(trial_inputs):
     """Batches of 50 share one 0.15 s sleep (3 ms an event); one event per call, as serve calls it, waits it all."""
-    from optimizer.config import ShadowConfig
+    from optimizer.workspace.config import ShadowConfig
 
     root, events = trial_inputs
     _, latency = _decide(root, events, _ref("slow", slowed((root / "policy.py").read_text())), 8)
@@ -84,7 +84,7 @@ def test_a_slow_challenger_reports_its_per_call_latency_not_the_batch_share(tria
 
 
 def test_a_policy_that_decides_otherwise_alone_is_refused_by_name(trial_inputs):
-    from optimizer.shadow.deciding import latency_sample
+    from optimizer.release.shadow.deciding import latency_sample
 
     root, events = trial_inputs
     head = "def decide(model, rows, history):\n"

@@ -99,7 +99,7 @@ def test_an_edited_store_or_constants_file_fails_report_promote_and_audit(lab):
     _fails_everywhere(lab, f"shadow/{TRIAL}/challenger.json changed")
     constants.write_text(pristine_constants)
     # What serve logs per request (source 'serve') is no verdict input: not bound, and no failure.
-    from optimizer.shadow.store import ShadowStore
+    from optimizer.release.shadow.store import ShadowStore
 
     ShadowStore(store).log_decisions(TRIAL, ["live-1"], None, "challenger", [0.5], 2.0, acted=False, source="serve")
     audit = _cli("audit", ws)
@@ -127,7 +127,7 @@ def test_a_look_appended_to_the_ledger_by_hand_does_not_replay_for_promote_or_au
 # --- robust outcomes -------------------------------------------------------------------------------------------
 
 def test_outcomes_are_validated_whole_and_corrections_are_recorded(lab):
-    from optimizer.shadow.store import ShadowStore
+    from optimizer.release.shadow.store import ShadowStore
 
     ws = lab / "ws"
     out = pd.read_parquet(lab / "out.parquet").head(300).reset_index(drop=True)
@@ -177,7 +177,7 @@ def test_outcomes_are_validated_whole_and_corrections_are_recorded(lab):
 def test_a_store_held_by_another_process_is_waited_for_then_reported_busy(lab, monkeypatch):
     """A running server holds shadow.duckdb while it writes: a command waits for it, and after a bounded wait says
     in one line that the store is busy, never a DuckDB traceback."""
-    import optimizer.shadow.store as store_module
+    import optimizer.release.shadow.store as store_module
 
     ws = lab / "ws"
     hold = ("import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); print('held', flush=True); "

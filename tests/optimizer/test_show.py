@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from optimizer.base.tunables import rewrite
 from optimizer.cli import app
 from optimizer.report.change import describe
 from optimizer.report.explain import experiment_id, nearest
-from optimizer.tunables import rewrite
 from tests.conftest import BASELINE, WEAK
 
 CRASH = '''"""Fails in fit."""

@@ -10,9 +10,9 @@ import yaml
 from typer.testing import CliRunner
 
 from domains.fraud.data import generate
+from optimizer.base.errors import RatchetError
 from optimizer.cli import app
-from optimizer.config import SplitConfig, default_config_path, load_config, parse_config
-from optimizer.errors import RatchetError
+from optimizer.workspace.config import SplitConfig, default_config_path, load_config, parse_config
 
 ARGS = ["--label", "fraud", "--time", "event_s", "--amount", "amt", "--entity", "card", "--terminal", "merchant"]
 
@@ -65,7 +65,7 @@ def test_a_two_day_file_inits_with_the_shipped_config_and_records_the_gap(tmp_pa
     assert float(line.group(2)) == pytest.approx(2.0, rel=0.01)
     train, dev = (pd.read_parquet(ws / "data" / f"{n}.parquet") for n in ("train", "dev"))
     assert dev["ts"].min() - train["ts"].max() > pd.Timedelta(days=recorded)
-    from optimizer.context import load_context
+    from optimizer.records.context import load_context
 
     assert load_context(ws).config.split.gap_days == recorded  # what reseal and audit read
     from holdout import evidence
@@ -75,7 +75,7 @@ def test_a_two_day_file_inits_with_the_shipped_config_and_records_the_gap(tmp_pa
 
 
 def test_a_set_gap_is_used_and_named(tmp_path):
-    from optimizer.initialize import init_workspace
+    from optimizer.lifecycle.initialize import init_workspace
 
     res = init_workspace("fraud", tmp_path / "ws", overrides={"data.rows": 3000, "seal.canaries": 2,
                                                               "split.gap_days": 0.25})
@@ -84,7 +84,7 @@ def test_a_set_gap_is_used_and_named(tmp_path):
 
 
 def test_months_of_history_keep_the_one_day_gap(tmp_path):
-    from optimizer.initialize import init_workspace
+    from optimizer.lifecycle.initialize import init_workspace
 
     res = init_workspace("fraud", tmp_path / "ws", overrides={"data.rows": 3000, "seal.canaries": 2})
     assert re.fullmatch(r"split: gap 1 days between train, dev and holdout \(auto: 1 % of the 1\d\d-day span, "

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from optimizer.base.tunables import rewrite
 from optimizer.cli import app
-from optimizer.tunables import rewrite
 from tests.conftest import mlflow_store
 from tests.fake_anthropic import FakeAnthropic
 
@@ -28,7 +28,7 @@ class Router:
     """Answers each ticket with the team that resolved it and a reason carrying a marker for holdout-only text."""
 
     def __init__(self, ws: Path) -> None:
-        from optimizer.context import load_context
+        from optimizer.records.context import load_context
 
         ctx = load_context(ws)
         frames = {"train": ctx.train, "dev": ctx.dev, "holdout": ctx.holdout_all}
@@ -60,7 +60,7 @@ def _env(fake: FakeAnthropic) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def llm_ws(tmp_path_factory, fake) -> Path:
-    from optimizer.initialize import init_workspace
+    from optimizer.lifecycle.initialize import init_workspace
 
     base = tmp_path_factory.mktemp("llm")
     saved = dict(os.environ)
@@ -111,7 +111,7 @@ def test_the_variant_is_refused_without_a_key_before_any_sandbox_work(monkeypatc
 
 def test_the_variant_routes_every_ticket_through_the_broker_and_holdout_reasoning_stays_out(
         keyed, llm_ws, fake, tmp_path):
-    from optimizer.context import load_context
+    from optimizer.records.context import load_context
 
     router = fake.responder[0]
     asked = len(fake.requests)
@@ -158,7 +158,7 @@ def test_the_variant_routes_every_ticket_through_the_broker_and_holdout_reasonin
                 assert HOLDOUT_MARK.encode() not in path.read_bytes(), path
     assert HOLDOUT_MARK not in json.dumps([e.data for e in _ledger(llm_ws)])  # the ledger's text, uncompressed
     assert DEV_MARK.encode() in (llm_ws / "experiments" / record["experiment"] / "trace.json").read_bytes()
-    from optimizer.tracking import open_tracker
+    from optimizer.tracking.runs import open_tracker
 
     run = [r for r in open_tracker(ctx).runs() if r.data.tags.get("ratchet.experiment") == record["experiment"]][0]
     assert run.data.metrics["task_agent_requests"] == figures["requests"]
@@ -194,7 +194,7 @@ SENDS_IDS = LLM_POLICY.replace('''        content = ticket(subject.iloc[i], body
 
 
 def test_a_request_carrying_a_holdout_canary_is_blocked_with_an_alarm(keyed, llm_ws, fake, tmp_path):
-    from optimizer.context import load_context
+    from optimizer.records.context import load_context
 
     canaries = load_context(llm_ws).manifest["canaries"]
     asked = len(fake.requests)
@@ -211,9 +211,9 @@ def test_a_request_carrying_a_holdout_canary_is_blocked_with_an_alarm(keyed, llm
 def test_spend_cap_stops_the_phase_and_a_policy_cannot_reach_the_server_itself(keyed, fake):
     import numpy as np
 
-    from optimizer.config import TaskAgentConfig
+    from optimizer.llm.task_agent import TaskAgentBroker
     from optimizer.sandbox import Sandbox
-    from optimizer.task_agent import TaskAgentBroker
+    from optimizer.workspace.config import TaskAgentConfig
 
     if fake.responder is None:
         fake.answer_with(lambda body: "billing | x")
@@ -240,8 +240,8 @@ def test_spend_cap_stops_the_phase_and_a_policy_cannot_reach_the_server_itself(k
 
 def test_ratchet_llm_is_importable_only_where_the_task_agent_is_enabled():
     from guards.static import scan
-    from optimizer.config import StaticConfig, parse_config
-    from optimizer.errors import RatchetError
+    from optimizer.base.errors import RatchetError
+    from optimizer.workspace.config import StaticConfig, parse_config
 
     with pytest.raises(RatchetError, match="static.allowed_imports names ratchet_llm but task_agent.enabled is false"):
         parse_config({"domain": "routing", "static": {"allowed_imports": ["numpy", "ratchet_llm"]}}, source="x.yaml")

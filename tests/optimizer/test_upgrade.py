@@ -21,7 +21,7 @@ def test_version_is_printed():
 def test_the_seal_and_every_mlflow_run_carry_the_version(small_workspace, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from optimizer.tracking import workspace_uri
+    from optimizer.tracking.runs import workspace_uri
 
     assert read_manifest(small_workspace / "holdout")["tool_version"] == __version__
     monkeypatch.delenv("MLFLOW_TRACKING_URI")

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from optimizer.tunables import rewrite
+from optimizer.base.tunables import rewrite
 from tests.conftest import BASELINE, NOTHING, mlflow_store
 
 ROOT = Path(__file__).resolve().parents[2]

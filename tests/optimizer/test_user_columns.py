@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from domains.fraud.data import generate
+from optimizer.base.errors import RatchetError
 from optimizer.cli import app
-from optimizer.errors import RatchetError
-from optimizer.serve_rows import Refused, Schema
+from optimizer.release.serve_rows import Refused, Schema
 from tests.conftest import mlflow_store
 
 # The user's column -> ratchet's (fraud), as `ratchet init fraud --data FILE --map KEY=COLUMN` maps them.
@@ -26,7 +26,7 @@ MAPPING = {"id": "txn", "time": "when", "entity": "card", "terminal": "merchant"
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory) -> Path:
     """A fraud workspace sealed from the user's Parquet file: their names, one unmapped text feature."""
-    from optimizer.initialize import init_workspace
+    from optimizer.lifecycle.initialize import init_workspace
 
     base = tmp_path_factory.mktemp("imported")
     frame = generate(3, 6_000)
@@ -45,7 +45,7 @@ def imported(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def ctx(imported):
-    from optimizer.context import load_context
+    from optimizer.records.context import load_context
 
     return load_context(imported)
 
@@ -98,8 +98,8 @@ def test_serve_refusals_name_the_users_column(ctx):
 
 # --- shadow events and outcomes -------------------------------------------------------------------------------
 def test_a_shadow_events_file_in_the_users_names_reads_as_ratchets(ctx, tmp_path):
-    from optimizer.shadow.events import read_frame
-    from optimizer.shadow.quarantine import check_events
+    from optimizer.release.shadow.events import read_frame
+    from optimizer.release.shadow.quarantine import check_events
 
     view = ctx.domain.policy_view(ctx.dev, with_label=False).head(300).reset_index(drop=True)
     ours = check_events(ctx, view, source="ours.parquet")
@@ -110,7 +110,7 @@ def test_a_shadow_events_file_in_the_users_names_reads_as_ratchets(ctx, tmp_path
 
 
 def test_an_events_file_naming_one_column_both_ways_is_refused_in_one_line(ctx):
-    from optimizer.shadow.quarantine import check_events
+    from optimizer.release.shadow.quarantine import check_events
 
     view = ctx.domain.policy_view(ctx.dev, with_label=False).head(20).reset_index(drop=True)
     both = view.rename(columns={"amount": "amt"}).assign(amount=view["amount"])
@@ -124,7 +124,7 @@ def test_an_events_file_naming_one_column_both_ways_is_refused_in_one_line(ctx):
 
 
 def test_an_outcomes_file_takes_the_users_id_column(ctx):
-    from optimizer.shadow.events import outcome_ids
+    from optimizer.release.shadow.events import outcome_ids
 
     outcomes = pd.DataFrame({"label": [0, 1], "known_at": ["2025-09-01", "2025-09-02"], "reviewed": [True, False]})
     for name in ("txn", "tx_id", "event_id"):

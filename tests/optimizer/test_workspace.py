@@ -3,7 +3,7 @@ import subprocess
 
 import pytest
 
-from optimizer.workspace import Workspace
+from optimizer.workspace.layout import Workspace
 
 
 @pytest.fixture()

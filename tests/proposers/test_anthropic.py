@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from optimizer.config import AgentConfig
-from optimizer.errors import RatchetError
+from optimizer.base.errors import RatchetError
 from optimizer.proposers import ProposalContext
 from optimizer.proposers._anthropic import AnthropicProposer, ContaminationAlarm
+from optimizer.workspace.config import AgentConfig
 from tests.conftest import BASELINE, WEAK
 from tests.fake_anthropic import FakeAnthropic, text, tool_use
 
@@ -161,7 +161,7 @@ def test_batch_drafts_diverse_proposals_and_rebases_after_a_keep(fake, tmp_path)
 
 
 def test_anthropic_without_a_key_is_a_clear_error(monkeypatch, tmp_path):
-    from optimizer.loop import choose_proposer
+    from optimizer.loop.run import choose_proposer
 
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     with pytest.raises(RatchetError, match="needs ANTHROPIC_API_KEY"):
@@ -186,8 +186,8 @@ def test_run_end_to_end_with_memory_across_runs(fake, ws, monkeypatch):
 
     import mlflow
     from optimizer.cli import app
-    from optimizer.context import load_context
-    from optimizer.tracking import open_tracker
+    from optimizer.records.context import load_context
+    from optimizer.tracking.runs import open_tracker
 
     fake.reply(tool_use("read_trace", {"experiment": "latest"}, "t1"))
     fake.reply(tool_use("propose_edit", {"hypothesis": "restore the full model", "new_file": BASELINE}, "t2"))

@@ -3,10 +3,10 @@ is rebased on the one kept before it (Optuna: its constants on the new file; def
 dropped."""
 from __future__ import annotations
 
-from optimizer.diffs import merge
+from optimizer.base.diffs import merge
+from optimizer.base.tunables import parse
 from optimizer.proposers import Candidate, OptunaProposer, PatchesProposer, ProposalContext
 from optimizer.proposers._base import Proposer
-from optimizer.tunables import parse
 
 POLICY = '''"""A policy with two tunables."""
 import numpy as np

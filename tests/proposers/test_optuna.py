@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from optimizer.base.tunables import parse
 from optimizer.proposers import ProposalContext
 from optimizer.proposers._optuna import OptunaProposer
-from optimizer.tunables import parse
 
 POLICY = (Path(__file__).resolve().parents[2] / "domains" / "fraud" / "policy.py").read_text()
 

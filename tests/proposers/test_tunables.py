@@ -9,8 +9,8 @@ import optuna
 import pytest
 
 from domains.fraud import policy
-from optimizer.diffs import unified_diff as diff
-from optimizer.tunables import Tunable, parse, rewrite, suggest
+from optimizer.base.diffs import unified_diff as diff
+from optimizer.base.tunables import Tunable, parse, rewrite, suggest
 
 BASELINE = Path(policy.__file__).read_text()
 

@@ -9,8 +9,8 @@ from typing import Iterator
 
 @contextmanager
 def open_lab(workspace: Path, root: Path) -> Iterator[tuple]:
-    from optimizer.context import load_context
-    from optimizer.loop import ensure_baseline
+    from optimizer.loop.run import ensure_baseline
+    from optimizer.records.context import load_context
     from optimizer.sandbox import Sandbox
 
     shutil.copytree(workspace, root)
@@ -25,7 +25,7 @@ def open_lab(workspace: Path, root: Path) -> Iterator[tuple]:
 
 def judge(lab: tuple, source: str, hypothesis: str = "attempt"):
     """Run one candidate through the real pipeline; a rejected one must leave the champion as it was."""
-    from optimizer.experiment import run_experiment
+    from optimizer.loop.experiment import run_experiment
 
     ctx, sandbox = lab
     before = ctx.ws.head()

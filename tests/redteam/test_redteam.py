@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from optimizer.tunables import rewrite
+from optimizer.base.tunables import rewrite
 from tests.conftest import BASELINE, NOTHING
 from tests.redteam._lab import judge, open_lab
 
@@ -246,11 +246,11 @@ def test_guardrail_ratchet_over_real_loop_steps(weak_workspace, tmp_path):
     """Lower the threshold a step at a time: each step raises the false-decline rate by less than the relative
     margin allows and is kept for its savings, until the steps add up past the tolerance measured from the
     ORIGINAL baseline."""
-    from optimizer.config import GuardrailConfig
-    from optimizer.context import load_context
-    from optimizer.experiment import run_experiment
-    from optimizer.loop import ensure_baseline
+    from optimizer.loop.experiment import run_experiment
+    from optimizer.loop.run import ensure_baseline
+    from optimizer.records.context import load_context
     from optimizer.sandbox import Sandbox
+    from optimizer.workspace.config import GuardrailConfig
 
     root = tmp_path / "ws"
     shutil.copytree(weak_workspace, root)
@@ -333,7 +333,7 @@ def test_seed_only_change_that_fools_the_row_bootstrap_is_caught_by_refit_noise(
         champion = ctx.champion()
         assert champion.refit_sd > 0
         from holdout.evidence import bind_state
-        from optimizer.experiment import run_experiment
+        from optimizer.loop.experiment import run_experiment
 
         def significance(state):
             state.save(ctx.champion_dir)  # the lab rebinds what it wrote, as ratchet itself would
@@ -362,7 +362,7 @@ def test_seed_only_change_past_a_lenient_dev_guard_is_refused_by_the_holdout_gat
     # Seed 9: dev +0.066 (z 1.1), holdout +0.014 (z 1.1) over seed 0 (seeds 1-40 searched; most lose on dev).
     reseeded = BASELINE.replace("\nSEED = 0\n", "\nSEED = 9\n", 1)
     with open_lab(ws, tmp_path_factory.mktemp("lenient-lab") / "ws") as (ctx, sandbox):
-        from optimizer.experiment import run_experiment
+        from optimizer.loop.experiment import run_experiment
 
         record = run_experiment(ctx, sandbox, reseeded, proposer="redteam", hypothesis="seed only", keep=False)
     failed = {r.name: r.to_dict() for r in record.verdict.failures}

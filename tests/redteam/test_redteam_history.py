@@ -62,19 +62,19 @@ def _sql(ws: Path, *statements: str) -> None:
 # --- retired holdouts are bound -----------------------------------------------------------------------------------
 
 def _reseal(ws: Path, seed: int):
-    from optimizer.reseal import reseal
+    from optimizer.lifecycle.reseal import reseal
 
     return reseal(ws, seed=seed)
 
 
 def _data_seed(ws: Path) -> int:
-    from optimizer.config import load_config
+    from optimizer.workspace.config import load_config
 
     return load_config(ws / "ratchet.yaml").data.seed
 
 
 def test_a_deleted_or_replaced_retired_holdout_fails_the_audit_and_its_rows_are_never_sealed_again(ws):
-    from optimizer.errors import RatchetError
+    from optimizer.base.errors import RatchetError
 
     _reseal(ws, 11)
     assert _audit(ws)[0] == 0, _audit(ws)[1]
@@ -98,7 +98,7 @@ def test_a_deleted_or_replaced_retired_holdout_fails_the_audit_and_its_rows_are_
 
 def test_an_older_workspace_audits_as_before_and_its_first_reseal_fills_the_fingerprints(ws):
     """A workspace sealed before fingerprints, the init commit and the store's relative path were recorded."""
-    from optimizer.errors import RatchetError
+    from optimizer.base.errors import RatchetError
 
     _as_older(ws)
     code, failed, output = _audit(ws)
@@ -187,9 +187,9 @@ def test_try_refuses_a_ledger_whose_chain_is_broken_and_appends_nothing(ws):
 
 
 def test_the_integrity_guard_checks_the_chain_before_each_experiment(ws):
-    from optimizer.context import load_context
-    from optimizer.errors import IntegrityError
-    from optimizer.experiment import run_experiment
+    from optimizer.base.errors import IntegrityError
+    from optimizer.loop.experiment import run_experiment
+    from optimizer.records.context import load_context
     from optimizer.sandbox import Sandbox
 
     ctx = load_context(ws)

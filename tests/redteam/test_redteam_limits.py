@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from optimizer.base.errors import RatchetError
 from optimizer.cli import app
-from optimizer.config import RunConfig, load_config, parse_config
-from optimizer.errors import RatchetError
 from optimizer.sandbox import Sandbox
+from optimizer.workspace.config import RunConfig, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -110,7 +110,7 @@ def test_an_invisible_approver_is_refused_by_config_set(small_workspace, tmp_pat
 
 
 def test_approvers_and_reasons_are_recorded_as_read():
-    from optimizer.approvers import approver, reason
+    from optimizer.workspace.approvers import approver, reason
 
     assert approver("\u200b A. Reviewer \u200b", "x") == "A. Reviewer"
     assert approver("Zoë Ó'Brien", "x") == "Zoë Ó'Brien"
@@ -139,7 +139,7 @@ def test_a_policy_over_the_size_limit_is_refused_by_static_before_parsing(monkey
 
     from domains import _source
     from guards.static import scan
-    from optimizer.stages.evaluate import static_check
+    from optimizer.loop.stages.evaluate import static_check
 
     base = (ROOT / "domains" / "fraud" / "policy.py").read_text()
     head = base + "\n# "
@@ -165,8 +165,8 @@ def test_a_candidate_is_parsed_once_by_every_reader():
     from domains import _source
     from domains.history import lookback
     from guards.contamination import scan_literals
-    from optimizer.stages.evaluate import static_check
-    from optimizer.tunables import parse as tunables
+    from optimizer.base.tunables import parse as tunables
+    from optimizer.loop.stages.evaluate import static_check
 
     source = (ROOT / "domains" / "fraud" / "policy.py").read_text() + "\n# parsed once\n"
     calls = []

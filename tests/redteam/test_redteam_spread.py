@@ -21,8 +21,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from holdout.ledger import Kind
-from optimizer.serve import make_app
-from optimizer.serve_rows import Refused
+from optimizer.release.serve_http import make_app
+from optimizer.release.serve_rows import Refused
 from tests.optimizer.test_serve import _commit_aside, served_ws  # noqa: F401 - the module-scoped served workspace
 
 MARK = 4242.4242  # an amount no generated row has: the policy below sleeps on it
@@ -41,8 +41,8 @@ def slow_on_mark(source: str) -> str:
 @pytest.fixture(scope="module")
 def slow_ws(served_ws, tmp_path_factory) -> Path:  # noqa: F811 - the fixture imported above
     """A copy of the served workspace whose acting policy (promoted) sleeps on the marked row."""
-    from optimizer.config_events import change_config
-    from optimizer.context import load_context
+    from optimizer.lifecycle.config_events import change_config
+    from optimizer.records.context import load_context
 
     root = tmp_path_factory.mktemp("spread") / "ws"
     shutil.copytree(served_ws, root)
@@ -185,7 +185,7 @@ def test_a_number_its_column_cannot_hold_is_a_422_naming_row_and_column(slow_cli
 def test_values_outside_a_narrower_dtype_name_their_row(dtype, value):
     """Columns of other widths than the generated ones (an import keeps its own): the value that does not fit is
     named by its row, never 'values do not fit' for the whole column."""
-    from optimizer.serve_rows import ColumnSpec, coerce
+    from optimizer.release.serve_rows import ColumnSpec, coerce
 
     first = "2025-01-01T00:00:00" if dtype.startswith("datetime") else 1
     with pytest.raises(Refused) as refused:

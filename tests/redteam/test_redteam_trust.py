@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from holdout.audit import audit
 from holdout.ledger import Ledger
 from optimizer.cli import app
-from optimizer.initialize import source_root
+from optimizer.lifecycle.initialize import source_root
 from tests.conftest import BASELINE
 
 COMMENTED = BASELINE + "\n# one comment: the policy is otherwise unchanged\n"
@@ -97,7 +97,7 @@ def test_tampered_verdict_input_is_refused_by_try_and_failed_by_the_audit(ws, ta
 
 
 def test_loosened_config_committed_in_the_workspace_git_is_refused(ws):
-    from optimizer.workspace import Workspace
+    from optimizer.workspace.layout import Workspace
 
     text = (ws / "ratchet.yaml").read_text().replace("confidence: 0.95", "confidence: 0.6")
     assert "confidence: 0.6" in text
@@ -137,7 +137,7 @@ def test_forged_experiment_record_is_failed_by_the_audit(ws):
 
 
 def test_identical_candidate_is_never_kept(ws):
-    from optimizer.workspace import Workspace
+    from optimizer.workspace.layout import Workspace
 
     head = Workspace(ws).head()
     result = _try(ws, BASELINE, "--keep")

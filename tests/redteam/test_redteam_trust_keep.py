@@ -34,9 +34,9 @@ class _Stop(BaseException):
 
 @pytest.mark.parametrize("step", ["intent", "commit", "state", "swap", "complete"])
 def test_a_stop_at_each_step_of_the_keep_is_repaired_on_the_next_load(baselined, tmp_path, monkeypatch, step):
-    from optimizer import keep
-    from optimizer.context import load_context
-    from optimizer.experiment import run_experiment
+    from optimizer.loop.experiment import run_experiment
+    from optimizer.records import keep
+    from optimizer.records.context import load_context
     from optimizer.sandbox import Sandbox
 
     ws = tmp_path / "ws"

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from optimizer.errors import RatchetError
+from optimizer.base.errors import RatchetError
 from optimizer.sandbox import Sandbox, describe_isolation
 
 LIGHT = ("numpy", "pandas", "pyarrow")

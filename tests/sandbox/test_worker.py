@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from optimizer.errors import RatchetError
+from optimizer.base.errors import RatchetError
 from optimizer.sandbox import Sandbox
 
 LIGHT = ("numpy", "pandas", "pyarrow")

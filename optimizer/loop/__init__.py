@@ -1,0 +1,2 @@
+"""The optimization loop: one experiment (`experiment`) in stages (`stages`), where candidates are evaluated
+(`executors`), the loop that proposes, judges and keeps (`run`), and the bar a gain must clear now (`power`)."""
