@@ -332,3 +332,19 @@ def test_the_registered_model_decides_dev_as_the_loop_did(registered):
     finally:
         model.unwrap_python_model().close()
     np.testing.assert_allclose(decided, np.load(registered.ws / "champion" / "dev.npy")[:300], rtol=1e-9)
+
+
+@pytest.mark.parametrize("old_path", ["optimizer.registry", "optimizer.registry_model"])
+def test_a_version_pickled_under_an_old_module_path_still_loads(old_path):
+    """A registered version's python_model.pkl names PolicyModel's module as it was when it was registered: a fresh
+    interpreter (as `mlflow models serve` starts) resolves it to the class where it lives now; other old paths stay
+    gone, so no stale import in the project resolves by accident."""
+    pickled = f"c{old_path}\nPolicyModel\n.".encode()
+    probe = ("import pickle, sys\n"
+             "cls = pickle.loads(sys.stdin.buffer.read())\n"
+             "print(cls.__module__, cls.__qualname__)\n"
+             "try:\n    import optimizer.keep\nexcept ImportError:\n    print('optimizer.keep gone')\n")
+    out = subprocess.run([sys.executable, "-c", probe], input=pickled, capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr.decode()
+    assert out.stdout.decode().split("\n")[:2] == ["optimizer.tracking.registry_model PolicyModel",
+                                                  "optimizer.keep gone"]
