@@ -1,17 +1,14 @@
-"""The parent side: hands inputs to the fork server, reads back only inert files (JSON, .npy)."""
+"""The parent side: stages each phase's inputs in a workdir, asks the fork server to run it (see _connection), and
+reads back only inert files (JSON, .npy, model bytes)."""
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import select
 import shutil
-import signal
 import stat
 import subprocess
 import threading
 import time
-import weakref
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -21,32 +18,14 @@ import pandas as pd
 from optimizer.base.errors import RatchetError
 from optimizer.sandbox import _isolation, _leftovers, _outcome
 from optimizer.sandbox import _protocol as P
-from optimizer.sandbox._channel import Broker, BrokerSession
+from optimizer.sandbox._channel import Broker
+from optimizer.sandbox._connection import Connection
 from optimizer.sandbox._quota import DISK_MB, MAX_FILES
 from optimizer.sandbox._results import DecideResult, FitResult, ModelHandle, sha256_of
 from optimizer.sandbox._rowfiles import CACHED_FROM, RowFiles, write_rows
 from optimizer.sandbox._worker import Worker
 
 DEFAULT_PRELOAD = ("numpy", "pandas", "pyarrow", "sklearn", "xgboost", "scipy")
-_GRACE_S = 15.0  # beyond the budget, how long the parent waits before it declares the server lost
-_START_S = 180.0  # a cold start imports the whole scientific stack
-
-
-def _stop(process: subprocess.Popen | None, base: str | None) -> None:
-    if process is not None:
-        if process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)  # its children follow (parent-death signal)
-            except (ProcessLookupError, PermissionError):
-                pass
-            process.wait()
-        for pipe in (process.stdin, process.stdout):
-            try:
-                pipe.close()
-            except OSError:
-                pass
-    if base:
-        shutil.rmtree(base, ignore_errors=True)
 
 
 class Sandbox:
@@ -68,16 +47,17 @@ class Sandbox:
         self.layers: tuple[str, ...] = self._plan.layers
         self.device = "cpu"
         self._lock = threading.RLock()
-        self._process: subprocess.Popen | None = None
-        self._pending = b""
+        self._connection = Connection()  # the fork server's process and the lines to and from it
         self._base: Path | None = None
         self._count = 0
-        self._generation = 0  # bumped at each server start: workers of an earlier server are gone
-        self._finalizer: weakref.finalize | None = None
         self.preload_errors: dict[str, str] = {}  # library -> why the server could not import it
         self.broker = broker  # answers policies' model requests (see _channel); None: no channel
-        self._session: BrokerSession | None = None
         self._rows: RowFiles | None = None  # how row sets reach a phase's workdir
+
+    @property
+    def _process(self) -> subprocess.Popen | None:
+        """The fork server's process (None before start and after close)."""
+        return self._connection.process
 
     # lifecycle -------------------------------------------------------------------------------
     def __enter__(self) -> "Sandbox":
@@ -96,127 +76,35 @@ class Sandbox:
                 os.chmod(self._base, 0o711 if self._plan.drop_uid else 0o700)
                 (self._base / "models").mkdir(mode=0o700)
                 self._rows = RowFiles(self._base / "rows", link=self._plan.drop_uid)
-            if self._process is None or self._process.poll() is not None:
+            if not self._connection.running():
                 self._launch()
 
     def close(self) -> None:
         with self._lock:
-            if self._process is not None and self._process.poll() is None:
-                try:
-                    self._process.stdin.write(b'{"op": "stop"}\n')
-                    self._process.stdin.close()
-                    self._process.wait(timeout=5)
-                except (OSError, subprocess.TimeoutExpired):
-                    pass
-            if self._finalizer is not None:
-                self._finalizer()  # kills what is left and removes the base folder (models too)
-            self._process, self._base, self._finalizer = None, None, None
-            self._generation += 1  # its workers are gone
+            self._connection.close()  # stops the server, kills what is left and removes the base folder (models too)
+            self._base = None
 
     def kill(self) -> None:
         """End the server and its children now; a request in flight (another thread's) returns as a crash."""
-        process = self._process
-        if process is not None and process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        self._connection.kill()
 
     def _launch(self) -> None:
-        base = str(self._base)
-        if self._finalizer is not None:
-            self._finalizer.detach()
-        package_root = str(Path(__file__).resolve().parents[2])  # the server imports us from here
-        command = _isolation.server_command(self._plan, (package_root, base))
-        with open(f"{base}/server.log", "ab") as log:
-            self._process = subprocess.Popen(
-                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                env=_isolation.server_env(base), cwd=base, start_new_session=True, close_fds=True)
-        self._finalizer = weakref.finalize(self, _stop, self._process, base)
-        self._generation += 1
-        self._pending = b""
         config = {"preload": list(self.preload), "memory_mb": self.memory_mb,
                   "uid": self._plan.uid if self._plan.drop_uid else None, "gid": self._plan.gid,
                   "landlock_abi": self._plan.landlock_abi, "data_limit": "rlimit-data" in self.layers,
                   "private_shm": self._plan.netns is not None, "disk_bytes": self.disk[0], "disk_files": self.disk[1]}
-        ready = self._exchange(config, _START_S)
-        if not ready or not ready.get("ready"):
-            tail = Path(base, "server.log").read_text(errors="replace")[-2000:]
-            _stop(self._process, None)
-            raise RatchetError(f"the sandbox server did not start (log {base}/server.log): {tail}")
+        ready = self._connection.launch(self, self._plan, str(self._base), config)
         self.device = ready["device"]
         self.preload_errors = dict(ready.get("preload_errors", {}))
         if not ready.get("subreaper"):
             self.layers = tuple(layer for layer in self.layers if layer != "subreaper")
 
-    def _exchange(self, message: dict, wait_s: float) -> dict | None:
-        """Send one JSON line and read one back; None when the server died or went silent."""
-        process = self._process
-        try:
-            process.stdin.write(json.dumps(message).encode() + b"\n")
-            process.stdin.flush()
-        except OSError:
-            return None
-        deadline = time.monotonic() + wait_s
-        fd = process.stdout.fileno()
-        while True:
-            line, newline, rest = self._pending.partition(b"\n")
-            if newline:
-                self._pending = rest
-                if not line.startswith(b"{"):
-                    continue  # a library printed at import, before the server took over stdout
-                message = json.loads(line)
-                if "broker" not in message:
-                    return message
-                if not self._relay(process, message):
-                    return None
-                continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-                return None
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                return None
-            self._pending += chunk
-
-    def _relay(self, process: subprocess.Popen, message: dict) -> bool:
-        """Answer one model request a child made through the server; False if the server is gone."""
-        line = message.get("line")
-        if self._session is None or not isinstance(line, str):
-            reply, stop = {"error": "no model broker for this phase"}, None
-        else:
-            reply, stop = self._session.handle(line)
-        answer = {"op": "broker_reply", "seq": message.get("broker"), "reply": reply, "stop": stop}
-        try:
-            process.stdin.write(json.dumps(answer).encode() + b"\n")
-            process.stdin.flush()
-        except OSError:
-            return False
-        return True
-
-    def _phase(self, phase: str, row_sets: tuple[str, ...], budget_s: float) -> None:
-        self._session = (self.broker.session(phase, row_sets, time.monotonic() + budget_s)
-                         if self.broker is not None else None)
-
-    def _end_phase(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            session.close()
-
     def _run(self, request: dict, budget_s: float) -> tuple[dict | None, str]:
-        if self._process is None or self._process.poll() is not None:
+        """One request to the server, started afresh if it is not running: (its reply, "") or (None, why it was
+        lost)."""
+        if not self._connection.running():
             self._launch()
-        reply = self._exchange(request, budget_s + _GRACE_S)
-        if reply is not None:
-            return reply, ""
-        try:
-            code = self._process.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            code = None
-        why = (f"the sandbox server died (exit code {code})" if code is not None
-               else "the sandbox server stopped answering")
-        _stop(self._process, None)  # the next request starts a fresh one
-        return None, why + f" during {request['phase']}; it restarts for the next request"
+        return self._connection.request(request, budget_s)
 
     # workdirs --------------------------------------------------------------------------------
     def _workdir(self) -> Path:
@@ -255,13 +143,13 @@ class Sandbox:
                 (work / P.POLICY_FILE).write_text(policy_source, encoding="utf-8")
                 linked = self._rows.place({P.TRAIN_FILE: train}, work)
                 self._hand_over(work, (P.TRAIN_FILE,))
-                self._phase("fit", ("train",), budget_s)
+                self._connection.phase(self.broker, "fit", ("train",), budget_s)
                 try:
                     reply, lost = self._run({"phase": "fit", "workdir": str(work),
                                              "budget_s": float(budget_s), "broker": self.broker is not None,
                                              "constants": list(constants)}, budget_s)
                 finally:
-                    self._end_phase()
+                    self._connection.end_phase()
                     self._rows.check(linked)
                 meta = _outcome.read_meta(work)
                 status, error = _outcome.fit_status(reply, meta, lost, budget_s, self.memory_mb)
@@ -300,14 +188,14 @@ class Sandbox:
                                   if isinstance(frame, list) or len(frame) < CACHED_FROM)
                 linked = self._rows.place(files, work, owner=(self._plan.uid, self._plan.gid), fresh=small)
                 self._hand_over(work, tuple(files))
-                self._phase("decide", tuple(names), budget_s)
+                self._connection.phase(self.broker, "decide", tuple(names), budget_s)
                 try:
                     reply, lost = self._run({"phase": "decide", "workdir": str(work),
                                              "budget_s": float(budget_s), "count": len(names),
                                              "broker": self.broker is not None,
                                              "constants": list(constants), "history": given}, budget_s)
                 finally:
-                    self._end_phase()
+                    self._connection.end_phase()
                     self._rows.check(linked)
                 meta = _outcome.read_meta(work)
                 status, error = _outcome.decide_status(reply, meta, lost, budget_s, self.memory_mb,
@@ -350,7 +238,7 @@ class Sandbox:
                 self._remove(work)
                 status, error = _outcome.decide_status(reply, facts, lost, budget_s, self.memory_mb, ["rows"])
                 raise RatchetError(f"the decide worker did not start ({status}): {error}")
-            return Worker(self, reply["worker"], work, self._generation, _outcome.device(facts))
+            return Worker(self, reply["worker"], work, self._connection.generation, _outcome.device(facts))
 
     def _staged(self, policy_source: str, model: ModelHandle) -> Path:
         """A fresh workdir holding the policy source and a verified copy of its model (removed if that fails)."""

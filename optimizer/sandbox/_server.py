@@ -284,7 +284,7 @@ def main() -> None:
     except Exception:  # noqa: BLE001 - only a saving: each child then sets these up itself
         traceback.print_exc()
 
-    for module in (_child, _channel, sys.modules["optimizer.sandbox._audit"]):
+    for module in (_child, _channel, sys.modules["optimizer.sandbox._audit"], sys.modules["optimizer.sandbox._phases"]):
         linecache.getlines(module.__file__)  # tracebacks in the child must not re-read our source
     device = _device()
     libc = ctypes.CDLL(None, use_errno=True)

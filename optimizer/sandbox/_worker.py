@@ -49,7 +49,7 @@ class Worker:
 
     @property
     def alive(self) -> bool:
-        return not self._ended and self._generation == self._sandbox._generation
+        return not self._ended and self._generation == self._sandbox._connection.generation
 
     def decide(self, rows: pd.DataFrame, *, budget_s: float, constants: tuple[str, ...] = (),
                history: pd.DataFrame | None = None) -> DecideResult:
@@ -91,7 +91,7 @@ class Worker:
         box = self._sandbox
         with box._lock:
             if self.alive:
-                box._exchange({"op": "end", "worker": self._id}, 10.0)
+                box._connection.exchange({"op": "end", "worker": self._id}, 10.0)
             self._ended = self._ended or "closed"
             box._remove(self._work)
 
