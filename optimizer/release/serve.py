@@ -40,6 +40,7 @@ from optimizer.base.errors import RatchetError
 from optimizer.records.refs import acting, named
 from optimizer.release.serve_rows import Refused, Schema, _one_line
 from optimizer.release.serve_shadow import STOP_WAIT_S, Shadowed, ShadowLane
+from optimizer.sandbox import SandboxStatus
 from optimizer.workspace.history import LiveHistory
 
 FINISHED = ("passed", "failed")  # shadow_result statuses that end a trial
@@ -195,7 +196,7 @@ class Service:
             raise RatchetError(f"{what}: refused by the static scan: {static.detail}")
         fitted = sandbox.fit(ref.source, ctx.domain.policy_view(ctx.train, with_label=True),
                              budget_s=ctx.config.sandbox.budget_s)
-        if fitted.status != "ok":
+        if not fitted.ok:
             raise RatchetError(f"{what}: fit {fitted.status} in the sandbox: {fitted.error}")
         self._worker_locks[str(fitted.model.path)] = threading.Lock()
         return Fitted(ref, fitted.model, chosen_by, sandbox)
@@ -231,16 +232,16 @@ class Service:
         try:
             result = self._decide(policy, frame, history)
         except RatchetError as exc:
-            raise Refused(503, f"sandbox unavailable: {_one_line(exc)}", status="crash") from None
+            raise Refused(503, f"sandbox unavailable: {_one_line(exc)}", status=SandboxStatus.CRASH) from None
         latency_ms = (time.perf_counter() - t0) * 1000
-        if result.status != "ok":
+        if not result.ok:
             raise Refused(503, f"decide {result.status} in the sandbox: {_one_line(result.error)}",
                           status=result.status)
         values = np.asarray(next(iter(result.decisions.values())))
         constants = dict(result.constants)
         problem = ctx.domain.check_decisions(Decisions(values, constants), frame, ctx.config.scoring.model_dump())
         if problem:
-            raise Refused(503, f"decisions break the output contract: {problem}", status="output")
+            raise Refused(503, f"decisions break the output contract: {problem}", status=SandboxStatus.OUTPUT)
         return Decided(values, constants, latency_ms)
 
     def _decide(self, policy: Fitted, frame: pd.DataFrame, history: pd.DataFrame | None) -> Any:

@@ -76,11 +76,11 @@ vocabulary (row-set name, lengths, builtin exception names), never from candidat
 from __future__ import annotations
 
 from optimizer.sandbox._isolation import describe_isolation
-from optimizer.sandbox._results import DecideResult, FitResult, ModelHandle, Status
+from optimizer.sandbox._results import DecideResult, FitResult, ModelHandle, SandboxStatus
 from optimizer.sandbox._sandbox import DEFAULT_PRELOAD, Sandbox
 from optimizer.sandbox._worker import Worker
 
 __all__ = [
-    "DEFAULT_PRELOAD", "DecideResult", "FitResult", "ModelHandle", "Sandbox", "Status", "Worker",
+    "DEFAULT_PRELOAD", "DecideResult", "FitResult", "ModelHandle", "Sandbox", "SandboxStatus", "Worker",
     "describe_isolation",
 ]

@@ -20,7 +20,7 @@ import time
 import weakref
 from pathlib import Path
 
-from optimizer.errors import RatchetError
+from optimizer.base.errors import RatchetError
 from optimizer.sandbox import _isolation
 from optimizer.sandbox._channel import Broker, BrokerSession
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from optimizer.sandbox import _protocol as P
 from optimizer.sandbox import _quota
+from optimizer.sandbox._results import SandboxStatus
 
 _META_CAP = 1 << 20
 _DTYPE = re.compile(r"^[<>|=]?[A-Za-z]\d*(\[[A-Za-z0-9]+\])?$")
@@ -65,52 +66,52 @@ def constants(meta: dict, requested) -> dict:
 
 
 def _process_status(phase: str, reply: dict | None, lost: str, budget_s: float,
-                    memory_mb: int) -> tuple[str, str] | None:
+                    memory_mb: int) -> tuple[SandboxStatus, str] | None:
     """The verdict that follows from process facts alone, or None when the files must decide."""
     if reply is None:
-        return "crash", lost
+        return SandboxStatus.CRASH, lost
     violations = reply.get("violations") or []
     if violations:
         more = f" (and {len(violations) - 1} more)" if len(violations) > 1 else ""
-        return "violation", f"{phase} attempted a forbidden access: {violations[0]}{more}"
+        return SandboxStatus.VIOLATION, f"{phase} attempted a forbidden access: {violations[0]}{more}"
     stop = reply.get("broker_stop")
     if isinstance(stop, str) and stop:  # the parent's own words: safe with holdout rows present
-        return "violation", f"{phase} was stopped by the model broker: {stop}"
+        return SandboxStatus.VIOLATION, f"{phase} was stopped by the model broker: {stop}"
     if reply.get("exit") == P.EXIT_UNRECORDED:
-        return "violation", f"{phase} tampered with the sandbox's audit record channel"
+        return SandboxStatus.VIOLATION, f"{phase} tampered with the sandbox's audit record channel"
     if isinstance(reply.get("quota"), dict):  # the server's own measurement: safe with holdout rows present
-        return "disk", _quota.describe(phase, reply["quota"])
+        return SandboxStatus.DISK, _quota.describe(phase, reply["quota"])
     if reply.get("timed_out"):
-        return "timeout", f"{phase} exceeded its {budget_s:g} s budget; its process group was killed"
+        return SandboxStatus.TIMEOUT, f"{phase} exceeded its {budget_s:g} s budget; its process group was killed"
     if reply.get("exit") == P.EXIT_MEMORY:
-        return "memory", f"{phase} ran out of memory (limit {memory_mb} MB above the server's baseline)"
+        return SandboxStatus.MEMORY, f"{phase} ran out of memory (limit {memory_mb} MB above the server's baseline)"
     sig = reply.get("signal")
     if sig == signal.SIGKILL:
-        return "memory", (f"{phase} was killed by SIGKILL, most likely out of memory "
+        return SandboxStatus.MEMORY, (f"{phase} was killed by SIGKILL, most likely out of memory "
                           f"(limit {memory_mb} MB)")
     if sig:
         try:
             name = signal.Signals(sig).name
         except ValueError:
             name = str(sig)
-        return "crash", f"{phase} died from signal {name}"
+        return SandboxStatus.CRASH, f"{phase} died from signal {name}"
     if reply.get("exit") == P.EXIT_SETUP:
-        return "crash", f"the sandbox could not set up the {phase} process (see the server log)"
+        return SandboxStatus.CRASH, f"the sandbox could not set up the {phase} process (see the server log)"
     code = reply.get("exit")
     if code not in (P.EXIT_OK, P.EXIT_CRASH):
-        return "crash", f"the policy ended the {phase} process with exit code {code} before it finished"
+        return SandboxStatus.CRASH, f"the policy ended the {phase} process with exit code {code} before it finished"
     return None
 
 
-def fit_status(reply, meta: dict, lost: str, budget_s: float, memory_mb: int) -> tuple[str, str]:
+def fit_status(reply, meta: dict, lost: str, budget_s: float, memory_mb: int) -> tuple[SandboxStatus, str]:
     settled = _process_status("fit", reply, lost, budget_s, memory_mb)
     if settled:
         return settled
     error = meta.get("error")
     error = " ".join(error.split())[:400] if isinstance(error, str) else ""
     if reply["exit"] == P.EXIT_OK and meta.get("status") == "ok":
-        return "ok", ""
-    return "crash", error or "the fit process ended without writing its result"
+        return SandboxStatus.OK, ""
+    return SandboxStatus.CRASH, error or "the fit process ended without writing its result"
 
 
 def _builtin_exception(name) -> str:
@@ -121,16 +122,16 @@ def _builtin_exception(name) -> str:
 
 
 def decide_status(reply, meta: dict, lost: str, budget_s: float, memory_mb: int,
-                  names: list[str]) -> tuple[str, str]:
+                  names: list[str]) -> tuple[SandboxStatus, str]:
     settled = _process_status("decide", reply, lost, budget_s, memory_mb)
     if settled:
         return settled
     if reply["exit"] == P.EXIT_OK and meta.get("status") == "ok":
-        return "ok", ""
+        return SandboxStatus.OK, ""
     if meta.get("status") == "memory":  # a worker answers a MemoryError and lives on
-        return "memory", f"decide ran out of memory (limit {memory_mb} MB above the server's baseline)"
+        return SandboxStatus.MEMORY, f"decide ran out of memory (limit {memory_mb} MB above the server's baseline)"
     # The process ran to its end and the policy returned the wrong thing: the output contract's business.
-    status = "output" if meta.get("reason") in OUTPUT_REASONS else "crash"
+    status = SandboxStatus.OUTPUT if meta.get("reason") in OUTPUT_REASONS else SandboxStatus.CRASH
     return status, _decide_error(meta, names)
 
 
@@ -171,7 +172,7 @@ OUTPUT_REASONS = ("type", "shape", "length", "dtype")  # what decide returned, n
 
 
 def load_decisions(work: Path, names: list[str],
-                   rows: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], str, str]:
+                   rows: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], str, SandboxStatus]:
     """Load and re-check every decision array: numbers as float64 or fixed-width strings only (`rows`: per name, its
     rows or their count).
     Returns (decisions, problem, status): status "output" for a wrong shape or dtype, "crash" for a
@@ -183,11 +184,13 @@ def load_decisions(work: Path, names: list[str],
             with _open_plain(work / P.out_file(index)) as handle:
                 array = np.load(handle, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            return {}, f"decisions for row set {name!r} are missing or unreadable ({type(exc).__name__})", "crash"
+            return {}, (f"decisions for row set {name!r} are missing or unreadable "
+                        f"({type(exc).__name__})"), SandboxStatus.CRASH
         if array.ndim != 1 or len(array) != expected:
             return {}, (f"decisions for row set {name!r} have shape {array.shape}; "
-                        f"expected ({expected},)"), "output"
+                        f"expected ({expected},)"), SandboxStatus.OUTPUT
         if array.dtype != np.float64 and array.dtype.kind != "U":
-            return {}, f"decisions for row set {name!r} have dtype {array.dtype}; expected float64 or str", "output"
+            return {}, (f"decisions for row set {name!r} have dtype {array.dtype}; "
+                        "expected float64 or str"), SandboxStatus.OUTPUT
         decisions[name] = array
-    return decisions, "", "ok"
+    return decisions, "", SandboxStatus.OK

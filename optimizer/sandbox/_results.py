@@ -5,17 +5,26 @@ import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal, Mapping, Union
+from typing import Mapping, Union
 
 import numpy as np
 
-# "output": the phase ran to its end but decide returned the wrong thing (type, shape, length, dtype);
-# "disk": it wrote more bytes or files into its sandbox folder than the write quota allows (see _quota)
-Status = Literal["ok", "timeout", "memory", "crash", "violation", "output", "disk"]
 Scalar = Union[bool, int, float, str]
-STATUSES: tuple[str, ...] = ("ok", "timeout", "memory", "crash", "violation", "output", "disk")
+
+
+class SandboxStatus(StrEnum):
+    """How a sandboxed phase ended (stored and shown as its text; a StrEnum compares equal to it)."""
+
+    OK = "ok"
+    TIMEOUT = "timeout"  # past its wall-clock budget: the process group was killed
+    MEMORY = "memory"  # past its memory limit
+    CRASH = "crash"  # raised, died from a signal, or ended before writing its result
+    VIOLATION = "violation"  # a forbidden access, a broker stop, or tampering with the audit channel
+    OUTPUT = "output"  # ran to its end but decide returned the wrong thing (type, shape, length, dtype)
+    DISK = "disk"  # wrote more bytes or files into its sandbox folder than the write quota allows (see _quota)
 
 
 def _frozen(mapping: Mapping) -> Mapping:
@@ -55,7 +64,7 @@ def sha256_of(path: Path) -> tuple[str, int]:
 class FitResult:
     """The fit phase: train rows (with labels) in, a pickled model handle out."""
 
-    status: Status
+    status: SandboxStatus
     seconds: float  # wall time of the whole call, hand-off included
     error: str  # one line; "" when ok
     violations: tuple[str, ...]
@@ -66,18 +75,19 @@ class FitResult:
     constants: Mapping[str, Scalar] = field(default_factory=dict)  # read after fit, before any holdout
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "status", SandboxStatus(self.status))
         object.__setattr__(self, "constants", _frozen(self.constants))
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status is SandboxStatus.OK
 
 
 @dataclass(frozen=True)
 class DecideResult:
     """The decide phase: unlabeled row sets in, one decision array per row set out."""
 
-    status: Status
+    status: SandboxStatus
     seconds: float
     error: str  # built by the parent from structured facts: no candidate text, holdout rows were present
     violations: tuple[str, ...]
@@ -88,6 +98,7 @@ class DecideResult:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "status", SandboxStatus(self.status))
         for array in self.decisions.values():
             array.setflags(write=False)
         object.__setattr__(self, "decisions", _frozen(self.decisions))
@@ -95,4 +106,4 @@ class DecideResult:
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.status is SandboxStatus.OK

@@ -21,7 +21,7 @@ from optimizer.sandbox import _protocol as P
 from optimizer.sandbox._channel import Broker
 from optimizer.sandbox._connection import Connection
 from optimizer.sandbox._quota import DISK_MB, MAX_FILES
-from optimizer.sandbox._results import DecideResult, FitResult, ModelHandle, sha256_of
+from optimizer.sandbox._results import DecideResult, FitResult, ModelHandle, SandboxStatus, sha256_of
 from optimizer.sandbox._rowfiles import CACHED_FROM, RowFiles, write_rows
 from optimizer.sandbox._worker import Worker
 
@@ -154,10 +154,10 @@ class Sandbox:
                 meta = _outcome.read_meta(work)
                 status, error = _outcome.fit_status(reply, meta, lost, budget_s, self.memory_mb)
                 model = None
-                if status == "ok":
+                if status is SandboxStatus.OK:
                     model, problem = self._keep_model(work / P.MODEL_FILE)
                     if model is None:
-                        status, error = "crash", problem
+                        status, error = SandboxStatus.CRASH, problem
             finally:
                 shutil.rmtree(work, ignore_errors=True)
         fit_seconds = _outcome.seconds(meta.get("fit_seconds"))
@@ -166,7 +166,7 @@ class Sandbox:
             violations=tuple(reply["violations"]) if reply else (),
             log=reply["log"] if reply else "", model=model,
             device=_outcome.device(meta), fit_seconds=fit_seconds,
-            constants=_outcome.constants(meta, constants) if status == "ok" else {})
+            constants=_outcome.constants(meta, constants) if status is SandboxStatus.OK else {})
 
     def decide(self, policy_source: str, model: ModelHandle, rows: Mapping[str, Any], *,
                budget_s: float, constants: tuple[str, ...] = (),
@@ -201,7 +201,7 @@ class Sandbox:
                 status, error = _outcome.decide_status(reply, meta, lost, budget_s, self.memory_mb,
                                                        names)
                 decisions: dict[str, np.ndarray] = {}
-                if status == "ok":
+                if status is SandboxStatus.OK:
                     sizes = {name: sum(map(len, v)) if isinstance(v, list) else len(v) for name, v in rows.items()}
                     decisions, problem, loaded = _outcome.load_decisions(work, names, sizes)
                     if problem:
@@ -212,7 +212,7 @@ class Sandbox:
             status=status, seconds=time.perf_counter() - started, error=error,
             violations=tuple(reply["violations"]) if reply else (), log="",
             decisions=decisions,
-            constants=_outcome.constants(meta, constants) if status == "ok" else {},
+            constants=_outcome.constants(meta, constants) if status is SandboxStatus.OK else {},
             decide_seconds=_outcome.seconds(meta.get("decide_seconds")),
             device=_outcome.device(meta))
 

@@ -25,7 +25,7 @@ import pandas as pd
 
 from optimizer.sandbox import _outcome
 from optimizer.sandbox import _protocol as P
-from optimizer.sandbox._results import DecideResult
+from optimizer.sandbox._results import DecideResult, SandboxStatus
 
 if TYPE_CHECKING:
     from optimizer.sandbox._sandbox import Sandbox
@@ -61,7 +61,7 @@ class Worker:
             raise ValueError(f"budget_s must be a positive number of seconds, got {budget_s!r}")
         with box._lock:
             if not self.alive:
-                return _failed("crash", f"the decide worker has ended ({self._ended or 'the sandbox restarted'}); "
+                return _failed(SandboxStatus.CRASH, f"the decide worker has ended ({self._ended or 'the sandbox restarted'}); "
                                         "start a new one", started)
             try:
                 box._write_rows(rows if history is None else (rows, history), self._work / P.WORKER_ROWS)
@@ -73,7 +73,7 @@ class Worker:
                     self._ended = lost or _ended_why(reply)
                 status, error = _outcome.decide_status(reply, facts, lost, budget_s, box.memory_mb, [ROWS])
                 decisions: dict[str, np.ndarray] = {}
-                if status == "ok":
+                if status is SandboxStatus.OK:
                     decisions, problem, loaded = _outcome.load_decisions(self._work, [ROWS], {ROWS: rows})
                     if problem:
                         status, error, decisions = loaded, problem, {}
@@ -83,7 +83,7 @@ class Worker:
         return DecideResult(
             status=status, seconds=time.perf_counter() - started, error=error,
             violations=tuple(reply["violations"]) if reply else (), log="", decisions=decisions,
-            constants=_outcome.constants(facts, constants) if status == "ok" else {},
+            constants=_outcome.constants(facts, constants) if status is SandboxStatus.OK else {},
             decide_seconds=_outcome.seconds(facts.get("decide_seconds")), device=self.device)
 
     def close(self) -> None:
@@ -104,6 +104,6 @@ def _ended_why(reply: dict) -> str:
     return str(reply.get("ended") or "its process ended")[:200]
 
 
-def _failed(status: str, error: str, started: float) -> DecideResult:
+def _failed(status: SandboxStatus, error: str, started: float) -> DecideResult:
     return DecideResult(status=status, seconds=time.perf_counter() - started, error=error, violations=(), log="",
                         decisions={}, constants={}, decide_seconds=0.0)

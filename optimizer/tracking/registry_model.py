@@ -63,7 +63,7 @@ class PolicyModel(mlflow.pyfunc.PythonModel):
             result = self._live_worker().decide(rows, budget_s=float(cfg["budget_s"]),
                                                 constants=tuple(cfg["constants"]),
                                                 history=live.read(self._source, rows) if live is not None else None)
-            if result.status != "ok":
+            if not result.ok:
                 raise _error(live_error(result), code=FAILED)
             decisions = next(iter(result.decisions.values()))
             problem = _contract_problem(cfg, decisions, dict(result.constants), rows)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from optimizer.sandbox import DecideResult, FitResult, ModelHandle, Sandbox
+from optimizer.sandbox import DecideResult, FitResult, ModelHandle, Sandbox, SandboxStatus
 
 LIGHT = ("numpy", "pandas", "pyarrow")
 
@@ -119,7 +119,7 @@ def decide(model, rows):
 """
     fitted = _fit(box, source, train)
     result = box.decide(source, fitted.model, {"dev": train[["x"]].iloc[:7]}, budget_s=30)
-    assert result.status == "output"  # the process ran to its end: what it returned is wrong
+    assert result.status is SandboxStatus.OUTPUT  # the process ran to its end: what it returned is wrong
     assert "'dev'" in result.error and "6 values" in result.error and "expected 7" in result.error
     assert result.decisions == {}
 
@@ -219,3 +219,17 @@ def decide(model, rows):
     with capsys.disabled():
         print(f"\n[sandbox] hand-off overhead per experiment (200k x 8, fit+decide), "
               f"median of 5: {statistics.median(overheads):.3f} s; layers: {', '.join(box.layers)}")
+
+
+def test_a_result_holds_a_known_status_and_records_it_as_its_text():
+    """A phase's status is one of SandboxStatus: a misspelt one fails where the result is made, and the member is
+    stored and shown as the same text as before (ledger payloads and JSON do not change)."""
+    import json
+
+    made = DecideResult(status="timeout", seconds=1.0, error="x", violations=(), log="", decisions={}, constants={},
+                        decide_seconds=0.0)
+    assert made.status is SandboxStatus.TIMEOUT and not made.ok
+    assert json.dumps({"status": made.status}) == '{"status": "timeout"}' and f"{made.status}" == "timeout"
+    with pytest.raises(ValueError, match="'okay' is not a valid SandboxStatus"):
+        DecideResult(status="okay", seconds=1.0, error="", violations=(), log="", decisions={}, constants={},
+                     decide_seconds=0.0)

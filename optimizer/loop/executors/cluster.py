@@ -22,6 +22,7 @@ from guards import GuardResult
 from optimizer.base.errors import RatchetError
 from optimizer.loop.executors.timing import timed
 from optimizer.loop.stages import Evaluation, Inputs
+from optimizer.sandbox import SandboxStatus
 
 CONNECT_S = 10  # how long to wait for a scheduler before saying it cannot be reached
 
@@ -59,7 +60,7 @@ def remote_evaluate(inputs: Inputs, source: str) -> tuple[Evaluation, bytes | No
 def lost(why: str) -> Evaluation:
     """An evaluation the cluster could not finish: a crash under the sandbox guard, with the reason."""
     return Evaluation((GuardResult("sandbox", False, f"the Dask worker evaluating this candidate was lost: {why}",
-                                   {"phase": "evaluate", "status": "crash"}),))
+                                   {"phase": "evaluate", "status": SandboxStatus.CRASH}),))
 
 
 class DaskExecutor:

@@ -18,6 +18,7 @@ from domains import Decisions
 from domains.history import History, LookbackError, declared, lookback
 from guards import GuardResult
 from optimizer.base.faults import fault
+from optimizer.sandbox import SandboxStatus
 
 # Look-ahead is checked at several cuts: each exposes the rows whose "future" crosses it.
 PREFIX_CUTS = (0.3, 0.6)
@@ -110,7 +111,7 @@ class Evaluation:
 def phase_failure(phase: str, result: Any) -> GuardResult:
     """A failed decide phase under the guard it belongs to: `output` when decide returned the wrong thing
     (type, shape, length, dtype), whichever phase detected it; `sandbox` when the process itself failed."""
-    guard = "output" if result.status == "output" else "sandbox"
+    guard = "output" if result.status is SandboxStatus.OUTPUT else "sandbox"
     what = "returned output that breaks the contract" if guard == "output" else result.status
     return GuardResult(guard, False, f"{phase} {what}: {result.error}",
                        {"phase": "decide", "status": result.status, "violations": list(result.violations)})
@@ -163,7 +164,7 @@ def evaluate(ctx: Any, sandbox: PolicyRunner, source: str) -> Evaluation:
     fault("evaluate:fitted")
     timings["fit"] = time.perf_counter() - t0
     fit.update({"device": fitted.device, "fit_seconds": fitted.fit_seconds, "status": fitted.status})
-    if fitted.status != "ok":
+    if not fitted.ok:
         return stop(GuardResult("sandbox", False, f"fit phase {fitted.status}: {fitted.error}",
                                 {"phase": "fit", "status": fitted.status, "violations": list(fitted.violations)}),
                     log=fitted.log)
@@ -176,17 +177,17 @@ def evaluate(ctx: Any, sandbox: PolicyRunner, source: str) -> Evaluation:
         explained = sandbox.decide(source, fitted.model, {"dev": dev_view}, budget_s=budget, constants=constants,
                                    history=history)
         reasoning = tuple(broker.take_reasoning())
-        if explained.status != "ok":
+        if not explained.ok:
             fit["task_agent"] = broker.take_usage()
             return stop(phase_failure("decide phase (dev only)", explained), log=fitted.log, reasoning=reasoning)
     t0 = time.perf_counter()
     decided = sandbox.decide(source, fitted.model, {k: rows[k] for k in ("dev", "holdout")}, budget_s=budget,
                              constants=constants, history=history)
     timings["decide"] = time.perf_counter() - t0
-    if broker is not None and decided.status != "ok":
+    if broker is not None and not decided.ok:
         fit["task_agent"] = broker.take_usage()
     fit["decide_seconds"] = decided.decide_seconds
-    if decided.status != "ok":
+    if not decided.ok:
         return stop(phase_failure("decide phase", decided), log=fitted.log, reasoning=reasoning)
     # The prefixes are decided in a fresh process: one that had seen the whole of dev could replay its
     # look-ahead decisions from memory and pass the comparison.
@@ -195,7 +196,7 @@ def evaluate(ctx: Any, sandbox: PolicyRunner, source: str) -> Evaluation:
     if broker is not None:
         fit["task_agent"] = broker.take_usage()
     later = {"log": fitted.log, "reasoning": reasoning}
-    if prefixes.status != "ok":
+    if not prefixes.ok:
         return stop(phase_failure("decide phase (dev prefixes)", prefixes), **later)
     results.append(GuardResult("sandbox", True, "fit and decide stayed inside the sandbox",
                                {"fit_seconds": fitted.seconds, "decide_seconds": decided.seconds + prefixes.seconds}))
@@ -244,7 +245,7 @@ def parity(inputs: Inputs, sandbox: PolicyRunner, source: str, model: Any, batch
                            for row, i in zip(events, picked.tolist())]} if days > 0 else None)
     alone = sandbox.decide(source, model, {"parity": events}, budget_s=inputs.config.sandbox.budget_s,
                            constants=inputs.domain.constants, history=history)
-    if alone.status != "ok":
+    if not alone.ok:
         failed = phase_failure("decide phase (parity: one event at a time)", alone)
         return GuardResult("parity", False, failed.detail, failed.figures)
     if dict(alone.constants) != dict(constants):
@@ -271,11 +272,11 @@ def refit_spread(ctx: Any, sandbox: PolicyRunner, source: str) -> tuple[float, s
     for k in range(n):
         sample = ctx.train.sample(frac=0.9, random_state=ctx.config.seed * 1000 + k).sort_index()
         fitted = sandbox.fit(source, ctx.domain.policy_view(sample, with_label=True), budget_s=budget)
-        if fitted.status != "ok":
+        if not fitted.ok:
             return 0.0, f"refit {k + 1} of {n} (90 % of train): fit {fitted.status}: {fitted.error}"
         decided = sandbox.decide(source, fitted.model, {"dev": dev_view}, budget_s=budget,
                                  constants=ctx.domain.constants, history=history)
-        if decided.status != "ok":
+        if not decided.ok:
             return 0.0, f"refit {k + 1} of {n} (90 % of train): decide {decided.status}: {decided.error}"
         problem = ctx.domain.check_decisions(Decisions(decided.decisions["dev"], decided.constants), dev_view, params)
         if problem:

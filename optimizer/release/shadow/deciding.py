@@ -41,7 +41,7 @@ def decide_all(ctx, sandbox, ref: PolicyRef, events: pd.DataFrame, role: str, pr
     says nothing about one event's). RatchetError when a single call decides differently from the batch."""
     budget = ctx.config.sandbox.budget_s
     fitted = sandbox.fit(ref.source, ctx.domain.policy_view(ctx.train, with_label=True), budget_s=budget)
-    if fitted.status != "ok":
+    if not fitted.ok:
         raise RatchetError(f"the {role} ({ref.ref}) failed to fit in the sandbox: {fitted.status}: {fitted.error}")
     values, constants = _batches(ctx, sandbox, ref, fitted.model, events, role, progress, past, offset)
     latency = np.full(len(events), np.nan)
@@ -65,7 +65,7 @@ def _batches(ctx, sandbox, ref: PolicyRef, model, events: pd.DataFrame, role: st
         history = {"events": past.window(rows, days, before=offset + start)} if days > 0 else None
         out = sandbox.decide(ref.source, model, {"events": rows}, budget_s=budget, constants=ctx.domain.constants,
                              history=history)
-        if out.status != "ok":
+        if not out.ok:
             raise RatchetError(f"the {role} ({ref.ref}) failed to decide events {start + 1}-{start + len(rows)}: "
                                f"{out.status}: {out.error}")
         problem = ctx.domain.check_decisions(Decisions(out.decisions["events"], out.constants), rows,
@@ -107,7 +107,7 @@ def _singles(ctx, sandbox, ref: PolicyRef, model, events: pd.DataFrame, picked: 
                 out = sandbox.decide(ref.source, model, {"rows": row}, budget_s=budget, constants=constants,
                                      history=None if history is None else {"rows": history})
             ms = (time.perf_counter() - t0) * 1000
-            if out.status != "ok":
+            if not out.ok:
                 raise RatchetError(f"the {role} ({ref.ref}) failed to decide event {i + 1} alone (as serve calls "
                                    f"it): {out.status}: {out.error}")
             return out.decisions["rows"][0], ms
