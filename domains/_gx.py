@@ -9,11 +9,17 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import warnings
-from typing import Any, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import pandas as pd
 
 from domains.errors import RatchetError
+
+if TYPE_CHECKING:
+    from great_expectations import ExpectationSuite
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.expectations.expectation import Expectation
 
 TS_MIN, TS_MAX = dt.datetime(1990, 1, 1), dt.datetime(2100, 1, 1)  # plausible event times
 # GX matches a pandas dtype against numpy dtype names or pandas dtype class names.
@@ -26,7 +32,7 @@ TIME_TYPES = ["datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[
 NUMBER_TYPES = [*FLOAT_TYPES, *INT_TYPES]
 
 
-def present(E, columns: Sequence[str]) -> list:
+def present(E: ModuleType, columns: Sequence[str]) -> list[Expectation]:
     """At least one row; each of `columns` exists and has no nulls."""
     out = [E.ExpectTableRowCountToBeBetween(min_value=1)]
     for col in columns:
@@ -34,7 +40,7 @@ def present(E, columns: Sequence[str]) -> list:
     return out
 
 
-def id_and_time(E, id_col: str, time_col: str = "ts") -> list:
+def id_and_time(E: ModuleType, id_col: str, time_col: str = "ts") -> list[Expectation]:
     """A unique id of an id type, and tz-naive event times in a plausible range."""
     return [E.ExpectColumnValuesToBeInTypeList(column=id_col, type_list=ID_TYPES),
             E.ExpectColumnValuesToBeUnique(column=id_col),
@@ -42,16 +48,16 @@ def id_and_time(E, id_col: str, time_col: str = "ts") -> list:
             E.ExpectColumnValuesToBeBetween(column=time_col, min_value=TS_MIN, max_value=TS_MAX)]
 
 
-def features(E, columns: Sequence[str], types: Sequence[str]) -> list:
+def features(E: ModuleType, columns: Sequence[str], types: Sequence[str]) -> list[Expectation]:
     """Each feature column exists, has no nulls and is one of `types`."""
-    out = []
+    out: list[Expectation] = []
     for col in columns:
         out += [E.ExpectColumnToExist(column=col), E.ExpectColumnValuesToNotBeNull(column=col),
                 E.ExpectColumnValuesToBeInTypeList(column=col, type_list=list(types))]
     return out
 
 
-def import_gx():
+def import_gx() -> ModuleType:
     # Quiet before the import: GX logs and warns while it loads.
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     with warnings.catch_warnings():
@@ -60,12 +66,13 @@ def import_gx():
     return gx
 
 
-def suite(gx, name: str, expectations: Sequence[Any]):
+def suite(gx: ModuleType, name: str, expectations: Sequence[Expectation]) -> ExpectationSuite:
     # Passed to the constructor: add_expectation() would try to save into a data context.
-    return gx.ExpectationSuite(name=name, expectations=list(expectations))
+    made: ExpectationSuite = gx.ExpectationSuite(name=name, expectations=list(expectations))
+    return made
 
 
-def check(gx, frame: pd.DataFrame, name: str, expectations: Sequence[Any], *, source: str,
+def check(gx: ModuleType, frame: pd.DataFrame, name: str, expectations: Sequence[Expectation], *, source: str,
           fix: str = "Fix the data and run init again.") -> None:
     """Validate `frame` against `expectations`; raise RatchetError naming each failing column,
     expectation and row count."""
@@ -92,14 +99,15 @@ def check_suite(frame: pd.DataFrame, suite_json: dict[str, Any], *, source: str)
           fix="Fix the batch: it must meet the contract the workspace's data met at init.")
 
 
-def no_progress_bars():
+def no_progress_bars() -> ProgressBarsConfig:
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     return ProgressBarsConfig(globally=False, metric_calculations=False)
 
 
-def problems(results, n_rows: int) -> list[str]:
-    """One phrase per failing expectation, in suite order; a missing column is reported once."""
+def problems(results: Sequence[Any], n_rows: int) -> list[str]:
+    """One phrase per failing expectation, in suite order; a missing column is reported once. `results`: GX's
+    ExpectationValidationResult, whose expectation_config GX types as optional though a validation always sets it."""
     failed = [r for r in results if not r.success]
     missing = {r.expectation_config.kwargs["column"] for r in failed
                if r.expectation_config.type == "expect_column_to_exist"}
@@ -129,7 +137,7 @@ def problems(results, n_rows: int) -> list[str]:
     return out
 
 
-def describe(kind: str, kwargs: dict) -> str:
+def describe(kind: str, kwargs: Mapping[str, Any]) -> str:
     """The expectation's parameters in a few words, for the one-line error."""
     if kind == "expect_column_values_to_be_between":
         strict = " strictly" if kwargs.get("strict_min") else ""

@@ -16,8 +16,12 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from domains._times import START_EPOCH, TimeReading, times  # noqa: F401 - the importers reach them here
-from domains.errors import RatchetError, examples, listing  # noqa: F401 - as above
+from domains._times import START_EPOCH as START_EPOCH  # re-exported: the importers reach them here
+from domains._times import TimeReading as TimeReading
+from domains._times import times as times
+from domains.errors import RatchetError as RatchetError
+from domains.errors import examples as examples
+from domains.errors import listing as listing
 
 log = logging.getLogger(__name__)
 # (raw frame, file name, mapping, the converted time column) -> our columns in order, "ts" among them

@@ -16,7 +16,7 @@ import numpy as np
 T = TypeVar("T")
 
 
-def _frozen(value: Any) -> Any:
+def _frozen(value: T) -> T:
     if isinstance(value, np.ndarray):
         value.flags.writeable = False
     elif isinstance(value, dict):
@@ -30,7 +30,7 @@ def _frozen(value: Any) -> Any:
 
 def by_identity(fn: Callable[[Any], T]) -> Callable[[Any], T]:
     """`fn(obj)` cached per object, dropped once the object is gone."""
-    cache: dict[int, tuple[weakref.ref, Any]] = {}
+    cache: dict[int, tuple[weakref.ref[Any], T]] = {}
 
     @functools.wraps(fn)
     def cached(obj: Any) -> T:

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import math
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
@@ -53,13 +54,14 @@ class ConformanceData:
     model: Any = None
 
 
-def _load_policy(domain: Domain):
+def _load_policy(domain: Domain) -> ModuleType:
     """The shipped baseline policy module, imported in-process (trusted code, not a candidate)."""
     spec = importlib.util.spec_from_file_location(f"_conformance_{domain.name}_policy", domain.baseline_policy)
+    assert spec is not None and spec.loader is not None, f"{domain.baseline_policy} is a .py file"
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     if getattr(module, "DEVICE", None) == "auto":
-        module.DEVICE = "cpu"  # the sandbox resolves "auto" before fit; xgboost refuses it as a device name
+        setattr(module, "DEVICE", "cpu")  # the sandbox resolves "auto" before fit; xgboost refuses it as a device name
     return module
 
 
@@ -126,7 +128,8 @@ def _check(function: CheckFunction) -> CheckFunction:
 
 
 def _baseline(domain: Domain, data: ConformanceData) -> Decisions:
-    _expect(data.decisions is not None, f"no baseline policy at {domain.baseline_policy}; ship policy.py")
+    if data.decisions is None:
+        raise _Problem(f"no baseline policy at {domain.baseline_policy}; ship policy.py")
     return data.decisions
 
 
@@ -135,7 +138,7 @@ def _score(domain: Domain, data: ConformanceData, *, detail: bool = True) -> Sco
 
 
 def _same(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
-    return pd.Series(dict(a), dtype=float).equals(pd.Series(dict(b), dtype=float))  # NaN equals NaN
+    return bool(pd.Series(dict(a), dtype=float).equals(pd.Series(dict(b), dtype=float)))  # NaN equals NaN
 
 
 def _json(value: Any, what: str) -> str:
@@ -172,10 +175,11 @@ def check_world_continues(domain: Domain, data: ConformanceData) -> None:
         return  # `ratchet events` draws a new world, with entity ids of its own
     _expect(len(later) > 0, "continue_population gave no event in 7 days; draw at the generated daily volume")
     again = domain.continue_population(data.seed, data.size, start=start, days=7, live_seed=1)
-    _expect(again.equals(later), "continue_population gave different frames for the same seeds; draw every random "
-                                 "number from seed and live_seed")
+    _expect(again is not None and again.equals(later), "continue_population gave different frames for the same "
+                                                       "seeds; draw every random number from seed and live_seed")
     other = domain.continue_population(data.seed, data.size, start=start, days=7, live_seed=2)
-    _expect(not other.equals(later), "continue_population gave the same frame for another live_seed; use it")
+    _expect(other is not None and not other.equals(later),
+            "continue_population gave the same frame for another live_seed; use it")
     times = later[cols.time]
     _expect(times.is_monotonic_increasing and times.min() >= start and times.max() < start + pd.Timedelta(days=7),
             f"continue_population's times are not sorted within [{start}, +7 days); draw them from `start`")
@@ -300,7 +304,7 @@ def check_scoring_deterministic(domain: Domain, data: ConformanceData) -> None:
     brief = _score(domain, data, detail=False)
     _expect(brief.value == first.value, f"score(detail=False) gives primary {brief.value!r}, detail=True "
                                         f"{first.value!r}; detail may only add metrics")
-    again = domain.prepared(data.train, data.params).score(data.eval, data.decisions, data.params)
+    again = domain.prepared(data.train, data.params).score(data.eval, _baseline(domain, data), data.params)
     _expect(_same(again.metrics, first.metrics),
             "a second prepared(train) scores differently; fit the scorer deterministically in the train rows")
 

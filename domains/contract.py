@@ -191,7 +191,7 @@ class Domain(abc.ABC):
         """Validate `frame` against the domain's data contract; raise RatchetError naming
         column, expectation and failing row count."""
 
-    def contract_suite(self, frame: pd.DataFrame) -> dict:
+    def contract_suite(self, frame: pd.DataFrame) -> dict[str, Any]:
         """The Great Expectations suite `check_contract` applies to `frame`, as JSON (written to the workspace
         at init, bound with the seal, and applied to every later batch with domains._gx.check_suite)."""
         raise NotImplementedError(f"domain {self.name!r} does not export its data contract")
@@ -226,7 +226,7 @@ class Domain(abc.ABC):
 
     @abc.abstractmethod
     def trace(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any], limit: int = 20,
-              report: ScoreReport | None = None) -> dict:
+              report: ScoreReport | None = None) -> dict[str, Any]:
         """A bounded, JSON-able summary of errors on dev rows, for proposers (`report`: already scored)."""
 
     # --- files ------------------------------------------------------------------------------
@@ -234,7 +234,9 @@ class Domain(abc.ABC):
     def package_dir(self) -> Path:
         import importlib
 
-        return Path(importlib.import_module(type(self).__module__).__file__).parent
+        file = importlib.import_module(type(self).__module__).__file__
+        assert file is not None, "a domain is a module in a file"
+        return Path(file).parent
 
     @property
     def baseline_policy(self) -> Path:

@@ -5,6 +5,13 @@ reaching up into the optimizer; the CLI maps each class to its exit code.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    import pandas as pd
+
 
 class RatchetError(Exception):
     """A mistake the user can fix; the CLI prints it as one line."""
@@ -18,13 +25,13 @@ class WorkspaceBusy(RatchetError):
     """Another process holds the workspace's runner lock (one command at a time writes a workspace)."""
 
 
-def listing(values, limit: int = 12, *, total: str = "in all") -> str:
+def listing(values: Sequence[object], limit: int = 12, *, total: str = "in all") -> str:
     """Up to `limit` values for a message, with how many there are in all."""
     shown = [str(v) for v in values[:limit]]
     return ", ".join(shown) + (f", ... ({len(values):,} {total})" if len(values) > limit else "")
 
 
-def examples(series, bad) -> str:
+def examples(series: pd.Series, bad: npt.NDArray[np.bool_]) -> str:
     """Up to five distinct offending values of a pandas Series under a boolean mask (the row count is the
     caller's)."""
     return listing(list(dict.fromkeys(repr(v) for v in series[bad].tolist())), 5, total="different values")

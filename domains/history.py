@@ -19,6 +19,7 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from domains import _source
@@ -45,10 +46,13 @@ def declared(source: str) -> tuple[float, bool]:
         if isinstance(node, ast.FunctionDef) and node.name == "decide":
             args = node.args
             takes = len(args.posonlyargs) + len(args.args) >= 3 or args.vararg is not None
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] \
-            if isinstance(node, ast.AnnAssign) and node.value is not None else []
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
         if any(isinstance(t, ast.Name) and t.id == CONSTANT for t in targets):
-            value = node.value  # type: ignore[union-attr]
             if days is not None:
                 raise LookbackError(f"policy.py assigns {CONSTANT} more than once at top level; assign it once")
             try:
@@ -127,7 +131,7 @@ class History:
         found = self.positions(rows, days, before=before)
         return self.take(found) if len(found) else self.empty()
 
-    def positions(self, rows: pd.DataFrame, days: float, *, before: int | None = None) -> np.ndarray:
+    def positions(self, rows: pd.DataFrame, days: float, *, before: int | None = None) -> npt.NDArray[np.int64]:
         """The stream positions of `window(rows, days, before=before)`'s events, in its order."""
         if days <= 0 or not self.keys or len(rows) == 0 or self._size == 0:
             return _NONE
@@ -141,7 +145,7 @@ class History:
                 found += self._index[key].find(values[pd.notna(values)])
         if not found:
             return _NONE
-        mine = found[0]  # ascending, each position once
+        mine: npt.NDArray[np.int64] = found[0]  # ascending, each position once
         if len(found) > 1:
             mine = np.sort(np.concatenate(found))
             mine = mine[np.concatenate([[True], mine[1:] != mine[:-1]])]
@@ -268,10 +272,10 @@ class _KeyIndex:
                 pass
         for value, group in zip(firsts, groups):
             try:
-                base, pending = held.get(value), recent.pop(value, None)
+                base, waiting = held.get(value), recent.pop(value, None)
             except TypeError:
                 continue
-            parts = [p for p in (base, None if pending is None else np.array(pending, dtype=np.int64)) if p is not None]
+            parts = [p for p in (base, None if waiting is None else np.array(waiting, dtype=np.int64)) if p is not None]
             held[value] = np.concatenate([*parts, group]) if parts else group
 
     def _settle(self, value: Any) -> None:
@@ -298,12 +302,13 @@ class _KeyIndex:
         return out
 
 
-def _plain(values: np.ndarray) -> list:
+def _plain(values: np.ndarray) -> list[Any]:
     """Key values as Python values (times as integer ns, whatever their unit), the form the index is keyed by."""
     values = np.asarray(values)
     if values.dtype.kind in "mM":
         values = values.astype(f"{values.dtype.kind}8[ns]").view(np.int64)
-    return values.tolist()
+    plain: list[Any] = values.tolist()
+    return plain
 
 
 _NONE = np.zeros(0, dtype=np.int64)

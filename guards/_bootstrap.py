@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 # About 32 MB of int64 indices per chunk: 2,000 resamples of 60k rows never hold 1 GB at once.
 MAX_CELLS = 4_000_000
@@ -42,7 +43,7 @@ def _sparse(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.nda
     return out
 
 
-def _grouped(levels: np.ndarray, counts: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+def _grouped(levels: npt.NDArray[np.float64], counts: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
     """Same distribution, drawing how many of the n picks land on each distinct value: a resample's mean depends
     on nothing else. Per-row contributions take few distinct values (a decline cost, a fraud's amount), so this
     costs resamples x distinct values instead of resamples x rows (1 s -> 35 ms for 29k changed rows of 58k)."""

@@ -55,7 +55,7 @@ class Sequence:
     alpha: float
     tuned_for: int  # where the boundary is narrowest (fixed before the first observation)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, float]:
         return {"n": self.n, "mean": self.mean, "lower": self.lower, "upper": self.upper, "alpha": self.alpha,
                 "tuned_for": self.tuned_for}
 

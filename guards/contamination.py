@@ -211,8 +211,9 @@ def check_outgoing(where: str, text: str, *, canaries: Iterable[str], holdout_id
     return GuardResult("contamination", True, f"no holdout canary or ids in {where}", {"where": where})
 
 
-def scan_literals(source: str, *, holdout_ids: set | frozenset, holdout_values: set | None = None, min_matches: int = 3,
-                  canaries: Iterable[str] = (), dev_values: RowValues | None = None) -> GuardResult:
+def scan_literals(source: str, *, holdout_ids: set[Any] | frozenset[str], holdout_values: set[Any] | None = None,
+                  min_matches: int = 3, canaries: Iterable[str] = (),
+                  dev_values: RowValues | None = None) -> GuardResult:
     """Fail on >= min_matches distinct literals that are holdout ids (or values), on any canary, and (given
     `dev_values`, from `row_values`) on >= min_matches distinct literals copied from dev rows' feature values
     beyond what chance explains (see DEV_MIN_DIGITS for the rule)."""
@@ -337,7 +338,7 @@ def _out_of_fold_encoding(series: pd.Series, y: np.ndarray, fold_rows: Sequence[
 
 
 def label_leakage(frame: pd.DataFrame, label: str, columns: Sequence[str], *, threshold: float = 0.98,
-                  folds: int = 5, seed: int = 0) -> dict:
+                  folds: int = 5, seed: int = 0) -> dict[str, Any]:
     """Single-column predictive power for the label: symmetric ROC-AUC per column.
 
     Each column is scored by its raw value (numeric columns) and by an out-of-fold per-value label

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, replace
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 from scipy import stats
 
@@ -21,7 +22,7 @@ from guards._result import GuardResult
 EPSILON = 1e-4  # share given to an empty bin so the log ratio stays finite
 
 
-def _values(x) -> tuple[np.ndarray, bool]:
+def _values(x: npt.ArrayLike) -> tuple[np.ndarray, bool]:
     """(array, is_numeric): numbers and datetimes as floats (NaN for missing), anything else as objects."""
     s = pd.Series(x) if not isinstance(x, pd.Series) else x
     if pd.api.types.is_bool_dtype(s):
@@ -71,7 +72,7 @@ class _Sample:
         return np.append(np.bincount(binned, minlength=2 * len(self.edges) + 2), len(values) - len(ok))
 
 
-_SAMPLES: dict[tuple, _Sample] = {}  # the champion's decisions are the reference of every experiment
+_SAMPLES: dict[tuple[str, int], _Sample] = {}  # the champion's decisions are the reference of every experiment
 
 
 def _sample(values: np.ndarray, bins: int, *, remember: bool = False) -> _Sample:
@@ -138,9 +139,9 @@ def band(value: float, *, watch: float = 0.1, alarm: float = 0.25) -> str:
 
 
 def drift_report(reference: pd.DataFrame, current: pd.DataFrame, columns: Iterable[str], *,
-                 watch: float = 0.1, alarm: float = 0.25) -> dict:
+                 watch: float = 0.1, alarm: float = 0.25) -> dict[str, dict[str, Any]]:
     """Per column: psi, ks statistic and p-value (numeric only), verdict stable/watch/alarm."""
-    report: dict[str, dict] = {}
+    report: dict[str, dict[str, Any]] = {}
     for col in columns:
         for side, frame in (("reference", reference), ("current", current)):
             if col not in frame.columns:

@@ -8,6 +8,7 @@ changes them.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from guards._result import GuardResult
 
@@ -25,9 +26,9 @@ def _is_numeric(a: np.ndarray) -> bool:
     return np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_
 
 
-def _differs(a: np.ndarray, b: np.ndarray, atol: float) -> np.ndarray:
+def _differs(a: np.ndarray, b: np.ndarray, atol: float) -> npt.NDArray[np.bool_]:
     if _is_numeric(a) and _is_numeric(b):
-        return ~np.isclose(a.astype(float), b.astype(float), rtol=0.0, atol=atol, equal_nan=True)
+        return ~np.isclose(a.astype(np.float64), b.astype(np.float64), rtol=0.0, atol=atol, equal_nan=True)
     # Team names, prices as strings, mixed objects: exact equality, element by element.
     return np.array([not (x == y or (x != x and y != y)) for x, y in zip(a.tolist(), b.tolist())], dtype=bool)
 

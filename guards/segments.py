@@ -24,7 +24,8 @@ from guards.anytime import sequence
 @by_identity
 def _factorized(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(codes, names) of a segment family's labels: the dev labels are the same array on every experiment."""
-    return pd.factorize(np.asarray(labels, dtype=object), use_na_sentinel=False)
+    found: tuple[np.ndarray, np.ndarray] = pd.factorize(np.asarray(labels, dtype=object), use_na_sentinel=False)
+    return found
 
 
 def check_segments(candidate_contrib: np.ndarray, champion_contrib: np.ndarray, segments: Mapping[str, np.ndarray],

@@ -15,7 +15,7 @@ from domains.errors import RatchetError
 from holdout import audit_mlflow, evidence, lineage, upgrades
 from holdout.checks import Check, CheckStatus
 from holdout.hashing import canonical_json, content_hash, sha256_bytes, sha256_file, verify_signature
-from holdout.ledger import Kind, Ledger, verify_chain
+from holdout.ledger import Entry, Kind, Ledger, verify_chain
 from holdout.manifest import MANIFEST, SEAL_KEY_ENV, manifest_body, manifest_sha256, read_manifest
 from holdout.records import TrackingRecords
 
@@ -93,12 +93,12 @@ def _signature(manifest: dict[str, Any]) -> Check:
     return Check("hmac", ok, "manifest signature valid" if ok else f"{MANIFEST}: HMAC signature does not match its content")
 
 
-def _scorer(root: Path, entries: list, manifest: dict[str, Any], source_root: Path) -> Check:
+def _scorer(root: Path, entries: list[Entry], manifest: dict[str, Any], source_root: Path) -> Check:
     """Each span of the ledger against the scorer sources in force then, the installed code against the last."""
     return Check("scorer_source", *upgrades.report(root, entries, manifest, source_root))
 
 
-def _gate_replay(entries: list) -> Check:
+def _gate_replay(entries: list[Entry]) -> Check:
     """Every holdout answer is re-derived from its recorded inputs and draws."""
     from holdout.gate import replay
 
@@ -130,7 +130,7 @@ def _gate_replay(entries: list) -> Check:
     return Check("gate_replay", True, f"{len(gates)} holdout answers replayed exactly")
 
 
-def _gate_settings(entries: list, settings: Mapping[str, float] | str) -> Check:
+def _gate_settings(entries: list[Entry], settings: Mapping[str, float] | str) -> Check:
     """Each answer used the workspace config's multiples of its recorded standard error: a loop that widened
     the threshold or thinned the noise would replay exactly and still be caught here."""
     if isinstance(settings, str):
@@ -149,17 +149,17 @@ def _gate_settings(entries: list, settings: Mapping[str, float] | str) -> Check:
     return Check("gate_settings", True, "every holdout answer used the configured threshold and noise")
 
 
-def _sealed_holdouts(root: Path, entries: list) -> Check:
+def _sealed_holdouts(root: Path, entries: list[Entry]) -> Check:
     problems, summary = lineage.sealed_holdouts(root, entries)
     return Check("sealed_holdouts", not problems, "; ".join(problems[:5]) or summary)
 
 
-def _head(root: Path, entries: list) -> Check:
+def _head(root: Path, entries: list[Entry]) -> Check:
     """HEAD is the last commit the ledger recorded and holds its policy (a pending keep: see keep_transactions)."""
     return Check("kept_head", *lineage.head_report(root, entries))
 
 
-def _verdict_inputs(root: Path, entries: list) -> Check:
+def _verdict_inputs(root: Path, entries: list[Entry]) -> Check:
     """Splits, config and the cached decisions and states of baseline, champion and reference vs the ledger."""
     problems = evidence.verify(root, entries)
     if problems:
@@ -169,7 +169,7 @@ def _verdict_inputs(root: Path, entries: list) -> Check:
                  "cached decisions and states) match the ledger")
 
 
-def _records_files(root: Path, entries: list) -> Check:
+def _records_files(root: Path, entries: list[Entry]) -> Check:
     """Every experiment in the ledger has its folder, and its record.json says what the ledger says."""
     problems = []
     experiments = [e for e in entries if e.kind == Kind.EXPERIMENT]
@@ -193,7 +193,7 @@ def _records_files(root: Path, entries: list) -> Check:
     return Check("experiment_records", True, f"{len(experiments)} experiment records match the ledger")
 
 
-def _experiment_ids(root: Path, entries: list) -> Check:
+def _experiment_ids(root: Path, entries: list[Entry]) -> Check:
     """Each experiment id once, each folder with its entry, each holdout query with its experiment, and each kept
     commit holding the policy.py the ledger recorded (what two runs at once, or a kill, would break)."""
     ids = [str(e.data.get("experiment")) for e in entries if e.kind == Kind.EXPERIMENT]
@@ -217,7 +217,7 @@ def _experiment_ids(root: Path, entries: list) -> Check:
                  "with its entry, each kept commit holding its recorded policy")
 
 
-def _keeps(entries: list) -> Check:
+def _keeps(entries: list[Entry]) -> Check:
     """A keep intent without its completion is a keep a stop interrupted; the next load repairs it."""
     done = {e.data.get("experiment") for e in entries if e.kind == Kind.EXPERIMENT}
     pending = [e for e in entries if e.kind == Kind.KEEP_INTENT and e.data.get("experiment") not in done]
@@ -228,7 +228,7 @@ def _keeps(entries: list) -> Check:
     return Check("keep_transactions", True, f"{kept} keeps, each completed")
 
 
-def _config_changes(entries: list) -> Check:
+def _config_changes(entries: list[Entry]) -> Check:
     """Every change of the resolved config after the seal, with its approver (the file itself is verified by
     verdict_inputs against the last of these)."""
     changes = [e for e in entries if e.kind == Kind.CONFIG]

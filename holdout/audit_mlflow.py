@@ -8,11 +8,12 @@ from typing import Any, Callable
 
 from holdout import lineage
 from holdout.checks import Check, unverified
-from holdout.ledger import Kind
+from holdout.ledger import Entry, Kind
 from holdout.records import CHAMPION, PREVIOUS, MlflowRecords, RecordsUnavailable, TrackingRecords, recorded_store
 
 
-def open_records(root: Path, seal_payload: dict[str, Any], open_records: Callable[[str, str], TrackingRecords] | None):
+def open_records(root: Path, seal_payload: dict[str, Any], open_records: Callable[[str, str], TrackingRecords] | None,
+                 ) -> tuple[TrackingRecords | None, str | None]:
     """The tracking store the workspace recorded at init (MLFLOW_TRACKING_URI overrides it), or why it cannot be
     read."""
     info = seal_payload.get("mlflow", {})
@@ -40,7 +41,7 @@ def seal_run(records: TrackingRecords | None, why: str | None, seal_payload: dic
                  ("" if ok else f" != ledger {expected[:12]}"))
 
 
-def experiment_runs(records: TrackingRecords | None, why: str | None, entries: list) -> Check:
+def experiment_runs(records: TrackingRecords | None, why: str | None, entries: list[Entry]) -> Check:
     """Each experiment MLflow knows of must be in the ledger under the same id (no truncation)."""
     if records is None:
         return unverified("mlflow_experiments", str(why))
@@ -67,7 +68,7 @@ def experiment_runs(records: TrackingRecords | None, why: str | None, entries: l
                  f"each of its {len(by_seq)} experiments in MLflow")
 
 
-def model_entries(records: TrackingRecords | None, why: str | None, entries: list, name: str) -> Check:
+def model_entries(records: TrackingRecords | None, why: str | None, entries: list[Entry], name: str) -> Check:
     """Every registered version of the workspace's model has its ledger entry and every entry its version: a keep
     writes both, so a removed model entry (the version can then never be promoted) fails here."""
     if records is None:
@@ -81,7 +82,7 @@ def model_entries(records: TrackingRecords | None, why: str | None, entries: lis
                  f"{len(versions)} registered version(s) of {name}, each with its ledger entry")
 
 
-def registry_aliases(records: TrackingRecords | None, why: str | None, entries: list) -> Check:
+def registry_aliases(records: TrackingRecords | None, why: str | None, entries: list[Entry]) -> Check:
     """The registry's champion and previous aliases are where the ledger's last promotion or rollback put them
     (with nothing promoted, neither is set): an alias moved behind the ledger's back fails here."""
     moves = [e for e in entries if e.kind in (Kind.PROMOTION, Kind.ROLLBACK)]

@@ -41,7 +41,7 @@ def bind_state(root: Path, folder: str) -> dict[str, str | None]:
     return bind(root, [f"{folder}/{name}" for name in STATE_FILES])
 
 
-def expected(entries: list) -> tuple[dict[str, str | None], dict[str, tuple[int, str]]]:
+def expected(entries: list[Entry]) -> tuple[dict[str, str | None], dict[str, tuple[int, str]]]:
     """What each bound file must hold now, and which ledger entry (seq, kind) bound it last."""
     want: dict[str, str | None] = {}
     where: dict[str, tuple[int, str]] = {}
@@ -65,7 +65,7 @@ def _todo(rel: str) -> str:
     return _STATE_TODO
 
 
-def verify(root: Path, entries: list, *, only: tuple[str, ...] | None = None) -> list[str]:
+def verify(root: Path, entries: list[Entry], *, only: tuple[str, ...] | None = None) -> list[str]:
     """Every bound file that disagrees with the ledger, and every unbound state file; empty when all verify.
     `only`: path prefixes to check (the per-experiment check reads just the state folders)."""
     root = Path(root)

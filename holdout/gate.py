@@ -20,6 +20,7 @@ corrected for having been selected. It answers pass or fail and, for a pass only
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ class GateAnswer:
     budget_left: int
     next_gamma: float
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -86,7 +87,7 @@ class LordAnswer:
     answer: float | None  # to_beat + estimate: the candidate's gain over the gate's reference
     budget_left: int
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -121,7 +122,7 @@ def not_worse(*, dev_gain: float, holdout_gain: float, tolerance: float, budget_
                       budget_left, 0.0)
 
 
-def replay(entry: dict, *, seed: int, query: int) -> GateAnswer | LordAnswer:
+def replay(entry: dict[str, Any], *, seed: int, query: int) -> GateAnswer | LordAnswer:
     """Recompute a recorded answer from its recorded inputs (for the audit)."""
     if entry["kind"] == "lord":
         return lord(gain=entry["gain"], se=entry["se"], test=entry["test"], discoveries=entry["discoveries"],

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 _CHUNK = 1 << 20
@@ -36,10 +37,11 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
 
 
-def row_hashes(frame: pd.DataFrame, columns: Iterable[str] | None = None) -> np.ndarray:
+def row_hashes(frame: pd.DataFrame, columns: Iterable[str] | None = None) -> npt.NDArray[np.uint64]:
     """A uint64 per row over the given columns' values (pandas' fixed-key hash, deterministic)."""
     cols = list(frame.columns if columns is None else columns)
-    return pd.util.hash_pandas_object(frame[cols], index=False).to_numpy(dtype=np.uint64)
+    hashes: npt.NDArray[np.uint64] = pd.util.hash_pandas_object(frame[cols], index=False).to_numpy(dtype=np.uint64)
+    return hashes
 
 
 def hashes_in(values: np.ndarray, pool: np.ndarray) -> np.ndarray:

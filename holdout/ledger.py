@@ -79,7 +79,8 @@ class Entry:
 
     @property
     def data(self) -> dict[str, Any]:
-        return json.loads(self.payload)
+        data: dict[str, Any] = json.loads(self.payload)
+        return data
 
 
 _host_lock = threading.Lock()
@@ -120,14 +121,18 @@ def entry_hash(seq: int, time: str, kind: str, payload: str, prev_hash: str) -> 
     return sha256_bytes(f"{seq}|{time}|{kind}|{payload}|{prev_hash}".encode())
 
 
+# (inode, size, mtime ns, ctime ns, the header blocks, the WAL's size, mtime ns and ctime ns or None)
+_Signature = tuple[int, int, int, int, bytes, tuple[int, int, int] | None]
+
+
 class Ledger:
     """The workspace's ledger file."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._known: tuple[tuple, tuple[Entry, ...]] | None = None  # (file signature, entries) last read or written
+        self._known: tuple[_Signature, tuple[Entry, ...]] | None = None  # (signature, entries) last read or written
 
-    def _signature(self) -> tuple:
+    def _signature(self) -> _Signature:
         """What changes whenever the file's content may have: stat figures, the header blocks and the WAL's."""
         with open(self.path, "rb") as fh:
             info = os.fstat(fh.fileno())

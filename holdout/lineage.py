@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from holdout import fingerprint
 from holdout.hashing import sha256_bytes, sha256_file
 from holdout.ledger import Entry, Kind
 from holdout.manifest import MANIFEST, manifest_sha256, read_manifest
 from holdout.queries import SEALS
+
+if TYPE_CHECKING:
+    from holdout.records import VersionRecord
 
 RETIRED = "retired"
 
@@ -25,7 +28,7 @@ def seal_name(entry: Entry) -> str:
     return f"ledger entry {entry.seq} ({entry.kind}, manifest {str(entry.data.get('manifest_sha256'))[:12]})"
 
 
-def fingerprints(entries: list) -> dict[str, tuple[dict[str, Any], Entry]]:
+def fingerprints(entries: list[Entry]) -> dict[str, tuple[dict[str, Any], Entry]]:
     """manifest sha256 -> (the fingerprint the ledger bound for that seal, the entry that bound it): a seal's own,
     or one a later reseal filled in for a seal made before fingerprints were recorded."""
     found: dict[str, tuple[dict[str, Any], Entry]] = {}
@@ -39,7 +42,7 @@ def fingerprints(entries: list) -> dict[str, tuple[dict[str, Any], Entry]]:
     return found
 
 
-def retired_folders(entries: list) -> list[tuple[Entry, Entry, str]]:
+def retired_folders(entries: list[Entry]) -> list[tuple[Entry, Entry, str]]:
     """(the seal retired, the reseal that retired it, the folder name under retired/), oldest first."""
     seals = [e for e in entries if e.kind in SEALS]
     return [(before, after, str(after.data.get("retired_to")))
@@ -68,7 +71,7 @@ def retired_problem(root: Path, sealed: Entry, folder: str) -> str | None:
     return None
 
 
-def sealed_holdouts(root: Path, entries: list) -> tuple[list[str], str]:
+def sealed_holdouts(root: Path, entries: list[Entry]) -> tuple[list[str], str]:
     """Every retired folder against the seal it retired, every fingerprint file against its entry, and no folder
     under retired/ that no reseal made."""
     root = Path(root)
@@ -94,7 +97,7 @@ def sealed_holdouts(root: Path, entries: list) -> tuple[list[str], str]:
                       f"{len(bound)} fingerprint(s) as bound{note}")
 
 
-def expected_head(entries: list) -> tuple[str, Entry] | None:
+def expected_head(entries: list[Entry]) -> tuple[str, Entry] | None:
     """The commit HEAD must be at: the last one the ledger recorded git moving to (the init commit at the seal, the
     baseline, an approved config change, a keep); None when it recorded none (a workspace sealed by an older
     ratchet and not yet baselined, or a config entry that did not record its commit)."""
@@ -112,7 +115,7 @@ def expected_head(entries: list) -> tuple[str, Entry] | None:
     return None
 
 
-def head_problem(root: Path, head: str, entries: list, policy_at_head: bytes | None = None) -> str | None:
+def head_problem(root: Path, head: str, entries: list[Entry], policy_at_head: bytes | None = None) -> str | None:
     """Why `head` is not the last kept commit, or its policy.py not the last kept policy, in one line; None."""
     found = expected_head(entries)
     if found is None:
@@ -130,7 +133,7 @@ def head_problem(root: Path, head: str, entries: list, policy_at_head: bytes | N
     return None
 
 
-def head_report(root: Path, entries: list) -> tuple[bool, str]:
+def head_report(root: Path, entries: list[Entry]) -> tuple[bool, str]:
     """(passed, detail) of HEAD against the ledger, asked of git itself."""
     head, policy = git_head(root)
     if head is None:
@@ -153,7 +156,7 @@ def git_head(root: Path) -> tuple[str | None, bytes | None]:
     return commit, (shown.stdout if shown.returncode == 0 else None)
 
 
-def model_problems(versions: list, entries: list, name: str) -> list[str]:
+def model_problems(versions: list[VersionRecord], entries: list[Entry], name: str) -> list[str]:
     """Registry versions of the workspace's model against the ledger's model entries, both ways: a version without
     its entry (entries removed) and an entry whose version the registry lost."""
     recorded = {int(e.data["version"]): e for e in entries if e.kind == Kind.MODEL and e.data.get("name") == name}

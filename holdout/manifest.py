@@ -38,7 +38,8 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 
     path = Path(directory) / MANIFEST
     try:
-        return json.loads(path.read_text())
+        manifest: dict[str, Any] = json.loads(path.read_text())
+        return manifest
     except FileNotFoundError:
         raise IntegrityError(f"{path}: manifest missing. The holdout is not sealed or was removed.") from None
     except json.JSONDecodeError as exc:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 
 class Tag:
@@ -159,7 +162,7 @@ class MlflowRecords:
         return versions_of(self.client, name)
 
 
-def versions_of(client, name: str) -> list[VersionRecord]:
+def versions_of(client: MlflowClient, name: str) -> list[VersionRecord]:
     """Every registered version of `name` with its ratchet tags, read with MLflow's client."""
     try:
         found = client.search_model_versions(f"name = '{name}'", max_results=10_000)
@@ -172,7 +175,7 @@ def versions_of(client, name: str) -> list[VersionRecord]:
                    for v in found), key=lambda v: v.version)
 
 
-def recorded_store(root: Path, info: dict) -> str:
+def recorded_store(root: Path, info: dict[str, Any]) -> str:
     """The tracking store a workspace recorded at init (`info`: its seal entry's `mlflow`): a local store's path
     relative to the workspace when that file exists there (the workspace and its store were moved together), else
     the URI as recorded (absolute; a server's URL)."""

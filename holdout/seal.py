@@ -107,7 +107,7 @@ def seal_holdout(directory: Path, holdout: pd.DataFrame, *, label: str, time_col
     return manifest, digest
 
 
-def _label_summary(labels: pd.Series) -> dict:
+def _label_summary(labels: pd.Series) -> dict[str, Any]:
     """A 0/1 label's positive rate; for a label with named classes, each class's share too
     (label_rate is then the largest share)."""
     if pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels):

@@ -54,7 +54,10 @@ def split_by_time(frame: pd.DataFrame, *, time: str, train: float, dev: float,
     gap = pd.Timedelta(days=gap_days)
     train_end = ts.iloc[int(len(ts) * train) - 1]
     dev_end = ts.iloc[int(len(ts) * (train + dev)) - 1]
-    after = lambda t: int(ts.searchsorted(t, side="right"))  # noqa: E731 - the first row later than t
+
+    def after(t: pd.Timestamp) -> int:  # the first row later than t
+        return int(ts.searchsorted(t, side="right"))
+
     parts = {
         "train": ordered.iloc[:after(train_end)],
         "dev": ordered.iloc[after(train_end + gap):after(dev_end)],

@@ -22,8 +22,9 @@ from domains.errors import RatchetError
 from holdout import scorer
 from holdout.hashing import canonical_json, sha256_bytes, sha256_file
 from holdout.ledger import Entry, Kind
-from holdout.lineage import RETIRED, SEALS, retired_folders
+from holdout.lineage import RETIRED, retired_folders
 from holdout.manifest import manifest_sha256, read_manifest
+from holdout.queries import SEALS
 from holdout.scorer import describe
 
 REL_TOL = 1e-9
@@ -53,7 +54,7 @@ def digest(sources: Mapping[str, str]) -> str:
     return sha256_bytes(canonical_json(dict(sources)).encode())
 
 
-def in_force(entries: list, manifest: Mapping[str, Any]) -> Span:
+def in_force(entries: list[Entry], manifest: Mapping[str, Any]) -> Span:
     """The span in force now: the holdout in place's seal (`manifest`) and the upgrades after it."""
     seals = [i for i, e in enumerate(entries) if e.kind in SEALS]
     if not seals:
@@ -65,7 +66,7 @@ def in_force(entries: list, manifest: Mapping[str, Any]) -> Span:
     return span
 
 
-def spans(root: Path, entries: list, manifest: Mapping[str, Any]) -> list[Span]:
+def spans(root: Path, entries: list[Entry], manifest: Mapping[str, Any]) -> list[Span]:
     """Every span, oldest first. A retired seal's sources come from its retired manifest when it is still the one
     sealed (the `sealed_holdouts` check reports one that is not)."""
     retired = {sealed.seq: folder for sealed, _, folder in retired_folders(entries)}
@@ -104,7 +105,7 @@ def same_metrics(got: Mapping[str, float], want: Mapping[str, float]) -> list[st
     return wrong
 
 
-def expected(entries: list, commit: str) -> dict[str, Any]:
+def expected(entries: list[Entry], commit: str) -> dict[str, Any]:
     """What the policy at `commit` must reproduce: {"decisions_sha256": {"dev"[, "holdout"]}, "dev_metrics"}; empty
     when the ledger recorded nothing for it. Holdout decisions count only when recorded on the holdout in place."""
     current = _current_seal(entries)
@@ -145,7 +146,7 @@ def _take(want: dict[str, Any], record: Mapping[str, Any], *, on_current: bool) 
         want["dev_metrics"] = dict(record["dev_metrics"])
 
 
-def _current_seal(entries: list) -> str | None:
+def _current_seal(entries: list[Entry]) -> str | None:
     seals = [e for e in entries if e.kind in SEALS]
     return seals[-1].data.get("manifest_sha256") if seals else None
 
@@ -158,7 +159,7 @@ def differences(replayed: Mapping[str, Any], want: Mapping[str, Any]) -> list[st
     return out + same_metrics(replayed.get("dev_metrics", {}), want.get("dev_metrics", {}))
 
 
-def problems(entries: list, all_spans: list[Span]) -> list[str]:
+def problems(entries: list[Entry], all_spans: list[Span]) -> list[str]:
     """Every upgrade that does not follow its span, disagrees with the ledger or with itself, and every experiment
     judged under sources other than its span's."""
     out: list[str] = []
@@ -173,7 +174,7 @@ def problems(entries: list, all_spans: list[Span]) -> list[str]:
     return out
 
 
-def _upgrade_problems(e: Entry, before: list, all_spans: list[Span]) -> list[str]:
+def _upgrade_problems(e: Entry, before: list[Entry], all_spans: list[Span]) -> list[str]:
     d, where = e.data, f"upgrade entry {e.seq}"
     prior = span_of(all_spans, e.seq - 1)
     try:
@@ -200,7 +201,7 @@ def _upgrade_problems(e: Entry, before: list, all_spans: list[Span]) -> list[str
     return out
 
 
-def report(root: Path, entries: list, manifest: Mapping[str, Any], source_root: Path) -> tuple[bool, str]:
+def report(root: Path, entries: list[Entry], manifest: Mapping[str, Any], source_root: Path) -> tuple[bool, str]:
     """The audit's scorer check: every span as recorded, and the installed code held to the last one."""
     try:
         all_spans = spans(root, entries, manifest) if entries else []

@@ -45,7 +45,8 @@ def _decline_rate(blocked: np.ndarray, fraud: np.ndarray) -> float:
 @by_identity
 def _factorized(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(codes, sorted names) of one segment family's labels, which are the same array on every experiment."""
-    return pd.factorize(labels, sort=True)
+    found: tuple[np.ndarray, np.ndarray] = pd.factorize(labels, sort=True)
+    return found
 
 
 @by_identity
@@ -127,7 +128,7 @@ class FraudDomain(Domain):
 
         check_contract(frame, source=source, feature_columns=self._features(frame))
 
-    def contract_suite(self, frame: pd.DataFrame) -> dict:
+    def contract_suite(self, frame: pd.DataFrame) -> dict[str, Any]:
         from .expectations import suite_json
 
         return suite_json(frame, feature_columns=self._features(frame))
@@ -217,13 +218,13 @@ class FraudDomain(Domain):
         return dict(_segments(rows))
 
     def trace(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any], limit: int = 20,
-              report: ScoreReport | None = None) -> dict:
+              report: ScoreReport | None = None) -> dict[str, Any]:
         fraud = rows["is_fraud"].to_numpy() == 1
         blocked = self._blocked(decisions)
         shown = [c for c in rows.columns if c not in ("is_fraud", *self.columns.outcome_only)]
         frame = rows[shown].assign(score=decisions.values)
 
-        def worst(mask: np.ndarray, by: str, ascending: bool) -> list[dict]:
+        def worst(mask: np.ndarray, by: str, ascending: bool) -> list[dict[str, Any]]:
             picked = frame[mask].sort_values(by, ascending=ascending).head(limit)
             return [{k: (str(v) if isinstance(v, pd.Timestamp) else v) for k, v in r.items()}
                     for r in picked.to_dict(orient="records")]

@@ -6,11 +6,15 @@ seconds to import and only `init` needs it.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Sequence
 
 import pandas as pd
 
 from domains._gx import ID_TYPES, INT_TYPES, NUMBER_TYPES, check, features, id_and_time, import_gx, present, suite
+
+if TYPE_CHECKING:
+    from great_expectations.expectations.expectation import Expectation
 
 SUITE_NAME = "fraud_data_contract"
 REQUIRED = ("tx_id", "ts", "amount", "is_fraud")
@@ -36,7 +40,7 @@ def suite_json(frame: pd.DataFrame, *, feature_columns: Sequence[str] | None = N
     return suite(gx, SUITE_NAME, _expectations(gx, frame, feature_columns)).to_json_dict()
 
 
-def _expectations(gx, frame: pd.DataFrame, feature_columns: Sequence[str]) -> list:
+def _expectations(gx: ModuleType, frame: pd.DataFrame, feature_columns: Sequence[str]) -> list[Expectation]:
     """The expectations: which columns, their types, nulls, uniqueness and value ranges."""
     E = gx.expectations
     ids = [c for c in OPTIONAL_IDS if c in frame.columns]

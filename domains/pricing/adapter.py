@@ -111,7 +111,7 @@ class PricingDomain(Domain):
 
         check_contract(frame, source=source, feature_columns=self._features(frame))
 
-    def contract_suite(self, frame: pd.DataFrame) -> dict:
+    def contract_suite(self, frame: pd.DataFrame) -> dict[str, Any]:
         from .expectations import suite_json
 
         return suite_json(frame, feature_columns=self._features(frame))
@@ -219,7 +219,7 @@ class PricingDomain(Domain):
                 for c in ("segment", "channel") if c in rows.columns}
 
     def trace(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any], limit: int = 20,
-              report: ScoreReport | None = None) -> dict:
+              report: ScoreReport | None = None) -> dict[str, Any]:
         report = report or self.score(rows, decisions, params)
         ratio = np.asarray(decisions.values, float) / rows["ref_price"].to_numpy(dtype=float)
         frame = rows[[c for c in SHOWN if c in rows.columns]].assign(price=decisions.values,

@@ -9,7 +9,10 @@ outcome-only column: the fairness guardrail reads it, a policy never sees it.
 """
 from __future__ import annotations
 
+from typing import Mapping
+
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from domains.errors import RatchetError
@@ -118,17 +121,19 @@ def _offers(rng: np.random.Generator, pop: dict[str, np.ndarray], n: int, start:
     return frame
 
 
-def logging_propensities(frame: pd.DataFrame) -> np.ndarray:
+def logging_propensities(frame: pd.DataFrame) -> npt.NDArray[np.float64]:
     """The logging policy's probability of each GRID multiplier per row (rows x len(GRID))."""
     table = np.array([LOGGING[c] for c in CHANNELS])
     index = pd.Categorical(frame["channel"].astype(str), categories=CHANNELS).codes
-    return table[index]
+    probs: npt.NDArray[np.float64] = table[index]
+    return probs
 
 
-def conversion_probability(frame: pd.DataFrame, prices: np.ndarray) -> np.ndarray:
+def conversion_probability(frame: pd.DataFrame, prices: np.ndarray) -> npt.NDArray[np.float64]:
     """The hidden demand model: P(buy | row, price). Known only to the generator and to tests."""
     seg = frame["segment"].astype(str).to_numpy()
     ratio = np.asarray(prices, dtype=float) / frame["ref_price"].to_numpy(dtype=float)
+    logit: npt.NDArray[np.float64]
     logit = (_lookup(BASE, seg) + _lookup(CHANNEL_EFFECT, frame["channel"].astype(str).to_numpy())
              + _lookup(REGION_EFFECT, frame["region"].astype(str).to_numpy())
              + _lookup(SEASON_EFFECT, frame["season"].astype(str).to_numpy())
@@ -139,11 +144,13 @@ def conversion_probability(frame: pd.DataFrame, prices: np.ndarray) -> np.ndarra
     return 1.0 / (1.0 + np.exp(-logit))
 
 
-def true_profit(frame: pd.DataFrame, prices: np.ndarray) -> np.ndarray:
+def true_profit(frame: pd.DataFrame, prices: np.ndarray) -> npt.NDArray[np.float64]:
     """Expected profit per row of offering `prices`, under the hidden demand model."""
     prices = np.asarray(prices, dtype=float)
-    return (prices - frame["unit_cost"].to_numpy(dtype=float)) * conversion_probability(frame, prices)
+    cost: npt.NDArray[np.float64] = frame["unit_cost"].to_numpy(dtype=float)
+    return (prices - cost) * conversion_probability(frame, prices)
 
 
-def _lookup(table: dict, keys: np.ndarray) -> np.ndarray:
-    return pd.Series(keys).map(table).to_numpy(dtype=float)
+def _lookup(table: Mapping[str, float], keys: np.ndarray) -> npt.NDArray[np.float64]:
+    values: npt.NDArray[np.float64] = pd.Series(keys).map(table).to_numpy(dtype=float)
+    return values

@@ -6,11 +6,15 @@ the other domains in domains/_gx.py.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Sequence
 
 import pandas as pd
 
 from domains._gx import ID_TYPES, INT_TYPES, NUMBER_TYPES, check, features, id_and_time, import_gx, present, suite
+
+if TYPE_CHECKING:
+    from great_expectations.expectations.expectation import Expectation
 
 SUITE_NAME = "pricing_data_contract"
 REQUIRED = ("offer_id", "ts", "offered_price", "propensity", "converted", "unit_cost", "ref_price")
@@ -38,7 +42,7 @@ def suite_json(frame: pd.DataFrame, *, feature_columns: Sequence[str] | None = N
     return suite(gx, SUITE_NAME, _expectations(gx, frame, feature_columns)).to_json_dict()
 
 
-def _expectations(gx, frame: pd.DataFrame, feature_columns: Sequence[str]) -> list:
+def _expectations(gx: ModuleType, frame: pd.DataFrame, feature_columns: Sequence[str]) -> list[Expectation]:
     """The expectations: which columns, their types, nulls, uniqueness and value ranges."""
     E = gx.expectations
     ids = [c for c in OPTIONAL_IDS if c in frame.columns]
@@ -59,6 +63,6 @@ def _expectations(gx, frame: pd.DataFrame, feature_columns: Sequence[str]) -> li
     return expectations + features(E, feature_columns, FEATURE_TYPES)
 
 
-def _money(E, col: str, *, strict: bool) -> list:
+def _money(E: ModuleType, col: str, *, strict: bool) -> list[Expectation]:
     return [E.ExpectColumnValuesToBeInTypeList(column=col, type_list=NUMBER_TYPES),
             E.ExpectColumnValuesToBeBetween(column=col, min_value=0, max_value=PRICE_MAX, strict_min=strict)]

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 ID_LIKE = ("offer_id", "customer_id", "product_id")
@@ -101,7 +102,8 @@ def effective_sample_share(w: np.ndarray) -> float:
     return float(w.sum() ** 2 / total / len(w)) if total > 0 and len(w) else 0.0
 
 
-def dr_terms(q_decided: np.ndarray, q_logged: np.ndarray, reward: np.ndarray, w: np.ndarray) -> np.ndarray:
+def dr_terms(q_decided: npt.NDArray[np.float64], q_logged: npt.NDArray[np.float64], reward: npt.NDArray[np.float64],
+             w: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return q_decided + w * (reward - q_logged)
 
 

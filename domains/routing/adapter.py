@@ -29,7 +29,7 @@ from domains.contract import (
 )
 
 from .importer import MAPPING_KEYS, REQUIRED_KEYS
-from .queue import simulate
+from .queue import QueueResult, simulate
 
 HIGH = ("high", "urgent")
 
@@ -112,7 +112,7 @@ class RoutingDomain(Domain):
 
         check_contract(frame, source=source)
 
-    def contract_suite(self, frame: pd.DataFrame) -> dict:
+    def contract_suite(self, frame: pd.DataFrame) -> dict[str, Any]:
         from .expectations import suite_json
 
         return suite_json(frame)
@@ -141,7 +141,7 @@ class RoutingDomain(Domain):
                     f"teams: {', '.join(sorted(teams))} (scoring.teams)")
         return None
 
-    def _simulate(self, rows: pd.DataFrame, routed: np.ndarray, params: Mapping[str, Any]):
+    def _simulate(self, rows: pd.DataFrame, routed: np.ndarray, params: Mapping[str, Any]) -> QueueResult:
         hours = (rows["ts"] - rows["ts"].min()).dt.total_seconds().to_numpy() / 3600.0 if len(rows) else np.zeros(0)
         return simulate(hours, routed, rows["resolved_by"].astype(str).to_numpy(),
                         rows["handling_minutes"].to_numpy(dtype=float) / 60.0, dict(params["teams"]),
@@ -188,7 +188,7 @@ class RoutingDomain(Domain):
                 for c in ("priority", "channel", "tier") if c in rows.columns}
 
     def trace(self, rows: pd.DataFrame, decisions: Decisions, params: Mapping[str, Any], limit: int = 20,
-              report: ScoreReport | None = None) -> dict:
+              report: ScoreReport | None = None) -> dict[str, Any]:
         report = report or self.score(rows, decisions, params)
         routed = np.asarray(decisions.values).astype(str)
         truth = rows["resolved_by"].astype(str).to_numpy()

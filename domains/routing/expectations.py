@@ -6,11 +6,15 @@ domains in domains/_gx.py.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Sequence
 
 import pandas as pd
 
 from domains._gx import ID_TYPES, NUMBER_TYPES, check, features, id_and_time, import_gx, present, suite
+
+if TYPE_CHECKING:
+    from great_expectations.expectations.expectation import Expectation
 
 SUITE_NAME = "routing_data_contract"
 REQUIRED = ("ticket_id", "ts", "resolved_by", "handling_minutes")
@@ -43,7 +47,7 @@ def _features(frame: pd.DataFrame, feature_columns: Sequence[str] | None) -> Seq
     return [c for c in frame.columns if c not in OURS] if feature_columns is None else feature_columns
 
 
-def _expectations(gx, frame: pd.DataFrame, feature_columns: Sequence[str]) -> list:
+def _expectations(gx: ModuleType, frame: pd.DataFrame, feature_columns: Sequence[str]) -> list[Expectation]:
     """The expectations: which columns, their types, nulls, uniqueness and value ranges."""
     E = gx.expectations
     optional = [c for c in (*OPTIONAL_IDS, *OPTIONAL_TEXT, *OUTCOME_ONLY) if c in frame.columns]
