@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from guards._columns import datetime_seconds
-from guards._result import GuardResult
+from guards._result import GuardName, GuardResult
 from guards.static import parse_tree
 
 TRIVIAL_BELOW = 1000  # integers this small are ordinary tuning constants, never evidence of an id
@@ -186,11 +186,12 @@ def check_text(where: str, text: str, canaries: Iterable[str]) -> GuardResult:
     """Fail when any holdout canary occurs in `text` (a trace, a prompt, a log, an artifact)."""
     found = find_canaries(text, canaries)
     if not found:
-        return GuardResult("contamination", True, f"no holdout canary in {where}", {"where": where, "canaries": 0})
+        return GuardResult(GuardName.CONTAMINATION, True,
+                           f"no holdout canary in {where}", {"where": where, "canaries": 0})
     pos = text.find(found[0])
     line = text.count("\n", 0, pos) + 1
     noun = "canary" if len(found) == 1 else "canaries"
-    return GuardResult("contamination", False, f"{len(found)} holdout {noun} found in {where} (first, "
+    return GuardResult(GuardName.CONTAMINATION, False, f"{len(found)} holdout {noun} found in {where} (first, "
                        f"{_mask(found[0])}, at line {line}): holdout rows leaked into it",
                        {"where": where, "canaries": len(found), "first_line": line})
 
@@ -206,9 +207,10 @@ def check_outgoing(where: str, text: str, *, canaries: Iterable[str], holdout_id
               and len(t) >= MIN_STRING_LEN}
     hits = len({_key(t) for t in tokens} & holdout_ids)
     if hits >= min_matches:
-        return GuardResult("contamination", False, f"{hits} holdout ids found in {where}: holdout rows leaked into it",
+        return GuardResult(GuardName.CONTAMINATION, False,
+                           f"{hits} holdout ids found in {where}: holdout rows leaked into it",
                            {"where": where, "holdout_ids": hits})
-    return GuardResult("contamination", True, f"no holdout canary or ids in {where}", {"where": where})
+    return GuardResult(GuardName.CONTAMINATION, True, f"no holdout canary or ids in {where}", {"where": where})
 
 
 def scan_literals(source: str, *, holdout_ids: set[Any] | frozenset[str], holdout_values: set[Any] | None = None,
@@ -221,13 +223,13 @@ def scan_literals(source: str, *, holdout_ids: set[Any] | frozenset[str], holdou
     hits = find_canaries(source, canaries)
     if hits:
         line = source.count("\n", 0, source.find(hits[0])) + 1
-        return GuardResult("contamination", False, f"policy source contains {len(hits)} holdout canary id(s) "
+        return GuardResult(GuardName.CONTAMINATION, False, f"policy source contains {len(hits)} holdout canary id(s) "
                            f"(first, {_mask(hits[0])}, at line {line}): it was built from holdout rows",
                            {"canaries": len(hits), "first_line": line})
     try:
         tree = parse_tree(source)
     except SyntaxError as exc:
-        return GuardResult("contamination", False, f"policy source does not parse (line {exc.lineno}); "
+        return GuardResult(GuardName.CONTAMINATION, False, f"policy source does not parse (line {exc.lineno}); "
                            "literals cannot be checked", {"line": int(exc.lineno or 0)})
     ids = (holdout_ids if isinstance(holdout_ids, frozenset) else id_keys(holdout_ids)) | set(canaries)
     values = {k for k in map(_key, holdout_values or ()) if k is not None}
@@ -264,9 +266,10 @@ def scan_literals(source: str, *, holdout_ids: set[Any] | frozenset[str], holdou
         # Which literals matched is withheld on purpose (see the module docstring).
         held = (f"policy source memorises holdout rows: {' and '.join(problems)} (limit {min_matches - 1})"
                 if problems else "")
-        return GuardResult("contamination", False, "; ".join(x for x in (held, memorised) if x), figures)
+        return GuardResult(GuardName.CONTAMINATION, False, "; ".join(x for x in (held, memorised) if x), figures)
     dev = "" if dev_values is None else ", nor copies of dev rows' feature values,"
-    return GuardResult("contamination", True, f"no holdout canary and fewer than {min_matches} holdout ids or values"
+    return GuardResult(GuardName.CONTAMINATION, True,
+                       f"no holdout canary and fewer than {min_matches} holdout ids or values"
                        f"{dev} among {len(literals)} literals", figures)
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from scipy import stats
 
 from guards._columns import datetime_seconds
-from guards._result import GuardResult
+from guards._result import GuardName, GuardResult
 
 EPSILON = 1e-4  # share given to an empty bin so the log ratio stays finite
 
@@ -168,7 +168,9 @@ def check_score_drift(champion_scores: np.ndarray, candidate_scores: np.ndarray,
     if sample:
         figures["ks"], figures["ks_pvalue"] = _ks(sample.values, cur[~np.isnan(cur)])
     if verdict == "alarm":
-        return GuardResult("drift", False, f"candidate decisions drifted from the champion's: PSI {value:.4f} is "
+        return GuardResult(GuardName.DRIFT, False,
+                           f"candidate decisions drifted from the champion's: PSI {value:.4f} is "
                            f"above the alarm level {alarm:g}", figures)
     where = f"in the watch band ({watch:g} to {alarm:g}), noted" if verdict == "watch" else f"stable (below {watch:g})"
-    return GuardResult("drift", True, f"candidate decisions vs the champion's: PSI {value:.4f}, {where}", figures)
+    return GuardResult(GuardName.DRIFT, True,
+                       f"candidate decisions vs the champion's: PSI {value:.4f}, {where}", figures)

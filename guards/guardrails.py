@@ -13,7 +13,7 @@ import math
 from typing import Mapping, Sequence
 
 from domains.contract import GuardrailSpec
-from guards._result import GuardResult
+from guards._result import GuardName, GuardResult
 
 
 def _worse_by(value: float, reference: float, higher_is_better: bool) -> float:
@@ -75,6 +75,6 @@ def check_guardrails(candidate: Mapping[str, float], champion: Mapping[str, floa
     figures["failures"] = len(problems)
     note = f"; not measured on this data: {', '.join(skipped)}" if skipped else ""
     if problems:
-        return GuardResult("guardrail", False, "; ".join(problems) + note, figures)
+        return GuardResult(GuardName.GUARDRAIL, False, "; ".join(problems) + note, figures)
     names = ", ".join(f"{s.metric} ({s.kind})" for s in specs if s.metric not in skipped) or "none configured"
-    return GuardResult("guardrail", True, f"all guardrails within their limits: {names}{note}", figures)
+    return GuardResult(GuardName.GUARDRAIL, True, f"all guardrails within their limits: {names}{note}", figures)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from guards._result import GuardResult
+from guards._result import GuardName, GuardResult
 
 
 def cut_rows(n: int, fraction: float = 0.5) -> int:
@@ -39,18 +39,20 @@ def check_point_in_time(prefix_decisions: np.ndarray, full_decisions_on_prefix: 
     alone = np.asarray(prefix_decisions)
     full = np.asarray(full_decisions_on_prefix)
     if alone.ndim != 1 or full.ndim != 1 or len(alone) != len(full):
-        return GuardResult("lookahead", False, f"cannot compare: {alone.shape} decisions on the prefix alone vs "
+        return GuardResult(GuardName.LOOKAHEAD, False,
+                           f"cannot compare: {alone.shape} decisions on the prefix alone vs "
                            f"{full.shape} from the full run; expected one per prefix row",
                            {"n_prefix": int(alone.size), "n_full": int(full.size)})
     diff = _differs(alone, full, atol)
     n_diff = int(diff.sum())
     figures: dict[str, float | int | str] = {"rows": int(len(alone)), "differing": n_diff, "atol": float(atol)}
     if n_diff == 0:
-        return GuardResult("lookahead", True, f"all {len(alone)} decisions before the cut are the same with or "
+        return GuardResult(GuardName.LOOKAHEAD, True, f"all {len(alone)} decisions before the cut are the same with or "
                            "without later rows", figures)
     i = int(np.argmax(diff))
     figures.update({"first_index": i, "prefix_value": repr(alone[i].item() if hasattr(alone[i], "item") else alone[i]),
                     "full_value": repr(full[i].item() if hasattr(full[i], "item") else full[i])})
-    return GuardResult("lookahead", False, f"{n_diff} of {len(alone)} decisions before the cut changed when later "
+    return GuardResult(GuardName.LOOKAHEAD, False,
+                       f"{n_diff} of {len(alone)} decisions before the cut changed when later "
                        f"rows were given (first at row {i}: {figures['prefix_value']} from the prefix alone vs "
                        f"{figures['full_value']} with later rows): decide() looks ahead", figures)

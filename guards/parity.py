@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from guards._result import GuardResult
+from guards._result import GuardName, GuardResult
 from guards.lookahead import _differs
 
 
@@ -21,17 +21,20 @@ def check_parity(ids: Sequence[object], batch: np.ndarray, alone: np.ndarray, *,
     """Pass when each sampled event's decision alone (`alone`) equals its decision in the batch (`batch`)."""
     batch, alone = np.asarray(batch), np.asarray(alone)
     if batch.shape != alone.shape or batch.ndim != 1 or len(ids) != len(batch):
-        return GuardResult("parity", False, f"cannot compare: {alone.shape} decisions one at a time vs {batch.shape} "
+        return GuardResult(GuardName.PARITY, False,
+                           f"cannot compare: {alone.shape} decisions one at a time vs {batch.shape} "
                            f"in the batch for {len(ids)} events", {"events": len(ids)})
     diff = _differs(alone, batch, atol)
     figures: dict[str, float | int | str] = {"events": int(len(ids)), "differing": int(diff.sum()), "atol": atol}
     if not diff.any():
-        return GuardResult("parity", True, f"all {len(ids)} sampled dev events get the same decision one at a time "
+        return GuardResult(GuardName.PARITY, True,
+                           f"all {len(ids)} sampled dev events get the same decision one at a time "
                            "(with their history) as in the batch", figures)
     i = int(np.argmax(diff))
     one, many = (v.item() if hasattr(v, "item") else v for v in (alone[i], batch[i]))
     figures.update({"first_event": str(ids[i]), "alone_value": repr(one), "batch_value": repr(many)})
-    return GuardResult("parity", False, f"{int(diff.sum())} of {len(ids)} sampled dev events are decided differently "
+    return GuardResult(GuardName.PARITY, False,
+                       f"{int(diff.sum())} of {len(ids)} sampled dev events are decided differently "
                        f"one at a time than in the batch (first: event {ids[i]}: {one!r} alone vs {many!r} in the "
                        "batch): decide() depends on the other rows of the call, not only on the event and its "
                        "history; read earlier events from `history` (HISTORY_DAYS) instead", figures)

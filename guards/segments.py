@@ -17,7 +17,7 @@ import pandas as pd
 
 from domains._memo import by_identity
 from guards._bootstrap import bootstrap_means
-from guards._result import GuardResult
+from guards._result import GuardName, GuardResult
 from guards.anytime import sequence
 
 
@@ -38,15 +38,15 @@ def check_segments(candidate_contrib: np.ndarray, champion_contrib: np.ndarray, 
     cand = np.asarray(candidate_contrib, dtype=float)
     champ = np.asarray(champion_contrib, dtype=float)
     if cand.shape != champ.shape or cand.ndim != 1:
-        return GuardResult("segment", False, f"per-row contributions do not pair up: candidate {cand.shape}, "
+        return GuardResult(GuardName.SEGMENT, False, f"per-row contributions do not pair up: candidate {cand.shape}, "
                            f"champion {champ.shape}", {"n_candidate": int(cand.size), "n_champion": int(champ.size)})
     for family, labels in segments.items():
         if len(labels) != len(cand):
-            return GuardResult("segment", False, f"segment family {family} labels {len(labels)} rows but the "
+            return GuardResult(GuardName.SEGMENT, False, f"segment family {family} labels {len(labels)} rows but the "
                                f"contributions cover {len(cand)}", {"family": family, "n_labels": int(len(labels))})
     bad = ~(np.isfinite(cand) & np.isfinite(champ))
     if bad.any():
-        return GuardResult("segment", False, f"{int(bad.sum())} per-row contributions are NaN/inf "
+        return GuardResult(GuardName.SEGMENT, False, f"{int(bad.sum())} per-row contributions are NaN/inf "
                            f"(first at row {int(np.argmax(bad))})", {"non_finite": int(bad.sum())})
     diff = cand - champ if higher_is_better else champ - cand
 
@@ -79,6 +79,6 @@ def check_segments(candidate_contrib: np.ndarray, champion_contrib: np.ndarray, 
                         f"{upper:+.6g}, tolerance {tolerance:g}, {len(d)} rows)")
     figures["segments_hurt"] = len(hurt)
     if hurt:
-        return GuardResult("segment", False, "; ".join(hurt), figures)
-    return GuardResult("segment", True, f"no segment significantly hurt beyond tolerance {tolerance:g} "
+        return GuardResult(GuardName.SEGMENT, False, "; ".join(hurt), figures)
+    return GuardResult(GuardName.SEGMENT, True, f"no segment significantly hurt beyond tolerance {tolerance:g} "
                        f"({len(groups)} segments tested, {skipped} below {min_rows} rows skipped)", figures)

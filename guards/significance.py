@@ -28,7 +28,7 @@ import numpy as np
 from scipy import stats
 
 from guards._bootstrap import bootstrap_means
-from guards._result import GuardResult
+from guards._result import GuardName, GuardResult
 
 SPENDING_RULES = ("screen", "spending", "bonferroni", "none")
 
@@ -58,12 +58,12 @@ def paired_bootstrap(candidate: np.ndarray, champion: np.ndarray, *, higher_is_b
     cand = np.asarray(candidate, dtype=float)
     champ = np.asarray(champion, dtype=float)
     if cand.shape != champ.shape or cand.ndim != 1:
-        return GuardResult("significance", False, f"per-row contributions do not pair up: candidate has shape "
+        return GuardResult(GuardName.SIGNIFICANCE, False, f"per-row contributions do not pair up: candidate has shape "
                            f"{cand.shape}, champion {champ.shape}; both must score the same rows",
                            {"n_candidate": int(cand.size), "n_champion": int(champ.size)})
     bad = ~(np.isfinite(cand) & np.isfinite(champ))
     if len(cand) < 2 or bad.any():
-        return GuardResult("significance", False, f"cannot test {metric}: {len(cand)} paired rows, "
+        return GuardResult(GuardName.SIGNIFICANCE, False, f"cannot test {metric}: {len(cand)} paired rows, "
                            f"{int(bad.sum())} of them NaN/inf", {"n": int(len(cand)), "non_finite": int(bad.sum())})
     diff = cand - champ if higher_is_better else champ - cand
     mean = float(diff.mean())
@@ -102,4 +102,4 @@ def paired_bootstrap(candidate: np.ndarray, champion: np.ndarray, *, higher_is_b
     else:
         detail = (f"{metric} gain {mean:+.6g} per row is not significant: lower {conf} bound {lower:+.6g} does not "
                   f"clear the minimum effect {min_effect:g} on {len(diff)} paired rows ({how})")
-    return GuardResult("significance", passed, detail, figures)
+    return GuardResult(GuardName.SIGNIFICANCE, passed, detail, figures)

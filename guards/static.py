@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from domains import _source
-from guards._result import GuardResult
+from guards._result import GuardName, GuardResult
 
 # Builtins that run code, read the process's namespaces or read input.
 BANNED_CALLABLES = frozenset({
@@ -302,19 +302,20 @@ def scan(source: str, *, allowed_imports: Sequence[str], max_literal_len: int = 
     found = findings(source, allowed_imports=allowed_imports, max_literal_len=max_literal_len,
                      max_collection_items=max_collection_items, max_policy_bytes=max_policy_bytes)
     if found and found[0].rule == "size":
-        return GuardResult("static", False, found[0].message,
+        return GuardResult(GuardName.STATIC, False, found[0].message,
                            {"findings": 1, "rules": "size", "bytes": _source.size_of(source),
                             "limit": max_policy_bytes})
     lines = source.count("\n") + 1
     figures: dict[str, int | str] = {"findings": len(found), "lines": lines,
                                      "rules": ",".join(sorted({f.rule for f in found}))}
     if not found:
-        return GuardResult("static", True, f"static scan: no findings in {lines} lines", figures)
+        return GuardResult(GuardName.STATIC, True, f"static scan: no findings in {lines} lines", figures)
     figures["first_line"] = found[0].line
     listed = "; ".join(str(f) for f in found[:MAX_LISTED])
     more = f"; and {len(found) - MAX_LISTED} more" if len(found) > MAX_LISTED else ""
     plural = "problem" if len(found) == 1 else "problems"
-    return GuardResult("static", False, f"policy source has {len(found)} static {plural}: {listed}{more}", figures)
+    return GuardResult(GuardName.STATIC, False,
+                       f"policy source has {len(found)} static {plural}: {listed}{more}", figures)
 
 
 def has_contract(source: str, required: Iterable[str] = ("fit", "decide")) -> list[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from guards._result import GuardResult
+from guards._result import GuardName, GuardResult
 
 
 def check_support(metrics: Mapping[str, float], *, min_ess_share: float, min_supported_share: float,
@@ -31,7 +31,7 @@ def check_support(metrics: Mapping[str, float], *, min_ess_share: float, min_sup
         problems.append(f"only {supported:.1%} of decisions are at actions the logs tried on at least "
                         f"{min_logged_share:.1%} of rows (minimum {min_supported_share:.1%})")
     if problems:
-        return GuardResult("support", False, "off-policy estimate not trusted: " + "; ".join(problems) +
+        return GuardResult(GuardName.SUPPORT, False, "off-policy estimate not trusted: " + "; ".join(problems) +
                            ". Decide actions the logging policy tried, or collect logs that try them.", figures)
-    return GuardResult("support", True, f"estimate supported by the logs (effective sample {ess:.1%} of rows, "
+    return GuardResult(GuardName.SUPPORT, True, f"estimate supported by the logs (effective sample {ess:.1%} of rows, "
                        f"{supported:.1%} of decisions at logged actions)", figures)

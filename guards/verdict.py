@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from guards._result import GuardResult
+from guards._result import GuardName, GuardResult
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Verdict:
         """The verdict of stored results (a ledger entry's `reasons`)."""
         return cls(tuple(GuardResult.from_dict(r) for r in reasons))
 
-    def result(self, guard: str) -> GuardResult | None:
+    def result(self, guard: GuardName) -> GuardResult | None:
         """The first result of `guard`, None when it did not run."""
         return next((r for r in self.results if r.name == guard), None)
 
@@ -40,7 +40,7 @@ class Verdict:
         return tuple(r for r in self.results if not r.passed)
 
     @property
-    def failed_guards(self) -> tuple[str, ...]:
+    def failed_guards(self) -> tuple[GuardName, ...]:
         """Names of the failed guards, first failure first, each once."""
         return tuple(dict.fromkeys(r.name for r in self.failures))
 

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from holdout.checks import CheckStatus
 from optimizer.base.errors import RatchetError
 from optimizer.cli.app import app, err, fail, out
 
@@ -66,8 +67,9 @@ def audit(
     if as_json:
         out.print_json(json.dumps(report.to_dict()))
     else:
-        marks = {"pass": "[green]ok  [/green]", "fail": "[red]FAIL[/red]", "not verified": "[red]FAIL[/red]",
-                 "not checked": "[yellow]skip[/yellow]"}  # skip: not made here (its detail says why); fails nothing
+        # skip: not made here (its detail says why); fails nothing
+        marks = {CheckStatus.PASS: "[green]ok  [/green]", CheckStatus.FAIL: "[red]FAIL[/red]",
+                 CheckStatus.NOT_VERIFIED: "[red]FAIL[/red]", CheckStatus.NOT_CHECKED: "[yellow]skip[/yellow]"}
         for c in report.checks:
             mark = marks[c.status]
             out.print(f"{mark} {c.name:<20} ", end="")

@@ -10,8 +10,9 @@ from rich.console import Console
 
 from optimizer.base.errors import RatchetError
 from optimizer.cli.app import app, err, fail, out
+from optimizer.records.experiment_record import ExperimentStatus
 
-VERDICTS = ("kept", "would_keep", "reverted", "crashed")
+VERDICTS = tuple(ExperimentStatus)  # kept, would_keep, reverted, crashed
 AUDIT_EXIT = {"intact": 0, "failed": 1, "unverified": 4}  # as `ratchet audit` exits: the report says the same
 
 
@@ -86,7 +87,7 @@ def history(
     if guard is not None and recs and guard not in known:
         fail(RatchetError(f"--guard {guard!r}: no such guard in this workspace's records; guards: "
                            f"{', '.join(sorted(known))}."))
-    shown = [r for r in recs if (verdict is None or str(r.status) == verdict)
+    shown = [r for r in recs if (verdict is None or r.status == verdict)
              and (guard is None or guard in r.verdict.failed_guards)]
     shown = shown[-last:] if last else shown
     # Every cell on one line, cut with an ellipsis, so the table fits the terminal (100 columns) however long a
@@ -108,10 +109,11 @@ def history(
     for name, justify in (("id", "left"), ("status", "left"), (primary, "right"), ("gate", "right"),
                           ("refused because", "left"), ("proposer", "left"), ("hypothesis", "left")):
         table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis", width=widths[name])
-    colour = {"kept": "green", "would_keep": "green", "reverted": "red", "crashed": "magenta"}
+    colour = {ExperimentStatus.KEPT: "green", ExperimentStatus.WOULD_KEEP: "green", ExperimentStatus.REVERTED: "red",
+              ExperimentStatus.CRASHED: "magenta"}
     for r in shown:
         value, answer = r.dev_metrics.get(primary), gate_answer(r.gate)
-        table.add_row(r.experiment, Text(str(r.status), style="white" if at_gate(r) else colour[str(r.status)]),
+        table.add_row(r.experiment, Text(str(r.status), style="white" if at_gate(r) else colour[r.status]),
                       "-" if value is None else f"{value:.4f}", "-" if answer is None else f"{answer:+.4f}",
                       Text(why[r.experiment]), Text(r.proposer), Text(hypothesis[r.experiment]))
     Console(width=width, highlight=False).print(table)  # at that width, whatever width `out` was made with

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from domains import DEFAULT_DOMAIN, DOMAINS
+from guards import GuardName
 from holdout.ledger import Kind
 from optimizer.base.errors import RatchetError
 from optimizer.cli.app import app, fail, out
@@ -221,7 +222,7 @@ def try_(
             out.print(r.detail, markup=False)
         out.print(f"{record.experiment}: {record.status}", markup=False)
     (err if as_json else out).print(f"Next: `ratchet show {workspace} {record.experiment}`", markup=False)
-    integrity = record.verdict.result("integrity")
+    integrity = record.verdict.result(GuardName.INTEGRITY)
     if integrity is not None and not integrity.passed:
         err.print(f"error: integrity: {integrity.detail}", markup=False)
         raise typer.Exit(2)

@@ -36,6 +36,7 @@ import os
 import time
 from typing import Any, Callable, Mapping
 
+from guards import GuardName
 from holdout.ledger import Kind
 from optimizer.base.errors import RatchetError
 from optimizer.sandbox._channel import RequestError, parse_request
@@ -131,7 +132,7 @@ class _Session:
         scan = check_outgoing("a request to the routing model", text, canaries=self.broker.canaries,
                               holdout_ids=self.broker.holdout_ids)
         if not scan.passed:
-            self.broker.record(Kind.CONTAMINATION_ALARM, {"guard": "contamination", "detail": scan.detail,
+            self.broker.record(Kind.CONTAMINATION_ALARM, {"guard": GuardName.CONTAMINATION, "detail": scan.detail,
                                                        "blocked": True, "source": "task_agent", "phase": self.phase})
             return self._stop(f"{scan.detail}; ticket ids never leave in a model request (contamination)")
         key = hashlib.sha256(text.encode()).hexdigest()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from guards import GuardResult, Verdict
+from guards import GuardName, GuardResult, Verdict
 from holdout import queries
 from holdout.hashing import sha256_bytes
 from holdout.ledger import Kind, per_entry
@@ -25,7 +25,7 @@ from optimizer.records.policy_state import PolicyState, decisions_sha256
 @per_entry
 def _judged(entry: Any) -> bool:
     """Whether an experiment's ledger entry holds a significance result (a look at dev)."""
-    return Verdict.from_dicts(entry.data.get("reasons", ())).result("significance") is not None
+    return Verdict.from_dicts(entry.data.get("reasons", ())).result(GuardName.SIGNIFICANCE) is not None
 
 
 def baseline_state(ctx: Context, sandbox: PolicyRunner, source: str, commit: str) -> tuple[PolicyState, Any]:
@@ -59,11 +59,11 @@ def run_experiment(ctx: Context, sandbox: PolicyRunner, source: str, *, proposer
     # program.md is the person's direction file: editing it between experiments is allowed.
     foreign = [f for f in ws.changed_files() if f not in ("policy.py", "program.md")]
     integrity = ctx.verify(entries) + [f"{f} differs from the last kept commit (only policy.py may change)" for f in foreign]
-    results = [GuardResult("integrity", not integrity, "; ".join(integrity) or
+    results = [GuardResult(GuardName.INTEGRITY, not integrity, "; ".join(integrity) or
                            "holdout, seal, scorer, splits, config and cached states verified; only policy.py differs")]
     evaluation = judgement = outcome = None
     if not integrity and source == old:
-        results.append(GuardResult("change", False, "the candidate is identical to the champion's policy.py: "
+        results.append(GuardResult(GuardName.CHANGE, False, "the candidate is identical to the champion's policy.py: "
                                    "nothing to judge, nothing to keep"))
     elif not integrity:
         champion, baseline = ctx.champion(), ctx.baseline()
@@ -86,7 +86,8 @@ def run_experiment(ctx: Context, sandbox: PolicyRunner, source: str, *, proposer
         spread, problem = refit_spread(ctx, sandbox, source)  # the next candidates are judged against this champion
         timings["refit"] = time.perf_counter() - t0
         if problem:
-            results.append(GuardResult("refit", False, f"the candidate's training noise cannot be measured, so it "
+            results.append(GuardResult(GuardName.REFIT, False,
+                                       f"the candidate's training noise cannot be measured, so it "
                                        f"cannot be the champion later candidates are judged against: {problem}"))
     verdict = Verdict(tuple(results))
     if verdict.kept:

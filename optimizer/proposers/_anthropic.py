@@ -12,6 +12,7 @@ import json
 import os
 from typing import Any, Callable, Mapping
 
+from guards import GuardName
 from holdout.ledger import Kind
 from optimizer.base.errors import IntegrityError, RatchetError
 from optimizer.llm.model_usage import Usage
@@ -184,7 +185,8 @@ class AnthropicProposer(Proposer):
         scan = check_outgoing("the request to the model", json.dumps(request), canaries=self.canaries,
                               holdout_ids=self.holdout_ids)
         if not scan.passed:
-            self.record(Kind.CONTAMINATION_ALARM, {"guard": "contamination", "detail": scan.detail, "blocked": True})
+            self.record(Kind.CONTAMINATION_ALARM,
+                        {"guard": GuardName.CONTAMINATION, "detail": scan.detail, "blocked": True})
             raise ContaminationAlarm(f"contamination alarm: {scan.detail}; the request was blocked and nothing was "
                                      "sent. Find how holdout rows reached the traces or program.md before running "
                                      "again.")

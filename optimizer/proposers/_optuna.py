@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from guards import GuardName
 from optimizer.base.errors import RatchetError
 from optimizer.base.tunables import parse, rewrite, suggest
 from optimizer.proposers._base import Candidate, ProposalContext, Proposer
@@ -100,8 +101,8 @@ class OptunaProposer(Proposer):
             self.study.tell(trial, state=self._optuna.trial.TrialState.FAIL)
             return
         failed = set(record.verdict.failed_guards)
-        trial.set_constraint("guardrail", 1.0 if "guardrail" in failed else 0.0)
-        trial.set_constraint("segment", 1.0 if "segment" in failed else 0.0)
+        trial.set_constraint(GuardName.GUARDRAIL, 1.0 if GuardName.GUARDRAIL in failed else 0.0)
+        trial.set_constraint(GuardName.SEGMENT, 1.0 if GuardName.SEGMENT in failed else 0.0)
         self.study.tell(trial, value)
 
     def close(self) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Mapping
 
-from guards import Verdict
+from guards import GuardName, Verdict
 
 
 class ExperimentStatus(StrEnum):
@@ -21,7 +21,8 @@ class ExperimentStatus(StrEnum):
     CRASHED = "crashed"  # it could not be evaluated: static scan, sandbox, output contract, or an interrupted keep
 
 
-CRASH_GUARDS = ("static", "sandbox", "output", "record")  # a failure of one of these is a crash, not a verdict
+# A failure of one of these is a crash, not a verdict.
+CRASH_GUARDS = frozenset({GuardName.STATIC, GuardName.SANDBOX, GuardName.OUTPUT, GuardName.RECORD})
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class ExperimentRecord:
         crashed = any(r.name in CRASH_GUARDS for r in self.verdict.failures)
         if not passed and crashed != (status is ExperimentStatus.CRASHED):
             raise ValueError(f"{self.experiment}: status {status} but failed guards {self.verdict.failed_guards}")
-        if passed and not (self.gate and self.verdict.result("holdout_gate")):
+        if passed and not (self.gate and self.verdict.result(GuardName.HOLDOUT_GATE)):
             raise ValueError(f"{self.experiment}: a candidate is kept only on a holdout gate answer")
 
     @property

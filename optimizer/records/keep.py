@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from guards import GuardName
 from holdout import queries
 from holdout.evidence import bind_state
 from holdout.hashing import sha256_bytes
@@ -150,7 +151,7 @@ def reconcile(ctx: Any, reason: str = "") -> str | None:
     ws.revert()
     why = reason or "stopped before the new champion state was in place"
     crashed = {**payload, "status": "crashed", "kept": False, "commit": None,
-               "reasons": [*payload["reasons"], {"guard": "record", "passed": False, "figures": {},
+               "reasons": [*payload["reasons"], {"guard": GuardName.RECORD, "passed": False, "figures": {},
                                                   "detail": f"the keep was interrupted ({why}) and rolled back; "
                                                             "the holdout query it spent stays counted"}]}
     entry = ledger.append(Kind.EXPERIMENT, crashed)
@@ -179,7 +180,7 @@ def _record_stopped(ctx: Any, gate: Entry) -> str:
                "status": "crashed", "kept": False, "parent_commit": parent, "commit": None,
                "policy_sha256": sha256_bytes(source.encode()) if source else "", "dev_metrics": {},
                "gate": dict(gate.data), "fit": {}, "seconds": {}, "proposal": {}, "decisions_sha256": {},
-               "reasons": [{"guard": "record", "passed": False, "figures": {}, "detail": detail}]}
+               "reasons": [{"guard": GuardName.RECORD, "passed": False, "figures": {}, "detail": detail}]}
     entry = ctx.ledger.append(Kind.EXPERIMENT, payload)
     ws.revert()
     _write_recovered(ws, {**payload, "ledger_seq": entry.seq}, source, parent)

@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from holdout.checks import CheckStatus
+
 W = "{ws}"  # stands for the workspace in the commands below
 
 
@@ -73,7 +75,8 @@ def doc(name: str) -> CheckDoc:
     return CATALOG.get(name, GENERIC)
 
 
-CSS = {"not verified": "unverified", "not checked": "unchecked"}  # a status's class in the page's style
+# A status's class in the page's style.
+CSS = {CheckStatus.NOT_VERIFIED: "unverified", CheckStatus.NOT_CHECKED: "unchecked"}
 
 
 def write_document(report: Any, workspace: Path, path: Path) -> Path:

@@ -13,14 +13,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from guards import GuardName
 from holdout import queries
 from optimizer.base.errors import RatchetError
+from optimizer.records.experiment_record import ExperimentStatus
 
 STATUS_WORDS = {
-    "kept": "kept: every guard passed and the holdout confirmed the gain; committed as the champion",
-    "would_keep": "would be kept: every guard passed and the holdout confirmed the gain (judged by `ratchet try` "
-                  "without --keep: nothing was committed)",
-    "crashed": "crashed: it could not be evaluated",
+    ExperimentStatus.KEPT: "kept: every guard passed and the holdout confirmed the gain; committed as the champion",
+    ExperimentStatus.WOULD_KEEP: "would be kept: every guard passed and the holdout confirmed the gain (judged by "
+                                 "`ratchet try` without --keep: nothing was committed)",
+    ExperimentStatus.CRASHED: "crashed: it could not be evaluated",
 }
 
 
@@ -143,34 +145,34 @@ def next_step(rec: Any, workspace: str) -> str:
     """One line chosen by the first failing guard."""
     first = rec.verdict.failures[0] if rec.verdict.failures else None
     if first is None:
-        if str(rec.status) == "would_keep":
+        if rec.status == ExperimentStatus.WOULD_KEEP:
             return (f"keep it: `ratchet try {workspace} experiments/{rec.experiment}/policy.py --keep` (its policy "
                     "is in the record folder)")
         return (f"trial it on live events: `ratchet shadow start {workspace} --challenger {rec.experiment} --events "
                 "FILE`, then `ratchet promote`")
     name, detail, f = first.name, first.detail, first.figures
-    if name == "significance":
+    if name == GuardName.SIGNIFICANCE:
         s = significance_figures(f)
         if s is not None:
             return (f"the gain was {_num(s['gain'])}, it needed {_num(s['needed_gain'])}: a bigger change or more dev "
                     "rows")
-    if name == "guardrail":
+    if name == GuardName.GUARDRAIL:
         broken = [g for g in _guardrails(f, detail) if g["failed"]]
         if broken:
             return (f"keep guardrail {_guardrail_words(broken[0], False)}: trade less of it for the gain "
                     f"({_first_line(detail.split('; ')[0], 200)})")
-    if name == "holdout_gate":
+    if name == GuardName.HOLDOUT_GATE:
         if f.get("budget_left") == 0 and "needed_gain" not in f:
             return f"the gate's budget is spent: `ratchet reseal {workspace} --seed N` (or --data FILE)"
         need = f" (the holdout needed about {_num(f['needed_gain'])} per row)" if "needed_gain" in f else ""
         return f"dev gains did not transfer{need}: a change that generalises, not one tuned to dev"
-    if name == "integrity":
+    if name == GuardName.INTEGRITY:
         return f"the workspace did not verify: run `ratchet audit {workspace}` ({_first_line(detail, 200)})"
-    if name == "record":
+    if name == GuardName.RECORD:
         return f"the keep was interrupted and rolled back: run `ratchet repair {workspace}`, then try it again"
-    if name == "change":
+    if name == GuardName.CHANGE:
         return "the candidate is the champion's policy.py unchanged: change something"
-    if name in ("static", "sandbox", "output"):
+    if name in (GuardName.STATIC, GuardName.SANDBOX, GuardName.OUTPUT):
         return f"fix the error: {_first_line(detail, 240)}"
     return f"{name}: {_first_line(detail, 240)}"
 
@@ -181,15 +183,15 @@ def reason(rec: Any) -> str:
         return "-"
     first = rec.verdict.failures[0]
     f = first.figures
-    if first.name == "significance":
+    if first.name == GuardName.SIGNIFICANCE:
         s = significance_figures(f)
         if s is not None:
             return f"significance: gain {s['gain']:+.2g}, needs {s['needed_gain']:+.2g}"
-    if first.name == "guardrail":
+    if first.name == GuardName.GUARDRAIL:
         broken = [g for g in _guardrails(f, first.detail) if g["failed"]]
         if broken:
             return "guardrail: " + _guardrail_words(broken[0], False)
-    if first.name == "holdout_gate" and "needed_gain" in f:
+    if first.name == GuardName.HOLDOUT_GATE and "needed_gain" in f:
         return f"holdout_gate: needed {_num(f['needed_gain'])}/row on the holdout"
     return f"{first.name}: {_first_line(first.detail)}"
 
@@ -234,13 +236,13 @@ class Explanation:
 
 
 def _status_words(rec: Any) -> str:
-    status = str(rec.status)
+    status = rec.status
     failed = rec.verdict.failed_guards
-    if status in STATUS_WORDS and status != "crashed":
+    if status in STATUS_WORDS and status != ExperimentStatus.CRASHED:
         return STATUS_WORDS[status] + (f" ({rec.commit[:12]})" if rec.commit else "")
-    if status == "crashed":
-        return f"{STATUS_WORDS['crashed']} ({', '.join(failed)})"
-    if failed == ("holdout_gate",):
+    if status == ExperimentStatus.CRASHED:
+        return f"{STATUS_WORDS[ExperimentStatus.CRASHED]} ({', '.join(failed)})"
+    if failed == (GuardName.HOLDOUT_GATE,):
         return "reverted: it passed every dev guard, and the holdout gate did not confirm the gain"
     return f"reverted by {failed[0]} before the holdout was asked" + (
         f" (also failed: {', '.join(failed[1:])})" if len(failed) > 1 else "")
@@ -252,11 +254,11 @@ def explain(rec: Any, *, diff: str, workspace: str, primary: str = "the primary 
     gate = None
     for r in rec.verdict.results:
         row: dict[str, Any] = {"guard": r.name, "passed": r.passed, "words": _first_line(r.detail, 10_000)}
-        if r.name == "significance" and (s := significance_figures(r.figures)) is not None:
+        if r.name == GuardName.SIGNIFICANCE and (s := significance_figures(r.figures)) is not None:
             row.update(words=_significance_words(s, primary), figures=s)
-        elif r.name == "guardrail" and (rails := _guardrails(r.figures, r.detail)):
+        elif r.name == GuardName.GUARDRAIL and (rails := _guardrails(r.figures, r.detail)):
             row.update(words="; ".join(_guardrail_words(g) for g in rails), figures=rails)
-        elif r.name == "holdout_gate":
+        elif r.name == GuardName.HOLDOUT_GATE:
             gate = gate_figures(r, rec.gate)
             gate["sentence"] = gate_sentence(gate)
             short = (f"test {gate.get('test_number')}, level {float(gate.get('level', 0)):.3g}"

@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from guards import GuardName
 from holdout.gate import ladder_round
 from holdout.ledger import Entry, Kind
+from optimizer.records.experiment_record import ExperimentStatus
 
 
 def at_gate(record: Any) -> bool:
     """A reverted experiment that passed every dev guard and was stopped by the holdout gate."""
-    return str(record.status) == "reverted" and record.verdict.failed_guards == ("holdout_gate",)
+    return record.status == ExperimentStatus.REVERTED and record.verdict.failed_guards == (GuardName.HOLDOUT_GATE,)
 
 
 def gate_answer(gate: Mapping[str, Any] | None) -> float | None:

@@ -14,20 +14,22 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from optimizer.records.experiment_record import ExperimentStatus
+
 DPI = 100
 SIZE = {"trajectory": (1100, 620), "guardrails": (1100, 360), "segments": (1100, 420), "rejections": (1100, 320)}
 STYLE = {  # how an experiment is marked -> (marker, colour, label); the words are its status
-    "kept": ("*", "#1b7f3b", "kept"),
-    "reverted": ("x", "#c0392b", "reverted by a dev guard"),
+    ExperimentStatus.KEPT: ("*", "#1b7f3b", "kept"),
+    ExperimentStatus.REVERTED: ("x", "#c0392b", "reverted by a dev guard"),
     "gate": ("o", "#7f8c8d", "reverted at the holdout gate"),
-    "crashed": ("v", "#8e44ad", "crashed"),
+    ExperimentStatus.CRASHED: ("v", "#8e44ad", "crashed"),
 }
 
 
 def mark(point: Any) -> str:
     """The STYLE of a trajectory point: a would-be keep (`ratchet try`) is drawn as kept."""
-    if point.outcome in ("kept", "would_keep"):
-        return "kept"
+    if point.outcome in (ExperimentStatus.KEPT, ExperimentStatus.WOULD_KEEP):
+        return ExperimentStatus.KEPT
     return "gate" if point.at_gate else point.outcome
 
 
@@ -113,17 +115,18 @@ def trajectory(points: Iterable[Any], *, primary: str, baseline: float | None) -
         mine = [p for p in points if mark(p) == kind and p.value is not None]
         if mine:
             top.scatter([p.number for p in mine], [p.value for p in mine], marker=marker, color=colour,
-                        s=110 if kind == "kept" else 36, label=f"{label} ({len(mine)})", zorder=3)
+                        s=110 if kind == ExperimentStatus.KEPT else 36, label=f"{label} ({len(mine)})", zorder=3)
     crashed = [p for p in points if p.value is None]
     if crashed:
-        top.scatter([p.number for p in crashed], [baseline or 0.0] * len(crashed), marker="v", color=STYLE["crashed"][1],
-                    s=36, label=f"crashed before scoring ({len(crashed)})", zorder=3)
+        top.scatter([p.number for p in crashed], [baseline or 0.0] * len(crashed), marker="v",
+                    color=STYLE[ExperimentStatus.CRASHED][1], s=36,
+                    label=f"crashed before scoring ({len(crashed)})", zorder=3)
     steps = [(0, baseline)] + [(p.number, p.best) for p in points]
     if baseline is not None:
         top.step([n for n, _ in steps], [b for _, b in steps], where="post", color="#1b7f3b", lw=1.6,
                  label="champion (running best of what was kept)")
     for p in points:
-        if mark(p) == "kept" and p.value is not None:
+        if mark(p) == ExperimentStatus.KEPT and p.value is not None:
             top.annotate(plain(textwrap.shorten(p.hypothesis or p.experiment, 48)), (p.number, p.value),
                          textcoords="offset points", xytext=(6, 8), fontsize=8, color="#1b7f3b")
     top.set_ylabel(plain(f"dev {primary}"))
@@ -133,7 +136,7 @@ def trajectory(points: Iterable[Any], *, primary: str, baseline: float | None) -
     asked = [p for p in points if p.gate is not None]
     if asked:
         low.bar([p.number for p in asked], [p.gate for p in asked], width=0.6,
-                color=["#1b7f3b" if mark(p) == "kept" else "#7f8c8d" for p in asked])
+                color=["#1b7f3b" if mark(p) == ExperimentStatus.KEPT else "#7f8c8d" for p in asked])
     low.axhline(0, color="black", lw=0.8)
     low.set_ylabel("holdout gate\n(Ladder-rounded)", fontsize=8)
     low.set_xlabel("experiment")

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from guards import GuardName
 from guards.contamination import RowValues, check_text, find_canaries, label_leakage, row_values, scan_literals
 
 HOLDOUT_IDS = set(range(240_000, 300_000))
@@ -37,7 +38,7 @@ def decide(model, rows):
 def test_honest_policy_passes():
     result = scan_literals(HONEST, holdout_ids=HOLDOUT_IDS, canaries=CANARIES)
     assert result.passed, result.detail
-    assert result.name == "contamination" and result.figures["id_matches"] == 0
+    assert result.name is GuardName.CONTAMINATION and result.figures["id_matches"] == 0
 
 
 def test_memorised_holdout_ids_fail_without_naming_them():
@@ -225,7 +226,7 @@ def _rules(values, fmt=repr) -> str:
 
 def test_dev_literals_are_refused_by_name_without_naming_them():
     result = scan_literals(_rules(FRAUD_V14), holdout_ids=frozenset(), dev_values=DEV_VALUES)
-    assert not result.passed and result.name == "contamination"
+    assert not result.passed and result.name is GuardName.CONTAMINATION
     assert result.detail.startswith("policy source memorises dev rows: 10 distinct literals equal feature values "
                                     "of dev rows (limit 2")
     assert result.figures["dev_matches"] == 10 and result.figures["dev_chance"] < 1e-10

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from guards import GuardName
 from guards.drift import band, check_score_drift, drift_report, ks, psi
 
 
@@ -82,7 +83,7 @@ def test_score_drift_guard_passes_stable_and_notes_watch():
     rng = np.random.default_rng(4)
     champ = rng.beta(2, 8, 10_000)
     stable = check_score_drift(champ, np.clip(champ + rng.normal(0, 0.005, 10_000), 0, 1))
-    assert stable.passed and stable.name == "drift" and stable.figures["verdict"] == "stable"
+    assert stable.passed and stable.name is GuardName.DRIFT and stable.figures["verdict"] == "stable"
     watch = check_score_drift(champ, rng.beta(2.6, 8, 10_000))
     assert watch.figures["verdict"] == "watch", watch.figures
     assert watch.passed and "watch" in watch.detail

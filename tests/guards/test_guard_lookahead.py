@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from guards import GuardName
 from guards.lookahead import check_point_in_time, cut_rows
 
 
@@ -33,7 +34,7 @@ def run(decide) -> tuple[np.ndarray, np.ndarray]:
 def test_point_in_time_policy_passes():
     result = check_point_in_time(*run(honest_decide))
     assert result.passed, result.detail
-    assert result.name == "lookahead" and result.figures["differing"] == 0 and result.figures["rows"] == 200
+    assert result.name is GuardName.LOOKAHEAD and result.figures["differing"] == 0 and result.figures["rows"] == 200
 
 
 def test_peeking_policy_fails_with_first_index_and_values():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from guards import GuardName
 from guards.segments import check_segments
 
 N = 6_000
@@ -23,7 +24,7 @@ def test_uniform_gain_passes():
     cand = champ + 0.2 + rng.normal(0, 0.5, N)
     result = check_segments(cand, champ, segs, higher_is_better=True, tolerance=0.0, seed=1, metric="net_savings")
     assert result.passed, result.detail
-    assert result.name == "segment"
+    assert result.name is GuardName.SEGMENT
     assert result.figures["amount_band=high.n"] == int((segs["amount_band"] == "high").sum())
     assert "tiny=rare.n" not in result.figures and result.figures["segments_skipped"] == 1
 

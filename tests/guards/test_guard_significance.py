@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from guards import GuardName
 from guards.significance import adjusted_alpha, paired_bootstrap
 
 N = 20_000
@@ -33,7 +34,7 @@ def shifted(mean_shift: float, z: float, n: int = 5_000, seed: int = 3) -> tuple
 def test_identical_policies_are_not_significant():
     champ = fraud_like(np.random.default_rng(0))
     result = paired_bootstrap(champ.copy(), champ, higher_is_better=True, min_effect=0.0, confidence=0.95, seed=1)
-    assert result.name == "significance" and not result.passed
+    assert result.name is GuardName.SIGNIFICANCE and not result.passed
     assert result.figures["mean_diff"] == 0.0 and result.figures["n"] == N
 
 

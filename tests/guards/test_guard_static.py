@@ -5,6 +5,7 @@ import textwrap
 
 import pytest
 
+from guards import GuardName
 from guards.static import Finding, findings, has_contract, scan
 
 ALLOWED = ("numpy", "pandas", "scipy", "sklearn", "xgboost", "math", "statistics", "collections", "functools",
@@ -73,7 +74,7 @@ def rules(source: str, **kw) -> list[tuple[int, str]]:
 def test_honest_policy_passes():
     result = scan(HONEST, allowed_imports=ALLOWED)
     assert result.passed, result.detail
-    assert result.name == "static" and result.figures["findings"] == 0
+    assert result.name is GuardName.STATIC and result.figures["findings"] == 0
 
 
 @pytest.mark.parametrize("snippet, rule", [

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from domains.pricing import ope
+from guards import GuardName
 from guards.support import check_support
 
 LIMITS = {"min_ess_share": 0.05, "min_supported_share": 0.9, "min_logged_share": 0.04}
@@ -12,7 +13,7 @@ LIMITS = {"min_ess_share": 0.05, "min_supported_share": 0.9, "min_logged_share":
 
 def test_well_supported_estimate_passes():
     result = check_support({"ess_share": 0.25, "supported_share": 1.0, "match_share": 0.3}, **LIMITS)
-    assert result.passed and result.name == "support"
+    assert result.passed and result.name is GuardName.SUPPORT
     assert result.figures["ess_share"] == 0.25
 
 

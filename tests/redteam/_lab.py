@@ -6,6 +6,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from guards import GuardName
+
 
 @contextmanager
 def open_lab(workspace: Path, root: Path) -> Iterator[tuple]:
@@ -36,9 +38,9 @@ def judge(lab: tuple, source: str, hypothesis: str = "attempt"):
     return record, failed
 
 
-def caught(lab: tuple, source: str, name: str, guard: str) -> dict:
+def caught(lab: tuple, source: str, name: str, guard: GuardName) -> dict:
     """A gaming attempt: rejected, and by `guard` (the failures are returned for the caller's own checks)."""
     record, failed = judge(lab, source, name)
     assert not record.kept
-    assert guard in failed, f"{name}: expected guard {guard!r}, failed: {failed}"
+    assert guard in failed, f"{name}: expected guard '{guard}', failed: {failed}"
     return failed

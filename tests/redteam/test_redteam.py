@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from guards import GuardName, GuardResult
 from optimizer.base.tunables import rewrite
 from tests.conftest import BASELINE, NOTHING
 from tests.redteam._lab import judge, open_lab
@@ -18,26 +19,26 @@ POLICIES = Path(__file__).parent / "policies"
 
 # attempt file -> the guard that must reject it (extra guards may fail too)
 EXPECTED = {
-    "read_holdout.py": "static",
-    "os_environ.py": "static",
-    "dunder_escape.py": "static",
-    "getattr_string.py": "static",
-    "module_reach.py": "static",
-    "write_outside.py": "static",
-    "network.py": "static",
-    "pickle_payload.py": "static",
-    "monkeypatch_metric.py": "static",
-    "nan_output.py": "output",
-    "short_output.py": "output",  # detected inside the sandbox's decide phase, named output all the same
-    "flag_everything.py": "guardrail",
-    "fake_metric_lines.py": "significance",
-    "sleep_past_budget.py": "sandbox",
-    "memory_hog.py": "sandbox",
-    "lookahead_next_tx.py": "lookahead",
-    "lookahead_whole_frame.py": "lookahead",
-    "memorised_dev_frauds.py": "contamination",
-    "parity_call_quantile.py": "parity",
-    "parity_call_windows.py": "parity",
+    "read_holdout.py": GuardName.STATIC,
+    "os_environ.py": GuardName.STATIC,
+    "dunder_escape.py": GuardName.STATIC,
+    "getattr_string.py": GuardName.STATIC,
+    "module_reach.py": GuardName.STATIC,
+    "write_outside.py": GuardName.STATIC,
+    "network.py": GuardName.STATIC,
+    "pickle_payload.py": GuardName.STATIC,
+    "monkeypatch_metric.py": GuardName.STATIC,
+    "nan_output.py": GuardName.OUTPUT,
+    "short_output.py": GuardName.OUTPUT,  # detected inside the sandbox's decide phase, named output all the same
+    "flag_everything.py": GuardName.GUARDRAIL,
+    "fake_metric_lines.py": GuardName.SIGNIFICANCE,
+    "sleep_past_budget.py": GuardName.SANDBOX,
+    "memory_hog.py": GuardName.SANDBOX,
+    "lookahead_next_tx.py": GuardName.LOOKAHEAD,
+    "lookahead_whole_frame.py": GuardName.LOOKAHEAD,
+    "memorised_dev_frauds.py": GuardName.CONTAMINATION,
+    "parity_call_quantile.py": GuardName.PARITY,
+    "parity_call_windows.py": GuardName.PARITY,
 }
 
 
@@ -76,7 +77,7 @@ def test_attempt_is_caught_by_its_guard(lab, name):
     finally:
         ctx.config = config
     assert not record.kept
-    assert EXPECTED[name] in failed, f"{name}: expected guard {EXPECTED[name]!r}, failed: {failed}"
+    assert EXPECTED[name] in failed, f"{name}: expected guard '{EXPECTED[name]}', failed: {failed}"
 
 
 def test_fake_metric_lines_do_not_reach_the_metrics(lab):
@@ -93,7 +94,7 @@ def test_memorised_holdout_ids_are_contamination(lab):
                               f"KNOWN = {ids!r}\n\n\ndef decide(model, rows, history):", 1)
     assert source != BASELINE
     record, failed = judge(lab, source)
-    assert not record.kept and "contamination" in failed
+    assert not record.kept and GuardName.CONTAMINATION in failed
 
 
 def test_canary_in_source_is_contamination(lab):
@@ -101,22 +102,22 @@ def test_canary_in_source_is_contamination(lab):
     canary = ctx.manifest["canaries"][0]
     source = BASELINE + f"\n# seen in a data dump: {canary}\n"
     record, failed = judge(lab, source)
-    assert not record.kept and "contamination" in failed and canary not in failed["contamination"]
+    assert not record.kept and GuardName.CONTAMINATION in failed and canary not in failed[GuardName.CONTAMINATION]
 
 
 def test_memorised_dev_frauds_are_named_without_their_values(lab):
     ctx, _ = lab
     source = _dev_frauds_from_trace(ctx, (POLICIES / "memorised_dev_frauds.py").read_text())
     record, failed = judge(lab, source, "memorised dev frauds")
-    assert not record.kept and "contamination" in failed
-    detail = failed["contamination"]
+    assert not record.kept and GuardName.CONTAMINATION in failed
+    detail = failed[GuardName.CONTAMINATION]
     assert "memorises dev rows" in detail and "holdout" not in detail.split(":")[0]
     dev = pd.read_parquet(ctx.ws.data_dir / "dev.parquet")
     for amount in dev.loc[dev.is_fraud == 1, "amount"].nlargest(15):
         assert repr(float(amount)) not in detail  # which literals matched is never said
     # The same rules without the copied values are an honest (if weak) policy: not contamination.
     record, failed = judge(lab, (POLICIES / "memorised_dev_frauds.py").read_text(), "rules without the values")
-    assert "contamination" not in failed, failed
+    assert GuardName.CONTAMINATION not in failed, failed
 
 
 def _champion_is_baseline(lab) -> None:
@@ -137,7 +138,7 @@ def decide(model, rows, history):
     return np.where(rows["amount"].to_numpy() >= 220.0, 0.0, scores)
 '''
     record, failed = judge(lab, sabotage)
-    assert not record.kept and "segment" in failed and "amount_band" in failed["segment"]
+    assert not record.kept and GuardName.SEGMENT in failed and "amount_band" in failed[GuardName.SEGMENT]
 
 
 def test_editing_outside_policy_is_integrity(lab):
@@ -146,7 +147,7 @@ def test_editing_outside_policy_is_integrity(lab):
     ctx.ws.config.write_text(original.replace("min_effect: 0.0", "min_effect: -1.0"))
     try:
         record, failed = judge(lab, BASELINE)
-        assert not record.kept and "integrity" in failed and "ratchet.yaml" in failed["integrity"]
+        assert not record.kept and GuardName.INTEGRITY in failed and "ratchet.yaml" in failed[GuardName.INTEGRITY]
     finally:
         ctx.ws.config.write_text(original)
 
@@ -157,8 +158,8 @@ def test_a_lookback_shorter_than_the_windows_is_parity(lab):
     short = BASELINE.replace("HISTORY_DAYS = 60", "HISTORY_DAYS = 1")
     assert short != BASELINE
     record, failed = judge(lab, short, "short lookback")
-    assert not record.kept and set(failed) == {"parity"}
-    detail = failed["parity"]
+    assert not record.kept and set(failed) == {GuardName.PARITY}
+    detail = failed[GuardName.PARITY]
     assert "alone vs" in detail and "in the batch" in detail and "event " in detail
 
 
@@ -166,7 +167,7 @@ def test_honest_improvement_is_kept_and_seed_only_change_is_not(lab):
     _champion_is_baseline(lab)
     reseeded = BASELINE.replace("SEED = 0", "SEED = 7")
     record, failed = judge(lab, reseeded, "seed only")
-    assert not record.kept and "significance" in failed
+    assert not record.kept and GuardName.SIGNIFICANCE in failed
 
 
 @contextmanager
@@ -188,7 +189,7 @@ def test_tampered_holdout_mid_loop_is_integrity(lab):
         frame.loc[frame.index[frame.is_fraud == 1][:20], "is_fraud"] = 0  # hide the hard cases
         frame.to_parquet(path, index=False)
         record, failed = judge(lab, rewrite(BASELINE, {"THRESHOLD": 0.25}))
-        assert not record.kept and "integrity" in failed and "holdout.parquet" in failed["integrity"]
+        assert not record.kept and GuardName.INTEGRITY in failed and "holdout.parquet" in failed[GuardName.INTEGRITY]
 
 
 def test_rewritten_manifest_mid_loop_is_integrity(lab):
@@ -200,7 +201,7 @@ def test_rewritten_manifest_mid_loop_is_integrity(lab):
         manifest["label_rate"] = 0.5
         path.write_text(json.dumps(manifest))
         record, failed = judge(lab, rewrite(BASELINE, {"THRESHOLD": 0.25}))
-        assert not record.kept and "MANIFEST.json" in failed["integrity"]
+        assert not record.kept and "MANIFEST.json" in failed[GuardName.INTEGRITY]
 
 
 def test_forged_ledger_seal_mid_loop_is_integrity(lab):
@@ -232,14 +233,14 @@ SANDBOX_BEHIND_STATIC = ("read_holdout.py", "os_environ.py", "write_outside.py",
 @pytest.mark.parametrize("name", SANDBOX_BEHIND_STATIC)
 def test_sandbox_stops_what_static_would_miss(lab, name, monkeypatch):
     import guards.static
-    from guards import GuardResult
 
-    monkeypatch.setattr(guards.static, "scan", lambda *a, **k: GuardResult("static", True, "scan skipped by the test"))
+    monkeypatch.setattr(guards.static, "scan",
+                        lambda *a, **k: GuardResult(GuardName.STATIC, True, "scan skipped by the test"))
     record, failed = judge(lab, (POLICIES / name).read_text(), name)
     assert not record.kept
-    assert set(failed) & {"sandbox", "output", "significance"}, failed
+    assert set(failed) & {GuardName.SANDBOX, GuardName.OUTPUT, GuardName.SIGNIFICANCE}, failed
     if name != "os_environ.py":  # reading the (scrubbed) environment is allowed; it just holds nothing
-        assert "sandbox" in failed, failed
+        assert GuardName.SANDBOX in failed, failed
 
 
 def test_guardrail_ratchet_over_real_loop_steps(weak_workspace, tmp_path):
@@ -286,8 +287,8 @@ def test_guardrail_ratchet_over_real_loop_steps(weak_workspace, tmp_path):
             verdicts.append((record.kept, {r.name: r.detail for r in record.verdict.failures}))
     assert [kept for kept, _ in verdicts[:3]] == [True, True, True], verdicts
     kept, failed = verdicts[3]
-    assert not kept and "guardrail" in failed, verdicts[3]
-    assert "original baseline" in failed["guardrail"] and "beyond the margin" not in failed["guardrail"]
+    assert not kept and GuardName.GUARDRAIL in failed, verdicts[3]
+    assert "original baseline" in failed[GuardName.GUARDRAIL] and "beyond the margin" not in failed[GuardName.GUARDRAIL]
 
 
 def test_a_champion_that_alerts_on_nothing_is_replaced_by_an_honest_model(tmp_path_factory):
@@ -314,8 +315,8 @@ def test_trading_false_declines_for_savings_is_refused_by_the_harm_tolerance(lab
     low = BASELINE.replace("\nTHRESHOLD = 0.3 ", "\nTHRESHOLD = 0.01", 1)  # below the search range, by hand
     assert low != BASELINE
     record, failed = judge(lab, low, "block more, pay in false declines")
-    assert not record.kept and "guardrail" in failed, failed
-    assert "false_decline_rate (harm" in failed["guardrail"] and "tolerance" in failed["guardrail"]
+    assert not record.kept and GuardName.GUARDRAIL in failed, failed
+    assert "false_decline_rate (harm" in failed[GuardName.GUARDRAIL] and "tolerance" in failed[GuardName.GUARDRAIL]
 
 
 def test_seed_only_change_that_fools_the_row_bootstrap_is_caught_by_refit_noise(tmp_path_factory):
@@ -339,7 +340,7 @@ def test_seed_only_change_that_fools_the_row_bootstrap_is_caught_by_refit_noise(
             state.save(ctx.champion_dir)  # the lab rebinds what it wrote, as ratchet itself would
             ctx.ledger.append("champion_refresh", {"evidence": bind_state(ctx.ws.root, "champion")})
             record = run_experiment(ctx, sandbox, reseeded, proposer="redteam", hypothesis="seed only", keep=False)
-            return record.verdict.result("significance").to_dict()
+            return record.verdict.result(GuardName.SIGNIFICANCE).to_dict()
 
         rows_only = significance(dataclasses.replace(champion, refit_sd=0.0))
         with_refits = significance(champion)
@@ -366,15 +367,15 @@ def test_seed_only_change_past_a_lenient_dev_guard_is_refused_by_the_holdout_gat
 
         record = run_experiment(ctx, sandbox, reseeded, proposer="redteam", hypothesis="seed only", keep=False)
     failed = {r.name: r.to_dict() for r in record.verdict.failures}
-    assert set(failed) == {"holdout_gate"}, failed  # every dev guard let it through
+    assert set(failed) == {GuardName.HOLDOUT_GATE}, failed  # every dev guard let it through
     gate = record.gate
     if gate_kind == "lord":
         assert gate["test"] == 1 and not gate["passed"] and gate["z"] < gate["critical_z"]
         assert gate["answer"] is None and gate["estimate"] is None
-        refused = failed["holdout_gate"]
+        refused = failed[GuardName.HOLDOUT_GATE]
         assert "does not confirm" in refused["detail"] and "p_value" not in refused["figures"]
         assert f"{gate['gain']:+.4g}" not in refused["detail"]  # the raw holdout gain stays in the ledger
         return
     assert gate["dev_gain"] > gate["holdout_gain"] > 0 and gate["answer"] > gate["to_beat"] == 0.0
     assert gate["answer"] < gate["to_beat"] + gate["step"] and gate["step"] == pytest.approx(2 * gate["se"])
-    assert "step" in failed["holdout_gate"]["detail"]
+    assert "step" in failed[GuardName.HOLDOUT_GATE]["detail"]

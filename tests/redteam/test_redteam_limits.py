@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from guards import GuardName
 from optimizer.base.errors import RatchetError
 from optimizer.cli import app
 from optimizer.sandbox import Sandbox
@@ -149,7 +150,7 @@ def test_a_policy_over_the_size_limit_is_refused_by_static_before_parsing(monkey
     monkeypatch.setattr(_source.ast, "parse", lambda text, *a, **k: parsed.append(text == source) or real(text, *a, **k))
     result = static_check(SimpleNamespace(config=parse_config({}, source="x")), source)
     monkeypatch.undo()
-    assert not result.passed and result.name == "static"
+    assert not result.passed and result.name is GuardName.STATIC
     assert "1,000,001 bytes" in result.detail and "1,000,000" in result.detail, result.detail
     assert "static.max_policy_bytes" in result.detail and "\n" not in result.detail
     assert not any(parsed)

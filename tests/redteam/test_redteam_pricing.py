@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from guards import GuardName
 from tests.conftest import PRICING_BASELINE, PRICING_WEAK
 from tests.redteam._lab import caught, judge, open_lab
 
@@ -28,15 +29,16 @@ def decide(model, rows):
 ATTEMPTS = {
     # 1.4 x reference is inside the price bound but the logs offered it on ~2 % of rows.
     "low_support_premium": ('    premium = (rows["segment"] == "premium").to_numpy()\n'
-                            '    prices = np.where(premium, np.round(ref * 1.4, 2), prices)', "support"),
+                            '    prices = np.where(premium, np.round(ref * 1.4, 2), prices)', GuardName.SUPPORT),
     # Region is a proxy for the hidden protected attribute: surcharging it prices one group higher.
     "proxy_surcharge": ('    south = (rows["region"] == "south").to_numpy()\n'
-                        '    prices = np.where(south, np.round(ref * 1.3, 2), np.round(ref * 0.9, 2))', "guardrail"),
+                        '    prices = np.where(south, np.round(ref * 1.3, 2), np.round(ref * 0.9, 2))',
+                        GuardName.GUARDRAIL),
     # 1.5 x reference: beyond the 45 % bound on the distance from the reference price.
     "extreme_premium": ('    premium = (rows["segment"] == "premium").to_numpy()\n'
-                        '    prices = np.where(premium, np.round(ref * 1.5, 2), prices)', "guardrail"),
+                        '    prices = np.where(premium, np.round(ref * 1.5, 2), prices)', GuardName.GUARDRAIL),
     # Margin bought with conversion: every offer at the top supported price.
-    "conversion_collapse": ('    prices = np.round(ref * 1.3, 2)', "guardrail"),
+    "conversion_collapse": ('    prices = np.round(ref * 1.3, 2)', GuardName.GUARDRAIL),
 }
 
 
@@ -66,8 +68,8 @@ def test_pricing_attempt_is_caught_by_its_guard(pricing_lab, name):
 
 def test_guardrail_failures_name_the_rule(pricing_lab):
     _, failed = judge(pricing_lab, _override(ATTEMPTS["proxy_surcharge"][0]), "proxy surcharge")
-    assert "price_gap_protected" in failed["guardrail"]
+    assert "price_gap_protected" in failed[GuardName.GUARDRAIL]
     _, failed = judge(pricing_lab, _override(ATTEMPTS["extreme_premium"][0]), "extreme")
-    assert "extreme_price_share" in failed["guardrail"]
+    assert "extreme_price_share" in failed[GuardName.GUARDRAIL]
     _, failed = judge(pricing_lab, _override(ATTEMPTS["conversion_collapse"][0]), "collapse")
-    assert "conversion_ratio" in failed["guardrail"]
+    assert "conversion_ratio" in failed[GuardName.GUARDRAIL]

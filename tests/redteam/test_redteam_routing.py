@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from guards import GuardName
 from tests.conftest import ROUTING_BASELINE, ROUTING_WEAK
 from tests.redteam._lab import caught, judge, open_lab
 
@@ -25,11 +26,12 @@ def decide(model, rows):
 ATTEMPTS = {
     # Whatever is not obviously someone else's goes to the biggest team.
     "dump_on_technical": ('    keep = np.isin(teams, ["accounts"])\n'
-                          '    teams = np.where(keep, teams, "technical")', "guardrail"),
+                          '    teams = np.where(keep, teams, "technical")', GuardName.GUARDRAIL),
     # Priority ignored: urgent and high tickets go to whoever is least busy, by rota.
     "ignore_priority": ('    high = rows["priority"].astype(str).isin(["urgent", "high"]).to_numpy()\n'
                         '    rota = np.array(["billing", "accounts", "logistics", "returns", "technical"])\n'
-                        '    teams = np.where(high, rota[rows["ts"].dt.second.to_numpy() % 5], teams)', "guardrail"),
+                        '    teams = np.where(high, rota[rows["ts"].dt.second.to_numpy() % 5], teams)',
+                        GuardName.GUARDRAIL),
 }
 
 
@@ -64,7 +66,7 @@ def test_lookup_table_of_holdout_ticket_ids_is_contamination(routing_lab):
                        '    ids = rows["ticket_id"].to_numpy()\n'
                        '    teams = np.array([known.get(int(i), t) for i, t in zip(ids, teams)])')
     record, failed = judge(routing_lab, source, "ticket id lookup")
-    assert not record.kept and "contamination" in failed
+    assert not record.kept and GuardName.CONTAMINATION in failed
 
 
 def test_large_lookup_table_of_train_ticket_ids_is_static(routing_lab):
@@ -73,4 +75,4 @@ def test_large_lookup_table_of_train_ticket_ids_is_static(routing_lab):
     source = _override(f'    known = {known!r}\n'
                        '    teams = np.array([known.get(int(i), t) for i, t in zip(rows["ticket_id"], teams)])')
     record, failed = judge(routing_lab, source, "big lookup")
-    assert not record.kept and "static" in failed
+    assert not record.kept and GuardName.STATIC in failed

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from guards import GuardName
 from holdout.audit import audit
 from holdout.ledger import Ledger
 from optimizer.cli import app
@@ -143,7 +144,7 @@ def test_identical_candidate_is_never_kept(ws):
     result = _try(ws, BASELINE, "--keep")
     verdict = json.loads(result.stdout)
     assert result.exit_code == 1 and not verdict["kept"]
-    assert [r["guard"] for r in verdict["reasons"] if not r["passed"]] == ["change"]
+    assert [r["guard"] for r in verdict["reasons"] if not r["passed"]] == [GuardName.CHANGE]
     assert Workspace(ws).head() == head and not _audit_failures(ws)
 
 
@@ -177,7 +178,7 @@ def test_lookahead_replayed_from_memory_on_the_prefix_rows_is_caught_by_lookahea
 
     assert "_MEMO" in MEMO_LOOKAHEAD
     record, failed = judge(lab, MEMO_LOOKAHEAD)
-    assert not record.kept and "lookahead" in failed, failed
+    assert not record.kept and GuardName.LOOKAHEAD in failed, failed
 
 
 def test_a_constant_set_while_deciding_from_the_rows_shown_is_caught_by_lookahead(lab):
@@ -185,7 +186,7 @@ def test_a_constant_set_while_deciding_from_the_rows_shown_is_caught_by_lookahea
 
     assert "global THRESHOLD" in ROW_SET_THRESHOLD
     record, failed = judge(lab, ROW_SET_THRESHOLD)
-    assert not record.kept and "THRESHOLD" in failed.get("lookahead", ""), failed
+    assert not record.kept and "THRESHOLD" in failed.get(GuardName.LOOKAHEAD, ""), failed
 
 
 def test_a_champion_that_crashes_on_refits_is_refused_by_refit(lab):
@@ -196,8 +197,9 @@ def test_a_champion_that_crashes_on_refits_is_refused_by_refit(lab):
     crashing = BASELINE.replace("def fit(train):\n", f"def fit(train):\n    if len(train) < {len(ctx.train)}:\n"
                                 "        raise ValueError('not on a subsample')\n")
     record, failed = judge(lab, crashing)
-    assert not record.kept and set(failed) == {"refit"}, failed
-    assert "refit 1 of" in failed["refit"] and record.gate is not None  # it got that far: every other guard passed
+    assert not record.kept and set(failed) == {GuardName.REFIT}, failed
+    # It got that far: every other guard passed.
+    assert "refit 1 of" in failed[GuardName.REFIT] and record.gate is not None
 
 
 # --- ratchet audit --replay -------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from guards import GuardName
 from tests.conftest import BASELINE
 from tests.redteam.test_redteam_trust import COMMENTED, _audit_failures, _copy, _replay, _try
 
@@ -83,7 +84,7 @@ def test_a_failed_keep_commit_is_rolled_back_and_leaves_no_false_tamper_alarm(ba
     result = _try(ws, BASELINE, "--keep")
     verdict = json.loads(result.stdout)
     assert result.exit_code == 1 and not verdict["kept"], result.output
-    assert "refused by a hook" in {r["guard"]: r["detail"] for r in verdict["reasons"]}["record"]
+    assert "refused by a hook" in {r["guard"]: r["detail"] for r in verdict["reasons"]}[GuardName.RECORD]
     from typer.testing import CliRunner
 
     from optimizer.cli import app

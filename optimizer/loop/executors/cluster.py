@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from distributed import Client, LocalCluster, WorkerPlugin, get_worker
 
-from guards import GuardResult
+from guards import GuardName, GuardResult
 from optimizer.base.errors import RatchetError
 from optimizer.loop.executors.timing import timed
 from optimizer.loop.stages import Evaluation, Inputs
@@ -59,7 +59,8 @@ def remote_evaluate(inputs: Inputs, source: str) -> tuple[Evaluation, bytes | No
 
 def lost(why: str) -> Evaluation:
     """An evaluation the cluster could not finish: a crash under the sandbox guard, with the reason."""
-    return Evaluation((GuardResult("sandbox", False, f"the Dask worker evaluating this candidate was lost: {why}",
+    return Evaluation((GuardResult(GuardName.SANDBOX, False,
+                                   f"the Dask worker evaluating this candidate was lost: {why}",
                                    {"phase": "evaluate", "status": SandboxStatus.CRASH}),))
 
 

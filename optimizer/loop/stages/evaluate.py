@@ -16,7 +16,7 @@ import pandas as pd
 
 from domains import Decisions
 from domains.history import History, LookbackError, declared, lookback
-from guards import GuardResult
+from guards import GuardName, GuardResult
 from optimizer.base.faults import fault
 from optimizer.sandbox import SandboxStatus
 
@@ -111,8 +111,8 @@ class Evaluation:
 def phase_failure(phase: str, result: Any) -> GuardResult:
     """A failed decide phase under the guard it belongs to: `output` when decide returned the wrong thing
     (type, shape, length, dtype), whichever phase detected it; `sandbox` when the process itself failed."""
-    guard = "output" if result.status is SandboxStatus.OUTPUT else "sandbox"
-    what = "returned output that breaks the contract" if guard == "output" else result.status
+    guard = GuardName.OUTPUT if result.status is SandboxStatus.OUTPUT else GuardName.SANDBOX
+    what = "returned output that breaks the contract" if guard is GuardName.OUTPUT else result.status
     return GuardResult(guard, False, f"{phase} {what}: {result.error}",
                        {"phase": "decide", "status": result.status, "violations": list(result.violations)})
 
@@ -129,12 +129,12 @@ def static_check(ctx: Any, source: str) -> GuardResult:
         return static  # an oversized source is never parsed; a refused one need not be read further
     missing = has_contract(source)  # the same shared tree as the scan's (domains._source): no second parse
     if missing:
-        static = GuardResult("static", False, f"policy.py does not define {', '.join(missing)} at top level")
+        static = GuardResult(GuardName.STATIC, False, f"policy.py does not define {', '.join(missing)} at top level")
     if static.passed:
         try:
             declared(source)
         except LookbackError as exc:
-            static = GuardResult("static", False, str(exc))
+            static = GuardResult(GuardName.STATIC, False, str(exc))
     return static
 
 
@@ -165,7 +165,7 @@ def evaluate(ctx: Any, sandbox: PolicyRunner, source: str) -> Evaluation:
     timings["fit"] = time.perf_counter() - t0
     fit.update({"device": fitted.device, "fit_seconds": fitted.fit_seconds, "status": fitted.status})
     if not fitted.ok:
-        return stop(GuardResult("sandbox", False, f"fit phase {fitted.status}: {fitted.error}",
+        return stop(GuardResult(GuardName.SANDBOX, False, f"fit phase {fitted.status}: {fitted.error}",
                                 {"phase": "fit", "status": fitted.status, "violations": list(fitted.violations)}),
                     log=fitted.log)
     dev_view = inputs.dev
@@ -198,28 +198,29 @@ def evaluate(ctx: Any, sandbox: PolicyRunner, source: str) -> Evaluation:
     later = {"log": fitted.log, "reasoning": reasoning}
     if not prefixes.ok:
         return stop(phase_failure("decide phase (dev prefixes)", prefixes), **later)
-    results.append(GuardResult("sandbox", True, "fit and decide stayed inside the sandbox",
+    results.append(GuardResult(GuardName.SANDBOX, True, "fit and decide stayed inside the sandbox",
                                {"fit_seconds": fitted.seconds, "decide_seconds": decided.seconds + prefixes.seconds}))
     decisions = {**decided.decisions, **prefixes.decisions}
     for name in rows:
         problem = inputs.domain.check_decisions(Decisions(decisions[name], decided.constants), rows[name],
                                                 inputs.config.scoring.model_dump())
         if problem:
-            return stop(GuardResult("output", False, f"{name} rows: {problem}", {"row_set": name}), **later)
-    results.append(GuardResult("output", True, "decisions meet the output contract on every row set"))
+            return stop(GuardResult(GuardName.OUTPUT, False, f"{name} rows: {problem}", {"row_set": name}), **later)
+    results.append(GuardResult(GuardName.OUTPUT, True, "decisions meet the output contract on every row set"))
     if dict(prefixes.constants) != dict(decided.constants):
         # A constant a policy sets while deciding applies to every row: one that depends on the rows it was
         # shown (a threshold fitted to the holdout's scores, or set from the last batch) is look-ahead too.
         changed = sorted(k for k in {*decided.constants, *prefixes.constants}
                          if decided.constants.get(k) != prefixes.constants.get(k))
-        return stop(GuardResult("lookahead", False, f"module constant {', '.join(changed)} differs between deciding "
+        return stop(GuardResult(GuardName.LOOKAHEAD, False,
+                                f"module constant {', '.join(changed)} differs between deciding "
                                 "dev and holdout and deciding dev prefixes: a constant set while deciding depends on "
                                 "the rows shown", {"constants": changed}), **later)
     checks = [check_point_in_time(decisions[name], decisions["dev"][:cut]) for name, cut in cuts.items()]
     failed = [(name, c) for name, c in zip(cuts, checks) if not c.passed]
     if failed:
         name, c = failed[0]
-        return stop(GuardResult("lookahead", False, f"cut at {name[len('dev_prefix_'):]}% of dev: {c.detail}",
+        return stop(GuardResult(GuardName.LOOKAHEAD, False, f"cut at {name[len('dev_prefix_'):]}% of dev: {c.detail}",
                                 c.figures), **later)
     results.append(checks[-1])
     same = parity(inputs, sandbox, source, fitted.model, decisions["dev"], dict(decided.constants))
@@ -247,10 +248,11 @@ def parity(inputs: Inputs, sandbox: PolicyRunner, source: str, model: Any, batch
                            constants=inputs.domain.constants, history=history)
     if not alone.ok:
         failed = phase_failure("decide phase (parity: one event at a time)", alone)
-        return GuardResult("parity", False, failed.detail, failed.figures)
+        return GuardResult(GuardName.PARITY, False, failed.detail, failed.figures)
     if dict(alone.constants) != dict(constants):
         changed = sorted(k for k in {*constants, *alone.constants} if constants.get(k) != alone.constants.get(k))
-        return GuardResult("parity", False, f"module constant {', '.join(changed)} differs between deciding dev as a "
+        return GuardResult(GuardName.PARITY, False,
+                           f"module constant {', '.join(changed)} differs between deciding dev as a "
                            "batch and deciding events one at a time: a constant set while deciding depends on the "
                            "rows of the call", {"constants": changed})
     ids = inputs.dev[inputs.domain.columns.id].to_numpy()[picked]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from guards import GuardResult
+from guards import GuardName, GuardResult
 from holdout import gate as holdout_gate
 from holdout import queries
 from optimizer.base.faults import fault
@@ -119,7 +119,7 @@ def ask_gate(ctx: Any, *, dev_gain: float, holdout_gain: float, se: float, entri
 def lord_result(answer: dict) -> GuardResult:
     """Keep only when the holdout test passed at its level; a refusal says how large a gain would have passed."""
     if answer.get("exhausted"):
-        return GuardResult("holdout_gate", False, "the holdout gate's budget of tests is spent: reseal with "
+        return GuardResult(GuardName.HOLDOUT_GATE, False, "the holdout gate's budget of tests is spent: reseal with "
                            "`ratchet reseal`", {"budget_left": 0})
     a = answer
     stream = (f"test {a['test']} of the holdout stream, level {a['level']:.3g} (LORD++ at false-discovery rate "
@@ -130,12 +130,13 @@ def lord_result(answer: dict) -> GuardResult:
     if a["passed"]:  # a refusal's p-value would reveal its holdout gain: only the ledger holds it, for the audit
         figures.update(p_value=a["p_value"], estimate=a["estimate"], lower=a["lower"], upper=a["upper"],
                        answer=a["answer"])
-        return GuardResult("holdout_gate", True, "the holdout confirms a gain over the champion at p "
+        return GuardResult(GuardName.HOLDOUT_GATE, True, "the holdout confirms a gain over the champion at p "
                            f"{a['p_value']:.2g} "
                            f"({stream}); corrected for that selection it is {a['estimate']:+.4g} per row (90 % "
                            f"interval {a['lower']:+.4g} to {a['upper']:+.4g}); tests left {a['budget_left']}", figures)
     # The raw holdout gain of a refused candidate is not revealed: only that it fell short of the bar.
-    return GuardResult("holdout_gate", False, f"the holdout does not confirm the gain: {stream} needs a gain of about "
+    return GuardResult(GuardName.HOLDOUT_GATE, False,
+                       f"the holdout does not confirm the gain: {stream} needs a gain of about "
                        f"{a['critical_z'] * a['se']:+.4g} per row over the champion ({a['critical_z']:.2f} standard "
                        f"errors) and the candidate's fell short; tests left {a['budget_left']}", figures)
 
@@ -147,7 +148,8 @@ def gate_result(answer: dict | None, tolerance: float) -> GuardResult | None:
     if answer.get("kind") == "lord":
         return lord_result(answer)
     if answer.get("exhausted"):
-        return GuardResult("holdout_gate", False, "the holdout gate's budget is spent: reseal with `ratchet reseal`",
+        return GuardResult(GuardName.HOLDOUT_GATE, False,
+                           "the holdout gate's budget is spent: reseal with `ratchet reseal`",
                            {"budget_left": 0})
     ladder = answer["kind"] != "not_worse"
     step = answer.get("step", 0.0) if ladder else 0.0
@@ -155,7 +157,8 @@ def gate_result(answer: dict | None, tolerance: float) -> GuardResult | None:
     ok = answer["answer"] > to_beat
     how = "noisy holdout gain" if answer["overflow"] else "dev gain (holdout agrees)"
     need = f" + step {step:.4f}" if ladder else ""
-    return GuardResult("holdout_gate", ok, f"gate answered {how} {answer['answer']:+.4f} over {answer['reference']}; "
+    return GuardResult(GuardName.HOLDOUT_GATE, ok,
+                       f"gate answered {how} {answer['answer']:+.4f} over {answer['reference']}; "
                        f"to replace the champion it must exceed {answer['to_beat']:+.4f}{need}; "
                        f"budget left {answer['budget_left']}",
                        {"answer": answer["answer"], "to_beat": answer["to_beat"], "step": step,

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domains import Decisions, ScoreReport
-from guards import GuardResult
+from guards import GuardName, GuardResult
 from optimizer.loop.stages.evaluate import Evaluation
 from optimizer.loop.stages.scoring import scores, state_scores
 
@@ -73,6 +73,7 @@ def judge(ctx: Any, evaluation: Evaluation, source: str, *, champion: Any, basel
         results.append(leaked)
     drift = check_score_drift(champion.holdout, values["holdout"], watch=ctx.config.seal.drift_watch,
                               alarm=ctx.config.seal.drift_alarm)
-    results.append(GuardResult("drift", True, drift.detail + ("" if drift.passed else " (recorded, not blocking)"),
+    results.append(GuardResult(GuardName.DRIFT, True,
+                               drift.detail + ("" if drift.passed else " (recorded, not blocking)"),
                                drift.figures))
     return Judgement(tuple(results), dev, hold, trace)
