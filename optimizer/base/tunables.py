@@ -107,13 +107,13 @@ def _assignments(tree: ast.Module) -> dict[int, tuple[str, ast.expr]]:
         if starts[node.lineno] > 1:
             continue  # `A = 1; B = 2  # tune: ...` would leave it unclear which one is meant
         if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target = node.targets[0]
+            target, value = node.targets[0], node.value
         elif isinstance(node, ast.AnnAssign) and node.value is not None:
-            target = node.target
+            target, value = node.target, node.value
         else:
             continue
         if isinstance(target, ast.Name) and node.lineno == node.end_lineno:
-            out[node.lineno] = (target.id, node.value)
+            out[node.lineno] = (target.id, value)
     return out
 
 
@@ -225,6 +225,7 @@ def suggest(trial: Any, tunables: list[Tunable]) -> dict[str, Any]:
         if t.kind == "int":
             out[t.name] = trial.suggest_int(t.name, t.low, t.high, log=t.log)
         elif t.kind == "float":
+            assert t.low is not None and t.high is not None, "a float marker has bounds (see _spec)"
             out[t.name] = trial.suggest_float(t.name, float(t.low), float(t.high), log=t.log)
         else:
             out[t.name] = trial.suggest_categorical(t.name, list(t.choices))

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+from rich.console import Console, JustifyMethod
 
 from optimizer.base.errors import RatchetError
 from optimizer.cli.app import app, err, fail, out
@@ -106,6 +106,7 @@ def history(
     reason_width = min(max([len(w) for w in why.values()] + [10]), free - 10)
     widths = {**fixed, "refused because": reason_width,
               "hypothesis": min(free - reason_width, max([len(h) for h in hypothesis.values()] + [10]))}
+    justify: JustifyMethod
     for name, justify in (("id", "left"), ("status", "left"), (primary, "right"), ("gate", "right"),
                           ("refused because", "left"), ("proposer", "left"), ("hypothesis", "left")):
         table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis", width=widths[name])

@@ -110,6 +110,9 @@ def load_data(domain: Domain, config: RunConfig, progress: Progress) -> pd.DataF
     if config.data.source == "file":
         from domains._importing import TimeReading
 
+        if config.data.file is None:
+            raise RatchetError("data.source is file but data.file is not set: give the file with --data FILE, "
+                               "or set data.file in the config")
         progress(f"importing {config.data.file}")
         frame = domain.load(Path(config.data.file), config.data.mapping,
                             TimeReading(config.data.time_unit, config.data.epoch, config.data.time_format))
@@ -231,6 +234,7 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
 
     numeric = [c for c in cols.policy_columns(frame, with_label=False) if c not in (cols.id, cols.time)
                and pd.api.types.is_numeric_dtype(frame[c])]
+    drift: dict[str, Any]  # a JSON report: its columns' entries are read below
     drift = {"reference": "train", "current": "holdout", "watch": config.seal.drift_watch,
              "alarm": config.seal.drift_alarm,
              "columns": drift_report(splits.train, splits.holdout, numeric, watch=config.seal.drift_watch,

@@ -37,6 +37,7 @@ def baseline_state(ctx: Context, sandbox: PolicyRunner, source: str, commit: str
         failed = evaluation.results[-1]
         raise RatchetError(f"{ctx.ws.policy}: the starting policy itself fails guard '{failed.name}': "
                            f"{failed.detail}. Fix it before running the loop.")
+    assert evaluation.decisions is not None, "a passed evaluation has its decisions"
     dev, _ = scores(ctx, evaluation.decisions, evaluation.constants)
     state = PolicyState("baseline", commit, evaluation.decisions["dev"], evaluation.decisions["holdout"],
                         dict(evaluation.constants), dict(dev.metrics), 0.0, ctx.manifest_sha256)
@@ -107,8 +108,11 @@ def run_experiment(ctx: Context, sandbox: PolicyRunner, source: str, *, proposer
         scorer={"version": __version__, "sources_sha256": str(ctx.in_force(entries).digest)},
     )
     state = None
-    if rec.kept:
-        reported = ctx.reference().reported + float(outcome.answer["answer"])
+    if rec.kept:  # every guard passed: the candidate was evaluated, judged and gated (after the baseline)
+        assert outcome is not None and evaluation is not None and values is not None, "a keep passed the gate"
+        reference = ctx.reference()
+        assert reference is not None and champion is not None, "the loop evaluates the baseline first"
+        reported = reference.reported + float(outcome.answer["answer"])
         a = outcome.answer
         # A lord gate's keep carries its selection-corrected interval; the totals' ends add up step by step.
         lower, upper = ((champion.reported_lower + a["lower"], champion.reported_upper + a["upper"])

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 from guards.static import parse_tree
 
-TOOLS = [
+TOOLS: list[dict[str, Any]] = [
     {"name": "read_policy", "description": "The current policy.py (the only file you may edit), with line numbers.",
      "input_schema": {"type": "object", "properties": {}}},
     {"name": "read_program", "description": "program.md: the person's goal, rules and ideas for this workspace.",
@@ -70,6 +70,7 @@ def parse_edit(args: Any, current: str, check: Callable[[str], str | None]) -> E
     raw, new_file = args.get("edits"), args.get("new_file")
     if (raw is None) == (new_file is None):
         raise ToolError("give exactly one of 'edits' (search/replace blocks) or 'new_file'")
+    edits: tuple[tuple[str, str], ...]
     if new_file is not None:
         if not isinstance(new_file, str):
             raise ToolError("'new_file' must be the whole policy.py as a string")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from guards import GuardName
 from holdout.ledger import Kind
@@ -59,7 +59,7 @@ class AnthropicProposer(Proposer):
 
     def __init__(self, *, config: AgentConfig, experiments: Any, primary: str, check: Callable[[str], str | None],
                  canaries: list[str], holdout_ids: frozenset[str], spent: float,
-                 record: Callable[[str, Mapping[str, Any]], None], client: Any = None) -> None:
+                 record: Callable[[str, dict[str, Any]], object], client: Any = None) -> None:
         self.config = config
         self.experiments = experiments  # the workspace's experiments/ folder (traces, diffs)
         self.primary = primary

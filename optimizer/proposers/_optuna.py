@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from guards import GuardName
 from optimizer.base.errors import RatchetError
@@ -25,8 +25,10 @@ def _key(params: dict) -> tuple:
 class OptunaProposer(Proposer):
     name = "optuna"
 
-    def __init__(self, study_path: Path, *, seed: int, primary: str, direction: str = "maximize") -> None:
+    def __init__(self, study_path: Path, *, seed: int, primary: str,
+                 direction: Literal["minimize", "maximize"] = "maximize") -> None:
         import optuna
+        import optuna.storages.journal
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         logging.getLogger("optuna").setLevel(logging.WARNING)
@@ -75,7 +77,7 @@ class OptunaProposer(Proposer):
         return self._candidate(new, tunables, number, values)
 
     def drop(self, candidate: Candidate, why: str) -> None:
-        held = self._open.pop(candidate.meta.get("trial"), None)
+        held = self._open.pop(candidate.meta.get("trial", -1), None)  # -1: no trial of this study
         if held is not None:
             self.study.tell(held[0], state=self._optuna.trial.TrialState.FAIL)
 
@@ -93,7 +95,7 @@ class OptunaProposer(Proposer):
         return trial, values
 
     def observe(self, candidate: Candidate, record: Any) -> None:
-        trial, _ = self._open.pop(candidate.meta.get("trial"), (None, None))
+        trial, _ = self._open.pop(candidate.meta.get("trial", -1), (None, None))  # -1: no trial of this study
         if trial is None:
             return
         value = record.dev_metrics.get(self.primary)

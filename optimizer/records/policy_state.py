@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -13,7 +13,7 @@ from domains import Decisions
 from holdout.hashing import array_sha256
 
 
-def decisions_sha256(values: dict[str, np.ndarray]) -> dict[str, str]:
+def decisions_sha256(values: Mapping[str, np.ndarray]) -> dict[str, str]:
     """What an experiment's decisions hash to, per row set (recorded in the ledger, checked by a replay)."""
     return {name: array_sha256(values[name]) for name in ("dev", "holdout")}
 

@@ -108,6 +108,12 @@ class Service:
     def shadowing(self) -> bool:
         return self.challenger is not None
 
+    @property
+    def acting_policy(self) -> Fitted:
+        """The champion, fitted by start() before the service answers or reports."""
+        assert self.champion is not None, "the service is started (start() fits the champion) before it is used"
+        return self.champion
+
     def start(self) -> None:
         """Load and verify the workspace, open the sandbox, fit the acting policy and a running trial's challenger."""
         from optimizer.llm.task_agent import open_broker
@@ -164,14 +170,14 @@ class Service:
         """The champion decides a request's rows with their history, then the rows join the history (on disk before
         this returns); one request at a time, so each reads every event answered before it. A trial's challenger
         gets the history it reads with the rows now (the champion's when both look back as far: the same rows)."""
-        live = self.history
+        live, champion = self.history, self.acting_policy
         with live.lock:
-            history = live.read(self.champion.ref.source, frame)
+            history = live.read(champion.ref.source, frame)
             later = None
-            if self.shadowing:
-                same = lookback(self.challenger.ref.source) == lookback(self.champion.ref.source)
+            if self.challenger is not None:  # shadowing
+                same = lookback(self.challenger.ref.source) == lookback(champion.ref.source)
                 later = history if same else live.read(self.challenger.ref.source, frame)
-            decided = self.decide(self.champion, frame, history)
+            decided = self.decide(champion, frame, history)
             try:
                 live.record(frame)
             except Exception as exc:  # noqa: BLE001 - an event not in the history must not be answered
@@ -206,9 +212,10 @@ class Service:
         failure keeps the server up, without shadowing."""
         from optimizer.sandbox import Sandbox
 
-        if self.trial.champion_commit != self.champion.ref.commit:
+        champion = self.acting_policy
+        if self.trial.champion_commit != champion.ref.commit:
             self.trial_problem = (f"trial {self.trial.trial} compares with {self.trial.champion_commit[:12]}, but "
-                                  f"{self.champion.ref.commit[:12]} acts now (a promotion or rollback since it started)")
+                                  f"{champion.ref.commit[:12]} acts now (a promotion or rollback since it started)")
             log.warning("ratchet serve: %s; its decisions are not logged", self.trial_problem)
             return
         try:
@@ -272,7 +279,7 @@ class Service:
 
     def answer(self, decided: Decided) -> dict[str, Any]:
         """The response body: the champion's decisions, who made them, and blocks where the domain has a threshold."""
-        body: dict[str, Any] = {"decisions": decided.values.tolist(), "policy": self.champion.describe(),
+        body: dict[str, Any] = {"decisions": decided.values.tolist(), "policy": self.acting_policy.describe(),
                                 "latency_ms": round(decided.latency_ms, 3)}
         if "THRESHOLD" in self.ctx.domain.constants and "THRESHOLD" in decided.constants:
             body["blocked"] = (decided.values >= float(decided.constants["THRESHOLD"])).tolist()
@@ -282,10 +289,12 @@ class Service:
         """Queue the request for the trial's challenger (never waits; dropped and counted when the queue is full):
         its thread decides the rows with the history read at request time and logs both policies' decisions."""
         ids, ts = self._event_keys(frame)
+        assert self.lane is not None, "shadow() is called only while a trial is shadowed (its lane is open)"
         self.lane.submit(Shadowed(ids, ts, frame, champion.values, champion.latency_ms, champion.challenger_history))
 
     def _challenge(self, frame: pd.DataFrame, history: pd.DataFrame | None) -> tuple[np.ndarray, float]:
         """The challenger's decide of a queued request, held to the output contract (Refused otherwise)."""
+        assert self.challenger is not None, "the lane (the only caller) is opened only for a fitted challenger"
         decided = self.decide(self.challenger, frame, history)
         return decided.values, decided.latency_ms
 
@@ -306,10 +315,12 @@ class Service:
             trial = {"trial": self.trial.trial, "champion_commit": self.trial.champion_commit,
                      "challenger_commit": self.trial.challenger_commit, "challenger_ref": self.trial.challenger_ref,
                      "shadowing": self.shadowing, "problem": self.trial_problem, **counts}
+        champion, schema = self.acting_policy, self.schema
+        assert schema is not None, "start() reads the schema before the service reports"
         return {"status": "ok", "workspace": str(self.ctx.ws.root), "domain": self.ctx.domain.name,
-                "policy": {**self.champion.describe(), "chosen_by": self.champion.chosen_by,
-                           "policy_sha256": self.champion.ref.policy_sha256},
+                "policy": {**champion.describe(), "chosen_by": champion.chosen_by,
+                           "policy_sha256": champion.ref.policy_sha256},
                 "trial": trial, "sandbox": {"layers": list(self.sandbox.layers), "device": self.sandbox.device,
                             "decide": "fresh child per request" if self.sandbox.broker is not None
                             else "persistent worker"},
-                "columns": self.schema.describe(), "served": dict(self.counts)}
+                "columns": schema.describe(), "served": dict(self.counts)}

@@ -52,8 +52,9 @@ def make_app(path: Path | str, *, max_rows: int = MAX_ROWS, max_bytes: int = MAX
             app.state.startup_error = exc
             raise
         app.state.service = service
-        log.info("ratchet serve: %s %s (%s) acts%s; sandbox layers: %s", service.champion.chosen_by,
-                 service.champion.ref.experiment, service.champion.ref.commit[:12],
+        champion = service.acting_policy
+        log.info("ratchet serve: %s %s (%s) acts%s; sandbox layers: %s", champion.chosen_by,
+                 champion.ref.experiment, champion.ref.commit[:12],
                  f", trial {service.trial.trial} shadowed" if service.shadowing else "",
                  ", ".join(service.sandbox.layers) or "none")
         try:
@@ -65,6 +66,7 @@ def make_app(path: Path | str, *, max_rows: int = MAX_ROWS, max_bytes: int = MAX
         service.counts["requests"] += 1
         try:
             rows = parse_rows(await read_body(request, max_bytes), max_rows)
+            assert service.schema is not None, "the lifespan started the service (start() reads the schema)"
             frame = service.schema.frame(rows)
         except Refused:
             service.counts["refused"] += 1

@@ -144,7 +144,8 @@ class ShadowLane:
                                              [w.champion_ms for w in champion])
             self._store.log_decisions(self.trial, ids, ts, "champion", values, latency, acted=True, source="serve")
             if challenger:
-                ids, ts, values, latency = _rows([i.work for i in challenger], [i.challenger for i in challenger],
+                answers = [i.challenger for i in challenger if i.challenger is not None]  # all: filtered above
+                ids, ts, values, latency = _rows([i.work for i in challenger], answers,
                                                  [i.challenger_ms for i in challenger])
                 self._store.log_decisions(self.trial, ids, ts, "challenger", values, latency, acted=False,
                                           source="serve")

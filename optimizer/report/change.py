@@ -75,7 +75,9 @@ def describe(old: str, new: str, limit: int = 300) -> str:
                for k in [*before, *(k for k in after if k not in before)]
                if before.get(k, MISSING) != after.get(k, MISSING) or type(before.get(k)) is not type(after.get(k))]
     a, b = old.splitlines(), new.splitlines()
-    added, removed, touched_new, touched_old = 0, 0, [], []
+    added, removed = 0, 0
+    touched_new: list[int] = []
+    touched_old: list[int] = []
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
         if tag != "equal":
             removed, added = removed + i2 - i1, added + j2 - j1

@@ -136,7 +136,7 @@ def gate_sentence(g: Mapping[str, Any]) -> str:
 
 # --- what to try next, and the one-line reason ------------------------------------------------------------------
 
-def _first_line(text: str, width: int = 160) -> str:
+def _first_line(text: object, width: int = 160) -> str:
     line = " ".join(str(text).split())
     return line if len(line) <= width else line[: width - 1] + "…"
 

@@ -109,5 +109,5 @@ def module(connected: bool) -> types.ModuleType:
         return reply["text"]
 
     made = types.ModuleType(MODULE_NAME, "The model broker: complete(system, messages, max_tokens) -> str.")
-    made.complete = complete
+    made.complete = complete  # type: ignore[attr-defined]  # the module is made here, its attribute at run time
     return made

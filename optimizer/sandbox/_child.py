@@ -47,7 +47,7 @@ def run(request: dict, record_fd: int, log_fd: int, channel: tuple[int, int] | N
             os._exit(code)
 
 
-def _contain(request: dict, record_fd: int, log_fd: int, channel: tuple[int, int] | None) -> None:
+def _contain(request: dict, record_fd: int, log_fd: int, channel: tuple[int, ...] | None) -> None:
     os.setsid()  # own process group: the server kills the whole group on overrun
     # Move every pipe end above the fixed numbers first, so placing one cannot overwrite another.
     record_fd = fcntl.fcntl(record_fd, fcntl.F_DUPFD, 64)

@@ -19,6 +19,7 @@ import subprocess
 import time
 import weakref
 from pathlib import Path
+from typing import IO
 
 from optimizer.base.errors import RatchetError
 from optimizer.sandbox import _isolation
@@ -38,11 +39,18 @@ def _stop(process: subprocess.Popen | None, base: str | None) -> None:
             process.wait()
         for pipe in (process.stdin, process.stdout):
             try:
-                pipe.close()
+                if pipe is not None:
+                    pipe.close()
             except OSError:
                 pass
     if base:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _pipes(process: subprocess.Popen) -> tuple[IO[bytes], IO[bytes]]:
+    """The server's stdin and stdout (launch starts it with both piped)."""
+    assert process.stdin is not None and process.stdout is not None, "the server is started with both pipes"
+    return process.stdin, process.stdout
 
 
 class Connection:
@@ -84,8 +92,9 @@ class Connection:
         """Ask the server to stop, then kill what is left and remove the base folder (models too)."""
         if self.process is not None and self.process.poll() is None:
             try:
-                self.process.stdin.write(b'{"op": "stop"}\n')
-                self.process.stdin.close()
+                stdin, _ = _pipes(self.process)
+                stdin.write(b'{"op": "stop"}\n')
+                stdin.close()
                 self.process.wait(timeout=5)
             except (OSError, subprocess.TimeoutExpired):
                 pass
@@ -106,13 +115,15 @@ class Connection:
     def exchange(self, message: dict, wait_s: float) -> dict | None:
         """Send one JSON line and read one back; None when the server died or went silent."""
         process = self.process
+        assert process is not None, "exchange runs on a launched server"
+        stdin, stdout = _pipes(process)
         try:
-            process.stdin.write(json.dumps(message).encode() + b"\n")
-            process.stdin.flush()
+            stdin.write(json.dumps(message).encode() + b"\n")
+            stdin.flush()
         except OSError:
             return None
         deadline = time.monotonic() + wait_s
-        fd = process.stdout.fileno()
+        fd = stdout.fileno()
         while True:
             line, newline, rest = self._pending.partition(b"\n")
             if newline:
@@ -141,9 +152,10 @@ class Connection:
         else:
             reply, stop = self._session.handle(line)
         answer = {"op": "broker_reply", "seq": message.get("broker"), "reply": reply, "stop": stop}
+        stdin, _ = _pipes(process)
         try:
-            process.stdin.write(json.dumps(answer).encode() + b"\n")
-            process.stdin.flush()
+            stdin.write(json.dumps(answer).encode() + b"\n")
+            stdin.flush()
         except OSError:
             return False
         return True
@@ -164,6 +176,7 @@ class Connection:
         reply = self.exchange(request, budget_s + GRACE_S)
         if reply is not None:
             return reply, ""
+        assert self.process is not None, "a request runs on a launched server"
         try:
             code = self.process.wait(timeout=2)
         except subprocess.TimeoutExpired:

@@ -63,6 +63,7 @@ class Host:
         facts, reply = self._await(worker, float(request["budget_s"]))
         if reply is not None:
             return reply
+        assert facts is not None, "_await gives facts when it gives no reply"
         if facts.get("status") != "ready":  # the policy or its model did not load: the worker said why, and exits
             select.select([worker.pidfd], [], [], 5.0)
             return self._finish(worker, timed_out=False, facts=facts)
@@ -73,7 +74,7 @@ class Host:
 
     def work(self, request: dict) -> dict:
         """Relay one decide request to a live worker and return its facts (or why it ended)."""
-        worker = self.live.get(request.get("worker"))
+        worker = self.live.get(request.get("worker", 0))  # 0: no worker's id (they count from 1)
         if worker is None:
             return {"ended": "no such worker (it ended earlier)", "exit": None, "signal": None,
                     "timed_out": False, "violations": []}
@@ -91,7 +92,7 @@ class Host:
         return {"exit": 0, "signal": None, "timed_out": False, "violations": [], "facts": facts}
 
     def end(self, request: dict) -> dict:
-        worker = self.live.pop(request.get("worker"), None)
+        worker = self.live.pop(request.get("worker", 0), None)  # 0: no worker's id (they count from 1)
         if worker is not None:
             self._finish(worker, timed_out=False)
         return {"ended": "closed"}

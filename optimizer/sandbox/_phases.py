@@ -79,7 +79,8 @@ def _function(module: types.ModuleType, name: str):
 def _device(module: types.ModuleType, available: str) -> str:
     declared = getattr(module, "DEVICE", None)
     if isinstance(declared, str) and declared == "auto":
-        module.DEVICE = available  # resolved before fit/decide, so xgboost never guesses and warns
+        # resolved before fit/decide, so xgboost never guesses and warns
+        module.DEVICE = available  # type: ignore[attr-defined]  # the policy module's global, set at run time
         return available
     return "cuda" if isinstance(declared, str) and declared == "cuda" and available == "cuda" else "cpu"
 

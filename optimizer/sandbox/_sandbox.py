@@ -59,6 +59,18 @@ class Sandbox:
         """The fork server's process (None before start and after close)."""
         return self._connection.process
 
+    @property
+    def _folder(self) -> Path:
+        """The base folder; start() makes it, and every phase starts the sandbox first."""
+        assert self._base is not None, "the sandbox is started before its folder is used"
+        return self._base
+
+    @property
+    def _row_files(self) -> RowFiles:
+        """How row sets reach a workdir; start() makes it, and every phase starts the sandbox first."""
+        assert self._rows is not None, "the sandbox is started before rows are placed"
+        return self._rows
+
     # lifecycle -------------------------------------------------------------------------------
     def __enter__(self) -> "Sandbox":
         self.start()
@@ -109,7 +121,7 @@ class Sandbox:
     # workdirs --------------------------------------------------------------------------------
     def _workdir(self) -> Path:
         self._count += 1
-        path = self._base / f"w{self._count}-{secrets.token_hex(6)}"
+        path = self._folder / f"w{self._count}-{secrets.token_hex(6)}"
         path.mkdir(mode=0o700)
         return path
 
@@ -141,7 +153,7 @@ class Sandbox:
             work = self._workdir()
             try:
                 (work / P.POLICY_FILE).write_text(policy_source, encoding="utf-8")
-                linked = self._rows.place({P.TRAIN_FILE: train}, work)
+                linked = self._row_files.place({P.TRAIN_FILE: train}, work)
                 self._hand_over(work, (P.TRAIN_FILE,))
                 self._connection.phase(self.broker, "fit", ("train",), budget_s)
                 try:
@@ -150,7 +162,7 @@ class Sandbox:
                                              "constants": list(constants)}, budget_s)
                 finally:
                     self._connection.end_phase()
-                    self._rows.check(linked)
+                    self._row_files.check(linked)
                 meta = _outcome.read_meta(work)
                 status, error = _outcome.fit_status(reply, meta, lost, budget_s, self.memory_mb)
                 model = None
@@ -186,7 +198,7 @@ class Sandbox:
                 files.update({P.history_file(index): history[names[index]] for index in given})  # type: ignore[index]
                 small = frozenset(name for name, frame in files.items()
                                   if isinstance(frame, list) or len(frame) < CACHED_FROM)
-                linked = self._rows.place(files, work, owner=(self._plan.uid, self._plan.gid), fresh=small)
+                linked = self._row_files.place(files, work, owner=(self._plan.uid, self._plan.gid), fresh=small)
                 self._hand_over(work, tuple(files))
                 self._connection.phase(self.broker, "decide", tuple(names), budget_s)
                 try:
@@ -196,7 +208,7 @@ class Sandbox:
                                              "constants": list(constants), "history": given}, budget_s)
                 finally:
                     self._connection.end_phase()
-                    self._rows.check(linked)
+                    self._row_files.check(linked)
                 meta = _outcome.read_meta(work)
                 status, error = _outcome.decide_status(reply, meta, lost, budget_s, self.memory_mb,
                                                        names)
@@ -255,7 +267,7 @@ class Sandbox:
     # model files -----------------------------------------------------------------------------
     def _keep_model(self, produced: Path) -> tuple[ModelHandle | None, str]:
         """Copy the child's model.pkl into the parent-owned folder: bytes only, never unpickled."""
-        target = self._base / "models" / f"model-{self._count}-{secrets.token_hex(4)}.pkl"
+        target = self._folder / "models" / f"model-{self._count}-{secrets.token_hex(4)}.pkl"
         try:
             _copy_regular(produced, target)
         except (OSError, ValueError) as exc:
@@ -268,7 +280,7 @@ class Sandbox:
         with self._lock:
             self.start()
             self._count += 1
-            target = self._base / "models" / f"model-{self._count}-{secrets.token_hex(4)}.pkl"
+            target = self._folder / "models" / f"model-{self._count}-{secrets.token_hex(4)}.pkl"
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)

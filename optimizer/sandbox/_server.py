@@ -117,9 +117,9 @@ def _serve(request: dict, static: dict, link: "_Link", keep: set[int]) -> dict:
                 _, status = os.waitpid(pid, 0)
             elif fd in open_fds:
                 read_into(fd, tails, open_fds)
-            else:
+            elif relay is not None:  # the only other fds watched are the relay's
                 relay.readable(fd)
-        if writable:
+        if writable and relay is not None:  # only the relay asks to write
             relay.flush()
     seconds = time.monotonic() - start
     os.close(pidfd)
@@ -190,6 +190,9 @@ class _Link:
 
 class _Relay:
     """One phase's model requests: child line -> parent, parent reply -> child, one at a time."""
+
+    waiting: int | None  # the seq of the request the parent is answering, None while none is
+    stop: str | None  # why the child was halted, None while it runs
 
     def __init__(self, ask: int, answer: int, link: _Link, pid: int) -> None:
         self.ask, self.answer, self.link, self.pid = ask, answer, link, pid
@@ -285,7 +288,7 @@ def main() -> None:
         traceback.print_exc()
 
     for module in (_child, _channel, sys.modules["optimizer.sandbox._audit"], sys.modules["optimizer.sandbox._phases"]):
-        linecache.getlines(module.__file__)  # tracebacks in the child must not re-read our source
+        linecache.getlines(module.__file__ or "")  # tracebacks in the child must not re-read our source
     device = _device()
     libc = ctypes.CDLL(None, use_errno=True)
     subreaper = libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0

@@ -70,7 +70,7 @@ class Worker:
                                         "history": history is not None}, budget_s)
                 facts = (reply or {}).get("facts") or {}
                 if reply is None or "ended" in reply:
-                    self._ended = lost or _ended_why(reply)
+                    self._ended = lost or _ended_why(reply or {})
                 status, error = _outcome.decide_status(reply, facts, lost, budget_s, box.memory_mb, [ROWS])
                 decisions: dict[str, np.ndarray] = {}
                 if status is SandboxStatus.OK:

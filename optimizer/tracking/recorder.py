@@ -58,6 +58,9 @@ class Recorder:
         self._process = subprocess.Popen(
             [sys.executable, "-m", "optimizer.tracking.recorder", uri, experiment, seal, parent_run, str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True)
+        stdin, stdout = self._process.stdin, self._process.stdout
+        assert stdin is not None and stdout is not None, "the process is started with both pipes"
+        self._stdin, self._stdout = stdin, stdout
         self._waiting: list[str] = []  # experiments queued and not answered yet, oldest first
         self._pending = b""
 
@@ -67,8 +70,8 @@ class Recorder:
         self._collect(block=False)
         line = {"record": record, "diff": diff, "folder": str(folder)}
         try:
-            self._process.stdin.write(json.dumps(line, default=str).encode() + b"\n")
-            self._process.stdin.flush()
+            self._stdin.write(json.dumps(line, default=str).encode() + b"\n")
+            self._stdin.flush()
         except OSError:
             self._lost([record["experiment"]])
         self._waiting.append(record["experiment"])
@@ -84,14 +87,14 @@ class Recorder:
             self.drain()
         finally:
             try:
-                self._process.stdin.close()
+                self._stdin.close()
                 self._process.wait(timeout=30)
             except (OSError, subprocess.TimeoutExpired):
                 self._process.kill()
-            self._process.stdout.close()
+            self._stdout.close()
 
     def _collect(self, *, block: bool) -> None:
-        fd = self._process.stdout.fileno()
+        fd = self._stdout.fileno()
         while self._waiting:
             if b"\n" not in self._pending:
                 if not select.select([fd], [], [], None if block else 0)[0]:

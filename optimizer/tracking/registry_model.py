@@ -20,15 +20,15 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 POLICY, MODEL = "policy", "model"  # artifact keys: the policy source, the fitted model bytes
 FAILED = "TEMPORARILY_UNAVAILABLE"  # the sandbox or the policy failed: 503, as `ratchet serve` answers
 _HOLDOUT_CLAUSE = re.compile(r"\s*\(details discarded: holdout rows were present\)")
 
 
-class PolicyModel(mlflow.pyfunc.PythonModel):
+class PolicyModel(PythonModel):
     """A kept policy as a pyfunc; decides in a warm sandboxed worker kept for the model's lifetime."""
 
     def load_context(self, context: Any) -> None:

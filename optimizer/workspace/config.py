@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
@@ -172,13 +172,20 @@ class DecisionConfig(_Strict):
 def _tagged_scoring(name: str) -> type[BaseModel]:
     """A domain's scoring model with a `domain` tag, so the config's `scoring:` section is read by its own model."""
     base = domain_class(name).scoring
-    return create_model(base.__name__, __base__=base, domain=(Literal[name], name))
+    # Literal of a name known only at run time: no static type says it
+    return create_model(base.__name__, __base__=base, domain=(Literal[name], name))  # type: ignore[arg-type]
 
 
 # Every registered domain's scoring model, told apart by the `domain` tag (the section's location in an error names
 # the domain: scoring.pricing.decline_cost).
 _SCORING = tuple(_tagged_scoring(name) for name in DOMAINS)
-ScoringConfig = Annotated[Union[_SCORING], Field(discriminator="domain")] if len(_SCORING) > 1 else _SCORING[0]
+if TYPE_CHECKING:
+    class ScoringConfig(BaseModel):
+        """For mypy: the run-time union below (one scoring model per domain, each tagged with its domain)."""
+
+        domain: str
+else:
+    ScoringConfig = Annotated[Union[_SCORING], Field(discriminator="domain")] if len(_SCORING) > 1 else _SCORING[0]
 
 
 class AgentPrices(_Strict):

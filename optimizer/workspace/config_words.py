@@ -2,6 +2,7 @@
 probably meant. What is accepted is decided by the models in optimizer.workspace.config; `root` is its RunConfig."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -83,7 +84,7 @@ _BOUND_WORDS = {"ge": "at least", "gt": "more than", "le": "at most", "lt": "les
 _UNITS = {("data", "rows"): " rows"}  # the unit a bound is said in, where it helps
 
 
-def friendly(error: dict, loc: tuple, root: Any) -> str:
+def friendly(error: Mapping[str, Any], loc: tuple, root: Any) -> str:
     """What is wrong with a value a person gave on the command line, and what is allowed (no pydantic wording)."""
     annotation, info = _at(loc, root)
     kind, ctx = error["type"], error.get("ctx") or {}
@@ -118,7 +119,7 @@ def _meant(loc: tuple, root: Any) -> str:
     return f"; did you mean {'.'.join(str(p) for p in (*shown, meant))}?"
 
 
-def problem(error: dict, root: Any) -> str:
+def problem(error: Mapping[str, Any], root: Any) -> str:
     """One validation error as `field: message`; a whole-config check (no location) names its own fields. A value
     outside a closed set and an unknown key also say which one was probably meant."""
     msg = error["msg"].removeprefix("Value error, ")

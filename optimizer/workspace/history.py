@@ -129,8 +129,9 @@ class EventStore:
         return pd.DataFrame(out)
 
     def _has_table(self) -> bool:
-        return bool(self.con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'events'")
-                    .fetchone()[0])
+        row = self.con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'events'").fetchone()
+        assert row is not None, "count(*) answers one row"
+        return bool(row[0])
 
     def _write(self, frame: pd.DataFrame, *, create: bool = False) -> None:
         frame = frame[self.columns]

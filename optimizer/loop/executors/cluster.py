@@ -49,7 +49,8 @@ class SandboxPlugin(WorkerPlugin):
 
 def remote_evaluate(inputs: Inputs, source: str) -> tuple[Evaluation, bytes | None]:
     """Runs on a worker: the evaluation, and the fitted model's bytes (the handle is local to this worker)."""
-    evaluation = timed(inputs, get_worker().ratchet_sandbox, source)
+    sandbox = get_worker().ratchet_sandbox  # type: ignore[attr-defined]  # set on the worker by SandboxPlugin.setup
+    evaluation = timed(inputs, sandbox, source)
     if evaluation.model is None:
         return evaluation, None
     data = evaluation.model.path.read_bytes()

@@ -66,7 +66,7 @@ def problems(root: Path, trial: str, entries: list[Entry]) -> list[str]:
     if started is None:
         return ["the ledger has no start entry for it"]
     bound = started.data.get("store_sha256"), started.data.get("files_sha256")
-    if not all(isinstance(b, dict) for b in bound):
+    if not (isinstance(bound[0], dict) and isinstance(bound[1], dict)):
         return [(f"its start (ledger entry {started.seq}) holds no hashes of its rows and files (a trial started "
                  "before trials were bound to the ledger): it cannot be verified; start a new trial")]
     store = ShadowStore(Path(root) / "shadow.duckdb")

@@ -153,4 +153,4 @@ def _reasons(quarantined: pd.DataFrame) -> dict[str, int]:
 
 def _top_reason(quarantined: pd.DataFrame) -> str:
     reasons = _reasons(quarantined)
-    return max(reasons, key=reasons.get) if reasons else "no rows"
+    return max(reasons, key=reasons.__getitem__) if reasons else "no rows"
