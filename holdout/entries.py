@@ -16,7 +16,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable, Mapping, Self, TypeVar
 
-from holdout.ledger import Entry, Kind, per_entry
+from holdout.ledger import Entry, Kind
 
 OMIT_NONE = {"omit_none": True}  # a field the writer leaves out of the payload when it has no value
 _OWN = ("seq", "extra", "absent")  # the record's own fields, not the payload's
@@ -353,10 +353,17 @@ KINDS: dict[Kind, type[Record]] = {r.KIND: r for r in (
 R = TypeVar("R", bound=Record)
 
 
-@per_entry
+_read: dict[tuple[str, int, str, str], Record] = {}
+
+
 def typed(entry: Entry) -> Record:
-    """The record of a ledger entry (parsed once per entry)."""
-    return KINDS[Kind(entry.kind)].from_payload(entry.data, seq=entry.seq)
+    """The record of a ledger entry, parsed once per entry (known by its hash and content: an Entry built by hand,
+    as tests do, may carry any hash)."""
+    key = (entry.hash, entry.seq, entry.kind, entry.payload)
+    found = _read.get(key)
+    if found is None:
+        found = _read[key] = KINDS[Kind(entry.kind)].from_payload(entry.data, seq=entry.seq)
+    return found
 
 
 def view(entry: Entry, record: type[R]) -> R:

@@ -7,8 +7,24 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from holdout.entries import (AgentUsage, Experiment, Gate, KeepIntent, ModelVersion, Promotion, Rollback, Seal,
-                             ShadowOutcomes, ShadowResult, ShadowTrial, TaskAgentUsage, Upgrade, of, view)
+from holdout.entries import (
+    AgentUsage,
+    Experiment,
+    Gate,
+    KeepIntent,
+    ModelVersion,
+    Promotion,
+    Reseal,
+    Rollback,
+    Seal,
+    ShadowOutcomes,
+    ShadowResult,
+    ShadowTrial,
+    TaskAgentUsage,
+    Upgrade,
+    of,
+    view,
+)
 from holdout.ledger import Entry, Kind
 
 SEALS = (Kind.SEAL, Kind.RESEAL)
@@ -27,6 +43,16 @@ def first_seal(entries: Sequence[Entry]) -> Entry:
 def latest_seal(entries: Sequence[Entry]) -> Entry:
     """The seal in force: the last seal or reseal."""
     return seals(entries)[-1]
+
+
+def sealed(entry: Entry) -> Seal | Reseal:
+    """A seal or reseal entry, typed."""
+    return view(entry, Seal) if entry.kind == Kind.SEAL else view(entry, Reseal)
+
+
+def seal_in_force(entries: Sequence[Entry]) -> Seal | Reseal:
+    """The last seal or reseal, typed."""
+    return sealed(latest_seal(entries))
 
 
 def since_latest_seal(entries: Sequence[Entry]) -> list[Entry]:

@@ -9,6 +9,7 @@ from typing import Callable
 import pandas as pd
 
 from holdout import fingerprint, lineage
+from holdout.entries import Reseal
 from holdout.hashing import hashes_in, row_hashes
 from holdout.ledger import Entry, Kind
 from holdout.seal import HOLDOUT_FILE, plant_canaries, seal_holdout
@@ -154,8 +155,8 @@ def reseal(path: Path, *, seed: int | None = None, data: Path | None = None,
         tracker.log_json(manifest, "MANIFEST.json")
         tracker.mlflow.log_metrics({"rows_holdout": int(manifest["rows"]), "label_rate_holdout": manifest["label_rate"]})
         run_id = run.info.run_id
-    ctx.ledger.append(Kind.RESEAL, {"manifest_sha256": digest, "content_sha256": manifest["content_sha256"],
-                                 "replaces": ctx.manifest_sha256, "retired_to": retired.name,
-                                 "fingerprint": new_rows, **({"fingerprints_filled": filled} if filled else {}),
-                                 "mlflow": {"uri": tracker.uri, "experiment": first["experiment"], "run_id": run_id}})
+    ctx.ledger.append(Kind.RESEAL, Reseal(
+        manifest_sha256=digest, content_sha256=manifest["content_sha256"], replaces=ctx.manifest_sha256,
+        retired_to=retired.name, fingerprint=new_rows, fingerprints_filled=filled or None,  # left out when none
+        mlflow={"uri": tracker.uri, "experiment": first["experiment"], "run_id": run_id}).to_payload())
     return ResealResult(digest, int(manifest["rows"]), retired)

@@ -36,6 +36,7 @@ import os
 import time
 from typing import Any, Callable, Mapping
 
+from holdout.entries import ContaminationAlarm, TaskAgentUsage
 from holdout.ledger import Kind
 from optimizer.base.errors import RatchetError
 from optimizer.sandbox._channel import RequestError, parse_request
@@ -131,8 +132,9 @@ class _Session:
         scan = check_outgoing("a request to the routing model", text, canaries=self.broker.canaries,
                               holdout_ids=self.broker.holdout_ids)
         if not scan.passed:
-            self.broker.record(Kind.CONTAMINATION_ALARM, {"guard": "contamination", "detail": scan.detail,
-                                                       "blocked": True, "source": "task_agent", "phase": self.phase})
+            self.broker.record(Kind.CONTAMINATION_ALARM, ContaminationAlarm(
+                guard="contamination", detail=scan.detail, blocked=True, source="task_agent",
+                phase=self.phase).to_payload())
             return self._stop(f"{scan.detail}; ticket ids never leave in a model request (contamination)")
         key = hashlib.sha256(text.encode()).hexdigest()
         answer = self.broker._cached(key, self.clean)
@@ -190,9 +192,9 @@ class _Session:
         if not self.figures["requests"]:
             return
         self.broker._add_usage(self.figures)
-        self.broker.record(Kind.TASK_AGENT_USAGE, {
-            "model": self.broker.config.model, "phase": self.phase, "row_sets": list(self.row_sets),
-            "clean": self.clean, **self.figures, "spent_usd": self.broker.spent, "stopped": self.stopped})
+        self.broker.record(Kind.TASK_AGENT_USAGE, TaskAgentUsage(
+            model=self.broker.config.model, phase=self.phase, row_sets=list(self.row_sets), clean=self.clean,
+            **self.figures, spent_usd=self.broker.spent, stopped=self.stopped).to_payload())
 
 
 def open_broker(ctx: Any) -> TaskAgentBroker | None:
