@@ -304,8 +304,8 @@ class ModelVersion(Record):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Promotion(Record):
     KIND = Kind.PROMOTION
-    approved_by: str
-    commit: str | None = None  # an entry without one is refused where it would act (optimizer/records/refs.py)
+    approved_by: str | None = None  # (none required: where a move acts, one without a commit is refused by name)
+    commit: str | None = None
     name: str | None = None
     version: int | None = None
     previous_version: int | None = None
@@ -318,8 +318,8 @@ class Promotion(Record):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Rollback(Record):
     KIND = Kind.ROLLBACK
-    approved_by: str
-    commit: str | None = None  # an entry without one is refused where it would act (optimizer/records/refs.py)
+    approved_by: str | None = None  # (none required: where a move acts, one without a commit is refused by name)
+    commit: str | None = None
     name: str | None = None
     version: int | None = None
     previous_version: int | None = None
@@ -332,7 +332,7 @@ class Rollback(Record):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Upgrade(Record):
     KIND = Kind.UPGRADE
-    to_version: str
+    to_version: str | None = None  # (none required: the audit names an upgrade ratchet did not write)
     from_version: str | None = None
     approved_by: str | None = None
     reason: str | None = None

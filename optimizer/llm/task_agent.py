@@ -36,6 +36,7 @@ import os
 import time
 from typing import Any, Callable, Mapping
 
+from holdout import queries
 from holdout.entries import ContaminationAlarm, TaskAgentUsage
 from holdout.ledger import Kind
 from optimizer.base.errors import RatchetError
@@ -204,7 +205,7 @@ def open_broker(ctx: Any) -> TaskAgentBroker | None:
         return None
     refuse_without_key(f"{ctx.ws.policy} (task_agent.enabled in {ctx.ws.config.name})")
     entries = ctx.ledger.entries()
-    spent = sum(float(e.data.get("cost_usd", 0.0)) for e in entries if e.kind == Kind.TASK_AGENT_USAGE)
+    spent = queries.spent_usd(entries, Kind.TASK_AGENT_USAGE)
     return TaskAgentBroker(config, canaries=list(ctx.manifest["canaries"]), holdout_ids=ctx.holdout_ids(),
                            spent=spent, record=ctx.ledger.append)
 
