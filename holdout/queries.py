@@ -55,6 +55,11 @@ def seal_in_force(entries: Sequence[Entry]) -> Seal | Reseal:
     return sealed(latest_seal(entries))
 
 
+def tracking_experiment(entries: Sequence[Entry]) -> str:
+    """The MLflow experiment the workspace records to, as the seal in force names it."""
+    return str((seal_in_force(entries).mlflow or {})["experiment"])
+
+
 def since_latest_seal(entries: Sequence[Entry]) -> list[Entry]:
     """The entries from the seal in force on (it included)."""
     start = max((i for i, e in enumerate(entries) if e.kind in SEALS), default=0)

@@ -166,8 +166,7 @@ def _client(ledger: Ledger) -> tuple[Any, str]:
     """The registry beside the workspace's MLflow runs (MLFLOW_TRACKING_URI, else ./mlflow, as `ratchet run`)."""
     from optimizer.tracking.runs import Tracker
 
-    seal = queries.seal_in_force(ledger.entries())
-    tracker = Tracker(seal.mlflow["experiment"])
+    tracker = Tracker(queries.tracking_experiment(ledger.entries()))
     return tracker.client, tracker.uri
 
 

@@ -339,8 +339,7 @@ def open_tracker(ctx: Any) -> "Tracker":
     from optimizer.records.keep import complete_models
 
     entries = ctx.ledger.entries()
-    seal = queries.seal_in_force(entries)
-    tracker = Tracker(seal.mlflow["experiment"], workspace_uri(ctx.ws.root, entries))
+    tracker = Tracker(queries.tracking_experiment(entries), workspace_uri(ctx.ws.root, entries))
     tracker.end_stale_runs()  # a killed run's loop and experiment runs stay RUNNING otherwise
     done = complete_models(ctx, tracker.client)
     if done:

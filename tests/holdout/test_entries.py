@@ -166,8 +166,10 @@ def test_gate_budget_and_queries_since_the_latest_seal(tmp_path):
     es = _ledger(tmp_path, (Kind.SEAL, WRITTEN[Kind.SEAL]), _gate(1, 19), _gate(2, 18))
     assert queries.budget_left(es, 20) == 18 and [g.query for g in queries.gates(es)] == [1, 2]
     assert queries.next_query(es) == 3
+    assert queries.tracking_experiment(es) == "ratchet-ws"
     es = _ledger(tmp_path, (Kind.RESEAL, WRITTEN[Kind.RESEAL]))
     assert queries.gates(es) == [] and queries.budget_left(es, 20) == 20
+    assert queries.seal_in_force(es).retired_to == "holdout-1" and queries.tracking_experiment(es) == "ratchet-ws"
     assert queries.next_query(es) == 3  # numbered over the whole ledger
 
 
