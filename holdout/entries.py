@@ -3,12 +3,14 @@
 `from_payload` reads a payload as any version of ratchet wrote it: a field older versions did not write is optional
 (None, or absent from `to_payload` when the payload lacked it: `absent`), and a key this version does not know is
 kept in `extra`, so `to_payload(from_payload(d)) == d` for every payload (the hash chain covers the exact payload and
-the audit re-reads old entries). Only the keys every writer of the kind has always written are required; a payload
-without one is a `MalformedEntry` (a KeyError, as reading it by hand was).
+the audit re-reads old entries). Only the keys every writer of the kind has always written are required: a writer
+cannot build the record without them, and `from_payload` refuses a payload without one (`MalformedEntry`, a KeyError).
 
 `typed(entry)` is the record of a ledger entry (its `seq` filled in), parsed once per entry; `view(entry, Seal)` the
-same, checked to be of that kind; `of(entries, Seal)` every entry of a kind, typed. The records share their nested
-values with the cache: copy before changing one.
+same, checked to be of that kind; `of(entries, Seal)` every entry of a kind, typed. A ledger entry is read as it is,
+whatever it holds: one edited or forged without a required key reads with None there (the key in `absent`), as the
+hand-written readers' `.get` did, so the audit and the integrity checks report it instead of stopping on it. The
+records share their nested values with the cache: copy before changing one.
 """
 from __future__ import annotations
 
@@ -41,15 +43,16 @@ class Record:
         return tuple(f for f in dataclasses.fields(cls) if f.name not in _OWN)
 
     @classmethod
-    def from_payload(cls, data: Mapping[str, Any], *, seq: int | None = None) -> Self:
+    def from_payload(cls, data: Mapping[str, Any], *, seq: int | None = None, strict: bool = True) -> Self:
+        """The record of `data`; `strict=False` (a ledger entry as it is): a required key missing reads as None."""
         declared = cls.declared()
         lacking = [f.name for f in declared if f.name not in data and _required(f)]
-        if lacking:
+        if lacking and strict:
             raise MalformedEntry(f"a {cls.KIND} payload{f' (ledger entry {seq})' if seq else ''} lacks "
                                  f"{', '.join(lacking)}")
         given = {f.name: data[f.name] for f in declared
                  if f.name in data and not (f.metadata.get("omit_none") and data[f.name] is None)}
-        return cls(**given, seq=seq, extra={k: v for k, v in data.items() if k not in given},
+        return cls(**given, **dict.fromkeys(lacking), seq=seq, extra={k: v for k, v in data.items() if k not in given},
                    absent=frozenset(f.name for f in declared if f.name not in data and not f.metadata.get("omit_none")))
 
     def to_payload(self) -> dict[str, Any]:
@@ -362,7 +365,7 @@ def typed(entry: Entry) -> Record:
     key = (entry.hash, entry.seq, entry.kind, entry.payload)
     found = _read.get(key)
     if found is None:
-        found = _read[key] = KINDS[Kind(entry.kind)].from_payload(entry.data, seq=entry.seq)
+        found = _read[key] = KINDS[Kind(entry.kind)].from_payload(entry.data, seq=entry.seq, strict=False)
     return found
 
 

@@ -97,7 +97,7 @@ def model_name(entries: Sequence[Entry], folder: str) -> str:
     named = next((str(m.name) for m in of(entries, ModelVersion)), None)
     if named:
         return named
-    return f"ratchet-{folder}-{view(first_seal(entries), Seal).manifest_sha256[:12]}"
+    return f"ratchet-{folder}-{str(view(first_seal(entries), Seal).manifest_sha256)[:12]}"
 
 
 def experiment_ids(entries: Sequence[Entry]) -> set[str]:

@@ -133,9 +133,18 @@ def test_an_old_payload_with_keys_missing_and_one_unknown_reads_and_round_trips(
         "manifest_sha256": SHA, "fingerprints_filled": None}
 
 
-def test_a_payload_without_a_required_key_is_refused_as_a_key_error():
+def test_a_payload_without_a_required_key_is_refused_as_a_key_error_but_a_ledger_entry_reads_as_it_is(tmp_path):
     with pytest.raises(KeyError, match="lacks trial"):
         entries.ShadowTrial.from_payload({"events": 3})
+    with pytest.raises(TypeError):
+        entries.ShadowTrial(events=3)  # type: ignore[call-arg]  # a writer cannot leave it out
+    ledger = Ledger(tmp_path / "ledger.duckdb")
+    ledger.append(Kind.SEAL, {"mani_sha256": SHA})  # as an edit of the file, or a forged append, may leave it
+    forged = ledger.append(Kind.SHADOW_TRIAL, {"events": 3})
+    seal, trial = entries.typed(ledger.entries()[0]), entries.view(forged, entries.ShadowTrial)
+    assert isinstance(seal, entries.Seal) and seal.manifest_sha256 is None and "manifest_sha256" in seal.absent
+    assert trial.trial is None and trial.to_payload() == {"events": 3}
+    assert queries.model_name(ledger.entries(), "ws") == "ratchet-ws-None"  # as the audit named it before
 
 
 def test_typed_view_of_ledger_entries(tmp_path):
