@@ -58,7 +58,7 @@ def retired_problem(root: Path, sealed: Entry, folder: str) -> str | None:
     except Exception as exc:  # noqa: BLE001 - a damaged manifest is a finding, in one line
         return f"{rel}/{MANIFEST} cannot be read ({type(exc).__name__})"
     actual = manifest_sha256(manifest)
-    if actual != sealed.data.get("manifest_sha256"):
+    if actual != queries.sealed(sealed).manifest_sha256:
         return f"{rel}/{MANIFEST} sha256 {actual[:12]} is not the manifest of {seal_name(sealed)}: it was replaced"
     for name, expected in sorted(manifest.get("files", {}).items()):
         file = path / name
@@ -89,7 +89,7 @@ def sealed_holdouts(root: Path, entries: list) -> tuple[list[str], str]:
         if wrong:
             problems.append(f"{wrong} (bound by {seal_name(entry)}): restore it from a backup")
     seals = [e for e in entries if e.kind in SEALS]
-    unbound = sum(e.data.get("manifest_sha256") not in bound for e in seals)
+    unbound = sum(queries.sealed(e).manifest_sha256 not in bound for e in seals)
     note = f"; {unbound} sealed before fingerprints were recorded (their folders stand in)" if unbound else ""
     return problems, (f"{len(seals)} holdout(s) sealed, {len(retired)} retired folder(s) as sealed, "
                       f"{len(bound)} fingerprint(s) as bound{note}")
