@@ -12,8 +12,9 @@ from typing import Any, Callable, Mapping
 import pandas as pd
 
 from domains.errors import RatchetError
-from holdout import audit_mlflow, evidence, lineage, upgrades
+from holdout import audit_mlflow, evidence, lineage, queries, upgrades
 from holdout.checks import Check, CheckStatus
+from holdout.entries import ConfigChange, view
 from holdout.hashing import canonical_json, content_hash, sha256_bytes, sha256_file, verify_signature
 from holdout.ledger import Entry, Kind, Ledger, verify_chain
 from holdout.manifest import MANIFEST, SEAL_KEY_ENV, manifest_body, manifest_sha256, read_manifest
@@ -219,10 +220,9 @@ def _experiment_ids(root: Path, entries: list[Entry]) -> Check:
 
 def _keeps(entries: list[Entry]) -> Check:
     """A keep intent without its completion is a keep a stop interrupted; the next load repairs it."""
-    done = {e.data.get("experiment") for e in entries if e.kind == Kind.EXPERIMENT}
-    pending = [e for e in entries if e.kind == Kind.KEEP_INTENT and e.data.get("experiment") not in done]
+    pending = queries.pending_keeps(entries)
     if pending:
-        return Check("keep_transactions", False, f"the keep of {pending[-1].data.get('experiment')} (ledger entry "
+        return Check("keep_transactions", False, f"the keep of {pending[-1].experiment} (ledger entry "
                      f"{pending[-1].seq}) was interrupted: run `ratchet repair DIR` to complete or roll it back")
     kept = sum(e.kind == Kind.KEEP_INTENT for e in entries)
     return Check("keep_transactions", True, f"{kept} keeps, each completed")
@@ -239,9 +239,9 @@ def _config_changes(entries: list[Entry]) -> Check:
 
 def describe_change(entry: Any) -> str:
     """One config event as a line: what changed, who approved it, why."""
-    d = entry.data
-    what = ", ".join(f"{k} {v['old']!r} -> {v['new']!r}" for k, v in d["changes"].items())
-    return f"entry {entry.seq}: {what}; approved by {d['approved_by']}: {d['reason']}"
+    change = view(entry, ConfigChange)
+    what = ", ".join(f"{k} {v['old']!r} -> {v['new']!r}" for k, v in change.changes.items())
+    return f"entry {entry.seq}: {what}; approved by {change.approved_by}: {change.reason}"
 
 
 def audit(root: Path, *, source_root: Path, gate_settings: Mapping[str, float] | str | None = None,
@@ -282,9 +282,7 @@ def audit(root: Path, *, source_root: Path, gate_settings: Mapping[str, float] |
             store, why = audit_mlflow.open_records(root, seals[0].data, records)
         checks.append(audit_mlflow.experiment_runs(store, why, entries))
         checks.append(audit_mlflow.registry_aliases(store, why, entries))
-        checks.append(audit_mlflow.model_entries(store, why, entries, next(
-            (e.data["name"] for e in entries if e.kind == Kind.MODEL),
-            f"ratchet-{root.name}-{str(seals[0].data.get('manifest_sha256'))[:12]}")))
+        checks.append(audit_mlflow.model_entries(store, why, entries, queries.model_name(entries, root.name)))
     else:
         checks.append(Check("manifest_vs_ledger", False, "the ledger has no seal entry"))
     if entries:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from holdout import lineage
+from holdout import lineage, queries
 from holdout.checks import Check, unverified
 from holdout.ledger import Entry, Kind
 from holdout.records import CHAMPION, PREVIOUS, MlflowRecords, RecordsUnavailable, TrackingRecords, recorded_store
@@ -85,19 +85,19 @@ def model_entries(records: TrackingRecords | None, why: str | None, entries: lis
 def registry_aliases(records: TrackingRecords | None, why: str | None, entries: list[Entry]) -> Check:
     """The registry's champion and previous aliases are where the ledger's last promotion or rollback put them
     (with nothing promoted, neither is set): an alias moved behind the ledger's back fails here."""
-    moves = [e for e in entries if e.kind in (Kind.PROMOTION, Kind.ROLLBACK)]
-    named = moves or [e for e in entries if e.kind == Kind.MODEL]
-    if not named:
+    moves, move = queries.moves(entries), queries.latest_move(entries)
+    named = move.name if move is not None else next((m.name for m in reversed(queries.models(entries))), None)
+    if move is None and named is None:
         return Check("registry_aliases", True, "nothing promoted")
     if records is None:
         return unverified("registry_aliases", str(why))
-    name = named[-1].data["name"]
+    name = str(named)
     try:
         aliases = records.model_aliases(name)
     except RecordsUnavailable as exc:
         return unverified("registry_aliases", f"MLflow at {records.uri} cannot be read: {exc}")
-    last = moves[-1].data if moves else {}
-    want = {CHAMPION: last.get("version"), PREVIOUS: last.get("previous_version")}
+    champion, previous = queries.aliases_set(entries)
+    want = {CHAMPION: champion, PREVIOUS: previous}
     if aliases is None:
         return (Check("registry_aliases", True, "nothing promoted") if not moves else
                 Check("registry_aliases", False, f"registered model {name} not found at {records.uri}; ledger entry "
@@ -111,7 +111,7 @@ def registry_aliases(records: TrackingRecords | None, why: str | None, entries: 
     if not moves:
         return Check("registry_aliases", True, f"nothing promoted; {name} has no champion alias")
     return Check("registry_aliases", True, f"{name}: champion {_version(want[CHAMPION])}, previous "
-                 f"{_version(want[PREVIOUS])}, as {since} set them (approved by {last.get('approved_by')})")
+                 f"{_version(want[PREVIOUS])}, as {since} set them (approved by {move.approved_by if move else None})")
 
 
 def _version(version: int | None) -> str:

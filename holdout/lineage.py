@@ -11,7 +11,8 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from holdout import fingerprint
+from holdout import fingerprint, queries
+from holdout.entries import Baseline, ConfigChange, Experiment, Reseal, Seal, typed, view
 from holdout.hashing import sha256_bytes, sha256_file
 from holdout.ledger import Entry, Kind
 from holdout.manifest import MANIFEST, manifest_sha256, read_manifest
@@ -25,7 +26,7 @@ RETIRED = "retired"
 
 def seal_name(entry: Entry) -> str:
     """How a message names a seal: its ledger entry and manifest."""
-    return f"ledger entry {entry.seq} ({entry.kind}, manifest {str(entry.data.get('manifest_sha256'))[:12]})"
+    return f"ledger entry {entry.seq} ({entry.kind}, manifest {str(queries.sealed(entry).manifest_sha256)[:12]})"
 
 
 def fingerprints(entries: list[Entry]) -> dict[str, tuple[dict[str, Any], Entry]]:
@@ -34,10 +35,10 @@ def fingerprints(entries: list[Entry]) -> dict[str, tuple[dict[str, Any], Entry]
     found: dict[str, tuple[dict[str, Any], Entry]] = {}
     for e in entries:
         if e.kind in SEALS:
-            d = e.data
-            if d.get("fingerprint"):
-                found[str(d.get("manifest_sha256"))] = (d["fingerprint"], e)
-            for sha, bound in (d.get("fingerprints_filled") or {}).items():
+            seal = queries.sealed(e)
+            if seal.fingerprint:
+                found[str(seal.manifest_sha256)] = (dict(seal.fingerprint), e)
+            for sha, bound in ((seal.fingerprints_filled if isinstance(seal, Reseal) else None) or {}).items():
                 found.setdefault(sha, (bound, e))
     return found
 
@@ -45,7 +46,7 @@ def fingerprints(entries: list[Entry]) -> dict[str, tuple[dict[str, Any], Entry]
 def retired_folders(entries: list[Entry]) -> list[tuple[Entry, Entry, str]]:
     """(the seal retired, the reseal that retired it, the folder name under retired/), oldest first."""
     seals = [e for e in entries if e.kind in SEALS]
-    return [(before, after, str(after.data.get("retired_to")))
+    return [(before, after, str(view(after, Reseal).retired_to))
             for before, after in zip(seals, seals[1:]) if after.kind == Kind.RESEAL]
 
 
@@ -60,7 +61,7 @@ def retired_problem(root: Path, sealed: Entry, folder: str) -> str | None:
     except Exception as exc:  # noqa: BLE001 - a damaged manifest is a finding, in one line
         return f"{rel}/{MANIFEST} cannot be read ({type(exc).__name__})"
     actual = manifest_sha256(manifest)
-    if actual != sealed.data.get("manifest_sha256"):
+    if actual != queries.sealed(sealed).manifest_sha256:
         return f"{rel}/{MANIFEST} sha256 {actual[:12]} is not the manifest of {seal_name(sealed)}: it was replaced"
     for name, expected in sorted(manifest.get("files", {}).items()):
         file = path / name
@@ -91,7 +92,7 @@ def sealed_holdouts(root: Path, entries: list[Entry]) -> tuple[list[str], str]:
         if wrong:
             problems.append(f"{wrong} (bound by {seal_name(entry)}): restore it from a backup")
     seals = [e for e in entries if e.kind in SEALS]
-    unbound = sum(e.data.get("manifest_sha256") not in bound for e in seals)
+    unbound = sum(queries.sealed(e).manifest_sha256 not in bound for e in seals)
     note = f"; {unbound} sealed before fingerprints were recorded (their folders stand in)" if unbound else ""
     return problems, (f"{len(seals)} holdout(s) sealed, {len(retired)} retired folder(s) as sealed, "
                       f"{len(bound)} fingerprint(s) as bound{note}")
@@ -102,12 +103,12 @@ def expected_head(entries: list[Entry]) -> tuple[str, Entry] | None:
     baseline, an approved config change, a keep); None when it recorded none (a workspace sealed by an older
     ratchet and not yet baselined, or a config entry that did not record its commit)."""
     for e in reversed(entries):
-        if e.kind == Kind.EXPERIMENT:
-            d = e.data
-            if d.get("kept") and d.get("commit"):
-                return d["commit"], e
-        elif e.kind in (Kind.CONFIG, Kind.BASELINE, Kind.SEAL):
-            commit = e.data.get("commit")
+        record = typed(e)
+        if isinstance(record, Experiment):
+            if record.kept and record.commit:
+                return record.commit, e
+        elif isinstance(record, (ConfigChange, Baseline, Seal)):
+            commit = record.commit
             if commit:
                 return commit, e
             if e.kind != Kind.SEAL:
@@ -121,12 +122,12 @@ def head_problem(root: Path, head: str, entries: list[Entry], policy_at_head: by
     if found is None:
         return None
     commit, entry = found
-    what = entry.data.get("experiment") or entry.kind
+    what = _what(entry)
     if head != commit:
         return (f"git HEAD {head[:12]} is not the last commit the ledger recorded, {commit[:12]} ({what}, ledger "
                 f"entry {entry.seq}): the history was changed outside ratchet (an amend, a commit or a reset); run "
                 f"`git -C {root} reset {commit}` to return to it, then `ratchet audit {root}`")
-    recorded = entry.data.get("policy_sha256") if entry.kind == Kind.EXPERIMENT else None
+    recorded = view(entry, Experiment).policy_sha256 if entry.kind == Kind.EXPERIMENT else None
     if recorded and policy_at_head is not None and sha256_bytes(policy_at_head) != recorded:
         return (f"policy.py at HEAD {head[:12]} is not the policy the ledger kept for {what} (ledger entry "
                 f"{entry.seq}): run `ratchet audit {root}`")
@@ -142,8 +143,13 @@ def head_report(root: Path, entries: list[Entry]) -> tuple[bool, str]:
     found = expected_head(entries)
     if problem or found is None:
         return not problem, problem or "not recorded: the ledger names no commit yet (sealed by an older ratchet)"
-    return True, (f"HEAD {head[:12]} is the last recorded commit ({found[1].data.get('experiment') or found[1].kind}, "
+    return True, (f"HEAD {head[:12]} is the last recorded commit ({_what(found[1])}, "
                   f"ledger entry {found[1].seq}) and holds its policy")
+
+
+def _what(entry: Entry) -> str:
+    """How a message names the entry that recorded a commit: its experiment, else its kind."""
+    return (view(entry, Experiment).experiment if entry.kind == Kind.EXPERIMENT else "") or entry.kind
 
 
 def git_head(root: Path) -> tuple[str | None, bytes | None]:
@@ -159,11 +165,11 @@ def git_head(root: Path) -> tuple[str | None, bytes | None]:
 def model_problems(versions: list[VersionRecord], entries: list[Entry], name: str) -> list[str]:
     """Registry versions of the workspace's model against the ledger's model entries, both ways: a version without
     its entry (entries removed) and an entry whose version the registry lost."""
-    recorded = {int(e.data["version"]): e for e in entries if e.kind == Kind.MODEL and e.data.get("name") == name}
+    recorded = {int(m.version): m for m in queries.models(entries, name)}
     have = {int(v.version): v for v in versions}
     problems = [f"registered version {v} of {name} ({have[v].experiment}, commit {str(have[v].commit)[:12]}) has no "
                 "ledger model entry: entries were removed; run `ratchet repair DIR`"
                 for v in sorted(set(have) - set(recorded))]
-    problems += [f"ledger entry {recorded[v].seq} records version {v} of {name} ({recorded[v].data.get('experiment')}), "
+    problems += [f"ledger entry {recorded[v].seq} records version {v} of {name} ({recorded[v].experiment}), "
                  "which the registry does not hold: it was deleted outside ratchet" for v in sorted(set(recorded) - set(have))]
     return problems

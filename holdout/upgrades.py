@@ -19,7 +19,8 @@ from typing import Any, Mapping
 
 from domains import get_domain
 from domains.errors import RatchetError
-from holdout import scorer
+from holdout import queries, scorer
+from holdout.entries import Upgrade, view
 from holdout.hashing import canonical_json, sha256_bytes, sha256_file
 from holdout.ledger import Entry, Kind
 from holdout.lineage import RETIRED, retired_folders
@@ -62,7 +63,7 @@ def in_force(entries: list[Entry], manifest: Mapping[str, Any]) -> Span:
     span = Span(entries[seals[-1]], str(manifest.get("tool_version", "?")), dict(manifest.get("scorer_sha256", {})))
     for e in entries[seals[-1] + 1:]:
         if e.kind == Kind.UPGRADE:
-            span = Span(e, str(e.data.get("to_version")), dict(e.data.get("sources", {}).get("new", {})))
+            span = _upgrade_span(e)
     return span
 
 
@@ -78,8 +79,14 @@ def spans(root: Path, entries: list[Entry], manifest: Mapping[str, Any]) -> list
             out.append(Span(e, str(found.get("tool_version", "?")) if found else "?",
                             dict(found["scorer_sha256"]) if found and "scorer_sha256" in found else None))
         elif e.kind == Kind.UPGRADE:
-            out.append(Span(e, str(e.data.get("to_version")), dict(e.data.get("sources", {}).get("new", {}))))
+            out.append(_upgrade_span(e))
     return out
+
+
+def _upgrade_span(e: Entry) -> Span:
+    """The span an upgrade starts: the version and sources it put in force."""
+    upgrade = view(e, Upgrade)
+    return Span(e, str(upgrade.to_version), dict((upgrade.sources or {}).get("new", {})))
 
 
 def _retired_manifest(root: Path, sealed: Entry, folder: str | None) -> dict[str, Any] | None:
@@ -147,8 +154,7 @@ def _take(want: dict[str, Any], record: Mapping[str, Any], *, on_current: bool) 
 
 
 def _current_seal(entries: list[Entry]) -> str | None:
-    seals = [e for e in entries if e.kind in SEALS]
-    return seals[-1].data.get("manifest_sha256") if seals else None
+    return queries.seal_in_force(entries).manifest_sha256 if queries.seals(entries) else None
 
 
 def differences(replayed: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:

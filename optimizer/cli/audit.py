@@ -106,7 +106,7 @@ def _looks_check(workspace: Path):
     from optimizer.release.shadow.report import replay_looks
 
     entries = Ledger(workspace / "ledger.duckdb").entries()
-    trials = [e.data["trial"] for e in entries if e.kind == Kind.SHADOW_TRIAL]
+    trials = queries.trial_ids(entries)
     if not trials:
         return Check("shadow_looks", True, "no shadow trial")
     after = queries.looks_redone_after(entries)

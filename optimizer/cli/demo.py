@@ -164,6 +164,7 @@ def next_line(workspace: str, champ: Any, base: Any, run: DemoRun, *, shadow: bo
 def run_demo(workspace: Path, *, experiments: int, rows: int | None, out: Console, err: Console,
              display: Callable[[int, str], Any], domain: str) -> int:
     from domains import get_domain
+    from holdout import queries
     from holdout.audit import audit
     from optimizer.lifecycle.initialize import init_workspace, source_root
     from optimizer.loop.run import run_loop
@@ -203,7 +204,7 @@ def run_demo(workspace: Path, *, experiments: int, rows: int | None, out: Consol
     report = audit(workspace, source_root=source_root(), gate_settings=ctx.config.gate.model_dump())
     facts = DemoRun(experiments=len(summary.records), kept=summary.kept,
                     candidates=sum(e.kind == "experiment" for e in entries[sealed:]), asked=len(gates),
-                    budget_left=gates[-1].data["budget_left"] if gates else ctx.config.gate.budget,
+                    budget_left=queries.budget_left(entries, ctx.config.gate.budget),
                     last=summary.records[-1].experiment if summary.records else None, step=step)
     for shown in demo_summary(ctx.domain.name, base, champ, ctx.config, report, facts, workspace=str(workspace)):
         if isinstance(shown, str):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from holdout.entries import Promotion, Rollback, view
 from optimizer.base.errors import RatchetError
 from optimizer.cli.app import app, err, fail, out
 
@@ -43,13 +44,13 @@ def promote(
         entry = do_promote(workspace, ref, approved_by=approved_by, reason=reason)
     except RatchetError as exc:
         _refuse(exc)
-    d = entry.data
     if as_json:
-        out.print_json(json.dumps({"seq": entry.seq, **d}))
+        out.print_json(json.dumps({"seq": entry.seq, **entry.data}))
         return
-    previous = f"version {d['previous_version']}" if d["previous_version"] is not None else "none"
-    out.print(f"{d['name']}: champion -> version {d['version']} ({d['experiment'] or d['commit'][:12]}, trial "
-              f"{d['trial']}); previous -> {previous}; approved by {d['approved_by']}; ledger entry {entry.seq}",
+    d = view(entry, Promotion)
+    previous = f"version {d.previous_version}" if d.previous_version is not None else "none"
+    out.print(f"{d.name}: champion -> version {d.version} ({d.experiment or str(d.commit)[:12]}, trial "
+              f"{d.trial}); previous -> {previous}; approved by {d.approved_by}; ledger entry {entry.seq}",
               markup=False)
 
 
@@ -70,8 +71,8 @@ def rollback(
         entry = do_rollback(workspace, approved_by=approved_by, reason=reason)
     except RatchetError as exc:
         _refuse(exc)
-    d = entry.data
-    previous = f"version {d['previous_version']}" if d["previous_version"] is not None else "none"
-    out.print(f"{d['name']}: champion -> version {d['version']} ({d['experiment'] or d['commit'][:12]}), rolled "
-              f"back from version {d['rolled_back_version']}; previous -> {previous}; approved by "
-              f"{d['approved_by']}; ledger entry {entry.seq}", markup=False)
+    d = view(entry, Rollback)
+    previous = f"version {d.previous_version}" if d.previous_version is not None else "none"
+    out.print(f"{d.name}: champion -> version {d.version} ({d.experiment or str(d.commit)[:12]}), rolled "
+              f"back from version {d.rolled_back_version}; previous -> {previous}; approved by "
+              f"{d.approved_by}; ledger entry {entry.seq}", markup=False)

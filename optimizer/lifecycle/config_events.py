@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from holdout import evidence
+from holdout.entries import ConfigChange
 from holdout.ledger import Kind, Ledger
 from optimizer.base.errors import IntegrityError, RatchetError
 from optimizer.workspace import approvers
@@ -113,6 +114,6 @@ def change_config(path: Path, assignments: dict[str, Any], *, approved_by: str, 
     summary = ", ".join(f"{k}={v['new']!r}" for k, v in changes.items())
     ws.git("add", evidence.CONFIG)
     ws.git("commit", "-q", "-m", f"config: {summary} (approved by {approved_by}: {reason})")
-    ledger.append(Kind.CONFIG, {"changes": changes, "approved_by": approved_by, "reason": reason, "commit": ws.head(),
-                             "evidence": evidence.bind(ws.root, [evidence.CONFIG])})
+    ledger.append(Kind.CONFIG, ConfigChange(changes=changes, approved_by=approved_by, reason=reason, commit=ws.head(),
+                                            evidence=evidence.bind(ws.root, [evidence.CONFIG])).to_payload())
     return changes

@@ -304,17 +304,18 @@ def init_workspace(domain_name: str, path: Path, *, config_file: Path | None = N
             tracker.log_dataset(holdout.drop(columns=[cols.label]).head(0), name="holdout",
                                 digest=manifest["content_sha256"], context="holdout", source="holdout/holdout.parquet")
             run_id = run.info.run_id
+        from holdout.entries import Seal
         from holdout.evidence import CONFIG, SPLITS, bind
 
-        Ledger(ws.ledger).append(Kind.SEAL, {
-            "evidence": bind(staging, (*SPLITS, CONFIG, CONTRACT)),
-            "manifest_sha256": manifest_sha,
-            "content_sha256": manifest["content_sha256"],
-            "fingerprint": sealed_rows,
-            "mlflow": {**store_fields(tracker.uri, target), "experiment": experiment, "run_id": run_id},
-            "commit": ws.head(),  # the commit HEAD must be at until the baseline, a config change or a keep moves it
-            "drift": {c: v["verdict"] for c, v in drift["columns"].items()},
-        })
+        Ledger(ws.ledger).append(Kind.SEAL, Seal(
+            evidence=bind(staging, (*SPLITS, CONFIG, CONTRACT)),
+            manifest_sha256=manifest_sha,
+            content_sha256=manifest["content_sha256"],
+            fingerprint=sealed_rows,
+            mlflow={**store_fields(tracker.uri, target), "experiment": experiment, "run_id": run_id},
+            commit=ws.head(),  # the commit HEAD must be at until the baseline, a config change or a keep moves it
+            drift={c: v["verdict"] for c, v in drift["columns"].items()},
+        ).to_payload())
         ws.ledger.chmod(0o600)
         from optimizer.workspace.history import EventStore
 

@@ -8,7 +8,8 @@ from typing import Callable
 
 import pandas as pd
 
-from holdout import fingerprint, lineage
+from holdout import fingerprint, lineage, queries
+from holdout.entries import Reseal, Seal, view
 from holdout.hashing import hashes_in, row_hashes
 from holdout.ledger import Entry, Kind
 from holdout.seal import HOLDOUT_FILE, plant_canaries, seal_holdout
@@ -84,7 +85,7 @@ def _sealed_before(ctx, entries: list) -> tuple[list[tuple[Entry, fingerprint.Fi
     folders = {sealed.seq: folder for sealed, _, folder in lineage.retired_folders(entries)}
     found, filled = [], {}
     for e in (e for e in entries if e.kind in lineage.SEALS):
-        sha, where = e.data["manifest_sha256"], lineage.seal_name(e)
+        sha, where = queries.sealed(e).manifest_sha256, lineage.seal_name(e)
         if sha in bound:
             found.append((e, fingerprint.read(root, bound[sha][0], where)))
             continue
@@ -148,14 +149,14 @@ def reseal(path: Path, *, seed: int | None = None, data: Path | None = None,
                "source": str(data) if data else f"seed {seed}"},
     )
     new_rows = fingerprint.write(ws.root, holdout, id_col=cols.id, manifest_sha256=digest)
-    first = ctx.ledger.entries(Kind.SEAL)[0].data["mlflow"]
+    first = view(queries.first_seal(entries), Seal).mlflow
     tracker = Tracker(first["experiment"], workspace_uri(ws.root, ctx.ledger.entries()))
     with tracker.run("reseal", tags={Tag.SEAL: digest, Tag.KIND: "reseal"}) as run:
         tracker.log_json(manifest, "MANIFEST.json")
         tracker.mlflow.log_metrics({"rows_holdout": int(manifest["rows"]), "label_rate_holdout": manifest["label_rate"]})
         run_id = run.info.run_id
-    ctx.ledger.append(Kind.RESEAL, {"manifest_sha256": digest, "content_sha256": manifest["content_sha256"],
-                                 "replaces": ctx.manifest_sha256, "retired_to": retired.name,
-                                 "fingerprint": new_rows, **({"fingerprints_filled": filled} if filled else {}),
-                                 "mlflow": {"uri": tracker.uri, "experiment": first["experiment"], "run_id": run_id}})
+    ctx.ledger.append(Kind.RESEAL, Reseal(
+        manifest_sha256=digest, content_sha256=manifest["content_sha256"], replaces=ctx.manifest_sha256,
+        retired_to=retired.name, fingerprint=new_rows, fingerprints_filled=filled or None,  # left out when none
+        mlflow={"uri": tracker.uri, "experiment": first["experiment"], "run_id": run_id}).to_payload())
     return ResealResult(digest, int(manifest["rows"]), retired)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from holdout import queries, scorer
+from holdout.entries import Upgrade
 from holdout.evidence import bind_state
 from holdout.ledger import Kind
 from optimizer import __version__
@@ -71,13 +72,13 @@ def upgrade(path: Path, *, approved_by: str, reason: str, accept_changes: bool =
             "was changed. If the new figures are the intended effect of the release, run it again with "
             "--accept-changes: they become the reference for later verdicts, each change recorded in the ledger.")
     bound = _restate(ctx, done) if changes else {}
-    payload = {"from_version": span.version, "to_version": __version__, "approved_by": who, "reason": why,
-               "after": {"kind": str(span.start.kind), "seq": span.start.seq},
-               "identical": not changes, "accepted_changes": bool(changes), "changes": list(changes),
-               "looks_changed": bool(looks),
-               "modules": dict(zip(("changed", "added", "removed"), scorer.compare(old, new))),
-               "replayed": [r.to_payload() for r in done], "sources": {"old": old, "new": new},
-               **({"evidence": bound} if bound else {})}
+    payload = Upgrade(from_version=span.version, to_version=__version__, approved_by=who, reason=why,
+                      after={"kind": str(span.start.kind), "seq": span.start.seq},
+                      identical=not changes, accepted_changes=bool(changes), changes=list(changes),
+                      looks_changed=bool(looks),
+                      modules=dict(zip(("changed", "added", "removed"), scorer.compare(old, new))),
+                      replayed=[r.to_payload() for r in done], sources={"old": old, "new": new},
+                      evidence=bound or None).to_payload()  # no evidence key when nothing was restated
     entry = ctx.ledger.append(Kind.UPGRADE, payload)
     _record(ctx, entry.seq, payload)
     return UpgradeResult(span.version, __version__, modules, entry.seq, len(done), changes)
@@ -87,7 +88,7 @@ def _looks(ctx: Context, entries: list, progress: Progress) -> list[str]:
     """Every recorded look at every shadow trial recomputed under the installed code; a line per look that moved."""
     from optimizer.release.shadow.report import replay_looks
 
-    trials = [e.data["trial"] for e in entries if e.kind == Kind.SHADOW_TRIAL]
+    trials = queries.trial_ids(entries)
     after = queries.looks_redone_after(entries)
     if trials:
         progress(f"replaying the looks at {len(trials)} shadow trial(s)")

@@ -37,6 +37,8 @@ import time
 from typing import Any, Callable, Mapping
 
 from guards import GuardName
+from holdout import queries
+from holdout.entries import ContaminationAlarm, TaskAgentUsage
 from holdout.ledger import Kind
 from optimizer.base.errors import RatchetError
 from optimizer.sandbox._channel import RequestError, parse_request
@@ -132,8 +134,9 @@ class _Session:
         scan = check_outgoing("a request to the routing model", text, canaries=self.broker.canaries,
                               holdout_ids=self.broker.holdout_ids)
         if not scan.passed:
-            self.broker.record(Kind.CONTAMINATION_ALARM, {"guard": GuardName.CONTAMINATION, "detail": scan.detail,
-                                                       "blocked": True, "source": "task_agent", "phase": self.phase})
+            self.broker.record(Kind.CONTAMINATION_ALARM, ContaminationAlarm(
+                guard=GuardName.CONTAMINATION, detail=scan.detail, blocked=True, source="task_agent",
+                phase=self.phase).to_payload())
             return self._stop(f"{scan.detail}; ticket ids never leave in a model request (contamination)")
         key = hashlib.sha256(text.encode()).hexdigest()
         answer = self.broker._cached(key, self.clean)
@@ -191,9 +194,9 @@ class _Session:
         if not self.figures["requests"]:
             return
         self.broker._add_usage(self.figures)
-        self.broker.record(Kind.TASK_AGENT_USAGE, {
-            "model": self.broker.config.model, "phase": self.phase, "row_sets": list(self.row_sets),
-            "clean": self.clean, **self.figures, "spent_usd": self.broker.spent, "stopped": self.stopped})
+        self.broker.record(Kind.TASK_AGENT_USAGE, TaskAgentUsage(
+            model=self.broker.config.model, phase=self.phase, row_sets=list(self.row_sets), clean=self.clean,
+            **self.figures, spent_usd=self.broker.spent, stopped=self.stopped).to_payload())
 
 
 def open_broker(ctx: Any) -> TaskAgentBroker | None:
@@ -203,7 +206,7 @@ def open_broker(ctx: Any) -> TaskAgentBroker | None:
         return None
     refuse_without_key(f"{ctx.ws.policy} (task_agent.enabled in {ctx.ws.config.name})")
     entries = ctx.ledger.entries()
-    spent = sum(float(e.data.get("cost_usd", 0.0)) for e in entries if e.kind == Kind.TASK_AGENT_USAGE)
+    spent = queries.spent_usd(entries, Kind.TASK_AGENT_USAGE)
     return TaskAgentBroker(config, canaries=list(ctx.manifest["canaries"]), holdout_ids=ctx.holdout_ids(),
                            spent=spent, record=ctx.ledger.append)
 

@@ -62,6 +62,7 @@ def bar(ctx: Any, entries: list | None = None, champion: Any = None) -> Bar:
     """The bar for the next candidate. `champion`: the policy it will be compared with (its dev contributions
     give the typical standard error until holdout tests have recorded real ones)."""
     from guards.significance import adjusted_alpha
+    from holdout import queries
     from holdout.fdr import critical_z, lord_level
     from optimizer.loop.stages.gate import lord_stream
 
@@ -75,7 +76,7 @@ def bar(ctx: Any, entries: list | None = None, champion: Any = None) -> Bar:
         level = lord_level(test, passes, alpha=g.fdr)
         hold_z = critical_z(level)
     n_dev, n_hold = len(ctx.dev), len(ctx.holdout)
-    recorded = [e.data["se"] for e in ctx.gates(entries) if e.data.get("kind") == "lord" and e.data["se"] > 0]
+    recorded = [g.se for g in queries.gates(entries) if g.kind == "lord" and g.se is not None and g.se > 0]
     se_dev = se_hold = None
     if recorded:  # real candidates' holdout standard errors, scaled to dev's rows
         se_hold = float(np.median(recorded))

@@ -13,6 +13,8 @@ import os
 from typing import Any, Callable
 
 from guards import GuardName
+from holdout.entries import AgentUsage
+from holdout.entries import ContaminationAlarm as AlarmRecord  # the entry; ContaminationAlarm below: the error
 from holdout.ledger import Kind
 from optimizer.base.errors import IntegrityError, RatchetError
 from optimizer.llm.model_usage import Usage
@@ -186,7 +188,7 @@ class AnthropicProposer(Proposer):
                               holdout_ids=self.holdout_ids)
         if not scan.passed:
             self.record(Kind.CONTAMINATION_ALARM,
-                        {"guard": GuardName.CONTAMINATION, "detail": scan.detail, "blocked": True})
+                        AlarmRecord(guard=GuardName.CONTAMINATION, detail=scan.detail, blocked=True).to_payload())
             raise ContaminationAlarm(f"contamination alarm: {scan.detail}; the request was blocked and nothing was "
                                      "sent. Find how holdout rows reached the traces or program.md before running "
                                      "again.")
@@ -203,8 +205,8 @@ class AnthropicProposer(Proposer):
             span.set_attributes({"input_tokens": usage.input, "output_tokens": usage.output,
                                  "cache_read_tokens": usage.cache_read, "cost_usd": cost})
         self.spent += cost
-        self.record(Kind.AGENT_USAGE, {"model": self.config.model, "input_tokens": usage.input,
-                                    "output_tokens": usage.output, "cache_write_tokens": usage.cache_write,
-                                    "cache_read_tokens": usage.cache_read, "cost_usd": cost,
-                                    "spent_usd": self.spent})
+        self.record(Kind.AGENT_USAGE, AgentUsage(
+            model=self.config.model, input_tokens=usage.input, output_tokens=usage.output,
+            cache_write_tokens=usage.cache_write, cache_read_tokens=usage.cache_read, cost_usd=cost,
+            spent_usd=self.spent).to_payload())
         return response, usage

@@ -92,7 +92,7 @@ class Context:
     def gates(self, entries: list | None = None) -> list:
         """Holdout answers given under the current seal (a reseal starts a fresh budget)."""
         entries = self.ledger.entries() if entries is None else entries
-        return [e for e in queries.since_latest_seal(entries) if e.kind == Kind.GATE]
+        return [e for e in queries.since_latest_seal(entries) if e.kind == Kind.GATE]  # typed: queries.gates
 
     def verify(self, entries: list | None = None, *, full: bool = False, sources: bool = True) -> list[str]:
         """Integrity before scoring: HEAD as the last kept commit, holdout file, manifest
@@ -110,7 +110,7 @@ class Context:
                 problems.append(f"holdout/{name}: sha256 {actual[:12]} != sealed {expected[:12]}")
         seal = queries.seals(entries)
         current = manifest_sha256(read_manifest(self.ws.holdout_dir))
-        if not seal or seal[-1].data.get("manifest_sha256") != current:
+        if not seal or queries.sealed(seal[-1]).manifest_sha256 != current:
             problems.append(f"holdout/MANIFEST.json sha256 {current[:12]} does not match the ledger's seal entry")
         if sources:
             problems += self.scorer_problems(entries)

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from holdout import queries
+from holdout.entries import Baseline, Experiment, Promotion, Rollback, of, typed, view
 from holdout.hashing import sha256_bytes
-from holdout.ledger import Entry, Kind
+from holdout.ledger import Entry
 from optimizer.base.errors import RatchetError
 
 
@@ -31,7 +32,7 @@ class PolicyRef:
 def resolve(ctx: Any, ref: str, entries: list | None = None) -> PolicyRef:
     """The policy `ref` names; RatchetError saying what was looked for and how to name one otherwise."""
     entries = ctx.ledger.entries() if entries is None else entries
-    kept = {e.data["experiment"]: e.data for e in queries.kept(entries)}
+    kept = {x.experiment: x for x in of(queries.kept(entries), Experiment)}
     ref = ref.strip()
     if ref == "champion":
         state = ctx.champion()
@@ -42,21 +43,21 @@ def resolve(ctx: Any, ref: str, entries: list | None = None) -> PolicyRef:
         base = queries.baseline(entries)
         if base is None:
             raise RatchetError(f"{ctx.ws.root}: the baseline has not been evaluated yet; run `ratchet run` first.")
-        return _at(ctx, ref, "baseline", base.data["commit"])
+        return _at(ctx, ref, "baseline", view(base, Baseline).commit)
     if re.fullmatch(r"exp-\d{4,}", ref):
         if ref not in kept:
             known = ", ".join(sorted(kept)) or "none yet"
             raise RatchetError(f"{ref}: not a kept experiment of {ctx.ws.root} (kept: {known}); name a kept experiment, "
                                "champion, baseline or a commit.")
-        return _at(ctx, ref, ref, kept[ref]["commit"], kept[ref]["policy_sha256"])
+        return _at(ctx, ref, ref, kept[ref].commit, kept[ref].policy_sha256)
     if not re.fullmatch(r"[0-9a-f]{4,40}", ref):
         raise RatchetError(f"{ref!r}: not a policy reference; name a kept experiment (exp-0003), champion, baseline "
                            "or a commit of the workspace.")
     commit = ctx.ws.git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False).strip()
     if not commit:
         raise RatchetError(f"{ref}: no such commit in {ctx.ws.root}; `git -C {ctx.ws.root} log --oneline` lists them.")
-    experiment = next((exp for exp, d in kept.items() if d["commit"] == commit), "")
-    return _at(ctx, ref, experiment, commit, kept[experiment]["policy_sha256"] if experiment else None)
+    experiment = next((exp for exp, x in kept.items() if x.commit == commit), "")
+    return _at(ctx, ref, experiment, commit, kept[experiment].policy_sha256 if experiment else None)
 
 
 def _at(ctx: Any, ref: str, experiment: str, commit: str, expected_sha: str | None = None) -> PolicyRef:
@@ -71,7 +72,8 @@ def _at(ctx: Any, ref: str, experiment: str, commit: str, expected_sha: str | No
 def registry_move(entries: Sequence[Entry]) -> Entry | None:
     """The ledger entry that last moved the registry's champion alias (a promotion, or a rollback that restored
     an earlier version), or None when nothing was ever promoted."""
-    return next((e for e in reversed(entries) if e.kind in (Kind.PROMOTION, Kind.ROLLBACK)), None)
+    moves = queries.moves(entries)
+    return moves[-1] if moves else None
 
 
 def acting(ctx: Any, entries: list[Entry]) -> tuple[PolicyRef, str]:
@@ -82,11 +84,13 @@ def acting(ctx: Any, entries: list[Entry]) -> tuple[PolicyRef, str]:
     move = registry_move(entries)
     if move is None:
         return resolve(ctx, "baseline", entries), "baseline (nothing promoted yet)"
-    commit = move.data.get("commit")
+    moved = typed(move)
+    commit = moved.commit if isinstance(moved, (Promotion, Rollback)) else None
     if not isinstance(commit, str) or not commit:
         raise RatchetError(f"{ctx.ws.ledger}: {move.kind} entry {move.seq} names no commit; run `ratchet audit "
                            f"{ctx.ws.root}`.")
-    version = f", version {move.data['version']}" if move.data.get("version") is not None else ""
+    version = f", version {moved.version}" if isinstance(moved, (Promotion, Rollback)) and moved.version is not None \
+        else ""
     return named(ctx, commit, entries), f"registry champion ({move.kind}{version}, ledger entry {move.seq})"
 
 
@@ -94,6 +98,6 @@ def named(ctx: Any, commit: str, entries: list[Entry]) -> PolicyRef:
     """A commit as a PolicyRef, called `baseline` when it is the baseline's commit and no kept experiment."""
     ref = resolve(ctx, commit, entries)
     base = queries.baseline(entries)
-    if not ref.experiment and base is not None and base.data.get("commit") == ref.commit:
+    if not ref.experiment and base is not None and view(base, Baseline).commit == ref.commit:
         ref = dataclasses.replace(ref, experiment="baseline")
     return ref

@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from holdout import queries
+from holdout.entries import ModelVersion, Promotion, Rollback, ShadowResult, of, view
 from holdout.ledger import Entry, Kind, Ledger, verify_chain
 from holdout.records import CHAMPION, PREVIOUS, Tag
 from optimizer.base.errors import IntegrityError, RatchetError
 from optimizer.records.refs import PolicyRef, resolve
 from optimizer.release.shadow.integrity import verify_trial
-from optimizer.tracking.registry import model_entries
 from optimizer.workspace import approvers
 from optimizer.workspace.runner import exclusive
 
-MOVES = (Kind.PROMOTION, Kind.ROLLBACK)
+MOVES = queries.MOVES
 
 
 class PromotionRefused(RatchetError):
@@ -41,7 +41,7 @@ def promote(path: Path, ref: str, *, approved_by: str, reason: str = "") -> Entr
     entries = ctx.ledger.entries()
     policy = resolve(ctx, ref, entries)
     trial = passed_trial(entries, policy)
-    if any(e.kind == Kind.SHADOW_TRIAL and e.data.get("trial") == trial for e in entries):
+    if queries.trial(entries, trial) is not None:
         verify_trial(ctx, trial, entries)  # the passed trial's rows and files are still the ones the ledger bound
         from optimizer.release.shadow.report import replay_looks
 
@@ -52,22 +52,21 @@ def promote(path: Path, ref: str, *, approved_by: str, reason: str = "") -> Entr
                                  f"{ctx.ws.root} {trial}` looks again under the installed code).")
     model = registered_version(entries, policy)
     client, uri = _client(ctx.ledger)
-    moves = [e for e in entries if e.kind in MOVES]
-    done = _settle(client, uri, model["name"], moves, path)
+    moves = queries.moves(entries)
+    done = _settle(client, uri, model.name, moves, path)
     stack = version_stack(moves)
-    if done is not None and done.kind == Kind.PROMOTION and stack[-1:] == [model["version"]]:
+    if done is not None and done.kind == Kind.PROMOTION and stack[-1:] == [model.version]:
         return done  # this very promotion, interrupted before the registry moved, now complete
-    if stack[-1:] == [model["version"]]:
-        raise PromotionRefused(f"{ref}: version {model['version']} of {model['name']} is already the champion; "
+    if stack[-1:] == [model.version]:
+        raise PromotionRefused(f"{ref}: version {model.version} of {model.name} is already the champion; "
                                "nothing to promote.")
     _check_version(client, uri, model, path)
     # Before any promotion the baseline acts (optimizer.records.refs.acting): the first promotion replaces it, so a
     # rollback can return to it.
-    below = stack[-1] if stack else _baseline_version(entries, model["version"])
-    payload = {"name": model["name"], "version": model["version"], "previous_version": below,
-               "experiment": policy.experiment, "commit": policy.commit, "policy_sha256": policy.policy_sha256,
-               "trial": trial, "approved_by": approver, "reason": reason}
-    return _move(client, uri, ctx.ledger, Kind.PROMOTION, payload)
+    below = stack[-1] if stack else _baseline_version(entries, model.version)
+    return _move(client, uri, ctx.ledger, Promotion(
+        name=model.name, version=model.version, previous_version=below, experiment=policy.experiment,
+        commit=policy.commit, policy_sha256=policy.policy_sha256, trial=trial, approved_by=approver, reason=reason))
 
 
 @exclusive
@@ -82,50 +81,52 @@ def rollback(path: Path, *, approved_by: str, reason: str = "") -> Entry:
     broken = verify_chain(entries)
     if broken:
         raise IntegrityError(f"{ledger.path}: {broken[0]}; run `ratchet audit {path}`.")
-    moves = [e for e in entries if e.kind in MOVES]
+    moves = queries.moves(entries)
     if not moves:
         raise PromotionRefused(f"{path}: nothing has been promoted, so there is nothing to roll back; promote a "
                                "policy with a passed shadow trial first (`ratchet promote`).")
     client, uri = _client(ledger)
-    name = moves[-1].data["name"]
+    name = _moved(moves[-1]).name
+    if name is None:
+        raise IntegrityError(f"{ledger.path}: {moves[-1].kind} entry {moves[-1].seq} names no model; run `ratchet "
+                             f"audit {path}`.")
     _settle(client, uri, name, moves, path)
     stack = version_stack(moves)
     if len(stack) < 2:
         raise PromotionRefused(f"{name}: the champion, version {stack[-1] if stack else '-'}, has no previous "
                                "version to roll back to; promote the policy you want instead (`ratchet promote`).")
-    back = next(e.data for e in reversed(model_entries(entries)) if e.data["version"] == stack[-2])
-    payload = {"name": name, "version": stack[-2], "previous_version": stack[-3] if len(stack) > 2 else None,
-               "rolled_back_version": stack[-1], "experiment": back["experiment"], "commit": back["commit"],
-               "policy_sha256": back["policy_sha256"], "approved_by": approver, "reason": reason}
-    return _move(client, uri, ledger, Kind.ROLLBACK, payload)
+    back = next(m for m in reversed(queries.models(entries)) if m.version == stack[-2])
+    return _move(client, uri, ledger, Rollback(
+        name=name, version=stack[-2], previous_version=stack[-3] if len(stack) > 2 else None,
+        rolled_back_version=stack[-1], experiment=back.experiment, commit=back.commit,
+        policy_sha256=back.policy_sha256, approved_by=approver, reason=reason))
 
 
 def passed_trial(entries: list, policy: PolicyRef) -> str:
     """The trial id of REF's latest shadow trial when it passed; refused otherwise, saying what to do."""
-    results = [e.data for e in entries if e.kind == Kind.SHADOW_RESULT
-               and (e.data.get("challenger") or {}).get("commit") == policy.commit]
+    results = [r for r in of(entries, ShadowResult) if (r.challenger or {}).get("commit") == policy.commit]
     what = f"{policy.ref} (commit {policy.commit[:12]})"
     if not results:
         raise PromotionRefused(f"{what}: no shadow trial of it in the ledger; promotion needs a passed shadow trial "
                                f"with it as the challenger: `ratchet shadow start DIR --challenger {policy.ref} "
                                "--events FILE`, then `ratchet shadow report DIR TRIAL` once its outcomes are in.")
     last = results[-1]
-    if last.get("status") != "passed":
-        raise PromotionRefused(f"{what}: its latest shadow trial {last.get('trial')} is {last.get('status')}, not "
+    if last.status != "passed":
+        raise PromotionRefused(f"{what}: its latest shadow trial {last.trial} is {last.status}, not "
                                "passed; promotion needs a passed shadow trial: add outcomes and report it again "
                                "(`ratchet shadow outcomes`, `ratchet shadow report`), or start a new one.")
-    return str(last.get("trial"))
+    return str(last.trial)
 
 
-def registered_version(entries: list, policy: PolicyRef) -> dict[str, Any]:
+def registered_version(entries: list, policy: PolicyRef) -> ModelVersion:
     """The ledger's record of REF's registered model version; refused when it has none."""
-    found = [e.data for e in model_entries(entries) if e.data.get("commit") == policy.commit]
+    found = [m for m in queries.models(entries) if m.commit == policy.commit]
     if not found:
         raise PromotionRefused(f"{policy.ref} (commit {policy.commit[:12]}): no registered model version in the "
                                "ledger; a policy is registered when it is kept (or, the baseline, when it is first "
                                "evaluated) with MLflow reachable. Keep it with `ratchet try DIR FILE --keep`.")
-    if found[-1]["policy_sha256"] != policy.policy_sha256:
-        raise IntegrityError(f"{policy.ref}: model version {found[-1]['version']} was registered for another "
+    if found[-1].policy_sha256 != policy.policy_sha256:
+        raise IntegrityError(f"{policy.ref}: model version {found[-1].version} was registered for another "
                              "policy.py (sha256 differs); run `ratchet audit`.")
     return found[-1]
 
@@ -133,11 +134,11 @@ def registered_version(entries: list, policy: PolicyRef) -> dict[str, Any]:
 def version_stack(moves: list) -> list[int]:
     """The champion history the ledger's moves leave: the version the first promotion replaced (the baseline's),
     then each promotion pushes its version and each rollback pops."""
-    first = moves[0].data.get("previous_version") if moves and moves[0].kind == Kind.PROMOTION else None
+    first = view(moves[0], Promotion).previous_version if moves and moves[0].kind == Kind.PROMOTION else None
     stack: list[int] = [int(first)] if first is not None else []
     for e in moves:
         if e.kind == Kind.PROMOTION:
-            stack.append(int(e.data["version"]))
+            stack.append(int(view(e, Promotion).version))
         elif stack:
             stack.pop()
     return stack
@@ -145,15 +146,14 @@ def version_stack(moves: list) -> list[int]:
 
 def _baseline_version(entries: list, promoted: int) -> int | None:
     """The baseline's registered version, which acts until the first promotion (None when it is the one promoted)."""
-    found = next((int(e.data["version"]) for e in model_entries(entries) if e.data.get("experiment") == "baseline"),
-                 None)
+    found = next((int(m.version) for m in queries.models(entries) if m.experiment == "baseline"), None)
     return None if found == promoted else found
 
 
 def expected_aliases(moves: list) -> dict[str, int | None]:
     """Where the last move put the aliases (nothing promoted: neither is set)."""
-    last = moves[-1].data if moves else {}
-    return {CHAMPION: last.get("version"), PREVIOUS: last.get("previous_version")}
+    champion, previous = queries.aliases_set(moves)
+    return {CHAMPION: champion, PREVIOUS: previous}
 
 
 def _approver(approved_by: str, what: str) -> str:
@@ -166,8 +166,7 @@ def _client(ledger: Ledger) -> tuple[Any, str]:
     """The registry beside the workspace's MLflow runs (MLFLOW_TRACKING_URI, else ./mlflow, as `ratchet run`)."""
     from optimizer.tracking.runs import Tracker
 
-    seal = queries.latest_seal(ledger.entries()).data
-    tracker = Tracker(seal["mlflow"]["experiment"])
+    tracker = Tracker(queries.tracking_experiment(ledger.entries()))
     return tracker.client, tracker.uri
 
 
@@ -196,45 +195,49 @@ def _settle(client: Any, uri: str, name: str, moves: list, path: Path) -> Entry 
                          f"`ratchet audit {path}` and set it back to what the ledger says before moving it again.")
 
 
-def _check_version(client: Any, uri: str, model: dict[str, Any], path: Path) -> None:
+def _check_version(client: Any, uri: str, model: ModelVersion, path: Path) -> None:
     """The registry's version is the one the ledger registered (same policy and fitted bytes)."""
     try:
-        tags = client.get_model_version(model["name"], str(model["version"])).tags
+        tags = client.get_model_version(model.name, str(model.version)).tags
     except Exception as exc:  # noqa: BLE001
-        raise RatchetError(f"MLflow at {uri}: cannot read version {model['version']} of {model['name']} "
+        raise RatchetError(f"MLflow at {uri}: cannot read version {model.version} of {model.name} "
                            f"({type(exc).__name__}); check MLFLOW_TRACKING_URI or that the server is up.") from None
-    for tag, key in ((Tag.POLICY_SHA256, "policy_sha256"), (Tag.MODEL_SHA256, "model_sha256")):
-        if tags.get(tag) != model[key]:
-            raise IntegrityError(f"version {model['version']} of {model['name']} at {uri}: tag {tag} is "
-                                 f"{str(tags.get(tag))[:12]}, the ledger registered {model[key][:12]}; run "
+    for tag, recorded in ((Tag.POLICY_SHA256, model.policy_sha256), (Tag.MODEL_SHA256, model.model_sha256)):
+        if tags.get(tag) != recorded:
+            raise IntegrityError(f"version {model.version} of {model.name} at {uri}: tag {tag} is "
+                                 f"{str(tags.get(tag))[:12]}, the ledger registered {str(recorded)[:12]}; run "
                                  f"`ratchet audit {path}`.")
 
 
-def _move(client: Any, uri: str, ledger: Ledger, kind: Kind, payload: dict[str, Any]) -> Entry:
+def _move(client: Any, uri: str, ledger: Ledger, move: Promotion | Rollback) -> Entry:
     """The ledger first, then the registry: a registry failure leaves a move the next call completes."""
-    entry = ledger.append(kind, payload)
+    entry = ledger.append(move.KIND, move.to_payload())
     try:
         _apply(client, entry)
     except Exception as exc:  # noqa: BLE001
-        raise RatchetError(f"the ledger records the {kind} (entry {entry.seq}) but MLflow at {uri} could not move the "
-                           f"aliases of {payload['name']} ({type(exc).__name__}); the next `ratchet promote` or "
+        raise RatchetError(f"the ledger records the {move.KIND} (entry {entry.seq}) but MLflow at {uri} could not "
+                           f"move the aliases of {move.name} ({type(exc).__name__}); the next `ratchet promote` or "
                            "`ratchet rollback` completes it once MLflow is reachable.") from None
     return entry
 
 
+def _moved(entry: Entry) -> Promotion | Rollback:
+    return view(entry, Promotion) if entry.kind == Kind.PROMOTION else view(entry, Rollback)
+
+
 def _apply(client: Any, entry: Entry) -> None:
     """Set the aliases a move names (removing `previous` when it names none); tag a promoted version."""
-    d = entry.data
-    name = d["name"]
-    for alias, version in ((PREVIOUS, d.get("previous_version")), (CHAMPION, d["version"])):
+    move = _moved(entry)
+    name = move.name
+    for alias, version in ((PREVIOUS, move.previous_version), (CHAMPION, move.version)):
         if version is None:
             client.delete_registered_model_alias(name, alias)
         else:
             client.set_registered_model_alias(name, alias, str(version))
-    if entry.kind == Kind.PROMOTION:
-        for tag, key in ((Tag.APPROVED_BY, "approved_by"), (Tag.REASON, "reason"), (Tag.TRIAL, "trial"),
-                         (Tag.COMMIT, "commit")):
-            client.set_model_version_tag(name, str(d["version"]), tag, d[key] or "-")
+    if isinstance(move, Promotion):
+        for tag, value in ((Tag.APPROVED_BY, move.approved_by), (Tag.REASON, move.reason), (Tag.TRIAL, move.trial),
+                           (Tag.COMMIT, move.commit)):
+            client.set_model_version_tag(name, str(move.version), tag, value or "-")
 
 
 def _v(version: int | None) -> str:

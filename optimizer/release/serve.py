@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from domains.history import lookback
+from holdout.entries import ShadowResult, of
 from holdout.ledger import Entry, Kind
 from optimizer.base.errors import RatchetError
 from optimizer.records.refs import acting, named
@@ -50,7 +51,7 @@ log = logging.getLogger("uvicorn.error")  # uvicorn configures this logger; test
 # --- which policies act ---------------------------------------------------------------------------------------
 def running_trial(trials: Sequence[Any], entries: Sequence[Entry]) -> Any | None:
     """The latest shadow trial without a passed or failed result in the ledger, or None."""
-    done = {e.data.get("trial") for e in entries if e.kind == Kind.SHADOW_RESULT and e.data.get("status") in FINISHED}
+    done = {r.trial for r in of(entries, ShadowResult) if r.status in FINISHED}
     open_ = [t for t in trials if t.trial not in done]
     return max(open_, key=lambda t: (t.started_at, t.trial)) if open_ else None
 

@@ -149,9 +149,10 @@ def _log(root: Path, html: Path, pngs: Mapping[str, Path]) -> str:
     from holdout.records import Tag
     from optimizer.tracking.runs import Tracker
 
-    seal = queries.latest_seal(Ledger(root / "ledger.duckdb").entries()).data
-    tracker = Tracker(seal["mlflow"]["experiment"])
-    with tracker.run("report", tags={Tag.KIND: "report", Tag.SEAL: seal["manifest_sha256"]}) as active:
+    entries = Ledger(root / "ledger.duckdb").entries()
+    tracker = Tracker(queries.tracking_experiment(entries))
+    with tracker.run("report", tags={Tag.KIND: "report", Tag.SEAL: queries.seal_in_force(entries).manifest_sha256}) \
+            as active:
         tracker.mlflow.log_artifact(str(html), "report")
         for path in pngs.values():
             tracker.mlflow.log_artifact(str(path), "report")

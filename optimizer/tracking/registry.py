@@ -18,6 +18,7 @@ from typing import Any
 import mlflow.pyfunc
 
 from holdout import queries
+from holdout.entries import ModelVersion
 from holdout.hashing import sha256_bytes
 from holdout.ledger import Entry, Kind
 from holdout.records import Tag
@@ -56,7 +57,7 @@ def register(tracker: Any, ctx: Any, *, experiment: str, commit: str, source: st
                                f"version of model {name} ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); "
                                "the keep itself is in the ledger, but only a registered version can be promoted. "
                                "Check MLFLOW_TRACKING_URI or that the server is up.") from None
-    return ctx.ledger.append(Kind.MODEL, {**payload, "version": version})
+    return ctx.ledger.append(Kind.MODEL, ModelVersion(**payload, version=version).to_payload())
 
 
 def _artifacts(folder: Path, source: str, model: Any) -> dict[str, str]:

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator, Mapping
 import pandas as pd
 
 from holdout import queries
+from holdout.entries import Seal, view
 from holdout.records import (  # noqa: F401 (SEAL_TAG re-exported: the tag the audit reads)
     SEAL_TAG,
     Tag,
@@ -75,8 +76,8 @@ def workspace_uri(root: Path, entries: list | None = None) -> str:
             entries = Ledger(Path(root) / "ledger.duckdb").entries(Kind.SEAL)
         except Exception:  # noqa: BLE001 - no readable ledger: the integrity checks say why, not this
             entries = []
-    seal = next((e for e in entries if e.kind == Kind.SEAL), None)
-    info = seal.data.get("mlflow") if seal is not None else None
+    seal = next((view(e, Seal) for e in entries if e.kind == Kind.SEAL), None)
+    info = seal.mlflow if seal is not None else None
     recorded = recorded_store(root, info) if info and info.get("uri") else None
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
@@ -101,7 +102,7 @@ def _opened_store(experiment: str) -> str | None:
             seals = Ledger(root / "ledger.duckdb").entries(Kind.SEAL)
         except Exception:  # noqa: BLE001
             continue
-        if seals and seals[0].data.get("mlflow", {}).get("experiment") == experiment:
+        if seals and (view(seals[0], Seal).mlflow or {}).get("experiment") == experiment:
             return workspace_uri(root, seals)
     return None
 
@@ -338,8 +339,7 @@ def open_tracker(ctx: Any) -> "Tracker":
     from optimizer.records.keep import complete_models
 
     entries = ctx.ledger.entries()
-    seal = queries.latest_seal(entries).data
-    tracker = Tracker(seal["mlflow"]["experiment"], workspace_uri(ctx.ws.root, entries))
+    tracker = Tracker(queries.tracking_experiment(entries), workspace_uri(ctx.ws.root, entries))
     tracker.end_stale_runs()  # a killed run's loop and experiment runs stay RUNNING otherwise
     done = complete_models(ctx, tracker.client)
     if done:

@@ -17,8 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from holdout import queries
 from holdout.hashing import content_hash, sha256_file
-from holdout.ledger import Entry, Kind
+from holdout.ledger import Entry
 from optimizer.base.errors import IntegrityError
 
 FILES = ("events.parquet", "champion.json", "challenger.json")
@@ -62,10 +63,10 @@ def problems(root: Path, trial: str, entries: list[Entry]) -> list[str]:
     """What of `trial` in the workspace at `root` differs from the ledger (empty when it verifies)."""
     from optimizer.release.shadow.store import ShadowStore
 
-    started = next((e for e in entries if e.kind == Kind.SHADOW_TRIAL and e.data.get("trial") == trial), None)
+    started = queries.trial(entries, trial)
     if started is None:
         return ["the ledger has no start entry for it"]
-    bound = started.data.get("store_sha256"), started.data.get("files_sha256")
+    bound = started.store_sha256, started.files_sha256
     if not (isinstance(bound[0], dict) and isinstance(bound[1], dict)):
         return [(f"its start (ledger entry {started.seq}) holds no hashes of its rows and files (a trial started "
                  "before trials were bound to the ledger): it cannot be verified; start a new trial")]
@@ -83,15 +84,15 @@ def problems(root: Path, trial: str, entries: list[Entry]) -> list[str]:
 
 def _batch_problems(store: Any, trial: str, entries: list[Entry]) -> list[str]:
     """Each outcomes batch against its ledger entry, and batches the ledger never recorded."""
-    recorded = {int(e.data["batch"]): e for e in entries if e.kind == Kind.SHADOW_OUTCOMES and e.data.get("trial") == trial}
+    recorded = {int(b.batch): b for b in queries.outcome_batches(entries, trial)}
     stored = batch_hashes(store, trial)
     found = []
     for batch, entry in sorted(recorded.items()):
         rows, digest = stored.get(batch, (0, None))
-        if "rows_sha256" not in entry.data:
+        if "rows_sha256" in entry.absent:
             found.append(f"outcomes batch {batch} (ledger entry {entry.seq}) holds no hash of its rows (joined before "
                          "outcomes were bound to the ledger)")
-        elif rows != entry.data.get("rows") or (rows and digest != entry.data["rows_sha256"]):
+        elif rows != entry.rows or (rows and digest != entry.rows_sha256):
             found.append(f"its outcomes batch {batch} rows in shadow.duckdb changed")
     extra = sorted(set(stored) - set(recorded))
     if extra:
@@ -112,7 +113,7 @@ def audit_trials(root: Path, entries: list[Entry]) -> tuple[bool, str]:
     detail) for `ratchet audit`."""
     from optimizer.release.shadow.store import ShadowStore
 
-    trials = [e.data["trial"] for e in entries if e.kind == Kind.SHADOW_TRIAL]
+    trials = queries.trial_ids(entries)
     failures = [f"{t}: does not match the ledger ({'; '.join(p)})" for t in trials if (p := problems(root, t, entries))]
     store = ShadowStore(Path(root) / "shadow.duckdb")
     unknown = sorted({t.trial for t in store.trials()} - set(trials))

@@ -23,6 +23,7 @@ import pandas as pd
 
 from domains import Decisions
 from holdout import queries
+from holdout.entries import Baseline, Experiment, typed
 from optimizer.release.shadow import compare
 
 RESAMPLES = 200
@@ -81,8 +82,9 @@ def recorded_dev(entries: list, commit: str) -> dict[str, float]:
     a kept policy's are biased upward: the loop chose it on dev)."""
     base = queries.baseline(entries)
     for e in reversed([*([base] if base else []), *queries.kept(entries)]):  # the latest record of that commit
-        if e.data.get("commit") == commit:
-            return dict(e.data.get("dev_metrics") or {})
+        record = typed(e)
+        if isinstance(record, (Baseline, Experiment)) and record.commit == commit:
+            return dict(record.dev_metrics or {})
     return {}
 
 

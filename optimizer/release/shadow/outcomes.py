@@ -17,6 +17,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from holdout import queries
+from holdout.entries import ShadowOutcomes
 from holdout.hashing import sha256_file
 from holdout.ledger import Kind
 from optimizer.base.errors import RatchetError
@@ -40,7 +42,7 @@ def add_outcomes(path: Path, trial: str, outcomes_file: Path) -> dict:
 
     ctx = load_context(path)
     entries = ctx.ledger.entries()
-    trials = [e.data["trial"] for e in entries if e.kind == Kind.SHADOW_TRIAL]
+    trials = queries.trial_ids(entries)
     if trial not in trials:
         raise RatchetError(f"{trial}: no such trial in {ctx.ws.root} (trials: {', '.join(trials) or 'none yet'}); "
                            "start one with `ratchet shadow start`.")
@@ -56,13 +58,13 @@ def add_outcomes(path: Path, trial: str, outcomes_file: Path) -> dict:
     same = np.logical_and.reduce([_equal(ours[f].to_numpy(), before[f].to_numpy()) for f in FIELDS])
     fresh = ours[~(known & same)]
     corrections = int((known & ~same).sum())
-    batch = 1 + sum(e.kind == Kind.SHADOW_OUTCOMES and e.data.get("trial") == trial for e in entries)
+    batch = 1 + len(queries.outcome_batches(entries, trial))
     with store.writing():  # the rows and the ledger entry that binds them: both, or neither
         store.add_outcomes(trial, batch, fresh)
         rows, digest = batch_hashes(store, trial).get(batch, (0, None))
-        ctx.ledger.append(Kind.SHADOW_OUTCOMES, {
-            "trial": trial, "batch": batch, "rows": rows, "new": rows - corrections, "corrections": corrections,
-            "ignored": len(frame) - rows, "rows_sha256": digest, "file_sha256": sha256_file(outcomes_file)})
+        ctx.ledger.append(Kind.SHADOW_OUTCOMES, ShadowOutcomes(
+            trial=trial, batch=batch, rows=rows, new=rows - corrections, corrections=corrections,
+            ignored=len(frame) - rows, rows_sha256=digest, file_sha256=sha256_file(outcomes_file)).to_payload())
     return {"trial": trial, "batch": batch, "joined": rows - corrections, "corrections": corrections,
             "ignored": len(frame) - rows}
 

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from domains import Decisions
+from holdout import queries
+from holdout.entries import ShadowResult
 from holdout.ledger import Kind
 from optimizer import __version__ as VERSION
 from optimizer.base.errors import RatchetError
@@ -50,13 +52,14 @@ def build_report(path: Path, trial: str, *, accept_drift: str | None = None, rec
 
     ctx = load_context(path)
     entries = ctx.ledger.entries()
-    started = next((e.data for e in entries if e.kind == Kind.SHADOW_TRIAL and e.data["trial"] == trial), None)
-    if started is None:
-        known = ", ".join(e.data["trial"] for e in entries if e.kind == Kind.SHADOW_TRIAL) or "none yet"
+    start = queries.trial(entries, trial)
+    if start is None:
+        known = ", ".join(queries.trial_ids(entries)) or "none yet"
         raise RatchetError(f"{trial}: no such trial in {ctx.ws.root} (trials: {known}).")
     from optimizer.release.shadow.integrity import verify_trial
 
     verify_trial(ctx, trial, entries)  # the store's rows and the trial's files are the ones the ledger bound
+    started = start.to_payload()  # compute and the look read the start as its payload
     result = compute(ctx, trial, started, accept_drift=accept_drift)
     if record:
         _record(ctx, result, started, entries)
@@ -297,11 +300,11 @@ def _record(ctx, result: Report, started: dict, entries: list) -> None:
             "outcome_batches": f["outcome_batches"], "primary": primary, "drift_accepted": f["drift_accepted"],
             "settings": {"shadow": ctx.config.shadow.model_dump(mode="json"),
                          "scoring": ctx.config.scoring.model_dump(mode="json")}}
-    looks = [e.data for e in entries if e.kind == Kind.SHADOW_RESULT and e.data.get("trial") == result.trial]
-    if looks and all(looks[-1].get(k) == v for k, v in look.items()):
+    looks = queries.looks(entries, result.trial)
+    if looks and all(looks[-1].to_payload().get(k) == v for k, v in look.items()):
         return
     number = len(looks) + 1
-    ctx.ledger.append(Kind.SHADOW_RESULT, {**look, "look": number})
+    ctx.ledger.append(Kind.SHADOW_RESULT, ShadowResult(**look, look=number).to_payload())
     tracker = open_tracker(ctx)
     found = tracker.client.search_runs([tracker.experiment_id], max_results=1, filter_string=(
         f"tags.`{Tag.KIND}` = 'shadow_report' AND tags.`{Tag.TRIAL}` = '{result.trial}'"))
@@ -332,9 +335,11 @@ def replay_looks(ctx, trial: str, entries: list, *, last_only: bool = False, aft
     """Every recorded look at `trial` (or its last) recomputed from the store as it stood then (its first
     `outcome_batches` batches) under the settings it was made with; a line per look whose verdict or bounds differ.
     `after`: only looks recorded after that ledger entry (an upgrade that accepted changed looks)."""
-    started = next(e.data for e in entries if e.kind == Kind.SHADOW_TRIAL and e.data["trial"] == trial)
-    looks = [e.data for e in entries if e.kind == Kind.SHADOW_RESULT and e.data.get("trial") == trial
-             and e.seq > after]
+    start = queries.trial(entries, trial)
+    if start is None:
+        raise RatchetError(f"{trial}: no such trial in the ledger")  # callers name trials the ledger started
+    started = start.to_payload()
+    looks = [r.to_payload() for r in queries.looks(entries, trial) if (r.seq or 0) > after]
     problems = []
     for look in looks[-1:] if last_only else looks:
         if "settings" not in look:  # recorded before looks carried their settings: nothing to replay them with

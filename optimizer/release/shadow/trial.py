@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from holdout.entries import ShadowTrial
 from holdout.hashing import array_sha256, content_hash, sha256_file
 from holdout.ledger import Kind
 from optimizer.base.errors import RatchetError
@@ -105,13 +106,13 @@ def start_trial(path: Path, *, challenger: str, events_file: Path, progress=lamb
             values, constants = decided[role]
             store.log_decisions(trial, ids, ts, role, values, decided[role + "_latency"], acted=role == "champion")
             (folder / f"{role}.json").write_text(json.dumps({"constants": constants}, default=str))
-        entry = ctx.ledger.append(Kind.SHADOW_TRIAL, {
-            "trial": trial, "champion": champ.to_dict(), "challenger": chall.to_dict(),
-            "events_file_sha256": record.events_sha256, "events_sha256": content_hash(valid),
-            "events": len(valid), "quarantined": len(checked.quarantined), "quarantine_reasons": reasons,
-            "decisions_sha256": {role: array_sha256(np.asarray(decided[role][0])) for role in ("champion", "challenger")},
-            "store_sha256": table_hashes(store, trial), "files_sha256": file_hashes(folder),
-            "seal": ctx.manifest_sha256})
+        entry = ctx.ledger.append(Kind.SHADOW_TRIAL, ShadowTrial(
+            trial=trial, champion=champ.to_dict(), challenger=chall.to_dict(),
+            events_file_sha256=record.events_sha256, events_sha256=content_hash(valid),
+            events=len(valid), quarantined=len(checked.quarantined), quarantine_reasons=reasons,
+            decisions_sha256={role: array_sha256(np.asarray(decided[role][0])) for role in ("champion", "challenger")},
+            store_sha256=table_hashes(store, trial), files_sha256=file_hashes(folder),
+            seal=ctx.manifest_sha256).to_payload())
     _track(ctx, entry.data)
     return Started(trial, len(valid), len(checked.quarantined), reasons, champ.to_dict(), chall.to_dict(),
                    checked.dropped_columns)
