@@ -253,7 +253,7 @@ class ShadowTrial(Record):
     quarantine_reasons: Any = None
     decisions_sha256: Mapping[str, str] | None = None
     store_sha256: Mapping[str, Any] | None = None
-    files_sha256: Mapping[str, str] | None = None
+    files_sha256: Mapping[str, str | None] | None = None
     seal: str | None = None
 
 

@@ -84,7 +84,7 @@ def _sealed_before(ctx, entries: list) -> tuple[list[tuple[Entry, fingerprint.Fi
     bound = lineage.fingerprints(entries)
     folders = {sealed.seq: folder for sealed, _, folder in lineage.retired_folders(entries)}
     found, filled = [], {}
-    for e in (e for e in entries if e.kind in lineage.SEALS):
+    for e in (e for e in entries if e.kind in queries.SEALS):
         sha, where = queries.sealed(e).manifest_sha256, lineage.seal_name(e)
         if sha in bound:
             found.append((e, fingerprint.read(root, bound[sha][0], where)))
@@ -149,7 +149,7 @@ def reseal(path: Path, *, seed: int | None = None, data: Path | None = None,
                "source": str(data) if data else f"seed {seed}"},
     )
     new_rows = fingerprint.write(ws.root, holdout, id_col=cols.id, manifest_sha256=digest)
-    first = view(queries.first_seal(entries), Seal).mlflow
+    first = view(queries.first_seal(entries), Seal).mlflow or {}
     tracker = Tracker(first["experiment"], workspace_uri(ws.root, ctx.ledger.entries()))
     with tracker.run("reseal", tags={Tag.SEAL: digest, Tag.KIND: "reseal"}) as run:
         tracker.log_json(manifest, "MANIFEST.json")

@@ -115,7 +115,7 @@ class _Session:
         self.broker, self.phase, self.row_sets, self.deadline = broker, phase, row_sets, deadline
         self.clean = set(row_sets) <= CLEAN_ROW_SETS
         self.explains = phase == "decide" and row_sets == ("dev",)  # its replies may go into the trace
-        self.figures = {"requests": 0, "sent": 0, "cached": 0, "refused": 0, "failed": 0,
+        self.figures: dict[str, Any] = {"requests": 0, "sent": 0, "cached": 0, "refused": 0, "failed": 0,
                         "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
         self.exchanges: list[dict] = []
         self.stopped = ""

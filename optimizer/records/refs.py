@@ -60,7 +60,9 @@ def resolve(ctx: Any, ref: str, entries: list | None = None) -> PolicyRef:
     return _at(ctx, ref, experiment, commit, kept[experiment].policy_sha256 if experiment else None)
 
 
-def _at(ctx: Any, ref: str, experiment: str, commit: str, expected_sha: str | None = None) -> PolicyRef:
+def _at(ctx: Any, ref: str, experiment: str, commit: str | None, expected_sha: str | None = None) -> PolicyRef:
+    if commit is None:
+        raise RatchetError(f"{ref}: the ledger records no commit for {experiment}. Run `ratchet audit {ctx.ws.root}`.")
     source = ctx.ws.git("show", f"{commit}:policy.py")
     digest = sha256_bytes(source.encode())
     if expected_sha is not None and digest != expected_sha:

@@ -138,7 +138,10 @@ def version_stack(moves: list) -> list[int]:
     stack: list[int] = [int(first)] if first is not None else []
     for e in moves:
         if e.kind == Kind.PROMOTION:
-            stack.append(int(view(e, Promotion).version))
+            version = view(e, Promotion).version
+            if version is None:
+                raise IntegrityError(f"ledger entry {e.seq}: a promotion that names no version; run `ratchet audit`.")
+            stack.append(int(version))
         elif stack:
             stack.pop()
     return stack

@@ -78,7 +78,7 @@ def workspace_uri(root: Path, entries: list | None = None) -> str:
             entries = []
     seal = next((view(e, Seal) for e in entries if e.kind == Kind.SEAL), None)
     info = seal.mlflow if seal is not None else None
-    recorded = recorded_store(root, info) if info and info.get("uri") else None
+    recorded = recorded_store(root, dict(info)) if info and info.get("uri") else None
     env = os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         if recorded and not _same_store(env, recorded) and (str(root), env) not in _NOTICED:

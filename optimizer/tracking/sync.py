@@ -55,11 +55,11 @@ def replay(ctx, tracker, *, skip: frozenset[int] = frozenset()) -> Synced:
     base = ctx.ledger.last(Kind.BASELINE)
     baseline_of = view(base, Baseline) if base is not None else None
     baseline = False
-    if base is not None and not any(r.data.tags.get(Tag.KIND) == "baseline" and r.info.status == "FINISHED"
+    if baseline_of is not None and not any(r.data.tags.get(Tag.KIND) == "baseline" and r.info.status == "FINISHED"
                                     for r in runs):
         with tracker.run("baseline", nested=tracker.mlflow.active_run() is not None,
                          tags={Tag.KIND: "baseline", Tag.COMMIT: baseline_of.commit, "ratchet.synced": "true"}):
             tracker.mlflow.log_metrics({f"dev_{k}": v for k, v in (baseline_of.dev_metrics or {}).items()})
-            tracker.mlflow.log_text(ctx.ws.git("show", f"{base.data['commit']}:policy.py"), "policy.py")
+            tracker.mlflow.log_text(ctx.ws.git("show", f"{baseline_of.commit}:policy.py"), "policy.py")
         baseline = True
     return Synced(tuple(written), baseline, len(have))
