@@ -231,7 +231,7 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
                                          memory_mb=ctx.config.sandbox.memory_mb)
                 _search(ctx, sandbox, prop, tracker, pool, summary, path, experiments, deadline, on_event)
         except KeyboardInterrupt:
-            from optimizer.records.keep import reconcile
+            from optimizer.records.recovery import reconcile
 
             reconcile(ctx, reason="interrupted")  # a keep the interrupt cut short is completed or rolled back
             summary.interrupted = True

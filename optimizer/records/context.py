@@ -179,7 +179,7 @@ def load_context(path: Path, *, repair: bool = True, sources: bool = True) -> Co
         holdout=holdout_all[~canary_mask].reset_index(drop=True), holdout_all=holdout_all,
         canary_mask=canary_mask, ledger=ledger, scorer_root=scorer.root(),
     )
-    from optimizer.records.keep import reconcile
+    from optimizer.records.recovery import reconcile
     from optimizer.workspace.runner import runner_lock
 
     if repair:  # under the runner lock: a keep another process is making now is not an interrupted one

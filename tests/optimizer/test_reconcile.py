@@ -1,6 +1,6 @@
-"""The keep's repair, one case at a time: a keep cut at each of its steps (and the other stops a run can leave) on a
-bare workspace (git, ledger and state folders, no data), what `diagnose` calls it, and what its one repair does.
-The whole command, killed for real at each point, is tests/optimizer/test_crash_safety*.py."""
+"""The keep's repair (records/recovery.py), one case at a time: a keep cut at each of its steps (and the other
+stops a run can leave) on a bare workspace (git, ledger and state folders, no data), what `diagnose` calls it, and
+what its one repair does. The whole command, killed for real at each point: tests/optimizer/test_crash_safety*.py."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -12,7 +12,7 @@ from guards import GuardResult, Verdict
 from holdout.hashing import canonical_json, sha256_bytes
 from holdout.ledger import Kind, Ledger
 from optimizer.base.errors import IntegrityError
-from optimizer.records import keep
+from optimizer.records import keep, recovery
 from optimizer.records.experiment_record import ExperimentRecord, ExperimentStatus
 from optimizer.records.policy_state import PolicyState
 from optimizer.workspace.layout import Workspace
@@ -117,17 +117,17 @@ def _gate_only(ctx) -> None:
 
 
 CASES = [
-    ("nothing stopped", lambda ctx: None, keep.Clean),
-    ("a keep's cleanup left", _completed_but_cleanup, keep.CleanupLeft),
-    ("a holdout query without its experiment", _gate_only, keep.UnrecordedGate),
-    ("a kept experiment without its folder", lambda ctx: _cut(ctx, "cleanup"), keep.MissingFolder),
-    ("a reverted experiment without its folder", _reverted_without_folder, keep.MissingFolder),
-    ("cut after the intent", lambda ctx: _cut(ctx, "intent"), keep.RollBack),
-    ("cut after the commit", lambda ctx: _cut(ctx, "commit"), keep.RollBack),
-    ("cut after the new state was written", lambda ctx: _cut(ctx, "state"), keep.RollBack),
-    ("cut inside the swap", _mid_swap, keep.RollBack),
-    ("cut after the swap", lambda ctx: _cut(ctx, "swap"), keep.RollForward),
-    ("cut, then the history changed by hand", _history_changed, keep.HistoryChanged),
+    ("nothing stopped", lambda ctx: None, recovery.Clean),
+    ("a keep's cleanup left", _completed_but_cleanup, recovery.CleanupLeft),
+    ("a holdout query without its experiment", _gate_only, recovery.UnrecordedGate),
+    ("a kept experiment without its folder", lambda ctx: _cut(ctx, "cleanup"), recovery.MissingFolder),
+    ("a reverted experiment without its folder", _reverted_without_folder, recovery.MissingFolder),
+    ("cut after the intent", lambda ctx: _cut(ctx, "intent"), recovery.RollBack),
+    ("cut after the commit", lambda ctx: _cut(ctx, "commit"), recovery.RollBack),
+    ("cut after the new state was written", lambda ctx: _cut(ctx, "state"), recovery.RollBack),
+    ("cut inside the swap", _mid_swap, recovery.RollBack),
+    ("cut after the swap", lambda ctx: _cut(ctx, "swap"), recovery.RollForward),
+    ("cut, then the history changed by hand", _history_changed, recovery.HistoryChanged),
 ]
 
 
@@ -141,19 +141,19 @@ def test_the_diagnosis_names_each_case_and_changes_nothing(tmp_path, name, make,
     ctx = _bench(tmp_path)
     make(ctx)
     before = _snapshot(ctx)
-    assert type(keep.diagnose(ctx)) is case
+    assert type(recovery.diagnose(ctx)) is case
     assert _snapshot(ctx) == before
 
 
 def test_the_diagnosis_names_a_baseline_never_recorded(tmp_path):
     ctx = _bench(tmp_path, baseline=False)
-    assert keep.diagnose(ctx) == keep.NoBaseline()
+    assert recovery.diagnose(ctx) == recovery.NoBaseline()
 
 
 def test_a_baseline_never_recorded_is_forgotten(tmp_path):
     ctx = _bench(tmp_path, baseline=False)
     ctx.champion_dir.with_name("champion.next").mkdir()
-    assert keep.forget_baseline(ctx) is None
+    assert recovery.forget_baseline(ctx) is None
     assert not [p.name for p in ctx.ws.root.iterdir() if p.name.startswith(("baseline", "champion"))]
 
 
@@ -161,7 +161,7 @@ def test_a_completed_keeps_cleanup_is_finished(tmp_path):
     ctx = _bench(tmp_path)
     _completed_but_cleanup(ctx)
     entries = len(ctx.ledger.entries())
-    keep.finish_cleanup(ctx)
+    recovery.finish_cleanup(ctx)
     assert not ctx.champion_dir.with_name("champion.prev").exists()
     assert PolicyState.load(ctx.champion_dir).experiment == EXP and len(ctx.ledger.entries()) == entries
 
@@ -169,9 +169,9 @@ def test_a_completed_keeps_cleanup_is_finished(tmp_path):
 def test_a_holdout_query_without_its_experiment_is_recorded_as_crashed(tmp_path):
     ctx = _bench(tmp_path)
     _gate_only(ctx)
-    stop = keep.diagnose(ctx)
+    stop = recovery.diagnose(ctx)
     parent = ctx.ws.head()
-    assert keep.record_stopped(ctx, stop) == f"{EXP}: stopped after its holdout query; recorded as crashed"
+    assert recovery.record_stopped(ctx, stop) == f"{EXP}: stopped after its holdout query; recorded as crashed"
     gate = stop.gate.data
     detail = (f"the run stopped after this experiment's holdout query (gate query {gate.get('query')}) and "
               "before its verdict was recorded; recorded as crashed on the next load, the query stays counted")
@@ -188,27 +188,27 @@ def test_a_holdout_query_without_its_experiment_is_recorded_as_crashed(tmp_path)
 def test_a_kept_experiments_folder_is_rewritten_from_its_intent(tmp_path):
     ctx = _bench(tmp_path)
     _cut(ctx, "cleanup")
-    stop = keep.diagnose(ctx)
+    stop = recovery.diagnose(ctx)
     assert stop.intent is not None
-    assert keep.rewrite_folder(ctx, stop) == f"{EXP}: its record folder was rewritten from the ledger"
+    assert recovery.rewrite_folder(ctx, stop) == f"{EXP}: its record folder was rewritten from the ledger"
     assert (ctx.ws.experiments / EXP / "policy.py").read_text() == NEW and ctx.ws.champion_source() == NEW
 
 
 def test_a_reverted_experiments_folder_is_rewritten_from_the_working_copy(tmp_path):
     ctx = _bench(tmp_path)
     _reverted_without_folder(ctx)
-    stop = keep.diagnose(ctx)
+    stop = recovery.diagnose(ctx)
     assert stop.intent is None
-    keep.rewrite_folder(ctx, stop)
+    recovery.rewrite_folder(ctx, stop)
     assert (ctx.ws.experiments / EXP / "policy.py").read_text() == NEW and ctx.ws.policy.read_text() == OLD
 
 
 def test_a_keep_cut_after_the_swap_is_rolled_forward(tmp_path):
     ctx = _bench(tmp_path)
     payload = _cut(ctx, "swap")
-    stop = keep.diagnose(ctx)
+    stop = recovery.diagnose(ctx)
     head = ctx.ws.head()
-    assert keep.roll_forward(ctx, stop) == f"{EXP}: the interrupted keep was completed (commit {head[:12]})"
+    assert recovery.roll_forward(ctx, stop) == f"{EXP}: the interrupted keep was completed (commit {head[:12]})"
     written = ctx.ledger.entries(Kind.EXPERIMENT)[-1].data
     assert written["commit"] == head and {k: v for k, v in written.items() if k not in ("commit", "evidence")} == \
         {k: v for k, v in payload.items() if k != "commit"}
@@ -224,8 +224,8 @@ def test_a_keep_cut_before_its_state_was_in_place_is_rolled_back(tmp_path, make)
     parent = ctx.ws.head()
     make(ctx)
     payload = ctx.ledger.entries(Kind.KEEP_INTENT)[-1].data["record"]
-    stop = keep.diagnose(ctx)
-    assert keep.roll_back(ctx, stop, "a test stopped it") == \
+    stop = recovery.diagnose(ctx)
+    assert recovery.roll_back(ctx, stop, "a test stopped it") == \
         f"{EXP}: the interrupted keep was rolled back to {parent[:12]}"
     as_before = {**payload, "status": "crashed", "kept": False, "commit": None,
                  "reasons": [*payload["reasons"], {"guard": "record", "passed": False, "figures": {},
@@ -242,7 +242,7 @@ def test_a_keep_cut_before_its_state_was_in_place_is_rolled_back(tmp_path, make)
 def test_a_rollback_without_a_reason_says_where_it_stopped(tmp_path):
     ctx = _bench(tmp_path)
     _cut(ctx, "commit")
-    keep.roll_back(ctx, keep.diagnose(ctx))
+    recovery.roll_back(ctx, recovery.diagnose(ctx))
     assert "(stopped before the new champion state was in place)" in \
         ctx.ledger.entries(Kind.EXPERIMENT)[-1].data["reasons"][-1]["detail"]
 
@@ -251,10 +251,10 @@ def test_a_changed_history_is_refused_with_the_swap_finished(tmp_path):
     ctx = _bench(tmp_path)
     _mid_swap(ctx)
     _edit_history(ctx)
-    stop = keep.diagnose(ctx)
-    assert isinstance(stop, keep.HistoryChanged) and stop.mid_swap
+    stop = recovery.diagnose(ctx)
+    assert isinstance(stop, recovery.HistoryChanged) and stop.mid_swap
     with pytest.raises(IntegrityError, match="changed by hand"):
-        keep.refuse_changed_history(ctx, stop)
+        recovery.refuse_changed_history(ctx, stop)
     assert PolicyState.load(ctx.champion_dir).experiment == "baseline"
 
 
@@ -264,11 +264,11 @@ def test_reconcile_is_the_diagnosis_then_its_repair(tmp_path, name, make, case):
     decides that one)."""
     ctx = _bench(tmp_path)
     make(ctx)
-    if case is keep.HistoryChanged:
+    if case is recovery.HistoryChanged:
         with pytest.raises(IntegrityError):
-            keep.reconcile(ctx)
+            recovery.reconcile(ctx)
         return
-    done = keep.reconcile(ctx)
-    assert (done is None) == (case in (keep.Clean, keep.CleanupLeft))
-    assert keep.diagnose(ctx) == keep.Clean()
+    done = recovery.reconcile(ctx)
+    assert (done is None) == (case in (recovery.Clean, recovery.CleanupLeft))
+    assert recovery.diagnose(ctx) == recovery.Clean()
     assert ctx.ws.policy.read_text() == ctx.ws.champion_source()
