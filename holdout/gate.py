@@ -20,9 +20,11 @@ corrected for having been selected. It answers pass or fail and, for a pass only
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
+
+G = TypeVar("G", float, np.ndarray)  # a gain of one figure, or of each row's contribution
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,13 @@ def replay(entry: dict[str, Any], *, seed: int, query: int) -> GateAnswer | Lord
     before = entry["budget_left"] + (1 if entry["overflow"] else 0)
     return thresholdout(dev_gain=entry["dev_gain"], holdout_gain=entry["holdout_gain"], threshold=entry["threshold"],
                         sigma=entry["sigma"], gamma=entry["gamma"], budget_left=before, seed=seed, query=query)
+
+
+def gain(value: G, over: G, *, higher_is_better: bool) -> G:
+    """How much better `value` is than `over`, in the metric's units: positive is an improvement whichever way the
+    metric points (a cost that fell gained), so the gate, its replay and a shadow trial test one sign. Elementwise
+    on arrays (per-row contributions)."""
+    return cast(G, (1.0 if higher_is_better else -1.0) * (value - over))  # numpy's operators return Any
 
 
 def gain_se(dev_a: np.ndarray, dev_b: np.ndarray, hold_a: np.ndarray, hold_b: np.ndarray) -> float:

@@ -23,8 +23,10 @@ SCORER: tuple[str, ...] = (
     "optimizer.loop.experiment",  # one experiment: stages in order
     "optimizer.records.experiment_record",  # what became of a candidate: its status, verdict and figures
     "optimizer.loop.stages",  # evaluate, judge, gate, record
-    "optimizer.records.keep",  # the keep transaction and its repair
+    "optimizer.records.keep",  # the keep transaction
+    "optimizer.records.recovery",  # what a stop left, and its repair (a rollback records the experiment as crashed)
     "optimizer.loop.run",  # the baseline's state and the champion's refresh after a reseal
+    "optimizer.loop.session",  # what run and try judge in: the verified workspace, the per-phase budget, the sandbox
     "optimizer.sandbox",  # fit and decide in a child, the policy's output turned into decisions
     "optimizer.loop.executors",  # where candidates are evaluated with --parallel
     "optimizer.workspace.layout",  # which files differ from the last kept commit (the integrity guard reads it)

@@ -14,14 +14,18 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from holdout import queries, upgrades
+from holdout.gate import gain
 from holdout.hashing import sha256_bytes
 from holdout.ledger import Kind
 from optimizer import __version__
+
+if TYPE_CHECKING:
+    from optimizer.records.context import Context
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ def replay(path: Path, *, progress: Callable[[str], None] = lambda _: None) -> l
     return replay_all(ctx, progress=progress)[0]
 
 
-def replay_all(ctx: Any, *, progress: Callable[[str], None] = lambda _: None
+def replay_all(ctx: Context, *, progress: Callable[[str], None] = lambda _: None
                ) -> tuple[list[ReplayCheck], list[Replayed]]:
     """Every check, and each policy's figures under the installed code."""
     from optimizer.loop.stages import evaluate, scores
@@ -133,13 +137,13 @@ def replay_all(ctx: Any, *, progress: Callable[[str], None] = lambda _: None
     return checks, done
 
 
-def _gates(ctx: Any, entries: list, kept: list, replayed: dict, reference: Any, baseline: Any) -> list[ReplayCheck]:
+def _gates(ctx: Context, entries: list, kept: list, replayed: dict, reference: Any, baseline: Any) -> list[ReplayCheck]:
     """Each kept policy's gate inputs recomputed from the replayed decisions."""
     from optimizer.loop.stages import scores
 
     checks = []
     accepted = [e for e in entries if e.kind == Kind.UPGRADE and e.data.get("changes")]
-    sign = 1.0 if ctx.domain.higher_is_better else -1.0
+    higher = ctx.domain.higher_is_better
     ref_commit = reference.commit if reference is not None else baseline.data["commit"]
     before = baseline.data["commit"]  # the champion each keep replaced (a lord gate tests the gain over it)
     for e in kept:
@@ -162,11 +166,11 @@ def _gates(ctx: Any, entries: list, kept: list, replayed: dict, reference: Any, 
             if replaced not in replayed:
                 continue
             champ = scores(ctx, *replayed[replaced])
-            gains = {"gain": sign * (cand[1].value - champ[1].value)}
+            gains = {"gain": gain(cand[1].value, champ[1].value, higher_is_better=higher)}
         else:
             ref = scores(ctx, *replayed[ref_commit])
-            gains = {"dev_gain": sign * (cand[0].value - ref[0].value),
-                     "holdout_gain": sign * (cand[1].value - ref[1].value)}
+            gains = {"dev_gain": gain(cand[0].value, ref[0].value, higher_is_better=higher),
+                     "holdout_gain": gain(cand[1].value, ref[1].value, higher_is_better=higher)}
         wrong = [f"{k} {v:+.6g} != recorded {gate[k]:+.6g}" for k, v in gains.items()
                  if not math.isclose(v, gate[k], rel_tol=upgrades.REL_TOL, abs_tol=1e-12)]
         checks.append(ReplayCheck("replay_gate", not wrong, f"{e.data['experiment']}: " + (

@@ -181,33 +181,20 @@ def try_(
     Exit 0 if it would be kept (kept with --keep), 1 if rejected, 2 for usage or integrity errors."""
     from optimizer.loop.experiment import run_experiment
     from optimizer.loop.run import ensure_baseline
+    from optimizer.loop.session import open_session
     from optimizer.proposers._patches import read_candidate
-    from optimizer.records.context import load_context
     from optimizer.report.change import describe
-    from optimizer.sandbox import Sandbox
-    from optimizer.tracking.runs import open_tracker
-    from optimizer.workspace.layout import Workspace
-    from optimizer.workspace.runner import runner_lock
 
     try:
         source = read_candidate(candidate)
-        with runner_lock(Workspace.open(workspace).root):  # the experiment and its records are one runner's
-            ctx = load_context(workspace)
-            from optimizer.llm.task_agent import open_broker
-
-            broker = open_broker(ctx)  # a task-agent workspace without an API key is refused here
-            if budget is not None:
-                ctx.config = ctx.config.model_copy(
-                    update={"sandbox": ctx.config.sandbox.model_copy(update={"budget_s": budget})})
-            tracker = open_tracker(ctx)
-            ctx.ws.revert()
-            with Sandbox(memory_mb=ctx.config.sandbox.memory_mb, broker=broker) as sandbox:
-                ensure_baseline(ctx, sandbox, tracker)
-                said = hypothesis or next((ln.split(":", 1)[1].strip() for ln in source.splitlines()
-                                           if ln.strip().lower().startswith("# hypothesis:")), "")
-                said = " ".join(said.split()) or describe(ctx.ws.champion_source(), source)  # not the docstring
-                record = run_experiment(ctx, sandbox, source, proposer="person", hypothesis=said, keep=keep,
-                                        tracker=tracker)
+        with open_session(workspace, budget=budget) as session, session.sandbox() as sandbox:
+            ctx, tracker = session.ctx, session.tracker
+            ensure_baseline(ctx, sandbox, tracker)
+            said = hypothesis or next((ln.split(":", 1)[1].strip() for ln in source.splitlines()
+                                       if ln.strip().lower().startswith("# hypothesis:")), "")
+            said = " ".join(said.split()) or describe(ctx.ws.champion_source(), source)  # not the docstring
+            record = run_experiment(ctx, sandbox, source, proposer="person", hypothesis=said, keep=keep,
+                                    tracker=tracker)
     except RatchetError as exc:
         fail(exc)
     if tracker.missed:

@@ -20,13 +20,12 @@ from optimizer.base.errors import RatchetError
 from optimizer.base.faults import fault
 from optimizer.loop.experiment import ExperimentRecord, baseline_state, run_experiment
 from optimizer.loop.power import bar as power_bar
+from optimizer.loop.session import open_session
 from optimizer.loop.stages import refit_spread
 from optimizer.proposers import ProposalContext, Proposer
-from optimizer.records.context import Context, load_context
+from optimizer.records.context import Context
 from optimizer.records.policy_state import PolicyState
 from optimizer.tracking import recorder
-from optimizer.tracking.runs import open_tracker
-from optimizer.workspace.runner import exclusive
 
 
 @dataclass(frozen=True)
@@ -199,7 +198,6 @@ class Dropped:
 LoopEvent = Started | BaselineReady | Proposed | Recorded | Dropped
 
 
-@exclusive
 def run_loop(path: Path, *, experiments: int, budget: float | None = None, total_time: float | None = None,
              proposer: str | None = "optuna", patches: Path | None = None, parallel: int = 1,
              executor: str = "local", scheduler: str | None = None,
@@ -208,82 +206,78 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
     or the proposer runs out. With `parallel` K > 1 (or a Dask executor) each round proposes K candidates on the
     same champion and evaluates them at once; judge, gate and record still run here, one at a time, in proposal
     order, so the verdicts do not depend on which evaluation finished first."""
-    from optimizer.llm.task_agent import open_broker
-    from optimizer.sandbox import Sandbox
-
     if parallel < 1:
         raise RatchetError(f"--parallel must be at least 1, got {parallel}.")
-    ctx = load_context(path)
-    broker = open_broker(ctx)  # refuses a task-agent workspace without an API key, before any sandbox work
     rounds = parallel > 1 or executor != "local"
-    if rounds and broker is not None:
-        raise RatchetError(f"{path}: a task-agent workspace runs one experiment at a time (its model broker lives "
-                           "in this process); drop --parallel and --executor.")
-    if budget is not None:
-        ctx.config = ctx.config.model_copy(update={"sandbox": ctx.config.sandbox.model_copy(update={"budget_s": budget})})
-    deadline = time.monotonic() + total_time if total_time else None
-    summary = LoopSummary()
-    tracker = open_tracker(ctx)
-    proposer, why = choose_proposer(proposer)
-    prop = make_proposer(ctx, proposer, patches)
-    ctx.ws.revert()  # whatever an earlier crash left in policy.py is not part of the champion
-    pool = None
-    try:
-        with Sandbox(memory_mb=ctx.config.sandbox.memory_mb, broker=broker) as sandbox, \
-                tracker.run("loop", tags={Tag.KIND: "loop", Tag.PROPOSER: prop.name}) as loop_run, \
-                recorder.behind(tracker, loop_run, ctx.manifest_sha256, ctx.ws.root):
-            on_event(Started(tuple(sandbox.layers), prop.name, why))
-            ensure_baseline(ctx, sandbox, tracker)
-            champion = ctx.champion()
-            on_event(BaselineReady(champion, power_bar(ctx, champion=champion)))
-            if rounds:
-                from optimizer.loop.executors import make_executor
+    with open_session(path, budget=budget, rounds=rounds) as session:
+        ctx, tracker = session.ctx, session.tracker
+        deadline = time.monotonic() + total_time if total_time else None
+        summary = LoopSummary()
+        proposer, why = choose_proposer(proposer)
+        prop = make_proposer(ctx, proposer, patches)
+        pool = None
+        try:
+            with session.sandbox() as sandbox, \
+                    tracker.run("loop", tags={Tag.KIND: "loop", Tag.PROPOSER: prop.name}) as loop_run, \
+                    recorder.behind(tracker, loop_run, ctx.manifest_sha256, ctx.ws.root):
+                on_event(Started(tuple(sandbox.layers), prop.name, why))
+                ensure_baseline(ctx, sandbox, tracker)
+                champion = ctx.champion()
+                on_event(BaselineReady(champion, power_bar(ctx, champion=champion)))
+                if rounds:
+                    from optimizer.loop.executors import make_executor
 
-                pool = make_executor(executor, sandbox=sandbox, parallel=parallel, scheduler=scheduler,
-                                     memory_mb=ctx.config.sandbox.memory_mb)
-            carried: list = []  # candidates rebased after a keep, evaluated again in the next round
-            while len(summary.records) < experiments:
-                if deadline and time.monotonic() >= deadline:
-                    summary.stop_reason = "time budget spent"
-                    break
-                entries = ctx.ledger.entries()  # one read a round: the gate's state and the proposers' history
-                if spent := _gate_spent(ctx, path, entries):
-                    summary.stop_reason = spent
-                    break
-                base = ctx.ws.champion_source()
-                context = ProposalContext(base, ctx.ws.program.read_text(), history(entries))
-                want = min(pool.workers if pool else 1, experiments - len(summary.records))
-                batch = carried + prop.propose_batch(context, want - len(carried)) if want > len(carried) else carried
-                carried = []
-                if not batch:
-                    summary.stop_reason = getattr(prop, "stop_reason", "") or "the proposer has no more candidates"
-                    break
-                for candidate in batch:
-                    on_event(Proposed(len(summary.records) + batch.index(candidate), candidate.hypothesis))
-                evaluations = pool.evaluate_many(ctx, [c.source for c in batch]) if pool else [None]
-                carried, stop = _judge_round(ctx, sandbox, prop, tracker, batch, evaluations, base, summary, path,
-                                             on_event)
-                if stop:
-                    summary.stop_reason = stop
-                    break
-            else:
-                summary.stop_reason = (f"{experiments} experiments done" if experiments else
-                                       "the baseline is evaluated (--experiments 0: nothing else was run)")
-            for candidate in carried:
-                prop.drop(candidate, "the run ended before it was judged again")
-    except KeyboardInterrupt:
-        from optimizer.records.keep import reconcile
+                    pool = make_executor(executor, sandbox=sandbox, parallel=parallel, scheduler=scheduler,
+                                         memory_mb=ctx.config.sandbox.memory_mb)
+                _search(ctx, sandbox, prop, tracker, pool, summary, path, experiments, deadline, on_event)
+        except KeyboardInterrupt:
+            from optimizer.records.recovery import reconcile
 
-        reconcile(ctx, reason="interrupted")  # a keep the interrupt cut short is completed or rolled back
-        summary.interrupted = True
-        summary.stop_reason = "interrupted; the workspace is at its last kept commit"
-    finally:
-        if pool is not None:
-            pool.close()
-        prop.close()
-        ctx.ws.revert()
-        summary.untracked = tuple(tracker.missed)
+            reconcile(ctx, reason="interrupted")  # a keep the interrupt cut short is completed or rolled back
+            summary.interrupted = True
+            summary.stop_reason = "interrupted; the workspace is at its last kept commit"
+        finally:
+            if pool is not None:
+                pool.close()
+            prop.close()
+            ctx.ws.revert()
+            summary.untracked = tuple(tracker.missed)
     return summary
+
+
+def _search(ctx: Context, sandbox: Any, prop: Proposer, tracker: Any, pool: Any, summary: LoopSummary, path: Path,
+            experiments: int, deadline: float | None, on_event: Callable) -> None:
+    """Round after round until `experiments` are recorded or a stop reason is found (it is in `summary`)."""
+    carried: list = []  # candidates rebased after a keep, evaluated again in the next round
+    while len(summary.records) < experiments:
+        if deadline and time.monotonic() >= deadline:
+            summary.stop_reason = "time budget spent"
+            break
+        entries = ctx.ledger.entries()  # one read a round: the gate's state and the proposers' history
+        if spent := _gate_spent(ctx, path, entries):
+            summary.stop_reason = spent
+            break
+        base = ctx.ws.champion_source()
+        context = ProposalContext(base, ctx.ws.program.read_text(), history(entries))
+        want = min(pool.workers if pool else 1, experiments - len(summary.records))
+        batch = carried + prop.propose_batch(context, want - len(carried)) if want > len(carried) else carried
+        carried = []
+        if not batch:
+            summary.stop_reason = getattr(prop, "stop_reason", "") or "the proposer has no more candidates"
+            break
+        for candidate in batch:
+            on_event(Proposed(len(summary.records) + batch.index(candidate), candidate.hypothesis))
+        evaluations = pool.evaluate_many(ctx, [c.source for c in batch]) if pool else [None]
+        carried, stop = _judge_round(ctx, sandbox, prop, tracker, batch, evaluations, base, summary, path,
+                                     on_event)
+        if stop:
+            summary.stop_reason = stop
+            break
+    else:
+        summary.stop_reason = (f"{experiments} experiments done" if experiments else
+                               "the baseline is evaluated (--experiments 0: nothing else was run)")
+    for candidate in carried:
+        prop.drop(candidate, "the run ended before it was judged again")
 
 
 def _judge_round(ctx: Context, sandbox: Any, prop: Proposer, tracker: Any, batch: list, evaluations: list,

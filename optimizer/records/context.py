@@ -23,6 +23,17 @@ from optimizer.workspace.layout import Workspace, policy_at
 
 @dataclass
 class Context:
+    """Everything one session judges with, read once: the workspace, its config and domain (prepared on train),
+    the sealed manifest, the splits (holdout with and without its canaries), the ledger and where the installed
+    scorer lives, plus what loading repaired and values computed once per session (`memo`).
+
+    Built only by `load_context`, which hands it over verified: the ledger's hash chain intact, git HEAD the last
+    kept commit, the holdout files and manifest as sealed, the splits, config and cached states bound to the
+    ledger, and the installed scorer the one in force (`ratchet upgrade` alone skips that last check); a keep a stop
+    interrupted is completed or rolled back first (`repaired` says what was done), or, for a read-only caller,
+    refused. "Verified" holds for that moment only: every experiment calls `verify` again on what can change in
+    between (HEAD, the cached states, the holdout, the seal and the scorer)."""
+
     ws: Workspace
     config: RunConfig
     domain: Domain
@@ -168,7 +179,7 @@ def load_context(path: Path, *, repair: bool = True, sources: bool = True) -> Co
         holdout=holdout_all[~canary_mask].reset_index(drop=True), holdout_all=holdout_all,
         canary_mask=canary_mask, ledger=ledger, scorer_root=scorer.root(),
     )
-    from optimizer.records.keep import reconcile
+    from optimizer.records.recovery import reconcile
     from optimizer.workspace.runner import runner_lock
 
     if repair:  # under the runner lock: a keep another process is making now is not an interrupted one

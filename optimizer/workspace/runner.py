@@ -125,17 +125,25 @@ def _acquire(path: Path, command: str) -> IO[str]:
     return handle
 
 
+@contextmanager
+def hold(path: Path | str) -> Iterator[None]:
+    """Hold the runner lock of the workspace at `path` (checked to be one first), saying so when it takes over the
+    lock of a process that ended without releasing it."""
+    from optimizer.workspace.layout import Workspace
+
+    with runner_lock(Workspace.open(Path(path)).root) as left:
+        if left is not None:
+            log.warning("%s: took over the runner lock that %s left when it ended without releasing it",
+                        path, left.describe())
+        yield
+
+
 def exclusive(function: F) -> F:
     """Run `function(path, ...)` holding the runner lock of the workspace at `path` (checked to be one first)."""
 
     @functools.wraps(function)
     def held(path, *args, **kwargs):
-        from optimizer.workspace.layout import Workspace
-
-        with runner_lock(Workspace.open(path).root) as left:
-            if left is not None:
-                log.warning("%s: took over the runner lock that %s left when it ended without releasing it",
-                            path, left.describe())
+        with hold(path):
             return function(path, *args, **kwargs)
 
     return held  # type: ignore[return-value]

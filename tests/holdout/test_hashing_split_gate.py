@@ -78,6 +78,20 @@ def test_gain_se_pools_the_paired_differences_of_both_samples():
     assert gate.gain_se(dev_a, dev_b, np.array([]), np.array([])) == 0.0
 
 
+def test_a_gain_is_an_improvement_whichever_way_the_metric_points():
+    """One sign for the gate, its replay and a shadow trial: a higher value gains where higher is better, a lower
+    one where lower is; bit for bit what `sign * (value - over)` gave, on one figure or per row."""
+    assert gate.gain(0.75, 0.5, higher_is_better=True) == 0.25
+    assert gate.gain(0.75, 0.5, higher_is_better=False) == -0.25  # a cost that rose lost
+    assert gate.gain(0.1, 0.3, higher_is_better=False) == -1.0 * (0.1 - 0.3) > 0
+    assert isinstance(gate.gain(np.float64(2.0), 1.0, higher_is_better=True), float)
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=50), rng.normal(size=50)
+    for higher, sign in ((True, 1.0), (False, -1.0)):
+        per_row = gate.gain(a, b, higher_is_better=higher)
+        assert per_row.shape == (50,) and np.array_equal(per_row, sign * (a - b))
+
+
 def test_ladder_round():
     assert gate.ladder_round(0.1234, 0.01) == pytest.approx(0.12)
     assert gate.ladder_round(0.5, 0.0) == 0.5

@@ -5,7 +5,7 @@ leaves this stage."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guards import GuardName, GuardResult
 from holdout import gate as holdout_gate
@@ -13,6 +13,9 @@ from holdout import queries
 from optimizer.base.faults import fault
 from optimizer.loop.stages.judge import Judgement
 from optimizer.loop.stages.scoring import state_scores
+
+if TYPE_CHECKING:
+    from optimizer.records.context import Context
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ class GateOutcome:
     result: GuardResult
 
 
-def gate(ctx: Any, judgement: Judgement, champion: Any, entries: list) -> GateOutcome:
+def gate(ctx: Context, judgement: Judgement, champion: Any, entries: list) -> GateOutcome:
     """Ask the holdout about the candidate's gain over the seal's reference and hold it to the champion's."""
     dev, hold = judgement.dev, judgement.holdout
     # Gains are measured against the seal's reference policy, so the answer kept with a champion is its
@@ -31,19 +34,20 @@ def gate(ctx: Any, judgement: Judgement, champion: Any, entries: list) -> GateOu
     reference = ctx.reference()
     ref_dev, ref_hold = state_scores(ctx, reference, "reference")
     champ_dev, champ_hold = state_scores(ctx, champion, "champion")
-    sign = 1.0 if ctx.domain.higher_is_better else -1.0  # a gain is an improvement either way
+    higher = ctx.domain.higher_is_better
     if ctx.config.gate.kind == "lord":
         se = holdout_gate.gain_se(dev.contributions, champ_dev.contributions, hold.contributions,
                                   champ_hold.contributions)
-        answer = ask_lord(ctx, gain=sign * (hold.value - champ_hold.value), se=se,
-                          to_beat=champion.reported - reference.reported, entries=entries)
+        answer = ask_lord(ctx, gain=holdout_gate.gain(hold.value, champ_hold.value, higher_is_better=higher),
+                          se=se, to_beat=champion.reported - reference.reported, entries=entries)
         answer = {**answer, "step": 0.0, "reference": reference.experiment, "champion": champion.experiment}
         return GateOutcome(answer, lord_result(answer))
     # T and noise scale with the holdout gain's error, not with that of h - t: a dev gain made noisy (or lucky)
     # by selection would widen T until the gate answered with it.
     se = holdout_gate.gain_se(dev.contributions, ref_dev.contributions, hold.contributions, ref_hold.contributions)
-    answer = ask_gate(ctx, dev_gain=sign * (dev.value - ref_dev.value),
-                      holdout_gain=sign * (hold.value - ref_hold.value), se=se, entries=entries)
+    answer = ask_gate(ctx, dev_gain=holdout_gate.gain(dev.value, ref_dev.value, higher_is_better=higher),
+                      holdout_gain=holdout_gate.gain(hold.value, ref_hold.value, higher_is_better=higher), se=se,
+                      entries=entries)
     # The Ladder step: standard errors of the holdout gain over the champion, the policy it would replace.
     step = ctx.config.gate.step_se * holdout_gate.gain_se(dev.contributions, champ_dev.contributions,
                                                           hold.contributions, champ_hold.contributions)
@@ -54,7 +58,7 @@ def gate(ctx: Any, judgement: Judgement, champion: Any, entries: list) -> GateOu
     return GateOutcome(answer, result)
 
 
-def _spend(ctx: Any, record: dict, entries: list) -> dict:
+def _spend(ctx: Context, record: dict, entries: list) -> dict:
     """Write one holdout answer to the ledger before anyone acts on it."""
     from holdout.ledger import Kind
 
@@ -65,7 +69,7 @@ def _spend(ctx: Any, record: dict, entries: list) -> dict:
     return record
 
 
-def lord_stream(ctx: Any, entries: list | None = None) -> tuple[int, list[int], int]:
+def lord_stream(ctx: Context, entries: list | None = None) -> tuple[int, list[int], int]:
     """(the next test's number, the numbers of the tests that passed, the answers left) under the current seal."""
     g = ctx.config.gate
     tests = [e.data for e in ctx.gates(entries) if e.data.get("kind") == "lord"]
@@ -73,7 +77,7 @@ def lord_stream(ctx: Any, entries: list | None = None) -> tuple[int, list[int], 
     return len(tests) + 1, [t["test"] for t in tests if t["passed"]], left
 
 
-def ask_lord(ctx: Any, *, gain: float, se: float, to_beat: float, entries: list) -> dict:
+def ask_lord(ctx: Context, *, gain: float, se: float, to_beat: float, entries: list) -> dict:
     """One test of the holdout stream at LORD++'s level (holdout/fdr.py), recorded before anyone acts on it."""
     from holdout.fdr import GAMMA_EXPONENT
 
@@ -89,7 +93,7 @@ def ask_lord(ctx: Any, *, gain: float, se: float, to_beat: float, entries: list)
     return _spend(ctx, {**answer.to_dict(), "query": query}, entries)
 
 
-def ask_gate(ctx: Any, *, dev_gain: float, holdout_gain: float, se: float, entries: list) -> dict:
+def ask_gate(ctx: Context, *, dev_gain: float, holdout_gain: float, se: float, entries: list) -> dict:
     """One holdout query, recorded in the ledger with its draws before anyone acts on it. Threshold and noise
     are the config's multiples of `se`, this query's standard error of the holdout gain."""
     from holdout.ledger import Kind

@@ -18,7 +18,8 @@ def record(ctx: Any, rec: Any, source: str, *, evaluation: Evaluation | None = N
     as written (with its commit and ledger sequence number). A Ctrl-C meanwhile is raised once all is written."""
     from optimizer.base.errors import RatchetError
     from optimizer.base.interrupts import deferred
-    from optimizer.records.keep import keep, reconcile, write_record
+    from optimizer.records.keep import keep, write_record
+    from optimizer.records.recovery import reconcile
     from optimizer.tracking.runs import record_experiment
 
     with deferred():

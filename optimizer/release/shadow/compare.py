@@ -28,6 +28,7 @@ import pandas as pd
 
 from domains import Decisions
 from guards.anytime import sequence
+from holdout.gate import gain
 
 COST_FACTORS = 9  # points of the decline cost's range the verdict is checked at (geometric, both ends included)
 
@@ -79,7 +80,7 @@ def paired(ctx, events: pd.DataFrame, outcomes: pd.DataFrame, champ: Decisions, 
     """Every event's paired difference, observed and bounded (see the module's docstring)."""
     cols, shadow = ctx.domain.columns, ctx.domain.shadow
     params = ctx.config.scoring.model_dump() if params is None else params
-    sign = 1.0 if ctx.domain.higher_is_better else -1.0
+    higher = ctx.domain.higher_is_better
     n = len(events)
     stopped = ctx.domain.acted(champ) if shadow.blocks else np.zeros(n, bool)
     reviewed = outcomes["reviewed"].fillna(False).to_numpy(dtype=bool)
@@ -95,14 +96,16 @@ def paired(ctx, events: pd.DataFrame, outcomes: pd.DataFrame, champ: Decisions, 
     if observed.any():
         rows = rows_with(ctx, events[observed].reset_index(drop=True), outcomes[observed].reset_index(drop=True))
         sub = lambda d: Decisions(np.asarray(d.values)[observed], d.constants)  # noqa: E731
-        diff[observed] = sign * (_contrib(ctx, rows, sub(chall), params) - _contrib(ctx, rows, sub(champ), params))
+        diff[observed] = gain(_contrib(ctx, rows, sub(chall), params), _contrib(ctx, rows, sub(champ), params),
+                              higher_is_better=higher)
     bounded = _binary(ctx)
     low, high = diff.copy(), diff.copy()
     if bounded and not observed.all():
         filled = []
         for value in (0, 1):
             rows = rows_with(ctx, events, outcomes, label=value)
-            filled.append(sign * (_contrib(ctx, rows, chall, params) - _contrib(ctx, rows, champ, params)))
+            filled.append(gain(_contrib(ctx, rows, chall, params), _contrib(ctx, rows, champ, params),
+                               higher_is_better=higher))
         low[~observed] = np.minimum(*filled)[~observed]
         high[~observed] = np.maximum(*filled)[~observed]
     return Paired(observed, settled, stopped, reviewed, diff, low, high, differ, bounded)
