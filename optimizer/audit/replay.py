@@ -21,7 +21,7 @@ import numpy as np
 from holdout import queries, upgrades
 from holdout.gate import gain
 from holdout.hashing import sha256_bytes
-from holdout.ledger import Kind
+from holdout.ledger import Entry, Kind
 from optimizer import __version__
 
 if TYPE_CHECKING:
@@ -94,7 +94,8 @@ def replay_all(ctx: Context, *, progress: Callable[[str], None] = lambda _: None
     replayed: dict[str, tuple[dict, dict]] = {}
     started = time.perf_counter()
     with Sandbox(memory_mb=ctx.config.sandbox.memory_mb) as sandbox:
-        todo = [("baseline", baseline.data["commit"], baseline, None)]
+        todo: list[tuple[str, str, Entry | None, str | None]] = [
+            ("baseline", baseline.data["commit"], baseline, None)]
         todo += [(e.data["experiment"], e.data["commit"], e, e.data["policy_sha256"]) for e in kept]
         if reference is not None and reference.commit not in {c for _, c, _, _ in todo}:
             todo.append(("reference", reference.commit, None, None))
@@ -111,7 +112,8 @@ def replay_all(ctx: Context, *, progress: Callable[[str], None] = lambda _: None
                 checks.append(ReplayCheck("replay", False, f"{name}: does not replay, guard '{failed.name}' fails "
                                           f"now: {failed.detail}"))
                 continue
-            values, constants = evaluation.decisions, evaluation.constants
+            assert evaluation.decisions is not None, "a passed evaluation holds its decisions"
+            values, constants = dict(evaluation.decisions), dict(evaluation.constants)
             replayed[commit] = (values, constants)
             dev, hold = scores(ctx, values, constants)
             span = upgrades.span_of(spans, entry.seq) if entry is not None else None

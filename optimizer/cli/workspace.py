@@ -266,10 +266,10 @@ def config(
 
                 sys.stdout.write(dump_config(load_config(ws.config)))
                 return
-            changes = Ledger(ws.ledger).entries(Kind.CONFIG)
-            for e in changes:
+            recorded = Ledger(ws.ledger).entries(Kind.CONFIG)
+            for e in recorded:
                 out.print(f"{e.time} {describe_change(e)}", markup=False)
-            if not changes:
+            if not recorded:
                 out.print("no config change since the seal")
             return
         if changes_only:

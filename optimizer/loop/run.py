@@ -223,6 +223,7 @@ def run_loop(path: Path, *, experiments: int, budget: float | None = None, total
                 on_event(Started(tuple(sandbox.layers), prop.name, why))
                 ensure_baseline(ctx, sandbox, tracker)
                 champion = ctx.champion()
+                assert champion is not None, "ensure_baseline leaves the baseline as the champion"
                 on_event(BaselineReady(champion, power_bar(ctx, champion=champion)))
                 if rounds:
                     from optimizer.loop.executors import make_executor

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -11,7 +11,7 @@ import pandas as pd
 from domains import Domain, get_domain
 from holdout import evidence, queries, scorer, upgrades
 from holdout.hashing import sha256_file
-from holdout.ledger import Kind, Ledger, verify_chain
+from holdout.ledger import Entry, Kind, Ledger, verify_chain
 from holdout.lineage import head_problem
 from holdout.manifest import manifest_sha256, read_manifest
 from optimizer import __version__
@@ -19,6 +19,8 @@ from optimizer.base.errors import IntegrityError
 from optimizer.records.policy_state import PolicyState
 from optimizer.workspace.config import RunConfig, load_config
 from optimizer.workspace.layout import Workspace, policy_at
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -49,12 +51,12 @@ class Context:
     repaired: str | None = None  # what loading it repaired (a keep a stop interrupted), if anything
     _memo: dict[str, tuple[Any, Any]] = field(default_factory=dict, repr=False)  # name -> (key, value)
 
-    def memo(self, name: str, key: Any, compute: Callable[[], Any]) -> Any:
+    def memo(self, name: str, key: Any, compute: Callable[[], T]) -> T:
         """`compute()` once per `key` under `name` in this session (only the latest key of a name is kept)."""
         held = self._memo.get(name)
         if held is None or held[0] != key:
             held = self._memo[name] = (key, compute())
-        return held[1]
+        return cast(T, held[1])
 
     def dev_segments(self) -> Mapping[str, np.ndarray]:
         """The domain's segment of every dev row, per family."""
@@ -100,12 +102,12 @@ class Context:
 
         return self.memo("dev_values", None, compute)
 
-    def gates(self, entries: list | None = None) -> list:
+    def gates(self, entries: list[Entry] | None = None) -> list[Entry]:
         """Holdout answers given under the current seal (a reseal starts a fresh budget)."""
         entries = self.ledger.entries() if entries is None else entries
         return [e for e in queries.since_latest_seal(entries) if e.kind == Kind.GATE]  # typed: queries.gates
 
-    def verify(self, entries: list | None = None, *, full: bool = False, sources: bool = True) -> list[str]:
+    def verify(self, entries: list[Entry] | None = None, *, full: bool = False, sources: bool = True) -> list[str]:
         """Integrity before scoring: HEAD as the last kept commit, holdout file, manifest
         vs ledger, the installed scorer vs the one in force (`sources`), and the verdict inputs bound to the ledger.
         Splits and config are read once per session, so they are checked with `full` (at load); the cached states
@@ -127,11 +129,11 @@ class Context:
             problems += self.scorer_problems(entries)
         return problems
 
-    def in_force(self, entries: list | None = None) -> upgrades.Span:
+    def in_force(self, entries: list[Entry] | None = None) -> upgrades.Span:
         """The scorer sources in force: the seal's, or the last upgrade's since."""
         return upgrades.in_force(self.ledger.entries() if entries is None else entries, self.manifest)
 
-    def scorer_problems(self, entries: list | None = None) -> list[str]:
+    def scorer_problems(self, entries: list[Entry] | None = None) -> list[str]:
         """The installed scorer against the one in force, with what to do when they differ."""
         span = self.in_force(entries)
         installed = scorer.hashes(self.domain, self.scorer_root)
@@ -145,7 +147,7 @@ class Context:
                 f"{back}"]
 
 
-def chain_problems(ledger: Ledger, entries: list, root: Path) -> list[str]:
+def chain_problems(ledger: Ledger, entries: list[Entry], root: Path) -> list[str]:
     """The first break in the ledger's hash chain, as one line naming the ledger and the audit; none when intact
     (appending to a broken chain would hide the break behind valid-looking entries)."""
     broken = verify_chain(entries)

@@ -50,7 +50,7 @@ def state_dirs(ctx: Context) -> tuple[Path, Path, Path]:
 
 def write_record(ws: Workspace, record: dict[str, Any], source: str, diff: str, trace: dict[str, Any] | None) -> Path:
     """The experiment's immutable folder: policy, diff, record and (dev-only) trace, read-only."""
-    folder = ws.experiments / record["experiment"]
+    folder: Path = ws.experiments / record["experiment"]
     folder.mkdir(parents=True, exist_ok=False)
     (folder / "policy.py").write_text(source)
     (folder / "diff.patch").write_text(diff)

@@ -29,7 +29,7 @@ class PolicyRef:
                 "policy_sha256": self.policy_sha256}
 
 
-def resolve(ctx: Any, ref: str, entries: list | None = None) -> PolicyRef:
+def resolve(ctx: Any, ref: str, entries: list[Entry] | None = None) -> PolicyRef:
     """The policy `ref` names; RatchetError saying what was looked for and how to name one otherwise."""
     entries = ctx.ledger.entries() if entries is None else entries
     kept = {x.experiment: x for x in of(queries.kept(entries), Experiment)}

@@ -32,6 +32,7 @@ def gate(ctx: Context, judgement: Judgement, champion: Any, entries: list) -> Ga
     # Gains are measured against the seal's reference policy, so the answer kept with a champion is its
     # gated gain (no sum of per-step answers whose errors would add up).
     reference = ctx.reference()
+    assert reference is not None, "the gate runs after the baseline, which is the first reference"
     ref_dev, ref_hold = state_scores(ctx, reference, "reference")
     champ_dev, champ_hold = state_scores(ctx, champion, "champion")
     higher = ctx.domain.higher_is_better
