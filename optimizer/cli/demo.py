@@ -4,12 +4,15 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from rich.console import Console
 from rich.table import Table
 
 from optimizer.base.errors import RatchetError
+
+if TYPE_CHECKING:
+    from optimizer.records.context import Context
 
 
 def starting_policy(domain: str) -> str:
@@ -21,7 +24,7 @@ def starting_policy(domain: str) -> str:
     return rewrite(adapter.baseline_policy.read_text(), adapter.demo.start)
 
 
-def _ladder_step(ctx: Any, champion: Any, baseline: Any) -> float:
+def _ladder_step(ctx: Context, champion: Any, baseline: Any) -> float:
     """The reported gain's Ladder step: the gate's step, in standard errors of the champion's holdout gain."""
     from holdout.gate import gain_se
     from optimizer.loop.stages import state_scores

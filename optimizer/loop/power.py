@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from optimizer.records.context import Context
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def _positives(frame: Any, label: str) -> int | None:
     return None
 
 
-def bar(ctx: Any, entries: list | None = None, champion: Any = None) -> Bar:
+def bar(ctx: Context, entries: list | None = None, champion: Any = None) -> Bar:
     """The bar for the next candidate. `champion`: the policy it will be compared with (its dev contributions
     give the typical standard error until holdout tests have recorded real ones)."""
     from guards.significance import adjusted_alpha

@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from holdout import queries
 from holdout.entries import Baseline, Experiment, Promotion, Rollback, of, typed, view
 from holdout.hashing import sha256_bytes
 from holdout.ledger import Entry
 from optimizer.base.errors import RatchetError
+
+if TYPE_CHECKING:
+    from optimizer.records.context import Context
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class PolicyRef:
                 "policy_sha256": self.policy_sha256}
 
 
-def resolve(ctx: Any, ref: str, entries: list[Entry] | None = None) -> PolicyRef:
+def resolve(ctx: Context, ref: str, entries: list[Entry] | None = None) -> PolicyRef:
     """The policy `ref` names; RatchetError saying what was looked for and how to name one otherwise."""
     entries = ctx.ledger.entries() if entries is None else entries
     kept = {x.experiment: x for x in of(queries.kept(entries), Experiment)}
@@ -60,7 +63,7 @@ def resolve(ctx: Any, ref: str, entries: list[Entry] | None = None) -> PolicyRef
     return _at(ctx, ref, experiment, commit, kept[experiment].policy_sha256 if experiment else None)
 
 
-def _at(ctx: Any, ref: str, experiment: str, commit: str | None, expected_sha: str | None = None) -> PolicyRef:
+def _at(ctx: Context, ref: str, experiment: str, commit: str | None, expected_sha: str | None = None) -> PolicyRef:
     if commit is None:
         raise RatchetError(f"{ref}: the ledger records no commit for {experiment}. Run `ratchet audit {ctx.ws.root}`.")
     source = ctx.ws.git("show", f"{commit}:policy.py")
@@ -78,7 +81,7 @@ def registry_move(entries: Sequence[Entry]) -> Entry | None:
     return moves[-1] if moves else None
 
 
-def acting(ctx: Any, entries: list[Entry]) -> tuple[PolicyRef, str]:
+def acting(ctx: Context, entries: list[Entry]) -> tuple[PolicyRef, str]:
     """The policy that acts and why: the registry champion named by the ledger's last promotion or rollback; before
     any promotion, the baseline, the policy the workspace started from. A kept policy decides nothing real until a
     shadow trial passed and a person promoted it: serving decides with this one, and a trial holds its challenger
@@ -96,7 +99,7 @@ def acting(ctx: Any, entries: list[Entry]) -> tuple[PolicyRef, str]:
     return named(ctx, commit, entries), f"registry champion ({move.kind}{version}, ledger entry {move.seq})"
 
 
-def named(ctx: Any, commit: str, entries: list[Entry]) -> PolicyRef:
+def named(ctx: Context, commit: str, entries: list[Entry]) -> PolicyRef:
     """A commit as a PolicyRef, called `baseline` when it is the baseline's commit and no kept experiment."""
     ref = resolve(ctx, commit, entries)
     base = queries.baseline(entries)

@@ -29,7 +29,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -43,6 +43,9 @@ from optimizer.release.serve_rows import Refused, Schema, _one_line
 from optimizer.release.serve_shadow import STOP_WAIT_S, Shadowed, ShadowLane
 from optimizer.sandbox import SandboxStatus
 from optimizer.workspace.history import LiveHistory
+
+if TYPE_CHECKING:
+    from optimizer.records.context import Context
 
 FINISHED = ("passed", "failed")  # shadow_result statuses that end a trial
 log = logging.getLogger("uvicorn.error")  # uvicorn configures this logger; tests see it through caplog
@@ -90,7 +93,7 @@ class Service:
     """What the server holds for its life: the verified workspace, the open sandbox and the fitted policies."""
 
     path: Path
-    ctx: Any = None
+    ctx: Context = None  # type: ignore[assignment]  # set by start(), before any request
     sandbox: Any = None  # the acting policy's
     shadow_sandbox: Any = None  # the challenger's: a worker's decide holds its sandbox's lock for the whole call
     schema: Schema | None = None

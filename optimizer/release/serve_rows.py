@@ -7,13 +7,16 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
 from pandas.errors import OutOfBoundsDatetime
 
 from optimizer.workspace.user_columns import both, renames, shown
+
+if TYPE_CHECKING:
+    from optimizer.records.context import Context
 
 TIMES = (pd.Timestamp.min.ceil("s"), pd.Timestamp.max.floor("s"))  # what a nanosecond time column holds
 
@@ -89,7 +92,7 @@ class Schema:
     renamed: Mapping[str, str] = field(default_factory=dict)  # the user's column -> ours, as mapped at init
 
     @classmethod
-    def of(cls, ctx: Any) -> "Schema":
+    def of(cls, ctx: Context) -> "Schema":
         view = ctx.domain.policy_view(ctx.dev, with_label=False)
         cols = ctx.domain.columns
         hidden = {cols.label: "the label", **{c: "outcome-only" for c in cols.outcome_only},

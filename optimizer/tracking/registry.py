@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow.pyfunc
 
@@ -25,11 +25,14 @@ from holdout.records import Tag
 from optimizer.base.errors import IntegrityError, RatchetError
 from optimizer.tracking.registry_model import MODEL, POLICY, PolicyModel
 
+if TYPE_CHECKING:
+    from optimizer.records.context import Context
+
 ARTIFACT = "policy_model"  # the model's name inside its MLflow run
 EXAMPLE_ROWS = 2  # dev rows saved as the version's input example
 
 
-def model_name(ctx: Any, entries: list | None = None) -> str:
+def model_name(ctx: Context, entries: list | None = None) -> str:
     """The workspace's one registered model: the name its first version got, else `ratchet-<folder>-<seal sha12>`."""
     return queries.model_name(ctx.ledger.entries() if entries is None else entries, ctx.ws.root.name)
 
@@ -39,7 +42,7 @@ def model_entries(entries: list) -> list[Entry]:
     return [e for e in entries if e.kind == Kind.MODEL]
 
 
-def register(tracker: Any, ctx: Any, *, experiment: str, commit: str, source: str, model: Any,
+def register(tracker: Any, ctx: Context, *, experiment: str, commit: str, source: str, model: Any,
              run_id: str) -> Entry:
     """Log a kept policy as a model of the active run, register it as the next version and record it in the
     ledger; `model` is the sandbox's handle of its fitted bytes (the sandbox must still be open)."""
@@ -72,7 +75,7 @@ def _artifacts(folder: Path, source: str, model: Any) -> dict[str, str]:
     return {POLICY: str(policy), MODEL: str(fitted)}
 
 
-def _log_model(ctx: Any, artifacts: dict[str, str], model_sha256: str) -> Any:
+def _log_model(ctx: Context, artifacts: dict[str, str], model_sha256: str) -> Any:
     """mlflow.pyfunc.log_model with a signature and an input example, without MLflow's serving check of the example
     (it would load the model and start a sandbox inside the keep; tests/optimizer/test_registry_serving.py serves
     it for real instead)."""
@@ -96,7 +99,7 @@ class _PyfuncWithoutServingCheck:
         return mlflow.pyfunc.save_model(**kwargs)
 
 
-def signature(ctx: Any, view: Any) -> Any:
+def signature(ctx: Context, view: Any) -> Any:
     """The decision-time columns with MLflow types (times as datetime, so MLflow parses them) in; the decision and
     the domain's constants (typed as the champion's, else as numbers) out."""
     import numpy as np
@@ -129,7 +132,7 @@ def _mlflow_type(dtype: Any) -> Any:
     return DataType.string  # text, categories
 
 
-def _config(ctx: Any, model_sha256: str, view: Any) -> dict[str, Any]:
+def _config(ctx: Context, model_sha256: str, view: Any) -> dict[str, Any]:
     """What predict needs to decide as the pipeline did: the domain, its constants, the decision-time columns and
     their dev dtypes, the output contract's parameters and the sandbox's limits."""
     return {"domain": ctx.domain.name, "constants": list(ctx.domain.constants), "model_sha256": model_sha256,

@@ -16,7 +16,7 @@ import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 import pandas as pd
 
@@ -31,6 +31,9 @@ from holdout.records import (  # noqa: F401 (SEAL_TAG re-exported: the tag the a
 from optimizer import __version__
 from optimizer.base.errors import RatchetError
 from optimizer.base.faults import fault
+
+if TYPE_CHECKING:
+    from optimizer.records.context import Context
 
 
 def default_store() -> Path:
@@ -332,7 +335,7 @@ def record_experiment(tracker: Tracker, ctx: Any, record: Any, folder: Path, *, 
         return active.info.run_id
 
 
-def open_tracker(ctx: Any) -> "Tracker":
+def open_tracker(ctx: Context) -> "Tracker":
     """The workspace's own tracking store (recorded at init; MLFLOW_TRACKING_URI overrides it), with what a stop
     left there settled: runs left RUNNING marked KILLED, and registered versions whose ledger entry is missing
     entered from the registry (a keep writes both)."""

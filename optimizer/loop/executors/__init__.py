@@ -11,10 +11,13 @@ ledger, no MLflow.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
 from optimizer.base.errors import RatchetError
 from optimizer.loop.stages import Evaluation
+
+if TYPE_CHECKING:
+    from optimizer.records.context import Context
 
 EXECUTORS = ("local", "dask")
 
@@ -23,7 +26,7 @@ class Executor(Protocol):
     name: str
     workers: int  # how many evaluations run at once
 
-    def evaluate_many(self, ctx: Any, sources: Sequence[str]) -> list[Evaluation]:
+    def evaluate_many(self, ctx: Context, sources: Sequence[str]) -> list[Evaluation]:
         """One evaluation per source, in the order given."""
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import uuid
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from distributed import Client, LocalCluster, WorkerPlugin, get_worker
 
@@ -23,6 +23,9 @@ from optimizer.base.errors import RatchetError
 from optimizer.loop.executors.timing import timed
 from optimizer.loop.stages import Evaluation, Inputs
 from optimizer.sandbox import SandboxStatus
+
+if TYPE_CHECKING:
+    from optimizer.records.context import Context
 
 CONNECT_S = 10  # how long to wait for a scheduler before saying it cannot be reached
 
@@ -95,7 +98,7 @@ class DaskExecutor:
             self._held = (inputs, self.client.scatter(inputs, broadcast=True, hash=False))
         return self._held[1]
 
-    def evaluate_many(self, ctx: Any, sources: Sequence[str]) -> list[Evaluation]:
+    def evaluate_many(self, ctx: Context, sources: Sequence[str]) -> list[Evaluation]:
         held = self._inputs(Inputs.of(ctx))
         futures = [self.client.submit(remote_evaluate, held, source, key=f"ratchet-evaluate-{uuid.uuid4().hex}",
                                       pure=False, retries=0) for source in sources]

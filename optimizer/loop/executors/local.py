@@ -5,10 +5,13 @@ the GIL is not what limits a round. The first sandbox is the coordinator's own (
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from optimizer.loop.executors.timing import timed
 from optimizer.loop.stages import Evaluation
+
+if TYPE_CHECKING:
+    from optimizer.records.context import Context
 
 
 class LocalExecutor:
@@ -26,7 +29,7 @@ class LocalExecutor:
     def sandboxes(self) -> list[Any]:
         return [self._own, *self._extra]
 
-    def evaluate_many(self, ctx: Any, sources: Sequence[str]) -> list[Evaluation]:
+    def evaluate_many(self, ctx: Context, sources: Sequence[str]) -> list[Evaluation]:
         from optimizer.loop.stages import Inputs
 
         inputs = Inputs.of(ctx)  # made once, in this thread, before the threads read it

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Mapping, Protocol
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,9 @@ from domains.history import History, LookbackError, declared, lookback
 from guards import GuardName, GuardResult
 from optimizer.base.faults import fault
 from optimizer.sandbox import SandboxStatus
+
+if TYPE_CHECKING:
+    from optimizer.records.context import Context
 
 # Look-ahead is checked at several cuts: each exposes the rows whose "future" crosses it.
 PREFIX_CUTS = (0.3, 0.6)
@@ -47,7 +50,7 @@ class Inputs:
     holdout: pd.DataFrame
 
     @classmethod
-    def of(cls, ctx: Any) -> "Inputs":
+    def of(cls, ctx: Context) -> "Inputs":
         """A workspace context's inputs, made once per config (a loop's --budget replaces the config)."""
         if isinstance(ctx, Inputs):
             return ctx
@@ -117,7 +120,7 @@ def phase_failure(phase: str, result: Any) -> GuardResult:
                        {"phase": "decide", "status": result.status, "violations": list(result.violations)})
 
 
-def static_check(ctx: Any, source: str) -> GuardResult:
+def static_check(ctx: Any, source: str) -> GuardResult:  # a Context or the executors' Inputs
     """The static scan with the workspace's allow-list, and the policy contract's top-level names (`ctx`: a context
     or its Inputs)."""
     from guards.static import has_contract, scan
@@ -138,7 +141,7 @@ def static_check(ctx: Any, source: str) -> GuardResult:
     return static
 
 
-def evaluate(ctx: Any, sandbox: PolicyRunner, source: str) -> Evaluation:
+def evaluate(ctx: Context, sandbox: PolicyRunner, source: str) -> Evaluation:
     """Static scan, fit and decide in the sandbox, output contract and look-ahead; stops at the first failure.
     `ctx`: a workspace context or its Inputs."""
     from guards.lookahead import check_point_in_time
@@ -259,7 +262,7 @@ def parity(inputs: Inputs, sandbox: PolicyRunner, source: str, model: Any, batch
     return check_parity(list(ids), batch[picked], alone.decisions["parity"])
 
 
-def refit_spread(ctx: Any, sandbox: PolicyRunner, source: str) -> tuple[float, str | None]:
+def refit_spread(ctx: Context, sandbox: PolicyRunner, source: str) -> tuple[float, str | None]:
     """How much a policy's dev score moves from training randomness: the std over `decision.refits` fits on
     seeded 90 % subsamples of train (time order kept), and why it could not be measured (None when it was).
     0 only when refits are disabled: a failed refit is lost evidence, never a silent zero."""

@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from domains import Decisions, ScoreReport
 from guards import GuardName, GuardResult
 from optimizer.loop.stages.evaluate import Evaluation
 from optimizer.loop.stages.scoring import scores, state_scores
+
+if TYPE_CHECKING:
+    from optimizer.records.context import Context
 
 
 @dataclass(frozen=True)
@@ -25,14 +28,14 @@ class Judgement:
         return all(r.passed for r in self.results)
 
 
-def guardrail_specs(ctx: Any) -> list:
+def guardrail_specs(ctx: Context) -> list:
     """The domain's guardrails with the config's overrides (a key left out or null keeps the domain's)."""
     from optimizer.workspace.config import merged_guardrails
 
     return merged_guardrails(ctx.domain.guardrails, dict(ctx.config.guardrails), ctx.domain.name)
 
 
-def judge(ctx: Any, evaluation: Evaluation, source: str, *, champion: Any, baseline: Any, looks: int,
+def judge(ctx: Context, evaluation: Evaluation, source: str, *, champion: Any, baseline: Any, looks: int,
           number: int) -> Judgement:
     """Significance, guardrails, support (off-policy domains), segments, contamination and drift (recorded)."""
     from guards.contamination import check_text, scan_literals

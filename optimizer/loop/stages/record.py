@@ -3,15 +3,18 @@ MLflow run, in that order: the ledger is the truth, the rest can be rebuilt from
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from holdout.ledger import Kind
 from optimizer.base.faults import fault
 from optimizer.loop.stages.evaluate import Evaluation
 from optimizer.loop.stages.judge import Judgement
 
+if TYPE_CHECKING:
+    from optimizer.records.context import Context
 
-def record(ctx: Any, rec: Any, source: str, *, evaluation: Evaluation | None = None,
+
+def record(ctx: Context, rec: Any, source: str, *, evaluation: Evaluation | None = None,
            judgement: Judgement | None = None, tracker: Any = None, nested: bool = False,
            state: Any = None) -> Any:
     """Write an ExperimentRecord; `state` is the new champion's PolicyState when it is kept. Returns the record

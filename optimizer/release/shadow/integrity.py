@@ -15,12 +15,15 @@ so verifying a trial of 10k events costs a few reads and a sort, not a loop over
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from holdout import queries
 from holdout.hashing import content_hash, sha256_file
 from holdout.ledger import Entry
 from optimizer.base.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from optimizer.records.context import Context
 
 FILES = ("events.parquet", "champion.json", "challenger.json")
 _NULL = "\\N"  # a SQL NULL in the hashed text (as PostgreSQL's COPY writes it)
@@ -100,7 +103,7 @@ def _batch_problems(store: Any, trial: str, entries: list[Entry]) -> list[str]:
     return found
 
 
-def verify_trial(ctx: Any, trial: str, entries: list[Entry]) -> None:
+def verify_trial(ctx: Context, trial: str, entries: list[Entry]) -> None:
     """IntegrityError naming the trial and what differs when its store rows or files differ from the ledger."""
     found = problems(ctx.ws.root, trial, entries)
     if found:

@@ -16,7 +16,7 @@ sampling error of the trial's own events, not the offline figure's.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,10 +26,13 @@ from holdout import queries
 from holdout.entries import Baseline, Experiment, typed
 from optimizer.release.shadow import compare
 
+if TYPE_CHECKING:
+    from optimizer.records.context import Context
+
 RESAMPLES = 200
 
 
-def live_metrics(ctx: Any, events: pd.DataFrame, outcomes: pd.DataFrame, pair: compare.Paired,
+def live_metrics(ctx: Context, events: pd.DataFrame, outcomes: pd.DataFrame, pair: compare.Paired,
                  decided: dict[str, Decisions], policies: dict[str, dict]) -> dict[str, Any]:
     """Per policy, each metric on the unbiased sample with its bootstrap interval at `shadow.confidence`, beside the
     dev figure the ledger recorded for it (`policies`: role -> the trial's record of the policy, with its commit)."""
@@ -38,7 +41,7 @@ def live_metrics(ctx: Any, events: pd.DataFrame, outcomes: pd.DataFrame, pair: c
     if shadow.blocks and cfg.review_rate is None:
         return {"events": 0, "sample": None, "note": "not estimated: what the champion stopped is labelled only "
                 "where reviewed; set shadow.review_rate to the review team's share to estimate each policy's metrics"}
-    if shadow.blocks:
+    if shadow.blocks and cfg.review_rate is not None:
         draw = np.random.default_rng([ctx.config.seed, 0x11FE]).random(len(events)) < cfg.review_rate
         chosen = known & np.where(pair.stopped, pair.reviewed, draw)
         sample = (f"settled events in the review's share: the stopped ones a review labelled and a seeded "
