@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from guards import Verdict
+from holdout import queries
+from holdout.entries import Baseline, ChampionRefresh
 from holdout.evidence import bind_state
 from holdout.ledger import Kind, per_entry
 from holdout.records import Tag
@@ -96,10 +98,10 @@ def ensure_baseline(ctx: Context, sandbox: Any, tracker: Any = None) -> PolicySt
     state.save(ctx.baseline_dir)
     state.save(ctx.champion_dir)
     fault("baseline:saved")
-    ctx.ledger.append(Kind.BASELINE, {"commit": state.commit, "dev_metrics": state.dev_metrics, "refit_sd": state.refit_sd,
-                                   "fit": dict(run.fit), "seconds": dict(run.timings), "decisions_sha256": state.decisions_sha256(),
-                                   "evidence": {**bind_state(ctx.ws.root, "baseline"),
-                                                **bind_state(ctx.ws.root, "champion")}})
+    ctx.ledger.append(Kind.BASELINE, Baseline(
+        commit=state.commit, dev_metrics=state.dev_metrics, refit_sd=state.refit_sd, fit=dict(run.fit),
+        seconds=dict(run.timings), decisions_sha256=state.decisions_sha256(),
+        evidence={**bind_state(ctx.ws.root, "baseline"), **bind_state(ctx.ws.root, "champion")}).to_payload())
     fault("baseline:recorded")
     if tracker is not None:
         def write() -> None:
@@ -123,10 +125,9 @@ def refresh_champion(ctx: Context, sandbox: Any, champion: PolicyState) -> None:
     refreshed = dataclasses.replace(champion, holdout=fresh.holdout, seal=ctx.manifest_sha256)
     refreshed.save(ctx.champion_dir)
     refreshed.save(ctx.reference_dir)
-    ctx.ledger.append(Kind.CHAMPION_REFRESH, {"experiment": champion.experiment, "seal": ctx.manifest_sha256,
-                                           "decisions_sha256": refreshed.decisions_sha256(),
-                                           "evidence": {**bind_state(ctx.ws.root, "champion"),
-                                                        **bind_state(ctx.ws.root, "reference")}})
+    ctx.ledger.append(Kind.CHAMPION_REFRESH, ChampionRefresh(
+        experiment=champion.experiment, seal=ctx.manifest_sha256, decisions_sha256=refreshed.decisions_sha256(),
+        evidence={**bind_state(ctx.ws.root, "champion"), **bind_state(ctx.ws.root, "reference")}).to_payload())
 
 
 @per_entry
@@ -166,7 +167,7 @@ def make_proposer(ctx: Context, name: str, patches: Path | None) -> Proposer:
         return AnthropicProposer(
             config=ctx.config.agent, experiments=ctx.ws.experiments, primary=ctx.domain.primary, check=check,
             canaries=list(ctx.manifest["canaries"]), holdout_ids=ctx.holdout_ids(),
-            spent=sum(float(e.data.get("cost_usd", 0.0)) for e in entries if e.kind == Kind.AGENT_USAGE),
+            spent=queries.spent_usd(entries, Kind.AGENT_USAGE),
             record=ctx.ledger.append)
     if name == "optuna":
         return OptunaProposer(ctx.ws.study, seed=ctx.config.seed, primary=ctx.domain.primary,
@@ -180,8 +181,8 @@ def make_proposer(ctx: Context, name: str, patches: Path | None) -> Proposer:
 
 def _gate_spent(ctx: Context, path: Path, entries: list | None = None) -> str:
     """Why no candidate may be judged now (the gate's budget is spent), or ""."""
-    gates = ctx.gates(entries)
-    if ctx.config.gate.kind in ("thresholdout", "lord") and gates and gates[-1].data["budget_left"] <= 0:
+    gates = queries.gates(ctx.ledger.entries() if entries is None else entries)
+    if ctx.config.gate.kind in ("thresholdout", "lord") and gates and gates[-1].budget_left <= 0:
         return (f"the holdout gate's budget ({ctx.config.gate.budget}) is spent; run `ratchet reseal {path}` to "
                 "seal a fresh holdout")
     return ""

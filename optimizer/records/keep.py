@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from holdout import queries
+from holdout.entries import Baseline, Experiment, KeepIntent, ModelVersion, of, view
 from holdout.evidence import bind_state
 from holdout.ledger import Entry, Kind
 from optimizer.base.faults import fault
@@ -65,8 +66,9 @@ def write_record(ws: Workspace, record: dict[str, Any], source: str, diff: str, 
 def keep(ctx: Context, payload: dict[str, Any], source: str, state: PolicyState, message: str) -> Entry:
     """Commit `source` as the champion with `state` (its commit filled in); returns the completion entry."""
     champion, nxt, prev = state_dirs(ctx)
-    ctx.ledger.append(INTENT, {"experiment": payload["experiment"], "parent_commit": payload["parent_commit"],
-                               "policy_sha256": payload["policy_sha256"], "record": payload, "source": source})
+    ctx.ledger.append(INTENT, KeepIntent(experiment=payload["experiment"], parent_commit=payload["parent_commit"],
+                                         policy_sha256=payload["policy_sha256"], record=payload,
+                                         source=source).to_payload())
     _reached("intent")
     commit = ctx.ws.keep(message)
     _reached("commit")
@@ -102,24 +104,24 @@ def complete_models(ctx: Context, client: Any) -> str | None:
         versions = versions_of(client, name)
     except RecordsUnavailable:
         return None  # the audit says it could not verify; the next command tries again
-    have = {e.data.get("version") for e in entries if e.kind == Kind.MODEL and e.data.get("name") == name}
-    named = {e.data.get("experiment") for e in entries if e.kind == Kind.MODEL and e.data.get("name") == name}
-    kept = {e.data["experiment"]: (e.data["commit"], e.data.get("policy_sha256")) for e in queries.kept(entries)
-            if e.data.get("commit")}
+    have = {m.version for m in queries.models(entries, name)}
+    named = {m.experiment for m in queries.models(entries, name)}
+    kept = {e.experiment: (e.commit, e.policy_sha256) for e in of(queries.kept(entries), Experiment) if e.commit}
     base = queries.baseline(entries)
     done = []
     for v in versions:
         if v.version in have or v.experiment in named:
             continue
         if v.experiment == "baseline" and base is not None:
-            ok = v.commit == base.data["commit"]
+            ok = v.commit == view(base, Baseline).commit
         else:
             ok = v.experiment in kept and (v.commit, v.policy_sha256) == kept[v.experiment]
         if not ok:
             continue
-        ctx.ledger.append(Kind.MODEL, {"name": name, "experiment": v.experiment, "commit": v.commit,
-                                       "policy_sha256": v.policy_sha256, "model_sha256": v.model_sha256,
-                                       "run_id": v.run_id, "version": v.version, "recovered": "from the registry"})
+        ctx.ledger.append(Kind.MODEL, ModelVersion(
+            name=name, experiment=v.experiment, commit=v.commit, policy_sha256=v.policy_sha256,
+            model_sha256=v.model_sha256, run_id=v.run_id, version=v.version,
+            recovered="from the registry").to_payload())
         named.add(v.experiment)
         done.append(f"{v.experiment}: its registered version {v.version} of {name} was entered in the ledger")
     return "; ".join(done) or None
