@@ -5,7 +5,7 @@
 - show, report: what an experiment or a run did (show, history, report)
 - audit: audit, repair, sync
 - shadow: events and shadow trials; promote: promote, rollback, models; serve: serve
-- upkeep: upgrade and housekeeping; progress: the live display of a run
+- upkeep: upgrade and housekeeping; progress: the live display of a run; demo: the job `ratchet demo` runs
 """
 from __future__ import annotations
 
