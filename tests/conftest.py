@@ -49,6 +49,16 @@ def _isolated_env(_mlflow_template, tmp_path_factory, monkeypatch):
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
 
 
+def copy_workspace(src: Path, dst: Path) -> str:
+    """A copy of a shared workspace and of the MLflow store beside it, and the copy's tracking URI: a test that
+    writes runs or registers versions through the original store leaves it unlike the shared workspace's ledger
+    (a later copy then holds registered versions its ledger never recorded)."""
+    shutil.copytree(src, dst)
+    store = dst.parent / "mlflow.db"
+    shutil.copyfile(src.parent / "mlflow.db", store)  # every shared workspace sits beside its own store
+    return f"sqlite:///{store}"
+
+
 def _sealed(tmp_path_factory, name: str, domain: str, overrides: dict, start: str | None = None) -> Path:
     """A workspace sealed once per test process, with its own MLflow store, from `start` if given."""
     from optimizer.lifecycle.initialize import init_workspace

@@ -11,16 +11,13 @@ from holdout.audit import audit
 from holdout.hashing import content_hash, sha256_file
 from holdout.manifest import MANIFEST
 from optimizer.lifecycle.initialize import source_root
-from tests.conftest import mlflow_store
+from tests.conftest import copy_workspace, mlflow_store
 
 
 @pytest.fixture
 def ws(small_workspace, tmp_path, monkeypatch):
     copy = tmp_path / "ws"
-    shutil.copytree(small_workspace, copy)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", json.loads(
-        duckdb.connect(str(copy / "ledger.duckdb"), read_only=True)
-        .execute("SELECT payload FROM ledger WHERE seq = 1").fetchone()[0])["mlflow"]["uri"])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", copy_workspace(small_workspace, copy))
     return copy
 
 

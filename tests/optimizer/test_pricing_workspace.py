@@ -2,20 +2,17 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 from typer.testing import CliRunner
 
 from optimizer.cli import app
-from tests.conftest import PRICING_BASELINE
+from tests.conftest import PRICING_BASELINE, copy_workspace
 
 
 def test_pricing_run_try_audit(pricing_workspace, tmp_path, monkeypatch):
-    from holdout.ledger import Ledger
 
     ws = tmp_path / "ws"
-    shutil.copytree(pricing_workspace, ws)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", Ledger(ws / "ledger.duckdb").entries()[0].data["mlflow"]["uri"])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", copy_workspace(pricing_workspace, ws))
     run = CliRunner().invoke(app, ["run", str(ws), "--experiments", "2", "--proposer", "optuna"])
     assert run.exit_code == 0, run.output
     assert "2 experiments" in run.output and "proposer: optuna" in run.output

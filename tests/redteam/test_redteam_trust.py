@@ -17,7 +17,7 @@ from holdout.audit import audit
 from holdout.ledger import Ledger
 from optimizer.cli import app
 from optimizer.lifecycle.initialize import source_root
-from tests.conftest import BASELINE
+from tests.conftest import BASELINE, copy_workspace
 
 COMMENTED = BASELINE + "\n# one comment: the policy is otherwise unchanged\n"
 
@@ -26,14 +26,6 @@ def _try(ws: Path, source: str, *args: str):
     path = ws.parent / "candidate.py"
     path.write_text(source)
     return CliRunner().invoke(app, ["try", str(ws), str(path), "--json", *args])
-
-
-def _copy(src: Path, dst: Path) -> str:
-    """A copy of a workspace and of the MLflow store its seal is recorded in (copies must not share runs)."""
-    shutil.copytree(src, dst)
-    store = dst.parent / "mlflow.db"
-    shutil.copyfile(src.parent / "mlflow.db", store)  # every workspace here sits beside its own store
-    return f"sqlite:///{store}"
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +42,7 @@ def _audit_failures(ws: Path) -> dict[str, str]:
 def kept_ws(weak_workspace, tmp_path_factory, _module_env) -> Path:
     """A weak-champion workspace in which the shipped baseline was kept once: baseline, champion, a record."""
     ws = tmp_path_factory.mktemp("kept") / "ws"
-    _module_env.setenv("MLFLOW_TRACKING_URI", _copy(weak_workspace, ws))
+    _module_env.setenv("MLFLOW_TRACKING_URI", copy_workspace(weak_workspace, ws))
     result = _try(ws, BASELINE, "--keep")
     assert result.exit_code == 0, result.output
     return ws
@@ -59,7 +51,7 @@ def kept_ws(weak_workspace, tmp_path_factory, _module_env) -> Path:
 @pytest.fixture
 def ws(kept_ws, tmp_path, monkeypatch) -> Path:
     copy = tmp_path / "ws"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", _copy(kept_ws, copy))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", copy_workspace(kept_ws, copy))
     assert not _audit_failures(copy)
     return copy
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from guards import GuardName
-from tests.conftest import BASELINE
-from tests.redteam.test_redteam_trust import COMMENTED, _audit_failures, _copy, _replay, _try
+from tests.conftest import BASELINE, copy_workspace
+from tests.redteam.test_redteam_trust import COMMENTED, _audit_failures, _replay, _try
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def _module_env():
 @pytest.fixture(scope="module")
 def baselined(weak_workspace, tmp_path_factory, _module_env) -> Path:
     ws = tmp_path_factory.mktemp("baselined") / "ws"
-    _module_env.setenv("MLFLOW_TRACKING_URI", _copy(weak_workspace, ws))
+    _module_env.setenv("MLFLOW_TRACKING_URI", copy_workspace(weak_workspace, ws))
     assert _try(ws, COMMENTED.replace("THRESHOLD = 0.3 ", "THRESHOLD = 0.9 ")).exit_code in (0, 1)
     return ws
 
@@ -41,7 +41,7 @@ def test_a_stop_at_each_step_of_the_keep_is_repaired_on_the_next_load(baselined,
     from optimizer.sandbox import Sandbox
 
     ws = tmp_path / "ws"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", _copy(baselined, ws))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", copy_workspace(baselined, ws))
     ctx = load_context(ws)
     parent = ctx.ws.head()
 
@@ -77,7 +77,7 @@ def test_a_stop_at_each_step_of_the_keep_is_repaired_on_the_next_load(baselined,
 
 def test_a_failed_keep_commit_is_rolled_back_and_leaves_no_false_tamper_alarm(baselined, tmp_path, monkeypatch):
     ws = tmp_path / "ws"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", _copy(baselined, ws))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", copy_workspace(baselined, ws))
     hook = ws / ".git" / "hooks" / "pre-commit"
     hook.write_text("#!/bin/sh\necho 'refused by a hook' >&2\nexit 1\n")
     hook.chmod(0o755)
@@ -101,7 +101,7 @@ def test_replay_passes_on_honest_pricing_and_routing_workspaces(request, tmp_pat
     import tests.conftest as conftest
 
     ws = tmp_path / "ws"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", _copy(request.getfixturevalue(fixture), ws))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", copy_workspace(request.getfixturevalue(fixture), ws))
     result = _try(ws, getattr(conftest, policy), "--keep")
     assert json.loads(result.stdout)["kept"], result.output
     honest = _replay(ws)
