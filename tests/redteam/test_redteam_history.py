@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from optimizer.cli import app
-from tests.conftest import BASELINE
-from tests.redteam.test_redteam_trust import COMMENTED, _copy, _try
+from tests.conftest import BASELINE, copy_workspace
+from tests.redteam.test_redteam_trust import COMMENTED, _try
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def _module_env():
 def kept(weak_workspace, tmp_path_factory, _module_env) -> Path:
     """A weak-champion workspace (beside its own MLflow store) in which the shipped baseline was kept once."""
     ws = tmp_path_factory.mktemp("history-kept") / "ws"
-    _module_env.setenv("MLFLOW_TRACKING_URI", _copy(weak_workspace, ws))
+    _module_env.setenv("MLFLOW_TRACKING_URI", copy_workspace(weak_workspace, ws))
     result = _try(ws, BASELINE, "--keep")
     assert result.exit_code == 0, result.output
     return ws
@@ -37,7 +37,7 @@ def kept(weak_workspace, tmp_path_factory, _module_env) -> Path:
 @pytest.fixture
 def ws(kept, tmp_path, monkeypatch) -> Path:
     copy = tmp_path / "ws"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", _copy(kept, copy))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", copy_workspace(kept, copy))
     return copy
 
 
