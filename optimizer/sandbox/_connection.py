@@ -47,6 +47,16 @@ def _stop(process: subprocess.Popen | None, base: str | None) -> None:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def _send(stdin: IO[bytes], message: dict) -> bool:
+    """Write one JSON line to the server; False when its pipe is closed (the server is gone)."""
+    try:
+        stdin.write(json.dumps(message).encode() + b"\n")
+        stdin.flush()
+    except OSError:
+        return False
+    return True
+
+
 def _pipes(process: subprocess.Popen) -> tuple[IO[bytes], IO[bytes]]:
     """The server's stdin and stdout (launch starts it with both piped)."""
     assert process.stdin is not None and process.stdout is not None, "the server is started with both pipes"
@@ -117,10 +127,7 @@ class Connection:
         process = self.process
         assert process is not None, "exchange runs on a launched server"
         stdin, stdout = _pipes(process)
-        try:
-            stdin.write(json.dumps(message).encode() + b"\n")
-            stdin.flush()
-        except OSError:
+        if not _send(stdin, message):
             return None
         deadline = time.monotonic() + wait_s
         fd = stdout.fileno()
@@ -152,13 +159,7 @@ class Connection:
         else:
             reply, stop = self._session.handle(line)
         answer = {"op": "broker_reply", "seq": message.get("broker"), "reply": reply, "stop": stop}
-        stdin, _ = _pipes(process)
-        try:
-            stdin.write(json.dumps(answer).encode() + b"\n")
-            stdin.flush()
-        except OSError:
-            return False
-        return True
+        return _send(_pipes(process)[0], answer)
 
     def phase(self, broker: Broker | None, phase: str, row_sets: tuple[str, ...], budget_s: float) -> None:
         """Open the broker session that answers this phase's model requests (none without a broker)."""
